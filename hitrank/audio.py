@@ -1,0 +1,198 @@
+"""Audio decoding: read only the frames a segment needs, down-mix, resample.
+
+All decoding goes through libsndfile (``soundfile``), which reads WAV, FLAC, OGG/Vorbis,
+Opus and MP3 without ffmpeg. Every failure is raised as :class:`AudioLoadError` naming the
+file and the reason, so a batch can record it and go on.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from .constants import SAMPLE_RATE, SEGMENT_SECONDS
+from .errors import AudioLoadError
+
+SILENCE_PEAK = 1e-5  # linear full-scale; a segment whose peak is below this is treated as silent
+RESAMPLE_QUALITY = "HQ"  # soxr quality, the same as librosa's default 'soxr_hq'
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What the container says about a file, before any decoding."""
+
+    path: str
+    samplerate: int  # Hz
+    frames: int  # samples per channel, as the header claims
+    channels: int
+
+    @property
+    def duration(self) -> float:
+        """Duration in seconds, as the header claims."""
+        return self.frames / self.samplerate
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A decoded mono segment at the analysis rate, and where it came from."""
+
+    audio: np.ndarray  # (n_samples,) float32, mono, at ``sr``
+    sr: int  # Hz
+    start: float  # s, segment start in the song
+    end: float  # s, segment end in the song (start + segment length, even when padded)
+    duration: float  # s, duration of the whole song
+    padded: bool  # True when the song was shorter than the segment and was zero-padded
+
+
+def _check_path(path: Path) -> None:
+    if path.is_symlink() and not path.exists():
+        raise AudioLoadError(path, "broken symbolic link")
+    if not path.exists():
+        raise AudioLoadError(path, "file does not exist")
+    if path.is_dir():
+        raise AudioLoadError(path, "is a directory, not an audio file")
+    if not os.access(path, os.R_OK):
+        raise AudioLoadError(path, "permission denied (file is not readable)")
+    if path.stat().st_size == 0:
+        raise AudioLoadError(path, "file is 0 bytes")
+
+
+def _open(path: Path) -> sf.SoundFile:
+    _check_path(path)
+    try:
+        return sf.SoundFile(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        reason = str(exc).split(":")[-1].strip() or type(exc).__name__
+        raise AudioLoadError(path, f"cannot decode ({reason}); not a supported audio file?") from None
+    except OSError as exc:
+        raise AudioLoadError(path, f"cannot open ({exc.strerror or exc})") from None
+
+
+def info(path: str | os.PathLike) -> AudioInfo:
+    """Read the header of an audio file.
+
+    Raises
+    ------
+    AudioLoadError
+        If the file is missing, empty, unreadable, or not decodable, or has no audio.
+    """
+    path = Path(path)
+    with _open(path) as f:
+        result = AudioInfo(str(path), int(f.samplerate), int(f.frames), int(f.channels))
+    if result.samplerate <= 0 or result.channels <= 0:
+        raise AudioLoadError(path, f"invalid header (rate {result.samplerate}, {result.channels} channels)")
+    if result.frames <= 0:
+        raise AudioLoadError(path, "file holds no audio frames")
+    return result
+
+
+def to_mono(data: np.ndarray) -> np.ndarray:
+    """Average channels: ``(n, channels) -> (n,)`` float32."""
+    if data.ndim == 1:
+        return data.astype(np.float32, copy=False)
+    return data.mean(axis=1, dtype=np.float32)
+
+
+def resample(y: np.ndarray, sr_in: int, sr_out: int = SAMPLE_RATE) -> np.ndarray:
+    """Resample a mono signal with soxr (HQ), ``(n,) -> (round(n * sr_out / sr_in),)``."""
+    if sr_in == sr_out:
+        return y
+    return soxr.resample(y, sr_in, sr_out, quality=RESAMPLE_QUALITY).astype(np.float32, copy=False)
+
+
+def read_frames(path: str | os.PathLike, start: int, n: int, meta: AudioInfo | None = None) -> np.ndarray:
+    """Decode ``n`` frames from frame ``start`` (native rate), down-mixed to mono.
+
+    Returns an array of shape ``(m,)`` float32 with ``m <= n`` (fewer at the end of the file).
+
+    Raises
+    ------
+    AudioLoadError
+        On decode errors, truncated data in the middle of a file, and NaN/inf samples.
+    """
+    path = Path(path)
+    with _open(path) as f:
+        try:
+            if start > 0:
+                f.seek(start)
+            data = f.read(n, dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
+            raise AudioLoadError(path, f"decoding failed at frame {start} ({exc})") from None
+    y = to_mono(data)
+    if not np.all(np.isfinite(y)):
+        raise AudioLoadError(path, "audio contains NaN or infinite samples")
+    return y
+
+
+def mid30_window(duration: float, seconds: float = SEGMENT_SECONDS) -> tuple[float, float]:
+    """The Mid-30 window: ``seconds`` centred on the middle of a song of ``duration`` s.
+
+    Songs shorter than the window start at 0 (they are zero-padded at the end).
+    """
+    start = max(0.0, (duration - seconds) / 2.0)
+    return start, start + seconds
+
+
+def load_window(
+    path: str | os.PathLike,
+    start: float,
+    seconds: float = SEGMENT_SECONDS,
+    sr: int = SAMPLE_RATE,
+    meta: AudioInfo | None = None,
+) -> Segment:
+    """Decode ``seconds`` of audio from ``start`` (s), mono at ``sr``; zero-pad short songs.
+
+    Only the frames of the window are decoded (soundfile seek), never the whole song.
+
+    Returns
+    -------
+    Segment
+        ``audio`` has exactly ``int(sr * seconds)`` samples.
+    """
+    meta = meta or info(path)
+    sr_in = meta.samplerate
+    first = int(round(start * sr_in))
+    want = int(round(seconds * sr_in))
+    want = max(0, min(want, meta.frames - first))
+    y = read_frames(path, first, want, meta)
+    if len(y) < want:
+        # The header promised more frames than the file holds (truncated or corrupt file).
+        if len(y) < 0.5 * want or meta.duration > seconds:
+            raise AudioLoadError(
+                path,
+                f"file is truncated: header claims {meta.frames} frames, "
+                f"only {first + len(y)} could be decoded",
+            )
+    y = resample(y, sr_in, sr)
+    n_out = int(round(seconds * sr))
+    padded = len(y) < n_out
+    if padded:
+        y = np.pad(y, (0, n_out - len(y)))
+    elif len(y) > n_out:
+        y = y[:n_out]
+    if float(np.max(np.abs(y), initial=0.0)) < SILENCE_PEAK:
+        raise AudioLoadError(path, "audio is silent in the analysed segment")
+    return Segment(np.ascontiguousarray(y, dtype=np.float32), sr, start, start + seconds, meta.duration, padded)
+
+
+def load_mid30(path: str | os.PathLike, sr: int = SAMPLE_RATE) -> Segment:
+    """Decode the Mid-30 segment of a song (30 s centred on its middle), mono at ``sr``."""
+    meta = info(path)
+    start, _ = mid30_window(meta.duration)
+    return load_window(path, start, SEGMENT_SECONDS, sr, meta)
+
+
+def load(path: str | os.PathLike, sr: int = SAMPLE_RATE) -> tuple[np.ndarray, float]:
+    """Decode a whole file, mono at ``sr``. Returns ``(audio (n,) float32, duration s)``."""
+    meta = info(path)
+    y = read_frames(path, 0, meta.frames, meta)
+    if len(y) < 0.5 * meta.frames:
+        raise AudioLoadError(
+            path, f"file is truncated: header claims {meta.frames} frames, only {len(y)} decoded"
+        )
+    return resample(y, meta.samplerate, sr), len(y) / meta.samplerate

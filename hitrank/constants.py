@@ -1,0 +1,19 @@
+"""Named constants of the paper's feature pipeline, with their units."""
+
+SAMPLE_RATE = 22050  # Hz, analysis rate of the log-mel (paper, Sec. 2.5)
+N_MELS = 128  # mel bins
+N_FFT = 4096  # samples (~186 ms at 22050 Hz), Hamming window of the same length
+HOP_LENGTH = 2048  # samples, half overlap
+SEGMENT_SECONDS = 30.0  # s, length of the Mid-30 / HL-30 segment
+SEGMENT_SAMPLES = int(SAMPLE_RATE * SEGMENT_SECONDS)  # 661500 samples at 22050 Hz
+N_FRAMES = 1 + SEGMENT_SAMPLES // HOP_LENGTH  # 323 frames (centred STFT), = ceil(22050*30/2048)
+
+DB_AMIN = 1e-10  # power floor before the dB log (librosa.power_to_db default)
+LOG1P_SCALE = 10000.0  # scale of the log(1 + C*S) compression offered as an alternative
+
+FEATURE_DTYPE = "float16"  # on-disk dtype of the feature store
+
+AUDIO_EXTENSIONS = (
+    ".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".aif", ".aiff", ".aifc",
+    ".au", ".snd", ".caf", ".w64", ".rf64", ".wavex",
+)  # containers libsndfile decodes; anything else is reported, not guessed at

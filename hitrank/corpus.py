@@ -1,0 +1,159 @@
+"""Where songs come from: a folder of audio files, or a labels CSV.
+
+A labels CSV has the columns ``song_id, path`` and optionally ``artist, hit_score``; paths are
+relative to the CSV's folder (absolute paths are allowed too). This is the layout
+``hitrank synth`` writes, and the one any user's corpus can follow.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from .constants import AUDIO_EXTENSIONS
+from .errors import LabelsError
+
+log = logging.getLogger(__name__)
+
+REQUIRED_COLUMNS = ("song_id", "path")
+
+
+@dataclass(frozen=True)
+class SongRef:
+    """One song to process."""
+
+    song_id: str
+    path: str  # absolute path
+    artist: str = ""
+    hit_score: float = math.nan  # NaN when unknown or invalid
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A song that was refused before decoding (bad CSV row, path outside the folder)."""
+
+    song_id: str
+    path: str
+    reason: str
+
+
+def is_audio_name(name: str) -> bool:
+    return name.lower().endswith(AUDIO_EXTENSIONS)
+
+
+def list_folder(folder: str | os.PathLike) -> list[SongRef]:
+    """All audio files under ``folder`` (recursive, sorted), ids = relative POSIX paths.
+
+    Hidden folders (names starting with '.') are skipped. Entries with an audio extension are
+    listed even when they are broken links or folders, so that they are reported, not lost.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise LabelsError(f"{str(root)!r}: not a folder")
+    refs = []
+
+    def walk(d: Path):
+        try:
+            entries = sorted(os.scandir(d), key=lambda e: e.name)
+        except OSError as exc:
+            log.warning("%r: cannot list folder (%s)", str(d), exc.strerror)
+            return
+        for e in entries:
+            p = Path(e.path)
+            if is_audio_name(e.name):
+                refs.append(SongRef(p.relative_to(root).as_posix(), str(p.absolute())))
+            elif e.is_dir(follow_symlinks=False) and not e.name.startswith("."):
+                walk(p)
+
+    walk(root)
+    return refs
+
+
+def _parse_score(value) -> tuple[float, str]:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == "":
+        return math.nan, "hit_score is missing"
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return math.nan, f"hit_score {value!r} is not a number"
+    if not math.isfinite(x):
+        return math.nan, f"hit_score {value!r} is not finite"
+    if x < 0:
+        return math.nan, f"hit_score {x} is negative"
+    return x, ""
+
+
+def read_labels(
+    csv_path: str | os.PathLike, allow_outside: bool = False
+) -> tuple[list[SongRef], list[Rejected], list[str]]:
+    """Read a labels CSV.
+
+    Returns
+    -------
+    refs : list of SongRef
+        Songs to process. ``hit_score`` is NaN where the score is missing or invalid.
+    rejected : list of Rejected
+        Rows refused outright (duplicate id, empty path, path escaping the CSV's folder).
+    score_problems : list of str
+        One line per row whose score is unusable (the song is still extracted, not trained on).
+    """
+    csv_path = Path(csv_path)
+    try:
+        df = pd.read_csv(csv_path, dtype=str, keep_default_na=False, encoding_errors="replace")
+    except FileNotFoundError:
+        raise LabelsError(f"{str(csv_path)!r}: labels file does not exist") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
+        raise LabelsError(f"{str(csv_path)!r}: cannot read labels CSV ({exc})") from None
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise LabelsError(
+            f"{str(csv_path)!r}: missing column(s) {missing}; a labels CSV needs "
+            f"{list(REQUIRED_COLUMNS)} and optionally ['artist', 'hit_score'] (found {list(df.columns)})"
+        )
+    base = csv_path.parent.absolute()
+    refs, rejected, problems, seen = [], [], [], {}
+    for line, row in enumerate(df.to_dict("records"), start=2):
+        sid, rel = str(row["song_id"]).strip(), str(row["path"]).strip()
+        where = f"{csv_path.name}:{line}"
+        if not sid:
+            rejected.append(Rejected(f"<line {line}>", rel, f"{where}: empty song_id"))
+            continue
+        if sid in seen:
+            rejected.append(Rejected(sid, rel, f"{where}: duplicate song_id (first on line {seen[sid]})"))
+            continue
+        seen[sid] = line
+        if not rel:
+            rejected.append(Rejected(sid, rel, f"{where}: empty path"))
+            continue
+        path = Path(os.path.normpath(base / rel))
+        if not allow_outside and base not in path.parents:
+            rejected.append(Rejected(sid, str(path), f"{where}: path {rel!r} is outside the labels "
+                                     "folder (pass --allow-outside to permit it)"))
+            continue
+        score, problem = _parse_score(row.get("hit_score"))
+        if "hit_score" in df.columns and problem:
+            problems.append(f"{where}: song {sid!r}: {problem}")
+        refs.append(SongRef(sid, str(path), str(row.get("artist", "") or ""), score))
+    return refs, rejected, problems
+
+
+def resolve_source(
+    source: str | os.PathLike, allow_outside: bool = False
+) -> tuple[list[SongRef], list[Rejected]]:
+    """A folder or a labels CSV -> songs to process and rows refused up front."""
+    source = Path(source)
+    if source.is_dir():
+        return list_folder(source), []
+    if source.suffix.lower() == ".csv":
+        refs, rejected, problems = read_labels(source, allow_outside)
+        for p in problems:
+            log.warning("%s", p)
+        return refs, rejected
+    if source.exists():
+        raise LabelsError(f"{str(source)!r}: expected a folder of audio files or a labels .csv")
+    raise LabelsError(f"{str(source)!r}: no such folder or labels CSV")

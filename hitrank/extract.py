@@ -1,0 +1,148 @@
+"""Batch feature extraction: SOURCE (folder or labels CSV) -> feature store.
+
+Each song is decoded once (only its segment), turned into a log-mel and written to its row of
+the store. Finished songs are skipped on re-runs, failures are recorded and the batch goes
+on, and an interrupted run resumes where it stopped (see :mod:`hitrank.store`).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import audio
+from .corpus import resolve_source
+from .errors import AudioLoadError, HitrankError
+from .features import FeatureParams, log_mel
+from .store import FeatureStore
+
+log = logging.getLogger(__name__)
+
+CHUNKSIZE = 4  # songs per task sent to a worker process
+
+
+@dataclass
+class ExtractReport:
+    """What an extraction run did."""
+
+    store: Path
+    total: int = 0  # songs in the source (including rejected rows)
+    skipped: int = 0  # already done before this run
+    ok: int = 0  # extracted in this run
+    failures: list = field(default_factory=list)  # (song_id, path, reason)
+
+    @property
+    def failed(self) -> int:
+        return len(self.failures)
+
+
+def extract_song(path: str | os.PathLike, params: FeatureParams = FeatureParams()):
+    """Decode one song's segment and compute its log-mel.
+
+    Returns
+    -------
+    feats : ndarray (n_mels, n_frames) float16
+    info : dict
+        ``seg_start``, ``seg_end``, ``duration`` (s) and ``padded``.
+
+    Raises
+    ------
+    AudioLoadError
+        When the file cannot be used; the message names the file and the reason.
+    """
+    seg = audio.load_mid30(path, sr=params.sr)
+    mel = log_mel(seg.audio, params).numpy()
+    if not np.all(np.isfinite(mel)):
+        raise AudioLoadError(path, "features are not finite (corrupt audio?)")
+    info = {"seg_start": round(seg.start, 4), "seg_end": round(seg.end, 4),
+            "duration": round(seg.duration, 4), "padded": bool(seg.padded)}
+    return mel.astype(np.float16), info
+
+
+def _worker_init() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one process per core; no oversubscription
+
+
+def _job(args):
+    song_id, path, params = args
+    try:
+        feats, info = extract_song(path, params)
+        return song_id, feats, info, ""
+    except AudioLoadError as exc:
+        return song_id, None, None, exc.reason
+    except Exception as exc:  # noqa: BLE001 - one bad file must not stop a batch
+        return song_id, None, None, f"unexpected error ({type(exc).__name__}: {exc})"
+
+
+def extract(
+    source: str | os.PathLike,
+    out: str | os.PathLike,
+    params: FeatureParams = FeatureParams(),
+    workers: int = 1,
+    progress: bool = True,
+    allow_outside: bool = False,
+) -> ExtractReport:
+    """Extract features of every song in ``source`` into the store ``out``.
+
+    Parameters
+    ----------
+    source : folder of audio files (recursive) or labels CSV
+    out : store folder (created if needed)
+    params : feature parameters; a store refuses parameters other than its own
+    workers : worker processes (1 = in this process)
+    progress : show a tqdm progress bar
+    allow_outside : let a labels CSV point at files outside its folder
+
+    Returns
+    -------
+    ExtractReport
+    """
+    from tqdm import tqdm
+
+    if workers < 1:
+        raise HitrankError(f"workers={workers}; need at least 1")
+    refs, rejected = resolve_source(source, allow_outside)
+    report = ExtractReport(Path(out), total=len(refs) + len(rejected))
+    for r in rejected:
+        log.error("%s", r.reason)
+        report.failures.append((r.song_id, r.path, r.reason))
+    with FeatureStore.create_or_open(out, params) as store:
+        store.plan([(r.song_id, r.path, r.artist, r.hit_score) for r in refs])
+        done = store.done_ids()
+        todo = [r for r in refs if r.song_id not in done]
+        report.skipped = len(refs) - len(todo)
+        if report.skipped:
+            log.info("%d of %d songs already extracted; %d to go", report.skipped, len(refs), len(todo))
+        jobs = [(r.song_id, r.path, params) for r in todo]
+        paths = {r.song_id: r.path for r in todo}
+        bar = tqdm(total=len(jobs), desc="extract", unit="song", disable=not progress)
+        pool = None
+        try:
+            if workers > 1 and len(jobs) > 1:
+                pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
+                                           initializer=_worker_init)
+                results = pool.map(_job, jobs, chunksize=CHUNKSIZE)
+            else:
+                results = map(_job, jobs)
+            for song_id, feats, info, reason in results:
+                if feats is None:
+                    log.error("%r: %s", paths[song_id], reason)
+                    store.fail(song_id, reason)
+                    report.failures.append((song_id, paths[song_id], reason))
+                else:
+                    store.write(song_id, feats, info)
+                    report.ok += 1
+                bar.update()
+        finally:
+            bar.close()
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+    return report

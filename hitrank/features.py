@@ -1,0 +1,142 @@
+"""Log-mel spectrogram of the paper, computed with ``torch.stft`` (batched, CPU or GPU).
+
+Parameters (Yu et al. 2018, Sec. 2.5): 128 mel bins, 22050 Hz, Hamming window of 4096
+samples, hop 2048 (half overlap). The mel filter bank is librosa's (Slaney scale and area
+normalisation), so the result matches ``librosa.feature.melspectrogram(..., window='hamming')``
+followed by the same log.
+
+Log scalings (``log``):
+
+``db``
+    ``10 * log10(max(S, 1e-10))``, i.e. ``librosa.power_to_db(S, ref=1.0, top_db=None)``.
+    Absolute (not relative to each song's maximum), so loudness differences survive. Default.
+``log1p``
+    ``log10(1 + 10000 * S)``, the compression of the pop-music-highlighter and musicnn.
+``none``
+    Raw mel power, as in the authors' released code.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import asdict, dataclass
+
+import librosa
+import numpy as np
+import torch
+
+from .constants import DB_AMIN, HOP_LENGTH, LOG1P_SCALE, N_FFT, N_MELS, SAMPLE_RATE, SEGMENT_SECONDS
+from .errors import ParameterError
+
+WINDOWS = ("hamming", "hann")
+LOGS = ("db", "log1p", "none")
+
+
+@dataclass(frozen=True)
+class FeatureParams:
+    """Everything that determines the features; stored with every store and checkpoint."""
+
+    sr: int = SAMPLE_RATE  # Hz
+    n_mels: int = N_MELS
+    n_fft: int = N_FFT  # samples
+    hop_length: int = HOP_LENGTH  # samples
+    window: str = "hamming"  # paper text; the released code used librosa's default 'hann'
+    log: str = "db"
+    segment: str = "mid30"
+    segment_seconds: float = SEGMENT_SECONDS
+
+    def __post_init__(self):
+        if self.window not in WINDOWS:
+            raise ParameterError(f"window={self.window!r}; expected one of {WINDOWS}")
+        if self.log not in LOGS:
+            raise ParameterError(f"log={self.log!r}; expected one of {LOGS}")
+        if self.segment not in ("mid30",):
+            raise ParameterError(
+                f"segment={self.segment!r}; only 'mid30' is available in this version "
+                "(HL-30 needs the highlighter of issue #5)"
+            )
+
+    @property
+    def n_frames(self) -> int:
+        """Frames per segment (centred STFT): 323 for the paper's parameters."""
+        return 1 + int(self.sr * self.segment_seconds) // self.hop_length
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FeatureParams:
+        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        return cls(**known)
+
+
+@functools.lru_cache(maxsize=8)
+def _mel_basis(sr: int, n_fft: int, n_mels: int) -> np.ndarray:
+    return librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def _torch_constants(sr, n_fft, n_mels, window, device):
+    basis = torch.from_numpy(_mel_basis(sr, n_fft, n_mels)).to(device)
+    win_fn = torch.hamming_window if window == "hamming" else torch.hann_window
+    win = win_fn(n_fft, periodic=True, dtype=torch.float32, device=device)
+    return basis, win
+
+
+def apply_log(power: torch.Tensor, log: str) -> torch.Tensor:
+    """Compress mel power with the named scaling (see module docstring)."""
+    if log == "db":
+        return 10.0 * torch.log10(torch.clamp(power, min=DB_AMIN))
+    if log == "log1p":
+        return torch.log10(1.0 + LOG1P_SCALE * power)
+    if log == "none":
+        return power
+    raise ParameterError(f"log={log!r}; expected one of {LOGS}")
+
+
+def log_mel(
+    y: np.ndarray | torch.Tensor,
+    params: FeatureParams = FeatureParams(),
+    device: str | torch.device | None = None,
+) -> torch.Tensor:
+    """Log-mel spectrogram of one or a batch of signals.
+
+    Parameters
+    ----------
+    y : array of shape (n_samples,) or (batch, n_samples)
+        Mono audio at ``params.sr``.
+    params : FeatureParams
+    device : torch device, optional
+        Where to compute; defaults to the device of ``y`` (CPU for numpy input).
+
+    Returns
+    -------
+    torch.Tensor of shape (n_mels, n_frames) or (batch, n_mels, n_frames), float32
+        ``n_frames = 1 + n_samples // hop_length`` (centred frames, zero padding).
+    """
+    x = torch.as_tensor(y, dtype=torch.float32)
+    if device is not None:
+        x = x.to(device)
+    squeeze = x.ndim == 1
+    if squeeze:
+        x = x[None]
+    if x.ndim != 2:
+        raise ParameterError(f"log_mel expects (n,) or (batch, n) audio, got shape {tuple(x.shape)}")
+    basis, win = _torch_constants(params.sr, params.n_fft, params.n_mels, params.window, x.device)
+    spec = torch.stft(
+        x, n_fft=params.n_fft, hop_length=params.hop_length, window=win,
+        center=True, pad_mode="constant", return_complex=True,
+    )
+    power = spec.real.square() + spec.imag.square()  # (batch, 1 + n_fft/2, frames)
+    mel = torch.matmul(basis, power)
+    out = apply_log(mel, params.log)
+    return out[0] if squeeze else out
+
+
+def librosa_log_mel(y: np.ndarray, params: FeatureParams = FeatureParams()) -> np.ndarray:
+    """Reference implementation with librosa (slow path, used by tests and benchmarks)."""
+    mel = librosa.feature.melspectrogram(
+        y=y, sr=params.sr, n_fft=params.n_fft, hop_length=params.hop_length,
+        window=params.window, n_mels=params.n_mels, center=True, pad_mode="constant",
+    )
+    return apply_log(torch.from_numpy(mel), params.log).numpy()

@@ -1,0 +1,299 @@
+"""Feature store: a float16 ``.npy`` array plus a CSV manifest, resumable and crash-safe.
+
+On-disk layout (readable with plain numpy and pandas)::
+
+    STORE/params.json        feature parameters and format version
+    STORE/mel_mid30.npy      float16, shape (capacity, n_mels, n_frames); row r = song at row r
+    STORE/manifest.csv       one row per song: song_id, path, row, seg_start, seg_end,
+                             duration, padded, status (ok|failed|pending), error, artist, hit_score
+    STORE/journal.jsonl      append-only log the manifest is rebuilt from (internal)
+
+``np.load(STORE / 'mel_mid30.npy', mmap_mode='r')[manifest.row[manifest.status == 'ok']]``
+gives the features of the finished songs.
+
+Crash safety: a song's features are written into its row (``pwrite``) *before* its journal
+line is appended, so a kill at any moment leaves at most one row whose features are not
+recorded, and that song is simply redone on the next run. Rows are assigned once per song
+(journalled as ``pending`` before any work), so an interrupted and resumed run produces the
+same file as an uninterrupted one. ``manifest.csv`` is rewritten atomically (temporary file
++ rename) during and at the end of each run.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import StoreError
+from .features import FeatureParams
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+MANIFEST_COLUMNS = ["song_id", "path", "row", "seg_start", "seg_end", "duration", "padded",
+                    "status", "error", "artist", "hit_score"]
+FSYNC_EVERY = 64  # songs between fsyncs of the data and the journal
+MANIFEST_EVERY = 256  # songs between rewrites of manifest.csv during a run
+GROW_CHUNK = 256  # rows copied at a time when the feature file grows
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _same(rec: dict, path: str, artist: str, score: float) -> bool:
+    """Whether a record already holds these label fields (NaN scores compare equal)."""
+    old = rec["hit_score"]
+    same_score = (pd.isna(old) and pd.isna(score)) or old == score
+    return rec["path"] == path and rec["artist"] == artist and same_score
+
+
+class FeatureStore:
+    """A feature store on disk.
+
+    Use :meth:`open` to read an existing store and :meth:`create_or_open` to extract into one.
+    """
+
+    def __init__(self, root: Path, params: FeatureParams):
+        self.root = Path(root)
+        self.params = params
+        self._records: dict[str, dict] = {}
+        self._fd: int | None = None
+        self._journal = None
+        self._lock = None
+        self._since_sync = 0
+        self._since_manifest = 0
+
+    # ------------------------------------------------------------------ opening
+    @property
+    def data_path(self) -> Path:
+        return self.root / f"mel_{self.params.segment}.npy"
+
+    @property
+    def row_shape(self) -> tuple[int, int]:
+        return (self.params.n_mels, self.params.n_frames)
+
+    @classmethod
+    def open(cls, root: str | os.PathLike) -> FeatureStore:
+        """Open an existing store read-only."""
+        root = Path(root)
+        pfile = root / "params.json"
+        if not pfile.exists():
+            raise StoreError(f"{str(root)!r}: not a feature store (no params.json); "
+                             "create one with `hitrank extract SOURCE --out STORE`")
+        try:
+            meta = json.loads(pfile.read_text())
+            params = FeatureParams.from_dict(meta["features"])
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise StoreError(f"{str(pfile)!r}: corrupt params.json ({exc})") from None
+        store = cls(root, params)
+        store._load_records()
+        return store
+
+    @classmethod
+    def create_or_open(cls, root: str | os.PathLike, params: FeatureParams) -> FeatureStore:
+        """Open a store for writing, creating it if needed; refuses different parameters."""
+        root = Path(root)
+        root.mkdir(parents=True, exist_ok=True)
+        pfile = root / "params.json"
+        if pfile.exists():
+            store = cls.open(root)
+            if store.params != params:
+                diff = {k: (v, params.to_dict()[k]) for k, v in store.params.to_dict().items()
+                        if params.to_dict()[k] != v}
+                raise StoreError(
+                    f"{str(root)!r} holds features made with other parameters "
+                    f"(stored vs requested: {diff}); use another --out folder"
+                )
+        else:
+            _atomic_write_text(pfile, json.dumps(
+                {"format_version": FORMAT_VERSION, "features": params.to_dict(),
+                 "n_frames": params.n_frames, "dtype": "float16"}, indent=2))
+            store = cls(root, params)
+        store._acquire_lock()
+        return store
+
+    def _acquire_lock(self) -> None:
+        self._lock = open(self.root / ".lock", "w")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            self._lock = None
+            raise StoreError(f"{str(self.root)!r} is being written by another hitrank process; "
+                             "wait for it to finish") from None
+
+    def _load_records(self) -> None:
+        journal = self.root / "journal.jsonl"
+        self._records = {}
+        if journal.exists():
+            with open(journal, encoding="utf-8") as f:
+                for line in f:
+                    try:
+                        rec = json.loads(line)
+                    except json.JSONDecodeError:
+                        continue  # a line cut by a crash: that song is redone
+                    self._records[rec["song_id"]] = rec
+        elif (self.root / "manifest.csv").exists():
+            df = pd.read_csv(self.root / "manifest.csv", dtype={"song_id": str, "error": str,
+                                                                 "artist": str})
+            self._records = {r["song_id"]: r for r in df.to_dict("records")}
+
+    # ------------------------------------------------------------------ reading
+    @property
+    def manifest(self) -> pd.DataFrame:
+        """One row per song (the latest record), in row order."""
+        df = pd.DataFrame(list(self._records.values()), columns=MANIFEST_COLUMNS)
+        df["error"] = df["error"].fillna("")
+        df["artist"] = df["artist"].fillna("")
+        return df.sort_values("row", kind="stable").reset_index(drop=True)
+
+    def done_ids(self) -> set[str]:
+        return {k for k, r in self._records.items() if r["status"] == "ok"}
+
+    def features(self) -> np.ndarray:
+        """Memory-mapped array (capacity, n_mels, n_frames) float16, read-only."""
+        if not self.data_path.exists():
+            return np.zeros((0, *self.row_shape), np.float16)
+        return np.load(self.data_path, mmap_mode="r")
+
+    def load(self, song_ids: list[str]) -> np.ndarray:
+        """Features of finished songs, (len(song_ids), n_mels, n_frames) float16, in memory."""
+        missing = [s for s in song_ids if self._records.get(s, {}).get("status") != "ok"]
+        if missing:
+            raise StoreError(f"{str(self.root)!r}: no features for {len(missing)} song(s), "
+                             f"e.g. {missing[:3]}; run `hitrank extract` first")
+        rows = np.array([int(self._records[s]["row"]) for s in song_ids], dtype=np.int64)
+        mm = self.features()
+        order = np.argsort(rows)
+        out = np.empty((len(rows), *self.row_shape), np.float16)
+        out[order] = mm[rows[order]]  # sorted reads are sequential on disk
+        return out
+
+    # ------------------------------------------------------------------ writing
+    def plan(self, songs: list[tuple[str, str, str, float]]) -> None:
+        """Assign rows to new songs (journalled as pending) and size the feature file.
+
+        ``songs`` are (song_id, path, artist, hit_score); known songs keep their row, and
+        their path, artist and score are refreshed.
+        """
+        self._open_journal()
+        next_row = 1 + max((int(r["row"]) for r in self._records.values()), default=-1)
+        for sid, path, artist, score in songs:
+            rec = self._records.get(sid)
+            if rec is None:
+                rec = {"song_id": sid, "path": path, "row": next_row, "seg_start": None,
+                       "seg_end": None, "duration": None, "padded": False, "status": "pending",
+                       "error": "", "artist": artist, "hit_score": score}
+                next_row += 1
+                self._append(rec)
+            elif not _same(rec, path, artist, score):
+                rec = {**rec, "path": path, "artist": artist, "hit_score": score}
+                self._append(rec)
+        self._sync()
+        self._ensure_capacity(next_row)
+
+    def _ensure_capacity(self, n_rows: int) -> None:
+        shape = (n_rows, *self.row_shape)
+        if self.data_path.exists():
+            old = np.load(self.data_path, mmap_mode="r")
+            if old.shape[0] >= n_rows:
+                self._open_data()
+                return
+        else:
+            old = None
+        tmp = self.data_path.with_name(self.data_path.name + ".grow")
+        new = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
+        if old is not None:
+            for i in range(0, old.shape[0], GROW_CHUNK):
+                new[i: i + GROW_CHUNK] = old[i: i + GROW_CHUNK]
+        new.flush()
+        del new, old
+        os.replace(tmp, self.data_path)
+        self._open_data()
+
+    def _open_data(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+        self._offset = np.load(self.data_path, mmap_mode="r").offset  # header length, bytes
+        self._fd = os.open(self.data_path, os.O_RDWR)
+
+    def _open_journal(self) -> None:
+        if self._journal is None:
+            self._journal = open(self.root / "journal.jsonl", "a", encoding="utf-8")
+
+    def _append(self, rec: dict) -> None:
+        self._records[rec["song_id"]] = rec
+        self._journal.write(json.dumps(rec, allow_nan=True) + "\n")
+
+    def _sync(self) -> None:
+        self._journal.flush()
+        os.fsync(self._journal.fileno())
+        if self._fd is not None:
+            os.fsync(self._fd)
+        self._since_sync = 0
+
+    def write(self, song_id: str, feats: np.ndarray, info: dict) -> None:
+        """Store one song's features, then record it as done."""
+        rec = self._records[song_id]
+        data = np.ascontiguousarray(feats, dtype=np.float16)
+        if data.shape != self.row_shape:
+            raise StoreError(f"features of {song_id!r} have shape {data.shape}, "
+                             f"store expects {self.row_shape}")
+        nbytes = data.nbytes
+        written = os.pwrite(self._fd, data.tobytes(), self._offset + int(rec["row"]) * nbytes)
+        if written != nbytes:
+            raise OSError(f"short write ({written} of {nbytes} bytes) to {self.data_path}")
+        self._append({**rec, **info, "status": "ok", "error": ""})
+        self._tick()
+
+    def fail(self, song_id: str, reason: str) -> None:
+        """Record a failure (the batch goes on)."""
+        self._append({**self._records[song_id], "status": "failed", "error": reason})
+        self._tick()
+
+    def _tick(self) -> None:
+        self._since_sync += 1
+        self._since_manifest += 1
+        if self._since_sync >= FSYNC_EVERY:
+            self._sync()
+        if self._since_manifest >= MANIFEST_EVERY:
+            self.write_manifest()
+
+    def write_manifest(self) -> None:
+        """Rewrite manifest.csv atomically from the records."""
+        tmp = self.root / "manifest.csv.tmp"
+        self.manifest.to_csv(tmp, index=False)
+        os.replace(tmp, self.root / "manifest.csv")
+        self._since_manifest = 0
+
+    def close(self) -> None:
+        """Flush everything, write the manifest, release the lock."""
+        if self._journal is not None:
+            self._sync()
+            self._journal.close()
+            self._journal = None
+            self.write_manifest()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
