@@ -97,7 +97,7 @@ def cmd_synth(args) -> int:
 def _print_failures(failures, what="songs") -> None:
     if failures:
         print(f"{len(failures)} {what} failed:", file=sys.stderr)
-        for sid, path, reason in failures:
+        for _sid, path, reason in failures:
             print(f"  {path!r}: {reason}", file=sys.stderr)
 
 

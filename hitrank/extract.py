@@ -7,6 +7,7 @@ on, and an interrupted run resumes where it stopped (see :mod:`hitrank.store`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing as mp
 import os
@@ -57,7 +58,8 @@ def extract_song(path: str | os.PathLike, params: FeatureParams = FeatureParams(
         When the file cannot be used; the message names the file and the reason.
     """
     seg = audio.load_mid30(path, sr=params.sr)
-    mel = log_mel(seg.audio, params).numpy()
+    with _single_thread():
+        mel = log_mel(seg.audio, params).numpy()
     if not np.all(np.isfinite(mel)):
         raise AudioLoadError(path, "features are not finite (corrupt audio?)")
     info = {"seg_start": round(seg.start, 4), "seg_end": round(seg.end, 4),
@@ -65,10 +67,22 @@ def extract_song(path: str | os.PathLike, params: FeatureParams = FeatureParams(
     return mel.astype(np.float16), info
 
 
-def _worker_init() -> None:
+@contextlib.contextmanager
+def _single_thread():
+    """Compute with one torch thread: one process per core, and results that do not depend
+    on the thread count (so serial, parallel and resumed runs are byte-identical)."""
     import torch
 
-    torch.set_num_threads(1)  # one process per core; no oversubscription
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _worker_init() -> None:
+    _single_thread().__enter__()
 
 
 def _job(args):

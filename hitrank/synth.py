@@ -161,8 +161,17 @@ def _layout(rng, tempo: float, n_chorus: int) -> list:
         verse_bars += 4
         secs = build(verse_bars)
         total = sum(b for _, b in secs) * bar
-    while total > MAX_SECONDS and verse_bars > 4:
-        verse_bars -= 4
+    while total > MAX_SECONDS:  # slow songs: shorten verses, then choruses, then drop one
+        if verse_bars > 4:
+            verse_bars -= 4
+        elif chorus_bars > 8:
+            chorus_bars = 8
+        elif n_chorus > 2:
+            n_chorus -= 1
+        else:
+            intro, outro = 2, 2
+            secs = build(verse_bars)
+            break
         secs = build(verse_bars)
         total = sum(b for _, b in secs) * bar
     while total < MIN_SECONDS:  # fast songs: add an instrumental verse before the outro
