@@ -72,6 +72,50 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--allow-outside", action="store_true",
                    help="let a labels CSV point at files outside its folder")
+    for name, help_, ex in (
+        ("train", "train one model from a config (validation split for early stopping)",
+         ["hitrank train --config configs/table1/a_simple_cnn_mid30.yaml --store store/ --out runs/a",
+          "hitrank train --config configs/table1/i_siamese_ab_hl30.yaml --labels corpus/labels.csv "
+          "--out runs/i --set features.segment=mid30 --set train.epochs=5"]),
+        ("cv", "k-fold cross-validation from a config; nDCG / Kendall / Spearman @10%",
+         ["hitrank cv --config configs/table1/a_simple_cnn_mid30.yaml --store store/ --out runs/a",
+          "hitrank cv --config configs/demo/siamese_ab.yaml --labels corpus/labels.csv --out runs/ab --folds 5"]),
+    ):
+        p = _sub(subs, name, help_, ex, [common])
+        p.add_argument("--config", type=Path, help="experiment YAML (see configs/)")
+        src = p.add_mutually_exclusive_group(required=True)
+        src.add_argument("--store", type=Path, help="feature store made by `hitrank extract`")
+        src.add_argument("--labels", type=Path,
+                         help="labels CSV (song_id, path, artist, hit_score); features are extracted "
+                              "into a cache store first")
+        p.add_argument("--out", type=Path, required=True, help="run folder")
+        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config key, e.g. --set train.epochs=2 (repeatable)")
+        p.add_argument("--folds", type=int, help="number of folds (overrides cv.folds)")
+        p.add_argument("--device", help="auto | cpu | cuda (overrides train.device)")
+        p.add_argument("--seed", type=int, help="random seed (overrides train.seed)")
+        p.add_argument("--workers", type=int, default=1, help="extraction workers for --labels")
+
+    p = _sub(subs, "rank", "rank a folder of songs with a trained run (fold ensemble) or checkpoint",
+             ["hitrank rank new_songs/ --model runs/ab", "hitrank rank new_songs/ --model runs/ab/fold_00.pt "
+              "--out ranking.csv --json"], [common])
+    p.add_argument("folder", type=Path, help="folder of audio files (recursive)")
+    p.add_argument("--model", type=Path, required=True, help="run folder or checkpoint .pt")
+    p.add_argument("--out", type=Path, help="write the ranking CSV here")
+    p.add_argument("--json", action="store_true", help="print the ranking as JSON on stdout")
+    p.add_argument("--top", type=int, default=20, help="rows to print (default 20; 0 = all)")
+    p.add_argument("--cache", type=Path, help="feature store to reuse (default: a folder under "
+                   "$HITRANK_CACHE or ~/.cache/hitrank)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--workers", type=int, default=1, help="extraction worker processes")
+
+    p = _sub(subs, "demo", "the main job on a synthetic corpus: synth, extract, 10-fold CV of the "
+             "simple and Siamese A/B CNN, rank held-out songs", ["hitrank demo", "hitrank demo --out /tmp/demo"],
+             [common])
+    p.add_argument("--out", type=Path, help="work folder (default: $HITRANK_CACHE/demo)")
+    p.add_argument("--songs", type=int, default=240, help="corpus size (default 240)")
+    p.add_argument("--epochs", type=int, default=8, help="epochs per model (default 8)")
+    p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     return parser
 
 
@@ -114,7 +158,100 @@ def cmd_extract(args) -> int:
     return EXIT_PARTIAL if rep.failed else EXIT_OK
 
 
-COMMANDS = {"synth": cmd_synth, "extract": cmd_extract}
+def _config_and_data(args):
+    from .config import load_config
+    from .data import load_dataset
+    from .features import FeatureParams
+    from .store import FeatureStore
+
+    overrides = list(args.overrides)
+    for flag, key in ((args.folds, "cv.folds"), (args.device, "train.device"), (args.seed, "train.seed")):
+        if flag is not None:
+            overrides.append(f"{key}={flag}")
+    cfg = load_config(args.config, overrides)
+    from .config import check_available
+
+    check_available(cfg)
+    if args.store:
+        store = FeatureStore.open(args.store)
+    else:
+        from .extract import extract
+        from .rank import cached_store_path
+
+        params = FeatureParams(window=cfg.features.window, log=cfg.features.log,
+                               segment=cfg.features.segment)
+        path = cached_store_path(args.labels, params)
+        rep = extract(args.labels, path, params, workers=args.workers, progress=_progress(args))
+        _print_failures(rep.failures)
+        store = FeatureStore.open(path)
+    ds, problems = load_dataset(store)
+    for sid, reason in problems:
+        log.warning("song %r left out: %s", sid, reason)
+    log.info("%d songs with features and scores", len(ds))
+    return cfg, ds, problems
+
+
+def _print_summary(summary: dict) -> None:
+    print(f"{summary['name']}: {summary['n_songs']} songs, {summary['folds']} folds, "
+          f"{summary['seconds']:.0f} s on {summary['device']}")
+    for k in ("ndcg", "kendall", "spearman", "recall"):
+        print(f"  {k + '@10%':<14} {summary[k + '_mean']:+.4f} +- {summary[k + '_std']:.4f}")
+
+
+def cmd_cv(args) -> int:
+    from .cv import run_cv
+
+    cfg, ds, problems = _config_and_data(args)
+    summary = run_cv(cfg, ds, args.out, progress=_progress(args))
+    _print_summary(summary)
+    print(f"run folder: {args.out} (summary.json, folds.csv, predictions.csv, fold_XX.pt)")
+    return EXIT_PARTIAL if problems else EXIT_OK
+
+
+def cmd_train(args) -> int:
+    from .cv import run_train
+
+    cfg, ds, problems = _config_and_data(args)
+    info = run_train(cfg, ds, args.out)
+    print(f"trained {cfg.name} on {info['n_train']} songs (validation {info['n_val']}): "
+          f"val nDCG {info['val_ndcg']:.4f}, Spearman {info['val_spearman']:.4f} -> {args.out / 'model.pt'}")
+    return EXIT_PARTIAL if problems else EXIT_OK
+
+
+def cmd_rank(args) -> int:
+    from .rank import rank_folder
+
+    ranking, failures = rank_folder(args.folder, args.model, cache=args.cache, workers=args.workers,
+                                    device=args.device, progress=_progress(args))
+    if args.out:
+        tmp = args.out.with_name(args.out.name + ".tmp")
+        ranking.to_csv(tmp, index=False)
+        tmp.replace(args.out)
+    if args.json:
+        rows = ranking.to_dict("records")
+        print(_json_dump({"ranking": rows, "failures": [
+            {"song_id": s, "path": p, "error": r} for s, p, r in failures]}))
+    else:
+        shown = ranking if args.top == 0 else ranking.head(args.top)
+        for r in shown.itertuples():
+            spread = f" +- {r.score_std:.3f}" if r.n_models > 1 else ""
+            print(f"{r.rank:>5}  {r.score:+.3f}{spread}  {r.song_id}")
+        _print_failures(failures, "files")
+        where = f", CSV in {args.out}" if args.out else ""
+        print(f"ranked {len(ranking)} songs with {args.model}{where}")
+    return EXIT_PARTIAL if failures else EXIT_OK
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    run_demo(args.out, n_songs=args.songs, epochs=args.epochs, workers=args.workers,
+             progress=_progress(args))
+    return EXIT_OK
+
+
+COMMANDS = {"synth": cmd_synth, "extract": cmd_extract, "train": cmd_train, "cv": cmd_cv,
+            "rank": cmd_rank, "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:

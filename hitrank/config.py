@@ -1,0 +1,245 @@
+"""Experiment configs: frozen dataclasses loaded from commented YAML (``yaml.safe_load``).
+
+Unknown keys, wrong types and out-of-range values are :class:`ConfigError` s that name the
+key and the allowed values, raised before any expensive work. ``--set key=value`` overrides
+any key (dotted path, value parsed as YAML: ``--set train.epochs=2``,
+``--set pairs.w=[0.3,0.7]``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+SEGMENTS = ("mid30", "hl30")
+SAMPLINGS = ("none", "naive", "ab", "artist", "ab_artist")
+TARGETS = ("raw", "log", "neg_inv_log10")
+OPTIMIZERS = ("adagrad", "adam")
+SELECT_METRICS = ("ndcg", "kendall", "spearman", "recall", "spearman_all", "val_loss")
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    segment: str = "mid30"  # mid30 | hl30 (HL-30 needs the highlighter, issue #5)
+    window: str = "hamming"  # hamming (paper) | hann (authors' code)
+    log: str = "db"  # db | log1p | none
+    tags: bool = False  # add the 50 MTT tag activations (tag branch, issue #6)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "simple_cnn"  # a registered model: simple_cnn | siamese
+    kwargs: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PairsConfig:
+    sampling: str = "none"  # none (rating only) | naive | ab | artist | ab_artist
+    per_epoch: float = 1.0  # pairs drawn per epoch, as a multiple of the training songs
+    w: tuple = (0.5,)  # grid for the ranking-loss weight w in [0, 1]
+    margin: tuple = (0.5,)  # grid for the hinge margin m > 0 (units: std of the target)
+    fusion: tuple = (0.0, 0.25, 0.5, 0.75, 1.0)  # ab_artist: grid for the weight of the A/B model
+
+
+@dataclass(frozen=True)
+class TagsConfig:
+    mu: tuple = (0.5,)  # grid for the tag-branch weight mu in [0, 1]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 30  # upper bound; early stopping on the validation loss
+    batch_size: int = 16  # songs (rating) or pairs (Siamese) per step
+    optimizer: str = "adagrad"  # adagrad (released code) | adam
+    lr: float = 0.005
+    lr_decay: float = 0.9  # lr multiplier when the validation loss does not improve
+    patience: int = 8  # epochs without improvement before stopping
+    target: str = "log"  # raw | log | neg_inv_log10 (released code: -1/log10(x))
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool = True  # bfloat16 autocast on CUDA (ignored on CPU)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class CVConfig:
+    folds: int = 10  # k folds; fold f tests chunk f, validates on chunk f+1, trains on the rest
+    artist_aware: bool = False  # keep each artist's songs in one chunk
+    top_fraction: float = 0.1  # the "@10%" of the metrics
+    select_metric: str = "ndcg"  # validation metric that picks grid values and fusion weights
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str = "experiment"
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    pairs: PairsConfig = field(default_factory=PairsConfig)
+    tags: TagsConfig = field(default_factory=TagsConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    cv: CVConfig = field(default_factory=CVConfig)
+
+    def to_dict(self) -> dict:
+        return _plain(dataclasses.asdict(self))
+
+
+def _plain(obj):
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def _coerce(path: str, value: Any, default: Any):
+    """Check/convert ``value`` to the type of the field's default."""
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}={value!r}: expected true or false")
+        return value
+    if isinstance(default, int) and not isinstance(default, bool):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}={value!r}: expected an integer")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}={value!r}: expected a number")
+        return float(value)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}={value!r}: expected a string")
+        return value
+    if isinstance(default, tuple):
+        items = value if isinstance(value, (list, tuple)) else [value]
+        if not items:
+            raise ConfigError(f"{path}: the grid is empty; give at least one value")
+        return tuple(_coerce(f"{path}[{i}]", v, 0.0) for i, v in enumerate(items))
+    if isinstance(default, dict):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}={value!r}: expected a mapping")
+        return value
+    return value
+
+
+def _build(cls, data: dict, prefix: str = ""):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown key(s) {[prefix + k for k in unknown]}; "
+                          f"allowed under {prefix.rstrip('.') or 'the top level'}: {sorted(fields)}")
+    kwargs = {}
+    defaults = cls()
+    for name, value in data.items():
+        default = getattr(defaults, name)
+        if dataclasses.is_dataclass(default):
+            kwargs[name] = _build(type(default), value, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _coerce(prefix + name, value, default)
+    return cls(**kwargs)
+
+
+def _check_choice(key, value, allowed):
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r}; allowed: {list(allowed)}")
+
+
+def validate(cfg: Config) -> Config:
+    """Range and consistency checks; returns ``cfg`` or raises ConfigError."""
+    from .models import available
+
+    f, p, t, c = cfg.features, cfg.pairs, cfg.train, cfg.cv
+    _check_choice("features.segment", f.segment, SEGMENTS)
+    _check_choice("features.window", f.window, ("hamming", "hann"))
+    _check_choice("features.log", f.log, ("db", "log1p", "none"))
+    _check_choice("pairs.sampling", p.sampling, SAMPLINGS)
+    _check_choice("train.target", t.target, TARGETS)
+    _check_choice("train.optimizer", t.optimizer, OPTIMIZERS)
+    _check_choice("cv.select_metric", c.select_metric, SELECT_METRICS)
+    _check_choice("model.name", cfg.model.name, available())
+    for key, grid in (("pairs.w", p.w), ("tags.mu", cfg.tags.mu), ("pairs.fusion", p.fusion)):
+        bad = [v for v in grid if not 0 <= v <= 1]
+        if bad:
+            raise ConfigError(f"{key}={list(grid)}: values must lie in [0, 1] (bad: {bad})")
+    if any(m <= 0 for m in p.margin):
+        raise ConfigError(f"pairs.margin={list(p.margin)}: the margin m must be > 0")
+    if p.per_epoch <= 0:
+        raise ConfigError(f"pairs.per_epoch={p.per_epoch}: must be > 0")
+    if c.folds < 3:
+        raise ConfigError(f"cv.folds={c.folds}: need at least 3 (train, validation and test chunks)")
+    if not 0 < c.top_fraction <= 1:
+        raise ConfigError(f"cv.top_fraction={c.top_fraction}: must be in (0, 1]")
+    for key, v in (("train.epochs", t.epochs), ("train.batch_size", t.batch_size),
+                   ("train.patience", t.patience)):
+        if v < 1:
+            raise ConfigError(f"{key}={v}: must be >= 1")
+    if t.lr <= 0 or not 0 < t.lr_decay <= 1:
+        raise ConfigError(f"train.lr={t.lr}, train.lr_decay={t.lr_decay}: need lr > 0, 0 < lr_decay <= 1")
+    siamese = cfg.model.name == "siamese"
+    if siamese and p.sampling == "none":
+        raise ConfigError("model.name='siamese' needs pairs.sampling in "
+                          f"{list(SAMPLINGS[1:])}; use simple_cnn for rating only")
+    if not siamese and p.sampling != "none":
+        raise ConfigError(f"pairs.sampling={p.sampling!r} needs model.name='siamese'")
+    if not (t.device in ("auto", "cpu", "cuda") or t.device.startswith("cuda:")):
+        raise ConfigError(f"train.device={t.device!r}; allowed: auto, cpu, cuda, cuda:N")
+    return cfg
+
+
+def check_available(cfg: Config) -> None:
+    """Fail early, naming the missing piece, for configs that need unreleased features."""
+    if cfg.features.segment == "hl30":
+        raise ConfigError(
+            f"{cfg.name}: features.segment='hl30' needs the HL-30 highlighter (issue #5), which "
+            "this version does not have yet; run with --set features.segment=mid30 meanwhile")
+    if cfg.features.tags:
+        raise ConfigError(
+            f"{cfg.name}: features.tags=true needs the MTT tagger port (issue #6), which this "
+            "version does not have yet; run with --set features.tags=false meanwhile")
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected key=value, e.g. train.epochs=2")
+    key, raw = item.split("=", 1)
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {item!r}: value is not valid YAML ({exc})") from None
+    return key.strip().split("."), value
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()) -> Config:
+    """Load and validate a YAML config, applying ``key=value`` overrides."""
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"{str(path)!r}: config file does not exist") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{str(path)!r}: not valid YAML ({exc})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{str(path)!r}: expected a mapping at the top level")
+        data.setdefault("name", path.stem)
+    for item in overrides:
+        keys, value = parse_override(item)
+        node = data
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {k!r} is not a section")
+        node[keys[-1]] = value
+    return validate(_build(Config, data))
+
+
+def dump_config(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)

@@ -1,0 +1,189 @@
+"""Cross-validation (paper protocol) and single-model training, from a config.
+
+Per fold: the target transform is fitted on the training songs; every grid point (w, m) is
+trained with early stopping on the validation chunk; the grid point (and, for A/B + artist,
+the fusion weight) with the best validation ``cv.select_metric`` is kept; only then is the
+test chunk scored. A run folder holds::
+
+    config.yaml      the resolved config
+    folds.csv        test metrics per fold (plus the chosen w, m, fusion weight)
+    curves.csv       training curves (fold, member, grid point, epoch, losses, lr)
+    predictions.csv  test-fold predictions of every song
+    summary.json     mean and std of each metric over folds, time, corpus size
+    fold_XX.pt       the chosen model of each fold (checkpoint)
+
+Finished folds are skipped when a run is restarted with the same config (resume).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .checkpoint import save_checkpoint
+from .config import Config, check_available, dump_config
+from .data import Dataset, Target, make_folds
+from .errors import ConfigError
+from .metrics import METRICS, ranking_metrics
+from .train import FitResult, fit, pick_device, predict
+
+log = logging.getLogger(__name__)
+
+HIGHER_IS_BETTER = {"val_loss": False}
+SUMMARY_METRICS = METRICS + ("kendall_all", "spearman_all")
+
+
+def _grid(cfg: Config, sampling: str) -> list[tuple[float, float | None]]:
+    if sampling == "none":
+        return [(0.0, None)]
+    return list(itertools.product(cfg.pairs.w, cfg.pairs.margin))
+
+
+def _better(metric: str, a: float, b: float) -> bool:
+    return a < b if not HIGHER_IS_BETTER.get(metric, True) else a > b
+
+
+def _select(cfg: Config, ds: Dataset, X, tr, va, target, sampling, seed, curves, member) -> FitResult:
+    """Train every grid point; keep the one with the best validation metric."""
+    metric = cfg.cv.select_metric
+    best = None
+    for g, (w, m) in enumerate(_grid(cfg, sampling)):
+        res = fit(cfg, X, ds.scores, ds.artists, tr, va, target, sampling, w, m, seed=seed + 1000 * g)
+        for c in res.curves:
+            curves.append({"member": member, "grid": g, "w": w, "margin": m, **c})
+        log.debug("%s w=%s m=%s: val %s=%.4f (epoch %d)", member, w, m, metric,
+                  res.val_metrics[metric], res.best_epoch)
+        if best is None or _better(metric, res.val_metrics[metric], best.val_metrics[metric]):
+            best = res
+    return best
+
+
+def _fit_fold(cfg: Config, ds: Dataset, X, tr, va, seed: int):
+    """Returns (members [(weight, FitResult)], target, curves, chosen dict)."""
+    target = Target.fit(cfg.train.target, ds.scores[tr])
+    curves: list = []
+    sampling = cfg.pairs.sampling
+    if sampling != "ab_artist":
+        res = _select(cfg, ds, X, tr, va, target, sampling, seed, curves, sampling)
+        return [(1.0, res)], target, curves, {"w": res.w, "margin": res.margin, "fusion": None}
+    ab = _select(cfg, ds, X, tr, va, target, "ab", seed, curves, "ab")
+    art = _select(cfg, ds, X, tr, va, target, "artist", seed + 7, curves, "artist")
+    metric = cfg.cv.select_metric
+    best_a, best_val = None, None
+    for a in cfg.pairs.fusion:
+        pred = a * ab.val_pred + (1 - a) * art.val_pred
+        val = ranking_metrics(ds.scores[va], pred, cfg.cv.top_fraction)
+        val["val_loss"] = float(np.mean((pred - target.transform(ds.scores[va])) ** 2))
+        if best_val is None or _better(metric, val[metric], best_val):
+            best_a, best_val = a, val[metric]
+    chosen = {"w": ab.w, "margin": ab.margin, "fusion": best_a,
+              "artist_w": art.w, "artist_margin": art.margin}
+    return [(best_a, ab), (1 - best_a, art)], target, curves, chosen
+
+
+def prepare(cfg: Config, ds: Dataset) -> tuple[torch.device, torch.Tensor]:
+    """Check the config against the data, then put all features on the device."""
+    check_available(cfg)
+    params = ds.params
+    for key in ("window", "log", "segment"):
+        if params[key] != getattr(cfg.features, key):
+            raise ConfigError(f"features.{key}={getattr(cfg.features, key)!r} but the store was made "
+                              f"with {key}={params[key]!r}; re-extract or --set features.{key}={params[key]}")
+    if cfg.pairs.sampling in ("artist", "ab_artist"):
+        counts = pd.Series(ds.artists[ds.artists != ""]).value_counts()
+        if not (counts > 1).any():
+            raise ConfigError(f"pairs.sampling={cfg.pairs.sampling!r} needs artists with several songs; "
+                              "the labels have none (add an 'artist' column)")
+    Target(cfg.train.target).transform(ds.scores)  # fails early on scores the target cannot take
+    device = pick_device(cfg.train.device)
+    return device, torch.from_numpy(np.ascontiguousarray(ds.features)).to(device)
+
+
+def _members(cfg, members):
+    return [(wt, cfg.model.name, dict(cfg.model.kwargs), r.model) for wt, r in members]
+
+
+def run_cv(cfg: Config, ds: Dataset, out: str | os.PathLike, progress: bool = True) -> dict:
+    """k-fold cross-validation; writes the run folder and returns the summary."""
+    from tqdm import tqdm
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    device, X = prepare(cfg, ds)
+    cfg_text = dump_config(cfg)
+    cfg_file = out / "config.yaml"
+    if cfg_file.exists() and cfg_file.read_text() != cfg_text and list(out.glob("fold_*.json")):
+        raise ConfigError(f"{str(out)!r} holds a run with another config; use another --out")
+    cfg_file.write_text(cfg_text)
+    folds = make_folds(len(ds), cfg.cv.folds, cfg.train.seed,
+                       groups=ds.artists if cfg.cv.artist_aware else None)
+    t0 = time.time()
+    for f, (tr, va, te) in enumerate(tqdm(folds, desc=cfg.name, unit="fold", disable=not progress)):
+        done = out / f"fold_{f:02d}.json"
+        if done.exists():
+            continue
+        tf = time.time()
+        members, target, curves, chosen = _fit_fold(cfg, ds, X, tr, va, cfg.train.seed + 100 * f)
+        z = sum(wt * predict(r.model, X, te, cfg.train.amp) for wt, r in members)
+        metrics = ranking_metrics(ds.scores[te], target.inverse(z), cfg.cv.top_fraction)
+        row = {"fold": f, "n_train": len(tr), "n_val": len(va), "n_test": len(te), **chosen,
+               **{k: metrics[k] for k in SUMMARY_METRICS}, "n_top": metrics["n_top"],
+               "best_epoch": members[0][1].best_epoch, "seconds": round(time.time() - tf, 2)}
+        save_checkpoint(out / f"fold_{f:02d}.pt", _members(cfg, members), target, cfg.to_dict(),
+                        ds.params, {"fold": f, "test_metrics": row})
+        pd.DataFrame({"song_id": ds.song_ids[te], "fold": f, "hit_score": ds.scores[te],
+                      "pred_z": z, "pred": target.inverse(z)}).to_csv(out / f"pred_{f:02d}.csv", index=False)
+        pd.DataFrame([{"fold": f, **c} for c in curves]).to_csv(out / f"curves_{f:02d}.csv", index=False)
+        done.write_text(json.dumps(row))  # written last: marks the fold finished
+        log.info("%s fold %d: nDCG %.4f  Kendall %.4f  Spearman %.4f  (%.0f s)", cfg.name, f,
+                 row["ndcg"], row["kendall"], row["spearman"], row["seconds"])
+    return summarize(cfg, out, len(ds), time.time() - t0, device)
+
+
+def summarize(cfg: Config, out: Path, n_songs: int, seconds: float, device) -> dict:
+    """Gather fold files into folds.csv, curves.csv, predictions.csv and summary.json."""
+    rows = [json.loads(p.read_text()) for p in sorted(out.glob("fold_*.json"))]
+    folds = pd.DataFrame(rows)
+    folds.to_csv(out / "folds.csv", index=False)
+    for stem in ("curves", "pred"):
+        parts = [pd.read_csv(p) for p in sorted(out.glob(f"{stem}_*.csv"))]
+        if parts:
+            name = "predictions.csv" if stem == "pred" else "curves.csv"
+            pd.concat(parts).to_csv(out / name, index=False)
+    summary = {
+        "name": cfg.name, "n_songs": n_songs, "folds": len(rows), "device": str(device),
+        "seconds": round(seconds, 1), "sampling": cfg.pairs.sampling, "segment": cfg.features.segment,
+        **{f"{k}_mean": float(folds[k].mean()) for k in SUMMARY_METRICS},
+        **{f"{k}_std": float(folds[k].std(ddof=0)) for k in SUMMARY_METRICS},
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def run_train(cfg: Config, ds: Dataset, out: str | os.PathLike) -> dict:
+    """Train one model: chunk 0 of the fold split validates, the rest trains (no test)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    device, X = prepare(cfg, ds)
+    (out / "config.yaml").write_text(dump_config(cfg))
+    folds = make_folds(len(ds), cfg.cv.folds, cfg.train.seed,
+                       groups=ds.artists if cfg.cv.artist_aware else None)
+    _, va, te = folds[-1]  # fold k-1 validates on chunk 0 and tests chunk k-1
+    tr = np.setdiff1d(np.arange(len(ds)), va)
+    t0 = time.time()
+    members, target, curves, chosen = _fit_fold(cfg, ds, X, tr, va, cfg.train.seed)
+    info = {"n_train": len(tr), "n_val": len(va), **chosen,
+            **{f"val_{k}": v for k, v in members[0][1].val_metrics.items()}}
+    save_checkpoint(out / "model.pt", _members(cfg, members), target, cfg.to_dict(), ds.params, info)
+    pd.DataFrame(curves).to_csv(out / "curves.csv", index=False)
+    info["seconds"] = round(time.time() - t0, 1)
+    (out / "summary.json").write_text(json.dumps(info, indent=2, default=float))
+    return info

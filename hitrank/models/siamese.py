@@ -1,0 +1,39 @@
+"""Multi-objective Siamese network (Yu et al. 2018, Sec. 2.2, Fig. 2a).
+
+Two weight-sharing copies of a scorer: one module scores both songs of a pair (a single
+forward over the concatenated batch), so the copies share weights by construction.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from .registry import build, register
+
+
+@register("siamese")
+class Siamese(nn.Module):
+    """Wraps a registered scorer; ``forward(x)`` scores songs, ``pair(xi, xj)`` scores pairs.
+
+    Parameters
+    ----------
+    scorer : name of the registered scorer (default ``simple_cnn``)
+    scorer_kwargs : its kwargs
+    """
+
+    def __init__(self, scorer: str = "simple_cnn", scorer_kwargs: dict | None = None):
+        super().__init__()
+        self.scorer = build(scorer, **(scorer_kwargs or {}))
+
+    def set_input_stats(self, mean, std) -> None:
+        self.scorer.set_input_stats(mean, std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, n_mels, T) -> (B,) scores."""
+        return self.scorer(x)
+
+    def pair(self, xi: torch.Tensor, xj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scores of both songs of each pair: ((P,), (P,))."""
+        s = self.scorer(torch.cat([xi, xj]))
+        return s[: len(xi)], s[len(xi):]

@@ -1,0 +1,95 @@
+"""Ranking a folder of songs with a trained model or a fold ensemble.
+
+Features are extracted into a cache store (reused on the next call: only new songs are
+decoded), every checkpoint of the run scores every song, and the ensemble score is the mean
+over checkpoints in the model's standardised target units; ``score_std`` is the spread over
+the fold models (0 for a single model); ``predicted_hit_score`` maps the mean back to the
+hit-score scale of the training labels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .checkpoint import find_checkpoints, load_checkpoint
+from .errors import CheckpointError
+from .extract import extract
+from .features import FeatureParams
+from .store import FeatureStore
+from .train import pick_device
+
+log = logging.getLogger(__name__)
+
+
+def cache_root() -> Path:
+    """``$HITRANK_CACHE`` or ``~/.cache/hitrank``."""
+    return Path(os.environ.get("HITRANK_CACHE", Path.home() / ".cache" / "hitrank"))
+
+
+def cached_store_path(source: str | os.PathLike, params: FeatureParams) -> Path:
+    """A cache store folder specific to a source folder/CSV and the feature parameters."""
+    key = json.dumps({"source": str(Path(source).absolute()), **params.to_dict()}, sort_keys=True)
+    return cache_root() / "stores" / hashlib.sha1(key.encode()).hexdigest()[:16]
+
+
+def load_scorers(model: str | os.PathLike, device: torch.device):
+    """Load every checkpoint of a run; they must share feature parameters."""
+    scorers = [load_checkpoint(p, device) for p in find_checkpoints(model)]
+    first = scorers[0].feature_params
+    for s in scorers[1:]:
+        if s.feature_params != first:
+            raise CheckpointError(f"{s.source!r} was trained on other features than {scorers[0].source!r}")
+    return scorers
+
+
+def rank_folder(
+    folder: str | os.PathLike,
+    model: str | os.PathLike,
+    cache: str | os.PathLike | None = None,
+    workers: int = 1,
+    device: str = "auto",
+    progress: bool = True,
+) -> tuple[pd.DataFrame, list]:
+    """Rank every audio file under ``folder``.
+
+    Returns
+    -------
+    ranking : DataFrame sorted best first, columns ``rank, song_id, path, score, score_std,
+        predicted_hit_score, n_models, seg_start, seg_end, duration, padded``
+    failures : list of (song_id, path, reason) for files that could not be scored
+    """
+    dev = pick_device(device)
+    scorers = load_scorers(model, dev)
+    params = FeatureParams.from_dict(scorers[0].feature_params)
+    store_dir = Path(cache) if cache else cached_store_path(folder, params)
+    rep = extract(folder, store_dir, params, workers=workers, progress=progress)
+    store = FeatureStore.open(store_dir)
+    man = store.manifest
+    ok = man[man.status == "ok"].reset_index(drop=True)
+    # songs removed from the folder since the cache was made are not ranked
+    present = {sid for sid, _, _ in rep.failures} | set(ok.song_id)
+    failures = list(rep.failures)
+    if len(ok) == 0:
+        return pd.DataFrame(columns=["rank", "song_id", "path", "score"]), failures
+    X = torch.from_numpy(store.load(list(ok.song_id))).to(dev)
+    z = np.stack([s.score(X) for s in scorers])  # (n_models, n_songs)
+    mean = z.mean(axis=0)
+    ranking = pd.DataFrame({
+        "song_id": ok.song_id, "path": ok.path, "score": mean,
+        "score_std": z.std(axis=0) if len(scorers) > 1 else np.zeros(len(ok)),
+        "predicted_hit_score": scorers[0].to_raw(mean), "n_models": len(scorers),
+        "seg_start": ok.seg_start, "seg_end": ok.seg_end, "duration": ok.duration,
+        "padded": ok.padded,
+    })
+    ranking = ranking[ranking.song_id.isin(present)]
+    ranking = ranking.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+    ranking.insert(0, "rank", np.arange(1, len(ranking) + 1))
+    return ranking, failures

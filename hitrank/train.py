@@ -1,0 +1,187 @@
+"""Training one model on one split: rating CNN or multi-objective Siamese CNN.
+
+The whole feature set lives in one float16 tensor on the training device (15k songs are about
+1.2 GB), batches are gathered by index: no DataLoader, no per-song transfers.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .config import Config
+from .data import Target, sample_pairs
+from .errors import ConfigError
+from .losses import all_pairs_ranking_loss, multi_loss, rating_loss
+from .metrics import ranking_metrics
+from .models import build
+
+log = logging.getLogger(__name__)
+
+PREDICT_BATCH = 64  # songs per inference batch
+STATS_CHUNK = 256  # songs per chunk when computing input statistics
+
+
+def seed_everything(seed: int) -> None:
+    """The one seeding helper: Python, numpy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def pick_device(spec: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when present, else CPU."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device={spec!r} but no CUDA device is available; use auto or cpu")
+    return torch.device(spec)
+
+
+def input_stats(X: torch.Tensor, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-mel-bin mean and std over songs ``idx`` and all frames; (n_mels,), (n_mels,)."""
+    n_mels = X.shape[1]
+    s = torch.zeros(n_mels, dtype=torch.float64, device=X.device)
+    s2 = torch.zeros_like(s)
+    count = 0
+    for i in range(0, len(idx), STATS_CHUNK):
+        xb = X[torch.as_tensor(idx[i: i + STATS_CHUNK], device=X.device)].double()
+        s += xb.sum(dim=(0, 2))
+        s2 += (xb * xb).sum(dim=(0, 2))
+        count += xb.shape[0] * xb.shape[2]
+    mean = s / count
+    std = torch.sqrt(torch.clamp(s2 / count - mean**2, min=0))
+    return mean.float(), std.float()
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, X: torch.Tensor, idx: np.ndarray, amp: bool = False) -> np.ndarray:
+    """Model scores (standardised target units) of songs ``idx``: (len(idx),) float64."""
+    model.eval()
+    out = []
+    for i in range(0, len(idx), PREDICT_BATCH):
+        xb = X[torch.as_tensor(idx[i: i + PREDICT_BATCH], device=X.device)]
+        with _autocast(X.device, amp):
+            out.append(model(xb.float()).float().cpu())
+    return torch.cat(out).double().numpy() if out else np.zeros(0)
+
+
+def _autocast(device: torch.device, amp: bool):
+    if amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
+@dataclass
+class FitResult:
+    """A trained model (best validation epoch) and its history."""
+
+    model: torch.nn.Module
+    best_epoch: int
+    val_pred: np.ndarray  # (n_val,) standardised target units
+    val_metrics: dict
+    w: float
+    margin: float | None
+    sampling: str
+    curves: list = field(default_factory=list)  # one dict per epoch
+    seconds: float = 0.0
+
+
+def fit(
+    cfg: Config,
+    X: torch.Tensor,
+    scores: np.ndarray,
+    artists: np.ndarray,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    target: Target,
+    sampling: str = "none",
+    w: float = 0.0,
+    margin: float | None = None,
+    seed: int = 0,
+    progress=None,
+) -> FitResult:
+    """Train one model; keep the epoch with the lowest validation loss.
+
+    Parameters
+    ----------
+    cfg : experiment config (model, train sections)
+    X : (n, n_mels, T) float16 tensor of all songs, on the training device
+    scores : (n,) raw hit scores; artists : (n,) artist names
+    train_idx, val_idx : song indices
+    target : fitted target transform (training statistics)
+    sampling : none (rating only) | naive | ab | artist
+    w, margin : multi-objective weight and hinge margin (Siamese)
+    seed : seeds initialisation, dropout, shuffling and pair sampling
+    progress : optional callable(str) for a status line
+    """
+    t0 = time.time()
+    seed_everything(seed)
+    rng = np.random.default_rng(seed)
+    tc = cfg.train
+    device = X.device
+    model = build(cfg.model.name, **cfg.model.kwargs).to(device)
+    model.set_input_stats(*input_stats(X, train_idx))
+    z = torch.as_tensor(target.transform(scores), dtype=torch.float32, device=device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = (torch.optim.Adagrad(params, lr=tc.lr) if tc.optimizer == "adagrad"
+           else torch.optim.Adam(params, lr=tc.lr))
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=tc.lr_decay, patience=0)
+    val_t = torch.as_tensor(val_idx, device=device)
+    best = (float("inf"), -1, None, None)
+    curves, stale = [], 0
+    siamese = sampling != "none"
+    n_pairs = int(round(cfg.pairs.per_epoch * len(train_idx)))
+    for epoch in range(1, tc.epochs + 1):
+        model.train()
+        total, steps = 0.0, 0
+        if siamese:
+            pairs = torch.as_tensor(sample_pairs(sampling, train_idx, scores, artists, n_pairs, rng),
+                                    device=device)
+            batches = [pairs[i: i + tc.batch_size] for i in range(0, len(pairs), tc.batch_size)]
+        else:
+            order = torch.as_tensor(rng.permutation(train_idx), device=device)
+            batches = [order[i: i + tc.batch_size] for i in range(0, len(order), tc.batch_size)]
+        for b in batches:
+            with _autocast(device, tc.amp):
+                if siamese:
+                    fi, fj = model.pair(X[b[:, 0]].float(), X[b[:, 1]].float())
+                    loss = multi_loss(fi.float(), fj.float(), z[b[:, 0]], z[b[:, 1]], w, margin)
+                else:
+                    loss = rating_loss(model(X[b].float()).float(), z[b])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.detach()
+            steps += 1
+        pred = predict(model, X, val_idx, tc.amp)
+        pv = torch.as_tensor(pred, dtype=torch.float32, device=device)
+        val_loss = rating_loss(pv, z[val_t])
+        if siamese and w > 0:
+            val_loss = (1 - w) * val_loss + w * all_pairs_ranking_loss(pv, z[val_t], margin)
+        val_loss = float(val_loss)
+        metrics = ranking_metrics(scores[val_idx], pred, cfg.cv.top_fraction)
+        sched.step(val_loss)
+        curves.append({"epoch": epoch, "train_loss": float(total) / max(1, steps),
+                       "val_loss": val_loss, "val_ndcg": metrics["ndcg"],
+                       "val_spearman": metrics["spearman"], "lr": opt.param_groups[0]["lr"]})
+        if progress:
+            progress(f"epoch {epoch} train {curves[-1]['train_loss']:.4f} val {val_loss:.4f}")
+        if val_loss < best[0] - 1e-6:
+            best = (val_loss, epoch, copy.deepcopy(model.state_dict()), (pred, metrics))
+            stale = 0
+        else:
+            stale += 1
+            if stale >= tc.patience:
+                break
+    model.load_state_dict(best[2])
+    model.eval()
+    pred, metrics = best[3]
+    metrics = {**metrics, "val_loss": best[0]}
+    return FitResult(model, best[1], pred, metrics, w, margin, sampling, curves, time.time() - t0)
