@@ -1,0 +1,46 @@
+from pathlib import Path
+
+import pytest
+
+from hitrank.config import check_available, load_config
+from hitrank.errors import ConfigError
+
+CONFIGS = sorted((Path(__file__).parents[1] / "configs").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_config_validates(path):
+    cfg = load_config(path)
+    assert cfg.name
+
+
+def test_table1_has_twelve_rows():
+    names = sorted(p.name[0] for p in (Path(__file__).parents[1] / "configs" / "table1").glob("*.yaml"))
+    assert names == list("abcdefghijkl")
+
+
+def test_unreleased_pieces_fail_with_named_missing_piece():
+    cfg = load_config(Path(__file__).parents[1] / "configs/table1/i_siamese_ab_hl30.yaml")
+    with pytest.raises(ConfigError, match="HL-30"):
+        check_available(cfg)
+
+
+@pytest.mark.parametrize("override,match", [
+    ("train.epochz=3", "unknown key"),
+    ("pairs.w=[1.5]", r"\[0, 1\]"),
+    ("pairs.margin=[0]", "m must be > 0"),
+    ("cv.folds=2", "at least 3"),
+    ("train.epochs=two", "integer"),
+    ("pairs.sampling=random", "allowed"),
+    ("model.name=siamese", "needs pairs.sampling"),
+    ("tags.mu=[-0.1]", r"\[0, 1\]"),
+])
+def test_bad_values_name_the_key(override, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(None, [override])
+
+
+def test_overrides_apply():
+    cfg = load_config(None, ["train.epochs=2", "pairs.w=[0.2,0.4]", "model.name=siamese",
+                             "pairs.sampling=ab"])
+    assert cfg.train.epochs == 2 and cfg.pairs.w == (0.2, 0.4)
