@@ -12,7 +12,7 @@ def test_folds_8_1_1_and_each_song_tested_once():
     for tr, va, te in folds:
         assert len(tr) == 800 and len(va) == 100 and len(te) == 100
         assert not (set(tr) & set(va)) and not (set(tr) & set(te)) and not (set(va) & set(te))
-    assert all(np.array_equal(a[2], b[2]) for a, b in zip(folds, make_folds(1000, 10, seed=3)))
+    assert all(np.array_equal(a[2], b[2]) for a, b in zip(folds, make_folds(1000, 10, seed=3), strict=True))
 
 
 def test_artist_aware_folds_keep_artists_together(rng):
