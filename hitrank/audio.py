@@ -105,7 +105,7 @@ def resample(y: np.ndarray, sr_in: int, sr_out: int = SAMPLE_RATE) -> np.ndarray
     return soxr.resample(y, sr_in, sr_out, quality=RESAMPLE_QUALITY).astype(np.float32, copy=False)
 
 
-def read_frames(path: str | os.PathLike, start: int, n: int, meta: AudioInfo | None = None) -> np.ndarray:
+def read_frames(path: str | os.PathLike, start: int, n: int) -> np.ndarray:
     """Decode ``n`` frames from frame ``start`` (native rate), down-mixed to mono.
 
     Returns an array of shape ``(m,)`` float32 with ``m <= n`` (fewer at the end of the file).
@@ -159,7 +159,7 @@ def load_window(
     first = int(round(start * sr_in))
     want = int(round(seconds * sr_in))
     want = max(0, min(want, meta.frames - first))
-    y = read_frames(path, first, want, meta)
+    y = read_frames(path, first, want)
     if len(y) < want:
         # The header promised more frames than the file holds (truncated or corrupt file).
         if len(y) < 0.5 * want or meta.duration > seconds:
@@ -168,7 +168,11 @@ def load_window(
                 f"file is truncated: header claims {meta.frames} frames, "
                 f"only {first + len(y)} could be decoded",
             )
-    y = resample(y, sr_in, sr)
+    return _finish(path, resample(y, sr_in, sr), sr, start, seconds, meta.duration)
+
+
+def _finish(path, y: np.ndarray, sr: int, start: float, seconds: float, duration: float) -> Segment:
+    """Pad or trim to exactly ``seconds``, refuse silence, wrap as a Segment."""
     n_out = int(round(seconds * sr))
     padded = len(y) < n_out
     if padded:
@@ -177,7 +181,14 @@ def load_window(
         y = y[:n_out]
     if float(np.max(np.abs(y), initial=0.0)) < SILENCE_PEAK:
         raise AudioLoadError(path, "audio is silent in the analysed segment")
-    return Segment(np.ascontiguousarray(y, dtype=np.float32), sr, start, start + seconds, meta.duration, padded)
+    return Segment(np.ascontiguousarray(y, dtype=np.float32), sr, start, start + seconds, duration, padded)
+
+
+def crop(path, y: np.ndarray, sr: int, start: float, duration: float,
+         seconds: float = SEGMENT_SECONDS) -> Segment:
+    """Cut ``seconds`` from ``start`` out of an already decoded song ``y`` (n,) at ``sr``."""
+    first = int(round(start * sr))
+    return _finish(path, y[first: first + int(round(seconds * sr))], sr, start, seconds, duration)
 
 
 def load_mid30(path: str | os.PathLike, sr: int = SAMPLE_RATE) -> Segment:
@@ -190,7 +201,7 @@ def load_mid30(path: str | os.PathLike, sr: int = SAMPLE_RATE) -> Segment:
 def load(path: str | os.PathLike, sr: int = SAMPLE_RATE) -> tuple[np.ndarray, float]:
     """Decode a whole file, mono at ``sr``. Returns ``(audio (n,) float32, duration s)``."""
     meta = info(path)
-    y = read_frames(path, 0, meta.frames, meta)
+    y = read_frames(path, 0, meta.frames)
     if len(y) < 0.5 * meta.frames:
         raise AudioLoadError(
             path, f"file is truncated: header claims {meta.frames} frames, only {len(y)} decoded"

@@ -65,7 +65,10 @@ def get_parser() -> argparse.ArgumentParser:
              [common])
     p.add_argument("source", type=Path, help="folder of audio files (recursive) or labels CSV")
     p.add_argument("--out", type=Path, required=True, help="feature store folder")
-    p.add_argument("--segment", default="mid30", choices=["mid30"], help="which 30 s (default mid30)")
+    p.add_argument("--segment", default="mid30", choices=["mid30", "hl30"],
+                   help="which 30 s: mid30 (middle, default) or hl30 (highlight)")
+    p.add_argument("--highlighter", type=Path,
+                   help="hl30: attention highlighter checkpoint (default: the training-free fallback)")
     p.add_argument("--window", default="hamming", choices=["hamming", "hann"],
                    help="STFT window (paper: hamming; the authors' code: hann)")
     p.add_argument("--log", default="db", choices=["db", "log1p", "none"], help="log scaling (default db)")
@@ -109,6 +112,29 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--workers", type=int, default=1, help="extraction worker processes")
 
+    p = _sub(subs, "highlight", "find the 30 s highlight of audio files (HL-30)",
+             ["hitrank highlight song.wav", "hitrank highlight *.mp3 --method attention --model runs/hl/highlighter.pt --json",
+              "hitrank highlight song.wav --plot plots/"], [common])
+    p.add_argument("files", nargs="+", type=Path, help="audio files")
+    p.add_argument("--method", choices=["attention", "fallback"],
+                   help="attention (needs --model) or fallback (default: attention when --model is given)")
+    p.add_argument("--model", type=Path, help="attention highlighter checkpoint")
+    p.add_argument("--json", action="store_true", help="one JSON object per file on stdout")
+    p.add_argument("--plot", type=Path, help="save a PNG of the curve over the spectrogram per file here")
+
+    p = _sub(subs, "highlighter", "train the attention highlighter",
+             ["hitrank highlighter train --config configs/highlighter/hit_score.yaml --labels corpus/labels.csv --out runs/hl"],
+             [common])
+    hsub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = _sub(hsub, "train", "train an attention highlighter on a labels CSV",
+             ["hitrank highlighter train --config configs/highlighter/hit_score.yaml --labels corpus/labels.csv --out runs/hl"],
+             [common])
+    p.add_argument("--config", type=Path, help="highlighter YAML (configs/highlighter/)")
+    p.add_argument("--labels", type=Path, required=True, help="labels CSV with hit scores")
+    p.add_argument("--out", type=Path, required=True, help="run folder (writes highlighter.pt)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--workers", type=int, default=1, help="decoding worker processes")
+
     p = _sub(subs, "demo", "the main job on a synthetic corpus: synth, extract, 10-fold CV of the "
              "simple and Siamese A/B CNN, rank held-out songs", ["hitrank demo", "hitrank demo --out /tmp/demo"],
              [common])
@@ -149,9 +175,16 @@ def cmd_extract(args) -> int:
     from .extract import extract
     from .features import FeatureParams
 
-    params = FeatureParams(window=args.window, log=args.log, segment=args.segment)
+    if args.segment == "hl30":
+        from .extract import hl30_params
+
+        params = hl30_params(args.highlighter, window=args.window, log=args.log)
+    elif args.highlighter:
+        raise HitrankError("--highlighter needs --segment hl30")
+    else:
+        params = FeatureParams(window=args.window, log=args.log, segment=args.segment)
     rep = extract(args.source, args.out, params, workers=args.workers, progress=_progress(args),
-                  allow_outside=args.allow_outside)
+                  allow_outside=args.allow_outside, highlighter=args.highlighter)
     _print_failures(rep.failures)
     print(f"{rep.ok} extracted, {rep.skipped} already done, {rep.failed} failed "
           f"-> {rep.store} (manifest.csv, mel_{params.segment}.npy)")
@@ -161,7 +194,6 @@ def cmd_extract(args) -> int:
 def _config_and_data(args):
     from .config import load_config
     from .data import load_dataset
-    from .features import FeatureParams
     from .store import FeatureStore
 
     overrides = list(args.overrides)
@@ -175,13 +207,14 @@ def _config_and_data(args):
     if args.store:
         store = FeatureStore.open(args.store)
     else:
+        from .cv import feature_params
         from .extract import extract
         from .rank import cached_store_path
 
-        params = FeatureParams(window=cfg.features.window, log=cfg.features.log,
-                               segment=cfg.features.segment)
+        params = feature_params(cfg)
         path = cached_store_path(args.labels, params)
-        rep = extract(args.labels, path, params, workers=args.workers, progress=_progress(args))
+        rep = extract(args.labels, path, params, workers=args.workers, progress=_progress(args),
+                      highlighter=cfg.features.highlighter or None)
         _print_failures(rep.failures)
         store = FeatureStore.open(path)
     ds, problems = load_dataset(store)
@@ -242,6 +275,48 @@ def cmd_rank(args) -> int:
     return EXIT_PARTIAL if failures else EXIT_OK
 
 
+def cmd_highlight(args) -> int:
+    from .thumbnail import find_highlight
+
+    method = args.method or ("attention" if args.model else "fallback")
+    model = None
+    if method == "attention":
+        if not args.model:
+            raise HitrankError("--method attention needs --model CKPT (or use --method fallback)")
+        from .thumbnail.attention import load_highlighter
+
+        model = load_highlighter(args.model)
+    failures = []
+    for path in args.files:
+        try:
+            h = find_highlight(path, method, model)
+        except HitrankError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failures.append(path)
+            continue
+        if args.plot:
+            from .thumbnail.plot import plot_highlight
+
+            args.plot.mkdir(parents=True, exist_ok=True)
+            h["plot"] = str(plot_highlight(h, args.plot))
+        if args.json:
+            print(_json_dump({k: (round(v, 3) if isinstance(v, float) else v) for k, v in h.items()
+                              if k in ("path", "start", "end", "method", "duration", "plot")}))
+        else:
+            print(f"{h['start']:7.1f} {h['end']:7.1f}  {h['method']:<9}  {path}")
+    return EXIT_PARTIAL if failures else EXIT_OK
+
+
+def cmd_highlighter(args) -> int:
+    from .thumbnail.training import load_highlighter_config, train_highlighter
+
+    cfg = load_highlighter_config(args.config, args.overrides)
+    s = train_highlighter(args.labels, args.out, cfg, workers=args.workers, progress=_progress(args))
+    print(f"trained highlighter on {s['n_train']} songs (validation {s['n_val']}, best epoch "
+          f"{s['best_epoch']}, val MSE {s['val_loss']:.4f}) -> {args.out / 'highlighter.pt'}")
+    return EXIT_OK
+
+
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
@@ -251,7 +326,8 @@ def cmd_demo(args) -> int:
 
 
 COMMANDS = {"synth": cmd_synth, "extract": cmd_extract, "train": cmd_train, "cv": cmd_cv,
-            "rank": cmd_rank, "demo": cmd_demo}
+            "rank": cmd_rank, "demo": cmd_demo, "highlight": cmd_highlight,
+            "highlighter": cmd_highlighter}
 
 
 def main(argv: list[str] | None = None) -> int:

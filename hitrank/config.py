@@ -27,7 +27,8 @@ SELECT_METRICS = ("ndcg", "kendall", "spearman", "recall", "spearman_all", "val_
 
 @dataclass(frozen=True)
 class FeaturesConfig:
-    segment: str = "mid30"  # mid30 | hl30 (HL-30 needs the highlighter, issue #5)
+    segment: str = "mid30"  # mid30 | hl30
+    highlighter: str = ""  # hl30: attention highlighter checkpoint; empty = training-free fallback
     window: str = "hamming"  # hamming (paper) | hann (authors' code)
     log: str = "db"  # db | log1p | none
     tags: bool = False  # add the 50 MTT tag activations (tag branch, issue #6)
@@ -157,6 +158,8 @@ def validate(cfg: Config) -> Config:
 
     f, p, t, c = cfg.features, cfg.pairs, cfg.train, cfg.cv
     _check_choice("features.segment", f.segment, SEGMENTS)
+    if f.highlighter and f.segment != "hl30":
+        raise ConfigError("features.highlighter is set but features.segment is not 'hl30'")
     _check_choice("features.window", f.window, ("hamming", "hann"))
     _check_choice("features.log", f.log, ("db", "log1p", "none"))
     _check_choice("pairs.sampling", p.sampling, SAMPLINGS)
@@ -195,10 +198,9 @@ def validate(cfg: Config) -> Config:
 
 def check_available(cfg: Config) -> None:
     """Fail early, naming the missing piece, for configs that need unreleased features."""
-    if cfg.features.segment == "hl30":
-        raise ConfigError(
-            f"{cfg.name}: features.segment='hl30' needs the HL-30 highlighter (issue #5), which "
-            "this version does not have yet; run with --set features.segment=mid30 meanwhile")
+    if cfg.features.highlighter and not Path(cfg.features.highlighter).is_file():
+        raise ConfigError(f"features.highlighter={cfg.features.highlighter!r}: no such checkpoint; "
+                          "train one with `hitrank highlighter train` or leave it empty (fallback)")
     if cfg.features.tags:
         raise ConfigError(
             f"{cfg.name}: features.tags=true needs the MTT tagger port (issue #6), which this "

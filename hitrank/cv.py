@@ -89,14 +89,25 @@ def _fit_fold(cfg: Config, ds: Dataset, X, tr, va, seed: int):
     return [(best_a, ab), (1 - best_a, art)], target, curves, chosen
 
 
+def feature_params(cfg: Config):
+    """The feature parameters a config asks for."""
+    from .extract import hl30_params
+    from .features import FeatureParams
+
+    f = cfg.features
+    if f.segment == "hl30":
+        return hl30_params(f.highlighter or None, window=f.window, log=f.log)
+    return FeatureParams(window=f.window, log=f.log, segment=f.segment)
+
+
 def prepare(cfg: Config, ds: Dataset) -> tuple[torch.device, torch.Tensor]:
     """Check the config against the data, then put all features on the device."""
     check_available(cfg)
-    params = ds.params
-    for key in ("window", "log", "segment"):
-        if params[key] != getattr(cfg.features, key):
-            raise ConfigError(f"features.{key}={getattr(cfg.features, key)!r} but the store was made "
-                              f"with {key}={params[key]!r}; re-extract or --set features.{key}={params[key]}")
+    want = feature_params(cfg).to_dict()
+    for key in ("window", "log", "segment", "highlighter"):
+        if ds.params.get(key, "") != want[key]:
+            raise ConfigError(f"the config asks for features with {key}={want[key]!r} but the store was "
+                              f"made with {key}={ds.params.get(key)!r}; re-extract, or change features.{key}")
     if cfg.pairs.sampling in ("artist", "ab_artist"):
         counts = pd.Series(ds.artists[ds.artists != ""]).value_counts()
         if not (counts > 1).any():

@@ -8,6 +8,7 @@ on, and an interrupted run resumes where it stopped (see :mod:`hitrank.store`).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import multiprocessing as mp
 import os
@@ -43,27 +44,43 @@ class ExtractReport:
         return len(self.failures)
 
 
-def extract_song(path: str | os.PathLike, params: FeatureParams = FeatureParams()):
+def extract_song(path: str | os.PathLike, params: FeatureParams = FeatureParams(),
+                 highlighter: str | os.PathLike | None = None):
     """Decode one song's segment and compute its log-mel.
+
+    Mid-30 decodes only the middle 30 s; HL-30 decodes the song once, finds the highlight
+    (``params.highlighter``: the fallback, or the attention checkpoint ``highlighter``) and
+    cuts the 30 s out of the same decoded audio.
 
     Returns
     -------
     feats : ndarray (n_mels, n_frames) float16
     info : dict
-        ``seg_start``, ``seg_end``, ``duration`` (s) and ``padded``.
+        ``seg_start``, ``seg_end``, ``duration`` (s) and ``padded``; for HL-30 also ``method``
+        and ``curve`` (the per-second importance curve as a JSON list).
 
     Raises
     ------
     AudioLoadError
         When the file cannot be used; the message names the file and the reason.
     """
-    seg = audio.load_mid30(path, sr=params.sr)
+    extra = {}
+    if params.segment == "hl30":
+        from .thumbnail import find_highlight
+        from .thumbnail.attention import load_highlighter_cached
+
+        model = load_highlighter_cached(str(highlighter)) if highlighter else None
+        h = find_highlight(path, "attention" if model else "fallback", model, sr=params.sr)
+        seg = audio.crop(path, h["audio"], params.sr, h["start"], h["duration"])
+        extra = {"method": h["method"], "curve": json.dumps(np.round(h["curve"], 4).tolist())}
+    else:
+        seg = audio.load_mid30(path, sr=params.sr)
     with _single_thread():
         mel = log_mel(seg.audio, params).numpy()
     if not np.all(np.isfinite(mel)):
         raise AudioLoadError(path, "features are not finite (corrupt audio?)")
     info = {"seg_start": round(seg.start, 4), "seg_end": round(seg.end, 4),
-            "duration": round(seg.duration, 4), "padded": bool(seg.padded)}
+            "duration": round(seg.duration, 4), "padded": bool(seg.padded), **extra}
     return mel.astype(np.float16), info
 
 
@@ -81,14 +98,23 @@ def _single_thread():
         torch.set_num_threads(before)
 
 
+def hl30_params(highlighter: str | os.PathLike | None = None, **kwargs) -> FeatureParams:
+    """Feature parameters for HL-30 with the fallback or an attention checkpoint."""
+    if highlighter is None:
+        return FeatureParams(segment="hl30", highlighter="fallback", **kwargs)
+    from .thumbnail.attention import checkpoint_digest
+
+    return FeatureParams(segment="hl30", highlighter=f"attention:{checkpoint_digest(highlighter)}", **kwargs)
+
+
 def _worker_init() -> None:
     _single_thread().__enter__()
 
 
 def _job(args):
-    song_id, path, params = args
+    song_id, path, params, highlighter = args
     try:
-        feats, info = extract_song(path, params)
+        feats, info = extract_song(path, params, highlighter)
         return song_id, feats, info, ""
     except AudioLoadError as exc:
         return song_id, None, None, exc.reason
@@ -103,6 +129,7 @@ def extract(
     workers: int = 1,
     progress: bool = True,
     allow_outside: bool = False,
+    highlighter: str | os.PathLike | None = None,
 ) -> ExtractReport:
     """Extract features of every song in ``source`` into the store ``out``.
 
@@ -114,6 +141,8 @@ def extract(
     workers : worker processes (1 = in this process)
     progress : show a tqdm progress bar
     allow_outside : let a labels CSV point at files outside its folder
+    highlighter : attention highlighter checkpoint for HL-30 (None: the fallback); use
+        :func:`hl30_params` to make matching parameters
 
     Returns
     -------
@@ -121,6 +150,9 @@ def extract(
     """
     from tqdm import tqdm
 
+    if params.segment == "hl30" and bool(highlighter) != params.highlighter.startswith("attention"):
+        raise HitrankError(f"params.highlighter={params.highlighter!r} does not match highlighter="
+                           f"{highlighter!r}; build the parameters with hl30_params()")
     if workers < 1:
         raise HitrankError(f"workers={workers}; need at least 1")
     refs, rejected = resolve_source(source, allow_outside)
@@ -135,7 +167,7 @@ def extract(
         report.skipped = len(refs) - len(todo)
         if report.skipped:
             log.info("%d of %d songs already extracted; %d to go", report.skipped, len(refs), len(todo))
-        jobs = [(r.song_id, r.path, params) for r in todo]
+        jobs = [(r.song_id, r.path, params, highlighter) for r in todo]
         paths = {r.song_id: r.path for r in todo}
         bar = tqdm(total=len(jobs), desc="extract", unit="song", disable=not progress)
         pool = None

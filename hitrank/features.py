@@ -30,6 +30,7 @@ from .errors import ParameterError
 
 WINDOWS = ("hamming", "hann")
 LOGS = ("db", "log1p", "none")
+SEGMENTS = ("mid30", "hl30")
 
 
 @dataclass(frozen=True)
@@ -42,19 +43,19 @@ class FeatureParams:
     hop_length: int = HOP_LENGTH  # samples
     window: str = "hamming"  # paper text; the released code used librosa's default 'hann'
     log: str = "db"
-    segment: str = "mid30"
+    segment: str = "mid30"  # mid30 | hl30
     segment_seconds: float = SEGMENT_SECONDS
+    highlighter: str = ""  # hl30 only: 'fallback' or 'attention:<checkpoint digest>'
 
     def __post_init__(self):
         if self.window not in WINDOWS:
             raise ParameterError(f"window={self.window!r}; expected one of {WINDOWS}")
         if self.log not in LOGS:
             raise ParameterError(f"log={self.log!r}; expected one of {LOGS}")
-        if self.segment not in ("mid30",):
-            raise ParameterError(
-                f"segment={self.segment!r}; only 'mid30' is available in this version "
-                "(HL-30 needs the highlighter of issue #5)"
-            )
+        if self.segment not in SEGMENTS:
+            raise ParameterError(f"segment={self.segment!r}; expected one of {SEGMENTS}")
+        if self.segment == "hl30" and not self.highlighter:
+            object.__setattr__(self, "highlighter", "fallback")
 
     @property
     def n_frames(self) -> int:

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 MANIFEST_COLUMNS = ["song_id", "path", "row", "seg_start", "seg_end", "duration", "padded",
-                    "status", "error", "artist", "hit_score"]
+                    "status", "error", "artist", "hit_score", "method", "curve"]
 FSYNC_EVERY = 64  # songs between fsyncs of the data and the journal
 MANIFEST_EVERY = 256  # songs between rewrites of manifest.csv during a run
 GROW_CHUNK = 256  # rows copied at a time when the feature file grows
@@ -156,7 +156,8 @@ class FeatureStore:
         """One row per song (the latest record), in row order."""
         df = pd.DataFrame(list(self._records.values()), columns=MANIFEST_COLUMNS)
         df["error"] = df["error"].fillna("")
-        df["artist"] = df["artist"].fillna("")
+        for col in ("artist", "method", "curve"):
+            df[col] = df[col].fillna("")
         return df.sort_values("row", kind="stable").reset_index(drop=True)
 
     def done_ids(self) -> set[str]:

@@ -5,7 +5,8 @@ import pytest
 from hitrank.config import check_available, load_config
 from hitrank.errors import ConfigError
 
-CONFIGS = sorted((Path(__file__).parents[1] / "configs").rglob("*.yaml"))
+ROOT = Path(__file__).parents[1] / "configs"
+CONFIGS = sorted((ROOT / "table1").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
@@ -19,9 +20,18 @@ def test_table1_has_twelve_rows():
     assert names == list("abcdefghijkl")
 
 
+def test_highlighter_config_validates():
+    from hitrank.thumbnail.training import load_highlighter_config
+
+    assert load_highlighter_config(ROOT / "highlighter" / "hit_score.yaml").epochs > 0
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_highlighter_config(None, ["epochz=3"])
+
+
 def test_unreleased_pieces_fail_with_named_missing_piece():
-    cfg = load_config(Path(__file__).parents[1] / "configs/table1/i_siamese_ab_hl30.yaml")
-    with pytest.raises(ConfigError, match="HL-30"):
+    check_available(load_config(ROOT / "table1" / "i_siamese_ab_hl30.yaml"))  # HL-30 is here
+    cfg = load_config(ROOT / "table1" / "j_siamese_ab_hl30_tag.yaml")
+    with pytest.raises(ConfigError, match="tagger"):
         check_available(cfg)
 
 

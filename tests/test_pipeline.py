@@ -87,9 +87,13 @@ def test_cli_cv_train_rank(store, corpus, tmp_path, capsys):
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys, store):
-    assert main(["cv", "--config", "configs/table1/i_siamese_ab_hl30.yaml", "--store", str(store),
+    assert main(["cv", "--config", "configs/table1/j_siamese_ab_hl30_tag.yaml", "--store", str(store),
                  "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error:") and "HL-30" in err and "\n" not in err
+    assert err.startswith("error:") and "tagger" in err and "\n" not in err
+    # a Mid-30 store does not serve an HL-30 config
+    assert main(["cv", "--config", "configs/table1/i_siamese_ab_hl30.yaml", "--store", str(store),
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "segment='hl30'" in capsys.readouterr().err
     assert main(["cv", "--store", str(tmp_path), "--out", str(tmp_path / "y")]) == 2
     assert "not a feature store" in capsys.readouterr().err

@@ -1,0 +1,156 @@
+"""Training the attention highlighter on song-level targets, and judging highlights.
+
+``hitrank highlighter train --config configs/highlighter/hit_score.yaml --labels L --out RUN``
+decodes every labelled song once, keeps its whole-song log-mel in memory (about 0.5 MB per
+3-minute song in float16), and trains :class:`.attention.AttentionHighlighter` to predict the
+log-standardised hit score; the epoch with the lowest validation MSE is kept.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import multiprocessing as mp
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from .. import audio
+from ..config import _build
+from ..corpus import read_labels
+from ..data import Target
+from ..errors import ConfigError, HitrankError
+from ..features import FeatureParams, log_mel
+from ..train import pick_device, seed_everything
+from .attention import FORMAT, AttentionHighlighter, HighlighterTrainConfig, batch_chunks
+
+log = logging.getLogger(__name__)
+
+
+def load_highlighter_config(path: str | os.PathLike | None, overrides=()) -> HighlighterTrainConfig:
+    from ..config import parse_override
+
+    data = {}
+    if path:
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{str(path)!r}: cannot read highlighter config ({exc})") from None
+    for item in overrides:
+        keys, value = parse_override(item)
+        data[keys[-1]] = value
+    cfg = _build(HighlighterTrainConfig, data)
+    if cfg.target != "hit_score":
+        raise ConfigError(f"target={cfg.target!r}; available: ['hit_score'] (the tag-vector target "
+                          "needs the tag branch, issue #6)")
+    if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0 or not 0 < cfg.val_fraction < 1:
+        raise ConfigError("epochs, batch_size >= 1, lr > 0 and 0 < val_fraction < 1 are required")
+    return cfg
+
+
+def song_mel(path: str, params: FeatureParams) -> np.ndarray:
+    """Whole-song log-mel (n_mels, T) float16."""
+    torch.set_num_threads(1)
+    y, _ = audio.load(path, params.sr)
+    return log_mel(y, params).numpy().astype(np.float16)
+
+
+def _mel_job(args):
+    path, params = args
+    try:
+        return song_mel(path, params), ""
+    except audio.AudioLoadError as exc:
+        return None, exc.reason
+
+
+def train_highlighter(labels: str | os.PathLike, out: str | os.PathLike, cfg: HighlighterTrainConfig,
+                      workers: int = 1, progress: bool = True) -> dict:
+    """Train an attention highlighter on a labels CSV; writes ``OUT/highlighter.pt``."""
+    from tqdm import tqdm
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    refs, rejected, _ = read_labels(labels)
+    refs = [r for r in refs if np.isfinite(r.hit_score)]
+    rng = np.random.default_rng(cfg.seed)
+    order = rng.permutation(len(refs))
+    if cfg.max_songs:
+        order = order[: cfg.max_songs]
+    refs = [refs[i] for i in order]
+    params = FeatureParams()
+    jobs = [(r.path, params) for r in refs]
+    bar = dict(total=len(jobs), desc="decode", unit="song", disable=not progress)
+    if workers > 1:
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+            results = list(tqdm(pool.map(_mel_job, jobs, chunksize=4), **bar))
+    else:
+        results = [_mel_job(j) for j in tqdm(jobs, **bar)]
+    mels, scores, failed = [], [], []
+    for r, (mel, reason) in zip(refs, results, strict=True):
+        if mel is None:
+            failed.append((r.song_id, r.path, reason))
+        else:
+            mels.append(torch.from_numpy(mel))
+            scores.append(r.hit_score)
+    if len(mels) < 10:
+        raise HitrankError(f"only {len(mels)} usable labelled songs; the highlighter needs at least 10")
+    scores = np.array(scores)
+    n_val = max(2, int(round(cfg.val_fraction * len(mels))))
+    tr, va = np.arange(n_val, len(mels)), np.arange(n_val)
+    target = Target.fit("log", scores[tr])
+    z = torch.as_tensor(target.transform(scores), dtype=torch.float32)
+    seed_everything(cfg.seed)
+    device = pick_device(cfg.device)
+    model = AttentionHighlighter().to(device)
+    allm = torch.cat([mels[i].float() for i in tr], dim=1)
+    model.set_input_stats(allm.mean(dim=1).to(device), allm.std(dim=1).to(device))
+    del allm
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+
+    def run(idx, train: bool):
+        model.train(train)
+        total = 0.0
+        for i in range(0, len(idx), cfg.batch_size):
+            b = idx[i: i + cfg.batch_size]
+            x, mask = batch_chunks([mels[j] for j in b])
+            with torch.set_grad_enabled(train):
+                pred, _ = model(x.to(device), mask.to(device))
+                loss = torch.mean((pred[:, 0] - z[b].to(device)) ** 2)
+            if train:
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            total += loss.item() * len(b)
+        return total / len(idx)
+
+    best, curves, t0 = (float("inf"), 0, None), [], time.time()
+    for epoch in range(1, cfg.epochs + 1):
+        train_loss = run(rng.permutation(tr), True)
+        val_loss = run(va, False)
+        curves.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
+        log.info("highlighter epoch %d: train %.4f val %.4f", epoch, train_loss, val_loss)
+        if val_loss < best[0]:
+            best = (val_loss, epoch, copy.deepcopy(model.state_dict()))
+    payload = {
+        "format": FORMAT, "kwargs": {}, "feature_params": params.to_dict(), "target": target.to_dict(),
+        "state_dict": {k: v.cpu() for k, v in best[2].items()},
+        "info": {"best_epoch": best[1], "val_loss": best[0], "n_train": len(tr), "n_val": len(va)},
+    }
+    tmp = out / "highlighter.pt.tmp"
+    torch.save(payload, tmp)
+    os.replace(tmp, out / "highlighter.pt")
+    summary = {**payload["info"], "seconds": round(time.time() - t0, 1), "failed": len(failed),
+               "curves": curves}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def chorus_hit(start: float, chorus_times: list, seconds: float = 30.0) -> bool:
+    """Whether the window [start, start + seconds) covers at least half of some true chorus."""
+    return any(min(e, start + seconds) - max(s, start) >= 0.5 * (e - s) for s, e in chorus_times)
