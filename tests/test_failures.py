@@ -1,0 +1,116 @@
+"""A corpus of bad and odd inputs: every file is either extracted or failed with a named
+reason, the batch goes on, nothing is lost, and the exit code says whether anything failed."""
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from hitrank.cli import main
+
+SR = 22050
+
+
+def _tone(seconds, sr=SR, channels=1):
+    t = np.arange(int(seconds * sr)) / sr
+    y = (0.3 * np.sin(2 * np.pi * 330 * t)).astype(np.float32)
+    return np.repeat(y[:, None], channels, 1) if channels > 1 else y
+
+
+@pytest.fixture(scope="module")
+def bad_corpus(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bad")
+    expect_fail = {}
+    (d / "empty.wav").write_bytes(b"")
+    expect_fail["empty.wav"] = "0 bytes"
+    (d / "random.wav").write_bytes(np.random.default_rng(0).bytes(50_000))
+    expect_fail["random.wav"] = "cannot decode"
+    (d / "text.mp3").write_text("ID3? no, just text\n" * 200)
+    expect_fail["text.mp3"] = "cannot decode"
+    sf.write(d / "long.wav", _tone(60), SR)
+    data = (d / "long.wav").read_bytes()
+    # the header says 60 s but the file holds 20 s: libsndfile trusts the size, so the song is
+    # read as 20 s long and zero-padded (flagged), not lost
+    (d / "claims_more.wav").write_bytes(data[: len(data) // 3])
+    (d / "long.wav").unlink()
+    y = _tone(40)
+    y[20 * SR] = np.nan  # in the middle, where Mid-30 reads
+    y[21 * SR] = np.inf
+    sf.write(d / "nan.wav", y, SR, subtype="FLOAT")
+    expect_fail["nan.wav"] = "NaN"
+    sf.write(d / "silent.wav", np.zeros(SR * 40, np.float32), SR)
+    expect_fail["silent.wav"] = "silent"
+    (d / "x.mp3").mkdir()
+    expect_fail["x.mp3"] = "directory"
+    os.symlink(d / "nowhere.wav", d / "dangling.wav")
+    expect_fail["dangling.wav"] = "broken symbolic link"
+    sf.write(d / "mp3_full.mp3", _tone(45), SR)
+    data = (d / "mp3_full.mp3").read_bytes()
+    (d / "truncated.mp3").write_bytes(data[: len(data) // 2])
+    (d / "mp3_full.mp3").unlink()
+    # odd but valid
+    sf.write(d / "one_second.wav", _tone(1), SR)
+    sf.write(d / "eight_channels.wav", _tone(35, channels=8), SR)
+    sf.write(d / "low_8k.wav", _tone(35, sr=8000), 8000)
+    sf.write(d / "high_192k.wav", _tone(35, sr=192000), 192000)
+    sf.write(d / "twenty_minutes.flac", _tone(1200, sr=8000), 8000)
+    for name in ("with space.wav", "quote'\"s.wav", "ünïcødé ♪.wav", "-leading-dash.wav",
+                 "<img src=x onerror=alert(1)>.wav"):
+        sf.write(d / name, _tone(32), SR)
+    return d, expect_fail
+
+
+def test_extract_survives_every_kind(bad_corpus, tmp_path, capsys):
+    d, expect_fail = bad_corpus
+    code = main(["extract", str(d), "--out", str(tmp_path / "st"), "-q"])
+    assert code == 1
+    err = capsys.readouterr().err
+    man = pd.read_csv(tmp_path / "st" / "manifest.csv", keep_default_na=False)
+    listed = {p.name for p in d.iterdir()}
+    assert set(man.song_id) == listed  # lost songs = 0: every entry is in the manifest
+    failed = man[man.status == "failed"].set_index("song_id")
+    for name, reason in expect_fail.items():
+        assert name in failed.index, name
+        assert reason in failed.loc[name, "error"], (name, failed.loc[name, "error"])
+        assert repr(str(d / name)) in err or name in err
+    ok = man[man.status == "ok"].set_index("song_id")
+    for name in ("claims_more.wav", "one_second.wav", "eight_channels.wav", "low_8k.wav", "high_192k.wav",
+                 "twenty_minutes.flac", "with space.wav", "-leading-dash.wav", "ünïcødé ♪.wav"):
+        assert name in ok.index, name
+    assert bool(ok.loc["one_second.wav", "padded"]) is True
+    assert bool(ok.loc["claims_more.wav", "padded"]) is True
+    assert float(ok.loc["twenty_minutes.flac", "seg_start"]) == pytest.approx(585.0)
+    mel = np.load(tmp_path / "st" / "mel_mid30.npy")
+    assert np.isfinite(mel[ok.row.to_numpy()].astype(np.float32)).all()
+    # a rerun does nothing new, and says so with the same exit code
+    assert main(["extract", str(d), "--out", str(tmp_path / "st"), "-q"]) == 1
+
+
+def test_bad_labels_csv(tmp_path, capsys):
+    sf.write(tmp_path / "a.wav", _tone(31), SR)
+    (tmp_path / "labels.csv").write_text(
+        "song_id,path,artist,hit_score\n"
+        "a,a.wav,x,0.5\n"
+        "a,a.wav,x,0.7\n"          # duplicate id
+        "b,missing.wav,x,0.1\n"    # no such file
+        "c,a.wav,x,\n"             # missing score: extracted, not trained on
+        "d,a.wav,x,abc\n"          # non-numeric
+        "e,a.wav,x,-3\n"           # negative
+        "f,../outside.wav,x,0.2\n"  # escapes the folder
+    )
+    code = main(["extract", str(tmp_path / "labels.csv"), "--out", str(tmp_path / "st"), "-q"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "duplicate song_id" in err and "outside the labels folder" in err and "does not exist" in err
+    man = pd.read_csv(tmp_path / "st" / "manifest.csv", keep_default_na=False)
+    assert set(man[man.status == "ok"].song_id) == {"a", "c", "d", "e"}
+    from hitrank.data import load_dataset
+    from hitrank.store import FeatureStore
+
+    with pytest.raises(Exception, match="only 1 songs"):
+        load_dataset(FeatureStore.open(tmp_path / "st"))
+    (tmp_path / "bad.csv").write_text("id,file\n1,a.wav\n")
+    assert main(["extract", str(tmp_path / "bad.csv"), "--out", str(tmp_path / "s2")]) == 2
+    assert "missing column" in capsys.readouterr().err
