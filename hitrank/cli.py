@@ -111,6 +111,8 @@ def get_parser() -> argparse.ArgumentParser:
                    "$HITRANK_CACHE or ~/.cache/hitrank)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--workers", type=int, default=1, help="extraction worker processes")
+    p.add_argument("--highlighter", type=Path,
+                   help="attention highlighter of an HL-30 model (default: the one in its config)")
 
     p = _sub(subs, "highlight", "find the 30 s highlight of audio files (HL-30)",
              ["hitrank highlight song.wav", "hitrank highlight *.mp3 --method attention --model runs/hl/highlighter.pt --json",
@@ -255,7 +257,8 @@ def cmd_rank(args) -> int:
     from .rank import rank_folder
 
     ranking, failures = rank_folder(args.folder, args.model, cache=args.cache, workers=args.workers,
-                                    device=args.device, progress=_progress(args))
+                                    device=args.device, progress=_progress(args),
+                                    highlighter=args.highlighter)
     if args.out:
         tmp = args.out.with_name(args.out.name + ".tmp")
         ranking.to_csv(tmp, index=False)

@@ -50,6 +50,22 @@ def load_scorers(model: str | os.PathLike, device: torch.device):
     return scorers
 
 
+def _highlighter_for(params: FeatureParams, scorer, given):
+    """The attention highlighter checkpoint an HL-30 model needs (None for the fallback)."""
+    if not params.highlighter.startswith("attention"):
+        return None
+    from .thumbnail.attention import checkpoint_digest
+
+    path = given or scorer.config.get("features", {}).get("highlighter", "")
+    if not path or not Path(path).is_file():
+        raise CheckpointError(f"{scorer.source!r} uses HL-30 from an attention highlighter "
+                              f"({params.highlighter}); pass its checkpoint with --highlighter")
+    if f"attention:{checkpoint_digest(path)}" != params.highlighter:
+        raise CheckpointError(f"highlighter {str(path)!r} is not the one {scorer.source!r} was trained "
+                              f"with ({params.highlighter})")
+    return path
+
+
 def rank_folder(
     folder: str | os.PathLike,
     model: str | os.PathLike,
@@ -57,8 +73,12 @@ def rank_folder(
     workers: int = 1,
     device: str = "auto",
     progress: bool = True,
+    highlighter: str | os.PathLike | None = None,
 ) -> tuple[pd.DataFrame, list]:
     """Rank every audio file under ``folder``.
+
+    For HL-30 models made with an attention highlighter, the highlighter checkpoint named in
+    the model's config is used (or ``highlighter``); its digest must match the model's.
 
     Returns
     -------
@@ -69,8 +89,10 @@ def rank_folder(
     dev = pick_device(device)
     scorers = load_scorers(model, dev)
     params = FeatureParams.from_dict(scorers[0].feature_params)
+    highlighter = _highlighter_for(params, scorers[0], highlighter)
     store_dir = Path(cache) if cache else cached_store_path(folder, params)
-    rep = extract(folder, store_dir, params, workers=workers, progress=progress)
+    rep = extract(folder, store_dir, params, workers=workers, progress=progress,
+                  highlighter=highlighter)
     store = FeatureStore.open(store_dir)
     man = store.manifest
     ok = man[man.status == "ok"].reset_index(drop=True)

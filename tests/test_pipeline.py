@@ -97,3 +97,20 @@ def test_cli_errors_are_one_line(tmp_path, capsys, store):
     assert "segment='hl30'" in capsys.readouterr().err
     assert main(["cv", "--store", str(tmp_path), "--out", str(tmp_path / "y")]) == 2
     assert "not a feature store" in capsys.readouterr().err
+
+
+def test_hl30_row_from_labels_and_rank(corpus, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HITRANK_CACHE", str(tmp_path / "cache"))
+    sets = sum((["--set", o] for o in QUICK), [])
+    assert main(["cv", "--config", "configs/table1/c_simple_cnn_hl30.yaml", "--labels",
+                 str(corpus / "labels.csv"), "--out", str(tmp_path / "c"), "-q", *sets]) == 0
+    payload = torch.load(tmp_path / "c" / "fold_00.pt", weights_only=True)
+    assert payload["feature_params"]["segment"] == "hl30"
+    assert payload["feature_params"]["highlighter"] == "fallback"
+    capsys.readouterr()
+    folder = tmp_path / "new"
+    folder.mkdir()
+    (folder / "a.wav").symlink_to(corpus / "audio" / "song_00005.wav")
+    assert main(["rank", str(folder), "--model", str(tmp_path / "c"), "--json", "-q"]) == 0
+    row = json.loads(capsys.readouterr().out)["ranking"][0]
+    assert row["seg_end"] - row["seg_start"] == 30
