@@ -30,6 +30,7 @@ def _common() -> argparse.ArgumentParser:
 
 
 def _sub(subs, name, help_, examples, parents):
+    help_ = help_.replace("%", "%%")  # argparse formats help strings with %
     return subs.add_parser(
         name, help=help_, description=help_, parents=parents,
         epilog="examples:\n" + "\n".join(f"  {e}" for e in examples),
@@ -60,7 +61,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--stereo", action="store_true", help="write stereo files")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
 
-    p = _sub(subs, "extract", "extract Mid-30 log-mel features of a folder or labels CSV into a store",
+    p = _sub(subs, "extract", "extract Mid-30 or HL-30 log-mel features of a folder or labels CSV into a store",
              ["hitrank extract corpus/ --out store/", "hitrank extract corpus/labels.csv --out store/ --workers 2"],
              [common])
     p.add_argument("source", type=Path, help="folder of audio files (recursive) or labels CSV")

@@ -84,7 +84,7 @@ def load_dataset(store: FeatureStore, labels: pd.DataFrame | None = None) -> tup
             problems.append((sid, "features contain NaN/inf"))
         ids, feats, keep = ids[~bad], feats[~bad], [r for r, b in zip(keep, bad, strict=True) if not b]
     ds = Dataset(ids, feats, np.array([float(r["hit_score"]) for r in keep]),
-                 np.array([str(r["artist"]) if r["artist"] == r["artist"] else "" for r in keep]),
+                 np.array(["" if pd.isna(r["artist"]) else str(r["artist"]) for r in keep]),
                  store.params.to_dict())
     return ds, problems
 

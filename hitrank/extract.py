@@ -108,7 +108,9 @@ def hl30_params(highlighter: str | os.PathLike | None = None, **kwargs) -> Featu
 
 
 def _worker_init() -> None:
-    _single_thread().__enter__()
+    import torch
+
+    torch.set_num_threads(1)  # one worker process per core
 
 
 def _job(args):
