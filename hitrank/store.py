@@ -155,9 +155,8 @@ class FeatureStore:
     def manifest(self) -> pd.DataFrame:
         """One row per song (the latest record), in row order."""
         df = pd.DataFrame(list(self._records.values()), columns=MANIFEST_COLUMNS)
-        df["error"] = df["error"].fillna("")
-        for col in ("artist", "method", "curve"):
-            df[col] = df[col].fillna("")
+        for col in ("error", "artist", "method", "curve"):  # text columns: '' for missing
+            df[col] = df[col].map(lambda v: "" if pd.isna(v) else v).astype(object)
         return df.sort_values("row", kind="stable").reset_index(drop=True)
 
     def done_ids(self) -> set[str]:
