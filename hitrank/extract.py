@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import audio
+from .constants import AUDIO_EXTENSIONS
 from .corpus import resolve_source
 from .errors import AudioLoadError, HitrankError
 from .features import FeatureParams, log_mel
@@ -38,6 +39,7 @@ class ExtractReport:
     skipped: int = 0  # already done before this run
     ok: int = 0  # extracted in this run
     failures: list = field(default_factory=list)  # (song_id, path, reason)
+    song_ids: list = field(default_factory=list)  # every song listed in the source this run
 
     @property
     def failed(self) -> int:
@@ -158,7 +160,9 @@ def extract(
     if workers < 1:
         raise HitrankError(f"workers={workers}; need at least 1")
     refs, rejected = resolve_source(source, allow_outside)
-    report = ExtractReport(Path(out), total=len(refs) + len(rejected))
+    report = ExtractReport(Path(out), total=len(refs) + len(rejected), song_ids=[r.song_id for r in refs])
+    if not refs and not rejected:
+        log.warning("%r: no audio files found (looked for %s)", str(source), ", ".join(AUDIO_EXTENSIONS))
     for r in rejected:
         log.error("%s", r.reason)
         report.failures.append((r.song_id, r.path, r.reason))

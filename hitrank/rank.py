@@ -95,9 +95,8 @@ def rank_folder(
                   highlighter=highlighter)
     store = FeatureStore.open(store_dir)
     man = store.manifest
-    ok = man[man.status == "ok"].reset_index(drop=True)
-    # songs removed from the folder since the cache was made are not ranked
-    present = {sid for sid, _, _ in rep.failures} | set(ok.song_id)
+    # only songs in the folder now (the cache may remember songs since removed)
+    ok = man[(man.status == "ok") & man.song_id.isin(set(rep.song_ids))].reset_index(drop=True)
     failures = list(rep.failures)
     if len(ok) == 0:
         return pd.DataFrame(columns=["rank", "song_id", "path", "score"]), failures
@@ -111,7 +110,6 @@ def rank_folder(
         "seg_start": ok.seg_start, "seg_end": ok.seg_end, "duration": ok.duration,
         "padded": ok.padded,
     })
-    ranking = ranking[ranking.song_id.isin(present)]
     ranking = ranking.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
     ranking.insert(0, "rank", np.arange(1, len(ranking) + 1))
     return ranking, failures

@@ -81,9 +81,12 @@ def test_cli_cv_train_rank(store, corpus, tmp_path, capsys):
     assert out["ranking"][0]["score"] >= out["ranking"][-1]["score"]
     assert out["ranking"][0]["n_models"] == 3 and out["failures"][0]["song_id"] == "broken.wav"
     assert len(pd.read_csv(tmp_path / "r.csv")) == 3
-    # the single trained model ranks too
-    assert main(["rank", str(folder), "--model", str(tmp_path / "tr" / "model.pt"), "-q",
+    # the single trained model ranks too; a song removed from the folder is not ranked again
+    (folder / "s0.wav").unlink()
+    capsys.readouterr()
+    assert main(["rank", str(folder), "--model", str(tmp_path / "tr" / "model.pt"), "-q", "--json",
                  "--cache", str(tmp_path / "cache")]) == 1
+    assert sorted(r["song_id"] for r in json.loads(capsys.readouterr().out)["ranking"]) == ["s1.wav", "s2.wav"]
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys, store):
