@@ -27,3 +27,12 @@ def test_every_command_has_help_with_examples(name, capsys):
 def test_module_entry_point_and_version():
     out = subprocess.run([sys.executable, "-m", "hitrank", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and __version__ in out.stdout
+
+
+def test_public_api():
+    import hitrank
+
+    for name in hitrank.__all__:
+        assert getattr(hitrank, name) is not None
+    with pytest.raises(AttributeError):
+        hitrank.nothing_here  # noqa: B018
