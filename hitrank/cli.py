@@ -351,6 +351,10 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted; work done so far is saved; run the same command again to resume",
               file=sys.stderr)
         return EXIT_INTERRUPTED
+    except OSError as exc:  # e.g. a full disk while writing a store: stop cleanly, nothing is lost
+        print(f"error: {exc}; work done so far is saved, run the same command again to resume",
+              file=sys.stderr)
+        return EXIT_USAGE
 
 
 def _json_dump(obj) -> str:
