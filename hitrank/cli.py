@@ -1,8 +1,8 @@
 """Command line: ``hitrank COMMAND ...`` (argument parsing and printing only; no logic).
 
 Exit codes: 0 everything worked; 1 the command ran but some inputs failed (listed at the end);
-2 bad usage, config or input that stopped the command before any work; 130 interrupted
-(Ctrl-C; re-run the same command to resume).
+2 bad usage, config or input that stopped the command before any work, or an OS error (full
+disk) that stopped it midway; 130 interrupted (Ctrl-C; re-run the same command to resume).
 """
 
 from __future__ import annotations
