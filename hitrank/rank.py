@@ -21,7 +21,7 @@ import torch
 
 from .checkpoint import find_checkpoints, load_checkpoint
 from .errors import CheckpointError
-from .extract import extract
+from .extract import extract, hl30_params
 from .features import FeatureParams
 from .store import FeatureStore
 from .train import pick_device
@@ -54,13 +54,11 @@ def _highlighter_for(params: FeatureParams, scorer, given):
     """The attention highlighter checkpoint an HL-30 model needs (None for the fallback)."""
     if not params.highlighter.startswith("attention"):
         return None
-    from .thumbnail.attention import checkpoint_digest
-
     path = given or scorer.config.get("features", {}).get("highlighter", "")
     if not path or not Path(path).is_file():
         raise CheckpointError(f"{scorer.source!r} uses HL-30 from an attention highlighter "
                               f"({params.highlighter}); pass its checkpoint with --highlighter")
-    if f"attention:{checkpoint_digest(path)}" != params.highlighter:
+    if hl30_params(path).highlighter != params.highlighter:
         raise CheckpointError(f"highlighter {str(path)!r} is not the one {scorer.source!r} was trained "
                               f"with ({params.highlighter})")
     return path
