@@ -44,7 +44,10 @@ def load_highlighter_config(path: str | os.PathLike | None, overrides=()) -> Hig
             raise ConfigError(f"{str(path)!r}: cannot read highlighter config ({exc})") from None
     for item in overrides:
         keys, value = parse_override(item)
-        data[keys[-1]] = value
+        if len(keys) != 1:  # the highlighter config is flat: a dotted key is a mistake
+            raise ConfigError(f"--set {item!r}: the highlighter config has no sections; "
+                              f"use one of {list(HighlighterTrainConfig.__dataclass_fields__)}")
+        data[keys[0]] = value
     cfg = _build(HighlighterTrainConfig, data)
     if cfg.target != "hit_score":
         raise ConfigError(f"target={cfg.target!r}; available: ['hit_score'] (the tag-vector target "
