@@ -57,12 +57,22 @@ class Scorer:
             model.load_state_dict(m["state_dict"])
             self.members.append((m["weight"], model.to(device).eval()))
 
-    def score(self, X: torch.Tensor, idx: np.ndarray | None = None) -> np.ndarray:
-        """Weighted member scores, (n,) float64 in standardised target units."""
+    @property
+    def uses_tags(self) -> bool:
+        return any(getattr(m, "uses_tags", False) for _, m in self.members)
+
+    def score(self, X: torch.Tensor, idx: np.ndarray | None = None, T: torch.Tensor | None = None) -> np.ndarray:
+        """Weighted member scores, (n,) float64 in standardised target units.
+
+        ``T`` (n, 50): tag vectors, needed by models with a tag branch.
+        """
         from .train import predict
 
+        if self.uses_tags and T is None:
+            raise CheckpointError(f"{self.source!r} has a tag branch: it needs the songs' tag vectors")
         idx = np.arange(len(X)) if idx is None else idx
-        return sum(wt * predict(model, X, idx) for wt, model in self.members)
+        return sum(wt * predict(model, X, idx, T=T if getattr(model, "uses_tags", False) else None)
+                   for wt, model in self.members)
 
     def to_raw(self, z: np.ndarray) -> np.ndarray:
         """Standardised scores -> predicted hit scores (raw units)."""

@@ -62,7 +62,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
 
     p = _sub(subs, "extract", "extract Mid-30 or HL-30 log-mel features of a folder or labels CSV into a store",
-             ["hitrank extract corpus/ --out store/", "hitrank extract corpus/labels.csv --out store/ --workers 2"],
+             ["hitrank extract corpus/ --out store/", "hitrank extract corpus/labels.csv --out store/ --workers 2",
+              "hitrank extract corpus/labels.csv --out store_tags/ --tags"],
              [common])
     p.add_argument("source", type=Path, help="folder of audio files (recursive) or labels CSV")
     p.add_argument("--out", type=Path, required=True, help="feature store folder")
@@ -73,6 +74,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", default="hamming", choices=["hamming", "hann"],
                    help="STFT window (paper: hamming; the authors' code: hann)")
     p.add_argument("--log", default="db", choices=["db", "log1p", "none"], help="log scaling (default db)")
+    p.add_argument("--tags", nargs="?", const="segment", default="", choices=["segment", "song"],
+                   help="also store the 50 MTT tag probabilities (musicnn port) averaged over the "
+                        "30 s segment (default when given) or the whole song")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--allow-outside", action="store_true",
                    help="let a labels CSV point at files outside its folder")
@@ -83,7 +87,8 @@ def get_parser() -> argparse.ArgumentParser:
           "--out runs/i --set features.segment=mid30 --set train.epochs=5"]),
         ("cv", "k-fold cross-validation from a config; nDCG / Kendall / Spearman @10%",
          ["hitrank cv --config configs/table1/a_simple_cnn_mid30.yaml --store store/ --out runs/a",
-          "hitrank cv --config configs/demo/siamese_ab.yaml --labels corpus/labels.csv --out runs/ab --folds 5"]),
+          "hitrank cv --config configs/demo/siamese_ab.yaml --labels corpus/labels.csv --out runs/ab --folds 5",
+          "hitrank cv --config configs/descriptors/topify_smote.yaml --data ../shared/data/spotify_hit_predictor --out runs/topify"]),
     ):
         p = _sub(subs, name, help_, ex, [common])
         p.add_argument("--config", type=Path, help="experiment YAML (see configs/)")
@@ -92,6 +97,9 @@ def get_parser() -> argparse.ArgumentParser:
         src.add_argument("--labels", type=Path,
                          help="labels CSV (song_id, path, artist, hit_score); features are extracted "
                               "into a cache store first")
+        src.add_argument("--data", type=Path, nargs="+",
+                         help="descriptor table(s): Spotify-style CSVs or folders of them, or the "
+                              "descriptors.csv of `hitrank descriptors` (configs/descriptors/)")
         p.add_argument("--out", type=Path, required=True, help="run folder")
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config key, e.g. --set train.epochs=2 (repeatable)")
@@ -114,6 +122,42 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="extraction worker processes")
     p.add_argument("--highlighter", type=Path,
                    help="attention highlighter of an HL-30 model (default: the one in its config)")
+
+    p = _sub(subs, "tags", "music tags of audio files (pretrained MagnaTagATune tagger, musicnn port)",
+             ["hitrank tags song.wav", "hitrank tags *.mp3 --json", "hitrank tags song.wav --model MTT_vgg --top 10"],
+             [common])
+    p.add_argument("files", nargs="+", type=Path, help="audio files")
+    p.add_argument("--model", default="MTT_musicnn", choices=["MTT_musicnn", "MTT_vgg"],
+                   help="tagger (default MTT_musicnn)")
+    p.add_argument("--top", type=int, default=5, help="tags to print per file (default 5)")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object per file: the full 50-tag vector by name")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+
+    p = _sub(subs, "predict", "score every row of a descriptor table with a trained descriptor run",
+             ["hitrank predict --model runs/topify --data new_songs.csv --out predictions.csv"], [common])
+    p.add_argument("--model", type=Path, required=True, help="descriptor run folder or checkpoint .pt")
+    p.add_argument("--data", type=Path, nargs="+", required=True, help="descriptor table(s)")
+    p.add_argument("--out", type=Path, required=True, help="predictions CSV (one row per input row)")
+
+    p = _sub(subs, "descriptors", "compute Spotify-style descriptors from audio (descriptors.csv)",
+             ["hitrank descriptors corpus/audio --out desc/", "hitrank descriptors corpus/labels.csv --out desc/ --workers 2"],
+             [common])
+    p.add_argument("source", type=Path, help="folder of audio files (recursive) or labels CSV")
+    p.add_argument("--out", type=Path, required=True, help="output folder (descriptors.csv, failures.csv)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--allow-outside", action="store_true",
+                   help="let a labels CSV point at files outside its folder")
+
+    p = _sub(subs, "fit", "rank candidate songs by how well they fit a reference set (playlist fit)",
+             ["hitrank fit --reference liked_songs/ --candidates new_songs/",
+              "hitrank fit --reference liked.csv --candidates catalogue.csv --out fit.csv --json"], [common])
+    p.add_argument("--reference", type=Path, required=True, help="folder of audio or descriptor CSV")
+    p.add_argument("--candidates", type=Path, required=True, help="folder of audio or descriptor CSV")
+    p.add_argument("--out", type=Path, help="write the ranking CSV here")
+    p.add_argument("--json", action="store_true", help="print the ranking as JSON on stdout")
+    p.add_argument("--top", type=int, default=20, help="rows to print (default 20; 0 = all)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes for audio folders")
 
     p = _sub(subs, "highlight", "find the 30 s highlight of audio files (HL-30)",
              ["hitrank highlight song.wav", "hitrank highlight *.mp3 --method attention --model runs/hl/highlighter.pt --json",
@@ -181,11 +225,15 @@ def cmd_extract(args) -> int:
     if args.segment == "hl30":
         from .extract import hl30_params
 
-        params = hl30_params(args.highlighter, window=args.window, log=args.log)
+        params = hl30_params(args.highlighter, window=args.window, log=args.log, tags=args.tags)
     elif args.highlighter:
         raise HitrankError("--highlighter needs --segment hl30")
     else:
-        params = FeatureParams(window=args.window, log=args.log, segment=args.segment)
+        params = FeatureParams(window=args.window, log=args.log, segment=args.segment, tags=args.tags)
+    if args.tags:
+        from .tags.musicnn import checkpoint_dir
+
+        checkpoint_dir()  # fail before any work when the musicnn wheel is missing
     rep = extract(args.source, args.out, params, workers=args.workers, progress=_progress(args),
                   allow_outside=args.allow_outside, highlighter=args.highlighter)
     _print_failures(rep.failures)
@@ -234,9 +282,45 @@ def _print_summary(summary: dict) -> None:
         print(f"  {k + '@10%':<14} {summary[k + '_mean']:+.4f} +- {summary[k + '_std']:.4f}")
 
 
+def _descriptor_config(args):
+    from .descriptors.config import is_descriptor_config, load_descriptor_config
+
+    if not is_descriptor_config(args.config):
+        raise HitrankError(f"--data needs a descriptor config (branch: descriptors, see "
+                           f"configs/descriptors/); {str(args.config)!r} is not one")
+    overrides = list(args.overrides)
+    for flag, key in ((args.folds, "cv.folds"), (args.device, "train.device"), (args.seed, "train.seed")):
+        if flag is not None:
+            overrides.append(f"{key}={flag}")
+    return load_descriptor_config(args.config, overrides)
+
+
+def _print_descriptor_summary(s: dict) -> None:
+    how = f"{s['folds']} folds" if s["split"] == "kfold" else "holdout"
+    extra = f", hit rate {s['prevalence']:.3f}" if s.get("prevalence") is not None else ""
+    print(f"{s['name']}: {s['n_rows']} rows ({s['n_left_out']} left out){extra}, {how}, {s['seconds']:.0f} s")
+    models = list(s["results"])
+    metrics = list(s["results"][models[0]])
+    print(f"  {'':<18}" + "".join(f"{m[:16]:>18}" for m in models))
+    for k in metrics:
+        cells = "".join(f"{s['results'][m][k]['mean']:>10.4f} +-{s['results'][m][k]['std']:.3f}" for m in models)
+        print(f"  {k:<18}{cells}")
+    for row in s.get("importance", [])[:5]:
+        print(f"  importance  {row['input']:<24} {row['importance_mean']:+.4f}")
+
+
 def cmd_cv(args) -> int:
     from .cv import run_cv
 
+    if args.data:
+        from .descriptors.run import run_cv as run_descriptor_cv
+        from .descriptors.table import read_table
+
+        s = run_descriptor_cv(_descriptor_config(args), read_table(args.data), args.out,
+                              progress=_progress(args))
+        _print_descriptor_summary(s)
+        print(f"run folder: {args.out} (summary.json, folds.csv, predictions.csv, importance.csv/png, fold_XX.pt)")
+        return EXIT_PARTIAL if s["n_left_out"] else EXIT_OK
     cfg, ds, problems = _config_and_data(args)
     summary = run_cv(cfg, ds, args.out, progress=_progress(args))
     _print_summary(summary)
@@ -247,6 +331,14 @@ def cmd_cv(args) -> int:
 def cmd_train(args) -> int:
     from .cv import run_train
 
+    if args.data:
+        from .descriptors.run import train_table
+        from .descriptors.table import read_table
+
+        info = train_table(_descriptor_config(args), read_table(args.data), args.out)
+        print(f"trained {info['name']} on {info['n_train']} rows (validation {info['n_val']}, "
+              f"{info['n_left_out']} left out) -> {args.out / 'model.pt'}")
+        return EXIT_PARTIAL if info["n_left_out"] else EXIT_OK
     cfg, ds, problems = _config_and_data(args)
     info = run_train(cfg, ds, args.out)
     print(f"trained {cfg.name} on {info['n_train']} songs (validation {info['n_val']}): "
@@ -255,15 +347,28 @@ def cmd_train(args) -> int:
 
 
 def cmd_rank(args) -> int:
+    from .descriptors.apply import is_descriptor_run, rank_descriptor_folder
     from .rank import rank_folder
 
+    if is_descriptor_run(args.model):
+        ranking, failures = rank_descriptor_folder(args.folder, args.model, cache=args.cache,
+                                                   workers=args.workers, progress=_progress(args))
+        return _report_ranking(args, ranking, failures)
     ranking, failures = rank_folder(args.folder, args.model, cache=args.cache, workers=args.workers,
                                     device=args.device, progress=_progress(args),
                                     highlighter=args.highlighter)
+    return _report_ranking(args, ranking, failures)
+
+
+def _write_csv(frame, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    frame.to_csv(tmp, index=False)
+    tmp.replace(path)
+
+
+def _report_ranking(args, ranking, failures) -> int:
     if args.out:
-        tmp = args.out.with_name(args.out.name + ".tmp")
-        ranking.to_csv(tmp, index=False)
-        tmp.replace(args.out)
+        _write_csv(ranking, args.out)
     if args.json:
         rows = ranking.to_dict("records")
         print(_json_dump({"ranking": rows, "failures": [
@@ -271,11 +376,84 @@ def cmd_rank(args) -> int:
     else:
         shown = ranking if args.top == 0 else ranking.head(args.top)
         for r in shown.itertuples():
-            spread = f" +- {r.score_std:.3f}" if r.n_models > 1 else ""
+            spread = f" +- {r.score_std:.3f}" if getattr(r, "n_models", 1) > 1 else ""
             print(f"{r.rank:>5}  {r.score:+.3f}{spread}  {r.song_id}")
         _print_failures(failures, "files")
         where = f", CSV in {args.out}" if args.out else ""
         print(f"ranked {len(ranking)} songs with {args.model}{where}")
+    return EXIT_PARTIAL if failures else EXIT_OK
+
+
+def cmd_tags(args) -> int:
+    from .tags import tag_file
+    from .tags.musicnn import checkpoint_dir
+    from .train import pick_device
+
+    checkpoint_dir(args.model)  # a missing musicnn wheel is one error, not one per file
+    device = str(pick_device(args.device))
+    failures = []
+    for path in args.files:
+        try:
+            t = tag_file(path, args.model, device)
+        except HitrankError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failures.append(path)
+            continue
+        if args.json:
+            print(_json_dump({"path": t["path"], "duration": round(t["duration"], 3), "model": t["model"],
+                              "top": t["top"][: args.top],
+                              "tags": {k: round(v, 6) for k, v in t["tags"].items()}}))
+        else:
+            top = ", ".join(f"{name} {t['tags'][name]:.2f}" for name in t["top"][: args.top])
+            print(f"{path}: {top}")
+    if failures:
+        print(f"{len(failures)} of {len(args.files)} files failed", file=sys.stderr)
+    return EXIT_PARTIAL if failures else EXIT_OK
+
+
+def cmd_predict(args) -> int:
+    from .descriptors.apply import predict_table
+    from .descriptors.run import load_models
+    from .descriptors.table import read_table
+
+    models = load_models(args.model)
+    pred = predict_table(models, read_table(args.data))
+    _write_csv(pred, args.out)
+    print(f"scored {len(pred)} rows with {len(models)} model(s) of {args.model} -> {args.out}")
+    return EXIT_OK
+
+
+def cmd_descriptors(args) -> int:
+    from .descriptors.audio import describe_folder
+
+    rep = describe_folder(args.source, args.out, workers=args.workers, progress=_progress(args),
+                          allow_outside=args.allow_outside)
+    _print_failures(rep.failures)
+    print(f"{rep.ok} described, {rep.skipped} already done, {rep.failed} failed "
+          f"-> {args.out / 'descriptors.csv'} (failures.csv)")
+    return EXIT_PARTIAL if rep.failed else EXIT_OK
+
+
+def cmd_fit(args) -> int:
+    from .descriptors.apply import table_from_source
+    from .descriptors.fit import rank_candidates
+
+    ref, f1 = table_from_source(args.reference, args.workers, _progress(args))
+    cand, f2 = table_from_source(args.candidates, args.workers, _progress(args))
+    failures = f1 + f2
+    ranking = rank_candidates(ref, cand)
+    if args.out:
+        _write_csv(ranking, args.out)
+    if args.json:
+        print(_json_dump({"columns": ranking.attrs["columns"], "ranking": ranking.to_dict("records"),
+                          "failures": [{"song_id": s, "path": p, "error": r} for s, p, r in failures]}))
+    else:
+        shown = ranking if args.top == 0 else ranking.head(args.top)
+        for r in shown.itertuples():
+            print(f"{r.rank:>5}  {r.fit:+.3f}  {r.id}")
+        _print_failures(failures, "files")
+        print(f"ranked {len(ranking)} candidates against {len(ref)} reference songs on "
+              f"{len(ranking.attrs['columns'])} descriptors" + (f", CSV in {args.out}" if args.out else ""))
     return EXIT_PARTIAL if failures else EXIT_OK
 
 
@@ -331,7 +509,8 @@ def cmd_demo(args) -> int:
 
 COMMANDS = {"synth": cmd_synth, "extract": cmd_extract, "train": cmd_train, "cv": cmd_cv,
             "rank": cmd_rank, "demo": cmd_demo, "highlight": cmd_highlight,
-            "highlighter": cmd_highlighter}
+            "highlighter": cmd_highlighter, "predict": cmd_predict, "tags": cmd_tags,
+            "descriptors": cmd_descriptors, "fit": cmd_fit}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,6 +22,7 @@ SEGMENTS = ("mid30", "hl30")
 SAMPLINGS = ("none", "naive", "ab", "artist", "ab_artist")
 TARGETS = ("raw", "log", "neg_inv_log10")
 OPTIMIZERS = ("adagrad", "adam")
+SPECTROGRAM_MODELS = ("simple_cnn", "siamese")
 SELECT_METRICS = ("ndcg", "kendall", "spearman", "recall", "spearman_all", "val_loss")
 
 
@@ -31,7 +32,8 @@ class FeaturesConfig:
     highlighter: str = ""  # hl30: attention highlighter checkpoint; empty = training-free fallback
     window: str = "hamming"  # hamming (paper) | hann (authors' code)
     log: str = "db"  # db | log1p | none
-    tags: bool = False  # add the 50 MTT tag activations (tag branch, issue #6)
+    tags: bool = False  # add the 50 MTT tag activations through the tag DNN (paper Eq. 4)
+    tag_scope: str = "segment"  # tags averaged over the 30 s segment | the whole song
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,8 @@ def _coerce(path: str, value: Any, default: Any):
         items = value if isinstance(value, (list, tuple)) else [value]
         if not items:
             raise ConfigError(f"{path}: the grid is empty; give at least one value")
-        return tuple(_coerce(f"{path}[{i}]", v, 0.0) for i, v in enumerate(items))
+        item_default = default[0] if default else 0.0  # lists of strings keep strings
+        return tuple(_coerce(f"{path}[{i}]", v, item_default) for i, v in enumerate(items))
     if isinstance(default, dict):
         if not isinstance(value, dict):
             raise ConfigError(f"{path}={value!r}: expected a mapping")
@@ -162,11 +165,12 @@ def validate(cfg: Config) -> Config:
         raise ConfigError("features.highlighter is set but features.segment is not 'hl30'")
     _check_choice("features.window", f.window, ("hamming", "hann"))
     _check_choice("features.log", f.log, ("db", "log1p", "none"))
+    _check_choice("features.tag_scope", f.tag_scope, ("segment", "song"))
     _check_choice("pairs.sampling", p.sampling, SAMPLINGS)
     _check_choice("train.target", t.target, TARGETS)
     _check_choice("train.optimizer", t.optimizer, OPTIMIZERS)
     _check_choice("cv.select_metric", c.select_metric, SELECT_METRICS)
-    _check_choice("model.name", cfg.model.name, available())
+    _check_choice("model.name", cfg.model.name, [m for m in available() if m in SPECTROGRAM_MODELS])
     for key, grid in (("pairs.w", p.w), ("tags.mu", cfg.tags.mu), ("pairs.fusion", p.fusion)):
         bad = [v for v in grid if not 0 <= v <= 1]
         if bad:
@@ -202,9 +206,13 @@ def check_available(cfg: Config) -> None:
         raise ConfigError(f"features.highlighter={cfg.features.highlighter!r}: no such checkpoint; "
                           "train one with `hitrank highlighter train` or leave it empty (fallback)")
     if cfg.features.tags:
-        raise ConfigError(
-            f"{cfg.name}: features.tags=true needs the MTT tagger port (issue #6), which this "
-            "version does not have yet; run with --set features.tags=false meanwhile")
+        from .errors import CheckpointError
+        from .tags.musicnn import checkpoint_dir
+
+        try:
+            checkpoint_dir()
+        except CheckpointError as exc:
+            raise ConfigError(f"{cfg.name}: features.tags=true: {exc}") from None
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
@@ -218,8 +226,8 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
-def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()) -> Config:
-    """Load and validate a YAML config, applying ``key=value`` overrides."""
+def read_yaml(path: str | os.PathLike | None, overrides: list[str] = ()) -> dict:
+    """A YAML mapping (``safe_load``) with ``key=value`` overrides applied; not validated."""
     data: dict = {}
     if path is not None:
         path = Path(path)
@@ -240,6 +248,21 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()
             if not isinstance(node, dict):
                 raise ConfigError(f"--set {item!r}: {k!r} is not a section")
         node[keys[-1]] = value
+    return data
+
+
+def build_config(cls, data: dict):
+    """Build the frozen dataclass ``cls`` from a mapping (strict: unknown keys, bad types)."""
+    return _build(cls, data)
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()) -> Config:
+    """Load and validate a YAML config, applying ``key=value`` overrides."""
+    data = read_yaml(path, overrides)
+    if data.get("branch", "spectrogram") != "spectrogram":
+        raise ConfigError(f"{str(path)!r} is a branch={data['branch']!r} config; "
+                          "descriptor configs run with --data TABLE.csv (see configs/descriptors/)")
+    data.pop("branch", None)
     return validate(_build(Config, data))
 
 

@@ -41,41 +41,46 @@ HIGHER_IS_BETTER = {"val_loss": False}
 SUMMARY_METRICS = METRICS + ("kendall_all", "spearman_all")
 
 
-def _grid(cfg: Config, sampling: str) -> list[tuple[float, float | None]]:
+def _grid(cfg: Config, sampling: str) -> list[tuple[float, float | None, float | None]]:
+    """Grid points (w, margin, mu); mu is None without the tag branch."""
+    mus = cfg.tags.mu if cfg.features.tags else (None,)
     if sampling == "none":
-        return [(0.0, None)]
-    return list(itertools.product(cfg.pairs.w, cfg.pairs.margin))
+        return [(0.0, None, mu) for mu in mus]
+    return list(itertools.product(cfg.pairs.w, cfg.pairs.margin, mus))
 
 
 def _better(metric: str, a: float, b: float) -> bool:
     return a < b if not HIGHER_IS_BETTER.get(metric, True) else a > b
 
 
-def _select(cfg: Config, ds: Dataset, X, tr, va, target, sampling, seed, curves, member) -> FitResult:
+def _select(cfg: Config, ds: Dataset, X, tr, va, target, sampling, seed, curves, member,
+            T=None) -> FitResult:
     """Train every grid point; keep the one with the best validation metric."""
     metric = cfg.cv.select_metric
     best = None
-    for g, (w, m) in enumerate(_grid(cfg, sampling)):
-        res = fit(cfg, X, ds.scores, ds.artists, tr, va, target, sampling, w, m, seed=seed + 1000 * g)
+    for g, (w, m, mu) in enumerate(_grid(cfg, sampling)):
+        res = fit(cfg, X, ds.scores, ds.artists, tr, va, target, sampling, w, m, seed=seed + 1000 * g,
+                  T=T, mu=mu)
         for c in res.curves:
-            curves.append({"member": member, "grid": g, "w": w, "margin": m, **c})
-        log.debug("%s w=%s m=%s: val %s=%.4f (epoch %d)", member, w, m, metric,
+            curves.append({"member": member, "grid": g, "w": w, "margin": m, "mu": mu, **c})
+        log.debug("%s w=%s m=%s mu=%s: val %s=%.4f (epoch %d)", member, w, m, mu, metric,
                   res.val_metrics[metric], res.best_epoch)
         if best is None or _better(metric, res.val_metrics[metric], best.val_metrics[metric]):
             best = res
     return best
 
 
-def _fit_fold(cfg: Config, ds: Dataset, X, tr, va, seed: int):
+def _fit_fold(cfg: Config, ds: Dataset, X, tr, va, seed: int, T=None):
     """Returns (members [(weight, FitResult)], target, curves, chosen dict)."""
     target = Target.fit(cfg.train.target, ds.scores[tr])
     curves: list = []
     sampling = cfg.pairs.sampling
     if sampling != "ab_artist":
-        res = _select(cfg, ds, X, tr, va, target, sampling, seed, curves, sampling)
-        return [(1.0, res)], target, curves, {"w": res.w, "margin": res.margin, "fusion": None}
-    ab = _select(cfg, ds, X, tr, va, target, "ab", seed, curves, "ab")
-    art = _select(cfg, ds, X, tr, va, target, "artist", seed + 7, curves, "artist")
+        res = _select(cfg, ds, X, tr, va, target, sampling, seed, curves, sampling, T)
+        return [(1.0, res)], target, curves, {"w": res.w, "margin": res.margin, "mu": res.mu,
+                                              "fusion": None}
+    ab = _select(cfg, ds, X, tr, va, target, "ab", seed, curves, "ab", T)
+    art = _select(cfg, ds, X, tr, va, target, "artist", seed + 7, curves, "artist", T)
     metric = cfg.cv.select_metric
     best_a, best_val = None, None
     for a in cfg.pairs.fusion:
@@ -84,8 +89,8 @@ def _fit_fold(cfg: Config, ds: Dataset, X, tr, va, seed: int):
         val["val_loss"] = float(np.mean((pred - target.transform(ds.scores[va])) ** 2))
         if best_val is None or _better(metric, val[metric], best_val):
             best_a, best_val = a, val[metric]
-    chosen = {"w": ab.w, "margin": ab.margin, "fusion": best_a,
-              "artist_w": art.w, "artist_margin": art.margin}
+    chosen = {"w": ab.w, "margin": ab.margin, "mu": ab.mu, "fusion": best_a,
+              "artist_w": art.w, "artist_margin": art.margin, "artist_mu": art.mu}
     return [(best_a, ab), (1 - best_a, art)], target, curves, chosen
 
 
@@ -95,16 +100,20 @@ def feature_params(cfg: Config):
     from .features import FeatureParams
 
     f = cfg.features
+    tags = f.tag_scope if f.tags else ""
     if f.segment == "hl30":
-        return hl30_params(f.highlighter or None, window=f.window, log=f.log)
-    return FeatureParams(window=f.window, log=f.log, segment=f.segment)
+        return hl30_params(f.highlighter or None, window=f.window, log=f.log, tags=tags)
+    return FeatureParams(window=f.window, log=f.log, segment=f.segment, tags=tags)
 
 
-def prepare(cfg: Config, ds: Dataset) -> tuple[torch.device, torch.Tensor]:
-    """Check the config against the data, then put all features on the device."""
+def prepare(cfg: Config, ds: Dataset) -> tuple[torch.device, torch.Tensor, torch.Tensor | None]:
+    """Check the config against the data, then put all features (and tags) on the device."""
     check_available(cfg)
     want = feature_params(cfg).to_dict()
-    for key in ("window", "log", "segment", "highlighter"):
+    have = ds.params.get("tags", "")
+    if not cfg.features.tags and have:
+        want["tags"] = have  # a store with tags also serves the audio-only rows
+    for key in ("window", "log", "segment", "highlighter", "tags"):
         if ds.params.get(key, "") != want[key]:
             raise ConfigError(f"the config asks for features with {key}={want[key]!r} but the store was "
                               f"made with {key}={ds.params.get(key)!r}; re-extract, or change features.{key}")
@@ -115,11 +124,12 @@ def prepare(cfg: Config, ds: Dataset) -> tuple[torch.device, torch.Tensor]:
                               "the labels have none (add an 'artist' column)")
     Target(cfg.train.target).transform(ds.scores)  # fails early on scores the target cannot take
     device = pick_device(cfg.train.device)
-    return device, torch.from_numpy(np.ascontiguousarray(ds.features)).to(device)
+    T = torch.from_numpy(ds.tags).to(device) if cfg.features.tags else None
+    return device, torch.from_numpy(np.ascontiguousarray(ds.features)).to(device), T
 
 
-def _members(cfg, members):
-    return [(wt, cfg.model.name, dict(cfg.model.kwargs), r.model) for wt, r in members]
+def _members(members):
+    return [(wt, r.name, r.kwargs, r.model) for wt, r in members]
 
 
 def run_cv(cfg: Config, ds: Dataset, out: str | os.PathLike, progress: bool = True) -> dict:
@@ -128,7 +138,7 @@ def run_cv(cfg: Config, ds: Dataset, out: str | os.PathLike, progress: bool = Tr
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    device, X = prepare(cfg, ds)
+    device, X, T = prepare(cfg, ds)
     cfg_text = dump_config(cfg)
     cfg_file = out / "config.yaml"
     if cfg_file.exists() and cfg_file.read_text() != cfg_text and list(out.glob("fold_*.json")):
@@ -142,13 +152,13 @@ def run_cv(cfg: Config, ds: Dataset, out: str | os.PathLike, progress: bool = Tr
         if done.exists():
             continue
         tf = time.time()
-        members, target, curves, chosen = _fit_fold(cfg, ds, X, tr, va, cfg.train.seed + 100 * f)
-        z = sum(wt * predict(r.model, X, te, cfg.train.amp) for wt, r in members)
+        members, target, curves, chosen = _fit_fold(cfg, ds, X, tr, va, cfg.train.seed + 100 * f, T)
+        z = sum(wt * predict(r.model, X, te, cfg.train.amp, T) for wt, r in members)
         metrics = ranking_metrics(ds.scores[te], target.inverse(z), cfg.cv.top_fraction)
         row = {"fold": f, "n_train": len(tr), "n_val": len(va), "n_test": len(te), **chosen,
                **{k: metrics[k] for k in SUMMARY_METRICS}, "n_top": metrics["n_top"],
                "best_epoch": members[0][1].best_epoch, "seconds": round(time.time() - tf, 2)}
-        save_checkpoint(out / f"fold_{f:02d}.pt", _members(cfg, members), target, cfg.to_dict(),
+        save_checkpoint(out / f"fold_{f:02d}.pt", _members(members), target, cfg.to_dict(),
                         ds.params, {"fold": f, "test_metrics": row})
         pd.DataFrame({"song_id": ds.song_ids[te], "fold": f, "hit_score": ds.scores[te],
                       "pred_z": z, "pred": target.inverse(z)}).to_csv(out / f"pred_{f:02d}.csv", index=False)
@@ -183,17 +193,17 @@ def run_train(cfg: Config, ds: Dataset, out: str | os.PathLike) -> dict:
     """Train one model: chunk 0 of the fold split validates, the rest trains (no test)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    device, X = prepare(cfg, ds)
+    device, X, T = prepare(cfg, ds)
     (out / "config.yaml").write_text(dump_config(cfg))
     folds = make_folds(len(ds), cfg.cv.folds, cfg.train.seed,
                        groups=ds.artists if cfg.cv.artist_aware else None)
     _, va, te = folds[-1]  # fold k-1 validates on chunk 0 and tests chunk k-1
     tr = np.setdiff1d(np.arange(len(ds)), va)
     t0 = time.time()
-    members, target, curves, chosen = _fit_fold(cfg, ds, X, tr, va, cfg.train.seed)
+    members, target, curves, chosen = _fit_fold(cfg, ds, X, tr, va, cfg.train.seed, T)
     info = {"n_train": len(tr), "n_val": len(va), **chosen,
             **{f"val_{k}": v for k, v in members[0][1].val_metrics.items()}}
-    save_checkpoint(out / "model.pt", _members(cfg, members), target, cfg.to_dict(), ds.params, info)
+    save_checkpoint(out / "model.pt", _members(members), target, cfg.to_dict(), ds.params, info)
     pd.DataFrame(curves).to_csv(out / "curves.csv", index=False)
     info["seconds"] = round(time.time() - t0, 1)
     (out / "summary.json").write_text(json.dumps(info, indent=2, default=float))

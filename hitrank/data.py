@@ -41,6 +41,7 @@ class Dataset:
     features : (n, n_mels, n_frames) float16 array (in memory)
     scores : (n,) float64 raw hit scores (finite, >= 0)
     artists : (n,) str ('' when unknown)
+    tags : (n, 50) float32 MTT tag probabilities, or None when the store has no tags
     """
 
     song_ids: np.ndarray
@@ -48,6 +49,7 @@ class Dataset:
     scores: np.ndarray
     artists: np.ndarray
     params: dict
+    tags: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.song_ids)
@@ -83,9 +85,12 @@ def load_dataset(store: FeatureStore, labels: pd.DataFrame | None = None) -> tup
         for sid in ids[bad]:
             problems.append((sid, "features contain NaN/inf"))
         ids, feats, keep = ids[~bad], feats[~bad], [r for r, b in zip(keep, bad, strict=True) if not b]
+    tags = store.load_tags(list(ids)) if store.has_tags else None
+    if tags is not None and not np.isfinite(tags).all():
+        raise HitrankError(f"{str(store.root)!r}: tags.npy holds NaN/inf; re-extract the store")
     ds = Dataset(ids, feats, np.array([float(r["hit_score"]) for r in keep]),
                  np.array(["" if pd.isna(r["artist"]) else str(r["artist"]) for r in keep]),
-                 store.params.to_dict())
+                 store.params.to_dict(), tags)
     return ds, problems
 
 

@@ -59,7 +59,8 @@ def extract_song(path: str | os.PathLike, params: FeatureParams = FeatureParams(
     feats : ndarray (n_mels, n_frames) float16
     info : dict
         ``seg_start``, ``seg_end``, ``duration`` (s) and ``padded``; for HL-30 also ``method``
-        and ``curve`` (the per-second importance curve as a JSON list).
+        and ``curve`` (the per-second importance curve as a JSON list); with ``params.tags``
+        also ``tags``, the (50,) float32 MTT tag vector (segment or whole song).
 
     Raises
     ------
@@ -79,7 +80,16 @@ def extract_song(path: str | os.PathLike, params: FeatureParams = FeatureParams(
         seg = audio.load_mid30(path, sr=params.sr)
     with _single_thread():
         mel = log_mel(seg.audio, params).numpy()
-    if not np.all(np.isfinite(mel)):
+        if params.tags:
+            from .tags import segment_tags
+
+            if params.tags == "segment":
+                extra["tags"] = segment_tags(seg.audio, params.sr)
+            elif params.segment == "hl30":  # the whole song is already decoded
+                extra["tags"] = segment_tags(h["audio"], params.sr)
+            else:
+                extra["tags"] = segment_tags(None, params.sr, whole=path)
+    if not np.all(np.isfinite(mel)) or not np.all(np.isfinite(extra.get("tags", 0.0))):
         raise AudioLoadError(path, "features are not finite (corrupt audio?)")
     info = {"seg_start": round(seg.start, 4), "seg_end": round(seg.end, 4),
             "duration": round(seg.duration, 4), "padded": bool(seg.padded), **extra}
@@ -190,7 +200,7 @@ def extract(
                     store.fail(song_id, reason)
                     report.failures.append((song_id, paths[song_id], reason))
                 else:
-                    store.write(song_id, feats, info)
+                    store.write(song_id, feats, info, tags=info.pop("tags", None))
                     report.ok += 1
                 bar.update()
         finally:

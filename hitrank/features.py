@@ -31,6 +31,7 @@ from .errors import ParameterError
 WINDOWS = ("hamming", "hann")
 LOGS = ("db", "log1p", "none")
 SEGMENTS = ("mid30", "hl30")
+TAG_SCOPES = ("", "segment", "song")
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class FeatureParams:
     segment: str = "mid30"  # mid30 | hl30
     segment_seconds: float = SEGMENT_SECONDS
     highlighter: str = ""  # hl30 only: 'fallback' or 'attention:<checkpoint digest>'
+    tags: str = ""  # '' none | 'segment' | 'song': MTT_musicnn tags averaged over the segment / song
 
     def __post_init__(self):
         if self.window not in WINDOWS:
@@ -54,6 +56,8 @@ class FeatureParams:
             raise ParameterError(f"log={self.log!r}; expected one of {LOGS}")
         if self.segment not in SEGMENTS:
             raise ParameterError(f"segment={self.segment!r}; expected one of {SEGMENTS}")
+        if self.tags not in TAG_SCOPES:
+            raise ParameterError(f"tags={self.tags!r}; expected one of {TAG_SCOPES}")
         if self.segment == "hl30" and not self.highlighter:
             object.__setattr__(self, "highlighter", "fallback")
 

@@ -99,7 +99,8 @@ def rank_folder(
     if len(ok) == 0:
         return pd.DataFrame(columns=["rank", "song_id", "path", "score"]), failures
     X = torch.from_numpy(store.load(list(ok.song_id))).to(dev)
-    z = np.stack([s.score(X) for s in scorers])  # (n_models, n_songs)
+    T = torch.from_numpy(store.load_tags(list(ok.song_id))).to(dev) if store.has_tags else None
+    z = np.stack([s.score(X, T=T) for s in scorers])  # (n_models, n_songs)
     mean = z.mean(axis=0)
     ranking = pd.DataFrame({
         "song_id": ok.song_id, "path": ok.path, "score": mean,

@@ -4,6 +4,7 @@ On-disk layout (readable with plain numpy and pandas)::
 
     STORE/params.json        feature parameters and format version
     STORE/mel_mid30.npy      float16, shape (capacity, n_mels, n_frames); row r = song at row r
+    STORE/tags.npy           float32, shape (capacity, 50): MTT tag probabilities (only with tags)
     STORE/manifest.csv       one row per song: song_id, path, row, seg_start, seg_end,
                              duration, padded, status (ok|failed|pending), error, artist, hit_score
     STORE/journal.jsonl      append-only log the manifest is rebuilt from (internal)
@@ -70,6 +71,7 @@ class FeatureStore:
         self.params = params
         self._records: dict[str, dict] = {}
         self._fd: int | None = None
+        self._tags_fd: int | None = None
         self._journal = None
         self._lock = None
         self._since_sync = 0
@@ -79,6 +81,14 @@ class FeatureStore:
     @property
     def data_path(self) -> Path:
         return self.root / f"mel_{self.params.segment}.npy"
+
+    @property
+    def tags_path(self) -> Path:
+        return self.root / "tags.npy"
+
+    @property
+    def has_tags(self) -> bool:
+        return bool(self.params.tags)
 
     @property
     def row_shape(self) -> tuple[int, int]:
@@ -181,6 +191,21 @@ class FeatureStore:
         out[order] = mm[rows[order]]  # sorted reads are sequential on disk
         return out
 
+    def load_tags(self, song_ids: list[str]) -> np.ndarray:
+        """Tag vectors of finished songs, (len(song_ids), 50) float32."""
+        from .tags import N_TAGS
+
+        if not self.has_tags:
+            raise StoreError(f"{str(self.root)!r} holds no tags; extract with `hitrank extract --tags`")
+        missing = [s for s in song_ids if self._records.get(s, {}).get("status") != "ok"]
+        if missing:
+            raise StoreError(f"{str(self.root)!r}: no tags for {len(missing)} song(s), e.g. {missing[:3]}")
+        rows = np.array([int(self._records[s]["row"]) for s in song_ids], dtype=np.int64)
+        mm = np.load(self.tags_path, mmap_mode="r")
+        if mm.shape[1] != N_TAGS:
+            raise StoreError(f"{str(self.tags_path)!r}: expected {N_TAGS} tags per song, found {mm.shape[1]}")
+        return np.asarray(mm[rows], dtype=np.float32)
+
     # ------------------------------------------------------------------ writing
     def plan(self, songs: list[tuple[str, str, str, float]]) -> None:
         """Assign rows to new songs (journalled as pending) and size the feature file.
@@ -205,29 +230,22 @@ class FeatureStore:
         self._ensure_capacity(next_row)
 
     def _ensure_capacity(self, n_rows: int) -> None:
-        shape = (n_rows, *self.row_shape)
-        if self.data_path.exists():
-            old = np.load(self.data_path, mmap_mode="r")
-            if old.shape[0] >= n_rows:
-                self._open_data()
-                return
-        else:
-            old = None
-        tmp = self.data_path.with_name(self.data_path.name + ".grow")
-        new = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
-        if old is not None:
-            for i in range(0, old.shape[0], GROW_CHUNK):
-                new[i: i + GROW_CHUNK] = old[i: i + GROW_CHUNK]
-        new.flush()
-        del new, old
-        os.replace(tmp, self.data_path)
+        _grow(self.data_path, (n_rows, *self.row_shape), np.float16)
+        if self.has_tags:
+            from .tags import N_TAGS
+
+            _grow(self.tags_path, (n_rows, N_TAGS), np.float32)
         self._open_data()
 
     def _open_data(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
+        for fd in (self._fd, self._tags_fd):
+            if fd is not None:
+                os.close(fd)
         self._offset = np.load(self.data_path, mmap_mode="r").offset  # header length, bytes
         self._fd = os.open(self.data_path, os.O_RDWR)
+        if self.has_tags:
+            self._tags_offset = np.load(self.tags_path, mmap_mode="r").offset
+            self._tags_fd = os.open(self.tags_path, os.O_RDWR)
 
     def _open_journal(self) -> None:
         if self._journal is None:
@@ -240,21 +258,27 @@ class FeatureStore:
     def _sync(self) -> None:
         self._journal.flush()
         os.fsync(self._journal.fileno())
-        if self._fd is not None:
-            os.fsync(self._fd)
+        for fd in (self._fd, self._tags_fd):
+            if fd is not None:
+                os.fsync(fd)
         self._since_sync = 0
 
-    def write(self, song_id: str, feats: np.ndarray, info: dict) -> None:
-        """Store one song's features, then record it as done."""
+    def write(self, song_id: str, feats: np.ndarray, info: dict, tags: np.ndarray | None = None) -> None:
+        """Store one song's features (and tags), then record it as done."""
         rec = self._records[song_id]
+        if self.has_tags:
+            from .tags import N_TAGS
+
+            t = np.ascontiguousarray(tags, dtype=np.float32) if tags is not None else None
+            if t is None or t.shape != (N_TAGS,):
+                raise StoreError(f"tags of {song_id!r}: expected shape ({N_TAGS},), got "
+                                 f"{None if t is None else t.shape}")
+            _pwrite(self._tags_fd, t.tobytes(), self._tags_offset + int(rec["row"]) * t.nbytes, self.tags_path)
         data = np.ascontiguousarray(feats, dtype=np.float16)
         if data.shape != self.row_shape:
             raise StoreError(f"features of {song_id!r} have shape {data.shape}, "
                              f"store expects {self.row_shape}")
-        nbytes = data.nbytes
-        written = os.pwrite(self._fd, data.tobytes(), self._offset + int(rec["row"]) * nbytes)
-        if written != nbytes:
-            raise OSError(f"short write ({written} of {nbytes} bytes) to {self.data_path}")
+        _pwrite(self._fd, data.tobytes(), self._offset + int(rec["row"]) * data.nbytes, self.data_path)
         self._append({**rec, **info, "status": "ok", "error": ""})
         self._tick()
 
@@ -285,9 +309,10 @@ class FeatureStore:
             self._journal.close()
             self._journal = None
             self.write_manifest()
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        for attr in ("_fd", "_tags_fd"):
+            if getattr(self, attr) is not None:
+                os.close(getattr(self, attr))
+                setattr(self, attr, None)
         if self._lock is not None:
             self._lock.close()
             self._lock = None
@@ -297,3 +322,27 @@ class FeatureStore:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _pwrite(fd: int, data: bytes, offset: int, path: Path) -> None:
+    written = os.pwrite(fd, data, offset)
+    if written != len(data):
+        raise OSError(f"short write ({written} of {len(data)} bytes) to {path}")
+
+
+def _grow(path: Path, shape: tuple, dtype) -> None:
+    """Make the .npy at ``path`` hold at least ``shape[0]`` rows (atomic copy when growing)."""
+    old = None
+    if path.exists():
+        old = np.load(path, mmap_mode="r")
+        if old.shape[0] >= shape[0]:
+            return
+    tmp = path.with_name(path.name + ".grow")
+    new = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+    if old is not None:
+        for i in range(0, old.shape[0], GROW_CHUNK):
+            j = min(i + GROW_CHUNK, old.shape[0])
+            new[i:j] = old[i:j]
+    new.flush()
+    del new, old
+    os.replace(tmp, path)

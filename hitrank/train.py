@@ -60,15 +60,24 @@ def input_stats(X: torch.Tensor, idx: np.ndarray) -> tuple[torch.Tensor, torch.T
     return mean.float(), std.float()
 
 
+def _inputs(X: torch.Tensor, T: torch.Tensor | None, b: torch.Tensor) -> tuple:
+    """Model inputs of songs ``b``: (mel,) or (mel, tags) for tag-fusion models."""
+    return (X[b].float(),) if T is None else (X[b].float(), T[b].float())
+
+
 @torch.no_grad()
-def predict(model: torch.nn.Module, X: torch.Tensor, idx: np.ndarray, amp: bool = False) -> np.ndarray:
-    """Model scores (standardised target units) of songs ``idx``: (len(idx),) float64."""
+def predict(model: torch.nn.Module, X: torch.Tensor, idx: np.ndarray, amp: bool = False,
+            T: torch.Tensor | None = None) -> np.ndarray:
+    """Model scores (standardised target units) of songs ``idx``: (len(idx),) float64.
+
+    ``T`` (n, 50) are the tag vectors of all songs, for models with a tag branch.
+    """
     model.eval()
     out = []
     for i in range(0, len(idx), PREDICT_BATCH):
-        xb = X[torch.as_tensor(idx[i: i + PREDICT_BATCH], device=X.device)]
+        b = torch.as_tensor(idx[i: i + PREDICT_BATCH], device=X.device)
         with _autocast(X.device, amp):
-            out.append(model(xb.float()).float().cpu())
+            out.append(model(*_inputs(X, T, b)).float().cpu())
     return torch.cat(out).double().numpy() if out else np.zeros(0)
 
 
@@ -83,6 +92,8 @@ class FitResult:
     """A trained model (best validation epoch) and its history."""
 
     model: torch.nn.Module
+    name: str  # registry name and kwargs of ``model`` (for its checkpoint)
+    kwargs: dict
     best_epoch: int
     val_pred: np.ndarray  # (n_val,) standardised target units
     val_metrics: dict
@@ -91,6 +102,7 @@ class FitResult:
     sampling: str
     curves: list = field(default_factory=list)  # one dict per epoch
     seconds: float = 0.0
+    mu: float | None = None  # tag-branch weight (None: no tag branch)
 
 
 def fit(
@@ -106,6 +118,8 @@ def fit(
     margin: float | None = None,
     seed: int = 0,
     progress=None,
+    T: torch.Tensor | None = None,
+    mu: float | None = None,
 ) -> FitResult:
     """Train one model; keep the epoch with the lowest validation loss.
 
@@ -120,13 +134,18 @@ def fit(
     w, margin : multi-objective weight and hinge margin (Siamese)
     seed : seeds initialisation, dropout, shuffling and pair sampling
     progress : optional callable(str) for a status line
+    T : (n, 50) tag vectors of all songs on the device, or None (no tag branch)
+    mu : weight of the tag DNN (paper Eq. 4) when ``T`` is given
     """
     t0 = time.time()
     seed_everything(seed)
     rng = np.random.default_rng(seed)
     tc = cfg.train
     device = X.device
-    model = build(cfg.model.name, **cfg.model.kwargs).to(device)
+    name, kwargs = cfg.model.name, dict(cfg.model.kwargs)
+    if T is not None:
+        name, kwargs = "tag_fusion", {"base": name, "base_kwargs": kwargs, "mu": float(mu)}
+    model = build(name, **kwargs).to(device)
     model.set_input_stats(*input_stats(X, train_idx))
     z = torch.as_tensor(target.transform(scores), dtype=torch.float32, device=device)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -151,16 +170,17 @@ def fit(
         for b in batches:
             with _autocast(device, tc.amp):
                 if siamese:
-                    fi, fj = model.pair(X[b[:, 0]].float(), X[b[:, 1]].float())
+                    (xi, *ti), (xj, *tj) = _inputs(X, T, b[:, 0]), _inputs(X, T, b[:, 1])
+                    fi, fj = model.pair(xi, xj, *ti, *tj)
                     loss = multi_loss(fi.float(), fj.float(), z[b[:, 0]], z[b[:, 1]], w, margin)
                 else:
-                    loss = rating_loss(model(X[b].float()).float(), z[b])
+                    loss = rating_loss(model(*_inputs(X, T, b)).float(), z[b])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             total += loss.detach()
             steps += 1
-        pred = predict(model, X, val_idx, tc.amp)
+        pred = predict(model, X, val_idx, tc.amp, T)
         pv = torch.as_tensor(pred, dtype=torch.float32, device=device)
         val_loss = rating_loss(pv, z[val_t])
         if siamese and w > 0:
@@ -184,4 +204,5 @@ def fit(
     model.eval()
     pred, metrics = best[3]
     metrics = {**metrics, "val_loss": best[0]}
-    return FitResult(model, best[1], pred, metrics, w, margin, sampling, curves, time.time() - t0)
+    return FitResult(model, name, kwargs, best[1], pred, metrics, w, margin, sampling, curves,
+                     time.time() - t0, mu)

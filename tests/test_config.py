@@ -28,10 +28,14 @@ def test_highlighter_config_validates():
         load_highlighter_config(None, ["epochz=3"])
 
 
-def test_unreleased_pieces_fail_with_named_missing_piece():
+def test_missing_tagger_weights_name_the_install_line(monkeypatch):
+    import importlib.util
+
     check_available(load_config(ROOT / "table1" / "i_siamese_ab_hl30.yaml"))  # HL-30 is here
     cfg = load_config(ROOT / "table1" / "j_siamese_ab_hl30_tag.yaml")
-    with pytest.raises(ConfigError, match="tagger"):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "musicnn" else real(name, *a))
+    with pytest.raises(ConfigError, match="pip install --no-deps musicnn==0.1.0"):
         check_available(cfg)
 
 

@@ -1,0 +1,89 @@
+"""Using trained descriptor models: predict a table, rank a folder of audio."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..checkpoint import find_checkpoints
+from .audio import describe_folder
+from .run import FORMAT, DescriptorModel, load_models, prepare
+from .table import DescriptorTable, read_table
+
+
+def is_descriptor_run(model: str | os.PathLike) -> bool:
+    """True when the run folder / checkpoint holds descriptor models."""
+    try:
+        payload = torch.load(find_checkpoints(model)[0], map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - the spectrogram loader reports the real problem
+        return False
+    return isinstance(payload, dict) and payload.get("format") == FORMAT
+
+
+def descriptor_cache(source: str | os.PathLike) -> Path:
+    """Cache folder for the audio descriptors of a folder / labels CSV."""
+    from ..rank import cache_root
+
+    key = json.dumps({"source": str(Path(source).absolute()), "descriptors": 1})
+    return cache_root() / "descriptors" / hashlib.sha1(key.encode()).hexdigest()[:16]
+
+
+def table_from_source(source: str | os.PathLike, workers: int = 1, progress: bool = True,
+                      cache: str | os.PathLike | None = None) -> tuple[DescriptorTable, list]:
+    """A descriptor table from a CSV, or from a folder of audio (described, cached)."""
+    from ..corpus import list_folder
+
+    source = Path(source)
+    if source.is_dir() and list_folder(source):  # audio (a folder of CSV tables is a table)
+        out = Path(cache) if cache else descriptor_cache(source)
+        rep = describe_folder(source, out, workers=workers, progress=progress)
+        ok = set(rep.song_ids)
+        table = read_table(out / "descriptors.csv")
+        keep = table.frame["song_id"].astype(str).isin(ok).to_numpy()
+        return _rows(table, keep), rep.failures
+    return read_table(source), []
+
+
+def _rows(table: DescriptorTable, keep: np.ndarray) -> DescriptorTable:
+    return DescriptorTable(table.frame[keep].reset_index(drop=True), table.ids[keep],
+                           table.artists[keep], table.sources)
+
+
+def predict_table(models: list[DescriptorModel], table: DescriptorTable) -> pd.DataFrame:
+    """One row per input row: ``row, id, artist, score`` (probability or predicted target),
+    ``score_std`` over the fold models, ``n_models``."""
+    cfg = models[0].cfg
+    prep, _ = prepare(cfg, table, columns=models[0].columns, need_target=False)
+    preds = np.stack([m.predict(prep) for m in models])
+    if cfg.data.task == "regress" and cfg.data.transform != "none":
+        name = f"predicted_{cfg.data.transform}_{cfg.data.target}"
+    else:
+        name = "hit_probability" if cfg.data.task == "classify" else "predicted_" + cfg.data.target
+    return pd.DataFrame({
+        "row": prep.rows + 1, "id": prep.ids, "artist": prep.artists,
+        name: preds.mean(axis=0), "score_std": preds.std(axis=0), "n_models": len(models),
+    })
+
+
+def rank_descriptor_folder(folder, model, cache=None, workers: int = 1, progress: bool = True):
+    """Rank a folder of audio with a descriptor model (same columns as :func:`hitrank.rank.rank_folder`)."""
+    models = load_models(model)
+    table, failures = table_from_source(folder, workers, progress, cache)
+    if len(table) == 0:
+        return pd.DataFrame(columns=["rank", "song_id", "path", "score"]), failures
+    pred = predict_table(models, table)
+    score_col = pred.columns[3]
+    ranking = pd.DataFrame({
+        "song_id": table.frame["song_id"].astype(str).to_numpy(), "path": table.frame["path"].to_numpy(),
+        "score": pred[score_col].to_numpy(), "score_std": pred["score_std"].to_numpy(),
+        "n_models": len(models),
+    })
+    ranking = ranking.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+    ranking.insert(0, "rank", np.arange(1, len(ranking) + 1))
+    return ranking, failures

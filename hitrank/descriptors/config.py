@@ -1,0 +1,160 @@
+"""Descriptor-branch configs (``branch: descriptors`` at the top of the YAML).
+
+Same rules as the spectrogram configs (:mod:`hitrank.config`): frozen dataclasses, strict
+keys, ``--set key=value`` overrides, range checks before any work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+
+from ..config import build_config, read_yaml
+from ..errors import ConfigError
+
+TASKS = ("classify", "regress")
+MODELS = ("mlp", "siamese_mlp", "history_lstm")
+BALANCES = ("none", "smote", "downsample")
+TRANSFORMS = ("none", "log1p", "log")
+SPLITS = ("kfold", "holdout")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    features: tuple = ("all",)  # descriptor columns; "all" = every canonical descriptor present
+    extra: tuple = ("none",)  # further numeric columns used as inputs (e.g. released_year)
+    target: str = "target"  # target column
+    task: str = "classify"  # classify (0/1, or value >= hit_threshold) | regress
+    hit_threshold: float = -1.0  # classify: hit = target >= this; -1 = the column is already 0/1
+    transform: str = "none"  # regress: none | log1p (log streams) | log (log of scores in (0, 1))
+    keep_hits: float = 1.0  # keep this fraction of hits (seeded) to study class imbalance
+    history: bool = False  # add artist-history features (artist's strictly earlier songs only)
+    order_column: str = "decade"  # what "earlier" means: decade, released_year, ...
+    history_len: int = 5  # history_lstm: at most this many earlier songs
+
+
+@dataclass(frozen=True)
+class DescModelConfig:
+    name: str = "mlp"  # mlp | siamese_mlp | history_lstm
+    hidden: tuple = (128, 128, 128)
+    dropout: float = 0.5
+
+
+@dataclass(frozen=True)
+class BalanceConfig:
+    method: str = "none"  # none | smote (training folds only) | downsample
+    max_ratio: float = 4.0  # downsample: at most this many non-hits per hit
+    class_weight: bool = False  # weight the loss by inverse class frequency
+
+
+@dataclass(frozen=True)
+class DescTrainConfig:
+    epochs: int = 40
+    batch_size: int = 256
+    lr: float = 0.001
+    weight_decay: float = 0.0
+    patience: int = 6  # epochs without validation improvement before stopping
+    w: float = 1.0  # siamese_mlp: (1 - w) * BCE/MSE + w * ranking hinge
+    margin: float = 1.0  # siamese_mlp: hinge margin
+    seed: int = 0
+    device: str = "cpu"  # descriptor models are small: cpu is fastest
+
+
+@dataclass(frozen=True)
+class DescCVConfig:
+    split: str = "kfold"  # kfold (stratified for classify) | holdout (test = rows in test_values)
+    folds: int = 10
+    split_column: str = "decade"  # holdout: column that picks the test rows
+    test_values: tuple = (2000.0,)  # holdout: values of split_column that form the test set
+    val_fraction: float = 0.1  # of the training rows, for early stopping and calibration
+    top_fraction: float = 0.1
+
+
+@dataclass(frozen=True)
+class DescriptorConfig:
+    name: str = "descriptors"
+    branch: str = "descriptors"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: DescModelConfig = field(default_factory=DescModelConfig)
+    balance: BalanceConfig = field(default_factory=BalanceConfig)
+    train: DescTrainConfig = field(default_factory=DescTrainConfig)
+    cv: DescCVConfig = field(default_factory=DescCVConfig)
+
+    def to_dict(self) -> dict:
+        return _plain(dataclasses.asdict(self))
+
+
+def _plain(obj):
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def _choice(key, value, allowed):
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r}; allowed: {list(allowed)}")
+
+
+def validate(cfg: DescriptorConfig) -> DescriptorConfig:
+    d, m, b, t, c = cfg.data, cfg.model, cfg.balance, cfg.train, cfg.cv
+    _choice("branch", cfg.branch, ("descriptors",))
+    _choice("data.task", d.task, TASKS)
+    _choice("data.transform", d.transform, TRANSFORMS)
+    _choice("model.name", m.name, MODELS)
+    _choice("balance.method", b.method, BALANCES)
+    _choice("cv.split", c.split, SPLITS)
+    if not 0 < d.keep_hits <= 1:
+        raise ConfigError(f"data.keep_hits={d.keep_hits}: must be in (0, 1]")
+    if d.task == "regress" and (b.method != "none" or b.class_weight or d.keep_hits != 1):
+        raise ConfigError("balance.* and data.keep_hits apply to data.task='classify' only")
+    if m.name == "history_lstm" and not d.history:
+        raise ConfigError("model.name='history_lstm' needs data.history=true")
+    if d.history_len < 1:
+        raise ConfigError(f"data.history_len={d.history_len}: must be >= 1")
+    if any(int(h) != h or h < 1 for h in m.hidden):
+        raise ConfigError(f"model.hidden={list(m.hidden)}: layer sizes must be integers >= 1")
+    if not 0 <= m.dropout < 1:
+        raise ConfigError(f"model.dropout={m.dropout}: must be in [0, 1)")
+    if b.max_ratio < 1:
+        raise ConfigError(f"balance.max_ratio={b.max_ratio}: must be >= 1")
+    if not 0 <= t.w <= 1:
+        raise ConfigError(f"train.w={t.w}: must be in [0, 1]")
+    if t.margin <= 0:
+        raise ConfigError(f"train.margin={t.margin}: must be > 0")
+    for key, v in (("train.epochs", t.epochs), ("train.batch_size", t.batch_size),
+                   ("train.patience", t.patience)):
+        if v < 1:
+            raise ConfigError(f"{key}={v}: must be >= 1")
+    if t.lr <= 0 or t.weight_decay < 0:
+        raise ConfigError(f"train.lr={t.lr}, train.weight_decay={t.weight_decay}: need lr > 0, "
+                          "weight_decay >= 0")
+    if c.split == "kfold" and c.folds < 2:
+        raise ConfigError(f"cv.folds={c.folds}: need at least 2")
+    if not 0 < c.val_fraction < 0.5:
+        raise ConfigError(f"cv.val_fraction={c.val_fraction}: must be in (0, 0.5)")
+    if not 0 < c.top_fraction <= 1:
+        raise ConfigError(f"cv.top_fraction={c.top_fraction}: must be in (0, 1]")
+    if not (t.device in ("auto", "cpu", "cuda") or t.device.startswith("cuda:")):
+        raise ConfigError(f"train.device={t.device!r}; allowed: auto, cpu, cuda, cuda:N")
+    return cfg
+
+
+def is_descriptor_config(path: str | os.PathLike | None) -> bool:
+    """True when the YAML at ``path`` says ``branch: descriptors``."""
+    return path is not None and read_yaml(path).get("branch") == "descriptors"
+
+
+def load_descriptor_config(path: str | os.PathLike | None = None,
+                           overrides: list[str] = ()) -> DescriptorConfig:
+    """Load and validate a descriptor-branch YAML config with ``key=value`` overrides."""
+    data = read_yaml(path, overrides)
+    data.setdefault("branch", "descriptors")
+    return validate(build_config(DescriptorConfig, data))
+
+
+def config_from_dict(data: dict) -> DescriptorConfig:
+    """Rebuild a config saved in a checkpoint."""
+    return validate(build_config(DescriptorConfig, data))

@@ -1,0 +1,204 @@
+"""PyTorch port of the pretrained MagnaTagATune taggers of ``musicnn`` 0.1.0 (Pons & Serra, ISC).
+
+The weights are read from the TensorFlow checkpoints inside the installed ``musicnn`` wheel
+(``pip install --no-deps musicnn==0.1.0``) by :mod:`hitrank.tags.bundle`; TensorFlow is never
+imported. Everything the port must reproduce (layer order, TF padding, the interleaved
+max/mean pooling, batch-norm epsilon, the float16 round trip of the input) is listed in the
+project's reference notes; the golden test (``tests/test_tags.py``) checks the port against
+outputs of the original TensorFlow model.
+
+Input pipeline (``musicnn.extractor.batch_data``): mono audio at 16 kHz; power mel spectrogram
+(periodic Hann, n_fft 512, hop 256, centred with zero padding, 96 Slaney mel bands 0-8 kHz);
+``log10(10000 * mel + 1)`` after a float16 round trip; patches of 187 frames (3 s) without
+overlap, the remainder dropped; tag probability = sigmoid(logits), averaged over patches.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..errors import CheckpointError, HitrankError
+from . import TAGS  # noqa: F401  (re-exported)
+from .bundle import read_bundle
+
+SR = 16000
+N_FFT, HOP, N_MELS = 512, 256, 96
+PATCH = 187  # librosa.time_to_frames(3, sr=16000, n_fft=512, hop_length=256) + 1
+BN_EPS = 1e-3
+INSTALL = "pip install --no-deps musicnn==0.1.0"
+
+MODELS = ("MTT_musicnn", "MTT_vgg")
+
+
+def _bn(n: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(n, eps=BN_EPS)
+
+
+def _bn1d(n: int) -> nn.BatchNorm1d:
+    return nn.BatchNorm1d(n, eps=BN_EPS)
+
+
+class MusiCNN(nn.Module):
+    """MTT_musicnn: musically motivated front end (timbral + temporal), dense mid end, back end.
+
+    Input ``(B, 187, 96)`` log-mel patches; output ``(B, 50)`` logits (``penultimate`` (B, 200)
+    and ``pooled`` (B, 1506) are kept in :attr:`last_features` by :meth:`forward`).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.bn_in = _bn(1)
+        self.timbral = nn.ModuleList([nn.Conv2d(1, 204, (7, w)) for w in (38, 67)])
+        self.timbral_bn = nn.ModuleList([_bn(204) for _ in range(2)])
+        self.temporal = nn.ModuleList([nn.Conv2d(1, 51, (k, 1)) for k in (128, 64, 32)])
+        self.temporal_bn = nn.ModuleList([_bn(51) for _ in range(3)])
+        self.mid = nn.ModuleList([nn.Conv1d(561, 64, 7), nn.Conv1d(64, 64, 7), nn.Conv1d(64, 64, 7)])
+        self.mid_bn = nn.ModuleList([_bn1d(64) for _ in range(3)])
+        self.pool_bn = _bn1d(1506)
+        self.dense = nn.Linear(1506, 200)
+        self.dense_bn = _bn1d(200)
+        self.out = nn.Linear(200, 50)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.bn_in(x[:, None])  # (B, 1, T, 96): time is H, frequency is W
+        fe = []
+        for conv, bn in zip(self.timbral, self.timbral_bn, strict=False):
+            fe.append(bn(F.relu(conv(F.pad(x, (0, 0, 3, 3))))).amax(dim=3))
+        for conv, bn in zip(self.temporal, self.temporal_bn, strict=False):
+            k = conv.kernel_size[0]
+            pad = ((k - 1) // 2, k - 1 - (k - 1) // 2)  # TF 'same': the extra row at the end
+            fe.append(bn(F.relu(conv(F.pad(x, (0, 0) + pad)))).amax(dim=3))
+        fe = torch.cat(fe, dim=1)  # (B, 561, T)
+        m1 = self.mid_bn[0](F.relu(self.mid[0](F.pad(fe, (3, 3)))))
+        m2 = self.mid_bn[1](F.relu(self.mid[1](F.pad(m1, (3, 3))))) + m1
+        m3 = self.mid_bn[2](F.relu(self.mid[2](F.pad(m2, (3, 3))))) + m2
+        mid = torch.cat([fe, m1, m2, m3], dim=1)  # (B, 753, T)
+        pooled = torch.stack([mid.amax(dim=2), mid.mean(dim=2)], dim=2).flatten(1)  # interleaved
+        pen = self.dense_bn(F.relu(self.dense(self.pool_bn(pooled))))
+        return self.out(pen)
+
+    def load_tf(self, t: dict) -> None:
+        """Copy the TensorFlow variables (dict name -> array) into this module."""
+        convs = [*self.timbral, *self.temporal]
+        for i, conv in enumerate(convs):
+            name = "conv2d" if i == 0 else f"conv2d_{i}"
+            conv.weight.data = torch.from_numpy(t[f"{name}/kernel"]).permute(3, 2, 0, 1).contiguous()
+            conv.bias.data = torch.from_numpy(t[f"{name}/bias"])
+        for i, conv in enumerate(self.mid):
+            k = t[f"conv2d_{5 + i}/kernel"]  # (7, F_in, 1, 64)
+            conv.weight.data = torch.from_numpy(k[:, :, 0, :]).permute(2, 1, 0).contiguous()
+            conv.bias.data = torch.from_numpy(t[f"conv2d_{5 + i}/bias"])
+        bns = [self.bn_in, *self.timbral_bn, *self.temporal_bn, *self.mid_bn, self.pool_bn, self.dense_bn]
+        for i, bn in enumerate(bns):
+            _load_bn(bn, t, "batch_normalization" + (f"_{i}" if i else ""))
+        for lin, name in ((self.dense, "dense"), (self.out, "dense_1")):
+            lin.weight.data = torch.from_numpy(t[f"{name}/kernel"]).T.contiguous()
+            lin.bias.data = torch.from_numpy(t[f"{name}/bias"])
+
+
+class VGG(nn.Module):
+    """MTT_vgg: five 3x3 conv blocks (128 channels) with batch norm and max pooling, dense 256 -> 50."""
+
+    POOLS = (((4, 1), (2, 2)), ((2, 2), (2, 2)), ((2, 2), (2, 2)), ((2, 2), (2, 2)), ((4, 4), (4, 4)))
+
+    def __init__(self):
+        super().__init__()
+        self.bn_in = _bn(1)
+        self.convs = nn.ModuleList([nn.Conv2d(1 if i == 0 else 128, 128, 3, padding=1) for i in range(5)])
+        self.bns = nn.ModuleList([_bn(128) for _ in range(5)])
+        self.out = nn.Linear(256, 50)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.bn_in(x[:, None])  # (B, 1, T, 96)
+        for conv, bn, (k, s) in zip(self.convs, self.bns, self.POOLS, strict=False):
+            x = F.max_pool2d(bn(F.relu(conv(x))), k, s)
+        return self.out(x.permute(0, 2, 3, 1).flatten(1))  # NHWC flatten: (time, freq, channel)
+
+    def load_tf(self, t: dict) -> None:
+        for i, conv in enumerate(self.convs):
+            conv.weight.data = torch.from_numpy(t[f"{i + 1}CNN/kernel"]).permute(3, 2, 0, 1).contiguous()
+            conv.bias.data = torch.from_numpy(t[f"{i + 1}CNN/bias"])
+        for i, bn in enumerate([self.bn_in, *self.bns]):
+            _load_bn(bn, t, "batch_normalization" + (f"_{i}" if i else ""))
+        self.out.weight.data = torch.from_numpy(t["dense/kernel"]).T.contiguous()
+        self.out.bias.data = torch.from_numpy(t["dense/bias"])
+
+
+def _load_bn(bn: nn.Module, t: dict, name: str) -> None:
+    bn.weight.data = torch.from_numpy(t[f"{name}/gamma"])
+    bn.bias.data = torch.from_numpy(t[f"{name}/beta"])
+    bn.running_mean.data = torch.from_numpy(t[f"{name}/moving_mean"])
+    bn.running_var.data = torch.from_numpy(t[f"{name}/moving_variance"])
+
+
+def checkpoint_dir(model: str = "MTT_musicnn") -> Path:
+    """Folder of a musicnn checkpoint inside the installed wheel (never downloaded)."""
+    if model not in MODELS:
+        raise HitrankError(f"tagger {model!r} is not ported; choose one of {list(MODELS)}")
+    spec = importlib.util.find_spec("musicnn")
+    if spec is None or not spec.submodule_search_locations:
+        raise CheckpointError(f"the pretrained MTT taggers come from the musicnn wheel, which is not "
+                              f"installed; run: {INSTALL}  (--no-deps: its declared dependencies "
+                              "are ancient and not needed)")
+    folder = Path(list(spec.submodule_search_locations)[0]) / model
+    if not (folder / ".index").is_file():
+        raise CheckpointError(f"{str(folder)!r}: musicnn checkpoint files missing; reinstall with: {INSTALL}")
+    return folder
+
+
+@functools.lru_cache(maxsize=4)
+def load_tagger(model: str = "MTT_musicnn") -> nn.Module:
+    """The ported tagger with the pretrained MTT weights, in eval mode (CPU)."""
+    net = MusiCNN() if model == "MTT_musicnn" else VGG()
+    net.load_tf(read_bundle(str(checkpoint_dir(model)) + "/"))
+    return net.eval()
+
+
+@functools.lru_cache(maxsize=2)
+def _mel_basis(device: str) -> torch.Tensor:
+    import librosa
+
+    return torch.from_numpy(librosa.filters.mel(sr=SR, n_fft=N_FFT, n_mels=N_MELS)).to(device)
+
+
+def log_mel(y: torch.Tensor | np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
+    """musicnn's input representation of 16 kHz mono audio ``(n,)`` -> ``(T, 96)``, T = 1 + n // 256."""
+    y = torch.as_tensor(np.asarray(y, dtype=np.float32) if not torch.is_tensor(y) else y).to(device)
+    window = torch.hann_window(N_FFT, periodic=True, device=y.device)
+    spec = torch.stft(F.pad(y[None], (N_FFT // 2, N_FFT // 2)), N_FFT, HOP, window=window,
+                      center=False, return_complex=True)[0]
+    power = spec.real ** 2 + spec.imag ** 2  # (257, T)
+    mel = _mel_basis(str(y.device)) @ power  # (96, T)
+    mel = mel.to(torch.float16).to(torch.float32)  # the original's float16 round trip
+    return torch.log10(10000 * mel + 1).T
+
+
+def patches(rep: torch.Tensor) -> torch.Tensor:
+    """Non-overlapping 187-frame patches ``(P, 187, 96)``; the remainder is dropped."""
+    n = rep.shape[0] // PATCH
+    if n == 0:
+        raise HitrankError(f"audio too short to tag: {rep.shape[0]} frames, the tagger needs "
+                           f"{PATCH} (about 3 s)")
+    return rep[: n * PATCH].reshape(n, PATCH, N_MELS)
+
+
+def taggram(y: np.ndarray, model: str = "MTT_musicnn", device: str = "cpu",
+            batch: int = 64) -> np.ndarray:
+    """Per-patch tag probabilities ``(P, 50)`` of 16 kHz mono audio ``y`` (n,)."""
+    net = load_tagger(model).to(device)
+    x = patches(log_mel(y, device))
+    with torch.no_grad():
+        out = [torch.sigmoid(net(x[i:i + batch])) for i in range(0, len(x), batch)]
+    return torch.cat(out).cpu().numpy().astype(np.float64)
+
+
+def tag_vector(y: np.ndarray, model: str = "MTT_musicnn", device: str = "cpu") -> np.ndarray:
+    """Song-level tags: the per-patch sigmoid probabilities averaged over patches, ``(50,)``."""
+    return taggram(y, model, device).mean(axis=0)

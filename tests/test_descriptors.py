@@ -1,0 +1,329 @@
+"""Descriptor branch: tables, configs, history without leakage, models, baselines, audio
+descriptors, playlist fit, and the real Spotify tables when ../shared/data is present."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from hitrank.cli import main
+from hitrank.descriptors.config import load_descriptor_config
+from hitrank.descriptors.history import earlier_songs, history_features
+from hitrank.descriptors.run import prepare, run_cv
+from hitrank.descriptors.table import DESCRIPTORS, read_table
+from hitrank.errors import ConfigError, HitrankError, LabelsError
+
+from .conftest import SHARED_DATA
+
+CFG = "configs/descriptors/"
+NEEDS_DATA = pytest.mark.skipif(not SHARED_DATA.is_dir(),
+                                reason="../shared/data (real Spotify tables) is not present")
+
+
+def planted_table(path, n=1200, seed=0, hit_rate=0.3):
+    """A Spotify-layout table whose hits depend on danceability and energy (and noise)."""
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({
+        "track": [f"song {i}" for i in range(n)],
+        "artist": [f"artist {i % 150}" for i in range(n)],
+        "danceability": rng.uniform(0, 1, n), "energy": rng.uniform(0, 1, n),
+        "key": rng.integers(0, 12, n), "loudness": rng.uniform(-20, -3, n),
+        "mode": rng.integers(0, 2, n), "speechiness": rng.uniform(0, 0.3, n),
+        "acousticness": rng.uniform(0, 1, n), "instrumentalness": rng.uniform(0, 1, n),
+        "liveness": rng.uniform(0, 1, n), "valence": rng.uniform(0, 1, n),
+        "tempo": rng.uniform(60, 180, n), "duration_ms": rng.uniform(1.2e5, 3e5, n),
+        "time_signature": 4, "decade": rng.choice([1960, 1970, 1980, 1990, 2000], n),
+    })
+    logit = 4 * (df.danceability - 0.5) + 3 * (df.energy - 0.5) + rng.normal(0, 0.7, n)
+    df["target"] = (logit > np.quantile(logit, 1 - hit_rate)).astype(int)
+    df["streams"] = np.exp(15 + 2 * logit).round()
+    df.to_csv(path, index=False)
+    return df
+
+
+def quick(name, *extra):
+    return load_descriptor_config(CFG + name + ".yaml", ["cv.folds=3", "train.epochs=15", *extra])
+
+
+# ----------------------------------------------------------------------------- tables
+def test_read_table_canonicalises_2023_layout(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_bytes(
+        "track_name,artist(s)_name,streams,bpm,key,mode,danceability_%,energy_%,valence_%\n"
+        "Caf\xe9,A,1\xa0000,120,C#,Major,80,50,40\n"
+        'B,B,"2,500",90,,Minor,120,30,20\n'.encode("latin-1"))
+    t = read_table(path)
+    f = t.frame
+    assert list(t.ids) == ["Caf\xe9", "B"] and list(t.artists) == ["A", "B"]
+    assert f.tempo.tolist() == [120, 90] and f.key.iloc[0] == 1 and np.isnan(f.key.iloc[1])
+    assert f["mode"].tolist() == [1, 0]
+    assert f.danceability.iloc[0] == pytest.approx(0.8)
+    assert np.isnan(f.danceability.iloc[1])  # 120% is out of range -> missing, not a model input
+    assert set(t.present()) == {"tempo", "key", "mode", "danceability", "energy", "valence"}
+
+
+def test_read_table_errors_name_the_file(tmp_path):
+    with pytest.raises(LabelsError, match="no such table"):
+        read_table(tmp_path / "missing.csv")
+    (tmp_path / "x.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(LabelsError, match="no descriptor columns"):
+        read_table(tmp_path / "x.csv")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(LabelsError, match="no .csv"):
+        read_table(tmp_path / "empty")
+
+
+def test_bad_targets_are_left_out_with_their_line(tmp_path):
+    df = planted_table(tmp_path / "t.csv", n=60)
+    df["target"] = df["target"].astype(object)
+    df.loc[3, "target"] = "yes"
+    df.loc[5, "target"] = 3
+    df.to_csv(tmp_path / "t.csv", index=False)
+    prep, problems = prepare(quick("topify_mlp", "data.keep_hits=1.0"), read_table(tmp_path / "t.csv"))
+    assert len(prep.y) == 58 and set(np.unique(prep.y)) == {0.0, 1.0}
+    assert any("line 5" in p and "'yes'" in p for p in problems)
+    assert any("line 7" in p and "not 0 or 1" in p for p in problems)
+
+
+def test_missing_feature_column_is_named(tmp_path):
+    planted_table(tmp_path / "t.csv", n=40).drop(columns=["liveness"]).to_csv(tmp_path / "t.csv", index=False)
+    with pytest.raises(LabelsError, match="liveness"):
+        prepare(quick("topify_mlp"), read_table(tmp_path / "t.csv"))
+
+
+@pytest.mark.parametrize("override, match", [
+    ("data.keep_hits=0", "keep_hits"), ("model.name=cnn", "model.name"),
+    ("train.w=1.5", "train.w"), ("balance.method=adasyn", "balance.method"),
+    ("data.bogus=1", "unknown key"), ("cv.folds=1", "cv.folds"),
+])
+def test_descriptor_config_validation(override, match):
+    with pytest.raises(ConfigError, match=match):
+        load_descriptor_config(CFG + "topify_mlp.yaml", [override])
+
+
+def test_history_lstm_needs_history():
+    with pytest.raises(ConfigError, match="history"):
+        load_descriptor_config(CFG + "niggli_lstm.yaml", ["data.history=false"])
+
+
+# ----------------------------------------------------------------------------- history
+def test_history_uses_strictly_earlier_songs_only():
+    artists = np.array(["a", "a", "a", "b", "a", ""])
+    order = np.array([1990, 1970, 1990, 1970, 1980, 1960.0])
+    index, count = earlier_songs(artists, order, k=3)
+    assert count.tolist() == [2, 0, 2, 0, 1, 0]  # same-decade songs are not history
+    assert index[0].tolist() == [-1, 1, 4] and index[2].tolist() == [-1, 1, 4]
+    assert index[4].tolist() == [-1, -1, 1]
+    X = np.array([[1.0], [2.0], [3.0], [4.0], [6.0], [0.0]])
+    y = np.array([1, 0, 1, 1, 1, 0.0])
+    H, _ = history_features(X, y, artists, order)
+    assert H[0].tolist() == pytest.approx([1, np.log1p(2), 0.5, 4.0])
+    assert H[1].tolist() == [0, 0, 0, 0]
+    # changing a song's own label never changes its own history features
+    y2 = y.copy()
+    y2[0] = 0
+    assert np.array_equal(history_features(X, y2, artists, order)[0][0], H[0])
+
+
+# ----------------------------------------------------------------------------- models
+@pytest.mark.parametrize("config", ["topify_mlp", "topify_smote", "topify_siamese", "niggli_balanced"])
+def test_classifiers_learn_a_planted_signal(tmp_path, config):
+    planted_table(tmp_path / "t.csv")
+    cfg = quick(config, "data.keep_hits=1.0")
+    s = run_cv(cfg, read_table(tmp_path / "t.csv"), tmp_path / "run")
+    res = s["results"]
+    assert res[cfg.name]["roc_auc"]["mean"] > 0.85
+    assert res["majority"]["roc_auc"]["mean"] == 0.5
+    assert res[cfg.name]["precision@10%"]["mean"] > 2 * s["prevalence"]
+    pred = pd.read_csv(tmp_path / "run" / "predictions.csv")
+    assert len(pred) == 1200 and pred.row.is_unique  # every real row tested once, no SMOTE rows
+    assert pred.prediction.between(0, 1).all()
+    imp = pd.read_csv(tmp_path / "run" / "importance.csv")
+    assert set(imp.input.head(2)) == {"danceability", "energy"}
+    assert (tmp_path / "run" / "importance.png").stat().st_size > 1000
+
+
+def test_regression_and_history_models(tmp_path):
+    planted_table(tmp_path / "t.csv")
+    table = read_table(tmp_path / "t.csv")
+    s = run_cv(quick("streams_mlp", "train.epochs=30"), table, tmp_path / "reg")
+    assert s["results"]["streams_mlp"]["spearman_all"]["mean"] > 0.7
+    assert s["results"]["mean"]["spearman_all"]["mean"] == 0
+    s = run_cv(quick("niggli_lstm", "data.keep_hits=1.0"), table, tmp_path / "lstm")
+    assert s["results"]["niggli_lstm"]["roc_auc"]["mean"] > 0.75
+    assert "importance" not in s
+
+
+def test_cv_resumes_and_is_deterministic(tmp_path):
+    planted_table(tmp_path / "t.csv", n=300)
+    table = read_table(tmp_path / "t.csv")
+    cfg = quick("topify_mlp", "train.epochs=3", "data.keep_hits=1.0")
+    a = run_cv(cfg, table, tmp_path / "a")
+    b = run_cv(cfg, table, tmp_path / "b")
+    assert a["results"] == b["results"]
+    (tmp_path / "a" / "fold_01.json").unlink()
+    again = run_cv(cfg, table, tmp_path / "a")
+    assert again["results"] == a["results"]
+
+
+def test_holdout_by_decade(tmp_path):
+    df = planted_table(tmp_path / "t.csv", n=600)
+    s = run_cv(quick("topify_mlp", "cv.split=holdout", "data.keep_hits=1.0"), read_table(tmp_path / "t.csv"),
+               tmp_path / "run")
+    assert s["folds"] == 1
+    pred = pd.read_csv(tmp_path / "run" / "predictions.csv")
+    assert len(pred) == int((df.decade == 2000).sum())
+
+
+def test_cli_cv_train_predict(tmp_path, capsys):
+    planted_table(tmp_path / "t.csv", n=400)
+    assert main(["cv", "--config", CFG + "topify_mlp.yaml", "--data", str(tmp_path / "t.csv"),
+                 "--out", str(tmp_path / "run"), "--folds", "3", "--set", "train.epochs=3"]) == 0
+    out = capsys.readouterr().out
+    assert "roc_auc" in out and "logistic" in out and "majority" in out
+    assert main(["train", "--config", CFG + "topify_mlp.yaml", "--data", str(tmp_path / "t.csv"),
+                 "--out", str(tmp_path / "m"), "--set", "train.epochs=3"]) == 0
+    new = pd.read_csv(tmp_path / "t.csv").drop(columns=["target"]).head(25)
+    new["energy"] = new["energy"].astype(object)
+    new.loc[2, "energy"] = "n/a"  # a bad cell is imputed, the row is still scored
+    new.to_csv(tmp_path / "new.csv", index=False)
+    for model in ("run", "m"):
+        assert main(["predict", "--model", str(tmp_path / model), "--data", str(tmp_path / "new.csv"),
+                     "--out", str(tmp_path / f"p_{model}.csv")]) == 0
+        p = pd.read_csv(tmp_path / f"p_{model}.csv")
+        assert len(p) == 25 and p.hit_probability.between(0, 1).all()
+    assert pd.read_csv(tmp_path / "p_run.csv").n_models.iloc[0] == 3
+    # a spectrogram config with --data is refused with a pointer to the right configs
+    assert main(["cv", "--config", "configs/table1/a_simple_cnn_mid30.yaml", "--data",
+                 str(tmp_path / "t.csv"), "--out", str(tmp_path / "x")]) == 2
+    assert "configs/descriptors" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- audio
+def _click_track(bpm=120.0, seconds=20.0, sr=22050):
+    y = np.zeros(int(seconds * sr), np.float32)
+    step = int(round(60 / bpm * sr))
+    click = np.exp(-np.arange(800) / 80.0) * np.sin(2 * np.pi * 1500 * np.arange(800) / sr)
+    for i in range(0, len(y) - 800, step):
+        y[i:i + 800] += click.astype(np.float32)
+    return 0.5 * y
+
+
+def test_describe_audio_measures_what_it_says():
+    from hitrank.descriptors.audio import describe_audio
+
+    sr = 22050
+    d = describe_audio(_click_track(120.0), sr)
+    assert d["tempo"] == pytest.approx(120, rel=0.05)
+    assert d["danceability"] > 0.5
+    t = np.arange(20 * sr) / sr
+    chord = sum(np.sin(2 * np.pi * f * t) for f in (261.63, 329.63, 392.0, 523.25)).astype(np.float32)
+    c = describe_audio(0.1 * chord, sr)
+    assert (c["key"], c["mode"]) == (0.0, 1.0)  # C major
+    tone = (0.1 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    assert describe_audio(tone, sr)["loudness"] == pytest.approx(10 * np.log10(0.1 ** 2 / 2), abs=0.2)
+    for name, (lo, hi) in DESCRIPTORS.items():
+        assert lo <= d[name] <= hi, name
+
+
+def test_descriptors_folder_resumes_and_reports_failures(tmp_path, capsys):
+    folder = tmp_path / "songs"
+    folder.mkdir()
+    for i, bpm in enumerate((90, 120, 150)):
+        sf.write(folder / f"s{i}.wav", _click_track(bpm, 8.0), 22050)
+    sf.write(folder / "silent.wav", np.zeros(22050 * 5, np.float32), 22050)
+    (folder / "broken.mp3").write_bytes(b"not audio at all")
+    sf.write(folder / "short.wav", _click_track(120, 0.5), 22050)
+    out = tmp_path / "desc"
+    assert main(["descriptors", str(folder), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "3 songs failed" in err and "broken.mp3" in err and "silent" in err and "short" in err
+    d = pd.read_csv(out / "descriptors.csv")
+    assert sorted(d.song_id) == ["s0.wav", "s1.wav", "s2.wav"]
+    assert len(pd.read_csv(out / "failures.csv")) == 3
+    # a second run only retries the failures; the journal keeps the finished songs
+    lines = (out / "descriptors.jsonl").read_text().splitlines()
+    assert main(["descriptors", str(folder), "--out", str(out)]) == 1
+    assert "0 described, 3 already done, 3 failed" in capsys.readouterr().out
+    assert (out / "descriptors.jsonl").read_text().splitlines() == lines
+    # a journal line cut by a kill is ignored and that song redone
+    (out / "descriptors.jsonl").write_text("\n".join(lines[:2]) + "\n" + lines[2][:30])
+    main(["descriptors", str(folder), "--out", str(out)])
+    assert "1 described, 2 already done" in capsys.readouterr().out
+    assert len(pd.read_csv(out / "descriptors.csv")) == 3
+
+
+def test_rank_folder_with_descriptor_model(tmp_path, capsys):
+    folder = tmp_path / "songs"
+    folder.mkdir()
+    rows = []
+    for i, bpm in enumerate(np.linspace(70, 170, 12)):
+        sf.write(folder / f"s{i:02d}.wav", _click_track(bpm, 6.0), 22050)
+        rows.append({"song_id": f"s{i:02d}", "path": f"songs/s{i:02d}.wav", "hit_score": float(bpm) / 1000})
+    pd.DataFrame(rows).to_csv(tmp_path / "labels.csv", index=False)
+    assert main(["descriptors", str(tmp_path / "labels.csv"), "--out", str(tmp_path / "d")]) == 0
+    assert main(["train", "--config", CFG + "audio_descriptors.yaml", "--data",
+                 str(tmp_path / "d" / "descriptors.csv"), "--out", str(tmp_path / "m"),
+                 "--set", "train.epochs=5", "--set", "cv.val_fraction=0.2"]) == 0
+    capsys.readouterr()
+    assert main(["rank", str(folder), "--model", str(tmp_path / "m"), "--json",
+                 "--cache", str(tmp_path / "cache")]) == 0
+    ranking = json.loads(capsys.readouterr().out)["ranking"]
+    assert sorted(r["song_id"] for r in ranking) == [f"s{i:02d}.wav" for i in range(12)]
+    assert [r["rank"] for r in ranking] == list(range(1, 13))
+
+
+# ----------------------------------------------------------------------------- playlist fit
+def test_playlist_fit_separates_two_styles():
+    from hitrank.descriptors.fit import PlaylistModel, evaluate_two_playlists
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(0, 1, (300, 5))
+    b = rng.normal(0, 1, (300, 5)) + np.array([1.5, 0, 0, 0, 0])
+    res = evaluate_two_playlists(a, b, folds=5)
+    assert res["fit"]["accuracy"] > 0.7 and res["logistic"]["accuracy"] > 0.7
+    assert res["chance"]["accuracy"] == 0.5
+    same = evaluate_two_playlists(a, rng.normal(0, 1, (300, 5)), folds=5)
+    assert abs(same["fit"]["accuracy"] - 0.5) < 0.1  # no difference: chance, as the seed found
+    m = PlaylistModel(a)
+    assert m.fit(np.zeros((1, 5)))[0] > m.fit(np.full((1, 5), 3.0))[0]
+
+
+def test_cli_fit_ranks_candidates(tmp_path, capsys):
+    ref = planted_table(tmp_path / "ref.csv", n=100)
+    cand = ref.head(20).copy()
+    cand.loc[0, "loudness"] = 100  # out of range: imputed, still ranked
+    cand.loc[1, ["danceability", "energy", "tempo"]] = [1.0, 1.0, 299]  # an outlier fits worst
+    cand.to_csv(tmp_path / "cand.csv", index=False)
+    assert main(["fit", "--reference", str(tmp_path / "ref.csv"), "--candidates", str(tmp_path / "cand.csv"),
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["ranking"]) == 20 and out["ranking"][-1]["id"] == "song 1"
+
+
+# ----------------------------------------------------------------------------- real tables
+@NEEDS_DATA
+def test_real_hit_predictor_table_beats_majority(tmp_path):
+    table = read_table(SHARED_DATA / "spotify_hit_predictor")
+    assert len(table) == 34708 and set(table.present()) == set(DESCRIPTORS)
+    s = run_cv(quick("topify_mlp", "train.epochs=3"), table, tmp_path / "run")
+    r = s["results"]
+    assert r["topify_mlp"]["roc_auc"]["mean"] > 0.75 > r["majority"]["roc_auc"]["mean"]
+
+
+@NEEDS_DATA
+def test_real_streams_table_reports_its_corrupt_row(tmp_path):
+    table = read_table(SHARED_DATA / "spotify_2023")
+    assert len(table) == 953 and "loudness" not in table.present()
+    prep, problems = prepare(quick("streams_mlp"), table)
+    assert len(prep.y) == 952 and len(problems) == 1 and "streams=" in problems[0]
+    assert {"in_spotify_playlists", "in_deezer_playlists"}.isdisjoint(prep.names)
+
+
+def test_no_table_is_a_clear_error():
+    with pytest.raises(HitrankError):
+        read_table([])
