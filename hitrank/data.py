@@ -80,7 +80,10 @@ def load_dataset(store: FeatureStore, labels: pd.DataFrame | None = None) -> tup
                            "hit_score; training needs labelled songs (extract from a labels CSV)")
     ids = np.array([r["song_id"] for r in keep])
     feats = store.load(list(ids))
-    bad = ~np.isfinite(feats.reshape(len(feats), -1).astype(np.float32)).all(axis=1)
+    flat = feats.reshape(len(feats), -1)
+    bad = np.zeros(len(feats), dtype=bool)
+    for i in range(0, len(feats), 256):  # in chunks: a float32 copy of 15k songs would be 2.5 GB
+        bad[i:i + 256] = ~np.isfinite(flat[i:i + 256]).all(axis=1)
     if bad.any():  # never let NaN reach a model
         for sid in ids[bad]:
             problems.append((sid, "features contain NaN/inf"))

@@ -119,6 +119,25 @@ def hl30_params(highlighter: str | os.PathLike | None = None, **kwargs) -> Featu
     return FeatureParams(segment="hl30", highlighter=f"attention:{checkpoint_digest(highlighter)}", **kwargs)
 
 
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+@contextlib.contextmanager
+def _one_thread_per_worker():
+    """Spawned workers inherit the environment: one BLAS/OpenMP thread each (one process per
+    core); the caller's environment is restored afterwards."""
+    saved = {k: os.environ.get(k) for k in THREAD_VARS}
+    os.environ.update({k: "1" for k in THREAD_VARS})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def _worker_init() -> None:
     import torch
 
@@ -189,9 +208,10 @@ def extract(
         pool = None
         try:
             if workers > 1 and len(jobs) > 1:
-                pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
-                                           initializer=_worker_init)
-                results = pool.map(_job, jobs, chunksize=CHUNKSIZE)
+                with _one_thread_per_worker():  # the workers are spawned inside map()
+                    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
+                                               initializer=_worker_init)
+                    results = pool.map(_job, jobs, chunksize=CHUNKSIZE)
             else:
                 results = map(_job, jobs)
             for song_id, feats, info, reason in results:

@@ -185,10 +185,19 @@ class FeatureStore:
             raise StoreError(f"{str(self.root)!r}: no features for {len(missing)} song(s), "
                              f"e.g. {missing[:3]}; run `hitrank extract` first")
         rows = np.array([int(self._records[s]["row"]) for s in song_ids], dtype=np.int64)
-        mm = self.features()
-        order = np.argsort(rows)
         out = np.empty((len(rows), *self.row_shape), np.float16)
-        out[order] = mm[rows[order]]  # sorted reads are sequential on disk
+        if not len(rows):
+            return out
+        offset = np.load(self.data_path, mmap_mode="r").offset
+        nbytes = out[0].nbytes
+        # read each row straight into the output, in row order (sequential on disk): no
+        # temporary copy and no mapped pages, so peak memory is the result itself
+        with open(self.data_path, "rb", buffering=0) as f:
+            for i in np.argsort(rows, kind="stable"):
+                f.seek(offset + int(rows[i]) * nbytes)
+                if f.readinto(memoryview(out[i]).cast("B")) != nbytes:
+                    raise StoreError(f"{str(self.data_path)!r} is shorter than its manifest says; "
+                                     "re-extract the store")
         return out
 
     def load_tags(self, song_ids: list[str]) -> np.ndarray:
