@@ -145,19 +145,23 @@ def get_parser() -> argparse.ArgumentParser:
              [common])
     p.add_argument("source", type=Path, help="folder of audio files (recursive) or labels CSV")
     p.add_argument("--out", type=Path, required=True, help="output folder (descriptors.csv, failures.csv)")
+    p.add_argument("--tags", action="store_true", help="add the 50 MTT tag probabilities (tag_* columns)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--allow-outside", action="store_true",
                    help="let a labels CSV point at files outside its folder")
 
     p = _sub(subs, "fit", "rank candidate songs by how well they fit a reference set (playlist fit)",
              ["hitrank fit --reference liked_songs/ --candidates new_songs/",
-              "hitrank fit --reference liked.csv --candidates catalogue.csv --out fit.csv --json"], [common])
+              "hitrank fit --reference liked.csv --candidates catalogue.csv --out fit.csv --json",
+              "hitrank fit --reference liked_songs/ --candidates new_songs/ --tags"], [common])
     p.add_argument("--reference", type=Path, required=True, help="folder of audio or descriptor CSV")
     p.add_argument("--candidates", type=Path, required=True, help="folder of audio or descriptor CSV")
     p.add_argument("--out", type=Path, help="write the ranking CSV here")
     p.add_argument("--json", action="store_true", help="print the ranking as JSON on stdout")
     p.add_argument("--top", type=int, default=20, help="rows to print (default 20; 0 = all)")
     p.add_argument("--workers", type=int, default=1, help="worker processes for audio folders")
+    p.add_argument("--tags", action="store_true",
+                   help="audio folders: also compare the 50 MTT tag probabilities (musicnn port)")
 
     p = _sub(subs, "highlight", "find the 30 s highlight of audio files (HL-30)",
              ["hitrank highlight song.wav", "hitrank highlight *.mp3 --method attention --model runs/hl/highlighter.pt --json",
@@ -427,7 +431,7 @@ def cmd_descriptors(args) -> int:
     from .descriptors.audio import describe_folder
 
     rep = describe_folder(args.source, args.out, workers=args.workers, progress=_progress(args),
-                          allow_outside=args.allow_outside)
+                          allow_outside=args.allow_outside, tags=args.tags)
     _print_failures(rep.failures)
     print(f"{rep.ok} described, {rep.skipped} already done, {rep.failed} failed "
           f"-> {args.out / 'descriptors.csv'} (failures.csv)")
@@ -438,8 +442,12 @@ def cmd_fit(args) -> int:
     from .descriptors.apply import table_from_source
     from .descriptors.fit import rank_candidates
 
-    ref, f1 = table_from_source(args.reference, args.workers, _progress(args))
-    cand, f2 = table_from_source(args.candidates, args.workers, _progress(args))
+    if args.tags:
+        from .tags.musicnn import checkpoint_dir
+
+        checkpoint_dir()  # fail before any work when the musicnn wheel is missing
+    ref, f1 = table_from_source(args.reference, args.workers, _progress(args), tags=args.tags)
+    cand, f2 = table_from_source(args.candidates, args.workers, _progress(args), tags=args.tags)
     failures = f1 + f2
     ranking = rank_candidates(ref, cand)
     if args.out:

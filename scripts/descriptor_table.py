@@ -13,8 +13,8 @@ SHOW = {"classify": ("roc_auc", "pr_auc", "balanced_accuracy", "f1", "precision@
         "regress": ("mae", "spearman_all", "ndcg@10%", "spearman@10%")}
 
 
-def cell(r: dict) -> str:
-    return f"{r['mean']:.3f} ± {r['std']:.3f}"
+def cell(r: dict, spread: bool = True) -> str:
+    return f"{r['mean']:.3f} ± {r['std']:.3f}" if spread else f"{r['mean']:.3f}"
 
 
 def main() -> None:
@@ -34,7 +34,8 @@ def main() -> None:
             rate = f" ({s['prevalence']:.3f})" if s.get("prevalence") is not None else ""
             for i, (model, res) in enumerate(s["results"].items()):
                 head = f"| {run.name} | {how} | {s['n_rows']}{rate} |" if i == 0 else "| | | |"
-                print(head + f" {model} | " + " | ".join(cell(res[c]) for c in cols) + " |")
+                kfold = s["split"] == "kfold"
+                print(head + f" {model} | " + " | ".join(cell(res[c], kfold) for c in cols) + " |")
 
 
 if __name__ == "__main__":

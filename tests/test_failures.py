@@ -114,3 +114,100 @@ def test_bad_labels_csv(tmp_path, capsys):
     (tmp_path / "bad.csv").write_text("id,file\n1,a.wav\n")
     assert main(["extract", str(tmp_path / "bad.csv"), "--out", str(tmp_path / "s2")]) == 2
     assert "missing column" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- every command
+def _entries(d):
+    return sorted(p for p in d.iterdir())
+
+
+def _named(err: str, d, name: str) -> bool:
+    return repr(str(d / name)) in err or name in err
+
+
+def test_highlight_survives_every_kind(bad_corpus, capsys):
+    d, expect_fail = bad_corpus
+    files = [str(p) for p in _entries(d) if p.name != "twenty_minutes.flac"]  # 20 min: slow
+    assert main(["highlight", *files, "--json", "-q"]) == 1
+    out, err = capsys.readouterr()
+    done = {os.path.basename(__import__("json").loads(line)["path"]) for line in out.splitlines()}
+    for name in expect_fail:
+        assert _named(err, d, name) and name not in done, name
+    assert {"one_second.wav", "eight_channels.wav", "high_192k.wav", "-leading-dash.wav",
+            "ünïcødé ♪.wav", "<img src=x onerror=alert(1)>.wav"} <= done
+    assert all(line.startswith("error: ") for line in err.splitlines() if "failed" not in line)
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("musicnn") is None,
+                    reason="pip install --no-deps musicnn==0.1.0")
+def test_tags_survives_every_kind(bad_corpus, capsys):
+    import json
+
+    d, expect_fail = bad_corpus
+    files = [str(p) for p in _entries(d) if p.name != "twenty_minutes.flac"]  # 400 patches: slow test
+    assert main(["tags", *files, "--json", "-q"]) == 1
+    out, err = capsys.readouterr()
+    rows = [json.loads(line) for line in out.splitlines()]
+    done = {os.path.basename(r["path"]) for r in rows}
+    for name in expect_fail:
+        assert _named(err, d, name) and name not in done, name
+    assert {"one_second.wav", "low_8k.wav", "claims_more.wav", "-leading-dash.wav"} <= done
+    assert all(np.isfinite(list(r["tags"].values())).all() for r in rows)
+    n_failed = len(files) - len(rows)  # the half MP3 may decode too short to use: named if so
+    assert n_failed in (len(expect_fail), len(expect_fail) + 1)
+    assert f"{n_failed} of {len(files)} files failed" in err
+
+
+@pytest.mark.slow
+def test_tags_of_a_twenty_minute_song(bad_corpus, capsys):
+    d, _ = bad_corpus
+    assert main(["tags", str(d / "twenty_minutes.flac"), "-q"]) == 0
+    assert "twenty_minutes.flac:" in capsys.readouterr().out
+
+
+def test_descriptors_survive_every_kind(bad_corpus, tmp_path, capsys):
+    d, expect_fail = bad_corpus
+    assert main(["descriptors", str(d), "--out", str(tmp_path / "desc"), "-q"]) == 1
+    err = capsys.readouterr().err
+    desc = pd.read_csv(tmp_path / "desc" / "descriptors.csv", keep_default_na=False)
+    fails = pd.read_csv(tmp_path / "desc" / "failures.csv", keep_default_na=False)
+    assert set(desc.song_id) | set(fails.song_id) == {p.name for p in d.iterdir()}  # none lost
+    for name in expect_fail:
+        assert name in set(fails.song_id) and _named(err, d, name), name
+    assert "one_second.wav" in set(desc.song_id) and "twenty_minutes.flac" in set(desc.song_id)
+    assert np.isfinite(desc.drop(columns=["song_id", "path", "artist"]).to_numpy(float)).all()
+
+
+def test_rank_train_and_cv_survive_every_kind(bad_corpus, store, tmp_path, capsys, monkeypatch):
+    import json
+    import shutil
+
+    monkeypatch.setenv("HITRANK_CACHE", str(tmp_path / "cache"))
+    d, expect_fail = bad_corpus
+    assert main(["train", "--config", "configs/table1/a_simple_cnn_mid30.yaml", "--store", str(store),
+                 "--out", str(tmp_path / "m"), "--set", "train.epochs=1", "-q"]) == 0
+    capsys.readouterr()
+    assert main(["rank", str(d), "--model", str(tmp_path / "m"), "--json", "-q"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    ranked = {r["song_id"] for r in out["ranking"]}
+    failed = {f["song_id"]: f["error"] for f in out["failures"]}
+    assert ranked | set(failed) == {p.name for p in d.iterdir()}  # none lost
+    for name, reason in expect_fail.items():
+        assert reason in failed[name], (name, failed[name])
+    assert all(np.isfinite(r["score"]) for r in out["ranking"])
+    # train / cv from a labels CSV that lists the bad files next to good songs
+    rows = [{"song_id": p.name, "path": p.name, "artist": "", "hit_score": 0.1} for p in _entries(d)]
+    good = tmp_path / "mix"
+    shutil.copytree(d, good, symlinks=True)
+    for i in range(12):
+        sf.write(good / f"good{i}.wav", _tone(31 + i), SR)
+        rows.append({"song_id": f"good{i}", "path": f"good{i}.wav", "artist": "", "hit_score": 0.01 * (i + 1)})
+    pd.DataFrame(rows).to_csv(good / "labels.csv", index=False)
+    for cmd in ("train", "cv"):
+        code = main([cmd, "--config", "configs/table1/a_simple_cnn_mid30.yaml", "--labels", str(good / "labels.csv"),
+                     "--out", str(tmp_path / cmd), "--set", "train.epochs=1", "--folds", "3", "-q"])
+        assert code == 1, cmd  # ran, but some songs were left out
+        err = capsys.readouterr().err
+        for name in expect_fail:
+            assert name in err, (cmd, name)
+    assert json.loads((tmp_path / "cv" / "summary.json").read_text())["n_songs"] >= 20

@@ -94,3 +94,24 @@ def test_kill_and_resume_loses_nothing(tmp_path, corpus, store, sig):
     ma = pd.read_csv(store / "manifest.csv")
     mb = pd.read_csv(out / "manifest.csv")
     pd.testing.assert_frame_equal(ma, mb)
+
+
+def test_store_grows_without_touching_old_rows(tmp_path):
+    """A store that grows past its first size (new songs in a later run) keeps every row."""
+    params = FeatureParams()
+    rng = np.random.default_rng(0)
+    shape = (params.n_mels, params.n_frames)
+    first = {f"a{i}": rng.normal(size=shape).astype(np.float16) for i in range(5)}
+    second = {f"b{i}": rng.normal(size=shape).astype(np.float16) for i in range(300)}
+    info = {"seg_start": 0.0, "seg_end": 30.0, "duration": 60.0, "padded": False}
+    for batch in (first, second):
+        with FeatureStore.create_or_open(tmp_path, params) as st:
+            st.plan([(k, f"/x/{k}.wav", "", 1.0) for k in batch])
+            for k, v in batch.items():
+                st.write(k, v, info)
+    st = FeatureStore.open(tmp_path)
+    ids = ["b299", "a3", "b0", "a0"]  # any order, rows far apart
+    got = st.load(ids)
+    for k, g in zip(ids, got, strict=True):
+        assert np.array_equal(g, {**first, **second}[k])
+    assert np.load(tmp_path / "mel_mid30.npy", mmap_mode="r").shape[0] == 305

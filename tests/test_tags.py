@@ -134,3 +134,21 @@ def test_tag_fusion_is_eq4():
     m(x, t).sum().backward()
     assert all(p.grad is not None for p in m.dnn.parameters())
     assert any(p.grad is not None for p in m.base.parameters())  # trained jointly
+
+
+@NEEDS_MUSICNN
+def test_fit_with_tags_prefers_the_reference_style(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HITRANK_CACHE", str(tmp_path / "cache"))
+    c = clips()
+    ref, cand = tmp_path / "ref", tmp_path / "cand"
+    ref.mkdir()
+    cand.mkdir()
+    for i in range(3):
+        sf.write(ref / f"drums{i}.wav", np.roll(c["drums"], 4000 * i), SR)
+    sf.write(cand / "drums_new.wav", np.roll(c["drums"], 3000), SR)
+    sf.write(cand / "piano.wav", c["piano"], SR)
+    sf.write(cand / "strings.wav", c["strings"], SR)
+    assert main(["fit", "--reference", str(ref), "--candidates", str(cand), "--tags", "--json", "-q"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert "tag_beat" in out["columns"] and "tempo" in out["columns"]
+    assert out["ranking"][0]["id"] == "drums_new.wav"

@@ -26,23 +26,25 @@ def is_descriptor_run(model: str | os.PathLike) -> bool:
     return isinstance(payload, dict) and payload.get("format") == FORMAT
 
 
-def descriptor_cache(source: str | os.PathLike) -> Path:
+def descriptor_cache(source: str | os.PathLike, tags: bool = False) -> Path:
     """Cache folder for the audio descriptors of a folder / labels CSV."""
     from ..rank import cache_root
 
-    key = json.dumps({"source": str(Path(source).absolute()), "descriptors": 1})
+    key = json.dumps({"source": str(Path(source).absolute()), "descriptors": 1, "tags": tags})
     return cache_root() / "descriptors" / hashlib.sha1(key.encode()).hexdigest()[:16]
 
 
 def table_from_source(source: str | os.PathLike, workers: int = 1, progress: bool = True,
-                      cache: str | os.PathLike | None = None) -> tuple[DescriptorTable, list]:
-    """A descriptor table from a CSV, or from a folder of audio (described, cached)."""
+                      cache: str | os.PathLike | None = None,
+                      tags: bool = False) -> tuple[DescriptorTable, list]:
+    """A descriptor table from a CSV, or from a folder of audio (described, cached; with the
+    50 ``tag_*`` columns when ``tags``)."""
     from ..corpus import list_folder
 
     source = Path(source)
     if source.is_dir() and list_folder(source):  # audio (a folder of CSV tables is a table)
-        out = Path(cache) if cache else descriptor_cache(source)
-        rep = describe_folder(source, out, workers=workers, progress=progress)
+        out = Path(cache) if cache else descriptor_cache(source, tags)
+        rep = describe_folder(source, out, workers=workers, progress=progress, tags=tags)
         ok = set(rep.song_ids)
         table = read_table(out / "descriptors.csv")
         keep = table.frame["song_id"].astype(str).isin(ok).to_numpy()

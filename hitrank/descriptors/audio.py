@@ -25,7 +25,9 @@ time_signature     3 if the onset autocorrelation is higher at 3 beats than at 4
 =================  =====================================================================
 
 Further columns (no Spotify equivalent): ``spectral_centroid_mean/std``, ``rolloff_mean``,
-``flatness_mean``, ``zcr_mean``, ``onset_rate``, ``rms_db_std``, ``mfcc1..mfcc13`` (means).
+``flatness_mean``, ``zcr_mean``, ``onset_rate``, ``rms_db_std``, ``mfcc1..mfcc13`` (means); with
+``tags=True`` also the 50 MTT tag probabilities of the whole song as ``tag_<name>`` (spaces
+become underscores: ``tag_male_vocal``), from the musicnn port.
 """
 
 from __future__ import annotations
@@ -129,7 +131,13 @@ def describe_audio(y: np.ndarray, sr: int = SR) -> dict:
     return out
 
 
-def describe_file(path: str | os.PathLike) -> dict:
+def tag_columns() -> list[str]:
+    from ..tags import TAGS
+
+    return [f"tag_{t.replace(' ', '_')}" for t in TAGS]
+
+
+def describe_file(path: str | os.PathLike, tags: bool = False) -> dict:
     """Decode a song (whole, up to 10 minutes) and describe it; AudioLoadError on bad files."""
     meta = audio.info(path)
     if meta.duration < 1.0:
@@ -137,6 +145,10 @@ def describe_file(path: str | os.PathLike) -> dict:
     seg = audio.load_window(path, 0.0, min(meta.duration, MAX_SECONDS), SR, meta)
     out = describe_audio(seg.audio, SR)
     out["duration_ms"] = meta.duration * 1000.0
+    if tags:
+        from ..tags import segment_tags
+
+        out.update(zip(tag_columns(), map(float, segment_tags(None, SR, whole=path)), strict=True))
     bad = [k for k, v in out.items() if not np.isfinite(v)]
     if bad:
         raise AudioLoadError(path, f"descriptors {bad} are not finite (corrupt audio?)")
@@ -144,9 +156,9 @@ def describe_file(path: str | os.PathLike) -> dict:
 
 
 def _work(item):
-    sid, path = item
+    sid, path, tags = item
     try:
-        return sid, describe_file(path), ""
+        return sid, describe_file(path, tags), ""
     except AudioLoadError as exc:
         return sid, None, exc.reason
     except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch
@@ -167,12 +179,14 @@ def _read_journal(path: Path) -> dict:
 
 
 def describe_folder(source: str | os.PathLike, out: str | os.PathLike, workers: int = 1,
-                    progress: bool = True, allow_outside: bool = False) -> ExtractReport:
+                    progress: bool = True, allow_outside: bool = False,
+                    tags: bool = False) -> ExtractReport:
     """Describe every song of a folder or labels CSV into ``out/descriptors.csv``.
 
     Songs are journalled one line each in ``out/descriptors.jsonl`` as they finish, so an
     interrupted run resumes; ``descriptors.csv`` (``song_id, path, artist, hit_score`` when
     known, then the descriptors) and ``failures.csv`` are rewritten atomically at the end.
+    ``tags=True`` adds the 50 ``tag_*`` columns; a folder keeps the choice it was made with.
     """
     from tqdm import tqdm
 
@@ -180,6 +194,11 @@ def describe_folder(source: str | os.PathLike, out: str | os.PathLike, workers: 
         raise HitrankError(f"workers={workers}; need at least 1")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    meta = out / "descriptors.json"
+    if meta.is_file() and json.loads(meta.read_text()).get("tags", False) != tags:
+        raise HitrankError(f"{str(out)!r} was made {'with' if not tags else 'without'} --tags; "
+                           "use another --out folder")
+    meta.write_text(json.dumps({"tags": tags, "format": 1}))
     refs, rejected = resolve_source(source, allow_outside)
     report = ExtractReport(out, total=len(refs) + len(rejected), song_ids=[r.song_id for r in refs])
     report.failures += [(r.song_id, r.path, r.reason) for r in rejected]
@@ -187,7 +206,7 @@ def describe_folder(source: str | os.PathLike, out: str | os.PathLike, workers: 
     done = _read_journal(journal)
     todo = [r for r in refs if r.song_id not in done]
     report.skipped = len(refs) - len(todo)
-    items = [(r.song_id, r.path) for r in todo]
+    items = [(r.song_id, r.path, tags) for r in todo]
     by_id = {r.song_id: r for r in refs}
     try:
         with open(journal, "a", encoding="utf-8") as fh:

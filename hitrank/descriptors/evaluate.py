@@ -36,13 +36,21 @@ def sklearn():
     return sk
 
 
+def _untie(*arrays):
+    """A constant prediction (a baseline) ranks nothing: shuffle the rows (seeded) so its
+    top-10% metrics are those of a random order, not of the table's row order."""
+    if np.ptp(np.asarray(arrays[1], dtype=float)) > 0:
+        return arrays
+    order = np.random.default_rng(0).permutation(len(arrays[0]))
+    return tuple(np.asarray(a)[order] for a in arrays)
+
+
 def classification_metrics(y: np.ndarray, prob: np.ndarray, top: float = 0.1) -> dict:
     """Metrics of hit probabilities ``prob`` (n,) against 0/1 labels ``y`` (n,)."""
     from sklearn import metrics as skm
 
     sklearn()
-    y = np.asarray(y).astype(int)
-    prob = np.asarray(prob, dtype=float)
+    y, prob = _untie(np.asarray(y).astype(int), np.asarray(prob, dtype=float))
     pred = (prob >= 0.5).astype(int)
     both = len(np.unique(y)) == 2
     k = n_top(len(y), top)
@@ -61,8 +69,7 @@ def classification_metrics(y: np.ndarray, prob: np.ndarray, top: float = 0.1) ->
 def regression_metrics(y: np.ndarray, pred: np.ndarray, raw: np.ndarray, top: float = 0.1) -> dict:
     """Metrics of predictions ``pred`` against ``y`` (both on the target scale, e.g. log1p
     streams); ``raw`` are the untransformed non-negative values used as nDCG gains."""
-    y = np.asarray(y, dtype=float)
-    pred = np.asarray(pred, dtype=float)
+    y, pred, raw = _untie(np.asarray(y, dtype=float), np.asarray(pred, dtype=float), raw)
     r = ranking_metrics(np.clip(raw, 0, None), pred, top)
     rho = spearmanr(y, pred)[0] if np.ptp(pred) > 0 else 0.0
     return {

@@ -1,6 +1,7 @@
 """Playlist fit: how well does a candidate song fit a reference set (a playlist, a catalogue)?
 
-The fit of a song is the mean log-likelihood of its standardised descriptors under a diagonal
+Inputs are the Spotify-style descriptors both sets have and, when both were described with
+``--tags``, the 50 MTT tag probabilities. The fit of a song is the mean log-likelihood of its standardised descriptors under a diagonal
 Gaussian fitted to the reference songs (variances shrunk towards 1 so small references stay
 stable): ``fit = -0.5 * mean_j ((x_j - mu_j) / sigma_j)^2``. Higher fits better; 0 is the
 reference's centre.
@@ -20,8 +21,9 @@ from .table import DESCRIPTORS, DescriptorTable
 
 
 def common_columns(a: DescriptorTable, b: DescriptorTable) -> list[str]:
-    """Descriptor columns with values in both tables."""
+    """Descriptor columns with values in both tables, plus shared ``tag_*`` columns."""
     cols = [c for c in a.present() if c in b.present()]
+    cols += [c for c in a.frame.columns if c.startswith("tag_") and c in b.frame.columns]
     if not cols:
         raise HitrankError(f"no descriptor column is shared by {a.sources[0]!r} and {b.sources[0]!r}; "
                            f"expected some of {list(DESCRIPTORS)}")

@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import audio
 from ..constants import SAMPLE_RATE, SEGMENT_SECONDS
-from ..errors import ParameterError
+from ..errors import AudioLoadError, ParameterError
 from .fallback import fallback_curve
 from .window import pick_window
 
@@ -61,6 +61,8 @@ def find_highlight(path: str | os.PathLike, method: str = "fallback", model=None
     (per-second importance, list of float) and ``audio`` ((n,) mono at ``sr``, the whole song).
     """
     y, duration = audio.load(path, sr)
+    if float(np.max(np.abs(y), initial=0.0)) < audio.SILENCE_PEAK:
+        raise AudioLoadError(path, "audio is silent")
     curve = highlight_curve(y, sr, method, model)
     start = pick_window(curve, duration, seconds)
     log.debug("%r: highlight %.0f-%.0f s chosen by %s", str(path), start, start + seconds, method)
