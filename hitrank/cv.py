@@ -11,8 +11,11 @@ test chunk scored. A run folder holds::
     predictions.csv  test-fold predictions of every song
     summary.json     mean and std of each metric over folds, time, corpus size
     fold_XX.pt       the chosen model of each fold (checkpoint)
+    resume/          end-of-epoch training states of the fold in progress (deleted when done)
 
-Finished folds are skipped when a run is restarted with the same config (resume).
+Finished folds are skipped when a run is restarted with the same config, and the fold that
+was interrupted continues from its last finished epoch: the result equals an uninterrupted
+run's (tested on CPU).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import itertools
 import json
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -54,13 +58,18 @@ def _better(metric: str, a: float, b: float) -> bool:
 
 
 def _select(cfg: Config, ds: Dataset, X, tr, va, target, sampling, seed, curves, member,
-            T=None) -> FitResult:
-    """Train every grid point; keep the one with the best validation metric."""
+            T=None, resume: Path | None = None) -> FitResult:
+    """Train every grid point; keep the one with the best validation metric.
+
+    ``resume``: folder for end-of-epoch training states (an interrupted fold continues from
+    its last finished epoch).
+    """
     metric = cfg.cv.select_metric
     best = None
     for g, (w, m, mu) in enumerate(_grid(cfg, sampling)):
+        state = resume / f"{member}_grid{g}.state" if resume is not None else None
         res = fit(cfg, X, ds.scores, ds.artists, tr, va, target, sampling, w, m, seed=seed + 1000 * g,
-                  T=T, mu=mu)
+                  T=T, mu=mu, resume=state)
         for c in res.curves:
             curves.append({"member": member, "grid": g, "w": w, "margin": m, "mu": mu, **c})
         log.debug("%s w=%s m=%s mu=%s: val %s=%.4f (epoch %d)", member, w, m, mu, metric,
@@ -70,17 +79,19 @@ def _select(cfg: Config, ds: Dataset, X, tr, va, target, sampling, seed, curves,
     return best
 
 
-def _fit_fold(cfg: Config, ds: Dataset, X, tr, va, seed: int, T=None):
+def _fit_fold(cfg: Config, ds: Dataset, X, tr, va, seed: int, T=None, resume: Path | None = None):
     """Returns (members [(weight, FitResult)], target, curves, chosen dict)."""
     target = Target.fit(cfg.train.target, ds.scores[tr])
     curves: list = []
     sampling = cfg.pairs.sampling
+    if resume is not None:
+        resume.mkdir(parents=True, exist_ok=True)
     if sampling != "ab_artist":
-        res = _select(cfg, ds, X, tr, va, target, sampling, seed, curves, sampling, T)
+        res = _select(cfg, ds, X, tr, va, target, sampling, seed, curves, sampling, T, resume)
         return [(1.0, res)], target, curves, {"w": res.w, "margin": res.margin, "mu": res.mu,
                                               "fusion": None}
-    ab = _select(cfg, ds, X, tr, va, target, "ab", seed, curves, "ab", T)
-    art = _select(cfg, ds, X, tr, va, target, "artist", seed + 7, curves, "artist", T)
+    ab = _select(cfg, ds, X, tr, va, target, "ab", seed, curves, "ab", T, resume)
+    art = _select(cfg, ds, X, tr, va, target, "artist", seed + 7, curves, "artist", T, resume)
     metric = cfg.cv.select_metric
     best_a, best_val = None, None
     for a in cfg.pairs.fusion:
@@ -152,7 +163,8 @@ def run_cv(cfg: Config, ds: Dataset, out: str | os.PathLike, progress: bool = Tr
         if done.exists():
             continue
         tf = time.time()
-        members, target, curves, chosen = _fit_fold(cfg, ds, X, tr, va, cfg.train.seed + 100 * f, T)
+        resume = out / "resume" / f"fold_{f:02d}"
+        members, target, curves, chosen = _fit_fold(cfg, ds, X, tr, va, cfg.train.seed + 100 * f, T, resume)
         z = sum(wt * predict(r.model, X, te, cfg.train.amp, T) for wt, r in members)
         metrics = ranking_metrics(ds.scores[te], target.inverse(z), cfg.cv.top_fraction)
         row = {"fold": f, "n_train": len(tr), "n_val": len(va), "n_test": len(te), **chosen,
@@ -164,6 +176,7 @@ def run_cv(cfg: Config, ds: Dataset, out: str | os.PathLike, progress: bool = Tr
                       "pred_z": z, "pred": target.inverse(z)}).to_csv(out / f"pred_{f:02d}.csv", index=False)
         pd.DataFrame([{"fold": f, **c} for c in curves]).to_csv(out / f"curves_{f:02d}.csv", index=False)
         done.write_text(json.dumps(row))  # written last: marks the fold finished
+        shutil.rmtree(resume, ignore_errors=True)  # its training states are no longer needed
         log.info("%s fold %d: nDCG %.4f  Kendall %.4f  Spearman %.4f  (%.0f s)", cfg.name, f,
                  row["ndcg"], row["kendall"], row["spearman"], row["seconds"])
     return summarize(cfg, out, len(ds), time.time() - t0, device)
@@ -200,10 +213,11 @@ def run_train(cfg: Config, ds: Dataset, out: str | os.PathLike) -> dict:
     _, va, te = folds[-1]  # fold k-1 validates on chunk 0 and tests chunk k-1
     tr = np.setdiff1d(np.arange(len(ds)), va)
     t0 = time.time()
-    members, target, curves, chosen = _fit_fold(cfg, ds, X, tr, va, cfg.train.seed, T)
+    members, target, curves, chosen = _fit_fold(cfg, ds, X, tr, va, cfg.train.seed, T, out / "resume")
     info = {"n_train": len(tr), "n_val": len(va), **chosen,
             **{f"val_{k}": v for k, v in members[0][1].val_metrics.items()}}
     save_checkpoint(out / "model.pt", _members(members), target, cfg.to_dict(), ds.params, info)
+    shutil.rmtree(out / "resume", ignore_errors=True)
     pd.DataFrame(curves).to_csv(out / "curves.csv", index=False)
     info["seconds"] = round(time.time() - t0, 1)
     (out / "summary.json").write_text(json.dumps(info, indent=2, default=float))

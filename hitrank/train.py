@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import random
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -81,6 +83,37 @@ def predict(model: torch.nn.Module, X: torch.Tensor, idx: np.ndarray, amp: bool 
     return torch.cat(out).double().numpy() if out else np.zeros(0)
 
 
+def _save_state(path, key, epoch, model, opt, sched, rng, curves, stale, best) -> None:
+    """End-of-epoch training state (plain types and tensors: loads with weights_only=True)."""
+    payload = {
+        "key": key, "epoch": epoch, "model": model.state_dict(), "opt": opt.state_dict(),
+        "sched": sched.state_dict(), "rng": rng.bit_generator.state,
+        "torch_rng": torch.get_rng_state(), "curves": curves, "stale": stale,
+        "best": {"loss": best[0], "epoch": best[1], "state": best[2],
+                 "pred": torch.from_numpy(np.asarray(best[3][0], dtype=np.float64)),
+                 "metrics": best[3][1]},
+    }
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def _load_state(path, key, device):
+    """The saved state at ``path`` if it belongs to this very training run, else None."""
+    if path is None or not Path(path).is_file():
+        return None
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a state cut by a crash: start the run again
+        log.warning("ignoring unreadable training state %s (%s)", path, exc)
+        return None
+    if not isinstance(state, dict) or state.get("key") != key:
+        log.warning("ignoring training state %s: it belongs to another run", path)
+        return None
+    return state
+
+
 def _autocast(device: torch.device, amp: bool):
     if amp and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
@@ -120,6 +153,7 @@ def fit(
     progress=None,
     T: torch.Tensor | None = None,
     mu: float | None = None,
+    resume: str | os.PathLike | None = None,
 ) -> FitResult:
     """Train one model; keep the epoch with the lowest validation loss.
 
@@ -136,6 +170,8 @@ def fit(
     progress : optional callable(str) for a status line
     T : (n, 50) tag vectors of all songs on the device, or None (no tag branch)
     mu : weight of the tag DNN (paper Eq. 4) when ``T`` is given
+    resume : file for an end-of-epoch training state; when it exists (an interrupted run),
+        training continues from it and ends exactly as an uninterrupted run would
     """
     t0 = time.time()
     seed_everything(seed)
@@ -154,10 +190,23 @@ def fit(
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=tc.lr_decay, patience=0)
     val_t = torch.as_tensor(val_idx, device=device)
     best = (float("inf"), -1, None, None)
-    curves, stale = [], 0
+    curves, stale, first = [], 0, 1
     siamese = sampling != "none"
     n_pairs = int(round(cfg.pairs.per_epoch * len(train_idx)))
-    for epoch in range(1, tc.epochs + 1):
+    key = {"config": cfg.to_dict(), "sampling": sampling, "w": w, "margin": margin, "mu": mu,
+           "seed": seed, "n_train": len(train_idx), "n_val": len(val_idx)}
+    state = _load_state(resume, key, device)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        curves, stale, first = state["curves"], state["stale"], state["epoch"] + 1
+        b = state["best"]
+        best = (b["loss"], b["epoch"], b["state"], (b["pred"].double().numpy(), b["metrics"]))
+        log.info("resuming training from epoch %d (%s)", state["epoch"], resume)
+    for epoch in range(first, tc.epochs + 1):
         model.train()
         total, steps = 0.0, 0
         if siamese:
@@ -198,8 +247,10 @@ def fit(
             stale = 0
         else:
             stale += 1
-            if stale >= tc.patience:
-                break
+        if resume is not None:
+            _save_state(resume, key, epoch, model, opt, sched, rng, curves, stale, best)
+        if stale >= tc.patience:
+            break
     model.load_state_dict(best[2])
     model.eval()
     pred, metrics = best[3]

@@ -115,3 +115,32 @@ def test_store_grows_without_touching_old_rows(tmp_path):
     for k, g in zip(ids, got, strict=True):
         assert np.array_equal(g, {**first, **second}[k])
     assert np.load(tmp_path / "mel_mid30.npy", mmap_mode="r").shape[0] == 305
+
+
+def test_full_disk_stops_cleanly_and_resumes(tmp_path, corpus, store, monkeypatch, capsys):
+    """A write that fails (full disk) ends the run with one line and exit code 2; the songs
+    written before are kept, and the next run finishes a store equal to an uninterrupted one."""
+    import errno
+
+    import hitrank.store as store_mod
+    from hitrank.cli import main
+
+    real, calls = store_mod._pwrite, {"n": 0}
+
+    def flaky(fd, data, offset, path):
+        calls["n"] += 1
+        if calls["n"] > 5:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(fd, data, offset, path)
+
+    monkeypatch.setattr(store_mod, "_pwrite", flaky)
+    out = tmp_path / "st"
+    assert main(["extract", str(corpus / "labels.csv"), "--out", str(out), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "No space left on device" in err and "resume" in err and "\n" not in err
+    man = pd.read_csv(out / "manifest.csv")
+    assert (man.status == "ok").sum() == 5 and len(man) == 24  # nothing lost, the rest pending
+    monkeypatch.setattr(store_mod, "_pwrite", real)
+    assert main(["extract", str(corpus / "labels.csv"), "--out", str(out), "-q"]) == 0
+    np.testing.assert_array_equal(np.load(store / "mel_mid30.npy"), np.load(out / "mel_mid30.npy"))
+    pd.testing.assert_frame_equal(pd.read_csv(store / "manifest.csv"), pd.read_csv(out / "manifest.csv"))
