@@ -211,3 +211,24 @@ def test_rank_train_and_cv_survive_every_kind(bad_corpus, store, tmp_path, capsy
         for name in expect_fail:
             assert name in err, (cmd, name)
     assert json.loads((tmp_path / "cv" / "summary.json").read_text())["n_songs"] >= 20
+
+
+def test_unreadable_file_is_named(tmp_path, capsys, monkeypatch):
+    """A file without read permission (simulated: the tests run as root, which reads anything)."""
+    import soundfile
+
+    sf.write(tmp_path / "fine.wav", _tone(31), SR)
+    sf.write(tmp_path / "locked.wav", _tone(31), SR)
+    real = soundfile.SoundFile
+
+    def guarded(path, *a, **k):
+        if str(path).endswith("locked.wav"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(soundfile, "SoundFile", guarded)
+    assert main(["extract", str(tmp_path), "--out", str(tmp_path / "st"), "-q"]) == 1
+    assert "locked.wav" in capsys.readouterr().err
+    man = pd.read_csv(tmp_path / "st" / "manifest.csv", keep_default_na=False).set_index("song_id")
+    assert man.loc["fine.wav", "status"] == "ok"
+    assert "Permission denied" in man.loc["locked.wav", "error"]
