@@ -110,11 +110,15 @@ def get_parser() -> argparse.ArgumentParser:
 
     p = _sub(subs, "rank", "rank a folder of songs with a trained run (fold ensemble) or checkpoint",
              ["hitrank rank new_songs/ --model runs/ab", "hitrank rank new_songs/ --model runs/ab/fold_00.pt "
-              "--out ranking.csv --json"], [common])
+              "--out ranking.csv --json", "hitrank rank new_songs/ --model runs/ab --html report.html"], [common])
     p.add_argument("folder", type=Path, help="folder of audio files (recursive)")
     p.add_argument("--model", type=Path, required=True, help="run folder or checkpoint .pt")
     p.add_argument("--out", type=Path, help="write the ranking CSV here")
     p.add_argument("--json", action="store_true", help="print the ranking as JSON on stdout")
+    p.add_argument("--html", type=Path, help="write a self-contained HTML report here (players start "
+                   "at the analysed segment; sortable, filterable)")
+    p.add_argument("--embed-audio", action="store_true",
+                   help="with --html: put the audio inside the report (at most 50 MB) instead of linking it")
     p.add_argument("--top", type=int, default=20, help="rows to print (default 20; 0 = all)")
     p.add_argument("--cache", type=Path, help="feature store to reuse (default: a folder under "
                    "$HITRANK_CACHE or ~/.cache/hitrank)")
@@ -373,6 +377,11 @@ def _write_csv(frame, path: Path) -> None:
 def _report_ranking(args, ranking, failures) -> int:
     if args.out:
         _write_csv(ranking, args.out)
+    if args.html:
+        from .report import write_ranking_report
+
+        write_ranking_report(ranking, failures, args.html, str(args.model),
+                             store_dir=ranking.attrs.get("store"), embed_audio=args.embed_audio)
     if args.json:
         rows = ranking.to_dict("records")
         print(_json_dump({"ranking": rows, "failures": [
@@ -383,7 +392,7 @@ def _report_ranking(args, ranking, failures) -> int:
             spread = f" +- {r.score_std:.3f}" if getattr(r, "n_models", 1) > 1 else ""
             print(f"{r.rank:>5}  {r.score:+.3f}{spread}  {r.song_id}")
         _print_failures(failures, "files")
-        where = f", CSV in {args.out}" if args.out else ""
+        where = (f", CSV in {args.out}" if args.out else "") + (f", report in {args.html}" if args.html else "")
         print(f"ranked {len(ranking)} songs with {args.model}{where}")
     return EXIT_PARTIAL if failures else EXIT_OK
 

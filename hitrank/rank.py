@@ -111,4 +111,5 @@ def rank_folder(
     })
     ranking = ranking.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
     ranking.insert(0, "rank", np.arange(1, len(ranking) + 1))
+    ranking.attrs["store"] = str(store_dir)  # for the HTML report (log-mel images, curves, tags)
     return ranking, failures

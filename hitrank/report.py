@@ -1,0 +1,250 @@
+"""Self-contained HTML ranking report (``hitrank rank FOLDER --model RUN --html report.html``).
+
+One file, no CDN, works offline: a sortable, filterable table of the ranked songs (rank,
+name, artist, score with a bar and the fold-ensemble spread), an audio player per song that
+starts at the analysed 30 s segment (the highlight for HL-30 models; the audio is referenced
+by a relative path, or embedded with ``embed_audio``), a small image of the segment's
+log-mel, the per-second highlight curve with the chosen window (HL-30), the top tags when
+the store has them, and the files that failed. Every name, path and tag is HTML-escaped;
+URLs are percent-encoded; the page runs no code from the data.
+
+Sorting and filtering can also be set from the URL (``report.html#sort=score&dir=asc&q=abc``)
+so that a headless browser test can check them.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import mimetypes
+import os
+import struct
+import time
+import zlib
+from pathlib import Path
+from urllib.parse import quote
+
+import numpy as np
+import pandas as pd
+
+EMBED_LIMIT = 50 * 2**20  # bytes of audio embedded at most (base64 grows it by a third)
+
+
+def _png(rgb: np.ndarray) -> bytes:
+    """Encode an (h, w, 3) uint8 image as PNG (zlib only; no imaging library needed)."""
+    h, w, _ = rgb.shape
+    raw = b"".join(b"\x00" + rgb[y].tobytes() for y in range(h))
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+
+
+def _colour(x: np.ndarray) -> np.ndarray:
+    """Values in [0, 1] -> a dark-blue / teal / yellow ramp, (..., 3) uint8."""
+    stops = np.array([[13, 8, 60], [40, 90, 140], [30, 160, 130], [250, 230, 80]], dtype=np.float64)
+    pos = np.clip(x, 0, 1) * (len(stops) - 1)
+    i = np.minimum(pos.astype(int), len(stops) - 2)
+    f = (pos - i)[..., None]
+    return (stops[i] * (1 - f) + stops[i + 1] * f).astype(np.uint8)
+
+
+def mel_png(mel: np.ndarray, width: int = 160, height: int = 48) -> str:
+    """A small data-URI PNG of a log-mel (n_mels, T), low frequencies at the bottom."""
+    m = np.asarray(mel, dtype=np.float32)
+    lo, hi = np.percentile(m, 2), np.percentile(m, 99.5)
+    m = (m - lo) / max(hi - lo, 1e-6)
+    rows = np.linspace(0, m.shape[0] - 1, height).astype(int)[::-1]
+    cols = np.linspace(0, m.shape[1] - 1, width).astype(int)
+    png = _png(_colour(m[np.ix_(rows, cols)]))
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+def curve_svg(curve: list, start: float, end: float, duration: float, width: int = 160,
+              height: int = 28) -> str:
+    """Inline SVG: the per-second highlight curve of the song and the chosen window."""
+    if not curve or duration <= 0:
+        return ""
+    c = np.asarray(curve, dtype=np.float64)
+    c = c / c.max() if c.max() > 0 else c
+    xs = np.linspace(0, width, len(c))
+    pts = " ".join(f"{x:.1f},{height - 2 - y * (height - 4):.1f}" for x, y in zip(xs, c, strict=True))
+    x0, x1 = width * start / duration, width * min(end, duration) / duration
+    return (f'<svg class="curve" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+            f'role="img" aria-label="highlight {start:.0f}-{end:.0f} s of {duration:.0f} s">'
+            f'<rect x="{x0:.1f}" y="0" width="{max(x1 - x0, 1):.1f}" height="{height}" class="win"/>'
+            f'<polyline points="{pts}" class="line"/></svg>')
+
+
+def _audio_src(path: str, out_dir: Path, embed: bool) -> str:
+    if embed:
+        mime = mimetypes.guess_type(path)[0] or "audio/wav"
+        return f"data:{mime};base64," + base64.b64encode(Path(path).read_bytes()).decode()
+    rel = os.path.relpath(path, out_dir)
+    return quote(Path(rel).as_posix())
+
+
+def _store_extras(store_dir, song_ids) -> dict:
+    """Per song: the log-mel segment, the highlight curve and the top tags, when available."""
+    if not store_dir or not Path(store_dir, "params.json").exists():
+        return {}
+    from .store import FeatureStore
+
+    store = FeatureStore.open(store_dir)
+    man = store.manifest.set_index("song_id")
+    ids = [s for s in song_ids if s in man.index and man.loc[s, "status"] == "ok"]
+    if not ids:
+        return {}
+    mels = store.load(ids)
+    tags = store.load_tags(ids) if store.has_tags else None
+    out = {}
+    for k, sid in enumerate(ids):
+        rec = man.loc[sid]
+        curve = json.loads(rec["curve"]) if isinstance(rec.get("curve"), str) and rec["curve"] else []
+        top = []
+        if tags is not None:
+            from .tags import TAGS
+
+            top = [TAGS[i] for i in np.argsort(-tags[k])[:3]]
+        out[sid] = {"mel": mel_png(mels[k]), "curve": curve, "tags": top}
+    return out
+
+
+def write_ranking_report(ranking: pd.DataFrame, failures: list, out: str | os.PathLike, model: str,
+                         store_dir=None, embed_audio: bool = False, artists: dict | None = None) -> Path:
+    """Write the HTML report of a ranking (the DataFrame of :func:`hitrank.rank.rank_folder`).
+
+    Parameters
+    ----------
+    ranking : rows best first with ``rank, song_id, path, score`` and optionally
+        ``score_std, seg_start, seg_end, duration``
+    failures : (song_id, path, reason) of files that could not be ranked
+    out : the .html file to write (atomically)
+    model : the run folder or checkpoint, shown in the header
+    store_dir : the feature store of the ranked songs (log-mel images, curves, tags)
+    embed_audio : put the audio inside the file (refused over 50 MB in all)
+    artists : optional song_id -> artist
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    esc = html.escape
+    if embed_audio:
+        total = sum(Path(p).stat().st_size for p in ranking["path"] if Path(p).is_file())
+        if total > EMBED_LIMIT:
+            from .errors import HitrankError
+
+            raise HitrankError(f"--embed-audio: {total / 2**20:.0f} MB of audio is over the "
+                               f"{EMBED_LIMIT // 2**20} MB limit; leave it out (relative links)")
+    extras = _store_extras(store_dir, list(ranking["song_id"]))
+    scores = ranking["score"].to_numpy(dtype=float) if len(ranking) else np.zeros(0)
+    lo, hi = (float(scores.min()), float(scores.max())) if len(scores) else (0.0, 1.0)
+    rows = []
+    for r in ranking.to_dict("records"):
+        sid, path = str(r["song_id"]), str(r["path"])
+        ex = extras.get(sid, {})
+        start = float(r.get("seg_start") or 0.0) if pd.notna(r.get("seg_start", np.nan)) else 0.0
+        end = float(r.get("seg_end") or start + 30) if pd.notna(r.get("seg_end", np.nan)) else start + 30
+        dur = float(r.get("duration") or 0.0) if pd.notna(r.get("duration", np.nan)) else 0.0
+        frac = 0.0 if hi == lo else (float(r["score"]) - lo) / (hi - lo)
+        std = float(r.get("score_std") or 0.0) if pd.notna(r.get("score_std", np.nan)) else 0.0
+        spread = f' <span class="sd">&plusmn; {std:.3f}</span>' if std > 0 else ""
+        src = _audio_src(path, out.parent, embed_audio) if Path(path).is_file() else ""
+        audio = (f'<audio controls preload="none" src="{esc(src, quote=True)}#t={start:.1f}"></audio>'
+                 if src else "")
+        artist = (artists or {}).get(sid, "")
+        img = f'<img class="mel" alt="log-mel of the segment" src="{ex["mel"]}">' if ex.get("mel") else ""
+        curve = curve_svg(ex.get("curve", []), start, end, dur)
+        tags = esc(", ".join(ex.get("tags", [])))
+        rows.append(
+            f'<tr data-rank="{int(r["rank"])}" data-score="{float(r["score"]):.6f}" '
+            f'data-name="{esc(sid.lower(), quote=True)}">'
+            f'<td class="num">{int(r["rank"])}</td><td class="name" title="{esc(path, quote=True)}">{esc(sid)}</td>'
+            f'<td>{esc(artist)}</td>'
+            f'<td class="score"><div class="bar" style="width:{100 * frac:.1f}%"></div>'
+            f'<span>{float(r["score"]):+.3f}</span>{spread}</td>'
+            f'<td class="seg">{start:.0f}-{end:.0f} s</td><td>{audio}</td><td>{img}{curve}</td>'
+            f'<td class="tags">{tags}</td></tr>')
+    fail_rows = "".join(f"<tr><td>{esc(str(s))}</td><td>{esc(str(p))}</td><td>{esc(str(e))}</td></tr>"
+                        for s, p, e in failures)
+    failed = (f'<h2>{len(failures)} file(s) could not be ranked</h2><table class="fail"><thead><tr>'
+              f"<th>song</th><th>path</th><th>reason</th></tr></thead><tbody>{fail_rows}</tbody></table>"
+              if failures else "")
+    page = TEMPLATE.format(
+        title=esc(f"hitrank ranking: {Path(str(model)).name}"), model=esc(str(model)),
+        when=time.strftime("%Y-%m-%d %H:%M"), n=len(ranking), rows="\n".join(rows), failed=failed,
+        n_failed=len(failures), script=SCRIPT, style=STYLE)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, out)
+    return out
+
+
+STYLE = """
+body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
+h1{font-size:1.3em;margin:0 0 .2em} .meta{color:#666;margin-bottom:1em}
+input#q{padding:.3em .5em;width:20em;margin-bottom:.6em}
+table{border-collapse:collapse;width:100%} th,td{padding:.25em .5em;border-bottom:1px solid #eee;vertical-align:middle}
+th{background:#f6f6f6;text-align:left;cursor:pointer;user-select:none;position:sticky;top:0}
+th.sorted-asc::after{content:" \\25B2"} th.sorted-desc::after{content:" \\25BC"}
+td.num{text-align:right;width:3em} td.name{max-width:22em;overflow-wrap:anywhere}
+td.score{position:relative;width:9em} td.score .bar{position:absolute;left:0;top:20%;height:60%;background:#cde6dc;z-index:-1}
+.sd{color:#888;font-size:.85em} img.mel{display:block;image-rendering:pixelated;border-radius:2px}
+svg.curve .line{fill:none;stroke:#1b7f6a;stroke-width:1.2} svg.curve .win{fill:#f5d76e;opacity:.6}
+audio{height:28px;width:14em} .tags{color:#555;font-size:.9em} table.fail td{color:#a33}
+"""
+
+SCRIPT = """
+(function(){
+  var tbody=document.querySelector('#ranking tbody');
+  var heads=document.querySelectorAll('#ranking th[data-key]');
+  function rows(){return Array.prototype.slice.call(tbody.rows);}
+  function sortBy(key,dir){
+    var r=rows(), num=(key!=='name');
+    r.sort(function(a,b){
+      var x=a.dataset[key], y=b.dataset[key];
+      if(num){x=parseFloat(x);y=parseFloat(y);}
+      var c=x<y?-1:x>y?1:0; return dir==='asc'?c:-c;});
+    r.forEach(function(row){tbody.appendChild(row);});
+    heads.forEach(function(h){h.classList.remove('sorted-asc','sorted-desc');
+      if(h.dataset.key===key){h.classList.add('sorted-'+dir);}});
+    document.body.dataset.sort=key+':'+dir;
+  }
+  function filter(q){
+    q=(q||'').toLowerCase(); var shown=0;
+    rows().forEach(function(row){var ok=row.dataset.name.indexOf(q)>=0; row.style.display=ok?'':'none'; if(ok)shown++;});
+    document.getElementById('shown').textContent=shown;
+  }
+  heads.forEach(function(h){h.addEventListener('click',function(){
+    var cur=document.body.dataset.sort||'', key=h.dataset.key;
+    var dir=(cur===key+':desc')?'asc':(cur===key+':asc')?'desc':(key==='rank'||key==='name'?'asc':'desc');
+    sortBy(key,dir);});});
+  var q=document.getElementById('q'); q.addEventListener('input',function(){filter(q.value);});
+  var p=new URLSearchParams(location.hash.slice(1));
+  if(p.get('sort')){sortBy(p.get('sort'),p.get('dir')||'desc');}
+  if(p.get('q')){q.value=p.get('q');filter(p.get('q'));}
+})();
+"""
+
+TEMPLATE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title><style>{style}</style></head>
+<body>
+<h1>{title}</h1>
+<div class="meta">model <code>{model}</code> &middot; {n} songs ranked, {n_failed} failed &middot; {when}
+&middot; players start at the analysed 30 s segment (the highlight for HL-30 models)</div>
+<input id="q" type="search" placeholder="filter by name" aria-label="filter by name">
+<span class="meta"><span id="shown">{n}</span> shown</span>
+<table id="ranking"><thead><tr>
+<th data-key="rank">rank</th><th data-key="name">song</th><th>artist</th>
+<th data-key="score">score</th><th>segment</th><th>listen</th><th>log-mel &middot; highlight curve</th><th>top tags</th>
+</tr></thead><tbody>
+{rows}
+</tbody></table>
+{failed}
+<script>{script}</script>
+</body></html>
+"""
