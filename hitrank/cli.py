@@ -108,6 +108,12 @@ def get_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, help="random seed (overrides train.seed)")
         p.add_argument("--workers", type=int, default=1, help="extraction workers for --labels")
 
+    p = _sub(subs, "compare", "compare CV runs: Table-1 style table next to the paper's rows, paired "
+             "Wilcoxon tests over folds", ["hitrank compare runs/a runs/c runs/i",
+                                           "hitrank compare runs/* --html comparison.html"], [common])
+    p.add_argument("runs", nargs="+", type=Path, help="run folders written by `hitrank cv`")
+    p.add_argument("--html", type=Path, help="also write an HTML page with plots here")
+
     p = _sub(subs, "rank", "rank a folder of songs with a trained run (fold ensemble) or checkpoint",
              ["hitrank rank new_songs/ --model runs/ab", "hitrank rank new_songs/ --model runs/ab/fold_00.pt "
               "--out ranking.csv --json", "hitrank rank new_songs/ --model runs/ab --html report.html"], [common])
@@ -332,7 +338,10 @@ def cmd_cv(args) -> int:
     cfg, ds, problems = _config_and_data(args)
     summary = run_cv(cfg, ds, args.out, progress=_progress(args))
     _print_summary(summary)
-    print(f"run folder: {args.out} (summary.json, folds.csv, predictions.csv, fold_XX.pt)")
+    from .cvreport import load_run, write_cv_report
+
+    write_cv_report([load_run(args.out)], args.out / "report.html")
+    print(f"run folder: {args.out} (summary.json, folds.csv, predictions.csv, fold_XX.pt, report.html)")
     return EXIT_PARTIAL if problems else EXIT_OK
 
 
@@ -395,6 +404,20 @@ def _report_ranking(args, ranking, failures) -> int:
         where = (f", CSV in {args.out}" if args.out else "") + (f", report in {args.html}" if args.html else "")
         print(f"ranked {len(ranking)} songs with {args.model}{where}")
     return EXIT_PARTIAL if failures else EXIT_OK
+
+
+def cmd_compare(args) -> int:
+    from .cvreport import comparison_table, load_run, pairwise, write_cv_report
+
+    runs = [load_run(r) for r in args.runs]
+    print(comparison_table(runs).to_string(index=False))
+    if len(runs) > 1:
+        print()
+        print(pairwise(runs).to_string(index=False))
+    if args.html:
+        write_cv_report(runs, args.html)
+        print(f"report in {args.html}")
+    return EXIT_OK
 
 
 def cmd_tags(args) -> int:
@@ -527,6 +550,7 @@ def cmd_demo(args) -> int:
 COMMANDS = {"synth": cmd_synth, "extract": cmd_extract, "train": cmd_train, "cv": cmd_cv,
             "rank": cmd_rank, "demo": cmd_demo, "highlight": cmd_highlight,
             "highlighter": cmd_highlighter, "predict": cmd_predict, "tags": cmd_tags,
+            "compare": cmd_compare,
             "descriptors": cmd_descriptors, "fit": cmd_fit}
 
 

@@ -73,6 +73,12 @@ def run_demo(out: str | os.PathLike | None = None, n_songs: int = 240, epochs: i
     ranking, failures = rank_folder(heldout / "audio", out / "runs" / "siamese_ab",
                                     cache=out / "heldout_store", workers=1, progress=progress)
     ranking.to_csv(out / "heldout_ranking.csv", index=False)
+    from .cvreport import load_run, write_cv_report
+    from .report import write_ranking_report
+
+    write_ranking_report(ranking, failures, out / "heldout_report.html", str(out / "runs" / "siamese_ab"),
+                         store_dir=ranking.attrs.get("store"))
+    write_cv_report([load_run(out / "runs" / name) for name in summaries], out / "cv_report.html")
     truth = truth_held.set_index(truth_held.path.str.split("/").str[-1])["hit_score"]
     true_scores = truth.loc[ranking.song_id].to_numpy()
     rho = spearmanr(ranking.score, true_scores)[0]
@@ -80,5 +86,6 @@ def run_demo(out: str | os.PathLike | None = None, n_songs: int = 240, epochs: i
     print(f"held-out check: Spearman between predicted and true hit scores = {rho:+.3f} "
           f"({len(ranking)} songs the models never saw)")
     print(f"\ndone in {time.time() - t0:.0f} s. Corpus: {corpus}; features: {out / 'store'}; "
-          f"runs: {out / 'runs'}; held-out ranking: {out / 'heldout_ranking.csv'}")
+          f"runs: {out / 'runs'}; held-out ranking: {out / 'heldout_ranking.csv'}; reports: "
+          f"{out / 'heldout_report.html'}, {out / 'cv_report.html'}")
     return summaries
