@@ -42,6 +42,10 @@ def table_from_source(source: str | os.PathLike, workers: int = 1, progress: boo
     from ..corpus import list_folder
 
     source = Path(source)
+    if source.is_dir() and not list_folder(source) and not any(source.glob("*.csv")):
+        from ..errors import LabelsError
+
+        raise LabelsError(f"{str(source)!r}: the folder holds no audio files and no .csv tables")
     if source.is_dir() and list_folder(source):  # audio (a folder of CSV tables is a table)
         out = Path(cache) if cache else descriptor_cache(source, tags)
         rep = describe_folder(source, out, workers=workers, progress=progress, tags=tags)

@@ -91,7 +91,8 @@ def _read_csv(path: Path) -> pd.DataFrame:
         except UnicodeDecodeError:
             continue
         except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-            raise LabelsError(f"{str(path)!r}: not a readable CSV table ({exc})") from None
+            reason = " ".join(str(exc).split())  # one line
+            raise LabelsError(f"{str(path)!r}: not a readable CSV table ({reason})") from None
     raise LabelsError(f"{str(path)!r}: neither UTF-8 nor latin-1 text")
 
 
