@@ -89,14 +89,15 @@ class Config:
     cv: CVConfig = field(default_factory=CVConfig)
 
     def to_dict(self) -> dict:
-        return _plain(dataclasses.asdict(self))
+        return to_plain(dataclasses.asdict(self))
 
 
-def _plain(obj):
+def to_plain(obj):
+    """Dataclass-as-dict values with tuples as lists (for YAML, JSON and checkpoints)."""
     if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
+        return {k: to_plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
+        return [to_plain(v) for v in obj]
     return obj
 
 
@@ -150,7 +151,8 @@ def _build(cls, data: dict, prefix: str = ""):
     return cls(**kwargs)
 
 
-def _check_choice(key, value, allowed):
+def check_choice(key, value, allowed):
+    """ConfigError naming the key and the allowed values unless ``value`` is allowed."""
     if value not in allowed:
         raise ConfigError(f"{key}={value!r}; allowed: {list(allowed)}")
 
@@ -160,17 +162,17 @@ def validate(cfg: Config) -> Config:
     from .models import available
 
     f, p, t, c = cfg.features, cfg.pairs, cfg.train, cfg.cv
-    _check_choice("features.segment", f.segment, SEGMENTS)
+    check_choice("features.segment", f.segment, SEGMENTS)
     if f.highlighter and f.segment != "hl30":
         raise ConfigError("features.highlighter is set but features.segment is not 'hl30'")
-    _check_choice("features.window", f.window, ("hamming", "hann"))
-    _check_choice("features.log", f.log, ("db", "log1p", "none"))
-    _check_choice("features.tag_scope", f.tag_scope, ("segment", "song"))
-    _check_choice("pairs.sampling", p.sampling, SAMPLINGS)
-    _check_choice("train.target", t.target, TARGETS)
-    _check_choice("train.optimizer", t.optimizer, OPTIMIZERS)
-    _check_choice("cv.select_metric", c.select_metric, SELECT_METRICS)
-    _check_choice("model.name", cfg.model.name, [m for m in available() if m in SPECTROGRAM_MODELS])
+    check_choice("features.window", f.window, ("hamming", "hann"))
+    check_choice("features.log", f.log, ("db", "log1p", "none"))
+    check_choice("features.tag_scope", f.tag_scope, ("segment", "song"))
+    check_choice("pairs.sampling", p.sampling, SAMPLINGS)
+    check_choice("train.target", t.target, TARGETS)
+    check_choice("train.optimizer", t.optimizer, OPTIMIZERS)
+    check_choice("cv.select_metric", c.select_metric, SELECT_METRICS)
+    check_choice("model.name", cfg.model.name, [m for m in available() if m in SPECTROGRAM_MODELS])
     for key, grid in (("pairs.w", p.w), ("tags.mu", cfg.tags.mu), ("pairs.fusion", p.fusion)):
         bad = [v for v in grid if not 0 <= v <= 1]
         if bad:

@@ -80,7 +80,8 @@ def predict_table(models: list[DescriptorModel], table: DescriptorTable) -> pd.D
 def rank_descriptor_folder(folder, model, cache=None, workers: int = 1, progress: bool = True):
     """Rank a folder of audio with a descriptor model (same columns as :func:`hitrank.rank.rank_folder`)."""
     models = load_models(model)
-    table, failures = table_from_source(folder, workers, progress, cache)
+    tags = any(c.startswith("tag_") for c in models[0].columns)  # trained on `descriptors --tags`
+    table, failures = table_from_source(folder, workers, progress, cache, tags=tags)
     if len(table) == 0:
         return pd.DataFrame(columns=["rank", "song_id", "path", "score"]), failures
     pred = predict_table(models, table)

@@ -10,7 +10,7 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 
-from ..config import build_config, read_yaml
+from ..config import build_config, check_choice, read_yaml, to_plain
 from ..errors import ConfigError
 
 TASKS = ("classify", "regress")
@@ -82,30 +82,17 @@ class DescriptorConfig:
     cv: DescCVConfig = field(default_factory=DescCVConfig)
 
     def to_dict(self) -> dict:
-        return _plain(dataclasses.asdict(self))
-
-
-def _plain(obj):
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj
-
-
-def _choice(key, value, allowed):
-    if value not in allowed:
-        raise ConfigError(f"{key}={value!r}; allowed: {list(allowed)}")
+        return to_plain(dataclasses.asdict(self))
 
 
 def validate(cfg: DescriptorConfig) -> DescriptorConfig:
     d, m, b, t, c = cfg.data, cfg.model, cfg.balance, cfg.train, cfg.cv
-    _choice("branch", cfg.branch, ("descriptors",))
-    _choice("data.task", d.task, TASKS)
-    _choice("data.transform", d.transform, TRANSFORMS)
-    _choice("model.name", m.name, MODELS)
-    _choice("balance.method", b.method, BALANCES)
-    _choice("cv.split", c.split, SPLITS)
+    check_choice("branch", cfg.branch, ("descriptors",))
+    check_choice("data.task", d.task, TASKS)
+    check_choice("data.transform", d.transform, TRANSFORMS)
+    check_choice("model.name", m.name, MODELS)
+    check_choice("balance.method", b.method, BALANCES)
+    check_choice("cv.split", c.split, SPLITS)
     if not 0 < d.keep_hits <= 1:
         raise ConfigError(f"data.keep_hits={d.keep_hits}: must be in (0, 1]")
     if d.task == "regress" and (b.method != "none" or b.class_weight or d.keep_hits != 1):
