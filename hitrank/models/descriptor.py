@@ -8,6 +8,18 @@ import torch.nn as nn
 from .registry import register
 
 
+def mlp(n_in: int, hidden, activation: type[nn.Module] | nn.Module, dropout: float) -> nn.Sequential:
+    """``n_in -> hidden... -> 1``: Linear, activation, Dropout per hidden layer, then Linear."""
+    layers: list[nn.Module] = []
+    width = n_in
+    for h in hidden:
+        act = activation() if isinstance(activation, type) else activation
+        layers += [nn.Linear(width, int(h)), act, nn.Dropout(dropout)]
+        width = int(h)
+    layers.append(nn.Linear(width, 1))
+    return nn.Sequential(*layers)
+
+
 @register("descriptor_mlp")
 class DescriptorMLP(nn.Module):
     """Fully connected score network: ``n_in -> hidden... -> 1`` with ReLU and dropout.
@@ -21,13 +33,7 @@ class DescriptorMLP(nn.Module):
 
     def __init__(self, n_in: int, hidden: tuple = (128, 128, 128), dropout: float = 0.5):
         super().__init__()
-        layers: list[nn.Module] = []
-        width = n_in
-        for h in hidden:
-            layers += [nn.Linear(width, int(h)), nn.ReLU(), nn.Dropout(dropout)]
-            width = int(h)
-        layers.append(nn.Linear(width, 1))
-        self.net = nn.Sequential(*layers)
+        self.net = mlp(n_in, hidden, nn.ReLU, dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).squeeze(-1)

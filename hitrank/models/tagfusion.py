@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 
 from ..tags import N_TAGS
+from .descriptor import mlp
 from .registry import build, register
 
 
@@ -20,13 +21,7 @@ class TagDNN(nn.Module):
 
     def __init__(self, n_tags: int = N_TAGS, hidden=(100, 100, 30), dropout: float = 0.25):
         super().__init__()
-        layers: list[nn.Module] = []
-        width = n_tags
-        for h in hidden:
-            layers += [nn.Linear(width, h), nn.LeakyReLU(0.1), nn.Dropout(dropout)]
-            width = h
-        layers.append(nn.Linear(width, 1))
-        self.net = nn.Sequential(*layers)
+        self.net = mlp(n_tags, hidden, nn.LeakyReLU(0.1), dropout)
 
     def forward(self, tags: torch.Tensor) -> torch.Tensor:
         return self.net(tags).squeeze(-1)
