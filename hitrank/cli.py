@@ -256,15 +256,21 @@ def cmd_extract(args) -> int:
     return EXIT_PARTIAL if rep.failed else EXIT_OK
 
 
+def _overrides(args) -> list[str]:
+    """``--set`` items plus the ``--folds``, ``--device`` and ``--seed`` shortcuts."""
+    overrides = list(args.overrides)
+    for flag, key in ((args.folds, "cv.folds"), (args.device, "train.device"), (args.seed, "train.seed")):
+        if flag is not None:
+            overrides.append(f"{key}={flag}")
+    return overrides
+
+
 def _config_and_data(args):
     from .config import load_config
     from .data import load_dataset
     from .store import FeatureStore
 
-    overrides = list(args.overrides)
-    for flag, key in ((args.folds, "cv.folds"), (args.device, "train.device"), (args.seed, "train.seed")):
-        if flag is not None:
-            overrides.append(f"{key}={flag}")
+    overrides = _overrides(args)
     cfg = load_config(args.config, overrides)
     from .config import check_available
 
@@ -302,10 +308,7 @@ def _descriptor_config(args):
     if not is_descriptor_config(args.config):
         raise HitrankError(f"--data needs a descriptor config (branch: descriptors, see "
                            f"configs/descriptors/); {str(args.config)!r} is not one")
-    overrides = list(args.overrides)
-    for flag, key in ((args.folds, "cv.folds"), (args.device, "train.device"), (args.seed, "train.seed")):
-        if flag is not None:
-            overrides.append(f"{key}={flag}")
+    overrides = _overrides(args)
     return load_descriptor_config(args.config, overrides)
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import HitrankError
-from .table import DESCRIPTORS, DescriptorTable
+from .table import DESCRIPTORS, DescriptorTable, numeric_column
 
 
 def common_columns(a: DescriptorTable, b: DescriptorTable) -> list[str]:
@@ -31,9 +31,7 @@ def common_columns(a: DescriptorTable, b: DescriptorTable) -> list[str]:
 
 
 def matrix(table: DescriptorTable, cols: list[str]) -> np.ndarray:
-    from .table import _numeric
-
-    return np.column_stack([_numeric(table.frame[c]).to_numpy(float) for c in cols])
+    return np.column_stack([numeric_column(table.frame[c]).to_numpy(float) for c in cols])
 
 
 class PlaylistModel:

@@ -33,7 +33,7 @@ from .evaluate import (
     sklearn,
 )
 from .history import history_features, history_sequences
-from .table import DESCRIPTORS, DescriptorTable, require_columns, target_values
+from .table import DESCRIPTORS, DescriptorTable, numeric_column, require_columns, target_values
 
 log = logging.getLogger(__name__)
 
@@ -85,12 +85,10 @@ def input_columns(cfg: DescriptorConfig, table: DescriptorTable) -> list[str]:
 def prepare(cfg: DescriptorConfig, table: DescriptorTable, columns: list[str] | None = None,
             need_target: bool = True) -> tuple[Prepared, list[str]]:
     """Select inputs and target; drop rows whose target is bad (returned as messages)."""
-    from .table import _numeric
-
     d = cfg.data
     columns = columns or input_columns(cfg, table)
     require_columns(table, columns, f"model {cfg.name!r}")
-    X = np.column_stack([_numeric(table.frame[c]).to_numpy(float) for c in columns])
+    X = np.column_stack([numeric_column(table.frame[c]).to_numpy(float) for c in columns])
     problems: list[str] = []
     has_target = d.target in table.frame
     if d.history and not has_target:
@@ -119,7 +117,7 @@ def prepare(cfg: DescriptorConfig, table: DescriptorTable, columns: list[str] | 
         y = {"log1p": lambda r: np.log1p(np.clip(r, 0, None)),
              "log": lambda r: np.log(np.clip(r, 1e-12, None)),
              "none": np.copy}[d.transform](raw)
-    order = (_numeric(table.frame[d.order_column]).to_numpy(float) if d.order_column in table.frame
+    order = (numeric_column(table.frame[d.order_column]).to_numpy(float) if d.order_column in table.frame
              else np.full(len(table), np.nan))
     if d.history and d.order_column not in table.frame:
         raise LabelsError(f"{table.sources[0]!r}: data.history needs the order column "
@@ -406,9 +404,7 @@ def splits(cfg: DescriptorConfig, prep: Prepared, table: DescriptorTable) -> lis
     c = cfg.cv
     if c.split == "holdout":
         require_columns(table, [c.split_column], "cv.split='holdout'")
-        from .table import _numeric
-
-        col = _numeric(table.frame[c.split_column]).to_numpy(float)[prep.rows]
+        col = numeric_column(table.frame[c.split_column]).to_numpy(float)[prep.rows]
         test = np.flatnonzero(np.isin(col, np.asarray(c.test_values, dtype=float)))
         if len(test) == 0 or len(test) == n:
             raise HitrankError(f"cv.test_values={list(c.test_values)} select {len(test)} of {n} rows "
@@ -416,10 +412,9 @@ def splits(cfg: DescriptorConfig, prep: Prepared, table: DescriptorTable) -> lis
         return [test]
     if c.folds > n:
         raise HitrankError(f"cv.folds={c.folds} but only {n} rows")
-    sk = sklearn()
+    sklearn()  # a clear error when scikit-learn is missing
     from sklearn.model_selection import KFold, StratifiedKFold
 
-    del sk
     if cfg.data.task == "classify":
         kf = StratifiedKFold(c.folds, shuffle=True, random_state=cfg.train.seed)
         return [te for _, te in kf.split(np.zeros(n), prep.y.astype(int))]

@@ -73,8 +73,9 @@ class DescriptorTable:
         return [c for c in DESCRIPTORS if c in self.frame and self.frame[c].notna().any()]
 
 
-def _numeric(series: pd.Series) -> pd.Series:
-    """Numbers from a column that may hold text, thousands separators or blanks."""
+def numeric_column(series: pd.Series) -> pd.Series:
+    """Numbers from a column that may hold text, thousands separators or blanks (NaN where not
+    a number)."""
     if series.dtype.kind in "if":
         return series.astype(float)
     text = series.astype(str).str.replace(",", "", regex=False).str.strip()
@@ -115,13 +116,13 @@ def _files(sources) -> list[Path]:
 def _canonicalise(raw: pd.DataFrame, where: str) -> pd.DataFrame:
     df = raw.copy()
     if "duration_ms" not in df and "duration" in df:
-        df["duration_ms"] = _numeric(df["duration"]) * 1000.0
+        df["duration_ms"] = numeric_column(df["duration"]) * 1000.0
     if "tempo" not in df and "bpm" in df:
         df["tempo"] = df["bpm"]
     for name in _PERCENT:
         pct = f"{name}_%"
         if name not in df and pct in df:
-            df[name] = _numeric(df[pct]) / 100.0
+            df[name] = numeric_column(df[pct]) / 100.0
     if "mode" in df:
         df["mode"] = df["mode"].astype(str).str.strip().map(
             lambda v: {"major": "1", "minor": "0"}.get(v.lower(), v))
@@ -131,7 +132,7 @@ def _canonicalise(raw: pd.DataFrame, where: str) -> pd.DataFrame:
     for name, (lo, hi) in DESCRIPTORS.items():
         if name not in df:
             continue
-        values = _numeric(df[name])
+        values = numeric_column(df[name])
         bad = values.notna() & ~values.between(lo, hi)
         bad_total += int(bad.sum())
         if bad.any():
@@ -182,7 +183,7 @@ def require_columns(table: DescriptorTable, columns, what: str) -> None:
 def target_values(table: DescriptorTable, column: str) -> tuple[np.ndarray, list[str]]:
     """The numeric target column and one message per row whose target is missing or bad."""
     require_columns(table, [column], "the target")
-    y = _numeric(table.frame[column]).to_numpy(dtype=float)
+    y = numeric_column(table.frame[column]).to_numpy(dtype=float)
     problems = [f"line {i + 2} ({table.ids[i]!r}): {column}={table.frame[column].iloc[i]!r} "
                 "is not a number" for i in np.flatnonzero(~np.isfinite(y))]
     return y, problems
