@@ -89,6 +89,7 @@ def _save_state(path, key, epoch, model, opt, sched, rng, curves, stale, best) -
         "key": key, "epoch": epoch, "model": model.state_dict(), "opt": opt.state_dict(),
         "sched": sched.state_dict(), "rng": rng.bit_generator.state,
         "torch_rng": torch.get_rng_state(), "curves": curves, "stale": stale,
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "best": {"loss": best[0], "epoch": best[1], "state": best[2],
                  "pred": torch.from_numpy(np.asarray(best[3][0], dtype=np.float64)),
                  "metrics": best[3][1]},
@@ -201,7 +202,9 @@ def fit(
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
         rng.bit_generator.state = state["rng"]
-        torch.set_rng_state(state["torch_rng"])
+        torch.set_rng_state(state["torch_rng"].cpu())
+        if state.get("cuda_rng") and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
         curves, stale, first = state["curves"], state["stale"], state["epoch"] + 1
         b = state["best"]
         best = (b["loss"], b["epoch"], b["state"], (b["pred"].double().numpy(), b["metrics"]))
