@@ -53,6 +53,8 @@ class Prepared:
         when the table has no target (prediction)
     raw : (n,) the target before transform (nDCG gains)
     rows : (n,) row numbers in the table
+    history : (n, 3 + F) artist-history columns and their names, computed once by
+        :func:`prepare` when ``data.history`` (they do not depend on the fold); else None
     """
 
     X: np.ndarray
@@ -63,6 +65,7 @@ class Prepared:
     ids: np.ndarray
     artists: np.ndarray
     order: np.ndarray
+    history: tuple | None = None
 
 
 def input_columns(cfg: DescriptorConfig, table: DescriptorTable) -> list[str]:
@@ -130,6 +133,9 @@ def prepare(cfg: DescriptorConfig, table: DescriptorTable, columns: list[str] | 
         rows = np.setdiff1d(rows, drop)
     prep = Prepared(X[rows], list(columns), y[rows], raw[rows], rows, table.ids[rows],
                     table.artists[rows], order[rows])
+    if d.history:
+        H, hnames = history_features(prep.X, np.nan_to_num(prep.y), prep.artists, prep.order)
+        prep.history = (H, hnames + [f"earlier_{c}" for c in prep.names])
     if need_target and len(prep.y) < 10:
         raise LabelsError(f"{table.sources[0]!r}: only {len(prep.y)} usable rows; need at least 10")
     return prep, problems
@@ -159,11 +165,10 @@ class Scaler:
 
 def _with_history(cfg: DescriptorConfig, prep: Prepared) -> tuple[np.ndarray, list[str]]:
     """Descriptors plus artist-history summary columns (mlp / siamese_mlp)."""
-    if not cfg.data.history:
+    if prep.history is None:
         return prep.X, prep.names
-    yh = np.nan_to_num(prep.y)
-    H, hnames = history_features(prep.X, yh, prep.artists, prep.order)
-    return np.hstack([prep.X, H]), prep.names + hnames + [f"earlier_{c}" for c in prep.names]
+    H, hnames = prep.history
+    return np.hstack([prep.X, H]), prep.names + hnames
 
 
 def _model_inputs(cfg: DescriptorConfig, prep: Prepared, scaler: Scaler, y_std: tuple) -> np.ndarray:
