@@ -15,6 +15,7 @@ import torch
 
 from .data import Target
 from .errors import CheckpointError
+from .fileio import atomic_torch_save
 from .models import build
 
 FORMAT = "hitrank-checkpoint/1"
@@ -36,10 +37,7 @@ def save_checkpoint(path: str | os.PathLike, members: list, target: Target, conf
         "feature_params": feature_params,
         "info": info or {},
     }
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    atomic_torch_save(payload, path)
 
 
 class Scorer:

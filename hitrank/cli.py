@@ -381,9 +381,9 @@ def cmd_rank(args) -> int:
 
 
 def _write_csv(frame, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    frame.to_csv(tmp, index=False)
-    tmp.replace(path)
+    from .fileio import atomic_write_text
+
+    atomic_write_text(path, frame.to_csv(index=False))
 
 
 def _report_ranking(args, ranking, failures) -> int:

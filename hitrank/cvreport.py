@@ -24,6 +24,7 @@ import pandas as pd
 from scipy.stats import rankdata, wilcoxon
 
 from .errors import HitrankError
+from .fileio import atomic_write_text
 
 METRICS = ("ndcg", "kendall", "spearman")
 #: Yu et al. (2018), Table 1 (KKBOX, 15k songs, 10-fold): nDCG, Kendall, Spearman @10%.
@@ -174,7 +175,5 @@ def write_cv_report(runs: list[dict], out: str | os.PathLike) -> Path:
             "<style>body{font:14px/1.4 system-ui,sans-serif;margin:1.5em}table{border-collapse:collapse}"
             "td,th{padding:.2em .6em;border-bottom:1px solid #eee;text-align:left}th{background:#f6f6f6}"
             ".meta{color:#666}</style></head><body>" + "".join(parts) + "</body></html>")
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, out)
+    atomic_write_text(out, page)
     return out

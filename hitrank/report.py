@@ -28,6 +28,8 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
+from .fileio import atomic_write_text
+
 EMBED_LIMIT = 50 * 2**20  # bytes of audio embedded at most (base64 grows it by a third)
 
 
@@ -176,9 +178,7 @@ def write_ranking_report(ranking: pd.DataFrame, failures: list, out: str | os.Pa
         title=esc(f"hitrank ranking: {Path(str(model)).name}"), model=esc(str(model)),
         when=time.strftime("%Y-%m-%d %H:%M"), n=len(ranking), rows="\n".join(rows), failed=failed,
         n_failed=len(failures), script=SCRIPT, style=STYLE)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, out)
+    atomic_write_text(out, page)
     return out
 
 

@@ -33,6 +33,7 @@ import pandas as pd
 
 from .errors import StoreError
 from .features import FeatureParams
+from .fileio import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +43,6 @@ MANIFEST_COLUMNS = ["song_id", "path", "row", "seg_start", "seg_end", "duration"
 FSYNC_EVERY = 64  # songs between fsyncs of the data and the journal
 MANIFEST_EVERY = 256  # songs between rewrites of manifest.csv during a run
 GROW_CHUNK = 256  # rows copied at a time when the feature file grows
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _same(rec: dict, path: str, artist: str, score: float) -> bool:
@@ -127,7 +119,7 @@ class FeatureStore:
                     f"(stored vs requested: {diff}); use another --out folder"
                 )
         else:
-            _atomic_write_text(pfile, json.dumps(
+            atomic_write_text(pfile, json.dumps(
                 {"format_version": FORMAT_VERSION, "features": params.to_dict(),
                  "n_frames": params.n_frames, "dtype": "float16"}, indent=2))
             store = cls(root, params)

@@ -20,6 +20,7 @@ import torch
 from .config import Config
 from .data import Target, sample_pairs
 from .errors import ConfigError
+from .fileio import atomic_torch_save
 from .losses import all_pairs_ranking_loss, multi_loss, rating_loss
 from .metrics import ranking_metrics
 from .models import build
@@ -94,10 +95,7 @@ def _save_state(path, key, epoch, model, opt, sched, rng, curves, stale, best) -
                  "pred": torch.from_numpy(np.asarray(best[3][0], dtype=np.float64)),
                  "metrics": best[3][1]},
     }
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    atomic_torch_save(payload, path)
 
 
 def _load_state(path, key, device):

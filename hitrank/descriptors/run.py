@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 
 from ..errors import CheckpointError, HitrankError, LabelsError
+from ..fileio import atomic_torch_save, atomic_write_text
 from ..losses import ranking_loss
 from ..models import build
 from .config import DescriptorConfig, config_from_dict
@@ -335,9 +336,7 @@ class DescriptorModel:
             "state_dict": {k: v.detach().cpu() for k, v in self.parts["model"].state_dict().items()},
             "info": info,
         }
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
+        atomic_torch_save(payload, path)
 
     @classmethod
     def from_payload(cls, payload: dict) -> DescriptorModel:
@@ -481,9 +480,7 @@ def run_cv(cfg: DescriptorConfig, table: DescriptorTable, out: str | os.PathLike
             rec = json.loads(done.read_text())
         else:
             rec = _run_fold(cfg, prep, te, f, out if save_models else None)
-            tmp = done.with_name(done.name + ".tmp")
-            tmp.write_text(json.dumps(rec))
-            os.replace(tmp, done)
+            atomic_write_text(done, json.dumps(rec))
         fold_rows += [{"fold": f, "model": k, **v} for k, v in rec["metrics"].items()]
         pred_rows += rec["predictions"]
         if rec.get("importance") is not None:
