@@ -63,7 +63,8 @@ def get_parser() -> argparse.ArgumentParser:
 
     p = _sub(subs, "extract", "extract Mid-30 or HL-30 log-mel features of a folder or labels CSV into a store",
              ["hitrank extract corpus/ --out store/", "hitrank extract corpus/labels.csv --out store/ --workers 2",
-              "hitrank extract corpus/labels.csv --out store_tags/ --tags"],
+              "hitrank extract corpus/labels.csv --out store_tags/ --tags",
+              "hitrank extract catalogue.csv --out store/ --engine ray --address auto"],
              [common])
     p.add_argument("source", type=Path, help="folder of audio files (recursive) or labels CSV")
     p.add_argument("--out", type=Path, required=True, help="feature store folder")
@@ -77,7 +78,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--tags", nargs="?", const="segment", default="", choices=["segment", "song"],
                    help="also store the 50 MTT tag probabilities (musicnn port) averaged over the "
                         "30 s segment (default when given) or the whole song")
-    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    _engine_args(p, "worker processes (default 1; with --engine ray: CPUs of the local Ray "
+                    "instance, default all)")
     p.add_argument("--allow-outside", action="store_true",
                    help="let a labels CSV point at files outside its folder")
     for name, help_, ex in (
@@ -107,6 +109,11 @@ def get_parser() -> argparse.ArgumentParser:
         p.add_argument("--device", help="auto | cpu | cuda (overrides train.device)")
         p.add_argument("--seed", type=int, help="random seed (overrides train.seed)")
         p.add_argument("--workers", type=int, default=1, help="extraction workers for --labels")
+        if name == "cv":
+            p.add_argument("--distribute", default="auto", choices=["auto", "data", "folds"],
+                           help="under torchrun: data (DistributedDataParallel, one model at a time) "
+                                "or folds (folds as independent jobs, one per process); auto: folds "
+                                "when there are at least as many folds as processes (default)")
 
     p = _sub(subs, "compare", "compare CV runs: Table-1 style table next to the paper's rows, paired "
              "Wilcoxon tests over folds", ["hitrank compare runs/a runs/c runs/i",
@@ -129,7 +136,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", type=Path, help="feature store to reuse (default: a folder under "
                    "$HITRANK_CACHE or ~/.cache/hitrank)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument("--workers", type=int, default=1, help="extraction worker processes")
+    _engine_args(p, "extraction worker processes (default 1; with --engine ray: CPUs of the local "
+                    "Ray instance, default all)")
     p.add_argument("--highlighter", type=Path,
                    help="attention highlighter of an HL-30 model (default: the one in its config)")
 
@@ -232,6 +240,23 @@ def _print_failures(failures, what="songs") -> None:
             print(f"  {path!r}: {reason}", file=sys.stderr)
 
 
+def _engine_args(p, workers_help: str) -> None:
+    p.add_argument("--workers", type=int, default=None, help=workers_help)
+    p.add_argument("--engine", default="local", choices=["local", "ray"],
+                   help="local (this machine, default) or ray (Ray tasks; optional extra: "
+                        "pip install -e '.[ray]')")
+    p.add_argument("--address", help="with --engine ray: the cluster to join (auto | HOST:PORT); "
+                   "default: start a local Ray instance")
+
+
+def _engine(args) -> dict:
+    """extract()'s engine, address and workers from --engine, --address and --workers."""
+    if args.address and args.engine != "ray":
+        raise HitrankError(f"--address {args.address} needs --engine ray")
+    workers = args.workers if args.workers is not None else (0 if args.engine == "ray" else 1)
+    return {"engine": args.engine, "address": args.address, "workers": workers}
+
+
 def cmd_extract(args) -> int:
     from .extract import extract
     from .features import FeatureParams
@@ -248,8 +273,8 @@ def cmd_extract(args) -> int:
         from .tags.musicnn import checkpoint_dir
 
         checkpoint_dir()  # fail before any work when the musicnn wheel is missing
-    rep = extract(args.source, args.out, params, workers=args.workers, progress=_progress(args),
-                  allow_outside=args.allow_outside, highlighter=args.highlighter)
+    rep = extract(args.source, args.out, params, progress=_progress(args),
+                  allow_outside=args.allow_outside, highlighter=args.highlighter, **_engine(args))
     _print_failures(rep.failures)
     print(f"{rep.ok} extracted, {rep.skipped} already done, {rep.failed} failed "
           f"-> {rep.store} (manifest.csv, mel_{params.segment}.npy)")
@@ -266,15 +291,23 @@ def _overrides(args) -> list[str]:
 
 
 def _config_and_data(args):
-    from .config import load_config
+    """Config, dataset, problems and the torchrun context (single process outside torchrun).
+
+    Under torchrun only rank 0 extracts a ``--labels`` cache store; the others wait for it.
+    """
+    from .config import check_available, load_config
     from .data import load_dataset
+    from .distributed import barrier, setup
     from .store import FeatureStore
 
     overrides = _overrides(args)
     cfg = load_config(args.config, overrides)
-    from .config import check_available
-
     check_available(cfg)
+    ctx = setup(getattr(args, "distribute", "data"),
+                cfg.cv.folds if args.command == "cv" else None, cfg.train.device)
+    if not ctx.main:
+        args.quiet = True  # one progress bar, one log and one summary: rank 0's
+        logging.getLogger().setLevel(logging.WARNING)
     if args.store:
         store = FeatureStore.open(args.store)
     else:
@@ -284,20 +317,23 @@ def _config_and_data(args):
 
         params = feature_params(cfg)
         path = cached_store_path(args.labels, params)
-        rep = extract(args.labels, path, params, workers=args.workers, progress=_progress(args),
-                      highlighter=cfg.features.highlighter or None)
-        _print_failures(rep.failures)
+        if ctx.main:
+            rep = extract(args.labels, path, params, workers=args.workers, progress=_progress(args),
+                          highlighter=cfg.features.highlighter or None)
+            _print_failures(rep.failures)
+        barrier(ctx)
         store = FeatureStore.open(path)
     ds, problems = load_dataset(store)
     for sid, reason in problems:
         log.warning("song %r left out: %s", sid, reason)
     log.info("%d songs with features and scores", len(ds))
-    return cfg, ds, problems
+    return cfg, ds, problems, ctx
 
 
 def _print_summary(summary: dict) -> None:
+    procs = summary.get("processes", 1)
     print(f"{summary['name']}: {summary['n_songs']} songs, {summary['folds']} folds, "
-          f"{summary['seconds']:.0f} s on {summary['device']}")
+          f"{summary['seconds']:.0f} s on {summary['device']}" + (f" x {procs} processes" if procs > 1 else ""))
     for k in ("ndcg", "kendall", "spearman", "recall"):
         print(f"  {k + '@10%':<14} {summary[k + '_mean']:+.4f} +- {summary[k + '_std']:.4f}")
 
@@ -328,6 +364,7 @@ def _print_descriptor_summary(s: dict) -> None:
 
 def cmd_cv(args) -> int:
     from .cv import run_cv
+    from .distributed import teardown
 
     if args.data:
         from .descriptors.run import run_cv as run_descriptor_cv
@@ -338,8 +375,11 @@ def cmd_cv(args) -> int:
         _print_descriptor_summary(s)
         print(f"run folder: {args.out} (summary.json, folds.csv, predictions.csv, importance.csv/png, fold_XX.pt)")
         return EXIT_PARTIAL if s["n_left_out"] else EXIT_OK
-    cfg, ds, problems = _config_and_data(args)
-    summary = run_cv(cfg, ds, args.out, progress=_progress(args))
+    cfg, ds, problems, ctx = _config_and_data(args)
+    summary = run_cv(cfg, ds, args.out, progress=_progress(args), ctx=ctx)
+    teardown()
+    if not ctx.main:
+        return EXIT_PARTIAL if problems else EXIT_OK
     _print_summary(summary)
     from .cvreport import load_run, write_cv_report
 
@@ -350,6 +390,7 @@ def cmd_cv(args) -> int:
 
 def cmd_train(args) -> int:
     from .cv import run_train
+    from .distributed import teardown
 
     if args.data:
         from .descriptors.run import train_table
@@ -359,8 +400,11 @@ def cmd_train(args) -> int:
         print(f"trained {info['name']} on {info['n_train']} rows (validation {info['n_val']}, "
               f"{info['n_left_out']} left out) -> {args.out / 'model.pt'}")
         return EXIT_PARTIAL if info["n_left_out"] else EXIT_OK
-    cfg, ds, problems = _config_and_data(args)
-    info = run_train(cfg, ds, args.out)
+    cfg, ds, problems, ctx = _config_and_data(args)
+    info = run_train(cfg, ds, args.out, ctx=ctx)
+    teardown()
+    if not ctx.main:
+        return EXIT_PARTIAL if problems else EXIT_OK
     print(f"trained {cfg.name} on {info['n_train']} songs (validation {info['n_val']}): "
           f"val nDCG {info['val_ndcg']:.4f}, Spearman {info['val_spearman']:.4f} -> {args.out / 'model.pt'}")
     return EXIT_PARTIAL if problems else EXIT_OK
@@ -370,13 +414,16 @@ def cmd_rank(args) -> int:
     from .descriptors.apply import is_descriptor_run, rank_descriptor_folder
     from .rank import rank_folder
 
+    engine = _engine(args)
     if is_descriptor_run(args.model):
+        if engine["engine"] != "local":
+            raise HitrankError(f"{str(args.model)!r} is a descriptor model: its audio descriptors are "
+                               "computed with the local engine; drop --engine ray")
         ranking, failures = rank_descriptor_folder(args.folder, args.model, cache=args.cache,
-                                                   workers=args.workers, progress=_progress(args))
+                                                   workers=engine["workers"], progress=_progress(args))
         return _report_ranking(args, ranking, failures)
-    ranking, failures = rank_folder(args.folder, args.model, cache=args.cache, workers=args.workers,
-                                    device=args.device, progress=_progress(args),
-                                    highlighter=args.highlighter)
+    ranking, failures = rank_folder(args.folder, args.model, cache=args.cache, device=args.device,
+                                    progress=_progress(args), highlighter=args.highlighter, **engine)
     return _report_ranking(args, ranking, failures)
 
 

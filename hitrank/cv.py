@@ -35,9 +35,10 @@ import torch
 from .checkpoint import save_checkpoint
 from .config import Config, check_available, dump_config
 from .data import Dataset, Target, make_folds
+from .distributed import SINGLE, Context, barrier, my_folds
 from .errors import ConfigError
 from .metrics import METRICS, ranking_metrics
-from .train import FitResult, fit, pick_device, predict
+from .train import FitResult, fit, pick_device, predict_all
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def _better(metric: str, a: float, b: float) -> bool:
 
 
 def _select(cfg: Config, ds: Dataset, X, tr, va, target, sampling, seed, curves, member,
-            T=None, resume: Path | None = None) -> FitResult:
+            T=None, resume: Path | None = None, ctx: Context = SINGLE) -> FitResult:
     """Train every grid point; keep the one with the best validation metric.
 
     ``resume``: folder for end-of-epoch training states (an interrupted fold continues from
@@ -69,7 +70,7 @@ def _select(cfg: Config, ds: Dataset, X, tr, va, target, sampling, seed, curves,
     for g, (w, m, mu) in enumerate(_grid(cfg, sampling)):
         state = resume / f"{member}_grid{g}.state" if resume is not None else None
         res = fit(cfg, X, ds.scores, ds.artists, tr, va, target, sampling, w, m, seed=seed + 1000 * g,
-                  T=T, mu=mu, resume=state)
+                  T=T, mu=mu, resume=state, ctx=ctx)
         for c in res.curves:
             curves.append({"member": member, "grid": g, "w": w, "margin": m, "mu": mu, **c})
         log.debug("%s w=%s m=%s mu=%s: val %s=%.4f (epoch %d)", member, w, m, mu, metric,
@@ -79,19 +80,20 @@ def _select(cfg: Config, ds: Dataset, X, tr, va, target, sampling, seed, curves,
     return best
 
 
-def _fit_fold(cfg: Config, ds: Dataset, X, tr, va, seed: int, T=None, resume: Path | None = None):
+def _fit_fold(cfg: Config, ds: Dataset, X, tr, va, seed: int, T=None, resume: Path | None = None,
+              ctx: Context = SINGLE):
     """Returns (members [(weight, FitResult)], target, curves, chosen dict)."""
     target = Target.fit(cfg.train.target, ds.scores[tr])
     curves: list = []
     sampling = cfg.pairs.sampling
-    if resume is not None:
+    if resume is not None and ctx.main:
         resume.mkdir(parents=True, exist_ok=True)
     if sampling != "ab_artist":
-        res = _select(cfg, ds, X, tr, va, target, sampling, seed, curves, sampling, T, resume)
+        res = _select(cfg, ds, X, tr, va, target, sampling, seed, curves, sampling, T, resume, ctx)
         return [(1.0, res)], target, curves, {"w": res.w, "margin": res.margin, "mu": res.mu,
                                               "fusion": None}
-    ab = _select(cfg, ds, X, tr, va, target, "ab", seed, curves, "ab", T, resume)
-    art = _select(cfg, ds, X, tr, va, target, "artist", seed + 7, curves, "artist", T, resume)
+    ab = _select(cfg, ds, X, tr, va, target, "ab", seed, curves, "ab", T, resume, ctx)
+    art = _select(cfg, ds, X, tr, va, target, "artist", seed + 7, curves, "artist", T, resume, ctx)
     metric = cfg.cv.select_metric
     best_a, best_val = None, None
     for a in cfg.pairs.fusion:
@@ -117,8 +119,10 @@ def feature_params(cfg: Config):
     return FeatureParams(window=f.window, log=f.log, segment=f.segment, tags=tags)
 
 
-def prepare(cfg: Config, ds: Dataset) -> tuple[torch.device, torch.Tensor, torch.Tensor | None]:
-    """Check the config against the data, then put all features (and tags) on the device."""
+def prepare(cfg: Config, ds: Dataset, ctx: Context = SINGLE
+            ) -> tuple[torch.device, torch.Tensor, torch.Tensor | None]:
+    """Check the config against the data, then put all features (and tags) on the device
+    (under torchrun: this rank's device)."""
     check_available(cfg)
     want = feature_params(cfg).to_dict()
     have = ds.params.get("tags", "")
@@ -134,7 +138,7 @@ def prepare(cfg: Config, ds: Dataset) -> tuple[torch.device, torch.Tensor, torch
             raise ConfigError(f"pairs.sampling={cfg.pairs.sampling!r} needs artists with several songs; "
                               "the labels have none (add an 'artist' column)")
     Target(cfg.train.target).transform(ds.scores)  # fails early on scores the target cannot take
-    device = pick_device(cfg.train.device)
+    device = pick_device(ctx.device or cfg.train.device)
     T = torch.from_numpy(ds.tags).to(device) if cfg.features.tags else None
     return device, torch.from_numpy(np.ascontiguousarray(ds.features)).to(device), T
 
@@ -143,46 +147,66 @@ def _members(members):
     return [(wt, r.name, r.kwargs, r.model) for wt, r in members]
 
 
-def run_cv(cfg: Config, ds: Dataset, out: str | os.PathLike, progress: bool = True) -> dict:
-    """k-fold cross-validation; writes the run folder and returns the summary."""
+def run_cv(cfg: Config, ds: Dataset, out: str | os.PathLike, progress: bool = True,
+           ctx: Context = SINGLE) -> dict | None:
+    """k-fold cross-validation; writes the run folder and returns the summary.
+
+    Under torchrun (``ctx``), every rank calls this: in ``data`` mode all ranks train every
+    fold together and rank 0 writes; in ``folds`` mode each rank runs and writes its own
+    folds. Rank 0 returns the summary once every fold is done, the other ranks None.
+    """
     from tqdm import tqdm
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    device, X, T = prepare(cfg, ds)
+    device, X, T = prepare(cfg, ds, ctx)
     cfg_text = dump_config(cfg)
     cfg_file = out / "config.yaml"
-    if cfg_file.exists() and cfg_file.read_text() != cfg_text and list(out.glob("fold_*.json")):
-        raise ConfigError(f"{str(out)!r} holds a run with another config; use another --out")
-    cfg_file.write_text(cfg_text)
+    if ctx.main:
+        out.mkdir(parents=True, exist_ok=True)
+        if cfg_file.exists() and cfg_file.read_text() != cfg_text and list(out.glob("fold_*.json")):
+            raise ConfigError(f"{str(out)!r} holds a run with another config; use another --out")
+        cfg_file.write_text(cfg_text)
+    barrier(ctx)  # the run folder exists and holds this config before any rank looks at it
     folds = make_folds(len(ds), cfg.cv.folds, cfg.train.seed,
                        groups=ds.artists if cfg.cv.artist_aware else None)
+    todo = [f for f in my_folds(ctx, len(folds)) if not (out / f"fold_{f:02d}.json").exists()]
+    barrier(ctx)  # every rank has its list before any fold is marked done
+    writes = ctx.main or ctx.mode == "folds"
     t0 = time.time()
-    for f, (tr, va, te) in enumerate(tqdm(folds, desc=cfg.name, unit="fold", disable=not progress)):
-        done = out / f"fold_{f:02d}.json"
-        if done.exists():
-            continue
+    for f in tqdm(todo, desc=cfg.name, unit="fold", disable=not (progress and ctx.main)):
+        tr, va, te = folds[f]
         tf = time.time()
         resume = out / "resume" / f"fold_{f:02d}"
-        members, target, curves, chosen = _fit_fold(cfg, ds, X, tr, va, cfg.train.seed + 100 * f, T, resume)
-        z = sum(wt * predict(r.model, X, te, cfg.train.amp, T) for wt, r in members)
+        members, target, curves, chosen = _fit_fold(cfg, ds, X, tr, va, cfg.train.seed + 100 * f, T,
+                                                    resume, ctx)
+        z = sum(wt * predict_all(ctx, r.model, X, te, cfg.train.amp, T) for wt, r in members)
         metrics = ranking_metrics(ds.scores[te], target.inverse(z), cfg.cv.top_fraction)
         row = {"fold": f, "n_train": len(tr), "n_val": len(va), "n_test": len(te), **chosen,
                **{k: metrics[k] for k in SUMMARY_METRICS}, "n_top": metrics["n_top"],
                "best_epoch": members[0][1].best_epoch, "seconds": round(time.time() - tf, 2)}
-        save_checkpoint(out / f"fold_{f:02d}.pt", _members(members), target, cfg.to_dict(),
-                        ds.params, {"fold": f, "test_metrics": row})
-        pd.DataFrame({"song_id": ds.song_ids[te], "fold": f, "hit_score": ds.scores[te],
-                      "pred_z": z, "pred": target.inverse(z)}).to_csv(out / f"pred_{f:02d}.csv", index=False)
-        pd.DataFrame([{"fold": f, **c} for c in curves]).to_csv(out / f"curves_{f:02d}.csv", index=False)
-        done.write_text(json.dumps(row))  # written last: marks the fold finished
-        shutil.rmtree(resume, ignore_errors=True)  # its training states are no longer needed
-        log.info("%s fold %d: nDCG %.4f  Kendall %.4f  Spearman %.4f  (%.0f s)", cfg.name, f,
-                 row["ndcg"], row["kendall"], row["spearman"], row["seconds"])
-    return summarize(cfg, out, len(ds), time.time() - t0, device)
+        if writes:
+            _write_fold(out, f, row, members, target, cfg, ds, te, z, curves)
+            log.info("%s fold %d: nDCG %.4f  Kendall %.4f  Spearman %.4f  (%.0f s)", cfg.name, f,
+                     row["ndcg"], row["kendall"], row["spearman"], row["seconds"])
+    barrier(ctx)  # all folds are written
+    if not ctx.main:
+        return None
+    return summarize(cfg, out, len(ds), time.time() - t0, device, ctx.world)
 
 
-def summarize(cfg: Config, out: Path, n_songs: int, seconds: float, device) -> dict:
+def _write_fold(out: Path, f: int, row: dict, members, target, cfg: Config, ds: Dataset, te, z,
+                curves) -> None:
+    """A finished fold's files; its ``fold_XX.json`` is written last and marks it done."""
+    save_checkpoint(out / f"fold_{f:02d}.pt", _members(members), target, cfg.to_dict(),
+                    ds.params, {"fold": f, "test_metrics": row})
+    pd.DataFrame({"song_id": ds.song_ids[te], "fold": f, "hit_score": ds.scores[te],
+                  "pred_z": z, "pred": target.inverse(z)}).to_csv(out / f"pred_{f:02d}.csv", index=False)
+    pd.DataFrame([{"fold": f, **c} for c in curves]).to_csv(out / f"curves_{f:02d}.csv", index=False)
+    (out / f"fold_{f:02d}.json").write_text(json.dumps(row))
+    shutil.rmtree(out / "resume" / f"fold_{f:02d}", ignore_errors=True)  # no longer needed
+
+
+def summarize(cfg: Config, out: Path, n_songs: int, seconds: float, device, processes: int = 1) -> dict:
     """Gather fold files into folds.csv, curves.csv, predictions.csv and summary.json."""
     rows = [json.loads(p.read_text()) for p in sorted(out.glob("fold_*.json"))]
     folds = pd.DataFrame(rows)
@@ -194,6 +218,7 @@ def summarize(cfg: Config, out: Path, n_songs: int, seconds: float, device) -> d
             pd.concat(parts).to_csv(out / name, index=False)
     summary = {
         "name": cfg.name, "n_songs": n_songs, "folds": len(rows), "device": str(device),
+        "processes": processes,
         "seconds": round(seconds, 1), "sampling": cfg.pairs.sampling, "segment": cfg.features.segment,
         **{f"{k}_mean": float(folds[k].mean()) for k in SUMMARY_METRICS},
         **{f"{k}_std": float(folds[k].std(ddof=0)) for k in SUMMARY_METRICS},
@@ -202,18 +227,26 @@ def summarize(cfg: Config, out: Path, n_songs: int, seconds: float, device) -> d
     return summary
 
 
-def run_train(cfg: Config, ds: Dataset, out: str | os.PathLike) -> dict:
-    """Train one model: chunk 0 of the fold split validates, the rest trains (no test)."""
+def run_train(cfg: Config, ds: Dataset, out: str | os.PathLike, ctx: Context = SINGLE) -> dict | None:
+    """Train one model: chunk 0 of the fold split validates, the rest trains (no test).
+
+    Under torchrun every rank calls this (data-parallel); rank 0 writes and returns the
+    summary, the other ranks None.
+    """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    device, X, T = prepare(cfg, ds)
-    (out / "config.yaml").write_text(dump_config(cfg))
+    device, X, T = prepare(cfg, ds, ctx)
+    if ctx.main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(dump_config(cfg))
+    barrier(ctx)
     folds = make_folds(len(ds), cfg.cv.folds, cfg.train.seed,
                        groups=ds.artists if cfg.cv.artist_aware else None)
     _, va, te = folds[-1]  # fold k-1 validates on chunk 0 and tests chunk k-1
     tr = np.setdiff1d(np.arange(len(ds)), va)
     t0 = time.time()
-    members, target, curves, chosen = _fit_fold(cfg, ds, X, tr, va, cfg.train.seed, T, out / "resume")
+    members, target, curves, chosen = _fit_fold(cfg, ds, X, tr, va, cfg.train.seed, T, out / "resume", ctx)
+    if not ctx.main:
+        return None
     info = {"n_train": len(tr), "n_val": len(va), **chosen,
             **{f"val_{k}": v for k, v in members[0][1].val_metrics.items()}}
     save_checkpoint(out / "model.pt", _members(members), target, cfg.to_dict(), ds.params, info)

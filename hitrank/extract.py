@@ -10,9 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import multiprocessing as mp
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,13 +19,12 @@ import numpy as np
 from . import audio
 from .constants import AUDIO_EXTENSIONS
 from .corpus import resolve_source
+from .engines import get_engine
 from .errors import AudioLoadError, HitrankError
 from .features import FeatureParams, log_mel
 from .store import FeatureStore
 
 log = logging.getLogger(__name__)
-
-CHUNKSIZE = 4  # songs per task sent to a worker process
 
 
 @dataclass
@@ -119,31 +116,6 @@ def hl30_params(highlighter: str | os.PathLike | None = None, **kwargs) -> Featu
     return FeatureParams(segment="hl30", highlighter=f"attention:{checkpoint_digest(highlighter)}", **kwargs)
 
 
-THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
-
-
-@contextlib.contextmanager
-def _one_thread_per_worker():
-    """Spawned workers inherit the environment: one BLAS/OpenMP thread each (one process per
-    core); the caller's environment is restored afterwards."""
-    saved = {k: os.environ.get(k) for k in THREAD_VARS}
-    os.environ.update({k: "1" for k in THREAD_VARS})
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def _worker_init() -> None:
-    import torch
-
-    torch.set_num_threads(1)  # one worker process per core
-
-
 def _job(args):
     song_id, path, params, highlighter = args
     try:
@@ -155,6 +127,10 @@ def _job(args):
         return song_id, None, None, f"unexpected error ({type(exc).__name__}: {exc})"
 
 
+def _crashed(job, reason: str):
+    return job[0], None, None, reason
+
+
 def extract(
     source: str | os.PathLike,
     out: str | os.PathLike,
@@ -163,6 +139,8 @@ def extract(
     progress: bool = True,
     allow_outside: bool = False,
     highlighter: str | os.PathLike | None = None,
+    engine: str = "local",
+    address: str | None = None,
 ) -> ExtractReport:
     """Extract features of every song in ``source`` into the store ``out``.
 
@@ -171,11 +149,15 @@ def extract(
     source : folder of audio files (recursive) or labels CSV
     out : store folder (created if needed)
     params : feature parameters; a store refuses parameters other than its own
-    workers : worker processes (1 = in this process)
+    workers : worker processes (1 = in this process); with ``engine="ray"`` and no
+        ``address``, the CPUs of the local Ray instance (0 = all)
     progress : show a tqdm progress bar
     allow_outside : let a labels CSV point at files outside its folder
     highlighter : attention highlighter checkpoint for HL-30 (None: the fallback); use
         :func:`hl30_params` to make matching parameters
+    engine : ``local`` (this machine) or ``ray`` (Ray tasks over shards of the song list; the
+        store, its resume and its failure records are the same), see :mod:`hitrank.engines`
+    address : Ray cluster address (``auto`` or ``HOST:PORT``); None starts a local instance
 
     Returns
     -------
@@ -186,7 +168,7 @@ def extract(
     if params.segment == "hl30" and bool(highlighter) != params.highlighter.startswith("attention"):
         raise HitrankError(f"params.highlighter={params.highlighter!r} does not match highlighter="
                            f"{highlighter!r}; build the parameters with hl30_params()")
-    if workers < 1:
+    if workers < (0 if engine == "ray" else 1):
         raise HitrankError(f"workers={workers}; need at least 1")
     refs, rejected = resolve_source(source, allow_outside)
     report = ExtractReport(Path(out), total=len(refs) + len(rejected), song_ids=[r.song_id for r in refs])
@@ -205,26 +187,17 @@ def extract(
         jobs = [(r.song_id, r.path, params, highlighter) for r in todo]
         paths = {r.song_id: r.path for r in todo}
         bar = tqdm(total=len(jobs), desc="extract", unit="song", disable=not progress)
-        pool = None
         try:
-            if workers > 1 and len(jobs) > 1:
-                with _one_thread_per_worker():  # the workers are spawned inside map()
-                    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
-                                               initializer=_worker_init)
-                    results = pool.map(_job, jobs, chunksize=CHUNKSIZE)
-            else:
-                results = map(_job, jobs)
-            for song_id, feats, info, reason in results:
-                if feats is None:
-                    log.error("%r: %s", paths[song_id], reason)
-                    store.fail(song_id, reason)
-                    report.failures.append((song_id, paths[song_id], reason))
-                else:
-                    store.write(song_id, feats, info, tags=info.pop("tags", None))
-                    report.ok += 1
-                bar.update()
+            with get_engine(engine, workers, address) as run:
+                for song_id, feats, info, reason in run(_job, jobs, _crashed):
+                    if feats is None:
+                        log.error("%r: %s", paths[song_id], reason)
+                        store.fail(song_id, reason)
+                        report.failures.append((song_id, paths[song_id], reason))
+                    else:
+                        store.write(song_id, feats, info, tags=info.pop("tags", None))
+                        report.ok += 1
+                    bar.update()
         finally:
             bar.close()
-            if pool is not None:
-                pool.shutdown(wait=False, cancel_futures=True)
     return report

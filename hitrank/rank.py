@@ -28,6 +28,8 @@ from .train import pick_device
 
 log = logging.getLogger(__name__)
 
+SCORE_CHUNK = 4096  # songs read from the store and scored at once (about 340 MB of float16)
+
 
 def cache_root() -> Path:
     """``$HITRANK_CACHE`` or ``~/.cache/hitrank``."""
@@ -64,6 +66,14 @@ def _highlighter_for(params: FeatureParams, scorer, given):
     return path
 
 
+def _score_chunk(store: FeatureStore, scorers, ids: list, dev: torch.device) -> np.ndarray:
+    """Scores of songs ``ids`` by every scorer: (n_models, len(ids)); memory stays bounded
+    however large the catalogue."""
+    X = torch.from_numpy(store.load(ids)).to(dev)
+    T = torch.from_numpy(store.load_tags(ids)).to(dev) if store.has_tags else None
+    return np.stack([s.score(X, T=T) for s in scorers])
+
+
 def rank_folder(
     folder: str | os.PathLike,
     model: str | os.PathLike,
@@ -72,8 +82,14 @@ def rank_folder(
     device: str = "auto",
     progress: bool = True,
     highlighter: str | os.PathLike | None = None,
+    engine: str = "local",
+    address: str | None = None,
 ) -> tuple[pd.DataFrame, list]:
     """Rank every audio file under ``folder``.
+
+    Extraction runs on ``engine`` (``local`` with ``workers`` processes, or ``ray`` on a local
+    instance or the cluster at ``address``, see :mod:`hitrank.engines`); scoring runs here on
+    ``device``.
 
     For HL-30 models made with an attention highlighter, the highlighter checkpoint named in
     the model's config is used (or ``highlighter``); its digest must match the model's.
@@ -90,7 +106,7 @@ def rank_folder(
     highlighter = _highlighter_for(params, scorers[0], highlighter)
     store_dir = Path(cache) if cache else cached_store_path(folder, params)
     rep = extract(folder, store_dir, params, workers=workers, progress=progress,
-                  highlighter=highlighter)
+                  highlighter=highlighter, engine=engine, address=address)
     store = FeatureStore.open(store_dir)
     man = store.manifest
     # only songs in the folder now (the cache may remember songs since removed)
@@ -98,9 +114,9 @@ def rank_folder(
     failures = list(rep.failures)
     if len(ok) == 0:
         return pd.DataFrame(columns=["rank", "song_id", "path", "score"]), failures
-    X = torch.from_numpy(store.load(list(ok.song_id))).to(dev)
-    T = torch.from_numpy(store.load_tags(list(ok.song_id))).to(dev) if store.has_tags else None
-    z = np.stack([s.score(X, T=T) for s in scorers])  # (n_models, n_songs)
+    z = np.concatenate([_score_chunk(store, scorers, list(ids), dev)
+                        for ids in np.array_split(ok.song_id.to_numpy(), -(-len(ok) // SCORE_CHUNK))],
+                       axis=1)  # (n_models, n_songs)
     mean = z.mean(axis=0)
     ranking = pd.DataFrame({
         "song_id": ok.song_id, "path": ok.path, "score": mean,

@@ -19,6 +19,7 @@ import torch
 
 from .config import Config
 from .data import Target, sample_pairs
+from .distributed import SINGLE, Context, gather_rows, my_slice, reduce_mean
 from .errors import ConfigError
 from .fileio import atomic_torch_save
 from .losses import all_pairs_ranking_loss, multi_loss, rating_loss
@@ -82,6 +83,35 @@ def predict(model: torch.nn.Module, X: torch.Tensor, idx: np.ndarray, amp: bool 
         with _autocast(X.device, amp):
             out.append(model(*_inputs(X, T, b)).float().cpu())
     return torch.cat(out).double().numpy() if out else np.zeros(0)
+
+
+def predict_all(ctx: Context, model: torch.nn.Module, X: torch.Tensor, idx: np.ndarray,
+                amp: bool = False, T: torch.Tensor | None = None) -> np.ndarray:
+    """:func:`predict` with the songs split over data-parallel ranks and gathered on all of
+    them (one process: the same as :func:`predict`)."""
+    return gather_rows(ctx, predict(model, X, my_slice(ctx, np.asarray(idx)), amp, T), len(idx))
+
+
+class _Step(torch.nn.Module):
+    """The forward pass of one training step (what DistributedDataParallel wraps, so that the
+    Siamese ``pair`` call is synchronised too): scores of songs, or the two scores of pairs."""
+
+    def __init__(self, model: torch.nn.Module, siamese: bool):
+        super().__init__()
+        self.model, self.siamese = model, siamese
+
+    def forward(self, *inputs):
+        return self.model.pair(*inputs) if self.siamese else self.model(*inputs)
+
+
+def _step_module(model: torch.nn.Module, siamese: bool, ctx: Context) -> torch.nn.Module:
+    step = _Step(model, siamese)
+    if not ctx.ddp:
+        return step
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [ctx.local_rank] if str(ctx.device).startswith("cuda") else None
+    return DistributedDataParallel(step, device_ids=ids)
 
 
 def _save_state(path, key, epoch, model, opt, sched, rng, curves, stale, best) -> None:
@@ -153,6 +183,7 @@ def fit(
     T: torch.Tensor | None = None,
     mu: float | None = None,
     resume: str | os.PathLike | None = None,
+    ctx: Context = SINGLE,
 ) -> FitResult:
     """Train one model; keep the epoch with the lowest validation loss.
 
@@ -171,6 +202,9 @@ def fit(
     mu : weight of the tag DNN (paper Eq. 4) when ``T`` is given
     resume : file for an end-of-epoch training state; when it exists (an interrupted run),
         training continues from it and ends exactly as an uninterrupted run would
+    ctx : torchrun context (:mod:`hitrank.distributed`); in data-parallel mode every rank
+        draws the same batches and trains on its slice of each, the model wrapped in
+        DistributedDataParallel; only rank 0 writes the training state
     """
     t0 = time.time()
     seed_everything(seed)
@@ -182,6 +216,8 @@ def fit(
         name, kwargs = "tag_fusion", {"base": name, "base_kwargs": kwargs, "mu": float(mu)}
     model = build(name, **kwargs).to(device)
     model.set_input_stats(*input_stats(X, train_idx))
+    siamese = sampling != "none"
+    step = _step_module(model, siamese, ctx)
     z = torch.as_tensor(target.transform(scores), dtype=torch.float32, device=device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = (torch.optim.Adagrad(params, lr=tc.lr) if tc.optimizer == "adagrad"
@@ -190,7 +226,6 @@ def fit(
     val_t = torch.as_tensor(val_idx, device=device)
     best = (float("inf"), -1, None, None)
     curves, stale, first = [], 0, 1
-    siamese = sampling != "none"
     n_pairs = int(round(cfg.pairs.per_epoch * len(train_idx)))
     key = {"config": cfg.to_dict(), "sampling": sampling, "w": w, "margin": margin, "mu": mu,
            "seed": seed, "n_train": len(train_idx), "n_val": len(val_idx)}
@@ -217,20 +252,25 @@ def fit(
         else:
             order = torch.as_tensor(rng.permutation(train_idx), device=device)
             batches = [order[i: i + tc.batch_size] for i in range(0, len(order), tc.batch_size)]
-        for b in batches:
+        for batch in batches:
+            if len(batch) < ctx.world:
+                continue  # data-parallel: a trailing batch too small to give every rank an item
+            b = my_slice(ctx, batch)
+            share = len(b) * ctx.world / len(batch)  # averaged over ranks: the whole batch's loss
             with _autocast(device, tc.amp):
                 if siamese:
                     (xi, *ti), (xj, *tj) = _inputs(X, T, b[:, 0]), _inputs(X, T, b[:, 1])
-                    fi, fj = model.pair(xi, xj, *ti, *tj)
+                    fi, fj = step(xi, xj, *ti, *tj)
                     loss = multi_loss(fi.float(), fj.float(), z[b[:, 0]], z[b[:, 1]], w, margin)
                 else:
-                    loss = rating_loss(model(*_inputs(X, T, b)).float(), z[b])
+                    loss = rating_loss(step(*_inputs(X, T, b)).float(), z[b])
+                loss = loss * share
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             total += loss.detach()
             steps += 1
-        pred = predict(model, X, val_idx, tc.amp, T)
+        pred = predict_all(ctx, model, X, val_idx, tc.amp, T)
         pv = torch.as_tensor(pred, dtype=torch.float32, device=device)
         val_loss = rating_loss(pv, z[val_t])
         if siamese and w > 0:
@@ -238,7 +278,8 @@ def fit(
         val_loss = float(val_loss)
         metrics = ranking_metrics(scores[val_idx], pred, cfg.cv.top_fraction)
         sched.step(val_loss)
-        curves.append({"epoch": epoch, "train_loss": float(total) / max(1, steps),
+        train_loss = reduce_mean(ctx, float(total) / max(1, steps))
+        curves.append({"epoch": epoch, "train_loss": train_loss,
                        "val_loss": val_loss, "val_ndcg": metrics["ndcg"],
                        "val_spearman": metrics["spearman"], "lr": opt.param_groups[0]["lr"]})
         if progress:
@@ -248,7 +289,7 @@ def fit(
             stale = 0
         else:
             stale += 1
-        if resume is not None:
+        if resume is not None and ctx.main:
             _save_state(resume, key, epoch, model, opt, sched, rng, curves, stale, best)
         if stale >= tc.patience:
             break

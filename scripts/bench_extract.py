@@ -76,7 +76,7 @@ def pool_startup(workers):
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    from hitrank.extract import _worker_init
+    from hitrank.engines import _worker_init
 
     t = time.perf_counter()
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init) as pool:

@@ -1,0 +1,169 @@
+"""Where per-song jobs run: this process, a local process pool, or a Ray cluster.
+
+An engine is a context manager giving ``run(fn, jobs, crashed=None)``, which maps a picklable
+function over a list of jobs and yields the results as they come (the caller writes each
+finished song at once, so nothing is lost when the run stops); ``crashed(job, reason)`` makes
+the result of a job whose worker died (Ray), instead of stopping the batch. Every engine runs
+the same single-song code path; only the transport differs.
+
+* ``local``: ``workers == 1`` runs in this process; more workers use spawned processes with
+  one BLAS/OpenMP thread each (results in job order).
+* ``ray``: Ray tasks over shards of the job list, on a local Ray instance (started here and
+  stopped at the end) or on a running cluster (``address="auto"`` or ``"HOST:PORT"``). Results
+  come back to this process in completion order; at most a few shards per CPU are in flight, so
+  finished features never pile up in the object store. Every node must be able to import
+  hitrank and read the audio paths (a shared filesystem or the same mounts).
+
+Register a new engine in :data:`ENGINES`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing as mp
+import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+
+from .errors import HitrankError
+
+log = logging.getLogger(__name__)
+
+CHUNKSIZE = 4  # songs per task sent to a local worker process
+SHARD = 8  # songs per Ray task
+IN_FLIGHT_PER_CPU = 2  # Ray shards submitted ahead per cluster CPU
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+RAY_INSTALL = "pip install -e '.[ray]' (or pip install 'ray>=2.9')"
+
+
+@contextlib.contextmanager
+def one_thread_per_worker():
+    """Spawned workers inherit the environment: one BLAS/OpenMP thread each (one process per
+    core); the caller's environment is restored afterwards."""
+    saved = {k: os.environ.get(k) for k in THREAD_VARS}
+    os.environ.update({k: "1" for k in THREAD_VARS})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _worker_init() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one worker process per core
+
+
+@contextlib.contextmanager
+def local_engine(workers: int = 1, address: str | None = None) -> Iterator[Callable]:
+    """This process (``workers == 1``) or a pool of spawned worker processes."""
+    if address:
+        raise HitrankError(f"address={address!r} is for --engine ray; the local engine runs here")
+    pool = None
+
+    def run(fn: Callable, jobs: list, crashed: Callable | None = None) -> Iterable:
+        nonlocal pool
+        if workers <= 1 or len(jobs) <= 1:
+            return map(fn, jobs)
+        with one_thread_per_worker():  # the workers are spawned inside map()
+            pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
+                                       initializer=_worker_init)
+            return pool.map(fn, jobs, chunksize=CHUNKSIZE)
+
+    try:
+        yield run
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError as exc:
+        raise HitrankError(f"--engine ray needs Ray, which is not installed ({exc}); install it with "
+                           f"{RAY_INSTALL}") from None
+    return ray
+
+
+def _run_shard(fn: Callable, jobs: list) -> list:
+    import torch
+
+    torch.set_num_threads(1)  # Ray gives each task one CPU
+    return [fn(j) for j in jobs]
+
+
+@contextlib.contextmanager
+def ray_engine(workers: int = 0, address: str | None = None) -> Iterator[Callable]:
+    """Ray tasks, on a local instance (``address`` None; ``workers`` CPUs, 0 = all) or on the
+    cluster at ``address`` (``auto``: the one this machine belongs to, or ``HOST:PORT``)."""
+    ray = _import_ray()
+    started = not ray.is_initialized()
+    if started:
+        env = {"env_vars": {k: "1" for k in THREAD_VARS}}
+        kwargs = dict(address=address, runtime_env=env, log_to_driver=False, include_dashboard=False,
+                      logging_level=logging.WARNING)
+        if address is None and workers > 0:
+            kwargs["num_cpus"] = workers
+        try:
+            ray.init(**kwargs)
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            raise HitrankError(f"cannot start or reach Ray at address={address!r} ({exc}); use "
+                               "--address auto on a cluster node, HOST:PORT, or no --address for "
+                               "a local instance") from None
+    remote = ray.remote(num_cpus=1, max_retries=2)(_run_shard)
+    pending: list = []
+
+    def run(fn: Callable, jobs: list, crashed: Callable | None = None) -> Iterator:
+        shards = [jobs[i: i + SHARD] for i in range(0, len(jobs), SHARD)]
+        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        fn_ref = ray.put(fn)
+        queue = iter(shards)
+        which = {}
+        for shard in queue:
+            ref = remote.remote(fn_ref, shard)
+            which[ref] = shard
+            pending.append(ref)
+            if len(pending) >= IN_FLIGHT_PER_CPU * cpus:
+                break
+        while pending:
+            (ref,), _ = ray.wait(pending, num_returns=1)
+            pending.remove(ref)
+            shard = which.pop(ref)
+            try:
+                results = ray.get(ref)
+            except Exception as exc:  # noqa: BLE001 - a worker died: its songs fail, the rest go on
+                if crashed is None:
+                    raise
+                reason = f"Ray task failed after retries ({type(exc).__name__}: {str(exc).splitlines()[0]})"
+                results = [crashed(job, reason) for job in shard]
+            for shard_next in queue:  # keep the cluster busy: one new shard per finished one
+                nref = remote.remote(fn_ref, shard_next)
+                which[nref] = shard_next
+                pending.append(nref)
+                break
+            yield from results
+
+    try:
+        yield run
+    finally:
+        for ref in pending:
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, force=True)
+        if started:
+            ray.shutdown()
+
+
+ENGINES = {"local": local_engine, "ray": ray_engine}
+
+
+def get_engine(name: str, workers: int = 1, address: str | None = None):
+    """The engine context manager ``name`` (see :data:`ENGINES`)."""
+    if name not in ENGINES:
+        raise HitrankError(f"engine={name!r}; expected one of {', '.join(ENGINES)}")
+    return ENGINES[name](workers, address)
