@@ -86,7 +86,7 @@ def _fit_fold(cfg: Config, ds: Dataset, X, tr, va, seed: int, T=None, resume: Pa
     target = Target.fit(cfg.train.target, ds.scores[tr])
     curves: list = []
     sampling = cfg.pairs.sampling
-    if resume is not None and ctx.main:
+    if resume is not None and ctx.writes:
         resume.mkdir(parents=True, exist_ok=True)
     if sampling != "ab_artist":
         res = _select(cfg, ds, X, tr, va, target, sampling, seed, curves, sampling, T, resume, ctx)
@@ -171,7 +171,6 @@ def run_cv(cfg: Config, ds: Dataset, out: str | os.PathLike, progress: bool = Tr
                        groups=ds.artists if cfg.cv.artist_aware else None)
     todo = [f for f in my_folds(ctx, len(folds)) if not (out / f"fold_{f:02d}.json").exists()]
     barrier(ctx)  # every rank has its list before any fold is marked done
-    writes = ctx.main or ctx.mode == "folds"
     t0 = time.time()
     for f in tqdm(todo, desc=cfg.name, unit="fold", disable=not (progress and ctx.main)):
         tr, va, te = folds[f]
@@ -184,7 +183,7 @@ def run_cv(cfg: Config, ds: Dataset, out: str | os.PathLike, progress: bool = Tr
         row = {"fold": f, "n_train": len(tr), "n_val": len(va), "n_test": len(te), **chosen,
                **{k: metrics[k] for k in SUMMARY_METRICS}, "n_top": metrics["n_top"],
                "best_epoch": members[0][1].best_epoch, "seconds": round(time.time() - tf, 2)}
-        if writes:
+        if ctx.writes:
             _write_fold(out, f, row, members, target, cfg, ds, te, z, curves)
             log.info("%s fold %d: nDCG %.4f  Kendall %.4f  Spearman %.4f  (%.0f s)", cfg.name, f,
                      row["ndcg"], row["kendall"], row["spearman"], row["seconds"])

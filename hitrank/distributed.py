@@ -56,6 +56,17 @@ class Context:
         """Data-parallel training: gradients are averaged across ranks."""
         return self.world > 1 and self.mode == "data"
 
+    @property
+    def shards(self) -> int:
+        """Processes that share each batch: the world size in data mode, else 1."""
+        return self.world if self.ddp else 1
+
+    @property
+    def writes(self) -> bool:
+        """Whether this process writes the files of the folds it trains (rank 0 in data mode,
+        every rank in folds mode)."""
+        return self.main or not self.ddp
+
 
 SINGLE = Context()
 

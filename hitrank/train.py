@@ -204,7 +204,8 @@ def fit(
         training continues from it and ends exactly as an uninterrupted run would
     ctx : torchrun context (:mod:`hitrank.distributed`); in data-parallel mode every rank
         draws the same batches and trains on its slice of each, the model wrapped in
-        DistributedDataParallel; only rank 0 writes the training state
+        DistributedDataParallel; only rank 0 writes the training state (each rank its own
+        in fold-parallel mode)
     """
     t0 = time.time()
     seed_everything(seed)
@@ -253,10 +254,10 @@ def fit(
             order = torch.as_tensor(rng.permutation(train_idx), device=device)
             batches = [order[i: i + tc.batch_size] for i in range(0, len(order), tc.batch_size)]
         for batch in batches:
-            if len(batch) < ctx.world:
+            if len(batch) < ctx.shards:
                 continue  # data-parallel: a trailing batch too small to give every rank an item
             b = my_slice(ctx, batch)
-            share = len(b) * ctx.world / len(batch)  # averaged over ranks: the whole batch's loss
+            share = len(b) * ctx.shards / len(batch)  # averaged over ranks: the whole batch's loss
             with _autocast(device, tc.amp):
                 if siamese:
                     (xi, *ti), (xj, *tj) = _inputs(X, T, b[:, 0]), _inputs(X, T, b[:, 1])
@@ -289,7 +290,7 @@ def fit(
             stale = 0
         else:
             stale += 1
-        if resume is not None and ctx.main:
+        if resume is not None and ctx.writes:
             _save_state(resume, key, epoch, model, opt, sched, rng, curves, stale, best)
         if stale >= tc.patience:
             break

@@ -138,6 +138,10 @@ def test_torchrun_two_gloo_processes_match_one(store, tmp_path, mode):
     p2 = pd.read_csv(tmp_path / "two" / "predictions.csv").sort_values("song_id")
     assert list(p1.song_id) == list(p2.song_id)
     assert np.abs(p1.pred_z.to_numpy() - p2.pred_z.to_numpy()).max() <= PRED_TOL
+    c1 = pd.read_csv(tmp_path / "one" / "curves.csv").sort_values(["fold", "epoch"])
+    c2 = pd.read_csv(tmp_path / "two" / "curves.csv").sort_values(["fold", "epoch"])
+    for col in ("train_loss", "val_loss"):  # losses are the whole batch's, not one slice's
+        assert np.allclose(c1[col], c2[col], rtol=1e-2), col
 
 
 @pytest.mark.scale
