@@ -3,7 +3,8 @@
 An engine is a context manager giving ``run(fn, jobs, crashed=None)``, which maps a picklable
 function over a list of jobs and yields the results as they come (the caller writes each
 finished song at once, so nothing is lost when the run stops); ``crashed(job, reason)`` makes
-the result of a job whose worker died (Ray), instead of stopping the batch. Every engine runs
+the result of a job whose worker died (Ray: after Ray's retries, the shard's jobs are run one
+by one, so only the job that kills its worker fails), instead of stopping the batch. Every engine runs
 the same single-song code path; only the transport differs.
 
 * ``local``: ``workers == 1`` runs in this process; more workers use spawned processes with
@@ -98,55 +99,63 @@ def _run_shard(fn: Callable, jobs: list) -> list:
     return [fn(j) for j in jobs]
 
 
+def _start_ray(ray, workers: int, address: str | None) -> None:
+    env = {"env_vars": {k: "1" for k in THREAD_VARS}}
+    kwargs = dict(address=address, runtime_env=env, log_to_driver=False, include_dashboard=False,
+                  logging_level=logging.WARNING)
+    if address is None and workers > 0:
+        kwargs["num_cpus"] = workers
+    try:
+        ray.init(**kwargs)
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        raise HitrankError(f"cannot start or reach Ray at address={address!r} ({exc}); use --address "
+                           "auto on a cluster node, HOST:PORT, or no --address for a local instance") from None
+
+
 @contextlib.contextmanager
 def ray_engine(workers: int = 0, address: str | None = None) -> Iterator[Callable]:
     """Ray tasks, on a local instance (``address`` None; ``workers`` CPUs, 0 = all) or on the
-    cluster at ``address`` (``auto``: the one this machine belongs to, or ``HOST:PORT``)."""
+    cluster at ``address`` (``auto``: the one this machine belongs to, or ``HOST:PORT``).
+
+    Ray is started (or joined) on the first non-empty batch, and a local instance started here
+    is stopped at the end.
+    """
     ray = _import_ray()
-    started = not ray.is_initialized()
-    if started:
-        env = {"env_vars": {k: "1" for k in THREAD_VARS}}
-        kwargs = dict(address=address, runtime_env=env, log_to_driver=False, include_dashboard=False,
-                      logging_level=logging.WARNING)
-        if address is None and workers > 0:
-            kwargs["num_cpus"] = workers
-        try:
-            ray.init(**kwargs)
-        except (ConnectionError, ValueError, RuntimeError) as exc:
-            raise HitrankError(f"cannot start or reach Ray at address={address!r} ({exc}); use "
-                               "--address auto on a cluster node, HOST:PORT, or no --address for "
-                               "a local instance") from None
-    remote = ray.remote(num_cpus=1, max_retries=2)(_run_shard)
-    pending: list = []
+    started = False
+    pending: dict = {}  # object ref -> its shard of jobs
 
     def run(fn: Callable, jobs: list, crashed: Callable | None = None) -> Iterator:
-        shards = [jobs[i: i + SHARD] for i in range(0, len(jobs), SHARD)]
-        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        nonlocal started
+        if not jobs:
+            return
+        if not ray.is_initialized():
+            _start_ray(ray, workers, address)
+            started = True
+        remote = ray.remote(num_cpus=1, max_retries=2)(_run_shard)
         fn_ref = ray.put(fn)
-        queue = iter(shards)
-        which = {}
+        queue = iter([jobs[i: i + SHARD] for i in range(0, len(jobs), SHARD)])
+        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
         for shard in queue:
-            ref = remote.remote(fn_ref, shard)
-            which[ref] = shard
-            pending.append(ref)
+            pending[remote.remote(fn_ref, shard)] = shard
             if len(pending) >= IN_FLIGHT_PER_CPU * cpus:
                 break
         while pending:
-            (ref,), _ = ray.wait(pending, num_returns=1)
-            pending.remove(ref)
-            shard = which.pop(ref)
+            (ref,), _ = ray.wait(list(pending), num_returns=1)
+            shard = pending.pop(ref)
             try:
                 results = ray.get(ref)
-            except Exception as exc:  # noqa: BLE001 - a worker died: its songs fail, the rest go on
+            except Exception as exc:  # noqa: BLE001 - a worker died (after Ray's retries)
                 if crashed is None:
                     raise
+                if len(shard) > 1:  # find the culprit: its shard-mates are tried one by one
+                    for job in shard:
+                        pending[remote.remote(fn_ref, [job])] = [job]
+                    continue
                 reason = f"Ray task failed after retries ({type(exc).__name__}: {str(exc).splitlines()[0]})"
-                results = [crashed(job, reason) for job in shard]
-            for shard_next in queue:  # keep the cluster busy: one new shard per finished one
-                nref = remote.remote(fn_ref, shard_next)
-                which[nref] = shard_next
-                pending.append(nref)
-                break
+                results = [crashed(shard[0], reason)]
+            nxt = next(queue, None)  # keep the cluster busy: one new shard per finished one
+            if nxt is not None:
+                pending[remote.remote(fn_ref, nxt)] = nxt
             yield from results
 
     try:
@@ -156,7 +165,7 @@ def ray_engine(workers: int = 0, address: str | None = None) -> Iterator[Callabl
             with contextlib.suppress(Exception):
                 ray.cancel(ref, force=True)
         if started:
-            ray.shutdown()
+            ray.shutdown()  # stops a local instance; from a cluster, only disconnects
 
 
 ENGINES = {"local": local_engine, "ray": ray_engine}

@@ -35,7 +35,6 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hitrank.engines import get_engine  # noqa: E402
 from hitrank.extract import extract, hl30_params  # noqa: E402
 from hitrank.features import FeatureParams  # noqa: E402
 from hitrank.synth import synthesize  # noqa: E402
@@ -68,8 +67,12 @@ def bench_extract(tmp: Path, n: int, segment: str, tags: bool) -> dict:
 
 
 def _start_stop_ray() -> None:
-    with get_engine("ray", 2):
-        pass
+    import ray
+
+    from hitrank.engines import _start_ray
+
+    _start_ray(ray, 2, None)
+    ray.shutdown()
 
 
 def bench_cv(tmp: Path, n: int, folds: int, epochs: int) -> dict:

@@ -164,3 +164,20 @@ def test_ranking_in_chunks_equals_ranking_at_once(corpus, store, tmp_path, monke
     chunked, _ = rank.rank_folder(corpus / "audio", run, cache=tmp_path / "cache", progress=False)
     assert list(chunked.song_id) == list(whole.song_id)
     assert np.allclose(chunked.score, whole.score, atol=1e-6)
+
+
+@pytest.mark.scale
+def test_ray_worker_that_dies_fails_its_songs_and_the_batch_goes_on():
+    pytest.importorskip("ray")
+
+    def job(j):  # a decoder that kills its process on one file (a segfault, an OOM kill)
+        if j[0] == "killer":
+            os._exit(3)
+        return j[0], "ok"
+
+    jobs = [(f"song{i}",) for i in range(20)] + [("killer",)]
+    with get_engine("ray", 2) as run:
+        results = dict(run(job, jobs, lambda j, reason: (j[0], reason)))
+    assert len(results) == 21
+    assert all(results[f"song{i}"] == "ok" for i in range(20))  # its shard-mates are retried alone
+    assert results["killer"].startswith("Ray task failed after retries")
