@@ -8,6 +8,7 @@ Public API (imported lazily, so ``import hitrank`` stays cheap)::
 
     hitrank.synthesize(out, n_songs, seed=0)            # synthetic corpus
     hitrank.extract(source, store_dir)                  # feature store
+    hitrank.extract(source, store_dir, engine="ray")    # ... with Ray tasks (local or a cluster)
     hitrank.FeatureStore.open(store_dir)                # read a store
     hitrank.load_config(path, overrides)                # experiment config
     hitrank.run_cv(cfg, dataset, run_dir)               # cross-validation
