@@ -125,8 +125,8 @@ def barrier(ctx: Context) -> None:
 
 
 def my_slice(ctx: Context, items):
-    """This rank's share of ``items`` (every ``world``-th item from ``rank``); all of them in
-    data mode's single process."""
+    """This rank's share of ``items`` in data-parallel mode (every ``world``-th item from
+    ``rank``); all of them otherwise (one process, or fold-parallel mode)."""
     return items if not ctx.ddp else items[ctx.rank:: ctx.world]
 
 

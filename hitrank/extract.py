@@ -168,8 +168,9 @@ def extract(
     if params.segment == "hl30" and bool(highlighter) != params.highlighter.startswith("attention"):
         raise HitrankError(f"params.highlighter={params.highlighter!r} does not match highlighter="
                            f"{highlighter!r}; build the parameters with hl30_params()")
-    if workers < (0 if engine == "ray" else 1):
-        raise HitrankError(f"workers={workers}; need at least 1")
+    least = 0 if engine == "ray" else 1  # the ray engine's 0: every CPU of the local instance
+    if workers < least:
+        raise HitrankError(f"workers={workers}; need at least {least}")
     refs, rejected = resolve_source(source, allow_outside)
     report = ExtractReport(Path(out), total=len(refs) + len(rejected), song_ids=[r.song_id for r in refs])
     if not refs and not rejected:

@@ -72,7 +72,7 @@ def test_ray_store_equals_the_single_process_store(corpus, tmp_path):
     one = extract(src / "labels.csv", tmp_path / "one", progress=False)
     # the Ray run is resumed: a first local run did half of the songs
     half = tmp_path / "half.csv"
-    pd.concat([labels.iloc[:10]]).assign(path=lambda d: str(src) + "/" + d.path).to_csv(half, index=False)
+    labels.iloc[:10].assign(path=lambda d: str(src) + "/" + d.path).to_csv(half, index=False)
     extract(half, tmp_path / "ray", progress=False, allow_outside=True)
     rep = extract(src / "labels.csv", tmp_path / "ray", progress=False, engine="ray", workers=2)
     assert rep.skipped == 10 and rep.ok == len(labels) - 10
