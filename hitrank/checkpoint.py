@@ -1,6 +1,11 @@
 """Checkpoints: plain dicts (class name + kwargs + state + config + feature parameters).
 
-A checkpoint holds one or more *members* whose standardised predictions are averaged with
+One format for every kind of model hitrank saves (``kind``: spectrogram scorers, descriptor
+models, the attention highlighter), written by :func:`save_payload` and read by
+:func:`load_payload`, the one loader (``torch.load(weights_only=True)``; a file holding
+executable objects is refused in one line). Checkpoints of earlier versions are read too.
+
+A spectrogram checkpoint holds one or more *members* whose standardised predictions are averaged with
 their weights (one member for most models; two for A/B + artist fusion). Everything but the
 state dicts is plain Python types, so checkpoints load with ``torch.load(weights_only=True)``.
 """
@@ -8,6 +13,7 @@ state dicts is plain Python types, so checkpoints load with ``torch.load(weights
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -18,26 +24,89 @@ from .errors import CheckpointError
 from .fileio import atomic_torch_save
 from .models import build
 
-FORMAT = "hitrank-checkpoint/1"
+FORMAT = "hitrank-checkpoint/2"
+KINDS = ("spectrogram", "descriptor", "highlighter")
+#: formats written by earlier hitrank versions, read as the kind they held
+LEGACY_FORMATS = {"hitrank-checkpoint/1": "spectrogram",
+                  "hitrank-descriptor-checkpoint/1": "descriptor",
+                  "hitrank-highlighter/1": "highlighter"}
+
+
+def save_payload(path: str | os.PathLike, kind: str, payload: dict) -> None:
+    """Write a checkpoint of ``kind`` atomically: ``{"format", "kind", **payload}``.
+
+    ``payload`` holds plain Python types and tensors only (so it loads with
+    ``weights_only=True``); models are stored as registry name + kwargs + state dict.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind={kind!r}; expected one of {KINDS}")
+    atomic_torch_save({"format": FORMAT, "kind": kind, **payload}, path)
+
+
+def load_payload(path: str | os.PathLike, kind: str | None = None) -> dict:
+    """Load a checkpoint safely (``weights_only=True``); the one reader of every kind.
+
+    Raises
+    ------
+    CheckpointError
+        One line naming the file and the reason: missing, unreadable or corrupt, holding
+        executable Python objects (refused, never loaded unsafely), not a hitrank
+        checkpoint, or of another kind than ``kind``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{str(path)!r}: checkpoint file does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"{str(path)!r}: refused: the file holds executable Python objects, "
+                              "not plain tensors; hitrank never loads such files (they can run "
+                              "code); use a checkpoint written by hitrank") from None
+    except Exception as exc:  # noqa: BLE001 - corrupt or foreign files
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise CheckpointError(f"{str(path)!r}: cannot load checkpoint ({type(exc).__name__}: "
+                              f"{first}); is it a hitrank checkpoint?") from None
+    found = None
+    if isinstance(payload, dict):
+        found = payload.get("kind") if payload.get("format") == FORMAT else LEGACY_FORMATS.get(payload.get("format"))
+    if found not in KINDS:
+        raise CheckpointError(f"{str(path)!r}: not a hitrank checkpoint (format {FORMAT!r} expected)")
+    if kind is not None and found != kind:
+        raise CheckpointError(f"{str(path)!r} holds a {found} model, not a {kind} model")
+    return {**payload, "kind": found}
+
+
+def checkpoint_kind(path: str | os.PathLike) -> str:
+    """The kind of model a checkpoint holds (spectrogram, descriptor, highlighter)."""
+    return load_payload(path)["kind"]
+
+
+def model_state(model: torch.nn.Module) -> dict:
+    """A model's state dict on the CPU (what checkpoints store)."""
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+
+def build_model(name: str, kwargs: dict, state: dict, device="cpu") -> torch.nn.Module:
+    """A registered model rebuilt from a checkpoint entry, in eval mode on ``device``."""
+    model = build(name, **kwargs)
+    model.load_state_dict(state)
+    return model.to(device).eval()
 
 
 def save_checkpoint(path: str | os.PathLike, members: list, target: Target, config: dict,
                     feature_params: dict, info: dict | None = None) -> None:
-    """Write a checkpoint atomically.
+    """Write a spectrogram-model checkpoint atomically.
 
     ``members`` is a list of ``(weight, model_name, model_kwargs, model)``.
     """
-    payload = {
-        "format": FORMAT,
-        "members": [{"weight": float(wt), "model": name, "kwargs": kwargs,
-                     "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+    save_payload(path, "spectrogram", {
+        "members": [{"weight": float(wt), "model": name, "kwargs": kwargs, "state_dict": model_state(model)}
                     for wt, name, kwargs, model in members],
         "target": target.to_dict(),
         "config": config,
         "feature_params": feature_params,
         "info": info or {},
-    }
-    atomic_torch_save(payload, path)
+    })
 
 
 class Scorer:
@@ -49,11 +118,8 @@ class Scorer:
         self.feature_params = payload["feature_params"]
         self.config = payload["config"]
         self.info = payload.get("info", {})
-        self.members = []
-        for m in payload["members"]:
-            model = build(m["model"], **m["kwargs"])
-            model.load_state_dict(m["state_dict"])
-            self.members.append((m["weight"], model.to(device).eval()))
+        self.members = [(m["weight"], build_model(m["model"], m["kwargs"], m["state_dict"], device))
+                        for m in payload["members"]]
 
     @property
     def uses_tags(self) -> bool:
@@ -78,22 +144,16 @@ class Scorer:
 
 
 def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu") -> Scorer:
-    """Load a checkpoint safely (``weights_only=True``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{str(path)!r}: checkpoint file does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - corrupt or foreign files
-        raise CheckpointError(f"{str(path)!r}: cannot load checkpoint ({type(exc).__name__}: {exc})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{str(path)!r}: not a hitrank checkpoint (format {FORMAT!r} expected)")
-    return Scorer(payload, str(path), torch.device(device))
+    """Load a spectrogram-model checkpoint safely (``weights_only=True``)."""
+    return Scorer(load_payload(path, "spectrogram"), str(path), torch.device(device))
 
 
 def find_checkpoints(model: str | os.PathLike) -> list[Path]:
-    """A checkpoint file, or every ``fold_*.pt`` / ``model.pt`` in a run folder."""
-    model = Path(model)
+    """A checkpoint file, or every ``fold_*.pt`` / ``model.pt`` in a run folder (or in an
+    imported pretrained model, named like ``yu2018-kkbox``)."""
+    from .runinfo import resolve_model
+
+    model = resolve_model(model)
     if model.is_file():
         return [model]
     if model.is_dir():

@@ -13,7 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
-from . import __version__
+from . import __version__, segments
 from .errors import HitrankError
 
 log = logging.getLogger("hitrank")
@@ -68,8 +68,8 @@ def get_parser() -> argparse.ArgumentParser:
              [common])
     p.add_argument("source", type=Path, help="folder of audio files (recursive) or labels CSV")
     p.add_argument("--out", type=Path, required=True, help="feature store folder")
-    p.add_argument("--segment", default="mid30", choices=["mid30", "hl30"],
-                   help="which 30 s: mid30 (middle, default) or hl30 (highlight)")
+    p.add_argument("--segment", default="mid30", choices=segments.names(),
+                   help="which 30 s: " + "; ".join(f"{n}: {segments.get(n).help}" for n in segments.names()))
     p.add_argument("--highlighter", type=Path,
                    help="hl30: attention highlighter checkpoint (default: the training-free fallback)")
     p.add_argument("--window", default="hamming", choices=["hamming", "hann"],
@@ -258,21 +258,11 @@ def _engine(args) -> dict:
 
 
 def cmd_extract(args) -> int:
+    from . import segments
     from .extract import extract
-    from .features import FeatureParams
 
-    if args.segment == "hl30":
-        from .extract import hl30_params
-
-        params = hl30_params(args.highlighter, window=args.window, log=args.log, tags=args.tags)
-    elif args.highlighter:
-        raise HitrankError("--highlighter needs --segment hl30")
-    else:
-        params = FeatureParams(window=args.window, log=args.log, segment=args.segment, tags=args.tags)
-    if args.tags:
-        from .tags.musicnn import checkpoint_dir
-
-        checkpoint_dir()  # fail before any work when the musicnn wheel is missing
+    params = segments.params_for(args.segment, args.highlighter, window=args.window, log=args.log,
+                                 tags=args.tags)
     rep = extract(args.source, args.out, params, progress=_progress(args),
                   allow_outside=args.allow_outside, highlighter=args.highlighter, **_engine(args))
     _print_failures(rep.failures)
@@ -290,44 +280,8 @@ def _overrides(args) -> list[str]:
     return overrides
 
 
-def _config_and_data(args):
-    """Config, dataset, problems and the torchrun context (single process outside torchrun).
-
-    Under torchrun only rank 0 extracts a ``--labels`` cache store; the others wait for it.
-    """
-    from .config import check_available, load_config
-    from .data import load_dataset
-    from .distributed import barrier, setup
-    from .store import FeatureStore
-
-    overrides = _overrides(args)
-    cfg = load_config(args.config, overrides)
-    check_available(cfg)
-    ctx = setup(getattr(args, "distribute", "data"),
-                cfg.cv.folds if args.command == "cv" else None, cfg.train.device)
-    if not ctx.main:
-        args.quiet = True  # one progress bar, one log and one summary: rank 0's
-        logging.getLogger().setLevel(logging.WARNING)
-    if args.store:
-        store = FeatureStore.open(args.store)
-    else:
-        from .cv import feature_params
-        from .extract import extract
-        from .rank import cached_store_path
-
-        params = feature_params(cfg)
-        path = cached_store_path(args.labels, params)
-        if ctx.main:
-            rep = extract(args.labels, path, params, workers=args.workers, progress=_progress(args),
-                          highlighter=cfg.features.highlighter or None)
-            _print_failures(rep.failures)
-        barrier(ctx)
-        store = FeatureStore.open(path)
-    ds, problems = load_dataset(store)
-    for sid, reason in problems:
-        log.warning("song %r left out: %s", sid, reason)
-    log.info("%d songs with features and scores", len(ds))
-    return cfg, ds, problems, ctx
+def _sources(args) -> dict:
+    return {"store": args.store, "labels": args.labels, "data": args.data}
 
 
 def _print_summary(summary: dict) -> None:
@@ -336,16 +290,6 @@ def _print_summary(summary: dict) -> None:
           f"{summary['seconds']:.0f} s on {summary['device']}" + (f" x {procs} processes" if procs > 1 else ""))
     for k in ("ndcg", "kendall", "spearman", "recall"):
         print(f"  {k + '@10%':<14} {summary[k + '_mean']:+.4f} +- {summary[k + '_std']:.4f}")
-
-
-def _descriptor_config(args):
-    from .descriptors.config import is_descriptor_config, load_descriptor_config
-
-    if not is_descriptor_config(args.config):
-        raise HitrankError(f"--data needs a descriptor config (branch: descriptors, see "
-                           f"configs/descriptors/); {str(args.config)!r} is not one")
-    overrides = _overrides(args)
-    return load_descriptor_config(args.config, overrides)
 
 
 def _print_descriptor_summary(s: dict) -> None:
@@ -363,67 +307,45 @@ def _print_descriptor_summary(s: dict) -> None:
 
 
 def cmd_cv(args) -> int:
-    from .cv import run_cv
-    from .distributed import teardown
+    from .runs import cross_validate
 
-    if args.data:
-        from .descriptors.run import run_cv as run_descriptor_cv
-        from .descriptors.table import read_table
-
-        s = run_descriptor_cv(_descriptor_config(args), read_table(args.data), args.out,
-                              progress=_progress(args))
+    res = cross_validate(args.config, _overrides(args), out=args.out, workers=args.workers,
+                         distribute=args.distribute, progress=_progress(args), **_sources(args))
+    if res["kind"] == "descriptor":
+        s = res["summary"]
         _print_descriptor_summary(s)
         print(f"run folder: {args.out} (summary.json, folds.csv, predictions.csv, importance.csv/png, fold_XX.pt)")
         return EXIT_PARTIAL if s["n_left_out"] else EXIT_OK
-    cfg, ds, problems, ctx = _config_and_data(args)
-    summary = run_cv(cfg, ds, args.out, progress=_progress(args), ctx=ctx)
-    teardown()
-    if not ctx.main:
-        return EXIT_PARTIAL if problems else EXIT_OK
-    _print_summary(summary)
-    from .cvreport import load_run, write_cv_report
-
-    write_cv_report([load_run(args.out)], args.out / "report.html")
-    print(f"run folder: {args.out} (summary.json, folds.csv, predictions.csv, fold_XX.pt, report.html)")
-    return EXIT_PARTIAL if problems else EXIT_OK
+    _print_failures(res["failures"])
+    if res["main"]:
+        _print_summary(res["summary"])
+        print(f"run folder: {args.out} (summary.json, folds.csv, predictions.csv, fold_XX.pt, report.html)")
+    return EXIT_PARTIAL if res["problems"] else EXIT_OK
 
 
 def cmd_train(args) -> int:
-    from .cv import run_train
-    from .distributed import teardown
+    from .runs import train
 
-    if args.data:
-        from .descriptors.run import train_table
-        from .descriptors.table import read_table
-
-        info = train_table(_descriptor_config(args), read_table(args.data), args.out)
+    res = train(args.config, _overrides(args), out=args.out, workers=args.workers,
+                progress=_progress(args), **_sources(args))
+    if res["kind"] == "descriptor":
+        info = res["info"]
         print(f"trained {info['name']} on {info['n_train']} rows (validation {info['n_val']}, "
               f"{info['n_left_out']} left out) -> {args.out / 'model.pt'}")
         return EXIT_PARTIAL if info["n_left_out"] else EXIT_OK
-    cfg, ds, problems, ctx = _config_and_data(args)
-    info = run_train(cfg, ds, args.out, ctx=ctx)
-    teardown()
-    if not ctx.main:
-        return EXIT_PARTIAL if problems else EXIT_OK
-    print(f"trained {cfg.name} on {info['n_train']} songs (validation {info['n_val']}): "
-          f"val nDCG {info['val_ndcg']:.4f}, Spearman {info['val_spearman']:.4f} -> {args.out / 'model.pt'}")
-    return EXIT_PARTIAL if problems else EXIT_OK
+    _print_failures(res["failures"])
+    info = res["info"]
+    if res["main"]:
+        print(f"trained {res['cfg'].name} on {info['n_train']} songs (validation {info['n_val']}): "
+              f"val nDCG {info['val_ndcg']:.4f}, Spearman {info['val_spearman']:.4f} -> {args.out / 'model.pt'}")
+    return EXIT_PARTIAL if res["problems"] else EXIT_OK
 
 
 def cmd_rank(args) -> int:
-    from .descriptors.apply import is_descriptor_run, rank_descriptor_folder
-    from .rank import rank_folder
+    from .runs import rank
 
-    engine = _engine(args)
-    if is_descriptor_run(args.model):
-        if engine["engine"] != "local":
-            raise HitrankError(f"{str(args.model)!r} is a descriptor model: its audio descriptors are "
-                               "computed with the local engine; drop --engine ray")
-        ranking, failures = rank_descriptor_folder(args.folder, args.model, cache=args.cache,
-                                                   workers=engine["workers"], progress=_progress(args))
-        return _report_ranking(args, ranking, failures)
-    ranking, failures = rank_folder(args.folder, args.model, cache=args.cache, device=args.device,
-                                    progress=_progress(args), highlighter=args.highlighter, **engine)
+    ranking, failures = rank(args.folder, args.model, cache=args.cache, device=args.device,
+                             progress=_progress(args), highlighter=args.highlighter, **_engine(args))
     return _report_ranking(args, ranking, failures)
 
 
@@ -471,21 +393,14 @@ def cmd_compare(args) -> int:
 
 
 def cmd_tags(args) -> int:
-    from .tags import tag_file
-    from .tags.musicnn import checkpoint_dir
-    from .train import pick_device
+    from .tags import tag_files
 
-    checkpoint_dir(args.model)  # a missing musicnn wheel is one error, not one per file
-    device = str(pick_device(args.device))
     failures = []
-    for path in args.files:
-        try:
-            t = tag_file(path, args.model, device)
-        except HitrankError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+    for path, t in tag_files(args.files, args.model, args.device):
+        if isinstance(t, HitrankError):
+            print(f"error: {t}", file=sys.stderr)
             failures.append(path)
-            continue
-        if args.json:
+        elif args.json:
             print(_json_dump({"path": t["path"], "duration": round(t["duration"], 3), "model": t["model"],
                               "top": t["top"][: args.top],
                               "tags": {k: round(v, 6) for k, v in t["tags"].items()}}))
@@ -498,14 +413,11 @@ def cmd_tags(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from .descriptors.apply import predict_table
-    from .descriptors.run import load_models
-    from .descriptors.table import read_table
+    from .runs import predict
 
-    models = load_models(args.model)
-    pred = predict_table(models, read_table(args.data))
+    pred, n_models = predict(args.model, args.data)
     _write_csv(pred, args.out)
-    print(f"scored {len(pred)} rows with {len(models)} model(s) of {args.model} -> {args.out}")
+    print(f"scored {len(pred)} rows with {n_models} model(s) of {args.model} -> {args.out}")
     return EXIT_OK
 
 
@@ -521,17 +433,10 @@ def cmd_descriptors(args) -> int:
 
 
 def cmd_fit(args) -> int:
-    from .descriptors.apply import table_from_source
-    from .descriptors.fit import rank_candidates
+    from .descriptors.fit import fit_sources
 
-    if args.tags:
-        from .tags.musicnn import checkpoint_dir
-
-        checkpoint_dir()  # fail before any work when the musicnn wheel is missing
-    ref, f1 = table_from_source(args.reference, args.workers, _progress(args), tags=args.tags)
-    cand, f2 = table_from_source(args.candidates, args.workers, _progress(args), tags=args.tags)
-    failures = f1 + f2
-    ranking = rank_candidates(ref, cand)
+    ranking, n_ref, failures = fit_sources(args.reference, args.candidates, workers=args.workers,
+                                           progress=_progress(args), tags=args.tags)
     if args.out:
         _write_csv(ranking, args.out)
     if args.json:
@@ -542,36 +447,20 @@ def cmd_fit(args) -> int:
         for r in shown.itertuples():
             print(f"{r.rank:>5}  {r.fit:+.3f}  {r.id}")
         _print_failures(failures, "files")
-        print(f"ranked {len(ranking)} candidates against {len(ref)} reference songs on "
+        print(f"ranked {len(ranking)} candidates against {n_ref} reference songs on "
               f"{len(ranking.attrs['columns'])} descriptors" + (f", CSV in {args.out}" if args.out else ""))
     return EXIT_PARTIAL if failures else EXIT_OK
 
 
 def cmd_highlight(args) -> int:
-    from .thumbnail import find_highlight
+    from .thumbnail import highlight_files
 
-    method = args.method or ("attention" if args.model else "fallback")
-    model = None
-    if method == "attention":
-        if not args.model:
-            raise HitrankError("--method attention needs --model CKPT (or use --method fallback)")
-        from .thumbnail.attention import load_highlighter
-
-        model = load_highlighter(args.model)
     failures = []
-    for path in args.files:
-        try:
-            h = find_highlight(path, method, model)
-        except HitrankError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+    for path, h in highlight_files(args.files, args.method, args.model, plot=args.plot):
+        if isinstance(h, HitrankError):
+            print(f"error: {h}", file=sys.stderr)
             failures.append(path)
-            continue
-        if args.plot:
-            from .thumbnail.plot import plot_highlight
-
-            args.plot.mkdir(parents=True, exist_ok=True)
-            h["plot"] = str(plot_highlight(h, args.plot))
-        if args.json:
+        elif args.json:
             print(_json_dump({k: (round(v, 3) if isinstance(v, float) else v) for k, v in h.items()
                               if k in ("path", "start", "end", "method", "duration", "plot")}))
         else:

@@ -17,18 +17,20 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
+from .runtime import check_device_spec
 
-SEGMENTS = ("mid30", "hl30")
+#: the configs shipped inside the package (configs/ at the top of the repository points here)
+PACKAGED_CONFIGS = Path(__file__).resolve().parent / "configs"
+
 SAMPLINGS = ("none", "naive", "ab", "artist", "ab_artist")
 TARGETS = ("raw", "log", "neg_inv_log10")
 OPTIMIZERS = ("adagrad", "adam")
-SPECTROGRAM_MODELS = ("simple_cnn", "siamese")
 SELECT_METRICS = ("ndcg", "kendall", "spearman", "recall", "spearman_all", "val_loss")
 
 
 @dataclass(frozen=True)
 class FeaturesConfig:
-    segment: str = "mid30"  # mid30 | hl30
+    segment: str = "mid30"  # a segment method of hitrank.segments: mid30 | hl30
     highlighter: str = ""  # hl30: attention highlighter checkpoint; empty = training-free fallback
     window: str = "hamming"  # hamming (paper) | hann (authors' code)
     log: str = "db"  # db | log1p | none
@@ -38,7 +40,7 @@ class FeaturesConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str = "simple_cnn"  # a registered model: simple_cnn | siamese
+    name: str = "simple_cnn"  # a registered scoring model (role 'scorer'): simple_cnn | siamese
     kwargs: dict = field(default_factory=dict)
 
 
@@ -132,7 +134,8 @@ def _coerce(path: str, value: Any, default: Any):
     return value
 
 
-def _build(cls, data: dict, prefix: str = ""):
+def build_config(cls, data: dict, prefix: str = ""):
+    """Build the frozen dataclass ``cls`` from a mapping (strict: unknown keys, bad types)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -145,7 +148,7 @@ def _build(cls, data: dict, prefix: str = ""):
     for name, value in data.items():
         default = getattr(defaults, name)
         if dataclasses.is_dataclass(default):
-            kwargs[name] = _build(type(default), value, f"{prefix}{name}.")
+            kwargs[name] = build_config(type(default), value, f"{prefix}{name}.")
         else:
             kwargs[name] = _coerce(prefix + name, value, default)
     return cls(**kwargs)
@@ -159,12 +162,14 @@ def check_choice(key, value, allowed):
 
 def validate(cfg: Config) -> Config:
     """Range and consistency checks; returns ``cfg`` or raises ConfigError."""
-    from .models import available
+    from . import segments
+    from .models import available, model_class
 
     f, p, t, c = cfg.features, cfg.pairs, cfg.train, cfg.cv
-    check_choice("features.segment", f.segment, SEGMENTS)
-    if f.highlighter and f.segment != "hl30":
-        raise ConfigError("features.highlighter is set but features.segment is not 'hl30'")
+    check_choice("features.segment", f.segment, segments.names())
+    if f.highlighter and not segments.get(f.segment).manifest_fields:
+        raise ConfigError(f"features.highlighter is set but features.segment={f.segment!r} "
+                          "takes no highlighter (hl30 does)")
     check_choice("features.window", f.window, ("hamming", "hann"))
     check_choice("features.log", f.log, ("db", "log1p", "none"))
     check_choice("features.tag_scope", f.tag_scope, ("segment", "song"))
@@ -172,7 +177,7 @@ def validate(cfg: Config) -> Config:
     check_choice("train.target", t.target, TARGETS)
     check_choice("train.optimizer", t.optimizer, OPTIMIZERS)
     check_choice("cv.select_metric", c.select_metric, SELECT_METRICS)
-    check_choice("model.name", cfg.model.name, [m for m in available() if m in SPECTROGRAM_MODELS])
+    check_choice("model.name", cfg.model.name, available("scorer"))
     for key, grid in (("pairs.w", p.w), ("tags.mu", cfg.tags.mu), ("pairs.fusion", p.fusion)):
         bad = [v for v in grid if not 0 <= v <= 1]
         if bad:
@@ -191,15 +196,26 @@ def validate(cfg: Config) -> Config:
             raise ConfigError(f"{key}={v}: must be >= 1")
     if t.lr <= 0 or not 0 < t.lr_decay <= 1:
         raise ConfigError(f"train.lr={t.lr}, train.lr_decay={t.lr_decay}: need lr > 0, 0 < lr_decay <= 1")
-    siamese = cfg.model.name == "siamese"
-    if siamese and p.sampling == "none":
-        raise ConfigError("model.name='siamese' needs pairs.sampling in "
+    on_pairs = model_class(cfg.model.name).trains_on_pairs
+    pair_models = [m for m in available("scorer") if model_class(m).trains_on_pairs]
+    if on_pairs and p.sampling == "none":
+        raise ConfigError(f"model.name={cfg.model.name!r} needs pairs.sampling in "
                           f"{list(SAMPLINGS[1:])}; use simple_cnn for rating only")
-    if not siamese and p.sampling != "none":
-        raise ConfigError(f"pairs.sampling={p.sampling!r} needs model.name='siamese'")
-    if not (t.device in ("auto", "cpu", "cuda") or t.device.startswith("cuda:")):
-        raise ConfigError(f"train.device={t.device!r}; allowed: auto, cpu, cuda, cuda:N")
+    if not on_pairs and p.sampling != "none":
+        raise ConfigError(f"pairs.sampling={p.sampling!r} needs a model trained on pairs "
+                          f"(model.name in {pair_models})")
+    check_device_spec(t.device)
     return cfg
+
+
+def feature_params(cfg: Config):
+    """The :class:`~hitrank.features.FeatureParams` a config asks for (segment method,
+    highlighter, window, log, tags and tagger)."""
+    from . import segments
+
+    f = cfg.features
+    return segments.params_for(f.segment, f.highlighter or None, window=f.window, log=f.log,
+                               tags=f.tag_scope if f.tags else "")
 
 
 def check_available(cfg: Config) -> None:
@@ -209,10 +225,10 @@ def check_available(cfg: Config) -> None:
                           "train one with `hitrank highlighter train` or leave it empty (fallback)")
     if cfg.features.tags:
         from .errors import CheckpointError
-        from .tags.musicnn import checkpoint_dir
+        from .tags import check_tagger
 
         try:
-            checkpoint_dir()
+            check_tagger(feature_params(cfg).tagger)
         except CheckpointError as exc:
             raise ConfigError(f"{cfg.name}: features.tags=true: {exc}") from None
 
@@ -228,11 +244,34 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
+def packaged_configs() -> list[str]:
+    """Names of the configs shipped inside the package (``table1/a_simple_cnn_mid30``, ...)."""
+    root = PACKAGED_CONFIGS
+    return sorted(p.relative_to(root).with_suffix("").as_posix() for p in root.rglob("*.yaml"))
+
+
+def resolve_config(spec: str | os.PathLike) -> Path:
+    """A config file: ``spec`` itself when it is a file, else the packaged config of that
+    name (``table1/a_simple_cnn_mid30``, with or without ``.yaml``)."""
+    path = Path(spec)
+    if path.is_file():
+        return path
+    name = str(spec).removeprefix("configs/")
+    for candidate in (PACKAGED_CONFIGS / name, PACKAGED_CONFIGS / f"{name}.yaml"):
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(f"{str(spec)!r}: config file does not exist and is not a packaged config; "
+                      f"packaged: {', '.join(packaged_configs())}")
+
+
 def read_yaml(path: str | os.PathLike | None, overrides: list[str] = ()) -> dict:
-    """A YAML mapping (``safe_load``) with ``key=value`` overrides applied; not validated."""
+    """A YAML mapping (``safe_load``) with ``key=value`` overrides applied; not validated.
+
+    ``path`` is a file or a packaged config name (see :func:`resolve_config`).
+    """
     data: dict = {}
     if path is not None:
-        path = Path(path)
+        path = resolve_config(path)
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except FileNotFoundError:
@@ -253,11 +292,6 @@ def read_yaml(path: str | os.PathLike | None, overrides: list[str] = ()) -> dict
     return data
 
 
-def build_config(cls, data: dict):
-    """Build the frozen dataclass ``cls`` from a mapping (strict: unknown keys, bad types)."""
-    return _build(cls, data)
-
-
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()) -> Config:
     """Load and validate a YAML config, applying ``key=value`` overrides."""
     data = read_yaml(path, overrides)
@@ -265,7 +299,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()
         raise ConfigError(f"{str(path)!r} is a branch={data['branch']!r} config; "
                           "descriptor configs run with --data TABLE.csv (see configs/descriptors/)")
     data.pop("branch", None)
-    return validate(_build(Config, data))
+    return validate(build_config(Config, data))
 
 
 def dump_config(cfg: Config) -> str:

@@ -17,3 +17,15 @@ AUDIO_EXTENSIONS = (
     ".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".aif", ".aiff", ".aifc",
     ".au", ".snd", ".caf", ".w64", ".rf64", ".wavex",
 )  # containers libsndfile decodes; anything else is reported, not guessed at
+
+#: The 50 MagnaTagATune tags in hitrank's canonical order (musicnn's output order);
+#: every tagger's output and every tags.npy column follow it (map by name, never by index).
+TAGS = (
+    "guitar", "classical", "slow", "techno", "strings", "drums", "electronic", "rock", "fast",
+    "piano", "ambient", "beat", "violin", "vocal", "synth", "female", "indian", "opera", "male",
+    "singing", "vocals", "no vocals", "harpsichord", "loud", "quiet", "flute", "woman",
+    "male vocal", "no vocal", "pop", "soft", "sitar", "solo", "man", "classic", "choir", "voice",
+    "new age", "dance", "male voice", "female vocal", "beats", "harp", "cello", "no voice",
+    "weird", "country", "metal", "female voice", "choral",
+)
+N_TAGS = len(TAGS)  # 50 tag probabilities per song

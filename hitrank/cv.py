@@ -33,12 +33,15 @@ import pandas as pd
 import torch
 
 from .checkpoint import save_checkpoint
-from .config import Config, check_available, dump_config
+from .config import Config, check_available, dump_config, feature_params
 from .data import Dataset, Target, make_folds
 from .distributed import SINGLE, Context, barrier, my_folds
 from .errors import ConfigError
+from .fileio import atomic_write_text
 from .metrics import METRICS, ranking_metrics
-from .train import FitResult, fit, pick_device, predict_all
+from .runinfo import write_run_info
+from .runtime import pick_device
+from .train import FitResult, fit, predict_all
 
 log = logging.getLogger(__name__)
 
@@ -107,18 +110,6 @@ def _fit_fold(cfg: Config, ds: Dataset, X, tr, va, seed: int, T=None, resume: Pa
     return [(best_a, ab), (1 - best_a, art)], target, curves, chosen
 
 
-def feature_params(cfg: Config):
-    """The feature parameters a config asks for."""
-    from .extract import hl30_params
-    from .features import FeatureParams
-
-    f = cfg.features
-    tags = f.tag_scope if f.tags else ""
-    if f.segment == "hl30":
-        return hl30_params(f.highlighter or None, window=f.window, log=f.log, tags=tags)
-    return FeatureParams(window=f.window, log=f.log, segment=f.segment, tags=tags)
-
-
 def prepare(cfg: Config, ds: Dataset, ctx: Context = SINGLE
             ) -> tuple[torch.device, torch.Tensor, torch.Tensor | None]:
     """Check the config against the data, then put all features (and tags) on the device
@@ -165,7 +156,8 @@ def run_cv(cfg: Config, ds: Dataset, out: str | os.PathLike, progress: bool = Tr
         out.mkdir(parents=True, exist_ok=True)
         if cfg_file.exists() and cfg_file.read_text() != cfg_text and list(out.glob("fold_*.json")):
             raise ConfigError(f"{str(out)!r} holds a run with another config; use another --out")
-        cfg_file.write_text(cfg_text)
+        atomic_write_text(cfg_file, cfg_text)
+        write_run_info(out, "spectrogram", "cv", name=cfg.name)
     barrier(ctx)  # the run folder exists and holds this config before any rank looks at it
     folds = make_folds(len(ds), cfg.cv.folds, cfg.train.seed,
                        groups=ds.artists if cfg.cv.artist_aware else None)
@@ -201,7 +193,7 @@ def _write_fold(out: Path, f: int, row: dict, members, target, cfg: Config, ds: 
     pd.DataFrame({"song_id": ds.song_ids[te], "fold": f, "hit_score": ds.scores[te],
                   "pred_z": z, "pred": target.inverse(z)}).to_csv(out / f"pred_{f:02d}.csv", index=False)
     pd.DataFrame([{"fold": f, **c} for c in curves]).to_csv(out / f"curves_{f:02d}.csv", index=False)
-    (out / f"fold_{f:02d}.json").write_text(json.dumps(row))
+    atomic_write_text(out / f"fold_{f:02d}.json", json.dumps(row))
     shutil.rmtree(out / "resume" / f"fold_{f:02d}", ignore_errors=True)  # no longer needed
 
 
@@ -222,7 +214,7 @@ def summarize(cfg: Config, out: Path, n_songs: int, seconds: float, device, proc
         **{f"{k}_mean": float(folds[k].mean()) for k in SUMMARY_METRICS},
         **{f"{k}_std": float(folds[k].std(ddof=0)) for k in SUMMARY_METRICS},
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     return summary
 
 
@@ -236,7 +228,8 @@ def run_train(cfg: Config, ds: Dataset, out: str | os.PathLike, ctx: Context = S
     device, X, T = prepare(cfg, ds, ctx)
     if ctx.main:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(dump_config(cfg))
+        atomic_write_text(out / "config.yaml", dump_config(cfg))
+        write_run_info(out, "spectrogram", "train", name=cfg.name)
     barrier(ctx)
     folds = make_folds(len(ds), cfg.cv.folds, cfg.train.seed,
                        groups=ds.artists if cfg.cv.artist_aware else None)
@@ -252,5 +245,5 @@ def run_train(cfg: Config, ds: Dataset, out: str | os.PathLike, ctx: Context = S
     shutil.rmtree(out / "resume", ignore_errors=True)
     pd.DataFrame(curves).to_csv(out / "curves.csv", index=False)
     info["seconds"] = round(time.time() - t0, 1)
-    (out / "summary.json").write_text(json.dumps(info, indent=2, default=float))
+    atomic_write_text(out / "summary.json", json.dumps(info, indent=2, default=float))
     return info

@@ -25,7 +25,8 @@ from .config import load_config
 from .cv import run_cv
 from .data import load_dataset
 from .extract import extract
-from .rank import cache_root, rank_folder
+from .rank import rank_folder
+from .runtime import cache_root
 from .store import FeatureStore
 from .synth import synthesize
 

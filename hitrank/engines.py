@@ -23,41 +23,18 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing as mp
-import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 
 from .errors import HitrankError
+from .runtime import THREAD_VARS, one_thread_per_worker, worker_init
 
 log = logging.getLogger(__name__)
 
 CHUNKSIZE = 4  # songs per task sent to a local worker process
 SHARD = 8  # songs per Ray task
 IN_FLIGHT_PER_CPU = 2  # Ray shards submitted ahead per cluster CPU
-THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 RAY_INSTALL = "pip install -e '.[ray]' (or pip install 'ray>=2.9')"
-
-
-@contextlib.contextmanager
-def one_thread_per_worker():
-    """Spawned workers inherit the environment: one BLAS/OpenMP thread each (one process per
-    core); the caller's environment is restored afterwards."""
-    saved = {k: os.environ.get(k) for k in THREAD_VARS}
-    os.environ.update({k: "1" for k in THREAD_VARS})
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def _worker_init() -> None:
-    import torch
-
-    torch.set_num_threads(1)  # one worker process per core
 
 
 @contextlib.contextmanager
@@ -73,7 +50,7 @@ def local_engine(workers: int = 1, address: str | None = None) -> Iterator[Calla
             return map(fn, jobs)
         with one_thread_per_worker():  # the workers are spawned inside map()
             pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
-                                       initializer=_worker_init)
+                                       initializer=worker_init)
             return pool.map(fn, jobs, chunksize=CHUNKSIZE)
 
     try:
@@ -93,9 +70,7 @@ def _import_ray():
 
 
 def _run_shard(fn: Callable, jobs: list) -> list:
-    import torch
-
-    torch.set_num_threads(1)  # Ray gives each task one CPU
+    worker_init()  # Ray gives each task one CPU
     return [fn(j) for j in jobs]
 
 

@@ -7,8 +7,6 @@ on, and an interrupted run resumes where it stopped (see :mod:`hitrank.store`).
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -16,12 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import audio
+from . import segments
 from .constants import AUDIO_EXTENSIONS
 from .corpus import resolve_source
 from .engines import get_engine
 from .errors import AudioLoadError, HitrankError
-from .features import FeatureParams, log_mel
+from .features import FeatureParams
+from .runtime import single_thread
 from .store import FeatureStore
 
 log = logging.getLogger(__name__)
@@ -47,73 +46,50 @@ def extract_song(path: str | os.PathLike, params: FeatureParams = FeatureParams(
                  highlighter: str | os.PathLike | None = None):
     """Decode one song's segment and compute its log-mel.
 
-    Mid-30 decodes only the middle 30 s; HL-30 decodes the song once, finds the highlight
-    (``params.highlighter``: the fallback, or the attention checkpoint ``highlighter``) and
-    cuts the 30 s out of the same decoded audio.
+    The segment method (:mod:`hitrank.segments`) decodes what it needs: Mid-30 only the middle
+    30 s; HL-30 the whole song once, finds the highlight (``params.highlighter``: the fallback,
+    or the attention checkpoint ``highlighter``) and cuts the 30 s out of the same audio.
 
     Returns
     -------
-    feats : ndarray (n_mels, n_frames) float16
+    feats : ndarray (n_mels, n_frames), ``params.dtype`` (float16; float32 for raw power)
     info : dict
-        ``seg_start``, ``seg_end``, ``duration`` (s) and ``padded``; for HL-30 also ``method``
-        and ``curve`` (the per-second importance curve as a JSON list); with ``params.tags``
-        also ``tags``, the (50,) float32 MTT tag vector (segment or whole song).
+        ``seg_start``, ``seg_end``, ``duration`` (s) and ``padded``; the segment method's
+        manifest fields (HL-30: ``method`` and ``curve``, the per-second importance curve as a
+        JSON list); with ``params.tags`` also ``tags``, the (50,) float32 tag vector of the
+        segment or of the whole song, from ``params.tagger``.
 
     Raises
     ------
     AudioLoadError
         When the file cannot be used; the message names the file and the reason.
     """
-    extra = {}
-    if params.segment == "hl30":
-        from .thumbnail import find_highlight
-        from .thumbnail.attention import load_highlighter_cached
+    from .features import log_mel
 
-        model = load_highlighter_cached(str(highlighter)) if highlighter else None
-        h = find_highlight(path, "attention" if model else "fallback", model, sr=params.sr)
-        seg = audio.crop(path, h["audio"], params.sr, h["start"], h["duration"])
-        extra = {"method": h["method"], "curve": json.dumps(np.round(h["curve"], 4).tolist())}
-    else:
-        seg = audio.load_mid30(path, sr=params.sr)
-    with _single_thread():
-        mel = log_mel(seg.audio, params).numpy()
+    cut = segments.get(params.segment).cut(path, params, highlighter)
+    seg, extra = cut.segment, dict(cut.fields)
+    with single_thread():
+        mel = log_mel(seg.audio, params).numpy().astype(params.dtype)
         if params.tags:
-            from .tags import segment_tags
-
-            if params.tags == "segment":
-                extra["tags"] = segment_tags(seg.audio, params.sr)
-            elif params.segment == "hl30":  # the whole song is already decoded
-                extra["tags"] = segment_tags(h["audio"], params.sr)
-            else:
-                extra["tags"] = segment_tags(None, params.sr, whole=path)
+            extra["tags"] = _song_tags(path, params, seg.audio, cut.song)
+    # checked after the cast: raw power can overflow float16 (hence float32 for log='none')
     if not np.all(np.isfinite(mel)) or not np.all(np.isfinite(extra.get("tags", 0.0))):
         raise AudioLoadError(path, "features are not finite (corrupt audio?)")
     info = {"seg_start": round(seg.start, 4), "seg_end": round(seg.end, 4),
             "duration": round(seg.duration, 4), "padded": bool(seg.padded), **extra}
-    return mel.astype(np.float16), info
+    return mel, info
 
 
-@contextlib.contextmanager
-def _single_thread():
-    """Compute with one torch thread: one process per core, and results that do not depend
-    on the thread count (so serial, parallel and resumed runs are byte-identical)."""
-    import torch
+def _song_tags(path, params: FeatureParams, segment_audio: np.ndarray, song: np.ndarray | None):
+    """The (50,) tag vector of the segment, or of the whole song (decoded again only when the
+    segment method did not decode it)."""
+    from .tags import segment_tags
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def hl30_params(highlighter: str | os.PathLike | None = None, **kwargs) -> FeatureParams:
-    """Feature parameters for HL-30 with the fallback or an attention checkpoint."""
-    if highlighter is None:
-        return FeatureParams(segment="hl30", highlighter="fallback", **kwargs)
-    from .thumbnail.attention import checkpoint_digest
-
-    return FeatureParams(segment="hl30", highlighter=f"attention:{checkpoint_digest(highlighter)}", **kwargs)
+    if params.tags == "segment":
+        return segment_tags(segment_audio, params.sr, tagger=params.tagger)
+    if song is not None:
+        return segment_tags(song, params.sr, tagger=params.tagger)
+    return segment_tags(None, params.sr, whole=path, tagger=params.tagger)
 
 
 def _job(args):
@@ -153,8 +129,8 @@ def extract(
         ``address``, the CPUs of the local Ray instance (0 = all)
     progress : show a tqdm progress bar
     allow_outside : let a labels CSV point at files outside its folder
-    highlighter : attention highlighter checkpoint for HL-30 (None: the fallback); use
-        :func:`hl30_params` to make matching parameters
+    highlighter : attention highlighter checkpoint for HL-30 (None: the fallback); make
+        matching parameters with ``segments.params_for("hl30", highlighter)``
     engine : ``local`` (this machine) or ``ray`` (Ray tasks over shards of the song list; the
         store, its resume and its failure records are the same), see :mod:`hitrank.engines`
     address : Ray cluster address (``auto`` or ``HOST:PORT``); None starts a local instance
@@ -165,9 +141,15 @@ def extract(
     """
     from tqdm import tqdm
 
-    if params.segment == "hl30" and bool(highlighter) != params.highlighter.startswith("attention"):
-        raise HitrankError(f"params.highlighter={params.highlighter!r} does not match highlighter="
-                           f"{highlighter!r}; build the parameters with hl30_params()")
+    # the segment method checks an attention checkpoint against the digest in params
+    if segments.get(params.segment).resolve_highlighter(params, highlighter) is None and highlighter:
+        raise HitrankError(f"highlighter={str(highlighter)!r} given, but features with segment="
+                           f"{params.segment!r}, highlighter={params.highlighter!r} use none; "
+                           "build the parameters with segments.params_for()")
+    if params.tags:
+        from .tags import check_tagger
+
+        check_tagger(params.tagger)  # missing tagger weights stop the run before any work
     least = 0 if engine == "ray" else 1  # the ray engine's 0: every CPU of the local instance
     if workers < least:
         raise HitrankError(f"workers={workers}; need at least {least}")

@@ -20,18 +20,29 @@ from __future__ import annotations
 
 import functools
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
-import librosa
 import numpy as np
-import torch
 
-from .constants import DB_AMIN, HOP_LENGTH, LOG1P_SCALE, N_FFT, N_MELS, SAMPLE_RATE, SEGMENT_SECONDS
+from .constants import (
+    DB_AMIN,
+    FEATURE_DTYPE,
+    HOP_LENGTH,
+    LOG1P_SCALE,
+    N_FFT,
+    N_MELS,
+    SAMPLE_RATE,
+    SEGMENT_SECONDS,
+)
 from .errors import ParameterError
+
+if TYPE_CHECKING:  # torch and librosa are imported when first needed (fast start)
+    import torch
 
 WINDOWS = ("hamming", "hann")
 LOGS = ("db", "log1p", "none")
-SEGMENTS = ("mid30", "hl30")
 TAG_SCOPES = ("", "segment", "song")
+DEFAULT_TAGGER = "musicnn"  # the tagger of stores made before the tagger was recorded
 
 
 @dataclass(frozen=True)
@@ -44,22 +55,29 @@ class FeatureParams:
     hop_length: int = HOP_LENGTH  # samples
     window: str = "hamming"  # paper text; the released code used librosa's default 'hann'
     log: str = "db"
-    segment: str = "mid30"  # mid30 | hl30
+    segment: str = "mid30"  # a registered segment method (hitrank.segments): mid30 | hl30 | ...
     segment_seconds: float = SEGMENT_SECONDS
-    highlighter: str = ""  # hl30 only: 'fallback' or 'attention:<checkpoint digest>'
-    tags: str = ""  # '' none | 'segment' | 'song': MTT_musicnn tags averaged over the segment / song
+    highlighter: str = ""  # set by the segment method: hl30 'fallback' or 'attention:<digest>'
+    tags: str = ""  # '' none | 'segment' | 'song': 50 MTT tags averaged over the segment / song
+    tagger: str = ""  # the tagger of the tags (hitrank.tags.TAGGERS): musicnn | jynet; '' without tags
 
     def __post_init__(self):
         if self.window not in WINDOWS:
             raise ParameterError(f"window={self.window!r}; expected one of {WINDOWS}")
         if self.log not in LOGS:
             raise ParameterError(f"log={self.log!r}; expected one of {LOGS}")
-        if self.segment not in SEGMENTS:
-            raise ParameterError(f"segment={self.segment!r}; expected one of {SEGMENTS}")
         if self.tags not in TAG_SCOPES:
             raise ParameterError(f"tags={self.tags!r}; expected one of {TAG_SCOPES}")
-        if self.segment == "hl30" and not self.highlighter:
-            object.__setattr__(self, "highlighter", "fallback")
+        if self.tags and not self.tagger:
+            object.__setattr__(self, "tagger", DEFAULT_TAGGER)
+        elif not self.tags and self.tagger:
+            object.__setattr__(self, "tagger", "")
+
+    @property
+    def dtype(self) -> str:
+        """On-disk dtype of these features: float16, or float32 for raw power (``log='none'``),
+        whose loud bins overflow float16 (max 65504)."""
+        return "float32" if self.log == "none" else FEATURE_DTYPE
 
     @property
     def n_frames(self) -> int:
@@ -77,11 +95,15 @@ class FeatureParams:
 
 @functools.lru_cache(maxsize=8)
 def _mel_basis(sr: int, n_fft: int, n_mels: int) -> np.ndarray:
+    import librosa
+
     return librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=8)
 def _torch_constants(sr, n_fft, n_mels, window, device):
+    import torch
+
     basis = torch.from_numpy(_mel_basis(sr, n_fft, n_mels)).to(device)
     win_fn = torch.hamming_window if window == "hamming" else torch.hann_window
     win = win_fn(n_fft, periodic=True, dtype=torch.float32, device=device)
@@ -90,6 +112,8 @@ def _torch_constants(sr, n_fft, n_mels, window, device):
 
 def apply_log(power: torch.Tensor, log: str) -> torch.Tensor:
     """Compress mel power with the named scaling (see module docstring)."""
+    import torch
+
     if log == "db":
         return 10.0 * torch.log10(torch.clamp(power, min=DB_AMIN))
     if log == "log1p":
@@ -119,6 +143,8 @@ def log_mel(
     torch.Tensor of shape (n_mels, n_frames) or (batch, n_mels, n_frames), float32
         ``n_frames = 1 + n_samples // hop_length`` (centred frames, zero padding).
     """
+    import torch
+
     x = torch.as_tensor(y, dtype=torch.float32)
     if device is not None:
         x = x.to(device)
@@ -140,6 +166,9 @@ def log_mel(
 
 def librosa_log_mel(y: np.ndarray, params: FeatureParams = FeatureParams()) -> np.ndarray:
     """Reference implementation with librosa (slow path, used by tests and benchmarks)."""
+    import librosa
+    import torch
+
     mel = librosa.feature.melspectrogram(
         y=y, sr=params.sr, n_fft=params.n_fft, hop_length=params.hop_length,
         window=params.window, n_mels=params.n_mels, center=True, pad_mode="constant",

@@ -9,8 +9,6 @@ hit-score scale of the training labels.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 from pathlib import Path
@@ -19,27 +17,17 @@ import numpy as np
 import pandas as pd
 import torch
 
+from . import segments
 from .checkpoint import find_checkpoints, load_checkpoint
 from .errors import CheckpointError
-from .extract import extract, hl30_params
+from .extract import extract
 from .features import FeatureParams
+from .runtime import cached_store_path, pick_device
 from .store import FeatureStore
-from .train import pick_device
 
 log = logging.getLogger(__name__)
 
 SCORE_CHUNK = 4096  # songs read from the store and scored at once (about 340 MB of float16)
-
-
-def cache_root() -> Path:
-    """``$HITRANK_CACHE`` or ``~/.cache/hitrank``."""
-    return Path(os.environ.get("HITRANK_CACHE", Path.home() / ".cache" / "hitrank"))
-
-
-def cached_store_path(source: str | os.PathLike, params: FeatureParams) -> Path:
-    """A cache store folder specific to a source folder/CSV and the feature parameters."""
-    key = json.dumps({"source": str(Path(source).absolute()), **params.to_dict()}, sort_keys=True)
-    return cache_root() / "stores" / hashlib.sha1(key.encode()).hexdigest()[:16]
 
 
 def load_scorers(model: str | os.PathLike, device: torch.device):
@@ -50,20 +38,6 @@ def load_scorers(model: str | os.PathLike, device: torch.device):
         if s.feature_params != first:
             raise CheckpointError(f"{s.source!r} was trained on other features than {scorers[0].source!r}")
     return scorers
-
-
-def _highlighter_for(params: FeatureParams, scorer, given):
-    """The attention highlighter checkpoint an HL-30 model needs (None for the fallback)."""
-    if not params.highlighter.startswith("attention"):
-        return None
-    path = given or scorer.config.get("features", {}).get("highlighter", "")
-    if not path or not Path(path).is_file():
-        raise CheckpointError(f"{scorer.source!r} uses HL-30 from an attention highlighter "
-                              f"({params.highlighter}); pass its checkpoint with --highlighter")
-    if hl30_params(path).highlighter != params.highlighter:
-        raise CheckpointError(f"highlighter {str(path)!r} is not the one {scorer.source!r} was trained "
-                              f"with ({params.highlighter})")
-    return path
 
 
 def _score_chunk(store: FeatureStore, scorers, ids: list, dev: torch.device) -> np.ndarray:
@@ -103,7 +77,8 @@ def rank_folder(
     dev = pick_device(device)
     scorers = load_scorers(model, dev)
     params = FeatureParams.from_dict(scorers[0].feature_params)
-    highlighter = _highlighter_for(params, scorers[0], highlighter)
+    recorded = scorers[0].config.get("features", {}).get("highlighter", "")
+    highlighter = segments.get(params.segment).resolve_highlighter(params, highlighter, recorded)
     store_dir = Path(cache) if cache else cached_store_path(folder, params)
     rep = extract(folder, store_dir, params, workers=workers, progress=progress,
                   highlighter=highlighter, engine=engine, address=address)

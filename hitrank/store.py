@@ -1,12 +1,15 @@
 """Feature store: a float16 ``.npy`` array plus a CSV manifest, resumable and crash-safe.
 
+(Raw-power features, ``log='none'``, are stored as float32: their loud bins overflow float16.)
+
 On-disk layout (readable with plain numpy and pandas)::
 
     STORE/params.json        feature parameters and format version
-    STORE/mel_mid30.npy      float16, shape (capacity, n_mels, n_frames); row r = song at row r
+    STORE/mel_<segment>.npy  float16, shape (capacity, n_mels, n_frames); row r = song at row r
     STORE/tags.npy           float32, shape (capacity, 50): MTT tag probabilities (only with tags)
     STORE/manifest.csv       one row per song: song_id, path, row, seg_start, seg_end,
-                             duration, padded, status (ok|failed|pending), error, artist, hit_score
+                             duration, padded, status (ok|failed|pending), error, artist, hit_score,
+                             then the segment method's own fields (HL-30: method, curve)
     STORE/journal.jsonl      append-only log the manifest is rebuilt from (internal)
 
 ``np.load(STORE / 'mel_mid30.npy', mmap_mode='r')[manifest.row[manifest.status == 'ok']]``
@@ -31,15 +34,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .constants import N_TAGS
 from .errors import StoreError
 from .features import FeatureParams
 from .fileio import atomic_write_text
+from .journal import Journal
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-MANIFEST_COLUMNS = ["song_id", "path", "row", "seg_start", "seg_end", "duration", "padded",
-                    "status", "error", "artist", "hit_score", "method", "curve"]
+BASE_COLUMNS = ["song_id", "path", "row", "seg_start", "seg_end", "duration", "padded",
+                "status", "error", "artist", "hit_score"]
+TEXT_COLUMNS = ("error", "artist")  # '' when missing; segment methods' fields are text too
 FSYNC_EVERY = 64  # songs between fsyncs of the data and the journal
 MANIFEST_EVERY = 256  # songs between rewrites of manifest.csv during a run
 GROW_CHUNK = 256  # rows copied at a time when the feature file grows
@@ -64,7 +70,8 @@ class FeatureStore:
         self._records: dict[str, dict] = {}
         self._fd: int | None = None
         self._tags_fd: int | None = None
-        self._journal = None
+        self._journal = Journal(self.root / "journal.jsonl")
+        self._writing = False  # set by plan(): close() then syncs and writes the manifest
         self._lock = None
         self._since_sync = 0
         self._since_manifest = 0
@@ -86,6 +93,18 @@ class FeatureStore:
     def row_shape(self) -> tuple[int, int]:
         return (self.params.n_mels, self.params.n_frames)
 
+    @property
+    def dtype(self) -> np.dtype:
+        """dtype of the stored features (float16; float32 for raw power, see FeatureParams.dtype)."""
+        return np.dtype(self.params.dtype)
+
+    @property
+    def manifest_columns(self) -> list[str]:
+        """The manifest's columns: the base ones, then the segment method's own fields."""
+        from . import segments
+
+        return BASE_COLUMNS + list(segments.get(self.params.segment).manifest_fields)
+
     @classmethod
     def open(cls, root: str | os.PathLike) -> FeatureStore:
         """Open an existing store read-only."""
@@ -106,6 +125,9 @@ class FeatureStore:
     @classmethod
     def create_or_open(cls, root: str | os.PathLike, params: FeatureParams) -> FeatureStore:
         """Open a store for writing, creating it if needed; refuses different parameters."""
+        from . import segments
+
+        segments.get(params.segment)  # an unknown segment method fails before anything is written
         root = Path(root)
         root.mkdir(parents=True, exist_ok=True)
         pfile = root / "params.json"
@@ -121,7 +143,7 @@ class FeatureStore:
         else:
             atomic_write_text(pfile, json.dumps(
                 {"format_version": FORMAT_VERSION, "features": params.to_dict(),
-                 "n_frames": params.n_frames, "dtype": "float16"}, indent=2))
+                 "n_frames": params.n_frames, "dtype": params.dtype}, indent=2))
             store = cls(root, params)
         store._acquire_lock()
         return store
@@ -137,17 +159,8 @@ class FeatureStore:
                              "wait for it to finish") from None
 
     def _load_records(self) -> None:
-        journal = self.root / "journal.jsonl"
-        self._records = {}
-        if journal.exists():
-            with open(journal, encoding="utf-8") as f:
-                for line in f:
-                    try:
-                        rec = json.loads(line)
-                    except json.JSONDecodeError:
-                        continue  # a line cut by a crash: that song is redone
-                    self._records[rec["song_id"]] = rec
-        elif (self.root / "manifest.csv").exists():
+        self._records = self._journal.read()
+        if not self._records and (self.root / "manifest.csv").exists():
             df = pd.read_csv(self.root / "manifest.csv", dtype={"song_id": str, "error": str,
                                                                  "artist": str})
             self._records = {r["song_id"]: r for r in df.to_dict("records")}
@@ -156,8 +169,9 @@ class FeatureStore:
     @property
     def manifest(self) -> pd.DataFrame:
         """One row per song (the latest record), in row order."""
-        df = pd.DataFrame(list(self._records.values()), columns=MANIFEST_COLUMNS)
-        for col in ("error", "artist", "method", "curve"):  # text columns: '' for missing
+        columns = self.manifest_columns
+        df = pd.DataFrame(list(self._records.values()), columns=columns)
+        for col in (*TEXT_COLUMNS, *columns[len(BASE_COLUMNS):]):  # text columns: '' for missing
             df[col] = df[col].map(lambda v: "" if pd.isna(v) else v).astype(object)
         return df.sort_values("row", kind="stable").reset_index(drop=True)
 
@@ -167,17 +181,17 @@ class FeatureStore:
     def features(self) -> np.ndarray:
         """Memory-mapped array (capacity, n_mels, n_frames) float16, read-only."""
         if not self.data_path.exists():
-            return np.zeros((0, *self.row_shape), np.float16)
+            return np.zeros((0, *self.row_shape), self.dtype)
         return np.load(self.data_path, mmap_mode="r")
 
     def load(self, song_ids: list[str]) -> np.ndarray:
-        """Features of finished songs, (len(song_ids), n_mels, n_frames) float16, in memory."""
+        """Features of finished songs, (len(song_ids), n_mels, n_frames) :attr:`dtype`, in memory."""
         missing = [s for s in song_ids if self._records.get(s, {}).get("status") != "ok"]
         if missing:
             raise StoreError(f"{str(self.root)!r}: no features for {len(missing)} song(s), "
                              f"e.g. {missing[:3]}; run `hitrank extract` first")
         rows = np.array([int(self._records[s]["row"]) for s in song_ids], dtype=np.int64)
-        out = np.empty((len(rows), *self.row_shape), np.float16)
+        out = np.empty((len(rows), *self.row_shape), self.dtype)
         if not len(rows):
             return out
         offset = np.load(self.data_path, mmap_mode="r").offset
@@ -194,8 +208,6 @@ class FeatureStore:
 
     def load_tags(self, song_ids: list[str]) -> np.ndarray:
         """Tag vectors of finished songs, (len(song_ids), 50) float32."""
-        from .tags import N_TAGS
-
         if not self.has_tags:
             raise StoreError(f"{str(self.root)!r} holds no tags; extract with `hitrank extract --tags`")
         missing = [s for s in song_ids if self._records.get(s, {}).get("status") != "ok"]
@@ -214,7 +226,7 @@ class FeatureStore:
         ``songs`` are (song_id, path, artist, hit_score); known songs keep their row, and
         their path, artist and score are refreshed.
         """
-        self._open_journal()
+        self._writing = True
         next_row = 1 + max((int(r["row"]) for r in self._records.values()), default=-1)
         for sid, path, artist, score in songs:
             rec = self._records.get(sid)
@@ -231,10 +243,8 @@ class FeatureStore:
         self._ensure_capacity(next_row)
 
     def _ensure_capacity(self, n_rows: int) -> None:
-        _grow(self.data_path, (n_rows, *self.row_shape), np.float16)
+        _grow(self.data_path, (n_rows, *self.row_shape), self.dtype)
         if self.has_tags:
-            from .tags import N_TAGS
-
             _grow(self.tags_path, (n_rows, N_TAGS), np.float32)
         self._open_data()
 
@@ -248,17 +258,12 @@ class FeatureStore:
             self._tags_offset = np.load(self.tags_path, mmap_mode="r").offset
             self._tags_fd = os.open(self.tags_path, os.O_RDWR)
 
-    def _open_journal(self) -> None:
-        if self._journal is None:
-            self._journal = open(self.root / "journal.jsonl", "a", encoding="utf-8")
-
     def _append(self, rec: dict) -> None:
         self._records[rec["song_id"]] = rec
-        self._journal.write(json.dumps(rec, allow_nan=True) + "\n")
+        self._journal.append(rec)
 
     def _sync(self) -> None:
-        self._journal.flush()
-        os.fsync(self._journal.fileno())
+        self._journal.sync()
         for fd in (self._fd, self._tags_fd):
             if fd is not None:
                 os.fsync(fd)
@@ -268,14 +273,12 @@ class FeatureStore:
         """Store one song's features (and tags), then record it as done."""
         rec = self._records[song_id]
         if self.has_tags:
-            from .tags import N_TAGS
-
             t = np.ascontiguousarray(tags, dtype=np.float32) if tags is not None else None
             if t is None or t.shape != (N_TAGS,):
                 raise StoreError(f"tags of {song_id!r}: expected shape ({N_TAGS},), got "
                                  f"{None if t is None else t.shape}")
             _pwrite(self._tags_fd, t.tobytes(), self._tags_offset + int(rec["row"]) * t.nbytes, self.tags_path)
-        data = np.ascontiguousarray(feats, dtype=np.float16)
+        data = np.ascontiguousarray(feats, dtype=self.dtype)
         if data.shape != self.row_shape:
             raise StoreError(f"features of {song_id!r} have shape {data.shape}, "
                              f"store expects {self.row_shape}")
@@ -298,18 +301,16 @@ class FeatureStore:
 
     def write_manifest(self) -> None:
         """Rewrite manifest.csv atomically from the records."""
-        tmp = self.root / "manifest.csv.tmp"
-        self.manifest.to_csv(tmp, index=False)
-        os.replace(tmp, self.root / "manifest.csv")
+        atomic_write_text(self.root / "manifest.csv", self.manifest.to_csv(index=False))
         self._since_manifest = 0
 
     def close(self) -> None:
         """Flush everything, write the manifest, release the lock."""
-        if self._journal is not None:
+        if self._writing:
             self._sync()
             self._journal.close()
-            self._journal = None
             self.write_manifest()
+            self._writing = False
         for attr in ("_fd", "_tags_fd"):
             if getattr(self, attr) is not None:
                 os.close(getattr(self, attr))

@@ -26,7 +26,6 @@ import json
 import logging
 import math
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,7 +34,9 @@ import pandas as pd
 import soundfile as sf
 from scipy.signal import lfilter
 
+from .engines import get_engine
 from .errors import ParameterError
+from .fileio import atomic_path, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -389,16 +390,14 @@ def render(song: Song, style: ArtistStyle, sr: int, stereo: bool, rng) -> np.nda
 def write_audio(path: Path, audio: np.ndarray, sr: int, fmt: str) -> None:
     """Write audio atomically (temporary name, then rename)."""
     container, subtype = FORMATS[fmt]
-    tmp = path.with_name(path.name + ".part")
     channels = 1 if audio.ndim == 1 else audio.shape[1]
     if subtype == "PCM_16":  # numpy's float->int16 is ~5x faster than libsndfile's conversion
         audio = (audio * 32767.0).astype(np.int16)
-    with sf.SoundFile(str(tmp), "w", samplerate=sr, channels=channels, format=container,
-                      subtype=subtype) as f:
+    with atomic_path(path, ".part") as tmp, sf.SoundFile(
+            str(tmp), "w", samplerate=sr, channels=channels, format=container, subtype=subtype) as f:
         block = OGG_BLOCK if fmt == "ogg" else len(audio)
         for i in range(0, len(audio), block):
             f.write(audio[i: i + block])
-    os.replace(tmp, path)
 
 
 def _make_one(args) -> dict:
@@ -452,12 +451,9 @@ def synthesize(
             for i in range(n_songs)]
     from tqdm import tqdm
 
-    bar = dict(total=n_songs, desc="synth", unit="song", disable=not progress)
-    if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
-            rows = list(tqdm(pool.map(_make_one, jobs, chunksize=4), **bar))
-    else:
-        rows = [_make_one(j) for j in tqdm(jobs, **bar)]
+    with get_engine("local", workers) as run:
+        rows = list(tqdm(run(_make_one, jobs), total=n_songs, desc="synth", unit="song",
+                         disable=not progress))
     truth = pd.DataFrame(rows)
     _write_csv(truth[["song_id", "path", "artist", "hit_score"]], out / "labels.csv")
     _write_csv(truth.drop(columns=["path", "hit_score"]).assign(hit_score=truth["hit_score"]),
@@ -467,6 +463,4 @@ def synthesize(
 
 
 def _write_csv(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(path.name + ".part")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    atomic_write_text(path, df.to_csv(index=False))

@@ -6,13 +6,10 @@ The whole feature set lives in one float16 tensor on the training device (15k so
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
-import random
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,32 +17,16 @@ import torch
 from .config import Config
 from .data import Target, sample_pairs
 from .distributed import SINGLE, Context, gather_rows, my_slice, reduce_mean
-from .errors import ConfigError
-from .fileio import atomic_torch_save
+from .loop import EpochLoop
 from .losses import all_pairs_ranking_loss, multi_loss, rating_loss
 from .metrics import ranking_metrics
-from .models import build
+from .models import build, with_tag_branch
+from .runtime import autocast, seed_everything
 
 log = logging.getLogger(__name__)
 
 PREDICT_BATCH = 64  # songs per inference batch
 STATS_CHUNK = 256  # songs per chunk when computing input statistics
-
-
-def seed_everything(seed: int) -> None:
-    """The one seeding helper: Python, numpy and torch (CPU and CUDA)."""
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-
-
-def pick_device(spec: str = "auto") -> torch.device:
-    """``auto`` -> CUDA when present, else CPU."""
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if spec.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"train.device={spec!r} but no CUDA device is available; use auto or cpu")
-    return torch.device(spec)
 
 
 def input_stats(X: torch.Tensor, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,7 +61,7 @@ def predict(model: torch.nn.Module, X: torch.Tensor, idx: np.ndarray, amp: bool 
     out = []
     for i in range(0, len(idx), PREDICT_BATCH):
         b = torch.as_tensor(idx[i: i + PREDICT_BATCH], device=X.device)
-        with _autocast(X.device, amp):
+        with autocast(X.device, amp):
             out.append(model(*_inputs(X, T, b)).float().cpu())
     return torch.cat(out).double().numpy() if out else np.zeros(0)
 
@@ -112,41 +93,6 @@ def _step_module(model: torch.nn.Module, siamese: bool, ctx: Context) -> torch.n
 
     ids = [ctx.local_rank] if str(ctx.device).startswith("cuda") else None
     return DistributedDataParallel(step, device_ids=ids)
-
-
-def _save_state(path, key, epoch, model, opt, sched, rng, curves, stale, best) -> None:
-    """End-of-epoch training state (plain types and tensors: loads with weights_only=True)."""
-    payload = {
-        "key": key, "epoch": epoch, "model": model.state_dict(), "opt": opt.state_dict(),
-        "sched": sched.state_dict(), "rng": rng.bit_generator.state,
-        "torch_rng": torch.get_rng_state(), "curves": curves, "stale": stale,
-        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "best": {"loss": best[0], "epoch": best[1], "state": best[2],
-                 "pred": torch.from_numpy(np.asarray(best[3][0], dtype=np.float64)),
-                 "metrics": best[3][1]},
-    }
-    atomic_torch_save(payload, path)
-
-
-def _load_state(path, key, device):
-    """The saved state at ``path`` if it belongs to this very training run, else None."""
-    if path is None or not Path(path).is_file():
-        return None
-    try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - a state cut by a crash: start the run again
-        log.warning("ignoring unreadable training state %s (%s)", path, exc)
-        return None
-    if not isinstance(state, dict) or state.get("key") != key:
-        log.warning("ignoring training state %s: it belongs to another run", path)
-        return None
-    return state
-
-
-def _autocast(device: torch.device, amp: bool):
-    if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", enabled=False)
 
 
 @dataclass
@@ -214,7 +160,7 @@ def fit(
     device = X.device
     name, kwargs = cfg.model.name, dict(cfg.model.kwargs)
     if T is not None:
-        name, kwargs = "tag_fusion", {"base": name, "base_kwargs": kwargs, "mu": float(mu)}
+        name, kwargs = with_tag_branch(name, kwargs, mu)
     model = build(name, **kwargs).to(device)
     model.set_input_stats(*input_stats(X, train_idx))
     siamese = sampling != "none"
@@ -225,25 +171,12 @@ def fit(
            else torch.optim.Adam(params, lr=tc.lr))
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=tc.lr_decay, patience=0)
     val_t = torch.as_tensor(val_idx, device=device)
-    best = (float("inf"), -1, None, None)
-    curves, stale, first = [], 0, 1
     n_pairs = int(round(cfg.pairs.per_epoch * len(train_idx)))
     key = {"config": cfg.to_dict(), "sampling": sampling, "w": w, "margin": margin, "mu": mu,
            "seed": seed, "n_train": len(train_idx), "n_val": len(val_idx)}
-    state = _load_state(resume, key, device)
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        sched.load_state_dict(state["sched"])
-        rng.bit_generator.state = state["rng"]
-        torch.set_rng_state(state["torch_rng"].cpu())
-        if state.get("cuda_rng") and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
-        curves, stale, first = state["curves"], state["stale"], state["epoch"] + 1
-        b = state["best"]
-        best = (b["loss"], b["epoch"], b["state"], (b["pred"].double().numpy(), b["metrics"]))
-        log.info("resuming training from epoch %d (%s)", state["epoch"], resume)
-    for epoch in range(first, tc.epochs + 1):
+    loop = EpochLoop(model, opt, sched, epochs=tc.epochs, patience=tc.patience, mode="min",
+                     state_path=resume, key=key, rng=rng, writes=ctx.writes)
+    for epoch in loop.epochs():
         model.train()
         total, steps = 0.0, 0
         if siamese:
@@ -258,7 +191,7 @@ def fit(
                 continue  # data-parallel: a trailing batch too small to give every rank an item
             b = my_slice(ctx, batch)
             share = len(b) * ctx.shards / len(batch)  # averaged over ranks: the whole batch's loss
-            with _autocast(device, tc.amp):
+            with autocast(device, tc.amp and device.type == "cuda"):
                 if siamese:
                     (xi, *ti), (xj, *tj) = _inputs(X, T, b[:, 0]), _inputs(X, T, b[:, 1])
                     fi, fj = step(xi, xj, *ti, *tj)
@@ -271,32 +204,29 @@ def fit(
             opt.step()
             total += loss.detach()
             steps += 1
-        pred = predict_all(ctx, model, X, val_idx, tc.amp, T)
+        pred = predict_all(ctx, model, X, val_idx, tc.amp and device.type == "cuda", T)
         pv = torch.as_tensor(pred, dtype=torch.float32, device=device)
-        val_loss = rating_loss(pv, z[val_t])
+        mse = rating_loss(pv, z[val_t])
+        val_loss = mse
         if siamese and w > 0:
-            val_loss = (1 - w) * val_loss + w * all_pairs_ranking_loss(pv, z[val_t], margin)
+            val_loss = (1 - w) * mse + w * all_pairs_ranking_loss(pv, z[val_t], margin)
         val_loss = float(val_loss)
-        metrics = ranking_metrics(scores[val_idx], pred, cfg.cv.top_fraction)
-        sched.step(val_loss)
+        metrics = {**ranking_metrics(scores[val_idx], pred, cfg.cv.top_fraction), "val_mse": float(mse)}
         train_loss = reduce_mean(ctx, float(total) / max(1, steps))
-        curves.append({"epoch": epoch, "train_loss": train_loss,
-                       "val_loss": val_loss, "val_ndcg": metrics["ndcg"],
-                       "val_spearman": metrics["spearman"], "lr": opt.param_groups[0]["lr"]})
+        going = loop.record(epoch, {"train_loss": train_loss},
+                            val_loss, {"val_loss": val_loss, "val_ndcg": metrics["ndcg"],
+                                       "val_spearman": metrics["spearman"]}, (pred, metrics))
         if progress:
-            progress(f"epoch {epoch} train {curves[-1]['train_loss']:.4f} val {val_loss:.4f}")
-        if val_loss < best[0] - 1e-6:
-            best = (val_loss, epoch, copy.deepcopy(model.state_dict()), (pred, metrics))
-            stale = 0
-        else:
-            stale += 1
-        if resume is not None and ctx.writes:
-            _save_state(resume, key, epoch, model, opt, sched, rng, curves, stale, best)
-        if stale >= tc.patience:
+            progress(f"epoch {epoch} train {train_loss:.4f} val {val_loss:.4f}")
+        if not going:
             break
-    model.load_state_dict(best[2])
+    res = loop.finish()
     model.eval()
-    pred, metrics = best[3]
-    metrics = {**metrics, "val_loss": best[0]}
-    return FitResult(model, name, kwargs, best[1], pred, metrics, w, margin, sampling, curves,
-                     time.time() - t0, mu)
+    if res.payload is None:  # no finite validation loss in any epoch (e.g. NaN from the start)
+        pred = predict_all(ctx, model, X, val_idx, False, T)
+        res.payload = (pred, {**ranking_metrics(scores[val_idx], np.nan_to_num(pred),
+                                                 cfg.cv.top_fraction), "val_mse": float("nan")})
+    pred, metrics = res.payload
+    metrics = {**metrics, "val_loss": res.best_value}
+    return FitResult(model, name, kwargs, res.best_epoch, pred, metrics, w, margin, sampling,
+                     res.curves, time.time() - t0, mu)

@@ -27,8 +27,9 @@ import numpy as np
 import soundfile as sf
 
 from hitrank import audio
-from hitrank.extract import extract, extract_song, hl30_params
+from hitrank.extract import extract, extract_song
 from hitrank.features import FeatureParams
+from hitrank.segments import params_for
 from hitrank.synth import synthesize
 
 
@@ -107,7 +108,7 @@ def main():
     args.stereo = not args.mono
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
           f"{args.songs} synthetic songs, {args.sr} Hz, {'stereo' if args.stereo else 'mono'}")
-    params, hl = FeatureParams(), hl30_params()
+    params, hl = FeatureParams(), params_for("hl30")
     with tempfile.TemporaryDirectory() as tmp:
         for fmt in args.format:
             synthesize(Path(tmp) / fmt, args.songs, seed=3, fmt=fmt, sr=args.sr, stereo=args.stereo,

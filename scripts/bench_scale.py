@@ -35,8 +35,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hitrank.extract import extract, hl30_params  # noqa: E402
+from hitrank.extract import extract  # noqa: E402
 from hitrank.features import FeatureParams  # noqa: E402
+from hitrank.segments import params_for  # noqa: E402
 from hitrank.synth import synthesize  # noqa: E402
 
 
@@ -50,7 +51,7 @@ def bench_extract(tmp: Path, n: int, segment: str, tags: bool) -> dict:
     corpus = tmp / "corpus"
     synthesize(corpus, n, seed=5, sr=22050, progress=False)
     tag = "segment" if tags else ""
-    params = hl30_params(tags=tag) if segment == "hl30" else FeatureParams(tags=tag)
+    params = params_for("hl30", tags=tag) if segment == "hl30" else FeatureParams(tags=tag)
     rows = {"ray start": timed(_start_stop_ray)}
     print(f"ray start + stop {rows['ray start']:6.1f} s (2 CPUs, local instance)", flush=True)
     for name, engine, workers in (("local 1", "local", 1), ("local 2", "local", 2),

@@ -147,7 +147,7 @@ def test_cv_killed_mid_fold_resumes_from_the_last_epoch(tmp_path, store, caplog)
     assert not (out / "fold_00.json").exists()  # killed inside fold 0
     import logging
 
-    caplog.set_level(logging.INFO, logger="hitrank.train")
+    caplog.set_level(logging.INFO, logger="hitrank.loop")
     assert main([*args, "--out", str(out)]) == 0
     assert any("resuming training from epoch" in r.getMessage() for r in caplog.records)
     cols = ["fold", "ndcg", "kendall", "spearman", "recall", "spearman_all", "best_epoch"]

@@ -8,7 +8,8 @@ import torch
 
 from hitrank.cli import main
 from hitrank.errors import AudioLoadError
-from hitrank.extract import extract, extract_song, hl30_params
+from hitrank.extract import extract, extract_song
+from hitrank.segments import params_for
 from hitrank.thumbnail import find_highlight
 from hitrank.thumbnail.attention import AttentionHighlighter, attention_to_seconds, batch_chunks
 from hitrank.thumbnail.training import chorus_hit
@@ -49,7 +50,7 @@ def test_hl30_extraction_and_silence(corpus, tmp_path):
     for i in range(3):
         (src / f"s{i}.wav").symlink_to(corpus / "audio" / f"song_{i:05d}.wav")
     sf.write(src / "silent.wav", np.zeros(22050 * 60, np.float32), 22050)
-    params = hl30_params()
+    params = params_for("hl30")
     rep = extract(src, tmp_path / "st", params, progress=False)
     assert rep.ok == 3 and rep.failed == 1 and "silent" in rep.failures[0][2]
     man = pd.read_csv(tmp_path / "st" / "manifest.csv", keep_default_na=False)

@@ -2,36 +2,22 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
-from ..checkpoint import find_checkpoints
+from ..runtime import cache_dir
 from .audio import describe_folder
-from .run import FORMAT, DescriptorModel, load_models, prepare
+from .run import DescriptorModel, load_models, prepare
 from .table import DescriptorTable, read_table
-
-
-def is_descriptor_run(model: str | os.PathLike) -> bool:
-    """True when the run folder / checkpoint holds descriptor models."""
-    try:
-        payload = torch.load(find_checkpoints(model)[0], map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - the spectrogram loader reports the real problem
-        return False
-    return isinstance(payload, dict) and payload.get("format") == FORMAT
 
 
 def descriptor_cache(source: str | os.PathLike, tags: bool = False) -> Path:
     """Cache folder for the audio descriptors of a folder / labels CSV."""
-    from ..rank import cache_root
-
-    key = json.dumps({"source": str(Path(source).absolute()), "descriptors": 1, "tags": tags})
-    return cache_root() / "descriptors" / hashlib.sha1(key.encode()).hexdigest()[:16]
+    return cache_dir("descriptors", {"source": str(Path(source).absolute()), "descriptors": 1,
+                                     "tags": tags})
 
 
 def table_from_source(source: str | os.PathLike, workers: int = 1, progress: bool = True,

@@ -34,9 +34,7 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing as mp
 import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -44,8 +42,11 @@ import pandas as pd
 
 from .. import audio
 from ..corpus import resolve_source
+from ..engines import get_engine
 from ..errors import AudioLoadError, HitrankError
 from ..extract import ExtractReport
+from ..fileio import atomic_write_text
+from ..journal import Journal
 
 log = logging.getLogger(__name__)
 
@@ -165,19 +166,6 @@ def _work(item):
         return sid, None, f"{type(exc).__name__}: {exc}"
 
 
-def _read_journal(path: Path) -> dict:
-    done = {}
-    if path.is_file():
-        with open(path, encoding="utf-8") as fh:
-            for line in fh:
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:  # a line cut by a kill: that song is redone
-                    continue
-                done[rec["song_id"]] = rec
-    return done
-
-
 def describe_folder(source: str | os.PathLike, out: str | os.PathLike, workers: int = 1,
                     progress: bool = True, allow_outside: bool = False,
                     tags: bool = False) -> ExtractReport:
@@ -198,39 +186,30 @@ def describe_folder(source: str | os.PathLike, out: str | os.PathLike, workers: 
     if meta.is_file() and json.loads(meta.read_text()).get("tags", False) != tags:
         raise HitrankError(f"{str(out)!r} was made {'with' if not tags else 'without'} --tags; "
                            "use another --out folder")
-    meta.write_text(json.dumps({"tags": tags, "format": 1}))
+    atomic_write_text(meta, json.dumps({"tags": tags, "format": 1}))
     refs, rejected = resolve_source(source, allow_outside)
     report = ExtractReport(out, total=len(refs) + len(rejected), song_ids=[r.song_id for r in refs])
     report.failures += [(r.song_id, r.path, r.reason) for r in rejected]
-    journal = out / "descriptors.jsonl"
-    done = _read_journal(journal)
+    journal = Journal(out / "descriptors.jsonl")
+    done = journal.read()
     todo = [r for r in refs if r.song_id not in done]
     report.skipped = len(refs) - len(todo)
     items = [(r.song_id, r.path, tags) for r in todo]
     by_id = {r.song_id: r for r in refs}
     try:
-        with open(journal, "a", encoding="utf-8") as fh:
-            if workers == 1:
-                results = map(_work, items)
-                pool = None
-            else:
-                pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
-                results = pool.map(_work, items, chunksize=2)
-            try:
-                for sid, desc, reason in tqdm(results, total=len(items), unit="song",
-                                              desc="descriptors", disable=not progress):
-                    if desc is None:
-                        log.error("%r: %s", by_id[sid].path, reason)
-                        report.failures.append((sid, by_id[sid].path, reason))
-                        continue
-                    fh.write(json.dumps({"song_id": sid, **desc}) + "\n")
-                    fh.flush()
-                    done[sid] = {"song_id": sid, **desc}
-                    report.ok += 1
-            finally:
-                if pool is not None:
-                    pool.shutdown(cancel_futures=True)
+        with get_engine("local", workers) as run:
+            for sid, desc, reason in tqdm(run(_work, items), total=len(items), unit="song",
+                                          desc="descriptors", disable=not progress):
+                if desc is None:
+                    log.error("%r: %s", by_id[sid].path, reason)
+                    report.failures.append((sid, by_id[sid].path, reason))
+                    continue
+                done[sid] = {"song_id": sid, **desc}
+                journal.append(done[sid])
+                journal.sync()
+                report.ok += 1
     finally:
+        journal.close()
         _write_tables(out, refs, done, report.failures)
     return report
 
@@ -246,6 +225,4 @@ def _write_tables(out: Path, refs, done: dict, failures: list) -> None:
             rows.append(rec)
     for name, frame in (("descriptors.csv", pd.DataFrame(rows)),
                         ("failures.csv", pd.DataFrame(failures, columns=["song_id", "path", "error"]))):
-        tmp = out / (name + ".tmp")
-        frame.to_csv(tmp, index=False)
-        os.replace(tmp, out / name)
+        atomic_write_text(out / name, frame.to_csv(index=False))

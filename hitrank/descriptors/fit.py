@@ -68,6 +68,20 @@ def rank_candidates(reference: DescriptorTable, candidates: DescriptorTable) -> 
     return frame
 
 
+def fit_sources(reference, candidates, workers: int = 1, progress: bool = True, tags: bool = False):
+    """``hitrank fit``: rank the candidates (folder of audio or descriptor CSV) by their fit to
+    the reference set. Returns ``(ranking, n_reference_songs, failures)``."""
+    from .apply import table_from_source
+
+    if tags:
+        from ..tags.musicnn import checkpoint_dir
+
+        checkpoint_dir()  # fail before any work when the musicnn wheel is missing
+    ref, f1 = table_from_source(reference, workers, progress, tags=tags)
+    cand, f2 = table_from_source(candidates, workers, progress, tags=tags)
+    return rank_candidates(ref, cand), len(ref), f1 + f2
+
+
 def evaluate_two_playlists(a: np.ndarray, b: np.ndarray, folds: int = 10, seed: int = 0) -> dict:
     """Which-playlist accuracy of the fit rule vs logistic regression, k-fold, equal sizes.
 

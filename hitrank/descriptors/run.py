@@ -20,10 +20,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..errors import CheckpointError, HitrankError, LabelsError
-from ..fileio import atomic_torch_save, atomic_write_text
+from ..checkpoint import build_model, find_checkpoints, load_payload, model_state, save_payload
+from ..errors import HitrankError, LabelsError
+from ..fileio import atomic_write_text
+from ..loop import EpochLoop, run_loop
 from ..losses import ranking_loss
 from ..models import build
+from ..runinfo import write_run_info
 from .config import DescriptorConfig, config_from_dict
 from .evaluate import (
     CLASSIFY_METRICS,
@@ -37,8 +40,6 @@ from .history import history_features, history_sequences
 from .table import DESCRIPTORS, DescriptorTable, numeric_column, require_columns, target_values
 
 log = logging.getLogger(__name__)
-
-FORMAT = "hitrank-descriptor-checkpoint/1"
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -254,7 +255,8 @@ def _scores(model, Z: np.ndarray, batch: int = 4096) -> np.ndarray:
 
 
 def fit_model(cfg: DescriptorConfig, Ztr, ytr, Zva, yva, seed: int) -> tuple[dict, list]:
-    """Train one network with early stopping on the validation part.
+    """Train one network with early stopping on the validation part (the shared loop driver,
+    :class:`hitrank.loop.EpochLoop`, monitoring the validation score of :func:`_val_score`).
 
     Returns ``(parts, curve)`` where ``parts`` holds ``name``, ``kwargs``, ``model`` (best
     epoch) and ``calib`` ``(a, b)`` (score -> logit or target); ``curve`` is per-epoch.
@@ -270,8 +272,8 @@ def fit_model(cfg: DescriptorConfig, Ztr, ytr, Zva, yva, seed: int) -> tuple[dic
     if cfg.data.task == "classify" and cfg.balance.class_weight:
         pos_weight = torch.tensor(float((ytr == 0).sum()) / max(1.0, float((ytr == 1).sum())))
     Zt, yt = torch.from_numpy(np.ascontiguousarray(Ztr, dtype=np.float32)), torch.from_numpy(ytr.astype(np.float32))
-    best, best_state, curve, stale = -np.inf, None, [], 0
-    for epoch in range(t.epochs):
+
+    def train_epoch(epoch: int) -> dict:
         model.train()
         order = torch.randperm(len(Zt), generator=gen)
         total = 0.0
@@ -284,18 +286,17 @@ def fit_model(cfg: DescriptorConfig, Ztr, ytr, Zva, yva, seed: int) -> tuple[dic
             loss.backward()
             opt.step()
             total += float(loss.detach()) * len(b)
+        return {"train_loss": total / len(order)}
+
+    def validate(epoch: int) -> tuple:
         score = _val_score(cfg, _scores(model, Zva), yva)
-        curve.append({"epoch": epoch + 1, "train_loss": total / len(order), "val_score": score})
-        if score > best + 1e-6:
-            best, stale = score, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            stale += 1
-            if stale >= t.patience:
-                break
-    model.load_state_dict(best_state)
-    return {"name": name, "kwargs": kwargs, "model": model.eval(),
-            "calib": _calibrate(cfg, _scores(model, Zva), yva)}, curve
+        return score, {"val_score": score}, None
+
+    loop = EpochLoop(model, opt, epochs=t.epochs, patience=t.patience, mode="max", generators=(gen,))
+    res = run_loop(loop, train_epoch, validate)
+    model.eval()
+    return {"name": name, "kwargs": kwargs, "model": model,
+            "calib": _calibrate(cfg, _scores(model, Zva), yva)}, res.curves
 
 
 def _calibrate(cfg: DescriptorConfig, s: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -328,46 +329,28 @@ class DescriptorModel:
         return self.y_std[0] + self.y_std[1] * z
 
     def save(self, path: Path, info: dict) -> None:
-        payload = {
-            "format": FORMAT, "config": self.cfg.to_dict(), "columns": list(self.columns),
+        save_payload(path, "descriptor", {
+            "config": self.cfg.to_dict(), "columns": list(self.columns),
             "scaler": self.scaler.to_dict(), "y_std": [float(v) for v in self.y_std],
             "model": self.parts["name"], "kwargs": self.parts["kwargs"],
             "calib": [float(v) for v in self.parts["calib"]],
-            "state_dict": {k: v.detach().cpu() for k, v in self.parts["model"].state_dict().items()},
-            "info": info,
-        }
-        atomic_torch_save(payload, path)
+            "state_dict": model_state(self.parts["model"]), "info": info,
+        })
 
     @classmethod
     def from_payload(cls, payload: dict) -> DescriptorModel:
-        model = build(payload["model"], **payload["kwargs"])
-        model.load_state_dict(payload["state_dict"])
+        model = build_model(payload["model"], payload["kwargs"], payload["state_dict"])
         sc = payload["scaler"]
         return cls(config_from_dict(payload["config"]), payload["columns"],
                    Scaler(sc["median"], sc["mean"], sc["std"]), tuple(payload["y_std"]),
-                   {"name": payload["model"], "kwargs": payload["kwargs"], "model": model.eval(),
+                   {"name": payload["model"], "kwargs": payload["kwargs"], "model": model,
                     "calib": tuple(payload["calib"])})
-
-
-def is_descriptor_checkpoint(payload) -> bool:
-    return isinstance(payload, dict) and payload.get("format") == FORMAT
 
 
 def load_models(model: str | os.PathLike) -> list[DescriptorModel]:
     """Every descriptor checkpoint of a run folder (fold ensemble) or one ``.pt`` file."""
-    from ..checkpoint import find_checkpoints
-
-    out = []
-    for path in find_checkpoints(model):
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - corrupt or foreign files
-            raise CheckpointError(f"{str(path)!r}: cannot load checkpoint ({type(exc).__name__}: {exc})") from None
-        if not is_descriptor_checkpoint(payload):
-            raise CheckpointError(f"{str(path)!r}: not a descriptor-model checkpoint "
-                                  "(spectrogram models rank audio folders with `hitrank rank`)")
-        out.append(DescriptorModel.from_payload(payload))
-    return out
+    return [DescriptorModel.from_payload(load_payload(path, "descriptor"))
+            for path in find_checkpoints(model)]
 
 
 # ----------------------------------------------------------------------------- one fold
@@ -463,7 +446,8 @@ def run_cv(cfg: DescriptorConfig, table: DescriptorTable, out: str | os.PathLike
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    write_run_info(out, "descriptor", "cv", name=cfg.name)
     t0 = time.perf_counter()
     prep, problems = prepare(cfg, table)
     for p in problems[:10]:
@@ -507,7 +491,7 @@ def run_cv(cfg: DescriptorConfig, table: DescriptorTable, out: str | os.PathLike
         frame.to_csv(out / "importance.csv", index=False)
         summary["importance"] = frame.head(20).to_dict("records")
         _plot_importance(frame, out / "importance.png", cfg)
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
     return summary
 
 
@@ -561,7 +545,8 @@ def train_table(cfg: DescriptorConfig, table: DescriptorTable, out: str | os.Pat
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    write_run_info(out, "descriptor", "train", name=cfg.name)
     prep, problems = prepare(cfg, table)
     for p in problems[:10]:
         log.warning("row left out: %s", p)
@@ -569,5 +554,30 @@ def train_table(cfg: DescriptorConfig, table: DescriptorTable, out: str | os.Pat
     info = {"name": cfg.name, "n_train": len(tr), "n_val": len(va), "n_left_out": len(problems),
             "epochs": len(curve), "curve": curve, "sources": table.sources}
     model.save(out / "model.pt", info)
-    (out / "train.json").write_text(json.dumps(info, indent=1))
+    atomic_write_text(out / "train.json", json.dumps(info, indent=1))
     return info
+
+
+def _load_checked(config, overrides) -> DescriptorConfig:
+    from .config import is_descriptor_config, load_descriptor_config
+
+    if not is_descriptor_config(config):
+        raise HitrankError(f"--data needs a descriptor config (branch: descriptors, see "
+                           f"configs/descriptors/); {str(config)!r} is not one")
+    return load_descriptor_config(config, overrides)
+
+
+def cv_command(config, overrides=(), *, data, out: str | os.PathLike, progress: bool = False) -> dict:
+    """``hitrank cv --data TABLE`` with a descriptor config; returns ``{"kind", "summary"}``."""
+    from .table import read_table
+
+    cfg = _load_checked(config, overrides)
+    return {"kind": "descriptor", "summary": run_cv(cfg, read_table(data), out, progress=progress)}
+
+
+def train_command(config, overrides=(), *, data, out: str | os.PathLike) -> dict:
+    """``hitrank train --data TABLE`` with a descriptor config; returns ``{"kind", "info"}``."""
+    from .table import read_table
+
+    cfg = _load_checked(config, overrides)
+    return {"kind": "descriptor", "info": train_table(cfg, read_table(data), out)}

@@ -1,6 +1,7 @@
-"""Models, registered by name: ``build("simple_cnn", **kwargs)``."""
+"""Models, registered by name and role: ``build("simple_cnn", **kwargs)`` (see registry.py)."""
 
 from . import cnn, descriptor, siamese, tagfusion  # noqa: F401  (registers the models)
-from .registry import available, build, register
+from .registry import ScoringModel, available, build, model_class, register
+from .tagfusion import with_tag_branch
 
-__all__ = ["available", "build", "register"]
+__all__ = ["ScoringModel", "available", "build", "model_class", "register", "with_tag_branch"]

@@ -32,13 +32,13 @@ import torch
 import torch.nn as nn
 
 from ..constants import N_MELS
-from .registry import register
+from .registry import Scorer, register
 
 LEAKY_SLOPE = 0.1
 
 
 @register("simple_cnn")
-class SimpleCNN(nn.Module):
+class SimpleCNN(Scorer):
     """Two conv layers + three fully-convolutional layers -> one hit score per song.
 
     Parameters

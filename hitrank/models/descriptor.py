@@ -20,7 +20,7 @@ def mlp(n_in: int, hidden, activation: type[nn.Module] | nn.Module, dropout: flo
     return nn.Sequential(*layers)
 
 
-@register("descriptor_mlp")
+@register("descriptor_mlp", role="descriptor")
 class DescriptorMLP(nn.Module):
     """Fully connected score network: ``n_in -> hidden... -> 1`` with ReLU and dropout.
 
@@ -39,7 +39,7 @@ class DescriptorMLP(nn.Module):
         return self.net(x).squeeze(-1)
 
 
-@register("history_lstm")
+@register("history_lstm", role="descriptor")
 class HistoryLSTM(nn.Module):
     """LSTM over an artist's earlier songs followed by the song itself (Niggli's Model V).
 

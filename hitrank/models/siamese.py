@@ -7,13 +7,12 @@ forward over the concatenated batch), so the copies share weights by constructio
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 
-from .registry import build, register
+from .registry import Scorer, build, register
 
 
 @register("siamese")
-class Siamese(nn.Module):
+class Siamese(Scorer):
     """Wraps a registered scorer; ``forward(x)`` scores songs, ``pair(xi, xj)`` scores pairs.
 
     Parameters
@@ -21,6 +20,8 @@ class Siamese(nn.Module):
     scorer : name of the registered scorer (default ``simple_cnn``)
     scorer_kwargs : its kwargs
     """
+
+    trains_on_pairs = True
 
     def __init__(self, scorer: str = "simple_cnn", scorer_kwargs: dict | None = None):
         super().__init__()
@@ -32,8 +33,3 @@ class Siamese(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, n_mels, T) -> (B,) scores."""
         return self.scorer(x)
-
-    def pair(self, xi: torch.Tensor, xj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scores of both songs of each pair: ((P,), (P,))."""
-        s = self.scorer(torch.cat([xi, xj]))
-        return s[: len(xi)], s[len(xi):]

@@ -7,16 +7,10 @@ j, l). This module is light (no torch); the network is in :mod:`hitrank.tags.mus
 
 from __future__ import annotations
 
-#: The 50 MagnaTagATune tags in musicnn's output order (map by name, never by index).
-TAGS = (
-    "guitar", "classical", "slow", "techno", "strings", "drums", "electronic", "rock", "fast",
-    "piano", "ambient", "beat", "violin", "vocal", "synth", "female", "indian", "opera", "male",
-    "singing", "vocals", "no vocals", "harpsichord", "loud", "quiet", "flute", "woman",
-    "male vocal", "no vocal", "pop", "soft", "sitar", "solo", "man", "classic", "choir", "voice",
-    "new age", "dance", "male voice", "female vocal", "beats", "harp", "cello", "no voice",
-    "weird", "country", "metal", "female voice", "choral",
-)
-N_TAGS = len(TAGS)
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..constants import N_TAGS, TAGS  # noqa: F401  (re-exported: the canonical tag order)
 
 
 def tag_file(path, model: str = "MTT_musicnn", device: str = "cpu") -> dict:
@@ -43,17 +37,81 @@ def tag_file(path, model: str = "MTT_musicnn", device: str = "cpu") -> dict:
             "top": [TAGS[i] for i in order]}
 
 
-def segment_tags(y, sr: int, whole=None, path=None, device: str = "cpu"):
-    """Tag vector ``(50,)`` of already decoded audio for a feature store.
+def tag_files(paths, model: str = "MTT_musicnn", device: str = "auto"):
+    """Tag each file: yields ``(path, tag_file result)``, or ``(path, HitrankError)`` for a file
+    that fails (the batch goes on). Missing tagger weights stop before the first file."""
+    from ..errors import HitrankError
+    from ..runtime import pick_device
+    from .musicnn import checkpoint_dir
 
-    ``y`` (n,) at ``sr`` is resampled to 16 kHz (soxr HQ); ``whole`` is the path to decode at
-    16 kHz instead (song scope when only a segment was decoded).
+    checkpoint_dir(model)  # a missing musicnn wheel is one error, not one per file
+    dev = str(pick_device(device))
+    for path in paths:
+        try:
+            yield path, tag_file(path, model, dev)
+        except HitrankError as exc:
+            yield path, exc
+
+
+@dataclass(frozen=True)
+class Tagger:
+    """A registered tagger: 50 MTT tag probabilities of mono audio at its own rate ``sr``.
+
+    ``vector(y, device) -> (50,)`` in :data:`TAGS` order; ``check()`` raises a
+    CheckpointError naming how to install the weights when they are missing.
+    """
+
+    name: str
+    sr: int  # Hz, the rate the tagger reads
+    vector: Callable
+    check: Callable
+    about: str
+
+
+def _musicnn_vector(y, device: str = "cpu"):
+    from .musicnn import tag_vector
+
+    return tag_vector(_at_least_one_patch(y), "MTT_musicnn", device)
+
+
+def _musicnn_check():
+    from .musicnn import checkpoint_dir
+
+    checkpoint_dir("MTT_musicnn")
+
+
+#: taggers by name (``extract --tagger``, ``tags.tagger`` in configs)
+TAGGERS = {
+    "musicnn": Tagger("musicnn", 16000, _musicnn_vector, _musicnn_check,
+                      "MTT_musicnn of musicnn 0.1.0 (Pons & Serra), ported to PyTorch"),
+}
+
+
+def get_tagger(name: str) -> Tagger:
+    """The tagger ``name``; ParameterError listing the known ones otherwise."""
+    from ..errors import ParameterError
+
+    if name not in TAGGERS:
+        raise ParameterError(f"tagger={name!r}; known taggers: {list(TAGGERS)}")
+    return TAGGERS[name]
+
+
+def check_tagger(name: str) -> None:
+    """Fail early (one line naming the install step) when a tagger's weights are missing."""
+    get_tagger(name).check()
+
+
+def segment_tags(y, sr: int, whole=None, device: str = "cpu", tagger: str = "musicnn"):
+    """Tag vector ``(50,)`` float32 (:data:`TAGS` order) of already decoded audio, for a store.
+
+    ``y`` (n,) at ``sr`` is resampled to the tagger's rate (soxr HQ); ``whole`` is the path to
+    decode at that rate instead (song scope when only a segment was decoded).
     """
     from .. import audio
-    from .musicnn import SR, tag_vector
 
-    y16 = audio.load(whole, SR)[0] if whole is not None else audio.resample(y, sr, SR)
-    return tag_vector(_at_least_one_patch(y16), "MTT_musicnn", device).astype("float32")
+    t = get_tagger(tagger)
+    y_t = audio.load(whole, t.sr)[0] if whole is not None else audio.resample(y, sr, t.sr)
+    return t.vector(y_t, device).astype("float32")
 
 
 def _at_least_one_patch(y):

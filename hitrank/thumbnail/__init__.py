@@ -26,9 +26,23 @@ from .window import pick_window
 
 log = logging.getLogger(__name__)
 
-METHODS = ("attention", "fallback")
+def _fallback(y: np.ndarray, sr: int, model) -> np.ndarray:
+    return fallback_curve(y, sr)
 
-__all__ = ["METHODS", "fallback_curve", "find_highlight", "highlight_curve", "pick_window"]
+
+def _attention(y: np.ndarray, sr: int, model) -> np.ndarray:
+    if model is None:
+        raise ParameterError("method='attention' needs a trained highlighter (--model CKPT); "
+                             "train one with `hitrank highlighter train` or use --method fallback")
+    return model.curve(y, sr)
+
+
+#: Highlighters by name: ``fn(y, sr, model) -> (n_seconds,)`` importance curve.
+HIGHLIGHTERS = {"attention": _attention, "fallback": _fallback}
+METHODS = tuple(HIGHLIGHTERS)
+
+__all__ = ["HIGHLIGHTERS", "METHODS", "fallback_curve", "find_highlight", "highlight_curve",
+           "highlighter_id", "parse_highlighter_id", "pick_window"]
 
 
 def highlight_curve(y: np.ndarray, sr: int = SAMPLE_RATE, method: str = "fallback",
@@ -38,17 +52,30 @@ def highlight_curve(y: np.ndarray, sr: int = SAMPLE_RATE, method: str = "fallbac
     Parameters
     ----------
     y : (n,) mono audio at ``sr``
-    method : 'fallback' or 'attention'
+    method : a name in :data:`HIGHLIGHTERS` ('fallback' or 'attention')
     model : for 'attention', a loaded highlighter (:func:`.attention.load_highlighter`)
     """
-    if method == "fallback":
-        return fallback_curve(y, sr)
-    if method == "attention":
-        if model is None:
-            raise ParameterError("method='attention' needs a trained highlighter (--model CKPT); "
-                                 "train one with `hitrank highlighter train` or use --method fallback")
-        return model.curve(y, sr)
-    raise ParameterError(f"method={method!r}; expected one of {METHODS}")
+    if method not in HIGHLIGHTERS:
+        raise ParameterError(f"method={method!r}; expected one of {METHODS}")
+    return HIGHLIGHTERS[method](y, sr, model)
+
+
+def highlighter_id(checkpoint: str | os.PathLike | None = None) -> str:
+    """How features name their highlighter: ``fallback`` (no checkpoint) or
+    ``attention:<first 12 hex digits of the checkpoint's SHA-1>``."""
+    if not checkpoint:
+        return "fallback"
+    from .attention import checkpoint_digest
+
+    return f"attention:{checkpoint_digest(checkpoint)}"
+
+
+def parse_highlighter_id(hid: str) -> tuple[str, str]:
+    """``'attention:abc'`` -> ``('attention', 'abc')``, ``'fallback'`` -> ``('fallback', '')``."""
+    kind, _, digest = (hid or "fallback").partition(":")
+    if kind not in HIGHLIGHTERS:
+        raise ParameterError(f"highlighter {hid!r}: unknown kind {kind!r}; known: {METHODS}")
+    return kind, digest
 
 
 def find_highlight(path: str | os.PathLike, method: str = "fallback", model=None,
@@ -68,3 +95,34 @@ def find_highlight(path: str | os.PathLike, method: str = "fallback", model=None
     log.debug("%r: highlight %.0f-%.0f s chosen by %s", str(path), start, start + seconds, method)
     return {"path": str(path), "start": start, "end": start + seconds, "method": method,
             "duration": duration, "curve": curve, "audio": y}
+
+
+def highlight_files(paths, method: str | None = None, model_path=None, plot=None):
+    """Highlights of audio files: yields ``(path, find_highlight result)`` (with ``plot``, the
+    PNG written into that folder, as ``result["plot"]``), or ``(path, HitrankError)`` for a
+    file that fails (the batch goes on).
+
+    ``method`` defaults to ``attention`` when ``model_path`` is given, else ``fallback``.
+    """
+    from ..errors import HitrankError
+
+    method = method or ("attention" if model_path else "fallback")
+    model = None
+    if method == "attention":
+        if not model_path:
+            raise HitrankError("--method attention needs --model CKPT (or use --method fallback)")
+        from .attention import load_highlighter
+
+        model = load_highlighter(model_path)
+    for path in paths:
+        try:
+            h = find_highlight(path, method, model)
+        except HitrankError as exc:
+            yield path, exc
+            continue
+        if plot:
+            from .plot import plot_highlight
+
+            os.makedirs(plot, exist_ok=True)
+            h["plot"] = str(plot_highlight(h, plot))
+        yield path, h

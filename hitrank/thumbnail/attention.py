@@ -37,7 +37,6 @@ from ..models.registry import register
 log = logging.getLogger(__name__)
 
 CHUNK_FRAMES = 32  # frames per chunk: 32 x 2048 / 22050 = 2.97 s
-FORMAT = "hitrank-highlighter/1"
 
 
 def positional_encoding(n: int, d: int, device=None) -> torch.Tensor:
@@ -51,7 +50,7 @@ def positional_encoding(n: int, d: int, device=None) -> torch.Tensor:
     return pe
 
 
-@register("attention_highlighter")
+@register("attention_highlighter", role="highlighter")
 class AttentionHighlighter(nn.Module):
     """Chunk encoder + positional encoding + attention + late-fusion head.
 
@@ -132,6 +131,7 @@ class Highlighter:
     def __init__(self, payload: dict, source: str):
         self.source = source
         self.params = FeatureParams.from_dict(payload["feature_params"])
+        self.info = payload.get("info", {})
         self.model = AttentionHighlighter(**payload["kwargs"])
         self.model.load_state_dict(payload["state_dict"])
         self.model.eval()
@@ -158,16 +158,9 @@ def checkpoint_digest(path: str | os.PathLike) -> str:
 
 def load_highlighter(path: str | os.PathLike) -> Highlighter:
     """Load a highlighter checkpoint safely (``weights_only=True``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{str(path)!r}: highlighter checkpoint does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001
-        raise CheckpointError(f"{str(path)!r}: cannot load highlighter ({type(exc).__name__}: {exc})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{str(path)!r}: not a hitrank highlighter checkpoint")
-    return Highlighter(payload, str(path))
+    from ..checkpoint import load_payload
+
+    return Highlighter(load_payload(path, "highlighter"), str(path))
 
 
 @functools.lru_cache(maxsize=4)

@@ -8,13 +8,11 @@ log-standardised hit score; the epoch with the lowest validation MSE is kept.
 
 from __future__ import annotations
 
-import copy
+import hashlib
 import json
 import logging
-import multiprocessing as mp
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -22,24 +20,27 @@ import torch
 import yaml
 
 from .. import audio
-from ..config import _build
+from ..checkpoint import save_payload
+from ..config import build_config
 from ..corpus import read_labels
 from ..data import Target
+from ..engines import get_engine
 from ..errors import ConfigError, HitrankError
 from ..features import FeatureParams, log_mel
-from ..train import pick_device, seed_everything
-from .attention import FORMAT, AttentionHighlighter, HighlighterTrainConfig, batch_chunks
+from ..loop import EpochLoop, run_loop
+from ..runtime import pick_device, seed_everything
+from .attention import AttentionHighlighter, HighlighterTrainConfig, batch_chunks
 
 log = logging.getLogger(__name__)
 
 
 def load_highlighter_config(path: str | os.PathLike | None, overrides=()) -> HighlighterTrainConfig:
-    from ..config import parse_override
+    from ..config import parse_override, resolve_config
 
     data = {}
     if path:
         try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
+            data = yaml.safe_load(resolve_config(path).read_text()) or {}
         except (OSError, yaml.YAMLError) as exc:
             raise ConfigError(f"{str(path)!r}: cannot read highlighter config ({exc})") from None
     for item in overrides:
@@ -48,7 +49,7 @@ def load_highlighter_config(path: str | os.PathLike | None, overrides=()) -> Hig
             raise ConfigError(f"--set {item!r}: the highlighter config has no sections; "
                               f"use one of {list(HighlighterTrainConfig.__dataclass_fields__)}")
         data[keys[0]] = value
-    cfg = _build(HighlighterTrainConfig, data)
+    cfg = build_config(HighlighterTrainConfig, data)
     if cfg.target != "hit_score":
         raise ConfigError(f"target={cfg.target!r}; available: ['hit_score'] (the tag-vector target "
                           "needs the tag branch, issue #6)")
@@ -88,19 +89,17 @@ def train_highlighter(labels: str | os.PathLike, out: str | os.PathLike, cfg: Hi
     refs = [refs[i] for i in order]
     params = FeatureParams()
     jobs = [(r.path, params) for r in refs]
-    bar = dict(total=len(jobs), desc="decode", unit="song", disable=not progress)
-    if workers > 1:
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-            results = list(tqdm(pool.map(_mel_job, jobs, chunksize=4), **bar))
-    else:
-        results = [_mel_job(j) for j in tqdm(jobs, **bar)]
-    mels, scores, failed = [], [], []
+    with get_engine("local", workers) as pool:
+        results = list(tqdm(pool(_mel_job, jobs), total=len(jobs), desc="decode", unit="song",
+                            disable=not progress))
+    mels, scores, failed, ids = [], [], [], []
     for r, (mel, reason) in zip(refs, results, strict=True):
         if mel is None:
             failed.append((r.song_id, r.path, reason))
         else:
             mels.append(torch.from_numpy(mel))
             scores.append(r.hit_score)
+            ids.append(r.song_id)
     if len(mels) < 10:
         raise HitrankError(f"only {len(mels)} usable labelled songs; the highlighter needs at least 10")
     scores = np.array(scores)
@@ -132,24 +131,24 @@ def train_highlighter(labels: str | os.PathLike, out: str | os.PathLike, cfg: Hi
             total += loss.item() * len(b)
         return total / len(idx)
 
-    best, curves, t0 = (float("inf"), 0, None), [], time.time()
-    for epoch in range(1, cfg.epochs + 1):
-        train_loss = run(rng.permutation(tr), True)
+    def validate(epoch):
         val_loss = run(va, False)
-        curves.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
-        log.info("highlighter epoch %d: train %.4f val %.4f", epoch, train_loss, val_loss)
-        if val_loss < best[0]:
-            best = (val_loss, epoch, copy.deepcopy(model.state_dict()))
-    payload = {
-        "format": FORMAT, "kwargs": {}, "feature_params": params.to_dict(), "target": target.to_dict(),
-        "state_dict": {k: v.cpu() for k, v in best[2].items()},
-        "info": {"best_epoch": best[1], "val_loss": best[0], "n_train": len(tr), "n_val": len(va)},
-    }
-    tmp = out / "highlighter.pt.tmp"
-    torch.save(payload, tmp)
-    os.replace(tmp, out / "highlighter.pt")
-    summary = {**payload["info"], "seconds": round(time.time() - t0, 1), "failed": len(failed),
-               "curves": curves}
+        return val_loss, {"val_loss": val_loss}, None
+
+    t0 = time.time()
+    loop = EpochLoop(model, opt, epochs=cfg.epochs, mode="min", rng=rng)
+    res = run_loop(loop, lambda epoch: {"train_loss": run(rng.permutation(tr), True)}, validate,
+                   progress=lambda line: log.info("highlighter %s", line))
+    # the songs whose hit scores supervised the highlighter: `cv` refuses to evaluate on them
+    info = {"best_epoch": res.best_epoch, "val_loss": res.best_value, "n_train": len(tr),
+            "n_val": len(va), "songs": sorted(ids), "labels": str(Path(labels).absolute()),
+            "labels_sha1": hashlib.sha1(Path(labels).read_bytes()).hexdigest()}
+    save_payload(out / "highlighter.pt", "highlighter", {
+        "kwargs": {}, "feature_params": params.to_dict(), "target": target.to_dict(),
+        "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "info": info})
+    summary = {**{k: v for k, v in info.items() if k != "songs"}, "seconds": round(time.time() - t0, 1),
+               "failed": len(failed), "curves": [{k: c[k] for k in ("epoch", "train_loss", "val_loss")}
+                                                 for c in res.curves]}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 

@@ -1,0 +1,208 @@
+"""The authors' released ret30 regressor (Yu et al. 2018; TF1 checkpoint, trained on KKBOX
+"retention-30" listening data), converted to hitrank's own ``tag_fusion`` model.
+
+ret30 is the simple CNN (:class:`~hitrank.models.cnn.SimpleCNN`, with the output LeakyReLU)
+fused with the tag DNN (:class:`~hitrank.models.tagfusion.TagDNN`, also with an output
+LeakyReLU); no new network class is needed. What is particular to it:
+
+- the input is the **raw power** mel (sr 22050, n_fft 4096, hop 2048, 128 Slaney mels, no log,
+  no standardisation), (B, 128, 323): the input statistics are mean 0 / std 1;
+- the tag input is JYnet's top-50 tag probabilities; the converter permutes the rows of the
+  first dense layer so that the model takes them in hitrank's :data:`~hitrank.tags.TAGS` order
+  (:func:`jynet_to_tags` reorders a JYnet-order vector);
+- the trained graph's output is ``0.3 * cnn + 0.7 * tag`` (``mu = 0.7``); the released script
+  ``cnn.ret30.fc.py -ps`` (the one behind ``run.sh``) instead computes ``cnn + 0.5 * tag``;
+- the output is a normalised retention ``y = -1 / log10(r)``: :func:`denorm` gives ``r``.
+
+Facts: ``shared/reference/hsp_cnn.md`` section 2. The checkpoint is read with hitrank's own
+TensorBundle reader (no TensorFlow); the Adagrad slot variables are ignored.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..errors import CheckpointError, ParameterError
+from ..tags import TAGS
+from .registry import build
+
+#: Folder of the checkpoint inside the authors' repository (OckhamsRazor/HSP_CNN).
+CKPT_DIR = "ret30.mdl"
+#: TensorBundle prefix inside :data:`CKPT_DIR` (``.index`` + ``.data-00000-of-00001``).
+CKPT_PREFIX = "model.ckpt"
+REPO_URL = "https://github.com/OckhamsRazor/HSP_CNN"
+
+N_MELS = 128  # mel bins of the raw-power input
+N_FRAMES = 323  # frames per clip: ceil(30 s * 22050 Hz / 2048 hop)
+N_TAGS = 50
+
+#: Fusion weights (cnn, tag): the trained graph's Consts ``mul/x``, ``mul_1/x`` (= mu 0.7), and
+#: the released script's rebuilt sum (``cnn += wt * tag``, default ``-wt 0.5``).
+FUSIONS = {"trained": (0.3, 0.7), "released_script": (1.0, 0.5)}
+
+#: JYnet's top-50 tags in its output order (``data/data.magnatagatune/tag_list.top50.txt``):
+#: the order of the checkpoint's dense1 rows. The same names as hitrank's TAGS, two swapped.
+JYNET_TAGS = (
+    "guitar", "classical", "slow", "techno", "strings", "drums", "electronic", "rock", "fast",
+    "piano", "ambient", "beat", "violin", "vocal", "synth", "female", "indian", "opera", "male",
+    "singing", "vocals", "no vocals", "harpsichord", "loud", "quiet", "flute", "woman",
+    "male vocal", "no vocal", "pop", "soft", "sitar", "solo", "man", "classic", "choir", "voice",
+    "new age", "dance", "male voice", "female vocal", "beats", "harp", "cello", "no voice",
+    "weird", "country", "female voice", "metal", "choral",
+)
+#: ``JYNET_INDEX[i]`` = position in JYNET_TAGS of ``TAGS[i]`` (matched by name).
+JYNET_INDEX = np.array([JYNET_TAGS.index(t) for t in TAGS])
+
+#: TF variables (kernel shape as stored) of the CNN's five convolutions and the DNN's four dense
+#: layers, in network order. TF kernels are (kh, kw, in, out) with kh = mel, kw = time; the
+#: first kernel spans the whole mel axis, so every conv is a Conv1d over time.
+CONV_VARS = (("conv2d", (N_MELS, 4, 1, 32)), ("conv2d_1", (1, 4, 32, 64)),
+             ("conv2d_2", (1, 1, 64, 256)), ("conv2d_3", (1, 1, 256, 256)),
+             ("conv2d_4", (1, 1, 256, 1)))
+DENSE_VARS = (("dense1", (N_TAGS, 100)), ("dense2", (100, 100)), ("dense3", (100, 30)),
+              ("logits_tag", (30, 1)))
+
+
+def ret30_kwargs(fusion: str = "trained") -> dict:
+    """``hitrank.models.build("tag_fusion", **kwargs)`` kwargs of the ret30 network.
+
+    Parameters
+    ----------
+    fusion : 'trained' (``0.3 * cnn + 0.7 * tag``, the graph's output ``add``) or
+        'released_script' (``cnn + 0.5 * tag``, what the authors' run.sh prints)
+    """
+    if fusion not in FUSIONS:
+        raise ParameterError(f"fusion={fusion!r}: use one of {sorted(FUSIONS)}")
+    kwargs = {"base": "simple_cnn", "base_kwargs": {"output_activation": "leaky_relu"},
+              "dnn_kwargs": {"output_activation": "leaky_relu"}}
+    if fusion == "trained":
+        kwargs["mu"] = FUSIONS["trained"][1]
+    else:
+        kwargs["weights"] = list(FUSIONS[fusion])
+    return kwargs
+
+
+def _checkpoint_prefix(folder: str | os.PathLike) -> Path:
+    """``<folder>/ret30.mdl/model.ckpt``; ``folder`` may also be ret30.mdl itself."""
+    folder = Path(folder)
+    for ckpt_dir in (folder / CKPT_DIR, folder):
+        prefix = ckpt_dir / CKPT_PREFIX
+        if Path(str(prefix) + ".index").is_file():
+            break
+    else:
+        prefix = folder / CKPT_DIR / CKPT_PREFIX
+    for suffix in (".index", ".data-00000-of-00001"):
+        path = Path(str(prefix) + suffix)
+        if not path.is_file():
+            raise CheckpointError(
+                f"{str(path)!r}: ret30 checkpoint file missing; pass the folder that holds "
+                f"{CKPT_DIR}/ (shared/reference/hsp_cnn, or a clone of {REPO_URL})")
+    return prefix
+
+
+def _tensor(tensors: dict, name: str, shape: tuple, source: Path) -> torch.Tensor:
+    if name not in tensors:
+        raise CheckpointError(f"{str(source)!r}: variable {name!r} missing; not the ret30 checkpoint")
+    value = tensors[name]
+    if tuple(value.shape) != tuple(shape):
+        raise CheckpointError(f"{str(source)!r}: variable {name!r} has shape {tuple(value.shape)}, "
+                              f"ret30 has {tuple(shape)}")
+    return torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
+
+
+def convert_ret30(folder: str | os.PathLike, fusion: str = "trained") -> dict:
+    """Convert the released ret30 checkpoint to a hitrank ``tag_fusion`` model.
+
+    Parameters
+    ----------
+    folder : the folder holding ``ret30.mdl/`` (``shared/reference/hsp_cnn`` or a checkout of
+        the authors' repository); ``ret30.mdl`` itself is accepted too
+    fusion : 'trained' or 'released_script', see :func:`ret30_kwargs`
+
+    Returns
+    -------
+    dict with ``model`` ('tag_fusion'), ``kwargs`` (plain Python types) and ``state_dict``
+    (name -> float32 tensor), so that ``build(d["model"], **d["kwargs"])`` followed by
+    ``load_state_dict(d["state_dict"])`` gives the network. Its ``forward(x, tags)`` takes
+    x (B, 128, 323) raw-power mel (the NHWC (B, 128, 323, 1) input of the TF graph without the
+    channel axis) and tags (B, 50) in :data:`hitrank.tags.TAGS` order, and returns (B,)
+    normalised retention (:func:`denorm` maps it to a retention rate).
+
+    Raises
+    ------
+    CheckpointError
+        when a checkpoint file or variable is missing or has the wrong shape.
+    """
+    kwargs = ret30_kwargs(fusion)
+    prefix = _checkpoint_prefix(folder)
+    from ..tags.bundle import read_bundle
+
+    tensors = read_bundle(prefix)  # includes the Adagrad slots, never read below
+    model = build("tag_fusion", **kwargs)
+    state = {k: v.clone() for k, v in model.state_dict().items()}  # in_mean 0, in_std 1 kept
+    convs = [f"base.{n}" for n, m in model.base.named_modules() if isinstance(m, nn.Conv1d)]
+    denses = [f"dnn.{n}" for n, m in model.dnn.named_modules() if isinstance(m, nn.Linear)]
+
+    filled = set()
+    for dest, (var, shape) in zip(convs, CONV_VARS, strict=True):
+        kernel = _tensor(tensors, f"{var}/kernel", shape, prefix)
+        # (kh, kw, in, out) -> (out, in, kh, kw); kh is the mel axis (the Conv1d's channels
+        # for the first layer, 1 elsewhere): fold it into `in`. TF conv is a cross-correlation
+        # like PyTorch's: no flip.
+        w = kernel.permute(3, 2, 0, 1)
+        state[f"{dest}.weight"] = w.reshape(w.shape[0], w.shape[1] * w.shape[2], w.shape[3])
+        state[f"{dest}.bias"] = _tensor(tensors, f"{var}/bias", (shape[3],), prefix)
+        filled |= {f"{dest}.weight", f"{dest}.bias"}
+    for i, (dest, (var, shape)) in enumerate(zip(denses, DENSE_VARS, strict=True)):
+        kernel = _tensor(tensors, f"{var}/kernel", shape, prefix)
+        if i == 0:  # rows in JYnet order -> rows in TAGS order
+            kernel = kernel[torch.from_numpy(JYNET_INDEX)]
+        state[f"{dest}.weight"] = kernel.T.contiguous()
+        state[f"{dest}.bias"] = _tensor(tensors, f"{var}/bias", (shape[1],), prefix)
+        filled |= {f"{dest}.weight", f"{dest}.bias"}
+    missed = {n for n, _ in model.named_parameters()} - filled
+    assert not missed, f"ret30 converter left parameters unset: {sorted(missed)}"
+    return {"model": "tag_fusion", "kwargs": kwargs, "state_dict": state}
+
+
+def load_ret30(folder: str | os.PathLike, fusion: str = "trained") -> nn.Module:
+    """The converted ret30 network, in eval mode (see :func:`convert_ret30`)."""
+    d = convert_ret30(folder, fusion)
+    model = build(d["model"], **d["kwargs"])
+    model.load_state_dict(d["state_dict"])
+    return model.eval()
+
+
+def jynet_to_tags(tags_jynet: np.ndarray) -> np.ndarray:
+    """Reorder tag vectors from JYnet's order to hitrank's TAGS order.
+
+    Parameters
+    ----------
+    tags_jynet : (..., 50) in :data:`JYNET_TAGS` order (e.g. the released ``tgte.jynet.npy``)
+
+    Returns
+    -------
+    (..., 50), the same dtype, in :data:`hitrank.tags.TAGS` order
+    """
+    tags_jynet = np.asarray(tags_jynet)
+    if tags_jynet.shape[-1:] != (N_TAGS,):
+        raise ParameterError(f"tags shape {tags_jynet.shape}: expected (..., {N_TAGS})")
+    return tags_jynet[..., JYNET_INDEX]
+
+
+def denorm(y: np.ndarray) -> np.ndarray:
+    """Normalised retention -> retention rate: ``10 ** (-1 / y)``, with ``y <= 0`` -> 0.
+
+    The inverse of ``y = -1 / log10(r)`` for r in (0, 1); the released code sets y < 0 to 0,
+    which maps to 0. ``y`` (...,) -> (...,) float64 in [0, 1).
+    """
+    y = np.asarray(y, dtype=np.float64)
+    out = np.zeros_like(y)
+    pos = y > 0
+    out[pos] = 10.0 ** (-1.0 / y[pos])
+    return out

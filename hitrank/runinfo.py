@@ -1,0 +1,97 @@
+"""Run folders say what they are: ``RUN/run.json`` names the kind of model they hold.
+
+``{"format": "hitrank-run/1", "kind": "spectrogram" | "descriptor", "command": "cv" |
+"train" | "import", "hitrank": version, "created": ISO time, ...}``. Commands that use a run
+(``rank``, ``predict``, ``compare``) read it instead of opening checkpoints to guess. A
+single checkpoint file names its kind itself (:func:`hitrank.checkpoint.checkpoint_kind`).
+Run folders written before run.json existed are recognised from their first checkpoint.
+
+Pretrained models imported with ``hitrank pretrained import`` live under
+``$HITRANK_CACHE/models/<name>`` and can be named instead of a path (``--model yu2018-kkbox``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+from .errors import CheckpointError
+from .fileio import atomic_write_text
+from .runtime import cache_root
+
+log = logging.getLogger(__name__)
+
+RUN_FILE = "run.json"
+RUN_FORMAT = "hitrank-run/1"
+RUN_KINDS = ("spectrogram", "descriptor")
+#: pretrained models that ``hitrank pretrained import`` can install, and where from
+PRETRAINED = {"yu2018-kkbox": "the authors' KKBOX-trained ret30 CNN + tag DNN with JYnet tags"}
+
+
+def models_dir() -> Path:
+    """Where imported pretrained models live: ``$HITRANK_CACHE/models``."""
+    return cache_root() / "models"
+
+
+def write_run_info(out: str | os.PathLike, kind: str, command: str, **extra) -> None:
+    """Write ``out/run.json`` (atomically)."""
+    from . import __version__
+
+    if kind not in RUN_KINDS:
+        raise ValueError(f"kind={kind!r}; expected one of {RUN_KINDS}")
+    info = {"format": RUN_FORMAT, "kind": kind, "command": command, "hitrank": __version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra}
+    atomic_write_text(Path(out) / RUN_FILE, json.dumps(info, indent=2))
+
+
+def read_run_info(run: str | os.PathLike) -> dict | None:
+    """The run.json of a run folder, or None when there is none."""
+    path = Path(run) / RUN_FILE
+    if not path.is_file():
+        return None
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{str(path)!r}: unreadable run manifest ({exc})") from None
+    if not isinstance(info, dict) or info.get("format") != RUN_FORMAT or info.get("kind") not in RUN_KINDS:
+        raise CheckpointError(f"{str(path)!r}: not a hitrank run manifest ({RUN_FORMAT!r} with a kind "
+                              f"in {list(RUN_KINDS)} expected)")
+    return info
+
+
+def resolve_model(spec: str | os.PathLike) -> Path:
+    """A run folder, a checkpoint file, or the name of an imported pretrained model."""
+    path = Path(spec)
+    if path.exists():
+        return path
+    name = str(spec)
+    if name in PRETRAINED:
+        installed = models_dir() / name
+        if installed.is_dir():
+            return installed
+        raise CheckpointError(f"pretrained model {name!r} is not imported yet: run `hitrank pretrained "
+                              f"import PATH` with PATH a checkout of the authors' repository "
+                              f"(github.com/OckhamsRazor/HSP_CNN) or a folder with its released "
+                              f"weights ({PRETRAINED[name]})")
+    raise CheckpointError(f"{name!r}: no such run folder or checkpoint (pretrained models: "
+                          f"{', '.join(PRETRAINED)})")
+
+
+def run_kind(model: str | os.PathLike) -> str:
+    """What a run folder or checkpoint holds: ``spectrogram`` or ``descriptor``."""
+    from .checkpoint import checkpoint_kind, find_checkpoints
+
+    path = resolve_model(model)
+    if path.is_dir():
+        info = read_run_info(path)
+        if info is not None:
+            return info["kind"]
+        log.info("%r has no %s (written by an older hitrank): reading its first checkpoint", str(path),
+                 RUN_FILE)
+    kind = checkpoint_kind(find_checkpoints(path)[0])
+    if kind not in RUN_KINDS:
+        raise CheckpointError(f"{str(path)!r} holds a {kind} checkpoint, not a model that ranks songs")
+    return kind
