@@ -13,7 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
-from . import __version__, segments
+from . import __version__, segments, tags
 from .errors import HitrankError
 
 log = logging.getLogger("hitrank")
@@ -76,8 +76,11 @@ def get_parser() -> argparse.ArgumentParser:
                    help="STFT window (paper: hamming; the authors' code: hann)")
     p.add_argument("--log", default="db", choices=["db", "log1p", "none"], help="log scaling (default db)")
     p.add_argument("--tags", nargs="?", const="segment", default="", choices=["segment", "song"],
-                   help="also store the 50 MTT tag probabilities (musicnn port) averaged over the "
-                        "30 s segment (default when given) or the whole song")
+                   help="also store the 50 MTT tag probabilities of the 30 s segment (default when "
+                        "given) or of the whole song")
+    p.add_argument("--tagger", default="musicnn", choices=list(tags.TAGGERS),
+                   help="with --tags: " + "; ".join(f"{n}: {t.about}" for n, t in tags.TAGGERS.items())
+                        + " (default musicnn; jynet needs `hitrank pretrained import`)")
     _engine_args(p, "worker processes (default 1; with --engine ray: CPUs of the local Ray "
                     "instance, default all)")
     p.add_argument("--allow-outside", action="store_true",
@@ -108,6 +111,8 @@ def get_parser() -> argparse.ArgumentParser:
         p.add_argument("--folds", type=int, help="number of folds (overrides cv.folds)")
         p.add_argument("--device", help="auto | cpu | cuda (overrides train.device)")
         p.add_argument("--seed", type=int, help="random seed (overrides train.seed)")
+        p.add_argument("--init", help="start from released weights: an imported pretrained model "
+                       "(yu2018-kkbox) or a run folder / checkpoint (overrides train.init)")
         p.add_argument("--workers", type=int, default=1, help="extraction workers for --labels")
         if name == "cv":
             p.add_argument("--distribute", default="auto", choices=["auto", "data", "folds"],
@@ -145,7 +150,7 @@ def get_parser() -> argparse.ArgumentParser:
              ["hitrank tags song.wav", "hitrank tags *.mp3 --json", "hitrank tags song.wav --model MTT_vgg --top 10"],
              [common])
     p.add_argument("files", nargs="+", type=Path, help="audio files")
-    p.add_argument("--model", default="MTT_musicnn", choices=["MTT_musicnn", "MTT_vgg"],
+    p.add_argument("--model", default="MTT_musicnn", choices=tags.tag_models(),
                    help="tagger (default MTT_musicnn)")
     p.add_argument("--top", type=int, default=5, help="tags to print per file (default 5)")
     p.add_argument("--json", action="store_true",
@@ -203,6 +208,24 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="run folder (writes highlighter.pt)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--workers", type=int, default=1, help="decoding worker processes")
+
+    p = _sub(subs, "pretrained", "the authors' released models (KKBOX-trained ret30 CNN + tag DNN, JYnet)",
+             ["hitrank pretrained import ../shared/reference/hsp_cnn", "hitrank pretrained import HSP_CNN/ --force"],
+             [common])
+    psub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = _sub(psub, "import", "convert the released ret30 and JYnet weights into hitrank models under "
+             "$HITRANK_CACHE/models (yu2018-kkbox, yu2018-kkbox-hl30, jynet)",
+             ["hitrank pretrained import ../shared/reference/hsp_cnn",
+              "hitrank pretrained import HSP_CNN/ --fusion released_script --force"], [common])
+    p.add_argument("path", type=Path, help="a checkout of github.com/OckhamsRazor/HSP_CNN, or a folder "
+                   "with its ret30.mdl/ and data/")
+    p.add_argument("--force", action="store_true", help="replace models imported before")
+    p.add_argument("--fusion", default="trained", choices=["trained", "released_script"],
+                   help="trained: the trained graph's 0.3 cnn + 0.7 tag (default); released_script: "
+                        "the released inference script's cnn + 0.5 tag")
+    p.add_argument("--jynet-standardisation", default="clip", choices=["clip", "shipped"],
+                   help="JYnet input standardisation of the KKBOX models: clip (refitted on each "
+                        "clip, as the released pipeline ran; default) or shipped (the MTT standardisers)")
 
     p = _sub(subs, "demo", "the main job on a synthetic corpus: synth, extract, 10-fold CV of the "
              "simple and Siamese A/B CNN, rank held-out songs", ["hitrank demo", "hitrank demo --out /tmp/demo"],
@@ -262,7 +285,7 @@ def cmd_extract(args) -> int:
     from .extract import extract
 
     params = segments.params_for(args.segment, args.highlighter, window=args.window, log=args.log,
-                                 tags=args.tags)
+                                 tags=args.tags, tagger=args.tagger if args.tags else "")
     rep = extract(args.source, args.out, params, progress=_progress(args),
                   allow_outside=args.allow_outside, highlighter=args.highlighter, **_engine(args))
     _print_failures(rep.failures)
@@ -274,7 +297,8 @@ def cmd_extract(args) -> int:
 def _overrides(args) -> list[str]:
     """``--set`` items plus the ``--folds``, ``--device`` and ``--seed`` shortcuts."""
     overrides = list(args.overrides)
-    for flag, key in ((args.folds, "cv.folds"), (args.device, "train.device"), (args.seed, "train.seed")):
+    for flag, key in ((args.folds, "cv.folds"), (args.device, "train.device"), (args.seed, "train.seed"),
+                      (args.init, "train.init")):
         if flag is not None:
             overrides.append(f"{key}={flag}")
     return overrides
@@ -478,6 +502,16 @@ def cmd_highlighter(args) -> int:
     return EXIT_OK
 
 
+def cmd_pretrained(args) -> int:
+    from .pretrained import import_release
+
+    for folder in import_release(args.path, force=args.force, fusion=args.fusion,
+                                 standardisation=args.jynet_standardisation):
+        print(f"imported {folder}")
+    print("rank a folder with: hitrank rank FOLDER --model yu2018-kkbox [--html report.html]")
+    return EXIT_OK
+
+
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
@@ -489,7 +523,7 @@ def cmd_demo(args) -> int:
 COMMANDS = {"synth": cmd_synth, "extract": cmd_extract, "train": cmd_train, "cv": cmd_cv,
             "rank": cmd_rank, "demo": cmd_demo, "highlight": cmd_highlight,
             "highlighter": cmd_highlighter, "predict": cmd_predict, "tags": cmd_tags,
-            "compare": cmd_compare,
+            "compare": cmd_compare, "pretrained": cmd_pretrained,
             "descriptors": cmd_descriptors, "fit": cmd_fit}
 
 

@@ -56,6 +56,7 @@ class PairsConfig:
 @dataclass(frozen=True)
 class TagsConfig:
     mu: tuple = (0.5,)  # grid for the tag-branch weight mu in [0, 1]
+    tagger: str = "auto"  # auto (jynet, the paper's tagger, when imported; else musicnn) | musicnn | jynet | jynet-mtt-std
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # bfloat16 autocast on CUDA (ignored on CPU)
     seed: int = 0
+    init: str = ""  # start from released weights: an imported pretrained model (yu2018-kkbox) or a run / checkpoint
 
 
 @dataclass(frozen=True)
@@ -177,6 +179,9 @@ def validate(cfg: Config) -> Config:
     check_choice("train.target", t.target, TARGETS)
     check_choice("train.optimizer", t.optimizer, OPTIMIZERS)
     check_choice("cv.select_metric", c.select_metric, SELECT_METRICS)
+    from .tags import TAGGERS
+
+    check_choice("tags.tagger", cfg.tags.tagger, ["auto", *TAGGERS])
     check_choice("model.name", cfg.model.name, available("scorer"))
     for key, grid in (("pairs.w", p.w), ("tags.mu", cfg.tags.mu), ("pairs.fusion", p.fusion)):
         bad = [v for v in grid if not 0 <= v <= 1]
@@ -212,10 +217,12 @@ def feature_params(cfg: Config):
     """The :class:`~hitrank.features.FeatureParams` a config asks for (segment method,
     highlighter, window, log, tags and tagger)."""
     from . import segments
+    from .tags import resolve_tagger
 
     f = cfg.features
     return segments.params_for(f.segment, f.highlighter or None, window=f.window, log=f.log,
-                               tags=f.tag_scope if f.tags else "")
+                               tags=f.tag_scope if f.tags else "",
+                               tagger=resolve_tagger(cfg.tags.tagger) if f.tags else "")
 
 
 def check_available(cfg: Config) -> None:

@@ -116,13 +116,13 @@ def prepare(cfg: Config, ds: Dataset, ctx: Context = SINGLE
     (under torchrun: this rank's device)."""
     check_available(cfg)
     want = feature_params(cfg).to_dict()
-    have = ds.params.get("tags", "")
-    if not cfg.features.tags and have:
-        want["tags"] = have  # a store with tags also serves the audio-only rows
-    for key in ("window", "log", "segment", "highlighter", "tags"):
+    if not cfg.features.tags:  # a store with tags also serves the audio-only rows
+        want["tags"], want["tagger"] = ds.params.get("tags", ""), ds.params.get("tagger", "")
+    for key in ("window", "log", "segment", "highlighter", "tags", "tagger"):
         if ds.params.get(key, "") != want[key]:
+            where = "tags.tagger" if key == "tagger" else f"features.{key}"
             raise ConfigError(f"the config asks for features with {key}={want[key]!r} but the store was "
-                              f"made with {key}={ds.params.get(key)!r}; re-extract, or change features.{key}")
+                              f"made with {key}={ds.params.get(key)!r}; re-extract, or change {where}")
     if cfg.pairs.sampling in ("artist", "ab_artist"):
         counts = pd.Series(ds.artists[ds.artists != ""]).value_counts()
         if not (counts > 1).any():

@@ -88,7 +88,7 @@ def _song_tags(path, params: FeatureParams, segment_audio: np.ndarray, song: np.
     if params.tags == "segment":
         return segment_tags(segment_audio, params.sr, tagger=params.tagger)
     if song is not None:
-        return segment_tags(song, params.sr, tagger=params.tagger)
+        return segment_tags(song, params.sr, tagger=params.tagger, scope="song")
     return segment_tags(None, params.sr, whole=path, tagger=params.tagger)
 
 

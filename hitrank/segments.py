@@ -81,6 +81,11 @@ def register(cls: type[SegmentMethod]) -> type[SegmentMethod]:
     return cls
 
 
+def unregister(name: str) -> None:
+    """Remove a segment method (for plug-ins and tests that register temporary ones)."""
+    _METHODS.pop(name, None)
+
+
 def names() -> list[str]:
     """Registered segment methods, in registration order."""
     return list(_METHODS)

@@ -161,7 +161,12 @@ def fit(
     name, kwargs = cfg.model.name, dict(cfg.model.kwargs)
     if T is not None:
         name, kwargs = with_tag_branch(name, kwargs, mu)
-    model = build(name, **kwargs).to(device)
+    model = build(name, **kwargs)
+    if tc.init:  # the released weights instead of random ones (the random draws still happen)
+        from .pretrained import init_weights
+
+        init_weights(model, tc.init)
+    model = model.to(device)
     model.set_input_stats(*input_stats(X, train_idx))
     siamese = sampling != "none"
     step = _step_module(model, siamese, ctx)

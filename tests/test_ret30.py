@@ -12,14 +12,8 @@ import torch
 
 from hitrank.errors import CheckpointError, ParameterError
 from hitrank.models import build
-from hitrank.models.ret30 import (
-    FUSIONS,
-    JYNET_TAGS,
-    convert_ret30,
-    denorm,
-    jynet_to_tags,
-    load_ret30,
-)
+from hitrank.models.ret30 import FUSIONS, JYNET_TAGS, denorm, jynet_to_tags
+from hitrank.pretrained import convert_ret30, load_ret30
 from hitrank.tags import TAGS
 
 HSP_CNN = Path(__file__).resolve().parents[2] / "shared" / "reference" / "hsp_cnn"

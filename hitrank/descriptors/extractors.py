@@ -20,10 +20,11 @@ librosa parts at 22 050 Hz, tags are the 50 musicnn MTT sigmoid activations):
 =================  =====================================================================
 descriptor         computed as
 =================  =====================================================================
-tempo              ``RhythmExtractor2013(method="multifeature")`` BPM (beat period to
-                   0.1 %), moved to the metrical level of ``librosa.beat.beat_track``
-                   (log-normal tempo prior at 120 BPM) when the two agree up to a power of
-                   two within 4 %; librosa's BPM when Essentia finds no pulse
+tempo              ``RhythmExtractor2013(method="multifeature")`` BPM (median error 0.03 %
+                   on synthetic songs, librosa's 0.9 %), moved to the metrical level of
+                   ``librosa.beat.beat_track`` (log-normal tempo prior at 120 BPM) when the
+                   two agree up to a power of two within 4 %; librosa's BPM when Essentia
+                   finds no pulse
 danceability       beat clarity: ``RhythmExtractor2013`` multifeature confidence (agreement
                    of five beat trackers) / 5.32, its documented maximum
 loudness           EBU R128 integrated loudness (``LoudnessEBUR128``, LUFS) of the mono

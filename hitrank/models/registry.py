@@ -10,8 +10,9 @@ Roles
     a scorer built around another one (the tag branch); not named by configs.
 ``descriptor``
     descriptor-branch networks (song-level descriptor vectors -> score).
-``highlighter``
-    the attention highlighter (HL-30), which is not a scoring model.
+
+(The attention highlighter of HL-30 is not a scoring model and is not registered here: it
+belongs to :mod:`hitrank.thumbnail`.)
 
 Adding a model: write its module under ``hitrank/models/``, decorate the class with
 ``@register("my_model")`` (role ``scorer`` by default), import the module in
@@ -29,7 +30,7 @@ import torch.nn as nn
 
 from ..errors import ConfigError
 
-ROLES = ("scorer", "fusion", "descriptor", "highlighter")
+ROLES = ("scorer", "fusion", "descriptor")
 
 _REGISTRY: dict[str, type[nn.Module]] = {}
 
@@ -97,6 +98,11 @@ def register(name: str, role: str = "scorer") -> Callable[[type[nn.Module]], typ
         return cls
 
     return deco
+
+
+def unregister(name: str) -> None:
+    """Remove a registered model (for plug-ins and tests that register temporary ones)."""
+    _REGISTRY.pop(name, None)
 
 
 def available(role: str | None = None) -> list[str]:

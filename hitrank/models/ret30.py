@@ -15,20 +15,18 @@ LeakyReLU); no new network class is needed. What is particular to it:
 - the output is a normalised retention ``y = -1 / log10(r)``: :func:`denorm` gives ``r``.
 
 Facts: ``shared/reference/hsp_cnn.md`` section 2. The checkpoint is read with hitrank's own
-TensorBundle reader (no TensorFlow); the Adagrad slot variables are ignored.
+TensorBundle reader (no TensorFlow) by :func:`hitrank.pretrained.convert_ret30`; this module
+only maps the variables (models never read files); the Adagrad slot variables are ignored.
 """
 
 from __future__ import annotations
-
-import os
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 
+from ..constants import TAGS
 from ..errors import CheckpointError, ParameterError
-from ..tags import TAGS
 from .registry import build
 
 #: Folder of the checkpoint inside the authors' repository (OckhamsRazor/HSP_CNN).
@@ -87,25 +85,7 @@ def ret30_kwargs(fusion: str = "trained") -> dict:
     return kwargs
 
 
-def _checkpoint_prefix(folder: str | os.PathLike) -> Path:
-    """``<folder>/ret30.mdl/model.ckpt``; ``folder`` may also be ret30.mdl itself."""
-    folder = Path(folder)
-    for ckpt_dir in (folder / CKPT_DIR, folder):
-        prefix = ckpt_dir / CKPT_PREFIX
-        if Path(str(prefix) + ".index").is_file():
-            break
-    else:
-        prefix = folder / CKPT_DIR / CKPT_PREFIX
-    for suffix in (".index", ".data-00000-of-00001"):
-        path = Path(str(prefix) + suffix)
-        if not path.is_file():
-            raise CheckpointError(
-                f"{str(path)!r}: ret30 checkpoint file missing; pass the folder that holds "
-                f"{CKPT_DIR}/ (shared/reference/hsp_cnn, or a clone of {REPO_URL})")
-    return prefix
-
-
-def _tensor(tensors: dict, name: str, shape: tuple, source: Path) -> torch.Tensor:
+def _tensor(tensors: dict, name: str, shape: tuple, source: str) -> torch.Tensor:
     if name not in tensors:
         raise CheckpointError(f"{str(source)!r}: variable {name!r} missing; not the ret30 checkpoint")
     value = tensors[name]
@@ -115,14 +95,15 @@ def _tensor(tensors: dict, name: str, shape: tuple, source: Path) -> torch.Tenso
     return torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
 
 
-def convert_ret30(folder: str | os.PathLike, fusion: str = "trained") -> dict:
-    """Convert the released ret30 checkpoint to a hitrank ``tag_fusion`` model.
+def ret30_state(tensors: dict, fusion: str = "trained", source: str = "ret30") -> dict:
+    """Convert the released ret30 variables to a hitrank ``tag_fusion`` model.
 
     Parameters
     ----------
-    folder : the folder holding ``ret30.mdl/`` (``shared/reference/hsp_cnn`` or a checkout of
-        the authors' repository); ``ret30.mdl`` itself is accepted too
+    tensors : TF variable name -> array, as :func:`hitrank.tags.bundle.read_bundle` reads the
+        released checkpoint (the Adagrad slot variables may be there: they are ignored)
     fusion : 'trained' or 'released_script', see :func:`ret30_kwargs`
+    source : name of the checkpoint, for error messages
 
     Returns
     -------
@@ -130,19 +111,15 @@ def convert_ret30(folder: str | os.PathLike, fusion: str = "trained") -> dict:
     (name -> float32 tensor), so that ``build(d["model"], **d["kwargs"])`` followed by
     ``load_state_dict(d["state_dict"])`` gives the network. Its ``forward(x, tags)`` takes
     x (B, 128, 323) raw-power mel (the NHWC (B, 128, 323, 1) input of the TF graph without the
-    channel axis) and tags (B, 50) in :data:`hitrank.tags.TAGS` order, and returns (B,)
+    channel axis) and tags (B, 50) in :data:`hitrank.constants.TAGS` order, and returns (B,)
     normalised retention (:func:`denorm` maps it to a retention rate).
 
     Raises
     ------
     CheckpointError
-        when a checkpoint file or variable is missing or has the wrong shape.
+        when a variable is missing or has the wrong shape.
     """
     kwargs = ret30_kwargs(fusion)
-    prefix = _checkpoint_prefix(folder)
-    from ..tags.bundle import read_bundle
-
-    tensors = read_bundle(prefix)  # includes the Adagrad slots, never read below
     model = build("tag_fusion", **kwargs)
     state = {k: v.clone() for k, v in model.state_dict().items()}  # in_mean 0, in_std 1 kept
     convs = [f"base.{n}" for n, m in model.base.named_modules() if isinstance(m, nn.Conv1d)]
@@ -150,32 +127,24 @@ def convert_ret30(folder: str | os.PathLike, fusion: str = "trained") -> dict:
 
     filled = set()
     for dest, (var, shape) in zip(convs, CONV_VARS, strict=True):
-        kernel = _tensor(tensors, f"{var}/kernel", shape, prefix)
+        kernel = _tensor(tensors, f"{var}/kernel", shape, source)
         # (kh, kw, in, out) -> (out, in, kh, kw); kh is the mel axis (the Conv1d's channels
         # for the first layer, 1 elsewhere): fold it into `in`. TF conv is a cross-correlation
         # like PyTorch's: no flip.
         w = kernel.permute(3, 2, 0, 1)
         state[f"{dest}.weight"] = w.reshape(w.shape[0], w.shape[1] * w.shape[2], w.shape[3])
-        state[f"{dest}.bias"] = _tensor(tensors, f"{var}/bias", (shape[3],), prefix)
+        state[f"{dest}.bias"] = _tensor(tensors, f"{var}/bias", (shape[3],), source)
         filled |= {f"{dest}.weight", f"{dest}.bias"}
     for i, (dest, (var, shape)) in enumerate(zip(denses, DENSE_VARS, strict=True)):
-        kernel = _tensor(tensors, f"{var}/kernel", shape, prefix)
+        kernel = _tensor(tensors, f"{var}/kernel", shape, source)
         if i == 0:  # rows in JYnet order -> rows in TAGS order
             kernel = kernel[torch.from_numpy(JYNET_INDEX)]
         state[f"{dest}.weight"] = kernel.T.contiguous()
-        state[f"{dest}.bias"] = _tensor(tensors, f"{var}/bias", (shape[1],), prefix)
+        state[f"{dest}.bias"] = _tensor(tensors, f"{var}/bias", (shape[1],), source)
         filled |= {f"{dest}.weight", f"{dest}.bias"}
     missed = {n for n, _ in model.named_parameters()} - filled
     assert not missed, f"ret30 converter left parameters unset: {sorted(missed)}"
     return {"model": "tag_fusion", "kwargs": kwargs, "state_dict": state}
-
-
-def load_ret30(folder: str | os.PathLike, fusion: str = "trained") -> nn.Module:
-    """The converted ret30 network, in eval mode (see :func:`convert_ret30`)."""
-    d = convert_ret30(folder, fusion)
-    model = build(d["model"], **d["kwargs"])
-    model.load_state_dict(d["state_dict"])
-    return model.eval()
 
 
 def jynet_to_tags(tags_jynet: np.ndarray) -> np.ndarray:

@@ -1,8 +1,14 @@
-"""Music tags: the pretrained MagnaTagATune taggers of musicnn, ported to PyTorch.
+"""Music tags: pretrained MagnaTagATune taggers, ported to PyTorch, as a registry.
 
-``hitrank tags FILE...`` prints them; ``hitrank extract --tags`` stores a 50-d tag vector per
-song next to its log-mel, for the tag branch of Yu et al. (2018) (Table 1 rows b, d, f, h,
-j, l). This module is light (no torch); the network is in :mod:`hitrank.tags.musicnn`.
+Taggers (:data:`TAGGERS`): ``musicnn`` (MTT_musicnn of musicnn 0.1.0, :mod:`.musicnn`) and
+``jynet`` (JYnet, Liu & Yang 2016, the paper's tagger, :mod:`.jynet`; also ``jynet-mtt-std``
+with its shipped standardisers). Every tagger returns the 50 tags in hitrank's canonical
+order :data:`TAGS`. ``hitrank tags FILE...`` prints them; ``hitrank extract --tags --tagger
+NAME`` stores a 50-d tag vector per song next to its log-mel (the store records the tagger),
+for the tag branch of Yu et al. (2018) (Table 1 rows b, d, f, h, j, l). This module is light
+(no torch); the networks are imported when first used.
+
+Adding a tagger: a module with the network, a :class:`Tagger` entry in :data:`TAGGERS`.
 """
 
 from __future__ import annotations
@@ -12,29 +18,66 @@ from dataclasses import dataclass
 
 from ..constants import N_TAGS, TAGS  # noqa: F401  (re-exported: the canonical tag order)
 
+#: what ``hitrank tags --model`` accepts: the two musicnn ports, and the other taggers
+MUSICNN_MODELS = ("MTT_musicnn", "MTT_vgg")
+
+
+def tag_models() -> list[str]:
+    return [*MUSICNN_MODELS, *(n for n in TAGGERS if n != "musicnn")]
+
+
+def _check_model(model: str) -> None:
+    from ..errors import HitrankError
+
+    if model in MUSICNN_MODELS:
+        from .musicnn import checkpoint_dir
+
+        checkpoint_dir(model)
+    elif model in TAGGERS:
+        check_tagger(model)
+    else:
+        raise HitrankError(f"tagger {model!r} is not known; choose one of {tag_models()}")
+
 
 def tag_file(path, model: str = "MTT_musicnn", device: str = "cpu") -> dict:
-    """Song-level tags of an audio file (whole song, decoded at 16 kHz with soxr HQ).
+    """Song-level tags of an audio file (the whole song).
+
+    musicnn models decode at 16 kHz with soxr HQ and average their 3 s patches; JYnet reads
+    the song at its own rate and averages its 29.1 s clips.
 
     Returns
     -------
-    dict with ``path``, ``duration`` (s), ``model``, ``tags`` ({name: probability}, the
-    per-patch sigmoid probabilities averaged over the song) and ``top`` (names, best first).
+    dict with ``path``, ``duration`` (s), ``model``, ``tags`` ({name: probability}) and
+    ``top`` (names, best first).
     """
     import numpy as np
 
     from .. import audio
     from ..errors import AudioLoadError
-    from .musicnn import SR, tag_vector
 
-    y, duration = audio.load(path, SR)
-    if float(np.max(np.abs(y), initial=0.0)) < audio.SILENCE_PEAK:
+    if model in MUSICNN_MODELS:
+        from .musicnn import SR, tag_vector
+
+        y, duration = audio.load(path, SR)
+        vec = None if _silent(y) else tag_vector(_at_least_one_patch(y), model, device)
+    else:
+        sr = audio.info(path).samplerate
+        y, duration = audio.load(path, sr)
+        vec = None if _silent(y) else get_tagger(model).song(y, sr, device)
+    if vec is None:
         raise AudioLoadError(path, "audio is silent")
-    vec = tag_vector(_at_least_one_patch(y), model, device)
     order = np.argsort(-vec, kind="stable")
     return {"path": str(path), "duration": duration, "model": model,
             "tags": {TAGS[i]: float(vec[i]) for i in range(N_TAGS)},
             "top": [TAGS[i] for i in order]}
+
+
+def _silent(y) -> bool:
+    import numpy as np
+
+    from .. import audio
+
+    return float(np.max(np.abs(y), initial=0.0)) < audio.SILENCE_PEAK
 
 
 def tag_files(paths, model: str = "MTT_musicnn", device: str = "auto"):
@@ -42,9 +85,8 @@ def tag_files(paths, model: str = "MTT_musicnn", device: str = "auto"):
     that fails (the batch goes on). Missing tagger weights stop before the first file."""
     from ..errors import HitrankError
     from ..runtime import pick_device
-    from .musicnn import checkpoint_dir
 
-    checkpoint_dir(model)  # a missing musicnn wheel is one error, not one per file
+    _check_model(model)  # missing weights are one error, not one per file
     dev = str(pick_device(device))
     for path in paths:
         try:
@@ -55,23 +97,26 @@ def tag_files(paths, model: str = "MTT_musicnn", device: str = "auto"):
 
 @dataclass(frozen=True)
 class Tagger:
-    """A registered tagger: 50 MTT tag probabilities of mono audio at its own rate ``sr``.
+    """A registered tagger: 50 MTT tag probabilities of mono audio.
 
-    ``vector(y, device) -> (50,)`` in :data:`TAGS` order; ``check()`` raises a
-    CheckpointError naming how to install the weights when they are missing.
+    ``segment(y, sr, device)`` tags a 30 s segment and ``song(y, sr, device)`` a whole song
+    (``y`` (n,) at ``sr`` Hz, resampled by the tagger as its original did), both ``(50,)`` in
+    :data:`TAGS` order; ``check()`` raises a CheckpointError naming how to get the weights
+    when they are missing.
     """
 
     name: str
-    sr: int  # Hz, the rate the tagger reads
-    vector: Callable
+    segment: Callable
+    song: Callable
     check: Callable
     about: str
 
 
-def _musicnn_vector(y, device: str = "cpu"):
-    from .musicnn import tag_vector
+def _musicnn(y, sr: int, device: str = "cpu"):
+    from .. import audio
+    from .musicnn import SR, tag_vector
 
-    return tag_vector(_at_least_one_patch(y), "MTT_musicnn", device)
+    return tag_vector(_at_least_one_patch(audio.resample(y, sr, SR)), "MTT_musicnn", device)
 
 
 def _musicnn_check():
@@ -80,11 +125,51 @@ def _musicnn_check():
     checkpoint_dir("MTT_musicnn")
 
 
-#: taggers by name (``extract --tagger``, ``tags.tagger`` in configs)
+def jynet_checkpoint():
+    """Where ``hitrank pretrained import`` puts the converted JYnet weights."""
+    from ..runinfo import models_dir
+
+    return models_dir() / "jynet" / "jynet.pt"
+
+
+def _jynet_check():
+    from ..errors import CheckpointError
+
+    if not jynet_checkpoint().is_file():
+        raise CheckpointError(f"the JYnet tagger is not imported ({str(jynet_checkpoint())!r} is missing): "
+                              "run `hitrank pretrained import PATH` with PATH a checkout of "
+                              "github.com/OckhamsRazor/HSP_CNN or a folder with its released weights")
+
+
+def _jynet(standardisation: str, whole: bool):
+    def run(y, sr: int, device: str = "cpu"):
+        from . import jynet
+
+        net = jynet.load_converted(str(jynet_checkpoint()))
+        fn = jynet.song_tag_vector if whole else jynet.tag_vector
+        return fn(y, sr, net, standardisation, device, "kaiser_best")
+
+    return run
+
+
+#: taggers by name (``extract --tagger``, ``tags.tagger`` in configs, ``tags --model``)
 TAGGERS = {
-    "musicnn": Tagger("musicnn", 16000, _musicnn_vector, _musicnn_check,
+    "musicnn": Tagger("musicnn", _musicnn, _musicnn, _musicnn_check,
                       "MTT_musicnn of musicnn 0.1.0 (Pons & Serra), ported to PyTorch"),
+    "jynet": Tagger("jynet", _jynet("clip", False), _jynet("clip", True), _jynet_check,
+                    "JYnet (Liu & Yang 2016), the paper's tagger, per-clip standardisation as the "
+                    "released pipeline ran it"),
+    "jynet-mtt-std": Tagger("jynet-mtt-std", _jynet("shipped", False), _jynet("shipped", True),
+                            _jynet_check, "JYnet with the shipped MagnaTagATune standardisers"),
 }
+
+
+def resolve_tagger(name: str) -> str:
+    """``auto`` -> ``jynet`` (the paper's tagger) when its weights are imported, else
+    ``musicnn``; any other name unchanged."""
+    if name != "auto":
+        return name
+    return "jynet" if jynet_checkpoint().is_file() else "musicnn"
 
 
 def get_tagger(name: str) -> Tagger:
@@ -101,17 +186,21 @@ def check_tagger(name: str) -> None:
     get_tagger(name).check()
 
 
-def segment_tags(y, sr: int, whole=None, device: str = "cpu", tagger: str = "musicnn"):
-    """Tag vector ``(50,)`` float32 (:data:`TAGS` order) of already decoded audio, for a store.
+def segment_tags(y, sr: int, whole=None, device: str = "cpu", tagger: str = "musicnn",
+                 scope: str = "segment"):
+    """Tag vector ``(50,)`` float32 (:data:`TAGS` order) of decoded audio, for a store.
 
-    ``y`` (n,) at ``sr`` is resampled to the tagger's rate (soxr HQ); ``whole`` is the path to
-    decode at that rate instead (song scope when only a segment was decoded).
+    ``y`` (n,) at ``sr``; ``whole`` is a path to decode instead (at its own rate: song scope
+    when only a segment was decoded). ``scope``: ``segment`` (a 30 s segment) or ``song``.
     """
     from .. import audio
 
     t = get_tagger(tagger)
-    y_t = audio.load(whole, t.sr)[0] if whole is not None else audio.resample(y, sr, t.sr)
-    return t.vector(y_t, device).astype("float32")
+    if whole is not None:
+        meta = audio.info(whole)
+        y, sr, scope = audio.load(whole, meta.samplerate)[0], meta.samplerate, "song"
+    fn = t.song if scope == "song" else t.segment
+    return fn(y, sr, device).astype("float32")
 
 
 def _at_least_one_patch(y):

@@ -549,3 +549,36 @@ def tag_vector(
     y16 = resample16(y, sr, resampler)
     out = predict188(y16, net, standardisation, device).astype(np.float64)
     return np.clip(out[idx], PROB_EPS, 1 - PROB_EPS)
+
+
+# ----------------------------------------------------------------------------- converted weights
+def save_converted(net: JYNet, path: str | Path, info: dict) -> None:
+    """Write ``net`` as a hitrank checkpoint (kind ``tagger``; plain tensors and types)."""
+    from ..payload import model_state, save_payload
+
+    save_payload(path, "tagger", {"model": "jynet", "kwargs": {"tags188": list(net.tags188)},
+                                  "state_dict": model_state(net), "info": info})
+
+
+@functools.lru_cache(maxsize=2)
+def load_converted(path: str) -> JYNet:
+    """JYnet from a converted checkpoint (:func:`save_converted`), eval mode, cached per path."""
+    from ..payload import load_payload
+
+    payload = load_payload(path, "tagger")
+    if payload.get("model") != "jynet":
+        raise CheckpointError(f"{path!r} holds the tagger {payload.get('model')!r}, not jynet")
+    net = JYNet(**payload["kwargs"])
+    net.load_state_dict(payload["state_dict"])
+    return net.eval()
+
+
+def song_tag_vector(y: np.ndarray, sr: int, net: JYNet, standardisation: str = "clip",
+                    device: str | torch.device = "cpu", resampler: str = "kaiser_best") -> np.ndarray:
+    """Tags of a whole song: :func:`tag_vector` of each 29.1 s clip (911 frames) of ``y``,
+    averaged; a song no longer than one clip is :func:`tag_vector` itself. ``(50,)``."""
+    y16 = resample16(y, sr, resampler)
+    step = N_FRAMES * HOP
+    clips = [y16[i: i + step] for i in range(0, max(1, len(y16) - HOP), step)]
+    clips = [c for c in clips if len(c) > step // 2] or clips[:1]  # a short remainder is dropped
+    return np.mean([tag_vector(c, SR, net, standardisation, device, resampler) for c in clips], axis=0)

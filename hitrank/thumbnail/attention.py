@@ -32,7 +32,6 @@ import torch.nn as nn
 from ..constants import N_MELS
 from ..errors import CheckpointError
 from ..features import FeatureParams, log_mel
-from ..models.registry import register
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +49,6 @@ def positional_encoding(n: int, d: int, device=None) -> torch.Tensor:
     return pe
 
 
-@register("attention_highlighter", role="highlighter")
 class AttentionHighlighter(nn.Module):
     """Chunk encoder + positional encoding + attention + late-fusion head.
 
@@ -158,7 +156,7 @@ def checkpoint_digest(path: str | os.PathLike) -> str:
 
 def load_highlighter(path: str | os.PathLike) -> Highlighter:
     """Load a highlighter checkpoint safely (``weights_only=True``)."""
-    from ..checkpoint import load_payload
+    from ..payload import load_payload
 
     return Highlighter(load_payload(path, "highlighter"), str(path))
 

@@ -20,15 +20,15 @@ import torch
 import yaml
 
 from .. import audio
-from ..checkpoint import save_payload
 from ..config import build_config
 from ..corpus import read_labels
-from ..data import Target
 from ..engines import get_engine
 from ..errors import ConfigError, HitrankError
 from ..features import FeatureParams, log_mel
 from ..loop import EpochLoop, run_loop
+from ..payload import save_payload
 from ..runtime import pick_device, seed_everything
+from ..targets import Target
 from .attention import AttentionHighlighter, HighlighterTrainConfig, batch_chunks
 
 log = logging.getLogger(__name__)

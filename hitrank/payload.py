@@ -1,0 +1,82 @@
+"""The one checkpoint file format of hitrank and its one safe reader.
+
+Every kind of model hitrank saves (``kind``: spectrogram scorers, descriptor models, the
+attention highlighter, converted taggers) is a dict ``{"format", "kind", ...}`` of plain
+Python types and tensors written atomically by :func:`save_payload`, and read by
+:func:`load_payload` with ``torch.load(weights_only=True)``: a file holding executable
+Python objects is refused in one line and never loaded unsafely. Checkpoints written by
+earlier versions (one format per kind) are read too. Models inside are stored as registry
+name + kwargs + state dict (:mod:`hitrank.checkpoint` builds them).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import torch
+
+from .errors import CheckpointError
+from .fileio import atomic_torch_save
+
+FORMAT = "hitrank-checkpoint/2"
+KINDS = ("spectrogram", "descriptor", "highlighter", "tagger")
+#: formats written by earlier hitrank versions, read as the kind they held
+LEGACY_FORMATS = {"hitrank-checkpoint/1": "spectrogram",
+                  "hitrank-descriptor-checkpoint/1": "descriptor",
+                  "hitrank-highlighter/1": "highlighter"}
+
+
+def save_payload(path: str | os.PathLike, kind: str, payload: dict) -> None:
+    """Write a checkpoint of ``kind`` atomically: ``{"format", "kind", **payload}``.
+
+    ``payload`` holds plain Python types and tensors only (so it loads with
+    ``weights_only=True``); models are stored as registry name + kwargs + state dict.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind={kind!r}; expected one of {KINDS}")
+    atomic_torch_save({"format": FORMAT, "kind": kind, **payload}, path)
+
+
+def load_payload(path: str | os.PathLike, kind: str | None = None) -> dict:
+    """Load a checkpoint safely (``weights_only=True``); the one reader of every kind.
+
+    Raises
+    ------
+    CheckpointError
+        One line naming the file and the reason: missing, unreadable or corrupt, holding
+        executable Python objects (refused, never loaded unsafely), not a hitrank
+        checkpoint, or of another kind than ``kind``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{str(path)!r}: checkpoint file does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"{str(path)!r}: refused: the file holds executable Python objects, "
+                              "not plain tensors; hitrank never loads such files (they can run "
+                              "code); use a checkpoint written by hitrank") from None
+    except Exception as exc:  # noqa: BLE001 - corrupt or foreign files
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise CheckpointError(f"{str(path)!r}: cannot load checkpoint ({type(exc).__name__}: "
+                              f"{first}); is it a hitrank checkpoint?") from None
+    found = None
+    if isinstance(payload, dict):
+        found = payload.get("kind") if payload.get("format") == FORMAT else LEGACY_FORMATS.get(payload.get("format"))
+    if found not in KINDS:
+        raise CheckpointError(f"{str(path)!r}: not a hitrank checkpoint (format {FORMAT!r} expected)")
+    if kind is not None and found != kind:
+        raise CheckpointError(f"{str(path)!r} holds a {found} model, not a {kind} model")
+    return {**payload, "kind": found}
+
+
+def checkpoint_kind(path: str | os.PathLike) -> str:
+    """The kind of model a checkpoint holds (spectrogram, descriptor, highlighter)."""
+    return load_payload(path)["kind"]
+
+
+def model_state(model: torch.nn.Module) -> dict:
+    """A model's state dict on the CPU (what checkpoints store)."""
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}

@@ -1,0 +1,135 @@
+"""The authors' released models: import, rank any folder, fine-tune from them, no tagger mixing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hitrank.cli import main
+from hitrank.errors import CheckpointError, ConfigError
+from hitrank.features import FeatureParams
+from hitrank.models import build
+from hitrank.store import FeatureStore
+
+HSP_CNN = Path(__file__).resolve().parents[2] / "shared" / "reference" / "hsp_cnn"
+AUDIO = Path(__file__).resolve().parents[2] / "shared" / "audio"
+needs_release = pytest.mark.skipif(not (HSP_CNN / "ret30.mdl").is_dir(),
+                                   reason=f"the authors' released weights are not at {HSP_CNN}")
+
+
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory):
+    """A cache with the released models imported (HITRANK_CACHE points at it)."""
+    if not (HSP_CNN / "ret30.mdl").is_dir():
+        pytest.skip(f"the authors' released weights are not at {HSP_CNN}")
+    cache = tmp_path_factory.mktemp("cache")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("HITRANK_CACHE", str(cache))
+    assert main(["pretrained", "import", str(HSP_CNN)]) == 0
+    yield cache
+    mp.undo()
+
+
+def test_import_writes_models_with_provenance_and_licence(imported):
+    for name in ("yu2018-kkbox", "yu2018-kkbox-hl30"):
+        run = imported / "models" / name
+        info = json.loads((run / "run.json").read_text())
+        assert info["kind"] == "spectrogram" and info["command"] == "import"
+        prov = json.loads((run / "provenance.json").read_text())
+        assert "Apache-2.0" in prov["licence"] and "ISC" in prov["tagger_licence"]
+        assert prov["fusion"] == "trained" and len(prov["files"]["ret30.mdl/model.ckpt.index"]) == 40
+        assert "Apache License" in (run / "LICENSE").read_text()
+        payload = torch.load(run / "model.pt", weights_only=True)
+        fp = payload["feature_params"]
+        assert (fp["window"], fp["log"], fp["tags"], fp["tagger"]) == ("hann", "none", "segment", "jynet")
+        assert payload["target"]["kind"] == "neg_inv_log10"
+    assert (imported / "models" / "jynet" / "jynet.pt").is_file()
+    assert main(["pretrained", "import", str(HSP_CNN)]) == 2  # no silent overwrite without --force
+
+
+def test_the_imported_model_equals_the_released_graph(imported):
+    """Scoring the released test input through the imported checkpoint gives the TF value."""
+    from hitrank.checkpoint import load_checkpoint
+    from hitrank.models.ret30 import jynet_to_tags
+
+    scorer = load_checkpoint(imported / "models" / "yu2018-kkbox" / "model.pt")
+    x = torch.from_numpy(np.load(HSP_CNN / "test_data" / "xte.npy").astype(np.float32))
+    t = torch.from_numpy(jynet_to_tags(np.load(HSP_CNN / "test_data" / "tgte.jynet.npy")).astype(np.float32))
+    z = scorer.score(x, T=t)
+    assert abs(z[0] - 0.632921517) < 1e-4
+    assert abs(scorer.to_raw(z)[0] - 0.02630421) < 1e-5
+
+
+@pytest.mark.skipif(not AUDIO.is_dir(), reason=f"the real recordings are not at {AUDIO}")
+def test_rank_real_recordings_with_the_kkbox_model(imported, tmp_path, capsys):
+    html = tmp_path / "r.html"
+    assert main(["rank", str(AUDIO), "--model", "yu2018-kkbox", "--json", "--html", str(html)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["ranking"]) == 5 and out["failures"] == []
+    assert all(0 < r["predicted_hit_score"] < 1 for r in out["ranking"])
+    assert "Karissa_Hobbs" in html.read_text()
+
+
+def test_missing_import_says_how_to_get_the_weights(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HITRANK_CACHE", str(tmp_path))
+    assert main(["rank", str(tmp_path), "--model", "yu2018-kkbox"]) == 2
+    assert "hitrank pretrained import PATH" in capsys.readouterr().err
+    assert main(["tags", str(tmp_path / "x.wav"), "--model", "jynet"]) == 2
+    assert "hitrank pretrained import PATH" in capsys.readouterr().err
+
+
+def test_init_starts_from_the_released_weights(imported):
+    from hitrank.pretrained import init_weights
+
+    src = torch.load(imported / "models" / "yu2018-kkbox" / "model.pt", weights_only=True)
+    released = src["members"][0]["state_dict"]
+    cnn = build("simple_cnn")
+    init_weights(cnn, "yu2018-kkbox")
+    assert torch.equal(cnn.state_dict()["net.0.weight"], released["base.net.0.weight"])
+    assert torch.equal(cnn.state_dict()["in_std"], torch.ones(128))  # its own standardisation kept
+    fused = build("tag_fusion", base="siamese", mu=0.5)
+    names = init_weights(fused, "yu2018-kkbox")
+    assert "base.scorer.net.13.weight" in names and "dnn.net.0.weight" in names
+    assert torch.equal(fused.state_dict()["dnn.net.0.weight"], released["dnn.net.0.weight"])
+    with pytest.raises(CheckpointError, match="shape"):
+        init_weights(build("simple_cnn", conv_channels=(16, 64)), "yu2018-kkbox")
+
+
+def test_cv_init_runs(imported, store, tmp_path):
+    assert main(["cv", "--config", "table1/a_simple_cnn_mid30", "--store", str(store), "--out",
+                 str(tmp_path / "run"), "--folds", "3", "--set", "train.epochs=1", "--init", "yu2018-kkbox"]) == 0
+    cfg = (tmp_path / "run" / "config.yaml").read_text()
+    assert "init: yu2018-kkbox" in cfg
+
+
+def test_tag_dnn_refuses_a_store_of_another_tagger(tmp_path, rng):
+    from hitrank.config import load_config
+    from hitrank.cv import prepare
+    from hitrank.data import load_dataset
+
+    params = FeatureParams(tags="segment", tagger="musicnn")
+    with FeatureStore.create_or_open(tmp_path, params) as st:
+        st.plan([(f"s{i}", f"s{i}.wav", "", float(i + 1)) for i in range(12)])
+        for i in range(12):
+            st.write(f"s{i}", rng.normal(size=(128, 323)), {"seg_start": 0.0, "seg_end": 30.0,
+                                                              "duration": 60.0, "padded": False},
+                     tags=rng.random(50))
+    ds, _ = load_dataset(FeatureStore.open(tmp_path))
+    cfg = load_config("table1/b_simple_cnn_mid30_tag", ["tags.tagger=jynet"])
+    with pytest.raises(ConfigError, match="tagger='jynet' but the store was made with tagger='musicnn'"):
+        prepare(cfg, ds)
+
+
+def test_extract_records_the_tagger(imported, corpus, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.wav").symlink_to(corpus / "audio" / "song_00000.wav")
+    assert main(["extract", str(src), "--out", str(tmp_path / "st"), "--tags", "--tagger", "jynet"]) == 0
+    meta = json.loads((tmp_path / "st" / "params.json").read_text())
+    assert meta["features"]["tagger"] == "jynet"
+    tags = np.load(tmp_path / "st" / "tags.npy")
+    assert tags.shape == (1, 50) and np.all((tags > 0) & (tags < 1))
