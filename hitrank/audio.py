@@ -47,6 +47,7 @@ class Segment:
     end: float  # s, segment end in the song (start + segment length, even when padded)
     duration: float  # s, duration of the whole song
     padded: bool  # True when the song was shorter than the segment and was zero-padded
+    silent: bool = False  # True when the segment is digital silence (kept only on request)
 
 
 def _check_path(path: Path) -> None:
@@ -147,10 +148,12 @@ def load_window(
     seconds: float = SEGMENT_SECONDS,
     sr: int = SAMPLE_RATE,
     meta: AudioInfo | None = None,
+    allow_silent: bool = False,
 ) -> Segment:
     """Decode ``seconds`` of audio from ``start`` (s), mono at ``sr``; zero-pad short songs.
 
-    Only the frames of the window are decoded (soundfile seek), never the whole song.
+    Only the frames of the window are decoded (soundfile seek), never the whole song. A
+    silent segment is an AudioLoadError, or with ``allow_silent`` a Segment flagged ``silent``.
 
     Returns
     -------
@@ -171,34 +174,43 @@ def load_window(
                 f"file is truncated: header claims {meta.frames} frames, "
                 f"only {first + len(y)} could be decoded",
             )
-    return _finish(path, resample(y, sr_in, sr), sr, start, seconds, meta.duration)
+    return _finish(path, resample(y, sr_in, sr), sr, start, seconds, meta.duration, allow_silent)
 
 
-def _finish(path, y: np.ndarray, sr: int, start: float, seconds: float, duration: float) -> Segment:
-    """Pad or trim to exactly ``seconds``, refuse silence, wrap as a Segment."""
+def is_silent(y: np.ndarray) -> bool:
+    """Whether mono audio ``y`` (n,) is digital silence (peak below :data:`SILENCE_PEAK`)."""
+    return float(np.max(np.abs(y), initial=0.0)) < SILENCE_PEAK
+
+
+def _finish(path, y: np.ndarray, sr: int, start: float, seconds: float, duration: float,
+            allow_silent: bool = False) -> Segment:
+    """Pad or trim to exactly ``seconds``, refuse (or flag) silence, wrap as a Segment."""
     n_out = int(round(seconds * sr))
     padded = len(y) < n_out
     if padded:
         y = np.pad(y, (0, n_out - len(y)))
     elif len(y) > n_out:
         y = y[:n_out]
-    if float(np.max(np.abs(y), initial=0.0)) < SILENCE_PEAK:
+    silent = is_silent(y)
+    if silent and not allow_silent:
         raise AudioLoadError(path, "audio is silent in the analysed segment")
-    return Segment(np.ascontiguousarray(y, dtype=np.float32), sr, start, start + seconds, duration, padded)
+    return Segment(np.ascontiguousarray(y, dtype=np.float32), sr, start, start + seconds, duration,
+                   padded, silent)
 
 
 def crop(path, y: np.ndarray, sr: int, start: float, duration: float,
-         seconds: float = SEGMENT_SECONDS) -> Segment:
+         seconds: float = SEGMENT_SECONDS, allow_silent: bool = False) -> Segment:
     """Cut ``seconds`` from ``start`` out of an already decoded song ``y`` (n,) at ``sr``."""
     first = int(round(start * sr))
-    return _finish(path, y[first: first + int(round(seconds * sr))], sr, start, seconds, duration)
+    return _finish(path, y[first: first + int(round(seconds * sr))], sr, start, seconds, duration,
+                   allow_silent)
 
 
-def load_mid30(path: str | os.PathLike, sr: int = SAMPLE_RATE) -> Segment:
+def load_mid30(path: str | os.PathLike, sr: int = SAMPLE_RATE, allow_silent: bool = False) -> Segment:
     """Decode the Mid-30 segment of a song (30 s centred on its middle), mono at ``sr``."""
     meta = info(path)
     start, _ = mid30_window(meta.duration)
-    return load_window(path, start, SEGMENT_SECONDS, sr, meta)
+    return load_window(path, start, SEGMENT_SECONDS, sr, meta, allow_silent)
 
 
 def load(path: str | os.PathLike, sr: int = SAMPLE_RATE) -> tuple[np.ndarray, float]:

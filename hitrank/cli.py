@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from . import __version__, segments, tags
+from .descriptors.extractors import EXTRACTORS
 from .errors import HitrankError
 
 log = logging.getLogger("hitrank")
@@ -113,6 +114,9 @@ def get_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, help="random seed (overrides train.seed)")
         p.add_argument("--init", help="start from released weights: an imported pretrained model "
                        "(yu2018-kkbox) or a run folder / checkpoint (overrides train.init)")
+        p.add_argument("--allow-highlighter-overlap", action="store_true",
+                       help="evaluate on songs that trained the attention highlighter of an HL-30 "
+                            "store (their labels chose the windows; the run records it)")
         p.add_argument("--workers", type=int, default=1, help="extraction workers for --labels")
         if name == "cv":
             p.add_argument("--distribute", default="auto", choices=["auto", "data", "folds"],
@@ -121,7 +125,7 @@ def get_parser() -> argparse.ArgumentParser:
                                 "when there are at least as many folds as processes (default)")
 
     p = _sub(subs, "compare", "compare CV runs: Table-1 style table next to the paper's rows, paired "
-             "Wilcoxon tests over folds", ["hitrank compare runs/a runs/c runs/i",
+             "Wilcoxon tests over folds with the same test songs and a paired bootstrap over shared songs", ["hitrank compare runs/a runs/c runs/i",
                                            "hitrank compare runs/* --html comparison.html"], [common])
     p.add_argument("runs", nargs="+", type=Path, help="run folders written by `hitrank cv`")
     p.add_argument("--html", type=Path, help="also write an HTML page with plots here")
@@ -169,6 +173,10 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("source", type=Path, help="folder of audio files (recursive) or labels CSV")
     p.add_argument("--out", type=Path, required=True, help="output folder (descriptors.csv, failures.csv)")
     p.add_argument("--tags", action="store_true", help="add the 50 MTT tag probabilities (tag_* columns)")
+    p.add_argument("--extractor", default="hybrid", choices=list(EXTRACTORS),
+                   help="hybrid: Essentia rhythm / key / EBU R128 loudness + MTT tags + librosa, "
+                        "chosen by agreement with reference descriptors (default; needs "
+                        "pip install 'hitrank[descriptors]'); librosa: the earlier hand-written proxies")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--allow-outside", action="store_true",
                    help="let a labels CSV point at files outside its folder")
@@ -289,6 +297,11 @@ def cmd_extract(args) -> int:
     rep = extract(args.source, args.out, params, progress=_progress(args),
                   allow_outside=args.allow_outside, highlighter=args.highlighter, **_engine(args))
     _print_failures(rep.failures)
+    if rep.silent:
+        print(f"{len(rep.silent)} song(s) have a silent segment (kept, flagged silent=True: ranked "
+              "last, left out of training):", file=sys.stderr)
+        for _sid, path in rep.silent:
+            print(f"  {path!r}", file=sys.stderr)
     print(f"{rep.ok} extracted, {rep.skipped} already done, {rep.failed} failed "
           f"-> {rep.store} (manifest.csv, mel_{params.segment}.npy)")
     return EXIT_PARTIAL if rep.failed else EXIT_OK
@@ -301,6 +314,8 @@ def _overrides(args) -> list[str]:
                       (args.init, "train.init")):
         if flag is not None:
             overrides.append(f"{key}={flag}")
+    if args.allow_highlighter_overlap:
+        overrides.append("cv.allow_highlighter_overlap=true")
     return overrides
 
 
@@ -312,8 +327,17 @@ def _print_summary(summary: dict) -> None:
     procs = summary.get("processes", 1)
     print(f"{summary['name']}: {summary['n_songs']} songs, {summary['folds']} folds, "
           f"{summary['seconds']:.0f} s on {summary['device']}" + (f" x {procs} processes" if procs > 1 else ""))
+    pooled, ci = summary.get("pooled"), summary.get("pooled_ci", {})
+    print(f"  {'':<14} {'per fold: mean +- std (se)':>28}   pooled out-of-fold [95% CI]")
     for k in ("ndcg", "kendall", "spearman", "recall"):
-        print(f"  {k + '@10%':<14} {summary[k + '_mean']:+.4f} +- {summary[k + '_std']:.4f}")
+        fold = f"{summary[k + '_mean']:+.4f} +- {summary[k + '_std']:.4f} ({summary.get(k + '_se', 0):.4f})"
+        pool = f"{pooled[k]:+.4f} [{ci[k][0]:+.3f}, {ci[k][1]:+.3f}]" if pooled else ""
+        print(f"  {k + '@10%':<14} {fold:>28}   {pool}")
+    for w in summary.get("warnings", []):
+        print(f"  warning: {w}")
+    if summary.get("highlighter_overlap"):
+        print(f"  note: {summary['highlighter_overlap']} evaluated songs supervised the highlighter "
+              "(--allow-highlighter-overlap): HL-30 windows were chosen with their labels")
 
 
 def _print_descriptor_summary(s: dict) -> None:
@@ -388,14 +412,15 @@ def _report_ranking(args, ranking, failures) -> int:
         write_ranking_report(ranking, failures, args.html, str(args.model),
                              store_dir=ranking.attrs.get("store"), embed_audio=args.embed_audio)
     if args.json:
-        rows = ranking.to_dict("records")
+        rows = ranking.astype(object).where(ranking.notna(), None).to_dict("records")  # NaN -> null
         print(_json_dump({"ranking": rows, "failures": [
             {"song_id": s, "path": p, "error": r} for s, p, r in failures]}))
     else:
         shown = ranking if args.top == 0 else ranking.head(args.top)
         for r in shown.itertuples():
             spread = f" +- {r.score_std:.3f}" if getattr(r, "n_models", 1) > 1 else ""
-            print(f"{r.rank:>5}  {r.score:+.3f}{spread}  {r.song_id}")
+            flags = f"  [{r.flags}]" if getattr(r, "flags", "") else ""
+            print(f"{r.rank:>5}  {r.score:+.3f}{spread}  {r.song_id}{flags}")
         _print_failures(failures, "files")
         where = (f", CSV in {args.out}" if args.out else "") + (f", report in {args.html}" if args.html else "")
         print(f"ranked {len(ranking)} songs with {args.model}{where}")
@@ -449,7 +474,7 @@ def cmd_descriptors(args) -> int:
     from .descriptors.audio import describe_folder
 
     rep = describe_folder(args.source, args.out, workers=args.workers, progress=_progress(args),
-                          allow_outside=args.allow_outside, tags=args.tags)
+                          allow_outside=args.allow_outside, tags=args.tags, extractor=args.extractor)
     _print_failures(rep.failures)
     print(f"{rep.ok} described, {rep.skipped} already done, {rep.failed} failed "
           f"-> {args.out / 'descriptors.csv'} (failures.csv)")

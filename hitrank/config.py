@@ -25,13 +25,15 @@ PACKAGED_CONFIGS = Path(__file__).resolve().parent / "configs"
 SAMPLINGS = ("none", "naive", "ab", "artist", "ab_artist")
 TARGETS = ("raw", "log", "neg_inv_log10")
 OPTIMIZERS = ("adagrad", "adam")
+PRECISIONS = ("auto", "fp32", "bf16")
+FALLBACK = "fallback"  # features.highlighter: the training-free HL-30 highlighter
 SELECT_METRICS = ("ndcg", "kendall", "spearman", "recall", "spearman_all", "val_loss")
 
 
 @dataclass(frozen=True)
 class FeaturesConfig:
     segment: str = "mid30"  # a segment method of hitrank.segments: mid30 | hl30
-    highlighter: str = ""  # hl30: attention highlighter checkpoint; empty = training-free fallback
+    highlighter: str = ""  # hl30: fallback (training-free) or an attention highlighter checkpoint
     window: str = "hamming"  # hamming (paper) | hann (authors' code)
     log: str = "db"  # db | log1p | none
     tags: bool = False  # add the 50 MTT tag activations through the tag DNN (paper Eq. 4)
@@ -69,7 +71,8 @@ class TrainConfig:
     patience: int = 8  # epochs without improvement before stopping
     target: str = "log"  # raw | log | neg_inv_log10 (released code: -1/log10(x))
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: bool = True  # bfloat16 autocast on CUDA (ignored on CPU)
+    amp: bool = True  # deprecated: false = precision fp32 (kept so older configs load)
+    precision: str = "auto"  # fp32 | bf16 | auto: bfloat16 autocast on CUDA and on CPUs with AVX512-BF16 or AMX
     seed: int = 0
     init: str = ""  # start from released weights: an imported pretrained model (yu2018-kkbox) or a run / checkpoint
 
@@ -78,8 +81,10 @@ class TrainConfig:
 class CVConfig:
     folds: int = 10  # k folds; fold f tests chunk f, validates on chunk f+1, trains on the rest
     artist_aware: bool = False  # keep each artist's songs in one chunk
+    fold_seed: int = 0  # folds come from a hash of (fold_seed, song_id): independent of train.seed
     top_fraction: float = 0.1  # the "@10%" of the metrics
-    select_metric: str = "ndcg"  # validation metric that picks grid values and fusion weights
+    select_metric: str = "ndcg"  # validation metric that picks grid values and fusion weights (val_loss: by validation MSE)
+    allow_highlighter_overlap: bool = False  # evaluate on songs that supervised the attention highlighter (leaks labels)
 
 
 @dataclass(frozen=True)
@@ -169,7 +174,11 @@ def validate(cfg: Config) -> Config:
 
     f, p, t, c = cfg.features, cfg.pairs, cfg.train, cfg.cv
     check_choice("features.segment", f.segment, segments.names())
-    if f.highlighter and not segments.get(f.segment).manifest_fields:
+    takes_highlighter = segments.get(f.segment).takes_highlighter
+    if takes_highlighter and not f.highlighter:
+        raise ConfigError(f"features.segment={f.segment!r} needs features.highlighter: fallback "
+                          "(training-free) or an attention highlighter checkpoint")
+    if f.highlighter not in ("", FALLBACK) and not takes_highlighter:
         raise ConfigError(f"features.highlighter is set but features.segment={f.segment!r} "
                           "takes no highlighter (hl30 does)")
     check_choice("features.window", f.window, ("hamming", "hann"))
@@ -178,6 +187,7 @@ def validate(cfg: Config) -> Config:
     check_choice("pairs.sampling", p.sampling, SAMPLINGS)
     check_choice("train.target", t.target, TARGETS)
     check_choice("train.optimizer", t.optimizer, OPTIMIZERS)
+    check_choice("train.precision", t.precision, PRECISIONS)
     check_choice("cv.select_metric", c.select_metric, SELECT_METRICS)
     from .tags import TAGGERS
 
@@ -213,6 +223,12 @@ def validate(cfg: Config) -> Config:
     return cfg
 
 
+def highlighter_checkpoint(cfg: Config) -> str | None:
+    """The attention highlighter checkpoint a config names (None: the fallback, or none)."""
+    h = cfg.features.highlighter
+    return h if h not in ("", FALLBACK) else None
+
+
 def feature_params(cfg: Config):
     """The :class:`~hitrank.features.FeatureParams` a config asks for (segment method,
     highlighter, window, log, tags and tagger)."""
@@ -220,14 +236,14 @@ def feature_params(cfg: Config):
     from .tags import resolve_tagger
 
     f = cfg.features
-    return segments.params_for(f.segment, f.highlighter or None, window=f.window, log=f.log,
+    return segments.params_for(f.segment, highlighter_checkpoint(cfg), window=f.window, log=f.log,
                                tags=f.tag_scope if f.tags else "",
                                tagger=resolve_tagger(cfg.tags.tagger) if f.tags else "")
 
 
 def check_available(cfg: Config) -> None:
     """Fail early, naming the missing piece, for configs that need unreleased features."""
-    if cfg.features.highlighter and not Path(cfg.features.highlighter).is_file():
+    if highlighter_checkpoint(cfg) and not Path(cfg.features.highlighter).is_file():
         raise ConfigError(f"features.highlighter={cfg.features.highlighter!r}: no such checkpoint; "
                           "train one with `hitrank highlighter train` or leave it empty (fallback)")
     if cfg.features.tags:

@@ -32,20 +32,25 @@ import numpy as np
 import pandas as pd
 import torch
 
+from . import ood
 from .checkpoint import save_checkpoint
 from .config import Config, check_available, dump_config, feature_params
 from .data import Dataset, Target, make_folds
 from .distributed import SINGLE, Context, barrier, my_folds
 from .errors import ConfigError
 from .fileio import atomic_write_text
-from .metrics import METRICS, ranking_metrics
+from .metrics import METRICS
 from .runinfo import write_run_info
 from .runtime import pick_device
-from .train import FitResult, fit, predict_all
+from .train import FitResult, fit, predict_all, ranked_last, reduced_precision, scored
+from .uncertainty import fold_summary, pooled_metrics
 
 log = logging.getLogger(__name__)
 
-HIGHER_IS_BETTER = {"val_loss": False}
+#: ``select_metric: val_loss`` compares grid points by their validation MSE: the training
+#: losses of different w include different amounts of ranking hinge, so they are not comparable
+SELECTION_KEY = {"val_loss": "val_mse"}
+HIGHER_IS_BETTER = {"val_mse": False}
 SUMMARY_METRICS = METRICS + ("kendall_all", "spearman_all")
 
 
@@ -58,6 +63,11 @@ def _grid(cfg: Config, sampling: str) -> list[tuple[float, float | None, float |
 
 
 def _better(metric: str, a: float, b: float) -> bool:
+    """Whether validation value ``a`` beats ``b`` (NaN never wins)."""
+    if not np.isfinite(a):
+        return False
+    if not np.isfinite(b):
+        return True
     return a < b if not HIGHER_IS_BETTER.get(metric, True) else a > b
 
 
@@ -68,7 +78,7 @@ def _select(cfg: Config, ds: Dataset, X, tr, va, target, sampling, seed, curves,
     ``resume``: folder for end-of-epoch training states (an interrupted fold continues from
     its last finished epoch).
     """
-    metric = cfg.cv.select_metric
+    metric = SELECTION_KEY.get(cfg.cv.select_metric, cfg.cv.select_metric)
     best = None
     for g, (w, m, mu) in enumerate(_grid(cfg, sampling)):
         state = resume / f"{member}_grid{g}.state" if resume is not None else None
@@ -97,12 +107,12 @@ def _fit_fold(cfg: Config, ds: Dataset, X, tr, va, seed: int, T=None, resume: Pa
                                               "fusion": None}
     ab = _select(cfg, ds, X, tr, va, target, "ab", seed, curves, "ab", T, resume, ctx)
     art = _select(cfg, ds, X, tr, va, target, "artist", seed + 7, curves, "artist", T, resume, ctx)
-    metric = cfg.cv.select_metric
+    metric = SELECTION_KEY.get(cfg.cv.select_metric, cfg.cv.select_metric)
     best_a, best_val = None, None
     for a in cfg.pairs.fusion:
         pred = a * ab.val_pred + (1 - a) * art.val_pred
-        val = ranking_metrics(ds.scores[va], pred, cfg.cv.top_fraction)
-        val["val_loss"] = float(np.mean((pred - target.transform(ds.scores[va])) ** 2))
+        val = scored(ds.scores[va], pred, cfg.cv.top_fraction)
+        val["val_mse"] = float(np.mean((pred - target.transform(ds.scores[va])) ** 2))
         if best_val is None or _better(metric, val[metric], best_val):
             best_a, best_val = a, val[metric]
     chosen = {"w": ab.w, "margin": ab.margin, "mu": ab.mu, "fusion": best_a,
@@ -139,7 +149,7 @@ def _members(members):
 
 
 def run_cv(cfg: Config, ds: Dataset, out: str | os.PathLike, progress: bool = True,
-           ctx: Context = SINGLE) -> dict | None:
+           ctx: Context = SINGLE, notes: dict | None = None) -> dict | None:
     """k-fold cross-validation; writes the run folder and returns the summary.
 
     Under torchrun (``ctx``), every rank calls this: in ``data`` mode all ranks train every
@@ -159,8 +169,8 @@ def run_cv(cfg: Config, ds: Dataset, out: str | os.PathLike, progress: bool = Tr
         atomic_write_text(cfg_file, cfg_text)
         write_run_info(out, "spectrogram", "cv", name=cfg.name)
     barrier(ctx)  # the run folder exists and holds this config before any rank looks at it
-    folds = make_folds(len(ds), cfg.cv.folds, cfg.train.seed,
-                       groups=ds.artists if cfg.cv.artist_aware else None)
+    folds = make_folds(len(ds), cfg.cv.folds, cfg.cv.fold_seed,
+                       groups=ds.artists if cfg.cv.artist_aware else None, ids=ds.song_ids)
     todo = [f for f in my_folds(ctx, len(folds)) if not (out / f"fold_{f:02d}.json").exists()]
     barrier(ctx)  # every rank has its list before any fold is marked done
     t0 = time.time()
@@ -170,26 +180,26 @@ def run_cv(cfg: Config, ds: Dataset, out: str | os.PathLike, progress: bool = Tr
         resume = out / "resume" / f"fold_{f:02d}"
         members, target, curves, chosen = _fit_fold(cfg, ds, X, tr, va, cfg.train.seed + 100 * f, T,
                                                     resume, ctx)
-        z = sum(wt * predict_all(ctx, r.model, X, te, cfg.train.amp, T) for wt, r in members)
-        metrics = ranking_metrics(ds.scores[te], target.inverse(z), cfg.cv.top_fraction)
+        z = sum(wt * predict_all(ctx, r.model, X, te, reduced_precision(cfg, device), T) for wt, r in members)
+        metrics = scored(ds.scores[te], target.inverse(z), cfg.cv.top_fraction)
         row = {"fold": f, "n_train": len(tr), "n_val": len(va), "n_test": len(te), **chosen,
                **{k: metrics[k] for k in SUMMARY_METRICS}, "n_top": metrics["n_top"],
                "best_epoch": members[0][1].best_epoch, "seconds": round(time.time() - tf, 2)}
         if ctx.writes:
-            _write_fold(out, f, row, members, target, cfg, ds, te, z, curves)
+            _write_fold(out, f, row, members, target, cfg, ds, te, z, curves, ood.reference(X, tr))
             log.info("%s fold %d: nDCG %.4f  Kendall %.4f  Spearman %.4f  (%.0f s)", cfg.name, f,
                      row["ndcg"], row["kendall"], row["spearman"], row["seconds"])
     barrier(ctx)  # all folds are written
     if not ctx.main:
         return None
-    return summarize(cfg, out, len(ds), time.time() - t0, device, ctx.world)
+    return summarize(cfg, out, len(ds), time.time() - t0, device, ctx.world, notes)
 
 
 def _write_fold(out: Path, f: int, row: dict, members, target, cfg: Config, ds: Dataset, te, z,
-                curves) -> None:
+                curves, ood_ref: dict) -> None:
     """A finished fold's files; its ``fold_XX.json`` is written last and marks it done."""
     save_checkpoint(out / f"fold_{f:02d}.pt", _members(members), target, cfg.to_dict(),
-                    ds.params, {"fold": f, "test_metrics": row})
+                    ds.params, {"fold": f, "test_metrics": row, "ood": ood_ref})
     pd.DataFrame({"song_id": ds.song_ids[te], "fold": f, "hit_score": ds.scores[te],
                   "pred_z": z, "pred": target.inverse(z)}).to_csv(out / f"pred_{f:02d}.csv", index=False)
     pd.DataFrame([{"fold": f, **c} for c in curves]).to_csv(out / f"curves_{f:02d}.csv", index=False)
@@ -197,8 +207,16 @@ def _write_fold(out: Path, f: int, row: dict, members, target, cfg: Config, ds: 
     shutil.rmtree(out / "resume" / f"fold_{f:02d}", ignore_errors=True)  # no longer needed
 
 
-def summarize(cfg: Config, out: Path, n_songs: int, seconds: float, device, processes: int = 1) -> dict:
-    """Gather fold files into folds.csv, curves.csv, predictions.csv and summary.json."""
+def summarize(cfg: Config, out: Path, n_songs: int, seconds: float, device, processes: int = 1,
+              notes: dict | None = None) -> dict:
+    """Gather fold files into folds.csv, curves.csv, predictions.csv and summary.json.
+
+    The summary holds two views of the same test predictions: the mean, sample std (ddof=1)
+    and standard error over folds of each fold's metrics (``*_mean``, ``*_std``, ``*_se``:
+    the paper's protocol), and the pooled out-of-fold metrics (every song scored once by the
+    fold model that never saw it) with bootstrap 95% intervals (``pooled``, ``pooled_ci``);
+    ``warnings`` says when a fold's top fraction is too small to mean anything.
+    """
     rows = [json.loads(p.read_text()) for p in sorted(out.glob("fold_*.json"))]
     folds = pd.DataFrame(rows)
     folds.to_csv(out / "folds.csv", index=False)
@@ -207,12 +225,23 @@ def summarize(cfg: Config, out: Path, n_songs: int, seconds: float, device, proc
         if parts:
             name = "predictions.csv" if stem == "pred" else "curves.csv"
             pd.concat(parts).to_csv(out / name, index=False)
+    pred = pd.read_csv(out / "predictions.csv")
+    pooled = pooled_metrics(pred.hit_score.to_numpy(), ranked_last(pred.pred.to_numpy()),
+                            pred.fold.to_numpy(), cfg.cv.top_fraction)
+    for w in pooled["warnings"]:
+        log.warning("%s: %s", cfg.name, w)
+    per_fold = [fold_summary(folds[k]) for k in SUMMARY_METRICS]
     summary = {
         "name": cfg.name, "n_songs": n_songs, "folds": len(rows), "device": str(device),
         "processes": processes,
         "seconds": round(seconds, 1), "sampling": cfg.pairs.sampling, "segment": cfg.features.segment,
         **{f"{k}_mean": float(folds[k].mean()) for k in SUMMARY_METRICS},
-        **{f"{k}_std": float(folds[k].std(ddof=0)) for k in SUMMARY_METRICS},
+        **{f"{k}_std": float(np.nan_to_num(v["std"])) for k, v in zip(SUMMARY_METRICS, per_fold, strict=True)},
+        **{f"{k}_se": float(np.nan_to_num(v["se"])) for k, v in zip(SUMMARY_METRICS, per_fold, strict=True)},
+        "pooled": {k: pooled["pooled"][k] for k in (*METRICS, "kendall_all", "spearman_all", "n_top")},
+        "pooled_ci": pooled["ci"], "ci_level": pooled["level"], "fold_n_top": pooled["fold_n_top"],
+        "warnings": pooled["warnings"],
+        **(notes or {}),
     }
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     return summary
@@ -231,8 +260,8 @@ def run_train(cfg: Config, ds: Dataset, out: str | os.PathLike, ctx: Context = S
         atomic_write_text(out / "config.yaml", dump_config(cfg))
         write_run_info(out, "spectrogram", "train", name=cfg.name)
     barrier(ctx)
-    folds = make_folds(len(ds), cfg.cv.folds, cfg.train.seed,
-                       groups=ds.artists if cfg.cv.artist_aware else None)
+    folds = make_folds(len(ds), cfg.cv.folds, cfg.cv.fold_seed,
+                       groups=ds.artists if cfg.cv.artist_aware else None, ids=ds.song_ids)
     _, va, te = folds[-1]  # fold k-1 validates on chunk 0 and tests chunk k-1
     tr = np.setdiff1d(np.arange(len(ds)), va)
     t0 = time.time()
@@ -241,7 +270,8 @@ def run_train(cfg: Config, ds: Dataset, out: str | os.PathLike, ctx: Context = S
         return None
     info = {"n_train": len(tr), "n_val": len(va), **chosen,
             **{f"val_{k}": v for k, v in members[0][1].val_metrics.items()}}
-    save_checkpoint(out / "model.pt", _members(members), target, cfg.to_dict(), ds.params, info)
+    save_checkpoint(out / "model.pt", _members(members), target, cfg.to_dict(), ds.params,
+                    {**info, "ood": ood.reference(X, tr)})
     shutil.rmtree(out / "resume", ignore_errors=True)
     pd.DataFrame(curves).to_csv(out / "curves.csv", index=False)
     info["seconds"] = round(time.time() - t0, 1)

@@ -1,17 +1,30 @@
-"""CV reports: the Table-1 comparison of runs, paired tests over folds, plots, an HTML page.
+"""CV reports: the Table-1 comparison of runs, paired tests, plots, an HTML page.
 
 ``hitrank cv`` writes ``report.html`` (with ``folds.png`` and ``curves.png``) into its run
 folder; ``hitrank compare RUN_A RUN_B ...`` prints the comparison of several runs next to the
 paper's published rows and can write the same HTML page for all of them.
 
-Paired comparison of two runs: both used the same folds (same seed and corpus), so their
-per-fold metrics are paired; the Wilcoxon signed-rank test (scipy, two-sided) over the folds
-gives a p-value, and the effect size is the matched-pairs rank-biserial correlation
-``r = (W+ - W-) / (W+ + W-)`` in [-1, 1] (positive: the first run is better).
+Paired comparison of two runs, by TEST SONG IDS (each run's ``predictions.csv``):
+
+Wilcoxon over folds
+    Only folds whose test songs are the same set in both runs are paired (same fold seed and
+    songs); folds whose test songs differ are dropped, and when none is left the test is
+    refused (p = NaN). The Wilcoxon signed-rank test (scipy, two-sided) over those folds'
+    metrics (``folds.csv``) gives a p-value; the effect size is the matched-pairs
+    rank-biserial correlation ``r = (W+ - W-) / (W+ + W-)`` in [-1, 1] (positive: the first
+    run is better). Runs without ``predictions.csv`` are paired by fold index, as before.
+paired bootstrap over songs
+    The songs both runs tested are resampled with replacement (seeded), within each stratum
+    of (fold in run a, fold in run b), so every resample has the fold structure of both runs;
+    each run's metric is recomputed per fold on the resampled songs and averaged over its
+    folds. Reported: the difference a - b on the shared songs, the 2.5% and 97.5% quantiles
+    of the resampled differences (a 95% percentile interval), and the share of resamples in
+    which a is strictly better. It works whether or not the folds agree.
 """
 
 from __future__ import annotations
 
+import hashlib
 import html
 import itertools
 import json
@@ -21,12 +34,24 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 from scipy.stats import rankdata, wilcoxon
 
 from .errors import HitrankError
 from .fileio import atomic_write_text
+from .metrics import MIN_TOP, top_metrics_batch
+from .uncertainty import stratified_resamples
 
 METRICS = ("ndcg", "kendall", "spearman")
+N_BOOT = 2000  # paired-bootstrap resamples
+BOOT_SEED = 0
+CI_LEVEL = 0.95  # the bootstrap interval
+DEFAULT_TOP = 0.1  # cv.top_fraction of runs whose config.yaml does not say
+PREDICTION_COLUMNS = ("song_id", "fold", "hit_score", "pred")
+SCORE_RTOL = 1e-9  # hit scores of a shared song must agree to this relative tolerance
+#: Columns of :func:`pairwise`, in order.
+PAIRWISE_COLUMNS = ("a", "b", "metric", "songs", "folds", "mean a-b", "wilcoxon p", "effect r",
+                    "boot a-b", "boot lo", "boot hi", "P(a>b)", "note")
 #: Yu et al. (2018), Table 1 (KKBOX, 15k songs, 10-fold): nDCG, Kendall, Spearman @10%.
 PAPER = {
     "a": (0.0725, -0.0421, -0.0696), "b": (0.0872, 0.0157, 0.0225), "c": (0.0999, 0.0735, 0.1121),
@@ -36,8 +61,39 @@ PAPER = {
 }
 
 
+def _read_predictions(run: Path) -> pd.DataFrame | None:
+    path = run / "predictions.csv"
+    if not path.exists():
+        return None
+    pred = pd.read_csv(path, dtype={"song_id": str})
+    missing = [c for c in PREDICTION_COLUMNS if c not in pred]
+    if missing:
+        raise HitrankError(f"{str(path)!r}: no column(s) {missing}; expected {list(PREDICTION_COLUMNS)}")
+    if pred["song_id"].duplicated().any():
+        dup = pred.loc[pred["song_id"].duplicated(), "song_id"].iloc[0]
+        raise HitrankError(f"{str(path)!r}: song {dup!r} is tested twice; each song belongs to one "
+                           "test fold")
+    return pred[list(PREDICTION_COLUMNS)]
+
+
+def _top_fraction(run: Path) -> float:
+    try:
+        cfg = yaml.safe_load((run / "config.yaml").read_text()) or {}
+    except FileNotFoundError:
+        return DEFAULT_TOP
+    return float((cfg.get("cv") or {}).get("top_fraction", DEFAULT_TOP))
+
+
 def load_run(run: str | os.PathLike) -> dict:
-    """``summary.json`` and ``folds.csv`` of a spectrogram CV run folder."""
+    """``summary.json``, ``folds.csv`` and ``predictions.csv`` of a spectrogram CV run folder.
+
+    Returns
+    -------
+    dict with ``path``, ``label``, ``name``, ``paper_row``, ``summary`` (dict), ``folds``
+    (DataFrame, one row per fold), ``curves`` (DataFrame or None), ``predictions``
+    (DataFrame with song_id, fold, hit_score, pred; None for runs without one) and ``top``
+    (the run's ``cv.top_fraction``).
+    """
     run = Path(run)
     try:
         summary = json.loads((run / "summary.json").read_text())
@@ -52,7 +108,8 @@ def load_run(run: str | os.PathLike) -> dict:
     name = str(summary.get("name", run.name))
     row = name[0] if len(name) > 1 and name[1] == "_" and name[0] in PAPER else ""
     return {"path": str(run), "label": run.name, "name": name, "paper_row": row,
-            "summary": summary, "folds": folds, "curves": curves}
+            "summary": summary, "folds": folds, "curves": curves,
+            "predictions": _read_predictions(run), "top": _top_fraction(run)}
 
 
 def comparison_table(runs: list[dict]) -> pd.DataFrame:
@@ -69,29 +126,188 @@ def comparison_table(runs: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows).fillna("")
 
 
+def align(a: dict, b: dict) -> dict:
+    """Which test songs and folds two runs share (from their ``predictions``).
+
+    Returns
+    -------
+    dict with ``songs_a``, ``songs_b``, ``shared_songs`` (counts), ``folds_a``, ``folds_b``
+    (fold counts), ``same_folds`` (sorted fold numbers whose test songs are the same set in
+    both runs), ``folds_differ`` (fold numbers in both runs whose test songs differ) and
+    ``note`` ('' when the runs tested the same songs in the same folds). None when either run
+    has no predictions.
+    """
+    pa, pb = a.get("predictions"), b.get("predictions")
+    if pa is None or pb is None:
+        return None
+    sets_a = {int(f): frozenset(g) for f, g in pa.groupby("fold")["song_id"]}
+    sets_b = {int(f): frozenset(g) for f, g in pb.groupby("fold")["song_id"]}
+    both = sorted(set(sets_a) & set(sets_b))
+    same = [f for f in both if sets_a[f] == sets_b[f]]
+    shared = len(set(pa["song_id"]) & set(pb["song_id"]))
+    notes = []
+    if shared != len(pa) or shared != len(pb):
+        notes.append(f"{shared} of {len(pa)}/{len(pb)} test songs shared")
+    if len(same) != len(sets_a) or len(same) != len(sets_b):
+        notes.append(f"test folds differ: {len(same)} of {max(len(sets_a), len(sets_b))} folds "
+                     "have the same test songs" + ("; Wilcoxon refused" if not same else ""))
+    return {"songs_a": len(pa), "songs_b": len(pb), "shared_songs": shared,
+            "folds_a": len(sets_a), "folds_b": len(sets_b), "same_folds": same,
+            "folds_differ": [f for f in both if f not in same], "note": "; ".join(notes)}
+
+
 def paired(a: dict, b: dict, metric: str) -> dict:
-    """Wilcoxon signed-rank over shared folds of ``a`` vs ``b`` and the rank-biserial effect."""
+    """Wilcoxon signed-rank over the folds of ``a`` and ``b`` that tested the same songs.
+
+    Parameters
+    ----------
+    a, b : runs from :func:`load_run` (at least ``folds``; with ``predictions`` the folds
+        are matched by their test songs, without by fold index)
+    metric : a column of ``folds.csv`` (ndcg, kendall, spearman)
+
+    Returns
+    -------
+    dict with ``n`` (folds paired), ``mean_diff`` (mean a - b over them), ``p`` (two-sided;
+    1.0 with fewer than two non-zero differences, NaN when no fold could be paired), ``r``
+    (rank-biserial effect), ``shared_songs`` (None without predictions), ``folds_differ``
+    (folds in both runs whose test songs differ) and ``note``.
+    """
     fa, fb = a["folds"].set_index("fold")[metric], b["folds"].set_index("fold")[metric]
-    shared = fa.index.intersection(fb.index)
+    al = align(a, b)
+    if al is None:
+        shared = fa.index.intersection(fb.index)
+        extra = {"shared_songs": None, "folds_differ": 0,
+                 "note": "no predictions.csv: paired by fold index"}
+    else:
+        shared = fa.index.intersection(fb.index).intersection(pd.Index(al["same_folds"]))
+        extra = {"shared_songs": al["shared_songs"], "folds_differ": len(al["folds_differ"]),
+                 "note": al["note"]}
+    if len(shared) == 0:
+        return {"n": 0, "mean_diff": float("nan"), "p": float("nan"), "r": float("nan"), **extra}
     d = (fa[shared] - fb[shared]).to_numpy(dtype=float)
     nz = d[d != 0]
     if len(nz) < 2:
-        return {"n": len(shared), "mean_diff": float(np.mean(d)) if len(d) else 0.0, "p": 1.0, "r": 0.0}
+        return {"n": len(shared), "mean_diff": float(np.mean(d)), "p": 1.0, "r": 0.0, **extra}
     ranks = rankdata(np.abs(nz))
     w_plus, w_minus = ranks[nz > 0].sum(), ranks[nz < 0].sum()
     return {"n": len(shared), "mean_diff": float(np.mean(d)), "p": float(wilcoxon(nz).pvalue),
-            "r": float((w_plus - w_minus) / (w_plus + w_minus))}
+            "r": float((w_plus - w_minus) / (w_plus + w_minus)), **extra}
 
 
-def pairwise(runs: list[dict]) -> pd.DataFrame:
+def _run_boot_metrics(y: np.ndarray, pred: np.ndarray, folds: np.ndarray, idx: np.ndarray,
+                      top: float, metrics) -> dict:
+    """Each metric per fold on the resampled songs ``idx`` (B, n), averaged over folds -> (B,).
+
+    Folds with fewer than :data:`~hitrank.metrics.MIN_TOP` shared songs cannot be ranked and
+    are left out of the average (all NaN when none is left).
+    """
+    fold_of_col = folds[idx[0]]  # strata keep each column's fold fixed across rows
+    per_fold = {m: [] for m in metrics}
+    for f in np.unique(fold_of_col):
+        cols = idx[:, fold_of_col == f]
+        if cols.shape[1] < MIN_TOP:
+            continue
+        res = top_metrics_batch(y[cols], pred[cols], top)
+        for m in metrics:
+            per_fold[m].append(res[m])
+    return {m: np.mean(v, axis=0) if v else np.full(len(idx), np.nan) for m, v in per_fold.items()}
+
+
+def _shared_table(a: dict, b: dict) -> tuple[pd.DataFrame, str]:
+    pa, pb = a.get("predictions"), b.get("predictions")
+    if pa is None or pb is None:
+        missing = [r["label"] for r in (a, b) if r.get("predictions") is None]
+        return pd.DataFrame(), f"no predictions.csv in {', '.join(missing)}: no bootstrap"
+    m = pa.merge(pb, on="song_id", suffixes=("_a", "_b")).sort_values("song_id", kind="stable")
+    if len(m) == 0:
+        return m, "no shared test songs: no bootstrap"
+    ya, yb = m["hit_score_a"].to_numpy(float), m["hit_score_b"].to_numpy(float)
+    bad = ~np.isclose(ya, yb, rtol=SCORE_RTOL, atol=0.0)
+    if bad.any():
+        return pd.DataFrame(), (f"hit scores differ on {int(bad.sum())} shared songs (other labels): "
+                                "no bootstrap")
+    return m.reset_index(drop=True), ""
+
+
+def paired_bootstrap(a: dict, b: dict, metrics=METRICS, n_boot: int = N_BOOT,
+                     seed: int = BOOT_SEED, cache: dict | None = None) -> dict:
+    """Paired bootstrap over the test songs two runs share (see the module docstring).
+
+    Parameters
+    ----------
+    a, b : runs from :func:`load_run` (with ``predictions``)
+    metrics : metric names (``ndcg``, ``kendall``, ``spearman``, ``recall``), each @ the
+        run's ``top`` fraction
+    n_boot : resamples
+    seed : the resampling seed (the same seed and runs give the same numbers)
+    cache : optional dict reused across calls (by :func:`pairwise`): a run's resampled
+        metrics are computed once per set of shared songs and strata
+
+    Returns
+    -------
+    dict metric -> {``diff`` (a - b on the shared songs), ``lo``, ``hi`` (the 95% interval
+    of the resampled a - b), ``p_a_better`` (share of resamples with a > b), ``n_songs``,
+    ``note``}; NaN numbers (and a note) when the runs share no songs or disagree on them.
+    """
+    shared, note = _shared_table(a, b)
+    if note:
+        nan = float("nan")
+        return {k: {"diff": nan, "lo": nan, "hi": nan, "p_a_better": nan, "n_songs": len(shared),
+                    "note": note} for k in metrics}
+    y = shared["hit_score_a"].to_numpy(float)
+    fa, fb = shared["fold_a"].to_numpy(np.int64), shared["fold_b"].to_numpy(np.int64)
+    strata = fa * (int(fb.max()) + 1) + fb
+    key = hashlib.sha1(shared["song_id"].str.cat(sep="\x1f").encode() + strata.tobytes()).hexdigest()
+    identity = np.argsort(strata, kind="stable")[None]  # every song once, grouped like resamples
+    sides = {}
+    for label, run in (("a", a), ("b", b)):
+        ck = (run.get("path", id(run)), key, n_boot, seed, tuple(metrics))
+        sides[label] = {"ck": ck, "pred": shared[f"pred_{label}"].to_numpy(float),
+                        "folds": fa if label == "a" else fb, "top": run.get("top", DEFAULT_TOP),
+                        "res": None if cache is None else cache.get(ck)}
+    todo = [label for label, side in sides.items() if side["res"] is None]
+    parts: dict = {label: [] for label in todo}
+    if todo:  # one pass over the resamples serves both runs
+        for idx in itertools.chain([identity], stratified_resamples(strata, n_boot, seed)):
+            for label in todo:
+                side = sides[label]
+                parts[label].append(_run_boot_metrics(y, side["pred"], side["folds"], idx,
+                                                      side["top"], metrics))
+        for label in todo:
+            sides[label]["res"] = {k: np.concatenate([p[k] for p in parts[label]]) for k in metrics}
+            if cache is not None:
+                cache[sides[label]["ck"]] = sides[label]["res"]
+    result = {}
+    for k in metrics:
+        d = sides["a"]["res"][k] - sides["b"]["res"][k]
+        point, boot = d[0], d[1:]  # row 0: the shared songs themselves
+        lo, hi = np.quantile(boot, [(1 - CI_LEVEL) / 2, 1 - (1 - CI_LEVEL) / 2])
+        result[k] = {"diff": float(point), "lo": float(lo), "hi": float(hi),
+                     "p_a_better": float(np.mean(boot > 0)), "n_songs": len(shared), "note": ""}
+    return result
+
+
+def pairwise(runs: list[dict], n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> pd.DataFrame:
+    """Every pair of runs, every metric: Wilcoxon over folds with the same test songs and the
+    paired bootstrap over shared songs; columns :data:`PAIRWISE_COLUMNS`."""
     rows = []
+    cache: dict = {}
     for a, b in itertools.combinations(runs, 2):
+        boot = paired_bootstrap(a, b, METRICS, n_boot, seed, cache)
+        tops = {a.get("top", DEFAULT_TOP), b.get("top", DEFAULT_TOP)}
         for m in METRICS:
-            t = paired(a, b, m)
-            rows.append({"a": a["label"], "b": b["label"], "metric": m + "@10%", "folds": t["n"],
-                         "mean a-b": round(t["mean_diff"], 4), "wilcoxon p": round(t["p"], 4),
-                         "effect r": round(t["r"], 3)})
-    return pd.DataFrame(rows)
+            t, bt = paired(a, b, m), boot[m]
+            notes = [n for n in (t["note"], bt["note"]) if n]
+            if len(tops) > 1:
+                notes.append(f"top fractions differ ({', '.join(map(str, sorted(tops)))})")
+            rows.append({"a": a["label"], "b": b["label"], "metric": m + "@10%",
+                         "songs": t["shared_songs"],
+                         "folds": t["n"], "mean a-b": round(t["mean_diff"], 4),
+                         "wilcoxon p": round(t["p"], 4), "effect r": round(t["r"], 3),
+                         "boot a-b": round(bt["diff"], 4), "boot lo": round(bt["lo"], 4),
+                         "boot hi": round(bt["hi"], 4), "P(a>b)": round(bt["p_a_better"], 3),
+                         "note": "; ".join(dict.fromkeys(notes))})
+    return pd.DataFrame(rows, columns=list(PAIRWISE_COLUMNS))
 
 
 def plot_folds(runs: list[dict], path: Path) -> Path | None:
@@ -167,9 +383,12 @@ def write_cv_report(runs: list[dict], out: str | os.PathLike) -> Path:
              "fold, mean +- std over folds; the paper's rows are KKBOX data (compare directions)</p>",
              _table_html(comparison_table(runs))]
     if pair is not None:
-        parts += ["<h2>Paired comparisons over folds</h2><p class=meta>Wilcoxon signed-rank "
-                  "(two-sided) over the shared folds; effect r = matched-pairs rank-biserial "
-                  "(positive: a is better)</p>", _table_html(pair)]
+        parts += ["<h2>Paired comparisons</h2><p class=meta>Wilcoxon signed-rank (two-sided) over "
+                  "the folds whose test songs are the same in both runs (folds; effect r = "
+                  "matched-pairs rank-biserial, positive: a is better); paired bootstrap over the "
+                  f"shared test songs (songs; {N_BOOT} resamples within folds): boot a-b on those "
+                  f"songs, boot lo / hi its {CI_LEVEL:.0%} interval, P(a&gt;b) the share of "
+                  "resamples where a is better</p>", _table_html(pair)]
     parts.append(imgs)
     page = ("<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>hitrank CV report</title>"
             "<style>body{font:14px/1.4 system-ui,sans-serif;margin:1.5em}table{border-collapse:collapse}"

@@ -17,6 +17,7 @@ Pair sampling (Yu et al. 2018, Sec. 2.3), drawn afresh every epoch from a seeded
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ import pandas as pd
 
 from .errors import ConfigError, HitrankError
 from .store import FeatureStore
+from .targets import Target  # noqa: F401  (re-exported: datasets and their targets go together)
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,8 @@ def load_dataset(store: FeatureStore, labels: pd.DataFrame | None = None) -> tup
         score = rec.get("hit_score")
         if rec["status"] != "ok":
             problems.append((rec["song_id"], f"no features ({rec['status']}: {rec['error']})"))
+        elif rec.get("silent", False):
+            problems.append((rec["song_id"], "its analysed segment is digital silence"))
         elif score is None or not math.isfinite(float(score)) or float(score) < 0:
             problems.append((rec["song_id"], f"no usable hit_score ({score!r})"))
         else:
@@ -97,64 +101,104 @@ def load_dataset(store: FeatureStore, labels: pd.DataFrame | None = None) -> tup
     return ds, problems
 
 
-# ----------------------------------------------------------------------------- targets
-@dataclass(frozen=True)
-class Target:
-    """Training target: ``z = (transform(y) - mean) / std``; metrics stay on raw ``y``."""
-
-    kind: str  # raw | log | neg_inv_log10
-    mean: float = 0.0
-    std: float = 1.0
-    eps: float = 1e-12  # floor before the log
-
-    def transform(self, y: np.ndarray) -> np.ndarray:
-        y = np.asarray(y, dtype=np.float64)
-        if self.kind == "raw":
-            t = y
-        elif self.kind == "log":
-            t = np.log(np.maximum(y, self.eps))
-        elif self.kind == "neg_inv_log10":
-            if np.any((y <= 0) | (y >= 1)):
-                raise ConfigError("train.target='neg_inv_log10' (-1/log10(x)) needs hit scores in "
-                                  "(0, 1), like play-count shares; use train.target=log")
-            t = -1.0 / np.log10(y)
-        else:
-            raise ConfigError(f"train.target={self.kind!r}")
-        return (t - self.mean) / self.std
-
-    def inverse(self, z: np.ndarray) -> np.ndarray:
-        t = np.asarray(z, dtype=np.float64) * self.std + self.mean
-        if self.kind == "raw":
-            return t
-        if self.kind == "log":
-            return np.exp(np.minimum(t, 700))
-        return 10 ** (-1.0 / np.maximum(t, 1e-12))  # t = -1/log10(y) > 0
-
-    @classmethod
-    def fit(cls, kind: str, y: np.ndarray) -> Target:
-        t = cls(kind).transform(y)
-        return cls(kind, float(t.mean()), float(max(t.std(), 1e-12)))
-
-    def to_dict(self) -> dict:
-        return {"kind": self.kind, "mean": self.mean, "std": self.std}
-
-
 # ----------------------------------------------------------------------------- folds
-def make_folds(n: int, k: int, seed: int, groups=None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+FOLD_HASH_BYTES = 8  # 64-bit hashes: collisions are negligible (and then broken by name)
+_SONG_UNIT, _ARTIST_UNIT = "song", "artist"  # hash namespaces: an artist named like a song id
+
+
+def stable_hash(seed: int, keys) -> np.ndarray:
+    """A hash of ``(seed, key)`` for each key, the same in every process, platform and run.
+
+    Parameters
+    ----------
+    seed : the fold seed
+    keys : (n,) strings (song ids, artist names)
+
+    Returns
+    -------
+    (n,) uint64 array
+    """
+    out = np.empty(len(keys), dtype=np.uint64)
+    for i, key in enumerate(keys):
+        digest = hashlib.blake2b(f"{int(seed)}\x1f{key}".encode(), digest_size=FOLD_HASH_BYTES)
+        out[i] = int.from_bytes(digest.digest(), "little")
+    return out
+
+
+def _chunks_by_hash(ids: np.ndarray, k: int, seed: int, groups) -> list[np.ndarray]:
+    """Chunks from hashes: units (songs, or artists with ``groups``) sorted by hash are cut into
+    ``k`` runs of consecutive units with nearly equal song counts (a unit goes to the chunk its
+    midpoint in the cumulative song count falls into). Removing one song moves each cut by at
+    most one song, so only O(k) songs change chunk; without groups sizes differ by at most one."""
+    n = len(ids)
+    units = np.array([f"{_SONG_UNIT}\x1f{s}" for s in ids], dtype=object)
+    if groups is not None:
+        for i, g in enumerate(groups):
+            if not (g is None or (isinstance(g, float) and math.isnan(g)) or str(g) == ""):
+                units[i] = f"{_ARTIST_UNIT}\x1f{g}"  # unknown artist: the song is its own unit
+    names, unit_of_song = np.unique(units, return_inverse=True)
+    unit_of_song = unit_of_song.reshape(-1)
+    order = np.lexsort((names.astype(str), stable_hash(seed, names)))  # by hash, then name
+    size = np.bincount(unit_of_song, minlength=len(names))[order]
+    midpoint = np.cumsum(size) - size / 2.0  # songs before the unit + half of its own
+    chunk_of_unit = np.empty(len(names), dtype=np.int64)
+    chunk_of_unit[order] = np.minimum((midpoint * k / n).astype(np.int64), k - 1)
+    chunk_of_song = chunk_of_unit[unit_of_song]
+    return [np.flatnonzero(chunk_of_song == c) for c in range(k)]
+
+
+def make_folds(n: int, k: int, seed: int, groups=None, ids=None
+               ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """k-fold splits ``(train, val, test)`` index arrays; each song is tested exactly once.
 
-    The songs are shuffled and cut into ``k`` chunks; fold ``f`` tests chunk ``f``, validates
-    on chunk ``(f + 1) % k`` and trains on the rest (8:1:1 for k = 10). With ``groups``
-    (artists), whole groups go to one chunk (largest first, into the smallest chunk).
+    The songs are cut into ``k`` chunks; fold ``f`` tests chunk ``f``, validates on chunk
+    ``(f + 1) % k`` and trains on the rest (8:1:1 for k = 10).
+
+    Parameters
+    ----------
+    n : number of songs
+    k : number of folds (>= 3)
+    seed : the fold seed. Pass a seed of its own (``cv.fold_seed``), not the model's: a seed
+        study should change the models, not the test songs.
+    groups : (n,) artist names, or None. Whole groups go to one chunk. With ``ids``, songs
+        whose group is ``''`` (artist unknown) are placed one by one.
+    ids : (n,) unique song ids, or None.
+        Given: a song's chunk depends only on ``(seed, song_id)`` (or its artist's name with
+        ``groups``) through a stable hash (:func:`stable_hash`), never on the row order or
+        on the other songs: units sorted by hash are cut into ``k`` runs of nearly equal
+        size, so the same ids give the same folds in any order, dropping one song moves
+        O(k) others between chunks, and chunk sizes differ by at most one (without groups).
+        None: the positional split of earlier versions: row positions are shuffled with
+        ``seed`` (the same row order and seed give the same folds), groups placed largest
+        first into the smallest chunk.
+
+    Returns
+    -------
+    list of ``k`` tuples ``(train, val, test)`` of sorted int64 row indices.
     """
     if k < 3:
         raise ConfigError(f"cv.folds={k}: need at least 3")
     if n < k:
         raise ConfigError(f"cv.folds={k} but only {n} songs: every fold needs songs; lower cv.folds")
-    rng = np.random.default_rng([seed, 4242])
-    if groups is None:
+    if groups is not None and len(groups) != n:
+        raise ConfigError(f"{len(groups)} groups (artists) for {n} songs")
+    if ids is not None:
+        ids = np.asarray(ids).astype(str)
+        if len(ids) != n:
+            raise ConfigError(f"{len(ids)} song ids for {n} songs; pass one id per song")
+        uniq, counts = np.unique(ids, return_counts=True)
+        if (counts > 1).any():
+            raise ConfigError(f"duplicate song ids, e.g. {uniq[counts > 1][0]!r}: folds by id "
+                              "need unique ids")
+        chunks = _chunks_by_hash(ids, k, seed, groups)
+        if any(len(c) == 0 for c in chunks):
+            raise ConfigError(f"cv.artist_aware: the artists cannot fill {k} folds (an empty "
+                              "chunk); lower cv.folds")
+    elif groups is None:
+        rng = np.random.default_rng([seed, 4242])
         chunks = np.array_split(rng.permutation(n), k)
     else:
+        rng = np.random.default_rng([seed, 4242])
         groups = np.asarray(groups)
         uniq = rng.permutation(np.unique(groups))
         members = {g: np.flatnonzero(groups == g) for g in uniq}
@@ -170,7 +214,8 @@ def make_folds(n: int, k: int, seed: int, groups=None) -> list[tuple[np.ndarray,
     for f in range(k):
         test, val = chunks[f], chunks[(f + 1) % k]
         train = np.concatenate([chunks[c] for c in range(k) if c not in (f, (f + 1) % k)])
-        folds.append((np.sort(train), np.sort(val), np.sort(test)))
+        folds.append((np.sort(train).astype(np.int64), np.sort(val).astype(np.int64),
+                      np.sort(test).astype(np.int64)))
     return folds
 
 
@@ -200,6 +245,36 @@ def _draw(candidates_i, candidates_j, n_pairs, total, rng) -> np.ndarray:
     return out
 
 
+def _triangle_pair(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unordered pair number ``t`` (pairs ``i < j`` listed by ``j``, then ``i``) -> ``(i, j)``."""
+    t = np.asarray(t, dtype=np.int64)
+    j = ((1 + np.sqrt(1 + 8 * t.astype(np.float64))) // 2).astype(np.int64)
+    j -= (j * (j - 1) // 2) > t  # float rounding: at most one step either way
+    j += ((j + 1) * j // 2) <= t
+    return t - j * (j - 1) // 2, j
+
+
+def _ab_pairs(a_group: np.ndarray, b_group: np.ndarray, n_pairs: int,
+              rng: np.random.Generator) -> np.ndarray:
+    """Uniform sample without replacement from the unordered pairs with at least one song of A.
+
+    The pairs are numbered: ``0 .. n_aa - 1`` the A-A pairs, then the ``n_a * n_b`` A-B pairs;
+    numbers are drawn without replacement (numpy's Floyd / tail-shuffle sampler, memory of the
+    order of ``n_pairs``) and decoded, so every such pair is equally likely.
+    """
+    n_a, n_b = len(a_group), len(b_group)
+    n_aa = n_a * (n_a - 1) // 2
+    total = n_aa + n_a * n_b
+    u = rng.choice(total, size=min(n_pairs, total), replace=False).astype(np.int64)
+    aa = u < n_aa
+    i, j = _triangle_pair(u[aa])
+    v = u[~aa] - n_aa
+    pairs = np.empty((len(u), 2), dtype=np.int64)
+    pairs[aa] = np.stack([a_group[i], a_group[j]], axis=1)
+    pairs[~aa] = np.stack([a_group[v // n_b], b_group[v % n_b]], axis=1)
+    return pairs
+
+
 def sample_pairs(method: str, idx: np.ndarray, scores: np.ndarray, artists: np.ndarray,
                  n_pairs: int, rng: np.random.Generator) -> np.ndarray:
     """Draw training pairs.
@@ -222,11 +297,10 @@ def sample_pairs(method: str, idx: np.ndarray, scores: np.ndarray, artists: np.n
     if method == "naive":
         pairs = _draw(idx, idx, n_pairs, n * (n - 1) // 2, rng)
     elif method == "ab":
-        a_group = idx[scores[idx] > scores[idx].mean()]
-        if len(a_group) == 0:
+        above = scores[idx] > scores[idx].mean()
+        if not above.any():  # otherwise some song is at or below the mean: group B is not empty
             raise HitrankError("A/B sampling: no training song is above the mean score")
-        n_a, n_b = len(a_group), n - len(a_group)
-        pairs = _draw(a_group, idx, n_pairs, n_a * (n_a - 1) // 2 + n_a * n_b, rng)
+        pairs = _ab_pairs(idx[above], idx[~above], n_pairs, rng)
     elif method == "artist":
         arts = artists[idx]
         within = []

@@ -35,6 +35,7 @@ class ExtractReport:
     skipped: int = 0  # already done before this run
     ok: int = 0  # extracted in this run
     failures: list = field(default_factory=list)  # (song_id, path, reason)
+    silent: list = field(default_factory=list)  # (song_id, path): extracted, segment is digital silence
     song_ids: list = field(default_factory=list)  # every song listed in the source this run
 
     @property
@@ -54,7 +55,8 @@ def extract_song(path: str | os.PathLike, params: FeatureParams = FeatureParams(
     -------
     feats : ndarray (n_mels, n_frames), ``params.dtype`` (float16; float32 for raw power)
     info : dict
-        ``seg_start``, ``seg_end``, ``duration`` (s) and ``padded``; the segment method's
+        ``seg_start``, ``seg_end``, ``duration`` (s), ``padded`` and ``silent`` (the segment
+        is digital silence: kept, flagged); the segment method's
         manifest fields (HL-30: ``method`` and ``curve``, the per-second importance curve as a
         JSON list); with ``params.tags`` also ``tags``, the (50,) float32 tag vector of the
         segment or of the whole song, from ``params.tagger``.
@@ -75,8 +77,12 @@ def extract_song(path: str | os.PathLike, params: FeatureParams = FeatureParams(
     # checked after the cast: raw power can overflow float16 (hence float32 for log='none')
     if not np.all(np.isfinite(mel)) or not np.all(np.isfinite(extra.get("tags", 0.0))):
         raise AudioLoadError(path, "features are not finite (corrupt audio?)")
+    if seg.silent:
+        log.warning("%r: the analysed segment is digital silence; kept, flagged silent=True "
+                    "(ranked last, left out of training)", str(path))
     info = {"seg_start": round(seg.start, 4), "seg_end": round(seg.end, 4),
-            "duration": round(seg.duration, 4), "padded": bool(seg.padded), **extra}
+            "duration": round(seg.duration, 4), "padded": bool(seg.padded),
+            "silent": bool(seg.silent), **extra}
     return mel, info
 
 
@@ -180,6 +186,8 @@ def extract(
                     else:
                         store.write(song_id, feats, info, tags=info.pop("tags", None))
                         report.ok += 1
+                        if info.get("silent"):
+                            report.silent.append((song_id, paths[song_id]))
                     bar.update()
         finally:
             bar.close()

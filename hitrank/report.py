@@ -31,6 +31,9 @@ import pandas as pd
 from .fileio import atomic_write_text
 
 EMBED_LIMIT = 50 * 2**20  # bytes of audio embedded at most (base64 grows it by a third)
+FLAG_HELP = {"silent": "the analysed segment is digital silence: ranked last",
+             "padded": "shorter than the 30 s segment: zero-padded",
+             "out_of_distribution": "its features lie far from the training songs': treat the score with care"}
 
 
 def _png(rgb: np.ndarray) -> bytes:
@@ -160,10 +163,12 @@ def write_ranking_report(ranking: pd.DataFrame, failures: list, out: str | os.Pa
         img = f'<img class="mel" alt="log-mel of the segment" src="{ex["mel"]}">' if ex.get("mel") else ""
         curve = curve_svg(ex.get("curve", []), start, end, dur)
         tags = esc(", ".join(ex.get("tags", [])))
+        flags = "".join(f' <span class="flag" title="{esc(FLAG_HELP.get(f, f), quote=True)}">{esc(f)}</span>'
+                        for f in str(r.get("flags") or "").split("; ") if f)
         rows.append(
             f'<tr data-rank="{int(r["rank"])}" data-score="{float(r["score"]):.6f}" '
             f'data-name="{esc(sid.lower(), quote=True)}">'
-            f'<td class="num">{int(r["rank"])}</td><td class="name" title="{esc(path, quote=True)}">{esc(sid)}</td>'
+            f'<td class="num">{int(r["rank"])}</td><td class="name" title="{esc(path, quote=True)}">{esc(sid)}{flags}</td>'
             f'<td>{esc(artist)}</td>'
             f'<td class="score"><div class="bar" style="width:{100 * frac:.1f}%"></div>'
             f'<span>{float(r["score"]):+.3f}</span>{spread}</td>'
@@ -194,6 +199,7 @@ td.score{position:relative;width:9em} td.score .bar{position:absolute;left:0;top
 .sd{color:#888;font-size:.85em} img.mel{display:block;image-rendering:pixelated;border-radius:2px}
 svg.curve .line{fill:none;stroke:#1b7f6a;stroke-width:1.2} svg.curve .win{fill:#f5d76e;opacity:.6}
 audio{height:28px;width:14em} .tags{color:#555;font-size:.9em} table.fail td{color:#a33}
+.flag{display:inline-block;font-size:.75em;background:#fbe3c9;color:#8a4b08;border-radius:3px;padding:0 .35em;margin-left:.3em}
 """
 
 SCRIPT = """

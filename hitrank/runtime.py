@@ -101,6 +101,15 @@ def cpu_has_bf16() -> bool:
     return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
 
 
+def use_bf16(precision: str, device) -> bool:
+    """Whether to train/score in bfloat16 autocast: ``bf16`` yes, ``fp32`` no, ``auto`` on
+    CUDA and on CPUs that compute bfloat16 natively (:func:`cpu_has_bf16`)."""
+    kind = device.type if hasattr(device, "type") else str(device).split(":")[0]
+    if precision == "auto":
+        return kind == "cuda" or (kind == "cpu" and cpu_has_bf16())
+    return precision == "bf16"
+
+
 def autocast(device, enabled: bool):
     """bfloat16 autocast on ``device`` (CUDA or CPU) when ``enabled``, else a no-op context.
 

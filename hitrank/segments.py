@@ -53,6 +53,8 @@ class SegmentMethod:
     help: str = ""
     #: extra manifest columns this method fills (the store keeps them as text)
     manifest_fields: tuple[str, ...] = ()
+    #: whether configs must name a highlighter (``features.highlighter``) for this method
+    takes_highlighter: bool = False
 
     def feature_params(self, highlighter: str | os.PathLike | None = None, **kwargs) -> FeatureParams:
         """Feature parameters of this method; ``kwargs`` are other FeatureParams fields."""
@@ -66,7 +68,11 @@ class SegmentMethod:
         return None
 
     def cut(self, path: str | os.PathLike, params: FeatureParams, highlighter=None) -> Cut:
-        """Decode the segment of the song at ``path``; AudioLoadError on unusable files."""
+        """Decode the segment of the song at ``path``; AudioLoadError on unusable files.
+
+        A segment of digital silence is returned flagged (``segment.silent``), not refused:
+        extraction keeps the song and ranking lists it last.
+        """
         raise NotImplementedError
 
 
@@ -113,7 +119,7 @@ class Mid30(SegmentMethod):
     def cut(self, path, params, highlighter=None) -> Cut:
         from . import audio
 
-        return Cut(audio.load_mid30(path, sr=params.sr))
+        return Cut(audio.load_mid30(path, sr=params.sr, allow_silent=True))
 
 
 @register
@@ -124,6 +130,7 @@ class HL30(SegmentMethod):
     name = "hl30"
     help = "the 30 s highlight (training-free fallback, or an attention highlighter)"
     manifest_fields = ("method", "curve")
+    takes_highlighter = True
 
     def feature_params(self, highlighter=None, **kwargs) -> FeatureParams:
         from .thumbnail import highlighter_id
@@ -158,8 +165,10 @@ class HL30(SegmentMethod):
                                  f"highlighter={highlighter!r}; build the parameters with "
                                  "segments.params_for('hl30', highlighter)")
         model = load_highlighter_cached(str(highlighter)) if highlighter else None
-        h = find_highlight(path, kind, model, sr=params.sr, seconds=params.segment_seconds)
-        seg = audio.crop(path, h["audio"], params.sr, h["start"], h["duration"], params.segment_seconds)
+        h = find_highlight(path, kind, model, sr=params.sr, seconds=params.segment_seconds,
+                           allow_silent=True)
+        seg = audio.crop(path, h["audio"], params.sr, h["start"], h["duration"], params.segment_seconds,
+                         allow_silent=True)
         fields = {"method": h["method"],
                   "curve": json.dumps(np.round(h["curve"], CURVE_DECIMALS).tolist())}
         return Cut(seg, fields, song=h["audio"])

@@ -9,7 +9,8 @@ On-disk layout (readable with plain numpy and pandas)::
     STORE/tags.npy           float32, shape (capacity, 50): MTT tag probabilities (only with tags)
     STORE/manifest.csv       one row per song: song_id, path, row, seg_start, seg_end,
                              duration, padded, status (ok|failed|pending), error, artist, hit_score,
-                             then the segment method's own fields (HL-30: method, curve)
+                             silent (the segment is digital silence: kept, flagged), then the
+                             segment method's own fields (HL-30: method, curve)
     STORE/journal.jsonl      append-only log the manifest is rebuilt from (internal)
 
 ``np.load(STORE / 'mel_mid30.npy', mmap_mode='r')[manifest.row[manifest.status == 'ok']]``
@@ -44,7 +45,7 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 BASE_COLUMNS = ["song_id", "path", "row", "seg_start", "seg_end", "duration", "padded",
-                "status", "error", "artist", "hit_score"]
+                "status", "error", "artist", "hit_score", "silent"]
 TEXT_COLUMNS = ("error", "artist")  # '' when missing; segment methods' fields are text too
 FSYNC_EVERY = 64  # songs between fsyncs of the data and the journal
 MANIFEST_EVERY = 256  # songs between rewrites of manifest.csv during a run
@@ -173,6 +174,8 @@ class FeatureStore:
         df = pd.DataFrame(list(self._records.values()), columns=columns)
         for col in (*TEXT_COLUMNS, *columns[len(BASE_COLUMNS):]):  # text columns: '' for missing
             df[col] = df[col].map(lambda v: "" if pd.isna(v) else v).astype(object)
+        df["silent"] = df["silent"].map(lambda v: bool(v) if isinstance(v, (bool, np.bool_)) else
+                                        str(v).lower() == "true").astype(bool)  # stores older than the flag: False
         return df.sort_values("row", kind="stable").reset_index(drop=True)
 
     def done_ids(self) -> set[str]:

@@ -38,8 +38,18 @@ class Target:
             raise ConfigError(f"train.target={self.kind!r}")
         return (t - self.mean) / self.std
 
+    def unstandardise(self, z: np.ndarray) -> np.ndarray:
+        """Standardised model outputs -> the transformed scale (e.g. log hit score), where
+        models of different training folds are commensurate."""
+        return np.asarray(z, dtype=np.float64) * self.std + self.mean
+
     def inverse(self, z: np.ndarray) -> np.ndarray:
-        t = np.asarray(z, dtype=np.float64) * self.std + self.mean
+        """Standardised model outputs -> raw hit scores."""
+        return self.invert(self.unstandardise(z))
+
+    def invert(self, t: np.ndarray) -> np.ndarray:
+        """The transformed scale -> raw hit scores (the inverse of the transform alone)."""
+        t = np.asarray(t, dtype=np.float64)
         if self.kind == "raw":
             return t
         if self.kind == "log":

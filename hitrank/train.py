@@ -21,12 +21,37 @@ from .loop import EpochLoop
 from .losses import all_pairs_ranking_loss, multi_loss, rating_loss
 from .metrics import ranking_metrics
 from .models import build, with_tag_branch
-from .runtime import autocast, seed_everything
+from .runtime import autocast, seed_everything, use_bf16
 
 log = logging.getLogger(__name__)
 
 PREDICT_BATCH = 64  # songs per inference batch
 STATS_CHUNK = 256  # songs per chunk when computing input statistics
+
+
+def ranked_last(pred: np.ndarray) -> np.ndarray:
+    """Predictions with NaN/inf (a diverged model) replaced by a value below every finite one,
+    so those songs rank last (a warning is logged) instead of stopping the run; (n,) float64."""
+    pred = np.asarray(pred, dtype=np.float64)
+    bad = ~np.isfinite(pred)
+    if bad.any():
+        log.warning("%d of %d predictions are NaN/inf (the model diverged?); ranked last",
+                    int(bad.sum()), len(pred))
+        floor = pred[~bad].min() - 1.0 if (~bad).any() else 0.0
+        pred = np.where(bad, floor, pred)
+    return pred
+
+
+def scored(y_true: np.ndarray, pred: np.ndarray, top: float) -> dict:
+    """:func:`ranking_metrics` of predictions that may hold NaN/inf (:func:`ranked_last`)."""
+    return ranking_metrics(y_true, ranked_last(pred), top)
+
+
+def reduced_precision(cfg: Config, device) -> bool:
+    """Whether training and scoring on ``device`` use bfloat16 autocast (``train.precision``;
+    ``train.amp: false``, the older key, forces float32). Outputs, losses and metrics stay
+    float32."""
+    return cfg.train.amp and use_bf16(cfg.train.precision, device)
 
 
 def input_stats(X: torch.Tensor, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -169,6 +194,7 @@ def fit(
     model = model.to(device)
     model.set_input_stats(*input_stats(X, train_idx))
     siamese = sampling != "none"
+    bf16 = reduced_precision(cfg, device)
     step = _step_module(model, siamese, ctx)
     z = torch.as_tensor(target.transform(scores), dtype=torch.float32, device=device)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -196,7 +222,7 @@ def fit(
                 continue  # data-parallel: a trailing batch too small to give every rank an item
             b = my_slice(ctx, batch)
             share = len(b) * ctx.shards / len(batch)  # averaged over ranks: the whole batch's loss
-            with autocast(device, tc.amp and device.type == "cuda"):
+            with autocast(device, bf16):
                 if siamese:
                     (xi, *ti), (xj, *tj) = _inputs(X, T, b[:, 0]), _inputs(X, T, b[:, 1])
                     fi, fj = step(xi, xj, *ti, *tj)
@@ -209,18 +235,19 @@ def fit(
             opt.step()
             total += loss.detach()
             steps += 1
-        pred = predict_all(ctx, model, X, val_idx, tc.amp and device.type == "cuda", T)
+        pred = predict_all(ctx, model, X, val_idx, bf16, T)
         pv = torch.as_tensor(pred, dtype=torch.float32, device=device)
         mse = rating_loss(pv, z[val_t])
         val_loss = mse
         if siamese and w > 0:
             val_loss = (1 - w) * mse + w * all_pairs_ranking_loss(pv, z[val_t], margin)
         val_loss = float(val_loss)
-        metrics = {**ranking_metrics(scores[val_idx], pred, cfg.cv.top_fraction), "val_mse": float(mse)}
+        metrics = {**scored(scores[val_idx], pred, cfg.cv.top_fraction), "val_mse": float(mse)}
         train_loss = reduce_mean(ctx, float(total) / max(1, steps))
         going = loop.record(epoch, {"train_loss": train_loss},
-                            val_loss, {"val_loss": val_loss, "val_ndcg": metrics["ndcg"],
-                                       "val_spearman": metrics["spearman"]}, (pred, metrics))
+                            val_loss, {"val_loss": val_loss, "val_mse": metrics["val_mse"],
+                                       "val_ndcg": metrics["ndcg"], "val_spearman": metrics["spearman"]},
+                            (pred, metrics))
         if progress:
             progress(f"epoch {epoch} train {train_loss:.4f} val {val_loss:.4f}")
         if not going:
@@ -229,8 +256,8 @@ def fit(
     model.eval()
     if res.payload is None:  # no finite validation loss in any epoch (e.g. NaN from the start)
         pred = predict_all(ctx, model, X, val_idx, False, T)
-        res.payload = (pred, {**ranking_metrics(scores[val_idx], np.nan_to_num(pred),
-                                                 cfg.cv.top_fraction), "val_mse": float("nan")})
+        res.payload = (pred, {**scored(scores[val_idx], pred, cfg.cv.top_fraction),
+                              "val_mse": float("nan")})
     pred, metrics = res.payload
     metrics = {**metrics, "val_loss": res.best_value}
     return FitResult(model, name, kwargs, res.best_epoch, pred, metrics, w, margin, sampling,

@@ -32,8 +32,9 @@ from hitrank.data import load_dataset, sample_pairs
 from hitrank.features import FeatureParams
 from hitrank.losses import multi_loss, rating_loss
 from hitrank.models import build
+from hitrank.runtime import autocast as _autocast
 from hitrank.store import FeatureStore
-from hitrank.train import _autocast, input_stats, predict
+from hitrank.train import input_stats, predict
 
 
 def make_store(root: Path, n: int, seed: int = 0) -> None:

@@ -11,6 +11,9 @@ import soundfile as sf
 from hitrank.cli import main
 
 SR = 22050
+#: digital silence: extract and rank keep it, flagged (ranked last; left out of training);
+#: tags, highlight and descriptors refuse it (nothing to describe)
+SILENT = "silent.wav"
 
 
 def _tone(seconds, sr=SR, channels=1):
@@ -40,8 +43,7 @@ def bad_corpus(tmp_path_factory):
     y[21 * SR] = np.inf
     sf.write(d / "nan.wav", y, SR, subtype="FLOAT")
     expect_fail["nan.wav"] = "NaN"
-    sf.write(d / "silent.wav", np.zeros(SR * 40, np.float32), SR)
-    expect_fail["silent.wav"] = "silent"
+    sf.write(d / SILENT, np.zeros(SR * 40, np.float32), SR)  # kept and flagged (see SILENT)
     (d / "x.mp3").mkdir()
     expect_fail["x.mp3"] = "directory"
     os.symlink(d / "nowhere.wav", d / "dangling.wav")
@@ -80,6 +82,7 @@ def test_extract_survives_every_kind(bad_corpus, tmp_path, capsys):
                  "twenty_minutes.flac", "with space.wav", "-leading-dash.wav", "ünïcødé ♪.wav"):
         assert name in ok.index, name
     assert bool(ok.loc["one_second.wav", "padded"]) is True
+    assert bool(ok.loc[SILENT, "silent"]) is True and SILENT in err  # kept, flagged, named
     assert bool(ok.loc["claims_more.wav", "padded"]) is True
     assert float(ok.loc["twenty_minutes.flac", "seg_start"]) == pytest.approx(585.0)
     mel = np.load(tmp_path / "st" / "mel_mid30.npy")
@@ -131,7 +134,7 @@ def test_highlight_survives_every_kind(bad_corpus, capsys):
     assert main(["highlight", *files, "--json", "-q"]) == 1
     out, err = capsys.readouterr()
     done = {os.path.basename(__import__("json").loads(line)["path"]) for line in out.splitlines()}
-    for name in expect_fail:
+    for name in (*expect_fail, SILENT):
         assert _named(err, d, name) and name not in done, name
     assert {"one_second.wav", "eight_channels.wav", "high_192k.wav", "-leading-dash.wav",
             "ünïcødé ♪.wav", "<img src=x onerror=alert(1)>.wav", "twenty_minutes.flac"} <= done
@@ -149,13 +152,13 @@ def test_tags_survives_every_kind(bad_corpus, capsys):
     out, err = capsys.readouterr()
     rows = [json.loads(line) for line in out.splitlines()]
     done = {os.path.basename(r["path"]) for r in rows}
-    for name in expect_fail:
+    for name in (*expect_fail, SILENT):
         assert _named(err, d, name) and name not in done, name
     assert {"one_second.wav", "low_8k.wav", "claims_more.wav", "-leading-dash.wav",
             "twenty_minutes.flac"} <= done
     assert all(np.isfinite(list(r["tags"].values())).all() for r in rows)
     n_failed = len(files) - len(rows)  # the half MP3 may decode too short to use: named if so
-    assert n_failed in (len(expect_fail), len(expect_fail) + 1)
+    assert n_failed in (len(expect_fail) + 1, len(expect_fail) + 2)  # + the silent file
     assert f"{n_failed} of {len(files)} files failed" in err
 
 
@@ -166,7 +169,7 @@ def test_descriptors_survive_every_kind(bad_corpus, tmp_path, capsys):
     desc = pd.read_csv(tmp_path / "desc" / "descriptors.csv", keep_default_na=False)
     fails = pd.read_csv(tmp_path / "desc" / "failures.csv", keep_default_na=False)
     assert set(desc.song_id) | set(fails.song_id) == {p.name for p in d.iterdir()}  # none lost
-    for name in expect_fail:
+    for name in (*expect_fail, SILENT):
         assert name in set(fails.song_id) and _named(err, d, name), name
     assert "one_second.wav" in set(desc.song_id) and "twenty_minutes.flac" in set(desc.song_id)
     assert np.isfinite(desc.drop(columns=["song_id", "path", "artist"]).to_numpy(float)).all()
@@ -189,6 +192,7 @@ def test_rank_train_and_cv_survive_every_kind(bad_corpus, store, tmp_path, capsy
     for name, reason in expect_fail.items():
         assert reason in failed[name], (name, failed[name])
     assert all(np.isfinite(r["score"]) for r in out["ranking"])
+    assert out["ranking"][-1]["song_id"] == SILENT and out["ranking"][-1]["silent"]  # ranked last
     # train / cv from a labels CSV that lists the bad files next to good songs
     rows = [{"song_id": p.name, "path": p.name, "artist": "", "hit_score": 0.1} for p in _entries(d)]
     good = tmp_path / "mix"

@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 SR = 22050
 N_FFT, HOP = 2048, 512
 MAX_SECONDS = 600.0  # songs longer than 10 minutes are described from their first 10 minutes
+DEFAULT_EXTRACTOR = "hybrid"  # see hitrank.descriptors.extractors (chosen by measurement)
+LEGACY_EXTRACTOR = "librosa"  # what folders described before the extractor was recorded used
 EXTRA = (["spectral_centroid_mean", "spectral_centroid_std", "rolloff_mean", "flatness_mean",
           "zcr_mean", "onset_rate", "rms_db_std"] + [f"mfcc{i}" for i in range(1, 14)])
 _MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
@@ -138,18 +140,23 @@ def tag_columns() -> list[str]:
     return [f"tag_{t.replace(' ', '_')}" for t in TAGS]
 
 
-def describe_file(path: str | os.PathLike, tags: bool = False) -> dict:
-    """Decode a song (whole, up to 10 minutes) and describe it; AudioLoadError on bad files."""
+def describe_file(path: str | os.PathLike, tags: bool = False, extractor: str = DEFAULT_EXTRACTOR) -> dict:
+    """Decode a song (whole, up to 10 minutes, at its own rate) and describe it with the
+    named extractor (:mod:`hitrank.descriptors.extractors`); with ``tags`` also the 50
+    ``tag_*`` columns. AudioLoadError on bad files."""
+    from ..tags import segment_tags
+    from .extractors import describe, needs_tags
+
     meta = audio.info(path)
     if meta.duration < 1.0:
         raise AudioLoadError(path, f"too short to describe ({meta.duration:.2f} s; need >= 1 s)")
-    seg = audio.load_window(path, 0.0, min(meta.duration, MAX_SECONDS), SR, meta)
-    out = describe_audio(seg.audio, SR)
+    seg = audio.load_window(path, 0.0, min(meta.duration, MAX_SECONDS), meta.samplerate, meta)
+    tag_vec = (segment_tags(seg.audio, meta.samplerate, scope="song")
+               if tags or needs_tags(extractor) else None)
+    out = describe(seg.audio, meta.samplerate, extractor, tags=tag_vec)
     out["duration_ms"] = meta.duration * 1000.0
     if tags:
-        from ..tags import segment_tags
-
-        out.update(zip(tag_columns(), map(float, segment_tags(None, SR, whole=path)), strict=True))
+        out.update(zip(tag_columns(), map(float, tag_vec), strict=True))
     bad = [k for k, v in out.items() if not np.isfinite(v)]
     if bad:
         raise AudioLoadError(path, f"descriptors {bad} are not finite (corrupt audio?)")
@@ -157,9 +164,9 @@ def describe_file(path: str | os.PathLike, tags: bool = False) -> dict:
 
 
 def _work(item):
-    sid, path, tags = item
+    sid, path, tags, extractor = item
     try:
-        return sid, describe_file(path, tags), ""
+        return sid, describe_file(path, tags, extractor), ""
     except AudioLoadError as exc:
         return sid, None, exc.reason
     except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch
@@ -168,14 +175,18 @@ def _work(item):
 
 def describe_folder(source: str | os.PathLike, out: str | os.PathLike, workers: int = 1,
                     progress: bool = True, allow_outside: bool = False,
-                    tags: bool = False) -> ExtractReport:
+                    tags: bool = False, extractor: str = DEFAULT_EXTRACTOR) -> ExtractReport:
     """Describe every song of a folder or labels CSV into ``out/descriptors.csv``.
 
     Songs are journalled one line each in ``out/descriptors.jsonl`` as they finish, so an
     interrupted run resumes; ``descriptors.csv`` (``song_id, path, artist, hit_score`` when
     known, then the descriptors) and ``failures.csv`` are rewritten atomically at the end.
-    ``tags=True`` adds the 50 ``tag_*`` columns; a folder keeps the choice it was made with.
+    ``tags=True`` adds the 50 ``tag_*`` columns; ``extractor`` names the descriptor
+    extractor (recorded in ``descriptors.json``); a folder keeps the choices it was made with.
     """
+    from .extractors import check_available
+
+    check_available(extractor)  # a missing optional library stops the run before any work
     from tqdm import tqdm
 
     if workers < 1:
@@ -183,10 +194,16 @@ def describe_folder(source: str | os.PathLike, out: str | os.PathLike, workers: 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     meta = out / "descriptors.json"
-    if meta.is_file() and json.loads(meta.read_text()).get("tags", False) != tags:
-        raise HitrankError(f"{str(out)!r} was made {'with' if not tags else 'without'} --tags; "
-                           "use another --out folder")
-    atomic_write_text(meta, json.dumps({"tags": tags, "format": 1}))
+    if meta.is_file():
+        made = json.loads(meta.read_text())
+        if made.get("tags", False) != tags:
+            raise HitrankError(f"{str(out)!r} was made {'with' if not tags else 'without'} --tags; "
+                               "use another --out folder")
+        if made.get("extractor", LEGACY_EXTRACTOR) != extractor:
+            raise HitrankError(f"{str(out)!r} was made with --extractor "
+                               f"{made.get('extractor', LEGACY_EXTRACTOR)}, not {extractor}; use "
+                               "another --out folder")
+    atomic_write_text(meta, json.dumps({"tags": tags, "extractor": extractor, "format": 2}))
     refs, rejected = resolve_source(source, allow_outside)
     report = ExtractReport(out, total=len(refs) + len(rejected), song_ids=[r.song_id for r in refs])
     report.failures += [(r.song_id, r.path, r.reason) for r in rejected]
@@ -194,7 +211,7 @@ def describe_folder(source: str | os.PathLike, out: str | os.PathLike, workers: 
     done = journal.read()
     todo = [r for r in refs if r.song_id not in done]
     report.skipped = len(refs) - len(todo)
-    items = [(r.song_id, r.path, tags) for r in todo]
+    items = [(r.song_id, r.path, tags, extractor) for r in todo]
     by_id = {r.song_id: r for r in refs}
     try:
         with get_engine("local", workers) as run:

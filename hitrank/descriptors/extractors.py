@@ -154,7 +154,7 @@ def _essentia():
         import essentia
     except ImportError:
         raise HitrankError(f"the 'hybrid' descriptor extractor needs Essentia, which is not "
-                           f"installed; run: {INSTALL_HINT}") from None
+                           f"installed; run: {INSTALL_HINT}; or use --extractor librosa") from None
     essentia.log.infoActive = False  # before .standard: it logs a line about SVM models
     import essentia.standard as es
 
@@ -337,7 +337,7 @@ EXTRACTORS: dict[str, tuple[Callable[..., dict], bool]] = {
     "librosa": (librosa_extractor, False),
     "hybrid": (hybrid_extractor, True),
 }
-DEFAULT_EXTRACTOR = "librosa"  # what `hitrank descriptors` computed before the registry
+DEFAULT_EXTRACTOR = "librosa"  # of describe(); `hitrank descriptors` defaults to "hybrid"
 
 
 def _lookup(extractor: str) -> tuple[Callable[..., dict], bool]:
@@ -346,6 +346,16 @@ def _lookup(extractor: str) -> tuple[Callable[..., dict], bool]:
     except (KeyError, TypeError):
         raise ParameterError(f"unknown descriptor extractor {extractor!r}; "
                              f"choose one of {', '.join(EXTRACTORS)}") from None
+
+
+def check_available(extractor: str) -> None:
+    """Raise (one line naming the install step) when ``extractor`` cannot run here."""
+    _lookup(extractor)
+    if extractor == "hybrid":
+        _essentia()
+        from ..tags import check_tagger
+
+        check_tagger("musicnn")
 
 
 def needs_tags(extractor: str) -> bool:

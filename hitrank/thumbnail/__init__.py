@@ -79,22 +79,28 @@ def parse_highlighter_id(hid: str) -> tuple[str, str]:
 
 
 def find_highlight(path: str | os.PathLike, method: str = "fallback", model=None,
-                   sr: int = SAMPLE_RATE, seconds: float = SEGMENT_SECONDS) -> dict:
+                   sr: int = SAMPLE_RATE, seconds: float = SEGMENT_SECONDS,
+                   allow_silent: bool = False) -> dict:
     """Decode a song and find its highlight.
+
+    A silent song is an AudioLoadError, or with ``allow_silent`` starts at 0 with a flat
+    curve and ``silent=True`` (extraction keeps such songs, flagged).
 
     Returns
     -------
     dict with ``path``, ``start``, ``end`` (s), ``method``, ``duration`` (s), ``curve``
-    (per-second importance, list of float) and ``audio`` ((n,) mono at ``sr``, the whole song).
+    (per-second importance, list of float), ``silent`` and ``audio`` ((n,) mono at ``sr``,
+    the whole song).
     """
     y, duration = audio.load(path, sr)
-    if float(np.max(np.abs(y), initial=0.0)) < audio.SILENCE_PEAK:
+    silent = audio.is_silent(y)
+    if silent and not allow_silent:
         raise AudioLoadError(path, "audio is silent")
-    curve = highlight_curve(y, sr, method, model)
+    curve = np.zeros(max(1, int(np.ceil(len(y) / sr)))) if silent else highlight_curve(y, sr, method, model)
     start = pick_window(curve, duration, seconds)
     log.debug("%r: highlight %.0f-%.0f s chosen by %s", str(path), start, start + seconds, method)
     return {"path": str(path), "start": start, "end": start + seconds, "method": method,
-            "duration": duration, "curve": curve, "audio": y}
+            "duration": duration, "curve": curve, "silent": silent, "audio": y}
 
 
 def highlight_files(paths, method: str | None = None, model_path=None, plot=None):

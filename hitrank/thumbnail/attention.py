@@ -29,13 +29,14 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..constants import N_MELS
+from ..constants import DB_AMIN, N_MELS
 from ..errors import CheckpointError
 from ..features import FeatureParams, log_mel
 
 log = logging.getLogger(__name__)
 
 CHUNK_FRAMES = 32  # frames per chunk: 32 x 2048 / 22050 = 2.97 s
+SILENCE_DB = 10.0 * math.log10(DB_AMIN)  # -100 dB: silence on hitrank's dB log-mel scale
 
 
 def positional_encoding(n: int, d: int, device=None) -> torch.Tensor:
@@ -93,19 +94,22 @@ class AttentionHighlighter(nn.Module):
         return (alpha[..., None] * per_chunk).sum(dim=1), alpha
 
 
-def chunk(mel: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """(n_mels, T) -> (C, n_mels, CHUNK_FRAMES); the last partial chunk is zero-padded."""
+def chunk(mel: np.ndarray | torch.Tensor, floor: float = SILENCE_DB) -> torch.Tensor:
+    """(n_mels, T) -> (C, n_mels, CHUNK_FRAMES); the last partial chunk is padded with
+    ``floor``, the value of silence on the log-mel's scale (-100 dB for hitrank's dB log-mel),
+    not with 0 (0 dB is loud)."""
     mel = torch.as_tensor(mel)
     n_mels, t = mel.shape
     c = max(1, math.ceil(t / CHUNK_FRAMES))
-    padded = torch.zeros(n_mels, c * CHUNK_FRAMES, dtype=mel.dtype)
+    padded = torch.full((n_mels, c * CHUNK_FRAMES), floor, dtype=mel.dtype)
     padded[:, :t] = mel
     return padded.reshape(n_mels, c, CHUNK_FRAMES).permute(1, 0, 2).contiguous()
 
 
-def batch_chunks(mels: list) -> tuple[torch.Tensor, torch.Tensor]:
-    """Whole-song log-mels -> padded chunk batch (B, C, n_mels, F) and mask (B, C)."""
-    chunks = [chunk(m) for m in mels]
+def batch_chunks(mels: list, floor: float = SILENCE_DB) -> tuple[torch.Tensor, torch.Tensor]:
+    """Whole-song log-mels -> padded chunk batch (B, C, n_mels, F) and mask (B, C); missing
+    chunks are masked, the last partial chunk of each song is padded with ``floor``."""
+    chunks = [chunk(m, floor) for m in mels]
     c = max(len(ch) for ch in chunks)
     x = torch.zeros(len(chunks), c, *chunks[0].shape[1:], dtype=chunks[0].dtype)
     mask = torch.zeros(len(chunks), c, dtype=torch.bool)

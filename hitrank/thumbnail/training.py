@@ -92,7 +92,7 @@ def train_highlighter(labels: str | os.PathLike, out: str | os.PathLike, cfg: Hi
     with get_engine("local", workers) as pool:
         results = list(tqdm(pool(_mel_job, jobs), total=len(jobs), desc="decode", unit="song",
                             disable=not progress))
-    mels, scores, failed, ids = [], [], [], []
+    mels, scores, failed, ids, paths = [], [], [], [], []
     for r, (mel, reason) in zip(refs, results, strict=True):
         if mel is None:
             failed.append((r.song_id, r.path, reason))
@@ -100,6 +100,7 @@ def train_highlighter(labels: str | os.PathLike, out: str | os.PathLike, cfg: Hi
             mels.append(torch.from_numpy(mel))
             scores.append(r.hit_score)
             ids.append(r.song_id)
+            paths.append(str(Path(r.path).resolve()))
     if len(mels) < 10:
         raise HitrankError(f"only {len(mels)} usable labelled songs; the highlighter needs at least 10")
     scores = np.array(scores)
@@ -141,7 +142,8 @@ def train_highlighter(labels: str | os.PathLike, out: str | os.PathLike, cfg: Hi
                    progress=lambda line: log.info("highlighter %s", line))
     # the songs whose hit scores supervised the highlighter: `cv` refuses to evaluate on them
     info = {"best_epoch": res.best_epoch, "val_loss": res.best_value, "n_train": len(tr),
-            "n_val": len(va), "songs": sorted(ids), "labels": str(Path(labels).absolute()),
+            "n_val": len(va), "songs": sorted(ids), "paths": sorted(paths),
+            "labels": str(Path(labels).absolute()),
             "labels_sha1": hashlib.sha1(Path(labels).read_bytes()).hexdigest()}
     save_payload(out / "highlighter.pt", "highlighter", {
         "kwargs": {}, "feature_params": params.to_dict(), "target": target.to_dict(),

@@ -1,0 +1,48 @@
+"""Out-of-distribution flags for ranked songs: how far a song's features lie from the songs a
+model was trained on.
+
+The statistic (documented in the README): for each song, the mean over time of its log-mel
+per mel bin (a 128-d timbre/level profile, ``m``); for the training songs of a model, the
+per-bin mean ``mu`` and standard deviation ``sd`` of those profiles and the 99th percentile
+``q99`` of their distance ``d = sqrt(mean_bins(((m - mu) / sd) ** 2))`` (an RMS z-score).
+A song scores ``ood_score = d / q99``: 1 or less is as typical as 99% of the training songs;
+``ood_score > 1`` flags it out of distribution. The reference is stored in each checkpoint's
+``info["ood"]`` at training time (plain lists), so ranking needs no training data.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+CHUNK = 256  # songs per chunk when computing profiles
+QUANTILE = 0.99  # training songs below this distance are "in distribution"
+STD_FLOOR = 1e-3  # per-bin std floor (constant bins)
+STATISTIC = "rms z-score of the per-bin time-mean log-mel vs the training songs, / its 99th percentile"
+
+
+def profiles(X: torch.Tensor, idx: np.ndarray | None = None) -> np.ndarray:
+    """Per-bin time means of songs ``idx`` of ``X`` (n, n_mels, T): (len(idx), n_mels) float64."""
+    idx = np.arange(len(X)) if idx is None else np.asarray(idx)
+    out = [X[torch.as_tensor(idx[i: i + CHUNK], device=X.device)].float().mean(dim=2).double().cpu()
+           for i in range(0, len(idx), CHUNK)]
+    return torch.cat(out).numpy() if out else np.zeros((0, X.shape[1]))
+
+
+def _distance(m: np.ndarray, mu: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    return np.sqrt(np.mean(((m - mu) / sd) ** 2, axis=1))
+
+
+def reference(X: torch.Tensor, train_idx: np.ndarray) -> dict:
+    """The training songs' reference (stored in a checkpoint's ``info["ood"]``)."""
+    m = profiles(X, train_idx)
+    mu, sd = m.mean(axis=0), np.maximum(m.std(axis=0), STD_FLOOR)
+    q = float(np.quantile(_distance(m, mu, sd), QUANTILE)) if len(m) else 1.0
+    return {"statistic": STATISTIC, "mean": mu.tolist(), "std": sd.tolist(), "q99": max(q, 1e-9),
+            "n_train": int(len(m))}
+
+
+def ood_scores(X: torch.Tensor, ref: dict) -> np.ndarray:
+    """``d / q99`` of every song of ``X`` against a reference: (n,) float64 (> 1: out of
+    distribution)."""
+    return _distance(profiles(X), np.asarray(ref["mean"]), np.asarray(ref["std"])) / ref["q99"]
