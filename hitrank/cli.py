@@ -124,6 +124,22 @@ def get_parser() -> argparse.ArgumentParser:
                                 "or folds (folds as independent jobs, one per process); auto: folds "
                                 "when there are at least as many folds as processes (default)")
 
+    p = _sub(subs, "table1", "the paper's Table 1 on a labels CSV: extract the stores the rows need, "
+             "cross-validate every row, compare them next to the paper's rows",
+             ["hitrank table1 --labels corpus/labels.csv --out runs/table1",
+              "hitrank table1 --labels corpus/labels.csv --out runs/t1 --rows a,c,i --set train.epochs=15",
+              "hitrank table1 --labels corpus/labels.csv --out runs/t1 --highlighter other/highlighter.pt"],
+             [common])
+    p.add_argument("--labels", type=Path, required=True, help="labels CSV (song_id, path, artist, hit_score)")
+    p.add_argument("--out", type=Path, required=True, help="folder: stores/, one run folder per row, "
+                   "comparison.csv / .html")
+    p.add_argument("--rows", default="abcdefghijkl", help="rows to run, e.g. a,c,i (default all twelve)")
+    p.add_argument("--highlighter", type=Path, help="attention highlighter for the HL-30 rows, trained on "
+                   "OTHER songs (default: the training-free fallback)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of every row's config, e.g. --set train.epochs=15 (repeatable)")
+    p.add_argument("--workers", type=int, default=1, help="extraction worker processes (default 1)")
+
     p = _sub(subs, "compare", "compare CV runs: Table-1 style table next to the paper's rows, paired "
              "Wilcoxon tests over folds with the same test songs and a paired bootstrap over shared songs", ["hitrank compare runs/a runs/c runs/i",
                                            "hitrank compare runs/* --html comparison.html"], [common])
@@ -235,12 +251,15 @@ def get_parser() -> argparse.ArgumentParser:
                    help="JYnet input standardisation of the KKBOX models: clip (refitted on each "
                         "clip, as the released pipeline ran; default) or shipped (the MTT standardisers)")
 
-    p = _sub(subs, "demo", "the main job on a synthetic corpus: synth, extract, 10-fold CV of the "
-             "simple and Siamese A/B CNN, rank held-out songs", ["hitrank demo", "hitrank demo --out /tmp/demo"],
-             [common])
+    p = _sub(subs, "demo", "the main job on a synthetic corpus: synth, HL-30 extraction, cross-validation "
+             "of the simple CNN with pooled metrics and intervals next to random and the oracle, and "
+             "a ranking of held-out songs checked against their true scores",
+             ["hitrank demo", "hitrank demo --out /tmp/demo"], [common])
     p.add_argument("--out", type=Path, help="work folder (default: $HITRANK_CACHE/demo)")
-    p.add_argument("--songs", type=int, default=240, help="corpus size (default 240)")
-    p.add_argument("--epochs", type=int, default=8, help="epochs per model (default 8)")
+    p.add_argument("--songs", type=int, default=600, help="labelled corpus size (default 600)")
+    p.add_argument("--heldout", type=int, default=150, help="held-out songs to rank (default 150)")
+    p.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
+    p.add_argument("--epochs", type=int, default=8, help="epochs per model at most (default 8)")
     p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     return parser
 
@@ -427,6 +446,21 @@ def _report_ranking(args, ranking, failures) -> int:
     return EXIT_PARTIAL if failures else EXIT_OK
 
 
+def cmd_table1(args) -> int:
+    from .table1 import run_table1
+
+    res = run_table1(args.labels, args.out, args.rows, args.overrides, highlighter=args.highlighter,
+                     workers=args.workers, progress=_progress(args))
+    _print_failures(res["failures"])
+    print(res["table"].to_string(index=False))
+    if res["pairs"] is not None:
+        print()
+        print(res["pairs"].to_string(index=False))
+    print(f"\n{len(res['rows'])} rows in {res['seconds']:.0f} s; run folders in {args.out}, "
+          f"comparison in {res['html']}")
+    return EXIT_PARTIAL if res["failures"] else EXIT_OK
+
+
 def cmd_compare(args) -> int:
     from .cvreport import comparison_table, load_run, pairwise, write_cv_report
 
@@ -541,14 +575,14 @@ def cmd_demo(args) -> int:
     from .demo import run_demo
 
     run_demo(args.out, n_songs=args.songs, epochs=args.epochs, workers=args.workers,
-             progress=_progress(args))
+             progress=_progress(args), heldout=args.heldout, folds=args.folds)
     return EXIT_OK
 
 
 COMMANDS = {"synth": cmd_synth, "extract": cmd_extract, "train": cmd_train, "cv": cmd_cv,
             "rank": cmd_rank, "demo": cmd_demo, "highlight": cmd_highlight,
             "highlighter": cmd_highlighter, "predict": cmd_predict, "tags": cmd_tags,
-            "compare": cmd_compare, "pretrained": cmd_pretrained,
+            "compare": cmd_compare, "pretrained": cmd_pretrained, "table1": cmd_table1,
             "descriptors": cmd_descriptors, "fit": cmd_fit}
 
 
