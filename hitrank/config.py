@@ -73,6 +73,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # deprecated: false = precision fp32 (kept so older configs load)
     precision: str = "auto"  # fp32 | bf16 | auto: bfloat16 autocast on CUDA and on CPUs with AVX512-BF16 or AMX
+    bank: str = "auto"  # auto | on | off: train a fold's models (on a GPU: all folds) in lockstep as one model bank
     seed: int = 0
     init: str = ""  # start from released weights: an imported pretrained model (yu2018-kkbox) or a run / checkpoint
 
@@ -188,6 +189,7 @@ def validate(cfg: Config) -> Config:
     check_choice("train.target", t.target, TARGETS)
     check_choice("train.optimizer", t.optimizer, OPTIMIZERS)
     check_choice("train.precision", t.precision, PRECISIONS)
+    check_choice("train.bank", t.bank, ("auto", "on", "off"))
     check_choice("cv.select_metric", c.select_metric, SELECT_METRICS)
     from .tags import TAGGERS
 

@@ -26,6 +26,7 @@ import logging
 import os
 import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,16 +34,18 @@ import pandas as pd
 import torch
 
 from . import ood
+from .bank import FitJob, fit_many
 from .checkpoint import save_checkpoint
 from .config import Config, check_available, dump_config, feature_params
-from .data import Dataset, Target, make_folds
+from .data import Dataset, make_folds
 from .distributed import SINGLE, Context, barrier, my_folds
 from .errors import ConfigError
 from .fileio import atomic_write_text
 from .metrics import METRICS
 from .runinfo import write_run_info
 from .runtime import pick_device
-from .train import FitResult, fit, predict_all, ranked_last, reduced_precision, scored
+from .targets import Target
+from .train import FitResult, predict_all, ranked_last, reduced_precision, scored
 from .uncertainty import fold_summary, pooled_metrics
 
 log = logging.getLogger(__name__)
@@ -71,53 +74,77 @@ def _better(metric: str, a: float, b: float) -> bool:
     return a < b if not HIGHER_IS_BETTER.get(metric, True) else a > b
 
 
-def _select(cfg: Config, ds: Dataset, X, tr, va, target, sampling, seed, curves, member,
-            T=None, resume: Path | None = None, ctx: Context = SINGLE) -> FitResult:
-    """Train every grid point; keep the one with the best validation metric.
+@dataclass
+class FoldPlan:
+    """What one fold trains: the jobs of every member and grid point, and what they are."""
 
-    ``resume``: folder for end-of-epoch training states (an interrupted fold continues from
-    its last finished epoch).
-    """
+    fold: int
+    tr: np.ndarray
+    va: np.ndarray
+    te: np.ndarray
+    target: Target
+    entries: list = field(default_factory=list)  # (member, grid index, w, margin, mu, FitJob)
+
+
+def plan_fold(cfg: Config, ds: Dataset, fold: int, tr, va, te, seed: int, resume: Path | None,
+              tags: bool) -> FoldPlan:
+    """The models a fold trains: every grid point (w, margin, mu) of its member(s) (the A/B
+    and artist members of ``ab_artist``), each a :class:`~hitrank.bank.FitJob` with its own
+    seed and resume file (an interrupted fold continues from its last finished epoch)."""
+    plan = FoldPlan(fold, tr, va, te, Target.fit(cfg.train.target, ds.scores[tr]))
+    sampling = cfg.pairs.sampling
+    members = [("ab", "ab", seed), ("artist", "artist", seed + 7)] if sampling == "ab_artist" \
+        else [(sampling, sampling, seed)]
+    for member, member_sampling, member_seed in members:
+        for g, (w, m, mu) in enumerate(_grid(cfg, member_sampling)):
+            state = resume / f"{member}_grid{g}.state" if resume is not None else None
+            job = FitJob(tr, va, plan.target, member_sampling, w, m, mu if tags else None,
+                         member_seed + 1000 * g, state)
+            plan.entries.append((member, g, w, m, mu, job))
+    return plan
+
+
+def _choose(cfg: Config, ds: Dataset, plan: FoldPlan, results: list[FitResult]):
+    """Keep each member's grid point with the best validation metric (and, for A/B + artist,
+    the fusion weight); returns (members [(weight, FitResult)], curves, chosen dict)."""
     metric = SELECTION_KEY.get(cfg.cv.select_metric, cfg.cv.select_metric)
-    best = None
-    for g, (w, m, mu) in enumerate(_grid(cfg, sampling)):
-        state = resume / f"{member}_grid{g}.state" if resume is not None else None
-        res = fit(cfg, X, ds.scores, ds.artists, tr, va, target, sampling, w, m, seed=seed + 1000 * g,
-                  T=T, mu=mu, resume=state, ctx=ctx)
-        for c in res.curves:
-            curves.append({"member": member, "grid": g, "w": w, "margin": m, "mu": mu, **c})
+    curves, best = [], {}
+    for (member, g, w, m, mu, _), res in zip(plan.entries, results, strict=True):
+        curves += [{"member": member, "grid": g, "w": w, "margin": m, "mu": mu, **c} for c in res.curves]
         log.debug("%s w=%s m=%s mu=%s: val %s=%.4f (epoch %d)", member, w, m, mu, metric,
                   res.val_metrics[metric], res.best_epoch)
-        if best is None or _better(metric, res.val_metrics[metric], best.val_metrics[metric]):
-            best = res
-    return best
-
-
-def _fit_fold(cfg: Config, ds: Dataset, X, tr, va, seed: int, T=None, resume: Path | None = None,
-              ctx: Context = SINGLE):
-    """Returns (members [(weight, FitResult)], target, curves, chosen dict)."""
-    target = Target.fit(cfg.train.target, ds.scores[tr])
-    curves: list = []
-    sampling = cfg.pairs.sampling
-    if resume is not None and ctx.writes:
-        resume.mkdir(parents=True, exist_ok=True)
-    if sampling != "ab_artist":
-        res = _select(cfg, ds, X, tr, va, target, sampling, seed, curves, sampling, T, resume, ctx)
-        return [(1.0, res)], target, curves, {"w": res.w, "margin": res.margin, "mu": res.mu,
-                                              "fusion": None}
-    ab = _select(cfg, ds, X, tr, va, target, "ab", seed, curves, "ab", T, resume, ctx)
-    art = _select(cfg, ds, X, tr, va, target, "artist", seed + 7, curves, "artist", T, resume, ctx)
-    metric = SELECTION_KEY.get(cfg.cv.select_metric, cfg.cv.select_metric)
+        if member not in best or _better(metric, res.val_metrics[metric], best[member].val_metrics[metric]):
+            best[member] = res
+    if cfg.pairs.sampling != "ab_artist":
+        res = best[cfg.pairs.sampling]
+        return [(1.0, res)], curves, {"w": res.w, "margin": res.margin, "mu": res.mu, "fusion": None}
+    ab, art = best["ab"], best["artist"]
     best_a, best_val = None, None
     for a in cfg.pairs.fusion:
         pred = a * ab.val_pred + (1 - a) * art.val_pred
-        val = scored(ds.scores[va], pred, cfg.cv.top_fraction)
-        val["val_mse"] = float(np.mean((pred - target.transform(ds.scores[va])) ** 2))
+        val = scored(ds.scores[plan.va], pred, cfg.cv.top_fraction)
+        val["val_mse"] = float(np.mean((pred - plan.target.transform(ds.scores[plan.va])) ** 2))
         if best_val is None or _better(metric, val[metric], best_val):
             best_a, best_val = a, val[metric]
     chosen = {"w": ab.w, "margin": ab.margin, "mu": ab.mu, "fusion": best_a,
               "artist_w": art.w, "artist_margin": art.margin, "artist_mu": art.mu}
-    return [(best_a, ab), (1 - best_a, art)], target, curves, chosen
+    return [(best_a, ab), (1 - best_a, art)], curves, chosen
+
+
+def train_plans(cfg: Config, ds: Dataset, X, T, plans: list[FoldPlan], ctx: Context = SINGLE) -> list:
+    """Train the jobs of the given folds (banked when ``train.bank`` says so) and choose each
+    fold's models; returns one (members, curves, chosen) per plan."""
+    jobs = [e[-1] for p in plans for e in p.entries]
+    if ctx.writes:
+        for job in jobs:
+            if job.resume is not None:
+                job.resume.parent.mkdir(parents=True, exist_ok=True)
+    results = fit_many(cfg, X, ds.scores, ds.artists, jobs, T=T, bank=cfg.train.bank, ctx=ctx)
+    out, start = [], 0
+    for p in plans:
+        out.append(_choose(cfg, ds, p, results[start: start + len(p.entries)]))
+        start += len(p.entries)
+    return out
 
 
 def prepare(cfg: Config, ds: Dataset, ctx: Context = SINGLE
@@ -174,21 +201,30 @@ def run_cv(cfg: Config, ds: Dataset, out: str | os.PathLike, progress: bool = Tr
     todo = [f for f in my_folds(ctx, len(folds)) if not (out / f"fold_{f:02d}.json").exists()]
     barrier(ctx)  # every rank has its list before any fold is marked done
     t0 = time.time()
-    for f in tqdm(todo, desc=cfg.name, unit="fold", disable=not (progress and ctx.main)):
-        tr, va, te = folds[f]
-        tf = time.time()
-        resume = out / "resume" / f"fold_{f:02d}"
-        members, target, curves, chosen = _fit_fold(cfg, ds, X, tr, va, cfg.train.seed + 100 * f, T,
-                                                    resume, ctx)
-        z = sum(wt * predict_all(ctx, r.model, X, te, reduced_precision(cfg, device), T) for wt, r in members)
-        metrics = scored(ds.scores[te], target.inverse(z), cfg.cv.top_fraction)
-        row = {"fold": f, "n_train": len(tr), "n_val": len(va), "n_test": len(te), **chosen,
-               **{k: metrics[k] for k in SUMMARY_METRICS}, "n_top": metrics["n_top"],
-               "best_epoch": members[0][1].best_epoch, "seconds": round(time.time() - tf, 2)}
-        if ctx.writes:
-            _write_fold(out, f, row, members, target, cfg, ds, te, z, curves, ood.reference(X, tr))
-            log.info("%s fold %d: nDCG %.4f  Kendall %.4f  Spearman %.4f  (%.0f s)", cfg.name, f,
-                     row["ndcg"], row["kendall"], row["spearman"], row["seconds"])
+    # on a GPU the folds train together in model banks; elsewhere fold by fold (the bank, if
+    # it pays on this CPU, then holds one fold's grid points and members)
+    together = device.type == "cuda" and cfg.train.bank != "off" and not ctx.ddp
+    groups = [todo] if together and todo else [[f] for f in todo]
+    bar = tqdm(total=len(todo), desc=cfg.name, unit="fold", disable=not (progress and ctx.main))
+    for group in groups:
+        tg = time.time()
+        plans = [plan_fold(cfg, ds, f, *folds[f], cfg.train.seed + 100 * f, out / "resume" / f"fold_{f:02d}",
+                           T is not None) for f in group]
+        for plan, (members, curves, chosen) in zip(plans, train_plans(cfg, ds, X, T, plans, ctx), strict=True):
+            f, tr, va, te, target = plan.fold, plan.tr, plan.va, plan.te, plan.target
+            z = sum(wt * predict_all(ctx, r.model, X, te, reduced_precision(cfg, device), T)
+                    for wt, r in members)
+            metrics = scored(ds.scores[te], target.inverse(z), cfg.cv.top_fraction)
+            row = {"fold": f, "n_train": len(tr), "n_val": len(va), "n_test": len(te), **chosen,
+                   **{k: metrics[k] for k in SUMMARY_METRICS}, "n_top": metrics["n_top"],
+                   "best_epoch": members[0][1].best_epoch,
+                   "seconds": round((time.time() - tg) / len(group), 2)}
+            if ctx.writes:
+                _write_fold(out, f, row, members, target, cfg, ds, te, z, curves, ood.reference(X, tr))
+                log.info("%s fold %d: nDCG %.4f  Kendall %.4f  Spearman %.4f  (%.0f s)", cfg.name, f,
+                         row["ndcg"], row["kendall"], row["spearman"], row["seconds"])
+            bar.update()
+    bar.close()
     barrier(ctx)  # all folds are written
     if not ctx.main:
         return None
@@ -265,7 +301,9 @@ def run_train(cfg: Config, ds: Dataset, out: str | os.PathLike, ctx: Context = S
     _, va, te = folds[-1]  # fold k-1 validates on chunk 0 and tests chunk k-1
     tr = np.setdiff1d(np.arange(len(ds)), va)
     t0 = time.time()
-    members, target, curves, chosen = _fit_fold(cfg, ds, X, tr, va, cfg.train.seed, T, out / "resume", ctx)
+    plan = plan_fold(cfg, ds, -1, tr, va, te, cfg.train.seed, out / "resume", T is not None)
+    (members, curves, chosen), = train_plans(cfg, ds, X, T, [plan], ctx)
+    target = plan.target
     if not ctx.main:
         return None
     info = {"n_train": len(tr), "n_val": len(va), **chosen,

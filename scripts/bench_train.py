@@ -1,18 +1,15 @@
 #!/usr/bin/env python
-"""Training throughput and memory, measured side by side in one run.
+"""Training speed, measured side by side in one run: the sequential fp32 trainer against the
+new path (train.precision auto, train.bank auto) on Table-1 rows (a) and (i), and start-up.
 
-Builds a feature store of ``--songs`` random log-mels (the paper's 15,000 songs by default,
-about 1.2 GB of float16) with hitrank's own store code, loads it the way ``hitrank cv`` does,
-puts the whole feature tensor on the device and times, on every available device:
+    python scripts/bench_train.py [--store STORE_MID30] [--songs 2000] [--epochs 2] [--folds 10]
 
-* simple CNN rating steps (songs/s), Siamese A/B steps (pairs/s; two songs per pair), and
-  inference (songs/s), batches gathered by index from the resident tensor (no DataLoader);
-* peak host memory (max RSS) of this process after loading the store and training.
-
-    python scripts/bench_train.py [--songs 15000] [--steps 60] [--batch 32]
-
-On CUDA it also reports bfloat16 autocast (AMP) against float32 and the GPU utilisation
-(torch.cuda.utilization, when pynvml is available).
+Prints, for each row and path: wall time of a 10-fold CV at a fixed number of epochs (early
+stopping off), songs (or pairs) per second per model, achieved GFLOP/s (FLOPs of the model's
+forward + backward counted by torch.utils.flop_counter) and that rate as a fraction of this
+machine's measured fp32 matmul rate (measured here, same threads); then the start-up time of
+`hitrank --help`, of `hitrank extract` on a finished store and of `hitrank rank` on a cached
+folder. Without --store a store of random log-mels with a planted signal is built.
 """
 
 from __future__ import annotations
@@ -20,7 +17,9 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import resource
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,128 +27,141 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hitrank.data import load_dataset, sample_pairs
-from hitrank.features import FeatureParams
-from hitrank.losses import multi_loss, rating_loss
-from hitrank.models import build
-from hitrank.runtime import autocast as _autocast
-from hitrank.store import FeatureStore
-from hitrank.train import input_stats, predict
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from hitrank.config import load_config  # noqa: E402
+from hitrank.cv import run_cv  # noqa: E402
+from hitrank.data import load_dataset  # noqa: E402
+from hitrank.features import FeatureParams  # noqa: E402
+from hitrank.models import build  # noqa: E402
+from hitrank.runtime import cpu_has_bf16, use_bf16  # noqa: E402
+from hitrank.store import FeatureStore  # noqa: E402
+
+ROWS = {"a": "table1/a_simple_cnn_mid30", "i": "table1/i_siamese_ab_hl30"}
+MATMUL_N = 2048  # size of the square matmuls that measure the machine's rate
+
+
+def matmul_rate(dtype=torch.float32, seconds: float = 2.0) -> float:
+    """GFLOP/s of square float matmuls on this machine's torch threads."""
+    a, b = torch.randn(MATMUL_N, MATMUL_N, dtype=dtype), torch.randn(MATMUL_N, MATMUL_N, dtype=dtype)
+    torch.mm(a, b)
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        torch.mm(a, b)
+        n += 1
+    return 2 * MATMUL_N ** 3 * n / (time.perf_counter() - t0) / 1e9
+
+
+def flops_per_song(siamese: bool) -> float:
+    """FLOPs of forward + backward per song (a pair is two songs) of the paper's CNN."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = build("simple_cnn")
+    x = torch.randn(16, 128, 323)
+    with FlopCounterMode(display=False) as fc:
+        model(x).sum().backward()
+    return fc.get_total_flops() / 16 * (2 if siamese else 1)
 
 
 def make_store(root: Path, n: int, seed: int = 0) -> None:
+    """Random log-mels whose level in a band plants a learnable hit score."""
     params = FeatureParams()
     rng = np.random.default_rng(seed)
     with FeatureStore.create_or_open(root, params) as store:
-        store.plan([(f"s{i:06d}", f"/songs/s{i:06d}.wav", f"artist{i % (n // 8 + 1)}",
-                     float(rng.lognormal(-10, 2))) for i in range(n)])
-        block = rng.normal(-40, 15, (64, params.n_mels, params.n_frames)).astype(np.float16)
+        z = rng.normal(size=n)
+        store.plan([(f"s{i:06d}", f"/songs/s{i:06d}.wav", f"artist{i % (n // 4)}",
+                     float(np.exp(z[i]) * 1e-5)) for i in range(n)])
         for i in range(n):
-            store.write(f"s{i:06d}", block[i % 64], {"seg_start": 0.0, "seg_end": 30.0,
-                                                     "duration": 180.0, "padded": False})
+            x = rng.normal(-40, 10, (params.n_mels, params.n_frames))
+            x[20:40] += 5 * z[i]
+            store.write(f"s{i:06d}", x.astype(np.float16), {"seg_start": 0.0, "seg_end": 30.0,
+                                                              "duration": 180.0, "padded": False})
 
 
-def peak_rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2  # KiB -> GiB
-
-
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def time_steps(device, X, z, idx, batch, steps, siamese, amp, scores, artists):
-    torch.manual_seed(0)
-    rng = np.random.default_rng(0)
-    model = build("siamese" if siamese else "simple_cnn", **({"scorer": "simple_cnn"} if siamese else {})).to(device)
-    model.set_input_stats(*input_stats(X, idx[:512]))
-    opt = torch.optim.Adagrad(model.parameters(), lr=5e-3)
-    if siamese:
-        pairs = torch.as_tensor(sample_pairs("ab", idx, scores, artists, batch * (steps + 5), rng), device=device)
-        batches = [pairs[i * batch:(i + 1) * batch] for i in range(steps + 5)]
-    else:
-        order = torch.as_tensor(rng.choice(idx, batch * (steps + 5)), device=device)
-        batches = [order[i * batch:(i + 1) * batch] for i in range(steps + 5)]
-    for k, b in enumerate(batches):
-        if k == 5:  # warm-up steps done
-            sync(device)
-            t0 = time.perf_counter()
-        with _autocast(device, amp):
-            if siamese:
-                fi, fj = model.pair(X[b[:, 0]].float(), X[b[:, 1]].float())
-                loss = multi_loss(fi.float(), fj.float(), z[b[:, 0]], z[b[:, 1]], 0.5, 0.5)
-            else:
-                loss = rating_loss(model(X[b].float()).float(), z[b])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    sync(device)
-    rate = steps * batch / (time.perf_counter() - t0)
+def time_row(row: str, ds, epochs: int, folds: int, sets: list[str], out: Path) -> dict:
+    cfg = load_config(ROWS[row], [f"train.epochs={epochs}", f"train.patience={epochs + 1}",
+                                  f"cv.folds={folds}", "pairs.w=[0.5]", "features.segment=mid30",
+                                  *sets])
     t0 = time.perf_counter()
-    predict(model, X, idx[: min(len(idx), 2048)], amp)
-    sync(device)
-    infer = min(len(idx), 2048) / (time.perf_counter() - t0)
-    return rate, infer
+    summary = run_cv(cfg, ds, out, progress=False)
+    wall = time.perf_counter() - t0
+    n_train = len(ds) * (folds - 2) / folds
+    steps = n_train * epochs * folds  # songs (simple) or pairs (Siamese) trained on
+    return {"wall": wall, "per_model": steps / wall, "summary": summary}
 
 
-def main():
+def start_up(store: Path, folder: Path, run: Path, cache: Path) -> dict:
+    """Median wall time of three runs of each command (a fresh interpreter each time)."""
+    cmds = {"hitrank --help": ["--help"],
+            "hitrank extract (finished store)": ["extract", str(folder), "--out", str(store), "-q"],
+            "hitrank rank (cached folder)": ["rank", str(folder), "--model", str(run), "--cache", str(cache),
+                                             "-q", "--top", "0"],
+            "python -c 'import torch'": None}
+    out = {}
+    for name, args in cmds.items():
+        cmd = [sys.executable, "-c", "import torch"] if args is None else [sys.executable, "-m", "hitrank", *args]
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            subprocess.run(cmd, check=False, capture_output=True)
+            times.append(time.perf_counter() - t0)
+        out[name] = statistics.median(times)
+    return out
+
+
+def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--songs", type=int, default=15000)
-    ap.add_argument("--steps", type=int, default=60, help="timed training steps per setting")
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--store", type=Path, help="reuse/build the store here (default: a temp folder)")
+    ap.add_argument("--store", type=Path, help="a Mid-30 store with hit scores (default: build one)")
+    ap.add_argument("--songs", type=int, default=2000)
+    ap.add_argument("--epochs", type=int, default=2, help="epochs per model (early stopping off)")
+    ap.add_argument("--folds", type=int, default=10)
+    ap.add_argument("--rows", default="a,i")
     args = ap.parse_args()
-    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads, GPU: {gpu}")
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
+          f"{torch.__version__}, {torch.get_num_threads()} threads, bf16 CPU: {cpu_has_bf16()}, "
+          f"GPU: {torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'}")
+    fp32, bf16 = matmul_rate(torch.float32), matmul_rate(torch.bfloat16)
+    print(f"measured matmul rate ({MATMUL_N}^2): fp32 {fp32:.1f} GFLOP/s, bf16 {bf16:.1f} GFLOP/s")
     with tempfile.TemporaryDirectory() as tmp:
-        root = args.store or Path(tmp) / "store"
-        if not (root / "params.json").exists():
-            t0 = time.perf_counter()
-            make_store(root, args.songs)
-            print(f"built a {args.songs}-song store in {time.perf_counter() - t0:.0f} s "
-                  f"({(root / 'mel_mid30.npy').stat().st_size / 1e9:.2f} GB)")
-        rss0 = peak_rss_gb()
-        t0 = time.perf_counter()
-        ds, _ = load_dataset(FeatureStore.open(root))
-        print(f"loaded {len(ds)} songs in {time.perf_counter() - t0:.1f} s; peak RSS {rss0:.2f} -> "
-              f"{peak_rss_gb():.2f} GiB")
-        idx = np.arange(len(ds))
-        zs = np.log(np.maximum(ds.scores, 1e-12))
-        zs = (zs - zs.mean()) / zs.std()
+        tmp = Path(tmp)
+        store = args.store or tmp / "store"
+        if not (store / "params.json").exists():
+            make_store(store, args.songs)
+        ds, _ = load_dataset(FeatureStore.open(store))
+        print(f"{len(ds)} songs, {args.folds} folds, {args.epochs} epochs per model, batch 16")
+        paths = {"sequential fp32 (before)": ["train.precision=fp32", "train.bank=off"],
+                 "new path (precision auto, bank auto)": []}
         rows = []
-        for device in devices:
-            t0 = time.perf_counter()
-            X = torch.from_numpy(np.ascontiguousarray(ds.features)).to(device)
-            z = torch.as_tensor(zs, dtype=torch.float32, device=device)
-            sync(device)
-            upload = time.perf_counter() - t0
-            for amp in ([False] if device.type == "cpu" else [False, True]):
-                for siamese in (False, True):
-                    rate, infer = time_steps(device, X, z, idx, args.batch, args.steps, siamese, amp,
-                                             ds.scores, ds.artists)
-                    util = ""
-                    if device.type == "cuda":
-                        try:
-                            util = f"{torch.cuda.utilization()}%"
-                        except Exception:  # noqa: BLE001 - pynvml missing
-                            util = "n/a"
-                    rows.append((str(device), "bf16" if amp else "fp32",
-                                 "siamese A/B" if siamese else "simple CNN", rate, infer, upload, util))
-            del X
-        print(f"peak RSS after training: {peak_rss_gb():.2f} GiB (goal < 4 GiB for 15k songs)")
-    print(f"\n{'device':<7} {'prec':<5} {'model':<12} {'train':>14} {'inference':>12} {'upload':>8}  GPU util")
-    for dev, prec, model, rate, infer, upload, util in rows:
-        unit = "pairs/s" if "siamese" in model else "songs/s"
-        print(f"{dev:<7} {prec:<5} {model:<12} {rate:8.0f} {unit:<6} {infer:7.0f} s/s {upload:7.1f}s  {util}")
-    if len(devices) > 1:
-        cpu = {m: r for d, p, m, r, *_ in rows if d == "cpu"}
-        for d, p, m, r, *_ in rows:
-            if d != "cpu":
-                print(f"{d} {p} {m}: {r / cpu[m]:.1f}x CPU")
-    else:
-        print("no CUDA device here: GPU figures not measured")
+        for row in args.rows.split(","):
+            for name, sets in paths.items():
+                res = time_row(row, ds, args.epochs, args.folds, sets, tmp / f"{row}_{len(rows)}")
+                flops = flops_per_song(row != "a") * res["per_model"]
+                rows.append((row, name, res, flops / 1e9))
+                print(f"  ({row}) {name}: {res['wall']:.0f} s", flush=True)
+        print(f"\n{'row':<4} {'path':<38} {'wall':>7} {'per model':>14} {'GFLOP/s':>8} {'of fp32 mm':>10} "
+              f"{'speed-up':>8}  nDCG@10%")
+        for row, name, res, gf in rows:
+            base = next(r for r in rows if r[0] == row)[2]["wall"]
+            unit = "pairs/s" if row != "a" else "songs/s"
+            print(f"({row})  {name:<38} {res['wall']:6.0f}s {res['per_model']:8.0f} {unit} {gf:8.1f} "
+                  f"{gf / fp32:9.0%} {base / res['wall']:7.2f}x  {res['summary']['ndcg_mean']:.3f}")
+        print(f"(new path on this CPU: bf16 autocast {'on' if use_bf16('auto', torch.device('cpu')) else 'off'})")
+        folder = tmp / "songs"
+        folder.mkdir()
+        from hitrank.synth import synthesize
+
+        synthesize(tmp / "c", 4, seed=0, sr=22050, progress=False)
+        for p in (tmp / "c" / "audio").iterdir():
+            (folder / p.name).symlink_to(p)
+        run = next(tmp.glob("a_*"))
+        subprocess.run([sys.executable, "-m", "hitrank", "extract", str(folder), "--out", str(tmp / "st"), "-q"],
+                       check=True)
+        subprocess.run([sys.executable, "-m", "hitrank", "rank", str(folder), "--model", str(run), "--cache",
+                        str(tmp / "cache"), "-q"], check=True, capture_output=True)
+        print("\nstart-up (median of 3, a fresh interpreter each):")
+        for name, t in start_up(tmp / "st", folder, run, tmp / "cache").items():
+            print(f"  {name:<36} {t:5.2f} s")
 
 
 if __name__ == "__main__":

@@ -80,4 +80,4 @@ class SimpleCNN(Scorer):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: (B, n_mels, T) log-mel (any float dtype) -> (B,) scores."""
         x = (x.to(self.in_mean.dtype) - self.in_mean[:, None]) / self.in_std[:, None]
-        return self.net(x).mean(dim=(1, 2))
+        return self.net(x).float().mean(dim=(1, 2))  # the per-frame scores may be bf16: their mean is float32
