@@ -86,6 +86,7 @@ class CVConfig:
     top_fraction: float = 0.1  # the "@10%" of the metrics
     select_metric: str = "ndcg"  # validation metric that picks grid values and fusion weights (val_loss: by validation MSE)
     allow_highlighter_overlap: bool = False  # evaluate on songs that supervised the attention highlighter (leaks labels)
+    processes: int = 0  # 0 auto (CPU: one single-threaded process per core for the folds) | 1 this process | N
 
 
 @dataclass(frozen=True)
@@ -203,6 +204,8 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"pairs.margin={list(p.margin)}: the margin m must be > 0")
     if p.per_epoch <= 0:
         raise ConfigError(f"pairs.per_epoch={p.per_epoch}: must be > 0")
+    if c.processes < 0:
+        raise ConfigError(f"cv.processes={c.processes}: 0 (auto), 1 (this process) or more")
     if c.folds < 3:
         raise ConfigError(f"cv.folds={c.folds}: need at least 3 (train, validation and test chunks)")
     if not 0 < c.top_fraction <= 1:
@@ -324,6 +327,11 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()
         raise ConfigError(f"{str(path)!r} is a branch={data['branch']!r} config; "
                           "descriptor configs run with --data TABLE.csv (see configs/descriptors/)")
     data.pop("branch", None)
+    return validate(build_config(Config, data))
+
+
+def config_from_dict(data: dict) -> Config:
+    """Rebuild a validated config from its :meth:`Config.to_dict` (a run folder, a worker)."""
     return validate(build_config(Config, data))
 
 

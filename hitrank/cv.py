@@ -20,6 +20,7 @@ run's (tested on CPU).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import logging
@@ -32,13 +33,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import yaml
 
 from . import ood
 from .bank import FitJob, fit_many
 from .checkpoint import save_checkpoint
-from .config import Config, check_available, dump_config, feature_params
+from .config import Config, check_available, config_from_dict, dump_config, feature_params
 from .data import Dataset, make_folds
 from .distributed import SINGLE, Context, barrier, my_folds
+from .engines import get_engine
 from .errors import ConfigError
 from .fileio import atomic_write_text
 from .metrics import METRICS
@@ -201,34 +204,82 @@ def run_cv(cfg: Config, ds: Dataset, out: str | os.PathLike, progress: bool = Tr
     todo = [f for f in my_folds(ctx, len(folds)) if not (out / f"fold_{f:02d}.json").exists()]
     barrier(ctx)  # every rank has its list before any fold is marked done
     t0 = time.time()
-    # on a GPU the folds train together in model banks; elsewhere fold by fold (the bank, if
-    # it pays on this CPU, then holds one fold's grid points and members)
-    together = device.type == "cuda" and cfg.train.bank != "off" and not ctx.ddp
-    groups = [todo] if together and todo else [[f] for f in todo]
     bar = tqdm(total=len(todo), desc=cfg.name, unit="fold", disable=not (progress and ctx.main))
-    for group in groups:
-        tg = time.time()
-        plans = [plan_fold(cfg, ds, f, *folds[f], cfg.train.seed + 100 * f, out / "resume" / f"fold_{f:02d}",
-                           T is not None) for f in group]
-        for plan, (members, curves, chosen) in zip(plans, train_plans(cfg, ds, X, T, plans, ctx), strict=True):
-            f, tr, va, te, target = plan.fold, plan.tr, plan.va, plan.te, plan.target
-            z = sum(wt * predict_all(ctx, r.model, X, te, reduced_precision(cfg, device), T)
-                    for wt, r in members)
-            metrics = scored(ds.scores[te], target.inverse(z), cfg.cv.top_fraction)
-            row = {"fold": f, "n_train": len(tr), "n_val": len(va), "n_test": len(te), **chosen,
-                   **{k: metrics[k] for k in SUMMARY_METRICS}, "n_top": metrics["n_top"],
-                   "best_epoch": members[0][1].best_epoch,
-                   "seconds": round((time.time() - tg) / len(group), 2)}
-            if ctx.writes:
-                _write_fold(out, f, row, members, target, cfg, ds, te, z, curves, ood.reference(X, tr))
-                log.info("%s fold %d: nDCG %.4f  Kendall %.4f  Spearman %.4f  (%.0f s)", cfg.name, f,
-                         row["ndcg"], row["kendall"], row["spearman"], row["seconds"])
-            bar.update()
+    processes = fold_processes(cfg, ds, device, ctx, len(todo))
+    if processes > 1:  # single-threaded worker processes, one fold each (CPU)
+        log.info("%s: %d folds in %d processes", cfg.name, len(todo), processes)
+        with get_engine("local", processes) as run:
+            for _ in run(_fold_job, [(cfg.to_dict(), ds.source, f, str(out)) for f in todo], chunksize=1):
+                bar.update()
+    else:
+        # on a GPU the folds train together in model banks; elsewhere fold by fold (the bank,
+        # if it pays on this CPU, then holds one fold's grid points and members)
+        together = device.type == "cuda" and cfg.train.bank != "off" and not ctx.ddp
+        for group in [todo] if together and todo else [[f] for f in todo]:
+            run_folds(cfg, ds, X, T, device, out, group, folds, ctx)
+            bar.update(len(group))
     bar.close()
     barrier(ctx)  # all folds are written
     if not ctx.main:
         return None
     return summarize(cfg, out, len(ds), time.time() - t0, device, ctx.world, notes)
+
+
+def run_folds(cfg: Config, ds: Dataset, X, T, device, out: Path, group: list[int], folds: list,
+              ctx: Context = SINGLE) -> list[dict]:
+    """Train the folds of ``group`` together (one model bank when ``train.bank`` allows),
+    score their test chunks and write each fold's files; returns the fold rows."""
+    tg = time.time()
+    plans = [plan_fold(cfg, ds, f, *folds[f], cfg.train.seed + 100 * f, out / "resume" / f"fold_{f:02d}",
+                       T is not None) for f in group]
+    rows = []
+    for plan, (members, curves, chosen) in zip(plans, train_plans(cfg, ds, X, T, plans, ctx), strict=True):
+        f, tr, va, te, target = plan.fold, plan.tr, plan.va, plan.te, plan.target
+        z = sum(wt * predict_all(ctx, r.model, X, te, reduced_precision(cfg, device), T)
+                for wt, r in members)
+        metrics = scored(ds.scores[te], target.inverse(z), cfg.cv.top_fraction)
+        row = {"fold": f, "n_train": len(tr), "n_val": len(va), "n_test": len(te), **chosen,
+               **{k: metrics[k] for k in SUMMARY_METRICS}, "n_top": metrics["n_top"],
+               "best_epoch": members[0][1].best_epoch,
+               "seconds": round((time.time() - tg) / len(group), 2)}
+        if ctx.writes:
+            _write_fold(out, f, row, members, target, cfg, ds, te, z, curves, ood.reference(X, tr))
+            log.info("%s fold %d: nDCG %.4f  Kendall %.4f  Spearman %.4f  (%.0f s)", cfg.name, f,
+                     row["ndcg"], row["kendall"], row["spearman"], row["seconds"])
+        rows.append(row)
+    return rows
+
+
+def fold_processes(cfg: Config, ds: Dataset, device, ctx: Context, n_todo: int) -> int:
+    """How many processes train the folds: ``cv.processes``, or with 0 (auto) one
+    single-threaded process per CPU core on a CPU-only run of several folds from a store (two
+    one-thread processes beat one two-thread process at this model's small steps); 1 = this
+    process. Results do not depend on the number of processes beyond float rounding of the
+    thread count (a fold is seeded on its own); each process loads the store itself."""
+    want = cfg.cv.processes
+    if want == 1 or device.type != "cpu" or ctx.world > 1 or n_todo < 2 or not ds.source:
+        return 1
+    return min(n_todo, want if want > 1 else (os.cpu_count() or 1))
+
+
+@functools.lru_cache(maxsize=1)
+def _worker_data(cfg_text: str, source: str):
+    """A worker's dataset and device tensors, loaded once per process."""
+    from .data import load_dataset
+    from .store import FeatureStore
+
+    cfg = config_from_dict(yaml.safe_load(cfg_text))
+    ds, _ = load_dataset(FeatureStore.open(source))
+    return cfg, ds, *prepare(cfg, ds)
+
+
+def _fold_job(args) -> dict:
+    """One fold in a worker process (see :func:`fold_processes`)."""
+    cfg_dict, source, f, out = args
+    cfg, ds, device, X, T = _worker_data(yaml.safe_dump(cfg_dict), source)
+    folds = make_folds(len(ds), cfg.cv.folds, cfg.cv.fold_seed,
+                       groups=ds.artists if cfg.cv.artist_aware else None, ids=ds.song_ids)
+    return run_folds(cfg, ds, X, T, device, Path(out), [f], folds)[0]
 
 
 def _write_fold(out: Path, f: int, row: dict, members, target, cfg: Config, ds: Dataset, te, z,

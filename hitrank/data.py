@@ -52,6 +52,7 @@ class Dataset:
     artists: np.ndarray
     params: dict
     tags: np.ndarray | None = None
+    source: str = ""  # the store it was loaded from ('' when built in memory)
 
     def __len__(self) -> int:
         return len(self.song_ids)
@@ -97,7 +98,7 @@ def load_dataset(store: FeatureStore, labels: pd.DataFrame | None = None) -> tup
         raise HitrankError(f"{str(store.root)!r}: tags.npy holds NaN/inf; re-extract the store")
     ds = Dataset(ids, feats, np.array([float(r["hit_score"]) for r in keep]),
                  np.array(["" if pd.isna(r["artist"]) else str(r["artist"]) for r in keep]),
-                 store.params.to_dict(), tags)
+                 store.params.to_dict(), tags, str(store.root) if labels is None else "")
     return ds, problems
 
 

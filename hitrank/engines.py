@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import logging.handlers
 import multiprocessing as mp
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -31,7 +32,7 @@ from .runtime import THREAD_VARS, one_thread_per_worker, worker_init
 
 log = logging.getLogger(__name__)
 
-CHUNKSIZE = 4  # songs per task sent to a local worker process
+CHUNKSIZE = 4  # songs per task sent to a local worker process (long jobs such as folds: 1)
 SHARD = 8  # songs per Ray task
 IN_FLIGHT_PER_CPU = 2  # Ray shards submitted ahead per cluster CPU
 RAY_INSTALL = "pip install -e '.[ray]' (or pip install 'ray>=2.9')"
@@ -44,20 +45,45 @@ def local_engine(workers: int = 1, address: str | None = None) -> Iterator[Calla
         raise HitrankError(f"address={address!r} is for --engine ray; the local engine runs here")
     pool = None
 
-    def run(fn: Callable, jobs: list, crashed: Callable | None = None) -> Iterable:
-        nonlocal pool
+    listener = None
+
+    def run(fn: Callable, jobs: list, crashed: Callable | None = None,
+            chunksize: int = CHUNKSIZE) -> Iterable:
+        nonlocal pool, listener
         if workers <= 1 or len(jobs) <= 1:
             return map(fn, jobs)
+        ctx = mp.get_context("spawn")
+        queue = ctx.Queue()
+        listener = logging.handlers.QueueListener(queue, _Forward())
+        listener.start()
         with one_thread_per_worker():  # the workers are spawned inside map()
-            pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
-                                       initializer=worker_init)
-            return pool.map(fn, jobs, chunksize=CHUNKSIZE)
+            pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=worker_init,
+                                       initargs=(queue, _hitrank_level()))
+            return pool.map(fn, jobs, chunksize=chunksize)
 
     try:
         yield run
     finally:
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
+        if listener is not None:
+            listener.stop()
+
+
+class _Forward(logging.Handler):
+    """Hands a worker's log record to this process's logger of the same name, which filters
+    and emits it as its own (the workers' warnings reach the user and the tests)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        logger = logging.getLogger(record.name)
+        if logger.isEnabledFor(record.levelno):
+            logger.handle(record)
+
+
+def _hitrank_level() -> int:
+    """The most verbose level any hitrank logger of this process listens at."""
+    names = [n for n in logging.Logger.manager.loggerDict if n.startswith("hitrank")]
+    return min([logging.getLogger(n).getEffectiveLevel() for n in names] or [logging.WARNING])
 
 
 def _import_ray():

@@ -20,6 +20,7 @@ from .errors import ConfigError
 #: Environment variables that set the BLAS / OpenMP thread counts of a process.
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 DEVICES = "auto, cpu, cuda, cuda:N"
+PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h)
 
 
 # ----------------------------------------------------------------------------- devices
@@ -84,11 +85,37 @@ def one_thread_per_worker():
                 os.environ[k] = v
 
 
-def worker_init() -> None:
-    """Initialiser of a worker process: one torch thread (one worker per core)."""
+def worker_init(log_queue=None, log_level: int = 0) -> None:
+    """Initialiser of a worker process: one torch thread (one worker per core), on Linux a
+    worker that dies with its parent (a killed command leaves no orphan still computing or
+    writing), and hitrank's log records sent to the parent through ``log_queue``."""
+    import logging
+    import logging.handlers
+
     import torch
 
     torch.set_num_threads(1)
+    die_with_parent()
+    if log_queue is not None:
+        root = logging.getLogger("hitrank")
+        root.handlers[:] = [logging.handlers.QueueHandler(log_queue)]
+        root.setLevel(log_level)
+        root.propagate = False
+
+
+def die_with_parent() -> None:
+    """Ask the kernel to kill this process when its parent dies (Linux ``PR_SET_PDEATHSIG``;
+    a no-op elsewhere)."""
+    import ctypes
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        pass
 
 
 # ----------------------------------------------------------------------------- precision

@@ -155,3 +155,20 @@ def test_cv_killed_mid_fold_resumes_from_the_last_epoch(tmp_path, store, caplog)
     b = pd.read_csv(out / "folds.csv")[cols]
     pd.testing.assert_frame_equal(a, b)
     assert not (out / "resume" / "fold_00").exists()  # states are removed once a fold is done
+
+
+def test_fold_processes_give_the_single_process_results(store, tmp_path):
+    """cv.processes=2 (two one-thread workers, the CPU default) vs 1 (this process): the same
+    folds and models; only float rounding of the thread count differs (stated tolerance: 1e-2
+    on each prediction, 0.02 on each fold metric)."""
+    import pandas as pd
+
+    base = ["cv", "--config", "configs/table1/a_simple_cnn_mid30.yaml", "--store", str(store),
+            "--folds", "3", "--set", "train.epochs=2", "-q"]
+    assert main([*base, "--out", str(tmp_path / "one"), "--set", "cv.processes=1"]) == 0
+    assert main([*base, "--out", str(tmp_path / "two"), "--set", "cv.processes=2"]) == 0
+    a, b = (pd.read_csv(tmp_path / d / "predictions.csv").sort_values("song_id") for d in ("one", "two"))
+    assert (a.fold.to_numpy() == b.fold.to_numpy()).all()
+    assert abs(a.pred_z.to_numpy() - b.pred_z.to_numpy()).max() <= 1e-2
+    fa, fb = (pd.read_csv(tmp_path / d / "folds.csv") for d in ("one", "two"))
+    assert (abs(fa.ndcg - fb.ndcg) <= 0.02).all() and (fa.best_epoch == fb.best_epoch).all()
