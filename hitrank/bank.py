@@ -247,8 +247,6 @@ def _cnn_spec(cnn: SimpleCNN, engine: str) -> tuple[_Layer, ...]:
                 raise BankUnsupported(f"bank engine 'bmm': Conv1d stride/padding/dilation/groups "
                                       f"{args[:4]}; use engine='grouped'")
             spec.append(_Layer("conv", args))
-        elif isinstance(layer, nn.LeakyReLU):
-            spec.append(_Layer("lrelu", (layer.negative_slope,)))
         elif isinstance(layer, nn.MaxPool1d):
             k, s, p, d = (layer.kernel_size, layer.stride, layer.padding, layer.dilation)
             if layer.return_indices:
@@ -257,27 +255,30 @@ def _cnn_spec(cnn: SimpleCNN, engine: str) -> tuple[_Layer, ...]:
                 raise BankUnsupported(f"bank engine 'bmm': MaxPool1d({k}, {s}, {p}, {d}); "
                                       "use engine='grouped'")
             spec.append(_Layer("pool", (k, s, p, d, layer.ceil_mode)))
-        elif isinstance(layer, nn.Dropout):
-            spec.append(_Layer("drop", (float(layer.p),)))
         else:
-            raise BankUnsupported(f"bank: layer {type(layer).__name__} of simple_cnn has no "
-                                  "batched implementation")
+            spec.append(_elementwise(layer, "simple_cnn"))
     return tuple(spec)
 
 
 def _dnn_spec(dnn: TagDNN) -> tuple[_Layer, ...]:
-    spec = []
-    for layer in dnn.net:
-        if isinstance(layer, nn.Linear):
-            spec.append(_Layer("linear", (layer.bias is not None,)))
-        elif isinstance(layer, nn.LeakyReLU):
-            spec.append(_Layer("lrelu", (layer.negative_slope,)))
-        elif isinstance(layer, nn.Dropout):
-            spec.append(_Layer("drop", (float(layer.p),)))
-        else:
-            raise BankUnsupported(f"bank: layer {type(layer).__name__} of the tag DNN has no "
-                                  "batched implementation")
-    return tuple(spec)
+    return tuple(_Layer("linear", (layer.bias is not None,)) if isinstance(layer, nn.Linear)
+                 else _elementwise(layer, "the tag DNN") for layer in dnn.net)
+
+
+def _pointwise(layer: _Layer, h: torch.Tensor) -> torch.Tensor:
+    """A LeakyReLU or max-pool bank operation on ``h`` (B, C, T)."""
+    if layer.kind == "lrelu":
+        return F.leaky_relu(h, layer.args[0])
+    return F.max_pool1d(h, *layer.args)
+
+
+def _elementwise(layer: nn.Module, owner: str) -> _Layer:
+    """The bank operation of a LeakyReLU or Dropout layer (raises for any other layer)."""
+    if isinstance(layer, nn.LeakyReLU):
+        return _Layer("lrelu", (layer.negative_slope,))
+    if isinstance(layer, nn.Dropout):
+        return _Layer("drop", (float(layer.p),))
+    raise BankUnsupported(f"bank: layer {type(layer).__name__} of {owner} has no batched implementation")
 
 
 def _parts(model: nn.Module) -> tuple[SimpleCNN, TagDNN | None, tuple[float, float] | None]:
@@ -531,10 +532,8 @@ def _cnn_grouped(spec, members: list[_Member], rows: list[torch.Tensor], X: torc
             b = torch.cat([mb.convs[conv].bias for mb in members]) if has_bias else None
             h = F.conv1d(h, w, b, stride, padding, dilation, groups * m)
             conv += 1
-        elif layer.kind == "lrelu":
-            h = F.leaky_relu(h, layer.args[0])
-        elif layer.kind == "pool":
-            h = F.max_pool1d(h, *layer.args)
+        elif layer.kind in ("lrelu", "pool"):
+            h = _pointwise(layer, h)
         elif layer.kind == "drop" and train:
             C, L = h.shape[1] // m, h.shape[2]
 
@@ -622,10 +621,8 @@ def _cnn_each(spec, mb: _Member, rows: torch.Tensor, X: torch.Tensor, train: boo
             c = mb.convs[conv]
             h = F.conv1d(h, c.weight, c.bias, c.stride, c.padding, c.dilation, c.groups)
             conv += 1
-        elif layer.kind == "lrelu":
-            h = F.leaky_relu(h, layer.args[0])
-        elif layer.kind == "pool":
-            h = F.max_pool1d(h, *layer.args)
+        elif layer.kind in ("lrelu", "pool"):
+            h = _pointwise(layer, h)
         elif layer.kind == "drop" and train:
             h = _dropout(h, layer.args[0],
                          lambda h=h, p=layer.args[0]: mb.stream.noise(tuple(h.shape), p, h.dtype))

@@ -89,8 +89,15 @@ class CVConfig:
     processes: int = 0  # 0 auto (CPU: one single-threaded process per core for the folds) | 1 this process | N
 
 
+class Plain:
+    """Mixin of the top-level config dataclasses: ``to_dict()`` as plain YAML/JSON types."""
+
+    def to_dict(self) -> dict:
+        return to_plain(dataclasses.asdict(self))
+
+
 @dataclass(frozen=True)
-class Config:
+class Config(Plain):
     name: str = "experiment"
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -98,9 +105,6 @@ class Config:
     tags: TagsConfig = field(default_factory=TagsConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     cv: CVConfig = field(default_factory=CVConfig)
-
-    def to_dict(self) -> dict:
-        return to_plain(dataclasses.asdict(self))
 
 
 def to_plain(obj):

@@ -72,7 +72,7 @@ def rank(folder, model, *, cache=None, workers: int = 1, device: str = "auto", p
                                    address=address)
 
 
-def predict(model, data) :
+def predict(model, data):
     """``hitrank predict``: score every row of descriptor tables with a descriptor run.
 
     Returns ``(predictions DataFrame, number of models)``.

@@ -124,22 +124,9 @@ def _clip(x: float, lo: float = 0.0, hi: float = 1.0) -> float:
 
 
 def librosa_extractor(y: np.ndarray, sr: int, tags: np.ndarray | None = None) -> dict:
-    """Today's hand-written librosa descriptors (``hitrank.descriptors.audio``).
-
-    Parameters
-    ----------
-    y : np.ndarray, shape (n,)
-        Mono float32 signal at ``sr``.
-    sr : int
-        Sample rate in Hz; the signal is resampled to 22 050 Hz first.
-    tags : np.ndarray, shape (50,), optional
-        Ignored (this extractor uses no tags).
-
-    Returns
-    -------
-    dict
-        ``describe_audio``'s descriptors (str -> float).
-    """
+    """The hand-written librosa descriptors (``hitrank.descriptors.audio.describe_audio``,
+    str -> float) of mono float32 ``y`` (n,) at ``sr`` Hz, resampled to 22 050 Hz first;
+    ``tags`` is ignored (this extractor uses none)."""
     from .audio import describe_audio
 
     return describe_audio(audio.resample(y, sr, LIBROSA_SR), LIBROSA_SR)
@@ -207,20 +194,8 @@ def low_energy_ratio(y: np.ndarray, sr: int) -> float:
 
 def sounding_flatness(y: np.ndarray, sr: int) -> float:
     """Mean spectral flatness (geometric / arithmetic mean of the power spectrum) over the
-    frames whose RMS is at least -80 dBFS.
-
-    Parameters
-    ----------
-    y : np.ndarray, shape (n,)
-        Mono signal at ``sr``.
-    sr : int
-        Sample rate in Hz.
-
-    Returns
-    -------
-    float
-        In [0, 1] (0 = pure tones, 1 = white noise); 0 when every frame is silent.
-    """
+    frames whose RMS is at least -80 dBFS, of mono ``y`` (n,) at ``sr`` Hz: a float in [0, 1]
+    (0 = pure tones, 1 = white noise); 0 when every frame is silent."""
     import librosa
 
     power = np.abs(librosa.stft(y, n_fft=N_FFT, hop_length=HOP)) ** 2  # (1 + N_FFT/2, T)

@@ -44,15 +44,10 @@ N_TAGS = 50
 FUSIONS = {"trained": (0.3, 0.7), "released_script": (1.0, 0.5)}
 
 #: JYnet's top-50 tags in its output order (``data/data.magnatagatune/tag_list.top50.txt``):
-#: the order of the checkpoint's dense1 rows. The same names as hitrank's TAGS, two swapped.
-JYNET_TAGS = (
-    "guitar", "classical", "slow", "techno", "strings", "drums", "electronic", "rock", "fast",
-    "piano", "ambient", "beat", "violin", "vocal", "synth", "female", "indian", "opera", "male",
-    "singing", "vocals", "no vocals", "harpsichord", "loud", "quiet", "flute", "woman",
-    "male vocal", "no vocal", "pop", "soft", "sitar", "solo", "man", "classic", "choir", "voice",
-    "new age", "dance", "male voice", "female vocal", "beats", "harp", "cello", "no voice",
-    "weird", "country", "female voice", "metal", "choral",
-)
+#: the order of the checkpoint's dense1 rows, which is hitrank's TAGS with two names swapped
+#: (tests/test_ret30.py checks this against the release file).
+_SWAPPED = ("metal", "female voice")
+JYNET_TAGS = tuple({_SWAPPED[0]: _SWAPPED[1], _SWAPPED[1]: _SWAPPED[0]}.get(t, t) for t in TAGS)
 #: ``JYNET_INDEX[i]`` = position in JYNET_TAGS of ``TAGS[i]`` (matched by name).
 JYNET_INDEX = np.array([JYNET_TAGS.index(t) for t in TAGS])
 
