@@ -40,7 +40,11 @@ def _sub(subs, name, help_, examples, parents):
 
 
 def get_parser() -> argparse.ArgumentParser:
-    """The argument parser of every command."""
+    """The argument parser of every command (plug-ins of ``$HITRANK_PLUGINS`` are imported
+    first, so their segment methods and taggers are among the choices)."""
+    from .runtime import import_plugins
+
+    import_plugins()
     common = _common()
     parser = argparse.ArgumentParser(
         prog="hitrank",
@@ -209,6 +213,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="worker processes for audio folders")
     p.add_argument("--tags", action="store_true",
                    help="audio folders: also compare the 50 MTT tag probabilities (musicnn port)")
+    p.add_argument("--negatives", type=Path, help="songs that do NOT fit (folder of audio or "
+                   "descriptor CSV): rank by a classifier (DNN, logistic regression or GBDT, "
+                   "chosen on validation) instead of the Gaussian fit rule")
 
     p = _sub(subs, "highlight", "find the 30 s highlight of audio files (HL-30)",
              ["hitrank highlight song.wav", "hitrank highlight *.mp3 --method attention --model runs/hl/highlighter.pt --json",
@@ -519,7 +526,8 @@ def cmd_fit(args) -> int:
     from .descriptors.fit import fit_sources
 
     ranking, n_ref, failures = fit_sources(args.reference, args.candidates, workers=args.workers,
-                                           progress=_progress(args), tags=args.tags)
+                                           progress=_progress(args), tags=args.tags,
+                                           negatives=args.negatives)
     if args.out:
         _write_csv(ranking, args.out)
     if args.json:
@@ -588,7 +596,11 @@ COMMANDS = {"synth": cmd_synth, "extract": cmd_extract, "train": cmd_train, "cv"
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
-    parser = get_parser()
+    try:
+        parser = get_parser()
+    except HitrankError as exc:  # e.g. a plug-in of $HITRANK_PLUGINS that does not import
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()

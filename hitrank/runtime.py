@@ -96,11 +96,30 @@ def worker_init(log_queue=None, log_level: int = 0) -> None:
 
     torch.set_num_threads(1)
     die_with_parent()
+    import_plugins()
     if log_queue is not None:
         root = logging.getLogger("hitrank")
         root.handlers[:] = [logging.handlers.QueueHandler(log_queue)]
         root.setLevel(log_level)
         root.propagate = False
+
+
+PLUGINS_VAR = "HITRANK_PLUGINS"  # comma-separated modules that register segment methods, models, ...
+
+
+def import_plugins() -> list[str]:
+    """Import the modules named in ``$HITRANK_PLUGINS`` (comma-separated): plug-ins that
+    register their own segment methods, models or taggers. The CLI imports them at start and
+    every worker process at its start, so registrations reach spawned workers too."""
+    import importlib
+
+    names = [n.strip() for n in os.environ.get(PLUGINS_VAR, "").split(",") if n.strip()]
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ConfigError(f"{PLUGINS_VAR}={os.environ[PLUGINS_VAR]!r}: cannot import {name!r} ({exc})") from None
+    return names
 
 
 def die_with_parent() -> None:

@@ -16,37 +16,75 @@ import pytest
 import torch
 
 from hitrank import segments
-from hitrank.audio import load_window
 from hitrank.cli import main
 from hitrank.config import load_config, packaged_configs, resolve_config
 from hitrank.errors import ConfigError, ParameterError
-from hitrank.models import Scorer, build, register, unregister
+from hitrank.models import build, register, unregister
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "hitrank"
 
 
-# ----------------------------------------------------------------------------- a toy segment method
-class First30(segments.SegmentMethod):
-    """The first 30 s of a song (the worked example of docs/architecture.md)."""
+# ----------------------------------------------------------------------------- plug-ins
+#: A plug-in module (the worked examples of docs/architecture.md): a segment method that takes
+#: the first 30 s, and the smallest scoring model there is. Named in $HITRANK_PLUGINS, it is
+#: imported by the CLI and by every worker process (cv trains folds in worker processes).
+PLUGIN = """
+import torch
 
+from hitrank import segments
+from hitrank.audio import load_window
+from hitrank.models import Scorer, register
+
+
+@segments.register
+class First30(segments.SegmentMethod):
     name = "first30"
     help = "the first 30 s"
     manifest_fields = ("why",)
 
-    def cut(self, path, params, highlighter=None) -> segments.Cut:
-        return segments.Cut(load_window(path, 0.0, params.segment_seconds, params.sr),
-                            {"why": "first"})
+    def cut(self, path, params, highlighter=None):
+        seg = load_window(path, 0.0, params.segment_seconds, params.sr, allow_silent=True)
+        return segments.Cut(seg, {"why": "first"})
+
+
+@register("mean_linear")
+class MeanLinear(Scorer):
+    def __init__(self, n_mels: int = 128):
+        super().__init__()
+        self.lin = torch.nn.Linear(n_mels, 1)
+        self.register_buffer("in_mean", torch.zeros(n_mels))
+        self.register_buffer("in_std", torch.ones(n_mels))
+
+    def set_input_stats(self, mean, std):
+        self.in_mean.copy_(mean)
+        self.in_std.copy_(torch.clamp(std, min=1e-3))
+
+    def forward(self, x):
+        x = (x.float() - self.in_mean[:, None]) / self.in_std[:, None]
+        return self.lin(x.mean(dim=2)).squeeze(-1)
+"""
 
 
 @pytest.fixture
-def first30():
-    segments.register(First30)
+def plugin(tmp_path, monkeypatch):
+    import importlib
+    import sys as _sys
+
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    (folder / "hitrank_toys.py").write_text(PLUGIN)
+    monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("HITRANK_PLUGINS", "hitrank_toys")
+    importlib.import_module("hitrank_toys")
     yield
     segments.unregister("first30")
+    unregister("mean_linear")
+    _sys.modules.pop("hitrank_toys", None)
 
 
-def test_a_new_segment_method_runs_extract_cv_and_rank(first30, corpus, tmp_path, capsys):
+def test_a_new_segment_method_runs_extract_cv_and_rank(plugin, corpus, tmp_path, capsys):
     assert "first30" in segments.names()
     store = tmp_path / "store"
     assert main(["extract", str(corpus / "labels.csv"), "--out", str(store), "--segment", "first30"]) == 0
@@ -69,33 +107,7 @@ def test_an_unknown_segment_method_is_refused_with_the_known_ones():
         load_config(None, ["features.segment=first30"])
 
 
-# ----------------------------------------------------------------------------- a toy model
-class MeanLinear(Scorer):
-    """Mean log-mel per bin (standardised) -> one linear score: the smallest scorer there is."""
-
-    def __init__(self, n_mels: int = 128):
-        super().__init__()
-        self.lin = torch.nn.Linear(n_mels, 1)
-        self.register_buffer("in_mean", torch.zeros(n_mels))
-        self.register_buffer("in_std", torch.ones(n_mels))
-
-    def set_input_stats(self, mean, std) -> None:
-        self.in_mean.copy_(mean)
-        self.in_std.copy_(torch.clamp(std, min=1e-3))
-
-    def forward(self, x):
-        x = (x.float() - self.in_mean[:, None]) / self.in_std[:, None]
-        return self.lin(x.mean(dim=2)).squeeze(-1)
-
-
-@pytest.fixture
-def mean_linear():
-    register("mean_linear")(MeanLinear)
-    yield
-    unregister("mean_linear")
-
-
-def test_a_new_model_runs_from_a_config(mean_linear, store, tmp_path):
+def test_a_new_model_runs_from_a_config(plugin, store, tmp_path):
     cfg = tmp_path / "toy.yaml"
     cfg.write_text("# a toy model\nmodel:\n  name: mean_linear  # registered by the test\n"
                    "train:\n  epochs: 2\ncv:\n  folds: 3\n")

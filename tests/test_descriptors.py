@@ -13,8 +13,8 @@ import soundfile as sf
 from hitrank.cli import main
 from hitrank.descriptors.config import load_descriptor_config
 from hitrank.descriptors.history import earlier_songs, history_features
-from hitrank.descriptors.run import prepare, run_cv
-from hitrank.descriptors.table import DESCRIPTORS, read_table
+from hitrank.descriptors.run import load_models, prepare, run_cv
+from hitrank.descriptors.table import DESCRIPTORS, read_table, song_keys
 from hitrank.errors import ConfigError, HitrankError, LabelsError
 
 from .conftest import SHARED_DATA
@@ -47,6 +47,19 @@ def planted_table(path, n=1200, seed=0, hit_rate=0.3):
 
 def quick(name, *extra):
     return load_descriptor_config(CFG + name + ".yaml", ["cv.folds=3", "train.epochs=15", *extra])
+
+
+TREES = ("hist_gbdt", "random_forest")
+
+
+def nonlinear_table(path, n=1500, seed=0):
+    """Hits are songs of middling tempo AND extreme energy (either end): no linear boundary."""
+    df = planted_table(path, n=n, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    band = (df.tempo.between(90, 150)) & ((df.energy - 0.5).abs() > 0.25)
+    df["target"] = (band ^ (rng.uniform(size=n) < 0.08)).astype(int)
+    df.to_csv(path, index=False)
+    return df
 
 
 # ----------------------------------------------------------------------------- tables
@@ -99,6 +112,8 @@ def test_missing_feature_column_is_named(tmp_path):
     ("data.keep_hits=0", "keep_hits"), ("model.name=cnn", "model.name"),
     ("train.w=1.5", "train.w"), ("balance.method=adasyn", "balance.method"),
     ("data.bogus=1", "unknown key"), ("cv.folds=1", "cv.folds"),
+    ("data.dedup=maybe", "data.dedup"), ("model.seeds=0", "model.seeds"),
+    ("model.gbdt.max_leaf_nodes=1", "max_leaf_nodes"),
 ])
 def test_descriptor_config_validation(override, match):
     with pytest.raises(ConfigError, match=match):
@@ -138,6 +153,9 @@ def test_classifiers_learn_a_planted_signal(tmp_path, config):
     res = s["results"]
     assert res[cfg.name]["roc_auc"]["mean"] > 0.85
     assert res["majority"]["roc_auc"]["mean"] == 0.5
+    assert list(res) == [cfg.name, "majority", "logistic", *TREES]  # tree baselines in every run
+    assert all(res[t]["roc_auc"]["mean"] > 0.8 for t in TREES)
+    assert set(pd.read_csv(tmp_path / "run" / "folds.csv").model) == set(res)
     assert res[cfg.name]["precision@10%"]["mean"] > 2 * s["prevalence"]
     pred = pd.read_csv(tmp_path / "run" / "predictions.csv")
     assert len(pred) == 1200 and pred.row.is_unique  # every real row tested once, no SMOTE rows
@@ -153,8 +171,11 @@ def test_regression_and_history_models(tmp_path):
     s = run_cv(quick("streams_mlp", "train.epochs=30"), table, tmp_path / "reg")
     assert s["results"]["streams_mlp"]["spearman_all"]["mean"] > 0.7
     assert s["results"]["mean"]["spearman_all"]["mean"] == 0
+    assert list(s["results"]) == ["streams_mlp", "mean", "linear", *TREES]
+    assert all(s["results"][t]["spearman_all"]["mean"] > 0.7 for t in TREES)
     s = run_cv(quick("niggli_lstm", "data.keep_hits=1.0"), table, tmp_path / "lstm")
     assert s["results"]["niggli_lstm"]["roc_auc"]["mean"] > 0.75
+    assert set(TREES) <= set(s["results"])
     assert "importance" not in s
 
 
@@ -185,6 +206,7 @@ def test_cli_cv_train_predict(tmp_path, capsys):
                  "--out", str(tmp_path / "run"), "--folds", "3", "--set", "train.epochs=3"]) == 0
     out = capsys.readouterr().out
     assert "roc_auc" in out and "logistic" in out and "majority" in out
+    assert "hist_gbdt" in out and "random_forest" in out
     assert main(["train", "--config", CFG + "topify_mlp.yaml", "--data", str(tmp_path / "t.csv"),
                  "--out", str(tmp_path / "m"), "--set", "train.epochs=3"]) == 0
     new = pd.read_csv(tmp_path / "t.csv").drop(columns=["target"]).head(25)
@@ -319,11 +341,176 @@ def test_real_hit_predictor_table_beats_majority(tmp_path):
 def test_real_streams_table_reports_its_corrupt_row(tmp_path):
     table = read_table(SHARED_DATA / "spotify_2023")
     assert len(table) == 953 and "loudness" not in table.present()
-    prep, problems = prepare(quick("streams_mlp"), table)
+    prep, problems = prepare(quick("streams_mlp", "data.dedup=none"), table)
     assert len(prep.y) == 952 and len(problems) == 1 and "streams=" in problems[0]
     assert {"in_spotify_playlists", "in_deezer_playlists"}.isdisjoint(prep.names)
+    prep, _ = prepare(quick("streams_mlp"), table)  # 4 songs listed twice (same artist + title)
+    assert len(prep.y) == 948 and prep.dedup["rows_removed"] == 4
+    prep, _ = prepare(quick("streams_with_context"), table)
+    assert prep.names[-2:] == ["released_year", "artist_count"]
+
+
+@NEEDS_DATA
+def test_real_hit_predictor_duplicates_are_removed_before_splitting():
+    table = read_table(SHARED_DATA / "spotify_hit_predictor")
+    keys, found = song_keys(table, "uri")
+    assert found["uri"] == "uri" and len(keys) - len(np.unique(keys)) == 410
+    cfg = quick("hit_descriptors", "cv.split=holdout")
+    prep, _ = prepare(cfg, table)
+    d = prep.dedup
+    assert d["rows_removed"] == 644 and len(prep.y) == 34708 - 644
+    assert 0.9 < d["copies_agree_on_target"] < 1
+    assert len(np.unique(prep.songs)) == len(prep.songs)
+    assert prep.names[-2:] == ["chorus_hit", "sections"]
 
 
 def test_no_table_is_a_clear_error():
     with pytest.raises(HitrankError):
         read_table([])
+
+
+# ----------------------------------------------------------------------------- issue 19
+def _with_copies(path, n=600):
+    """A planted table plus copies: 30 songs of the 1960s listed again in the 2000s (same URI),
+    10 more under a new URI (same artist, title and duration), 5 twice in the same decade."""
+    df = planted_table(path, n=n)
+    df["uri"] = [f"spotify:track:{i}" for i in range(n)]
+    early = df[df.decade == 1960].index
+    again = df.loc[early[:30]].assign(decade=2000)
+    moved = df.loc[early[30:40]].assign(decade=2000, uri=[f"spotify:track:new{i}" for i in range(10)])
+    twice = df.loc[early[40:45]]
+    out = pd.concat([df, again, moved, twice], ignore_index=True)
+    out.to_csv(path, index=False)
+    return out, set(early[:45])
+
+
+def test_duplicates_are_removed_before_every_split(tmp_path):
+    df, copied = _with_copies(tmp_path / "t.csv")
+    table = read_table(tmp_path / "t.csv")
+    keys, _ = song_keys(table)
+    assert len(np.unique(keys)) == 600 and len(np.unique(song_keys(table, "uri")[0])) == 610
+    cfg = quick("topify_mlp", "data.keep_hits=1.0", "train.epochs=2")
+    prep, _ = prepare(cfg, table)
+    assert prep.dedup["rows_removed"] == 45 and prep.dedup["songs_with_copies"] == 45
+    assert prep.dedup["copies_agree_on_target"] == 1.0
+    assert set(prep.rows) == set(range(600))  # the earliest copy (the 1960s row) is kept
+    for split in ("kfold", "holdout"):
+        s = run_cv(load_descriptor_config(CFG + "topify_mlp.yaml", [
+            "data.keep_hits=1.0", "train.epochs=2", "cv.folds=3", f"cv.split={split}"]),
+            table, tmp_path / split)
+        assert s["dedup"]["rows_removed"] == 45
+        pred = pd.read_csv(tmp_path / split / "predictions.csv")
+        song = keys[pred.row.to_numpy() - 1]
+        assert len(np.unique(song)) == len(pred)  # every song tested once at most
+        for f in pred.fold.unique():  # no song on both sides of any split
+            test_rows = set(pred.row[pred.fold == f] - 1)
+            train_songs = {keys[r] for r in prep.rows if r not in test_rows}
+            assert not set(song[pred.fold.to_numpy() == f]) & train_songs
+    held = pd.read_csv(tmp_path / "holdout" / "predictions.csv")
+    assert len(held) == int((df.decade[:600] == 2000).sum())  # the 2000s copies are gone
+
+
+def test_history_excludes_copies_of_the_song():
+    artists = np.array(["a", "a", "a", "a"])
+    order = np.array([1960, 1970, 2000, 1980.0])
+    songs = np.array([7, 8, 7, 9])  # row 2 is row 0 listed again in a later decade
+    index, count = earlier_songs(artists, order, k=3, songs=songs)
+    assert count.tolist() == [0, 1, 2, 2] and index[2].tolist() == [-1, 1, 3]
+    X = np.array([[1.0], [2.0], [1.0], [4.0]])
+    y = np.array([1.0, 0.0, 1.0, 0.0])
+    H, _ = history_features(X, y, artists, order, songs)
+    assert H[2].tolist() == pytest.approx([1, np.log1p(2), 0.0, 3.0])  # not its own hit
+    H0, _ = history_features(X, y, artists, order)  # without song keys the copy would count
+    assert H0[2][2] == pytest.approx(1 / 3)
+
+
+def test_history_runs_drop_copies_before_history(tmp_path):
+    _with_copies(tmp_path / "t.csv")
+    prep, _ = prepare(quick("niggli_history", "data.keep_hits=1.0"), read_table(tmp_path / "t.csv"))
+    assert prep.dedup["rows_removed"] == 45
+    assert len(np.unique(prep.songs)) == len(prep.songs)
+
+
+def test_gbdt_checkpoint_round_trip_is_identical(tmp_path):
+    import torch
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+    from hitrank.models.descriptor import TreeEnsemble, hgb_tree_arrays
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(800, 5))
+    X[::9, 2] = np.nan
+    y = ((X[:, 0] * X[:, 1] + np.nan_to_num(X[:, 2])) > 0).astype(int)
+    for est, ref in ((HistGradientBoostingClassifier(max_iter=60, random_state=0), "decision_function"),
+                     (HistGradientBoostingRegressor(max_iter=40, random_state=0), "predict")):
+        est.fit(X, y)
+        _, trees = TreeEnsemble.from_arrays(hgb_tree_arrays(est), 5)
+        assert np.array_equal(trees(torch.from_numpy(X)).numpy(), getattr(est, ref)(X))
+    # through hitrank: train, save, load (weights_only), predict: the same numbers
+    nonlinear_table(tmp_path / "t.csv", n=600)
+    for m in ("gbdt", "blend"):
+        assert main(["train", "--config", CFG + "hit_descriptors.yaml", "--data", str(tmp_path / "t.csv"),
+                     "--out", str(tmp_path / m), "--set", f"model.name={m}", "--set", "model.seeds=1",
+                     "--set", "train.epochs=3", "--set", "model.gbdt.max_iter=80"]) == 0
+        payload = torch.load(tmp_path / m / "model.pt", weights_only=True)  # plain tensors only
+        assert payload["model"] in ("gbdt_trees", "descriptor_blend")
+        table = read_table(tmp_path / "t.csv")
+        model = load_models(tmp_path / m)[0]
+        prep, _ = prepare(model.cfg, table, columns=model.columns, need_target=False)
+        first = model.predict(prep)
+        model.save(tmp_path / m / "again.pt", {})
+        again = load_models(tmp_path / m / "again.pt")[0].predict(prep)
+        assert np.array_equal(first, again) and np.ptp(first) > 0
+        assert main(["predict", "--model", str(tmp_path / m), "--data", str(tmp_path / "t.csv"),
+                     "--out", str(tmp_path / f"{m}.csv")]) == 0
+        assert np.allclose(pd.read_csv(tmp_path / f"{m}.csv").hit_probability, first)
+
+
+def test_headline_model_beats_logistic_on_a_nonlinear_signal(tmp_path):
+    nonlinear_table(tmp_path / "t.csv")
+    cfg = quick("hit_descriptors", "model.seeds=1", "train.epochs=20", "model.gbdt.max_iter=300")
+    s = run_cv(cfg, read_table(tmp_path / "t.csv"), tmp_path / "run")
+    r = s["results"]
+    assert r["hit_descriptors"]["roc_auc"]["mean"] > r["logistic"]["roc_auc"]["mean"] + 0.2
+    assert r["hit_descriptors"]["roc_auc"]["mean"] > 0.85
+    assert len(s["choices"]) == 3 and all(0 <= c["gbdt_weight"] <= 1 for c in s["choices"])
+    assert set(TREES) <= set(r)
+
+
+def test_playlist_fit_classifier_never_below_logistic():
+    from hitrank.descriptors.fit import choose_classifier, evaluate_two_playlists
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(0, 1, (300, 4))
+    ring = rng.normal(0, 1, (300, 4))
+    ring[:, :2] *= 2.5 / np.linalg.norm(ring[:, :2], axis=1, keepdims=True)  # same mean, a ring
+    res = evaluate_two_playlists(a, ring, folds=3)
+    assert res["logistic"]["roc_auc"] < 0.65 < res["chosen"]["roc_auc"]  # linear fails, choice not
+    assert res["choices"]["logistic"] < 3
+    shifted = rng.normal(0, 1, (300, 4)) + np.array([0.8, 0, 0, 0])  # linear: logistic is right
+    res = evaluate_two_playlists(a, shifted, folds=3)
+    assert res["chosen"]["roc_auc"] >= res["logistic"]["roc_auc"] - 0.01
+    assert res["chosen"]["accuracy"] >= res["logistic"]["accuracy"] - 0.02
+    clf = choose_classifier(np.vstack([a, ring]), np.r_[np.ones(300), np.zeros(300)])
+    assert clf.name != "logistic" and set(clf.report["val_roc_auc"]) == {"logistic", "dnn", "gbdt"}
+    with pytest.raises(HitrankError, match="at least 5"):
+        choose_classifier(a[:8], np.r_[np.ones(6), np.zeros(2)])
+
+
+def test_fit_with_negatives_ranks_by_a_classifier(tmp_path):
+    from hitrank.descriptors.fit import fit_sources
+
+    df = planted_table(tmp_path / "all.csv", n=400)
+    df[df.target == 1].to_csv(tmp_path / "ref.csv", index=False)
+    df[df.target == 0].to_csv(tmp_path / "neg.csv", index=False)
+    cand = df.head(60)
+    cand.to_csv(tmp_path / "cand.csv", index=False)
+    ranking, n_ref, failures = fit_sources(tmp_path / "ref.csv", tmp_path / "cand.csv",
+                                           negatives=tmp_path / "neg.csv", progress=False)
+    assert n_ref == int(df.target.sum()) and not failures
+    assert ranking.attrs["model"] in ("logistic", "dnn", "gbdt") and ranking.fit.between(0, 1).all()
+    hits = set(cand.track[cand.target == 1])
+    top = ranking.head(len(hits)).id
+    assert top.isin(hits).mean() > 0.7
+    plain, _, _ = fit_sources(tmp_path / "ref.csv", tmp_path / "cand.csv", progress=False)
+    assert plain.attrs["model"] == "fit_rule"

@@ -9,22 +9,23 @@ import numpy as np
 import pandas as pd
 
 from ..runtime import cache_dir
-from .audio import describe_folder
+from .audio import DEFAULT_EXTRACTOR, describe_folder
 from .run import DescriptorModel, load_models, prepare
 from .table import DescriptorTable, read_table
 
 
-def descriptor_cache(source: str | os.PathLike, tags: bool = False) -> Path:
+def descriptor_cache(source: str | os.PathLike, tags: bool = False,
+                     extractor: str = DEFAULT_EXTRACTOR) -> Path:
     """Cache folder for the audio descriptors of a folder / labels CSV."""
     return cache_dir("descriptors", {"source": str(Path(source).absolute()), "descriptors": 1,
-                                     "tags": tags})
+                                     "tags": tags, "extractor": extractor})
 
 
 def table_from_source(source: str | os.PathLike, workers: int = 1, progress: bool = True,
-                      cache: str | os.PathLike | None = None,
-                      tags: bool = False) -> tuple[DescriptorTable, list]:
-    """A descriptor table from a CSV, or from a folder of audio (described, cached; with the
-    50 ``tag_*`` columns when ``tags``)."""
+                      cache: str | os.PathLike | None = None, tags: bool = False,
+                      extractor: str = DEFAULT_EXTRACTOR) -> tuple[DescriptorTable, list]:
+    """A descriptor table from a CSV, or from a folder of audio (described with ``extractor``,
+    cached; with the 50 ``tag_*`` columns when ``tags``)."""
     from ..corpus import list_folder
 
     source = Path(source)
@@ -33,8 +34,9 @@ def table_from_source(source: str | os.PathLike, workers: int = 1, progress: boo
 
         raise LabelsError(f"{str(source)!r}: the folder holds no audio files and no .csv tables")
     if source.is_dir() and list_folder(source):  # audio (a folder of CSV tables is a table)
-        out = Path(cache) if cache else descriptor_cache(source, tags)
-        rep = describe_folder(source, out, workers=workers, progress=progress, tags=tags)
+        out = Path(cache) if cache else descriptor_cache(source, tags, extractor)
+        rep = describe_folder(source, out, workers=workers, progress=progress, tags=tags,
+                              extractor=extractor)
         ok = set(rep.song_ids)
         table = read_table(out / "descriptors.csv")
         keep = table.frame["song_id"].astype(str).isin(ok).to_numpy()
@@ -67,7 +69,8 @@ def rank_descriptor_folder(folder, model, cache=None, workers: int = 1, progress
     """Rank a folder of audio with a descriptor model (same columns as :func:`hitrank.rank.rank_folder`)."""
     models = load_models(model)
     tags = any(c.startswith("tag_") for c in models[0].columns)  # trained on `descriptors --tags`
-    table, failures = table_from_source(folder, workers, progress, cache, tags=tags)
+    table, failures = table_from_source(folder, workers, progress, cache, tags=tags,
+                                        extractor=models[0].cfg.data.extractor)
     if len(table) == 0:
         return pd.DataFrame(columns=["rank", "song_id", "path", "score"]), failures
     pred = predict_table(models, table)

@@ -6,24 +6,26 @@ keys, ``--set key=value`` overrides, range checks before any work.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass, field
 
-from ..config import build_config, check_choice, read_yaml, to_plain
+from ..config import Plain, build_config, check_choice, read_yaml
 from ..errors import ConfigError
 
 TASKS = ("classify", "regress")
-MODELS = ("mlp", "siamese_mlp", "history_lstm")
+MODELS = ("mlp", "siamese_mlp", "history_lstm", "gbdt", "blend")
 BALANCES = ("none", "smote", "downsample")
 TRANSFORMS = ("none", "log1p", "log")
 SPLITS = ("kfold", "holdout")
+VAL_SPLITS = ("random", "latest", "auto")
+DEDUPS = ("song", "uri", "none")
 
 
 @dataclass(frozen=True)
 class DataConfig:
     features: tuple = ("all",)  # descriptor columns; "all" = every canonical descriptor present
     extra: tuple = ("none",)  # further numeric columns used as inputs (e.g. released_year)
+    optional: tuple = ("none",)  # further numeric columns used when the table has them
     target: str = "target"  # target column
     task: str = "classify"  # classify (0/1, or value >= hit_threshold) | regress
     hit_threshold: float = -1.0  # classify: hit = target >= this; -1 = the column is already 0/1
@@ -32,13 +34,31 @@ class DataConfig:
     history: bool = False  # add artist-history features (artist's strictly earlier songs only)
     order_column: str = "decade"  # what "earlier" means: decade, released_year, ...
     history_len: int = 5  # history_lstm: at most this many earlier songs
+    dedup: str = "song"  # before splitting, one row per song: song (same URI, or same artist +
+    #   title + duration) | uri (same URI only) | none; the earliest copy (order_column) is kept
+    extractor: str = "hybrid"  # how this model's descriptors are computed from audio (rank, fit):
+    #   hybrid (Essentia + MTT tags + librosa) | librosa (the earlier hand-written proxies)
+
+
+@dataclass(frozen=True)
+class GBDTConfig:
+    """Gradient-boosted trees (scikit-learn HistGradientBoosting, stored as tensors)."""
+
+    learning_rate: float = 0.05
+    max_iter: int = 1000  # boosting rounds at most; the best round on validation is kept
+    patience: int = 50  # stop after this many rounds without a lower validation loss
+    max_leaf_nodes: int = 31
+    min_samples_leaf: int = 20
+    l2_regularization: float = 0.0
 
 
 @dataclass(frozen=True)
 class DescModelConfig:
-    name: str = "mlp"  # mlp | siamese_mlp | history_lstm
+    name: str = "mlp"  # mlp | siamese_mlp | history_lstm | gbdt | blend (MLPs + gbdt)
     hidden: tuple = (128, 128, 128)
     dropout: float = 0.5
+    seeds: int = 1  # mlp / blend: networks trained with different seeds, averaged
+    gbdt: GBDTConfig = field(default_factory=GBDTConfig)  # gbdt / blend: the trees
 
 
 @dataclass(frozen=True)
@@ -68,11 +88,15 @@ class DescCVConfig:
     split_column: str = "decade"  # holdout: column that picks the test rows
     test_values: tuple = (2000.0,)  # holdout: values of split_column that form the test set
     val_fraction: float = 0.1  # of the training rows, for early stopping and calibration
+    val_split: str = "random"  # random (val_fraction of the training rows, stratified) | latest
+    #   (the training rows of the latest data.order_column value, e.g. the 1990s for a 2000s
+    #   test; the model is then retrained on all training rows with the epochs, rounds and
+    #   weights chosen there) | auto (latest for split=holdout, random for kfold)
     top_fraction: float = 0.1
 
 
 @dataclass(frozen=True)
-class DescriptorConfig:
+class DescriptorConfig(Plain):
     name: str = "descriptors"
     branch: str = "descriptors"
     data: DataConfig = field(default_factory=DataConfig)
@@ -81,18 +105,18 @@ class DescriptorConfig:
     train: DescTrainConfig = field(default_factory=DescTrainConfig)
     cv: DescCVConfig = field(default_factory=DescCVConfig)
 
-    def to_dict(self) -> dict:
-        return to_plain(dataclasses.asdict(self))
-
 
 def validate(cfg: DescriptorConfig) -> DescriptorConfig:
     d, m, b, t, c = cfg.data, cfg.model, cfg.balance, cfg.train, cfg.cv
     check_choice("branch", cfg.branch, ("descriptors",))
     check_choice("data.task", d.task, TASKS)
+    check_choice("data.extractor", d.extractor, ("hybrid", "librosa"))
     check_choice("data.transform", d.transform, TRANSFORMS)
     check_choice("model.name", m.name, MODELS)
     check_choice("balance.method", b.method, BALANCES)
     check_choice("cv.split", c.split, SPLITS)
+    check_choice("data.dedup", d.dedup, DEDUPS)
+    check_choice("cv.val_split", c.val_split, VAL_SPLITS)
     if not 0 < d.keep_hits <= 1:
         raise ConfigError(f"data.keep_hits={d.keep_hits}: must be in (0, 1]")
     if d.task == "regress" and (b.method != "none" or b.class_weight or d.keep_hits != 1):
@@ -105,6 +129,17 @@ def validate(cfg: DescriptorConfig) -> DescriptorConfig:
         raise ConfigError(f"model.hidden={list(m.hidden)}: layer sizes must be integers >= 1")
     if not 0 <= m.dropout < 1:
         raise ConfigError(f"model.dropout={m.dropout}: must be in [0, 1)")
+    if m.seeds < 1 or (m.seeds > 1 and m.name not in ("mlp", "blend")):
+        raise ConfigError(f"model.seeds={m.seeds}: must be >= 1, and > 1 only for model.name "
+                          "'mlp' or 'blend'")
+    g = m.gbdt
+    for key, v in (("max_iter", g.max_iter), ("patience", g.patience),
+                   ("min_samples_leaf", g.min_samples_leaf)):
+        if v < 1:
+            raise ConfigError(f"model.gbdt.{key}={v}: must be >= 1")
+    if g.max_leaf_nodes < 2 or g.learning_rate <= 0 or g.l2_regularization < 0:
+        raise ConfigError(f"model.gbdt: max_leaf_nodes={g.max_leaf_nodes} (>= 2), learning_rate="
+                          f"{g.learning_rate} (> 0), l2_regularization={g.l2_regularization} (>= 0)")
     if b.max_ratio < 1:
         raise ConfigError(f"balance.max_ratio={b.max_ratio}: must be >= 1")
     if not 0 <= t.w <= 1:

@@ -1,10 +1,13 @@
 """Training, cross-validation, prediction and permutation importance for descriptor models.
 
+Before any split, copies of a song (the same URI, or the same artist + title + duration) are
+reduced to one row, the earliest, so no song is on both sides of a split (:func:`prepare`).
 One fold: the training rows are split into train / validation (stratified for classifiers);
 medians (for missing cells), means and standard deviations come from the training part only;
-SMOTE, down-sampling and class weights touch the training part only; early stopping and
-calibration use the validation part; the test rows are scored once. Baselines (majority /
-mean and a logistic / ridge model) see exactly the same rows and inputs.
+SMOTE, down-sampling and class weights touch the training part only; early stopping, the
+boosting rounds, the blend weight and calibration use the validation part; the test rows are
+scored once. Baselines (majority / mean, logistic / ridge, histogram gradient boosting and a
+random forest) see exactly the same rows and inputs.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from ..fileio import atomic_write_text
 from ..loop import EpochLoop, run_loop
 from ..losses import ranking_loss
 from ..models import build
+from ..models.descriptor import TreeEnsemble, hgb_tree_arrays
 from ..runinfo import write_run_info
 from .config import DescriptorConfig, config_from_dict
 from .evaluate import (
@@ -33,13 +37,27 @@ from .evaluate import (
     REGRESS_METRICS,
     baselines,
     classification_metrics,
+    one_tree_thread,
     regression_metrics,
+    roc_auc,
     sklearn,
 )
 from .history import history_features, history_sequences
-from .table import DESCRIPTORS, DescriptorTable, numeric_column, require_columns, target_values
+from .table import (
+    DESCRIPTORS,
+    DescriptorTable,
+    numeric_column,
+    require_columns,
+    song_keys,
+    target_values,
+)
 
 log = logging.getLogger(__name__)
+
+#: seeds of the networks of an ensemble: member i trains with ``seed + SEED_STRIDE * i``
+SEED_STRIDE = 7919
+#: blend: weights of the trees tried on the validation part (the networks get the rest)
+BLEND_GRID = np.round(np.linspace(0.0, 1.0, 21), 2)
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -57,6 +75,8 @@ class Prepared:
     rows : (n,) row numbers in the table
     history : (n, 3 + F) artist-history columns and their names, computed once by
         :func:`prepare` when ``data.history`` (they do not depend on the fold); else None
+    songs : (n,) int song keys (equal = copies of one song, :func:`song_keys`), or None
+    dedup : what de-duplication removed (:func:`_dedup`), or None (prediction, ``none``)
     """
 
     X: np.ndarray
@@ -68,6 +88,8 @@ class Prepared:
     artists: np.ndarray
     order: np.ndarray
     history: tuple | None = None
+    songs: np.ndarray | None = None
+    dedup: dict | None = None
 
 
 def input_columns(cfg: DescriptorConfig, table: DescriptorTable) -> list[str]:
@@ -84,7 +106,10 @@ def input_columns(cfg: DescriptorConfig, table: DescriptorTable) -> list[str]:
         cols = list(d.features)
     extra = [] if d.extra == ("none",) else list(d.extra)
     require_columns(table, cols + extra, f"config {cfg.name!r}")
-    return cols + extra
+    optional = [] if d.optional == ("none",) else [
+        c for c in d.optional if c in table.frame and c not in cols + extra
+        and numeric_column(table.frame[c]).notna().any()]
+    return cols + extra + optional
 
 
 def prepare(cfg: DescriptorConfig, table: DescriptorTable, columns: list[str] | None = None,
@@ -128,19 +153,58 @@ def prepare(cfg: DescriptorConfig, table: DescriptorTable, columns: list[str] | 
         raise LabelsError(f"{table.sources[0]!r}: data.history needs the order column "
                           f"{d.order_column!r} (set data.order_column)")
     rows = np.flatnonzero(keep)
+    songs, dedup = None, None
+    if need_target or d.history:
+        songs, found = song_keys(table, d.dedup)
+    if need_target and d.dedup != "none":
+        rows, dedup = _dedup(rows, songs, order, y if d.task == "classify" else raw, found)
+        if dedup["rows_removed"]:
+            log.info("%d duplicate row(s) of %d song(s) removed before splitting (same %s; the "
+                     "earliest copy kept); copies agree on the target for %.1f%% of those songs",
+                     dedup["rows_removed"], dedup["songs_with_copies"], dedup["by"],
+                     100 * dedup["copies_agree_on_target"])
     if d.keep_hits < 1 and need_target:
         rng = np.random.default_rng(cfg.train.seed)
         hits = rows[y[rows] == 1]
         drop = rng.choice(hits, size=len(hits) - int(round(d.keep_hits * len(hits))), replace=False)
         rows = np.setdiff1d(rows, drop)
     prep = Prepared(X[rows], list(columns), y[rows], raw[rows], rows, table.ids[rows],
-                    table.artists[rows], order[rows])
+                    table.artists[rows], order[rows], songs=None if songs is None else songs[rows],
+                    dedup=dedup)
     if d.history:
-        H, hnames = history_features(prep.X, np.nan_to_num(prep.y), prep.artists, prep.order)
+        H, hnames = history_features(prep.X, np.nan_to_num(prep.y), prep.artists, prep.order,
+                                     prep.songs)
         prep.history = (H, hnames + [f"earlier_{c}" for c in prep.names])
     if need_target and len(prep.y) < 10:
         raise LabelsError(f"{table.sources[0]!r}: only {len(prep.y)} usable rows; need at least 10")
     return prep, problems
+
+
+def _dedup(rows: np.ndarray, songs: np.ndarray, order: np.ndarray, target: np.ndarray,
+           found: dict) -> tuple[np.ndarray, dict]:
+    """One row per song among ``rows``: the earliest by ``order`` (NaN last), then the first.
+
+    Returns the kept rows (sorted) and a report: ``by`` (the keys used), ``rows_removed``,
+    ``songs_with_copies``, ``copies_agree_on_target`` (share of those songs whose copies all
+    have the same target) and ``copies_disagree`` (their number).
+    """
+    key = songs[rows]
+    when = np.where(np.isfinite(order[rows]), order[rows], np.inf)
+    srt = np.lexsort((rows, when, key))
+    first = np.r_[True, key[srt][1:] != key[srt][:-1]]
+    kept = np.sort(rows[srt[first]])
+    uniq, inv, counts = np.unique(key, return_inverse=True, return_counts=True)
+    lo, hi = np.full(len(uniq), np.inf), np.full(len(uniq), -np.inf)
+    np.minimum.at(lo, inv, target[rows])
+    np.maximum.at(hi, inv, target[rows])
+    multi = counts > 1
+    agree = (lo == hi)[multi]
+    title = "artist + title + duration" if found.get("duration") else "artist + title"
+    by = " or ".join(w for w, ok in (("URI", found["uri"]), (title, found["title"])) if ok)
+    return kept, {"by": by or "nothing (no URI or title column)", "rows_removed": int(len(rows) - len(kept)),
+                  "songs_with_copies": int(multi.sum()),
+                  "copies_agree_on_target": float(agree.mean()) if len(agree) else 1.0,
+                  "copies_disagree": int((~agree).sum())}
 
 
 class Scaler:
@@ -179,7 +243,7 @@ def _model_inputs(cfg: DescriptorConfig, prep: Prepared, scaler: Scaler, y_std: 
     Z = scaler.transform(X)
     if cfg.model.name == "history_lstm":
         ys = np.nan_to_num((prep.y - y_std[0]) / y_std[1]) if cfg.data.task == "regress" else np.nan_to_num(prep.y)
-        return history_sequences(Z, ys, prep.artists, prep.order, cfg.data.history_len)
+        return history_sequences(Z, ys, prep.artists, prep.order, cfg.data.history_len, prep.songs)
     return Z
 
 
@@ -239,27 +303,30 @@ def _val_score(cfg: DescriptorConfig, s: np.ndarray, y: np.ndarray) -> float:
     from scipy.stats import spearmanr
 
     if cfg.data.task == "classify":
-        from sklearn.metrics import roc_auc_score
-
-        return float(roc_auc_score(y, s)) if len(np.unique(y)) == 2 else 0.0
+        auc = roc_auc(y, s)
+        return auc if np.isfinite(auc) else 0.0
     if cfg.model.name == "siamese_mlp" and cfg.train.w == 1:
         return float(spearmanr(y, s)[0]) if np.ptp(s) > 0 else 0.0
     return -float(np.mean((s - y) ** 2))
 
 
-def _scores(model, Z: np.ndarray, batch: int = 4096) -> np.ndarray:
+def network_scores(model, Z: np.ndarray, batch: int = 4096) -> np.ndarray:
+    """A descriptor network's raw scores of inputs ``Z`` (n, F) (or (n, L, F)): (n,) float64."""
     model.eval()
     with torch.no_grad():
         return np.concatenate([model(torch.from_numpy(np.ascontiguousarray(Z[i:i + batch]))).numpy()
                                for i in range(0, len(Z), batch)]).astype(np.float64)
 
 
-def fit_model(cfg: DescriptorConfig, Ztr, ytr, Zva, yva, seed: int) -> tuple[dict, list]:
+def fit_model(cfg: DescriptorConfig, Ztr, ytr, Zva, yva, seed: int,
+              epochs: int | None = None) -> tuple[dict, list]:
     """Train one network with early stopping on the validation part (the shared loop driver,
     :class:`hitrank.loop.EpochLoop`, monitoring the validation score of :func:`_val_score`).
 
     Returns ``(parts, curve)`` where ``parts`` holds ``name``, ``kwargs``, ``model`` (best
-    epoch) and ``calib`` ``(a, b)`` (score -> logit or target); ``curve`` is per-epoch.
+    epoch), ``best_epoch`` and ``calib`` ``(a, b)`` (score -> logit or target); ``curve`` is
+    per-epoch. With ``epochs`` (a refit) it trains exactly that many epochs and keeps the
+    last; there is no validation part (``Zva`` unused) and ``calib`` is ``(1, 0)``.
     """
     t = cfg.train
     torch.manual_seed(seed)
@@ -289,14 +356,18 @@ def fit_model(cfg: DescriptorConfig, Ztr, ytr, Zva, yva, seed: int) -> tuple[dic
         return {"train_loss": total / len(order)}
 
     def validate(epoch: int) -> tuple:
-        score = _val_score(cfg, _scores(model, Zva), yva)
+        if epochs is not None:  # refit: every epoch "improves", so the last one is kept
+            return float(epoch), {}, None
+        score = _val_score(cfg, network_scores(model, Zva), yva)
         return score, {"val_score": score}, None
 
-    loop = EpochLoop(model, opt, epochs=t.epochs, patience=t.patience, mode="max", generators=(gen,))
+    loop = EpochLoop(model, opt, epochs=epochs or t.epochs, patience=None if epochs else t.patience,
+                     mode="max", generators=(gen,))
     res = run_loop(loop, train_epoch, validate)
     model.eval()
-    return {"name": name, "kwargs": kwargs, "model": model,
-            "calib": _calibrate(cfg, _scores(model, Zva), yva)}, res.curves
+    calib = (1.0, 0.0) if epochs is not None else _calibrate(cfg, network_scores(model, Zva), yva)
+    return {"name": name, "kwargs": kwargs, "model": model, "best_epoch": res.best_epoch,
+            "calib": calib}, res.curves
 
 
 def _calibrate(cfg: DescriptorConfig, s: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -304,12 +375,145 @@ def _calibrate(cfg: DescriptorConfig, s: np.ndarray, y: np.ndarray) -> tuple[flo
     if cfg.model.name != "siamese_mlp" or cfg.train.w < 1:
         return 1.0, 0.0
     if cfg.data.task == "classify":
-        from sklearn.linear_model import LogisticRegression
-
-        lr = LogisticRegression().fit(s[:, None], y.astype(int))
-        return float(lr.coef_[0, 0]), float(lr.intercept_[0])
+        return _platt(s, y)
     a, b = np.polyfit(s, y, 1) if np.ptp(s) > 0 else (0.0, float(np.mean(y)))
     return float(a), float(b)
+
+
+def _platt(s: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Platt scaling: ``(a, b)`` with ``sigmoid(a * s + b)`` fitted to the 0/1 labels ``y``."""
+    from sklearn.linear_model import LogisticRegression
+
+    lr = LogisticRegression().fit(s[:, None], y.astype(int))
+    return float(lr.coef_[0, 0]), float(lr.intercept_[0])
+
+
+def fit_gbdt(cfg: DescriptorConfig, Ztr, ytr, Zva, yva, seed: int,
+             rounds: int | None = None) -> tuple[dict, list]:
+    """Gradient-boosted trees (scikit-learn ``HistGradientBoosting*``, settings ``model.gbdt``).
+
+    Boosting stops when the validation loss has not improved for ``gbdt.patience`` rounds;
+    the round with the best validation score (:func:`_val_score`: ROC-AUC or -MSE) is kept.
+    The trees are stored as tensors (:class:`hitrank.models.descriptor.TreeEnsemble`), never
+    pickled. Balancing as for the networks: SMOTE / down-sampling of the training part, class
+    weights as sample weights. Returns ``(parts, curve)`` like :func:`fit_model`, ``parts``
+    with ``rounds`` (rounds kept). With ``rounds`` (a refit): exactly that many, no validation.
+    """
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+    g, classify = cfg.model.gbdt, cfg.data.task == "classify"
+    Ztr, ytr = _balance(cfg, Ztr, ytr, np.random.default_rng(seed))
+    weight = None
+    if classify and cfg.balance.class_weight:
+        weight = np.where(ytr == 1, float((ytr == 0).sum()) / max(1.0, float((ytr == 1).sum())), 1.0)
+    est = (HistGradientBoostingClassifier if classify else HistGradientBoostingRegressor)(
+        learning_rate=g.learning_rate, max_iter=rounds or g.max_iter, max_leaf_nodes=g.max_leaf_nodes,
+        min_samples_leaf=g.min_samples_leaf, l2_regularization=g.l2_regularization,
+        early_stopping=rounds is None, scoring="loss", n_iter_no_change=g.patience, random_state=seed)
+    cast = (lambda v: v.astype(int)) if classify else (lambda v: v)
+    if rounds is not None:
+        with one_tree_thread():
+            est.fit(Ztr, cast(ytr), sample_weight=weight)
+        kwargs, model = TreeEnsemble.from_arrays(hgb_tree_arrays(est), Ztr.shape[-1])
+        return {"name": "gbdt_trees", "kwargs": kwargs, "model": model.eval(), "calib": (1.0, 0.0),
+                "rounds": est.n_iter_}, []
+    with one_tree_thread():
+        est.fit(Ztr, cast(ytr), sample_weight=weight, X_val=Zva, y_val=cast(yva))
+        staged = est.staged_decision_function(Zva) if classify else est.staged_predict(Zva)
+        curve = [{"round": i + 1, "val_score": _val_score(cfg, np.ravel(v).astype(np.float64), yva)}
+                 for i, v in enumerate(staged)]
+    rounds = 1 + int(np.argmax([c["val_score"] for c in curve]))
+    kwargs, model = TreeEnsemble.from_arrays(hgb_tree_arrays(est, rounds), Ztr.shape[-1])
+    return {"name": "gbdt_trees", "kwargs": kwargs, "model": model.eval(), "calib": (1.0, 0.0),
+            "rounds": rounds}, curve
+
+
+def _blend_parts(parts: list[dict], weights: list[float]) -> dict:
+    """One :class:`~hitrank.models.descriptor.DescriptorBlend` of fitted members (zero
+    weights dropped)."""
+    keep = [(p, w) for p, w in zip(parts, weights, strict=True) if w > 0]
+    kwargs = {"members": [{"name": p["name"], "kwargs": p["kwargs"]} for p, _ in keep],
+              "weights": [float(w) for _, w in keep]}
+    model = build("descriptor_blend", **kwargs)
+    for member, (p, _) in zip(model.members, keep, strict=True):
+        member.load_state_dict(p["model"].state_dict())
+    return {"name": "descriptor_blend", "kwargs": kwargs, "model": model.eval(), "calib": (1.0, 0.0)}
+
+
+def _member(cfg: DescriptorConfig, kind: str, Ztr, ytr, Zva, yva, seed: int, n: int | None = None):
+    """One fitted model of ``kind`` ``net`` (:func:`fit_model`) or ``gbdt`` (:func:`fit_gbdt`),
+    early-stopped on validation, or with ``n`` epochs / rounds (a refit). Returns
+    ``(parts, curve, n_used)``."""
+    if kind == "gbdt":
+        parts, curve = fit_gbdt(cfg, Ztr, ytr, Zva, yva, seed, rounds=n)
+        return parts, curve, parts["rounds"]
+    parts, curve = fit_model(cfg, Ztr, ytr, Zva, yva, seed, epochs=n)
+    return parts, curve, parts["best_epoch"]
+
+
+def fit_any(cfg: DescriptorConfig, Ztr, ytr, Zva, yva, seed: int) -> tuple[dict, list]:
+    """Fit ``model.name``: networks (:func:`fit_model`, ``model.seeds`` of them averaged),
+    trees (:func:`fit_gbdt`) or a blend of both whose tree weight (``BLEND_GRID``) is the
+    best on the validation part (a mixed classifier score is then Platt-scaled on the same
+    part). ``parts["choice"]`` says what validation chose; ``parts["recipe"]`` lists the
+    members (kind, seed, epochs or rounds, weight) for :func:`refit_any`."""
+    m = cfg.model
+    n_nets = 0 if m.name == "gbdt" else m.seeds
+    kinds = [("net", seed + SEED_STRIDE * i) for i in range(n_nets)]
+    if m.name in ("gbdt", "blend"):
+        kinds.append(("gbdt", seed))
+    fitted, curve = [], []
+    for i, (kind, s) in enumerate(kinds):
+        parts, c, n = _member(cfg, kind, Ztr, ytr, Zva, yva, s)
+        fitted.append((kind, s, n, parts))
+        tag = "gbdt" if kind == "gbdt" else f"mlp{i}"
+        curve += c if len(kinds) == 1 else [{"member": tag, **row} for row in c]
+    if len(fitted) == 1:
+        kind, s, n, parts = fitted[0]
+        parts["recipe"] = [{"kind": kind, "seed": s, "n": n, "weight": 1.0}]
+        if kind == "gbdt":
+            parts["choice"] = {"gbdt_rounds": n, "val_score": curve[n - 1]["val_score"]}
+        return parts, curve
+    nets = [p for k, _, _, p in fitted if k == "net"]
+    s_net = np.mean([network_scores(p["model"], Zva) for p in nets], axis=0)
+    choice = {"val_score_mlp": _val_score(cfg, s_net, yva)}
+    weights, calib = [1.0 / len(nets)] * len(nets), (1.0, 0.0)
+    if m.name == "blend":
+        trees = fitted[-1][3]
+        s_tree = network_scores(trees["model"], Zva)
+        # classifiers: each score in units of its spread on validation, so the weight is a share
+        # of influence (a barely trained network's tiny logits must not hide behind a small weight)
+        u_net, u_tree = ((float(np.std(s_net)) or 1.0, float(np.std(s_tree)) or 1.0)
+                         if cfg.data.task == "classify" else (1.0, 1.0))
+        scores = [_val_score(cfg, w * s_tree / u_tree + (1 - w) * s_net / u_net, yva) for w in BLEND_GRID]
+        w = float(BLEND_GRID[int(np.argmax(scores))])
+        choice.update({"val_score_gbdt": scores[-1], "gbdt_weight": w, "val_score": max(scores),
+                       "gbdt_rounds": trees["rounds"]})
+        if w in (0.0, 1.0):  # one kind only: its own outputs, already logits or targets
+            u_net = u_tree = 1.0
+        weights = [(1 - w) / (u_net * len(nets))] * len(nets) + [w / u_tree]
+        if cfg.data.task == "classify" and 0 < w < 1:
+            # a mix of scaled logits is a ranking score, not a logit: Platt-scale it on validation
+            calib = _platt(w * s_tree / u_tree + (1 - w) * s_net / u_net, yva)
+    choice["epochs"] = [n for k, _, n, _ in fitted if k == "net"]
+    parts = {**_blend_parts([p for *_, p in fitted], weights), "calib": calib, "choice": choice}
+    parts["recipe"] = [{"kind": k, "seed": s, "n": n, "weight": wt}
+                       for (k, s, n, _), wt in zip(fitted, weights, strict=True) if wt > 0]
+    return parts, curve
+
+
+def refit_any(cfg: DescriptorConfig, parts: dict, Z, y) -> dict:
+    """Train the members of a fitted model (``parts["recipe"]``) again on ``Z, y`` (training
+    *and* validation rows) with the epochs, rounds, weights and calibration validation chose."""
+    recipe = parts["recipe"]
+    members = [_member(cfg, r["kind"], Z, y, None, None, r["seed"], n=max(1, int(r["n"])))[0]
+               for r in recipe]
+    if parts["name"] == "descriptor_blend":
+        new = _blend_parts(members, [r["weight"] for r in recipe])
+    else:
+        new = members[0]
+    return {**new, "calib": parts["calib"], "recipe": recipe,
+            "choice": {**(parts.get("choice") or {}), "refit_rows": int(len(y))}}
 
 
 # ----------------------------------------------------------------------------- a fitted model
@@ -321,7 +525,7 @@ class DescriptorModel:
 
     def predict(self, prep: Prepared) -> np.ndarray:
         """Hit probability (classify) or predicted target on its scale (regress), (n,)."""
-        s = _scores(self.parts["model"], _model_inputs(self.cfg, prep, self.scaler, self.y_std))
+        s = network_scores(self.parts["model"], _model_inputs(self.cfg, prep, self.scaler, self.y_std))
         a, b = self.parts["calib"]
         z = a * s + b
         if self.cfg.data.task == "classify":
@@ -339,6 +543,10 @@ class DescriptorModel:
 
     @classmethod
     def from_payload(cls, payload: dict) -> DescriptorModel:
+        from .audio import LEGACY_EXTRACTOR
+
+        data = payload["config"].setdefault("data", {})
+        data.setdefault("extractor", LEGACY_EXTRACTOR)  # models older than the extractor key
         model = build_model(payload["model"], payload["kwargs"], payload["state_dict"])
         sc = payload["scaler"]
         return cls(config_from_dict(payload["config"]), payload["columns"],
@@ -354,8 +562,27 @@ def load_models(model: str | os.PathLike) -> list[DescriptorModel]:
 
 
 # ----------------------------------------------------------------------------- one fold
-def _split_val(cfg: DescriptorConfig, idx: np.ndarray, y: np.ndarray, seed: int):
+def _val_how(cfg: DescriptorConfig) -> str:
+    """``cv.val_split`` with ``auto`` resolved: latest for a holdout split, else random."""
+    if cfg.cv.val_split == "auto":
+        return "latest" if cfg.cv.split == "holdout" else "random"
+    return cfg.cv.val_split
+
+
+def _split_val(cfg: DescriptorConfig, idx: np.ndarray, y: np.ndarray, seed: int,
+               order: np.ndarray | None = None):
+    """Training part and validation part of ``idx``: a stratified random share, or
+    (``cv.val_split='latest'``, or ``'auto'`` with a holdout split) the rows of the latest
+    ``order`` value among ``idx``: a model meant for later songs is stopped and weighted on
+    the latest songs it may see."""
     rng = np.random.default_rng(seed)
+    if _val_how(cfg) == "latest":
+        when = order[idx] if order is not None else np.full(len(idx), np.nan)
+        if not np.isfinite(when).any() or np.nanmin(when) == np.nanmax(when):
+            raise HitrankError(f"cv.val_split='latest' needs training rows of at least two values "
+                               f"of data.order_column={cfg.data.order_column!r}")
+        last = when == np.nanmax(when)
+        return idx[~last], idx[last]
     if cfg.data.task == "classify":
         va = np.concatenate([rng.choice(part, max(1, int(round(cfg.cv.val_fraction * len(part)))), replace=False)
                              for part in (idx[y[idx] == 1], idx[y[idx] == 0]) if len(part)])
@@ -366,7 +593,7 @@ def _split_val(cfg: DescriptorConfig, idx: np.ndarray, y: np.ndarray, seed: int)
 
 def train_one(cfg: DescriptorConfig, prep: Prepared, train_idx: np.ndarray, seed: int):
     """Fit scaler, network and calibration on ``train_idx``; returns (model, curve, val_idx)."""
-    tr, va = _split_val(cfg, train_idx, prep.y, seed)
+    tr, va = _split_val(cfg, train_idx, prep.y, seed, prep.order)
     X_all, _ = _with_history(cfg, prep) if cfg.model.name != "history_lstm" else (prep.X, None)
     scaler = Scaler.fit(X_all[tr])
     y_std = (0.0, 1.0)
@@ -374,7 +601,10 @@ def train_one(cfg: DescriptorConfig, prep: Prepared, train_idx: np.ndarray, seed
         y_std = (float(np.mean(prep.y[tr])), float(np.std(prep.y[tr]) or 1.0))
     Z = _model_inputs(cfg, prep, scaler, y_std)
     yz = (prep.y - y_std[0]) / y_std[1]
-    parts, curve = fit_model(cfg, Z[tr], yz[tr], Z[va], yz[va], seed)
+    parts, curve = fit_any(cfg, Z[tr], yz[tr], Z[va], yz[va], seed)
+    if _val_how(cfg) == "latest":  # chosen on the latest decade: now learn from it too
+        both = np.sort(np.concatenate([tr, va]))
+        parts = refit_any(cfg, parts, Z[both], yz[both])
     return DescriptorModel(cfg, prep.names, scaler, y_std, parts), curve, (tr, va, scaler, Z)
 
 
@@ -424,7 +654,7 @@ def _importance(cfg, model: DescriptorModel, prep: Prepared, idx, seed) -> np.nd
             return self
 
         def predict(self, X):
-            return _scores(model.parts["model"], model.scaler.transform(X))
+            return network_scores(model.parts["model"], model.scaler.transform(X))
 
     X, _ = _with_history(cfg, prep)
     yz = (prep.y[idx] - model.y_std[0]) / model.y_std[1]
@@ -456,7 +686,7 @@ def run_cv(cfg: DescriptorConfig, table: DescriptorTable, out: str | os.PathLike
         log.warning("... %d more rows left out", len(problems) - 10)
     tests = splits(cfg, prep, table)
     n = len(prep.y)
-    fold_rows, pred_rows, importances = [], [], []
+    fold_rows, pred_rows, importances, choices = [], [], [], []
     names = _with_history(cfg, prep)[1] if cfg.model.name != "history_lstm" else prep.names
     for f, te in enumerate(tqdm(tests, desc=cfg.name, unit="fold", disable=not progress)):
         done = out / f"fold_{f:02d}.json"
@@ -467,6 +697,8 @@ def run_cv(cfg: DescriptorConfig, table: DescriptorTable, out: str | os.PathLike
             atomic_write_text(done, json.dumps(rec))
         fold_rows += [{"fold": f, "model": k, **v} for k, v in rec["metrics"].items()]
         pred_rows += rec["predictions"]
+        if rec.get("choice"):
+            choices.append(rec["choice"])
         if rec.get("importance") is not None:
             importances.append(rec["importance"])
     folds = pd.DataFrame(fold_rows)
@@ -478,11 +710,13 @@ def run_cv(cfg: DescriptorConfig, table: DescriptorTable, out: str | os.PathLike
         "name": cfg.name, "task": cfg.data.task, "n_rows": n, "n_left_out": len(problems),
         "split": cfg.cv.split, "folds": len(tests), "seconds": round(time.perf_counter() - t0, 1),
         "prevalence": float(np.mean(prep.y)) if cfg.data.task == "classify" else None,
-        "inputs": names, "sources": table.sources,
+        "inputs": names, "sources": table.sources, "dedup": prep.dedup,
         "results": {m: {k: {"mean": float(table_.loc[m, (k, "mean")]),
                             "std": float(np.nan_to_num(table_.loc[m, (k, "std")]))}
                         for k in metric_names} for m in table_.index},
     }
+    if choices:
+        summary["choices"] = choices  # per fold: what the validation part chose
     if importances:
         imp = pd.DataFrame(importances, columns=names)
         frame = pd.DataFrame({"input": names, "importance_mean": imp.mean().to_numpy(),
@@ -502,15 +736,19 @@ def _run_fold(cfg: DescriptorConfig, prep: Prepared, te: np.ndarray, f: int, out
     pred = model.predict(prep)[te]  # inputs of all rows: history looks at earlier rows
     metrics = {cfg.name: _metrics(cfg, prep.y[te], pred, prep.raw[te])}
     Zflat = Z.reshape(len(Z), -1)
+    # the trees read the same inputs unstandardised (NaN kept); the LSTM's are sequences
+    R = Zflat if cfg.model.name == "history_lstm" else _with_history(cfg, prep)[0]
     seen = np.concatenate([tr, va])
-    for k, v in baselines(cfg.data.task, Zflat[seen], prep.y[seen], Zflat[te]).items():
+    for k, v in baselines(cfg.data.task, Zflat[seen], prep.y[seen], Zflat[te],
+                          raw=(R[seen], R[te]), seed=seed).items():
         metrics[k] = _metrics(cfg, prep.y[te], v, prep.raw[te])
     if out is not None:
         model.save(out / f"fold_{f:02d}.pt", {"fold": f, "n_train": len(tr), "n_val": len(va),
-                                             "n_test": len(te), "curve": curve})
+                                             "n_test": len(te), "curve": curve,
+                                             "choice": model.parts.get("choice")})
     imp = _importance(cfg, model, prep, te, seed)
     return {
-        "metrics": metrics, "epochs": len(curve),
+        "metrics": metrics, "epochs": len(curve), "choice": model.parts.get("choice"),
         "predictions": [{"fold": f, "row": int(prep.rows[i]) + 1, "id": str(prep.ids[i]),
                          "artist": str(prep.artists[i]), "target": float(prep.y[i]),
                          "prediction": float(p)} for i, p in zip(te, pred, strict=False)],
@@ -552,7 +790,8 @@ def train_table(cfg: DescriptorConfig, table: DescriptorTable, out: str | os.Pat
         log.warning("row left out: %s", p)
     model, curve, (tr, va, _, _) = train_one(cfg, prep, np.arange(len(prep.y)), cfg.train.seed)
     info = {"name": cfg.name, "n_train": len(tr), "n_val": len(va), "n_left_out": len(problems),
-            "epochs": len(curve), "curve": curve, "sources": table.sources}
+            "epochs": len(curve), "curve": curve, "sources": table.sources, "dedup": prep.dedup,
+            "choice": model.parts.get("choice")}
     model.save(out / "model.pt", info)
     atomic_write_text(out / "train.json", json.dumps(info, indent=1))
     return info
@@ -567,12 +806,29 @@ def _load_checked(config, overrides) -> DescriptorConfig:
     return load_descriptor_config(config, overrides)
 
 
+def check_extractor(cfg: DescriptorConfig, table: DescriptorTable) -> None:
+    """Refuse a ``descriptors.csv`` computed with another extractor than the config's
+    ``data.extractor`` (the model would meet other descriptors when it ranks audio)."""
+    from .audio import LEGACY_EXTRACTOR
+
+    for src in map(Path, table.sources):
+        meta = src.parent / "descriptors.json"
+        if src.name == "descriptors.csv" and meta.is_file():
+            made = json.loads(meta.read_text()).get("extractor", LEGACY_EXTRACTOR)
+            if made != cfg.data.extractor:
+                raise HitrankError(f"{str(src)!r} was made by `hitrank descriptors --extractor {made}` "
+                                   f"but the config says data.extractor={cfg.data.extractor!r}; "
+                                   f"use --set data.extractor={made} or describe the audio again")
+
+
 def cv_command(config, overrides=(), *, data, out: str | os.PathLike, progress: bool = False) -> dict:
     """``hitrank cv --data TABLE`` with a descriptor config; returns ``{"kind", "summary"}``."""
     from .table import read_table
 
     cfg = _load_checked(config, overrides)
-    return {"kind": "descriptor", "summary": run_cv(cfg, read_table(data), out, progress=progress)}
+    table = read_table(data)
+    check_extractor(cfg, table)
+    return {"kind": "descriptor", "summary": run_cv(cfg, table, out, progress=progress)}
 
 
 def train_command(config, overrides=(), *, data, out: str | os.PathLike) -> dict:
@@ -580,4 +836,6 @@ def train_command(config, overrides=(), *, data, out: str | os.PathLike) -> dict
     from .table import read_table
 
     cfg = _load_checked(config, overrides)
-    return {"kind": "descriptor", "info": train_table(cfg, read_table(data), out)}
+    table = read_table(data)
+    check_extractor(cfg, table)
+    return {"kind": "descriptor", "info": train_table(cfg, table, out)}

@@ -45,6 +45,10 @@ _PERCENT = ("danceability", "energy", "speechiness", "acousticness", "instrument
             "liveness", "valence")
 _ID_COLUMNS = ("track", "track_name", "song_id", "name", "song_name")
 _ARTIST_COLUMNS = ("artist", "artist(s)_name", "artists", "artist_name")
+#: columns naming a recording (Spotify track URI / id): equal values are the same song
+_URI_COLUMNS = ("uri", "track_uri", "spotify_uri", "track_id", "spotify_id")
+#: song titles (``song_id``, a file name, is not a title)
+_TITLE_COLUMNS = ("track", "track_name", "name", "song_name", "title")
 
 
 @dataclass
@@ -187,3 +191,57 @@ def target_values(table: DescriptorTable, column: str) -> tuple[np.ndarray, list
     problems = [f"line {i + 2} ({table.ids[i]!r}): {column}={table.frame[column].iloc[i]!r} "
                 "is not a number" for i in np.flatnonzero(~np.isfinite(y))]
     return y, problems
+
+
+def _normalised(series: pd.Series) -> pd.Series:
+    return series.fillna("").astype(str).str.lower().str.split().str.join(" ")
+
+
+def song_keys(table: DescriptorTable, how: str = "song") -> tuple[np.ndarray, dict]:
+    """One integer per row; rows with the same integer are copies of the same song.
+
+    Parameters
+    ----------
+    how : ``song``: the same track URI, *or* the same artist + title + duration (rounded to
+        the second; artist + title when the table has no duration), so a recording that
+        reappears under another URI (a re-release, a compilation) is one song too; ``uri``:
+        the same URI only; ``none``: every row is its own song.
+
+    Returns
+    -------
+    keys : (n,) int64, connected groups of rows that share a key
+    found : which columns were used, ``{"uri": column or None, "title": column or None,
+        "duration": bool}``
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n = len(table)
+    f = table.frame
+    uri = next((c for c in _URI_COLUMNS if c in f), None)
+    title = next((c for c in _TITLE_COLUMNS if c in f), None)
+    found = {"uri": uri if how != "none" else None, "title": title if how == "song" else None,
+             "duration": how == "song" and "duration_ms" in f}
+    labels = []  # one string key per row per rule; '' = the rule says nothing for that row
+    if found["uri"]:
+        u = _normalised(f[uri])
+        labels.append(("u|" + u).where(u != "", ""))
+    if found["title"]:
+        t, a = _normalised(f[title]), pd.Series(table.artists, index=f.index).pipe(_normalised)
+        dur = (numeric_column(f["duration_ms"]) / 1000.0).round().astype("Int64").astype(str) \
+            if "duration_ms" in f else pd.Series("", index=f.index)
+        atd = "a|" + a + "|" + t + "|" + dur
+        labels.append(atd.where((t != "") & (a != ""), ""))
+    rows, cols = [np.arange(n)], [np.arange(n)]
+    offset = n
+    for lab in labels:
+        lab = lab.to_numpy(str)
+        ok = np.flatnonzero(lab != "")
+        codes, _ = pd.factorize(lab[ok])
+        rows.append(ok)
+        cols.append(offset + codes)
+        offset += int(codes.max()) + 1 if len(codes) else 0
+    r, c = np.concatenate(rows), np.concatenate(cols)
+    graph = coo_matrix((np.ones(len(r)), (r, c)), shape=(offset, offset))
+    _, comp = connected_components(graph, directed=False)
+    return comp[:n].astype(np.int64), found
