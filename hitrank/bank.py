@@ -103,6 +103,7 @@ from .loop import EpochLoop
 from .losses import all_pairs_ranking_loss, multi_loss, rating_loss
 from .models import build, with_tag_branch
 from .models.cnn import SimpleCNN
+from .models.layers import LEVELS, ByteDropout, dropout_multiplier, standardise
 from .models.siamese import Siamese
 from .models.tagfusion import TagDNN, TagFusion
 from .runtime import autocast, cache_root, seed_everything, use_bf16
@@ -276,8 +277,8 @@ def _elementwise(layer: nn.Module, owner: str) -> _Layer:
     """The bank operation of a LeakyReLU or Dropout layer (raises for any other layer)."""
     if isinstance(layer, nn.LeakyReLU):
         return _Layer("lrelu", (layer.negative_slope,))
-    if isinstance(layer, nn.Dropout):
-        return _Layer("drop", (float(layer.p),))
+    if isinstance(layer, (nn.Dropout, ByteDropout)):
+        return _Layer("drop", (float(layer.p), isinstance(layer, ByteDropout)))
     raise BankUnsupported(f"bank: layer {type(layer).__name__} of {owner} has no batched implementation")
 
 
@@ -340,9 +341,12 @@ class _Stream:
         """dtype of the multipliers for activations of dtype ``activation``."""
         return activation if self.cuda is None else torch.float32
 
-    def noise(self, shape: tuple, p: float, dtype: torch.dtype) -> torch.Tensor:
+    def noise(self, shape: tuple, p: float, dtype: torch.dtype, byte: bool = False) -> torch.Tensor:
         """Dropout multiplier of shape ``shape`` for activations of dtype ``dtype``: 0 or
-        ``1 / (1 - p)``, from the mask ``nn.Dropout`` would draw (dtype :meth:`dtype`)."""
+        ``1 / (1 - p)``, from the mask ``nn.Dropout`` (or, with ``byte``,
+        :class:`~hitrank.models.layers.ByteDropout`) would draw (dtype :meth:`dtype`)."""
+        if byte:
+            return self._byte_noise(shape, p, dtype)
         if self.cuda is None:
             return torch.empty(shape, dtype=dtype).bernoulli_(1 - p, generator=self.cpu).div_(1 - p)
         saved = torch.cuda.get_rng_state(self.device)
@@ -354,6 +358,15 @@ class _Stream:
             torch.cuda.set_rng_state(saved, self.device)
         return keep.to(torch.float32) * (1.0 / float(np.float32(1 - p)))  # the kernel's scale
 
+    def _byte_noise(self, shape: tuple, p: float, dtype: torch.dtype) -> torch.Tensor:
+        if self.cuda is None:
+            return dropout_multiplier(shape, p, dtype, generator=self.cpu)
+        gen = torch.Generator(device=self.device)
+        gen.set_state(self.cuda)
+        out = dropout_multiplier(shape, p, dtype, self.device, gen)
+        self.cuda = gen.get_state()
+        return out
+
     def publish(self) -> None:
         """Put this stream into the default generators (what EpochLoop saves as the run's
         torch RNG state, so the state file is the one ``fit`` would write)."""
@@ -362,12 +375,13 @@ class _Stream:
             torch.cuda.set_rng_state(self.cuda, self.device)
 
 
-def _dropout(x: torch.Tensor, p: float, noise) -> torch.Tensor:
-    """``nn.Dropout`` in training mode with the multiplier from ``noise()``; p = 0 and p = 1
-    draw nothing, as in torch."""
-    if p == 0:
+def _dropout(x: torch.Tensor, p: float, noise, byte: bool = False) -> torch.Tensor:
+    """``nn.Dropout`` (or ``ByteDropout`` with ``byte``) in training mode with the multiplier
+    from ``noise()``; no dropout and full dropout draw nothing, as in those layers."""
+    level = round(p * LEVELS) / LEVELS if byte else p
+    if level == 0:
         return x
-    if p == 1:
+    if level == 1:
         return x * torch.zeros((), dtype=x.dtype, device=x.device)
     return x * noise()
 
@@ -522,7 +536,7 @@ def _cnn_grouped(spec, members: list[_Member], rows: list[torch.Tensor], X: torc
     idx = torch.stack(padded, 1)  # (B, m)
     mean = torch.stack([mb.cnn.in_mean for mb in members])[:, :, None]  # (m, n_mels, 1)
     std = torch.stack([mb.cnn.in_std for mb in members])[:, :, None]
-    x = (X[idx].to(mean.dtype) - mean) / std  # (B, m, n_mels, T), as SimpleCNN.forward
+    x = standardise(X[idx], mean, std)  # (B, m, n_mels, T), as SimpleCNN.forward
     h = x.reshape(B, -1, x.shape[-1])
     conv = 0
     for layer in spec:
@@ -537,13 +551,13 @@ def _cnn_grouped(spec, members: list[_Member], rows: list[torch.Tensor], X: torc
         elif layer.kind == "drop" and train:
             C, L = h.shape[1] // m, h.shape[2]
 
-            def noise(h=h, C=C, L=L, p=layer.args[0]):
+            def noise(h=h, C=C, L=L, p=layer.args[0], byte=layer.args[1]):
                 out = h.new_zeros(B, m, C, L, dtype=members[0].stream.dtype(h.dtype))
                 for j, mb in enumerate(members):
-                    out[: n[j], j] = mb.stream.noise((n[j], C, L), p, h.dtype)
+                    out[: n[j], j] = mb.stream.noise((n[j], C, L), p, h.dtype, byte)
                 return out.view(B, m * C, L)
 
-            h = _dropout(h, layer.args[0], noise)
+            h = _dropout(h, layer.args[0], noise, layer.args[1])
     return h.reshape(B, m, -1).float().mean(dim=2), n  # SimpleCNN: mean over channels and time
 
 
@@ -583,7 +597,7 @@ def _cnn_bmm(spec, members: list[_Member], rows: list[torch.Tensor], X: torch.Te
     idx = torch.stack(padded, 0)  # (m, B)
     mean = torch.stack([mb.cnn.in_mean for mb in members])[:, None, :, None]  # (m, 1, n_mels, 1)
     std = torch.stack([mb.cnn.in_std for mb in members])[:, None, :, None]
-    x = (X[idx].to(mean.dtype) - mean) / std  # (m, B, n_mels, T)
+    x = standardise(X[idx], mean, std)  # (m, B, n_mels, T)
     h = x.transpose(2, 3).contiguous()  # (m, B, T, n_mels)
     conv = 0
     for layer in spec:
@@ -601,20 +615,20 @@ def _cnn_bmm(spec, members: list[_Member], rows: list[torch.Tensor], X: torch.Te
         elif layer.kind == "drop" and train:
             L, C = h.shape[2], h.shape[3]
 
-            def noise(h=h, C=C, L=L, p=layer.args[0]):
+            def noise(h=h, C=C, L=L, p=layer.args[0], byte=layer.args[1]):
                 out = h.new_zeros(m, B, L, C, dtype=members[0].stream.dtype(h.dtype))
                 for j, mb in enumerate(members):  # drawn in the model's (n, C, L) order
-                    out[j, : n[j]] = mb.stream.noise((n[j], C, L), p, h.dtype).transpose(1, 2)
+                    out[j, : n[j]] = mb.stream.noise((n[j], C, L), p, h.dtype, byte).transpose(1, 2)
                 return out
 
-            h = _dropout(h, layer.args[0], noise)
+            h = _dropout(h, layer.args[0], noise, layer.args[1])
     return h.reshape(m, B, -1).float().mean(dim=2), n
 
 
 def _cnn_each(spec, mb: _Member, rows: torch.Tensor, X: torch.Tensor, train: bool) -> torch.Tensor:
     """Loop engine: one member's CNN on its own rows with the model's own torch ops, ``(n,)``."""
     cnn = mb.cnn
-    h = (X[rows].to(cnn.in_mean.dtype) - cnn.in_mean[:, None]) / cnn.in_std[:, None]
+    h = standardise(X[rows], cnn.in_mean[:, None], cnn.in_std[:, None])
     conv = 0
     for layer in spec:
         if layer.kind == "conv":
@@ -625,7 +639,8 @@ def _cnn_each(spec, mb: _Member, rows: torch.Tensor, X: torch.Tensor, train: boo
             h = _pointwise(layer, h)
         elif layer.kind == "drop" and train:
             h = _dropout(h, layer.args[0],
-                         lambda h=h, p=layer.args[0]: mb.stream.noise(tuple(h.shape), p, h.dtype))
+                         lambda h=h, p=layer.args[0], b=layer.args[1]: mb.stream.noise(tuple(h.shape), p, h.dtype, b),
+                         layer.args[1])
     return h.float().mean(dim=(1, 2))
 
 
@@ -640,7 +655,8 @@ def _dnn_each(spec, mb: _Member, t: torch.Tensor, train: bool) -> torch.Tensor:
             t = F.leaky_relu(t, layer.args[0])
         elif layer.kind == "drop" and train:
             t = _dropout(t, layer.args[0],
-                         lambda t=t, p=layer.args[0]: mb.stream.noise(tuple(t.shape), p, t.dtype))
+                         lambda t=t, p=layer.args[0], b=layer.args[1]: mb.stream.noise(tuple(t.shape), p, t.dtype, b),
+                         layer.args[1])
     return t.squeeze(-1)
 
 
@@ -660,13 +676,13 @@ def _dnn_bmm(spec, members: list[_Member], rows: list[torch.Tensor], T: torch.Te
             t = F.leaky_relu(t, layer.args[0])
         elif layer.kind == "drop" and train:
 
-            def noise(t=t, p=layer.args[0]):
+            def noise(t=t, p=layer.args[0], byte=layer.args[1]):
                 out = t.new_zeros(t.shape, dtype=members[0].stream.dtype(t.dtype))
                 for j, mb in enumerate(members):
-                    out[j, : n[j]] = mb.stream.noise((n[j], t.shape[2]), p, t.dtype)
+                    out[j, : n[j]] = mb.stream.noise((n[j], t.shape[2]), p, t.dtype, byte)
                 return out
 
-            t = _dropout(t, layer.args[0], noise)
+            t = _dropout(t, layer.args[0], noise, layer.args[1])
     return t.squeeze(-1)
 
 

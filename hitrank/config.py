@@ -131,6 +131,8 @@ def _coerce(path: str, value: Any, default: Any):
             raise ConfigError(f"{path}={value!r}: expected a number")
         return float(value)
     if isinstance(default, str):
+        if isinstance(value, bool):  # YAML 1.1 reads on/off/yes/no as booleans
+            return "on" if value else "off"
         if not isinstance(value, str):
             raise ConfigError(f"{path}={value!r}: expected a string")
         return value

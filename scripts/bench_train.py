@@ -30,8 +30,6 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hitrank.config import load_config  # noqa: E402
-from hitrank.cv import run_cv  # noqa: E402
 from hitrank.data import load_dataset  # noqa: E402
 from hitrank.features import FeatureParams  # noqa: E402
 from hitrank.models import build  # noqa: E402
@@ -79,16 +77,32 @@ def make_store(root: Path, n: int, seed: int = 0) -> None:
                                                               "duration": 180.0, "padded": False})
 
 
-def time_row(row: str, ds, epochs: int, folds: int, sets: list[str], out: Path) -> dict:
-    cfg = load_config(ROWS[row], [f"train.epochs={epochs}", f"train.patience={epochs + 1}",
-                                  f"cv.folds={folds}", "pairs.w=[0.5]", "features.segment=mid30",
-                                  *sets])
+def time_row(row: str, store: Path, epochs: int, folds: int, sets: list[str], out: Path,
+             code: Path = ROOT) -> dict:
+    """Wall time of ``hitrank cv`` of a Table-1 row at a fixed number of epochs (early stopping
+    off), run from the checkout ``code`` (this one, or an older revision) in a fresh process."""
+    import json
+
+    config = code / "configs" / "table1" / (Path(ROWS[row]).name + ".yaml")
+    args = [sys.executable, "-m", "hitrank", "cv", "--config", str(config), "--store", str(store),
+            "--out", str(out), "-q", "--set", f"train.epochs={epochs}", "--set", f"train.patience={epochs + 1}",
+            "--set", f"cv.folds={folds}", "--set", "pairs.w=[0.5]", "--set", "features.segment=mid30"]
+    for item in sets:
+        args += ["--set", item]
+    env = {**os.environ, "PYTHONPATH": str(code)}
     t0 = time.perf_counter()
-    summary = run_cv(cfg, ds, out, progress=False)
+    subprocess.run(args, check=True, env=env, cwd=code, capture_output=True)
     wall = time.perf_counter() - t0
-    n_train = len(ds) * (folds - 2) / folds
-    steps = n_train * epochs * folds  # songs (simple) or pairs (Siamese) trained on
+    summary = json.loads((out / "summary.json").read_text())
+    steps = summary["n_songs"] * (folds - 2) / folds * epochs * folds  # songs or pairs trained on
     return {"wall": wall, "per_model": steps / wall, "summary": summary}
+
+
+def checkout(rev: str, where: Path) -> Path:
+    """A work tree of revision ``rev`` of this repository (for the "before" column)."""
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-f", str(where), rev],
+                   check=True, capture_output=True)
+    return where
 
 
 def start_up(store: Path, folder: Path, run: Path, cache: Path) -> dict:
@@ -117,6 +131,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=2, help="epochs per model (early stopping off)")
     ap.add_argument("--folds", type=int, default=10)
     ap.add_argument("--rows", default="a,i")
+    ap.add_argument("--before", default="df36950", help="git revision of the trainer to compare "
+                    "with (default: the last commit before the 2026-12 speed work)")
     args = ap.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
           f"{torch.__version__}, {torch.get_num_threads()} threads, bf16 CPU: {cpu_has_bf16()}, "
@@ -130,23 +146,27 @@ def main() -> None:
             make_store(store, args.songs)
         ds, _ = load_dataset(FeatureStore.open(store))
         print(f"{len(ds)} songs, {args.folds} folds, {args.epochs} epochs per model, batch 16")
-        paths = {"sequential fp32 (before)": ["train.precision=fp32", "train.bank=off"],
-                 "new path (precision auto, bank auto)": []}
+        old = checkout(args.before, tmp / "before")
+        paths = {f"before ({args.before}: 1 process, 2 threads, fp32)": ([], old),
+                 "now, fp32, 1 process": (["train.precision=fp32", "train.bank=off", "cv.processes=1"], ROOT),
+                 "now, bf16, 1 process": (["train.precision=bf16", "cv.processes=1"], ROOT),
+                 "now, default (fold processes, precision auto, bank auto)": ([], ROOT)}
         rows = []
         for row in args.rows.split(","):
-            for name, sets in paths.items():
-                res = time_row(row, ds, args.epochs, args.folds, sets, tmp / f"{row}_{len(rows)}")
+            for name, (sets, code) in paths.items():
+                res = time_row(row, store, args.epochs, args.folds, sets, tmp / f"{row}_{len(rows)}", code)
                 flops = flops_per_song(row != "a") * res["per_model"]
                 rows.append((row, name, res, flops / 1e9))
                 print(f"  ({row}) {name}: {res['wall']:.0f} s", flush=True)
-        print(f"\n{'row':<4} {'path':<38} {'wall':>7} {'per model':>14} {'GFLOP/s':>8} {'of fp32 mm':>10} "
+        print(f"\n{'row':<4} {'path':<56} {'wall':>7} {'throughput':>14} {'GFLOP/s':>8} {'of fp32 mm':>10} "
               f"{'speed-up':>8}  nDCG@10%")
         for row, name, res, gf in rows:
             base = next(r for r in rows if r[0] == row)[2]["wall"]
             unit = "pairs/s" if row != "a" else "songs/s"
-            print(f"({row})  {name:<38} {res['wall']:6.0f}s {res['per_model']:8.0f} {unit} {gf:8.1f} "
+            print(f"({row})  {name:<56} {res['wall']:6.0f}s {res['per_model']:8.0f} {unit} {gf:8.1f} "
                   f"{gf / fp32:9.0%} {base / res['wall']:7.2f}x  {res['summary']['ndcg_mean']:.3f}")
-        print(f"(new path on this CPU: bf16 autocast {'on' if use_bf16('auto', torch.device('cpu')) else 'off'})")
+        print(f"(precision auto on this CPU: bf16 autocast {'on' if use_bf16('auto', torch.device('cpu')) else 'off'})")
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old)], check=False)
         folder = tmp / "songs"
         folder.mkdir()
         from hitrank.synth import synthesize
@@ -154,7 +174,7 @@ def main() -> None:
         synthesize(tmp / "c", 4, seed=0, sr=22050, progress=False)
         for p in (tmp / "c" / "audio").iterdir():
             (folder / p.name).symlink_to(p)
-        run = next(tmp.glob("a_*"))
+        run = tmp / "a_3"
         subprocess.run([sys.executable, "-m", "hitrank", "extract", str(folder), "--out", str(tmp / "st"), "-q"],
                        check=True)
         subprocess.run([sys.executable, "-m", "hitrank", "rank", str(folder), "--model", str(run), "--cache",

@@ -32,6 +32,7 @@ import torch
 import torch.nn as nn
 
 from ..constants import N_MELS
+from .layers import ByteDropout, standardise
 from .registry import Scorer, register
 
 LEAKY_SLOPE = 0.1
@@ -61,9 +62,9 @@ class SimpleCNN(Scorer):
         act = lambda: nn.LeakyReLU(LEAKY_SLOPE)  # noqa: E731
         layers = [
             nn.Conv1d(n_mels, c1, kernel[0]), act(), nn.MaxPool1d(2),
-            nn.Conv1d(c1, c2, kernel[1]), act(), nn.MaxPool1d(2), nn.Dropout(dropout),
-            nn.Conv1d(c2, f1, 1), act(), nn.Dropout(dropout),
-            nn.Conv1d(f1, f2, 1), act(), nn.Dropout(dropout),
+            nn.Conv1d(c1, c2, kernel[1]), act(), nn.MaxPool1d(2), ByteDropout(dropout),
+            nn.Conv1d(c2, f1, 1), act(), ByteDropout(dropout),
+            nn.Conv1d(f1, f2, 1), act(), ByteDropout(dropout),
             nn.Conv1d(f2, 1, 1),
         ]
         if output_activation == "leaky_relu":
@@ -79,5 +80,5 @@ class SimpleCNN(Scorer):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: (B, n_mels, T) log-mel (any float dtype) -> (B,) scores."""
-        x = (x.to(self.in_mean.dtype) - self.in_mean[:, None]) / self.in_std[:, None]
+        x = standardise(x, self.in_mean[:, None], self.in_std[:, None])
         return self.net(x).float().mean(dim=(1, 2))  # the per-frame scores may be bf16: their mean is float32
