@@ -222,7 +222,7 @@ def run_cv(cfg: Config, ds: Dataset, out: str | os.PathLike, progress: bool = Tr
     barrier(ctx)  # all folds are written
     if not ctx.main:
         return None
-    return summarize(cfg, out, len(ds), time.time() - t0, device, ctx.world, notes)
+    return summarize(cfg, out, len(ds), time.time() - t0, device, max(processes, ctx.world), notes)
 
 
 def run_folds(cfg: Config, ds: Dataset, X, T, device, out: Path, group: list[int], folds: list,

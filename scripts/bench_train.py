@@ -91,7 +91,10 @@ def time_row(row: str, store: Path, epochs: int, folds: int, sets: list[str], ou
         args += ["--set", item]
     env = {**os.environ, "PYTHONPATH": str(code)}
     t0 = time.perf_counter()
-    subprocess.run(args, check=True, env=env, cwd=code, capture_output=True)
+    done = subprocess.run(args, env=env, cwd=code, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"hitrank cv of row ({row}) from {code} failed (exit {done.returncode}):\n"
+                         + done.stderr[-2000:])
     wall = time.perf_counter() - t0
     summary = json.loads((out / "summary.json").read_text())
     steps = summary["n_songs"] * (folds - 2) / folds * epochs * folds  # songs or pairs trained on
@@ -141,7 +144,7 @@ def main() -> None:
     print(f"measured matmul rate ({MATMUL_N}^2): fp32 {fp32:.1f} GFLOP/s, bf16 {bf16:.1f} GFLOP/s")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        store = args.store or tmp / "store"
+        store = (args.store or tmp / "store").resolve()
         if not (store / "params.json").exists():
             make_store(store, args.songs)
         ds, _ = load_dataset(FeatureStore.open(store))

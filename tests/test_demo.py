@@ -1,9 +1,12 @@
 """`hitrank demo` (the README's main job), at a tiny size: it runs end to end and reports
 intervals, the random baseline, the oracle and the held-out ranks side by side."""
 
+import pytest
+
 from hitrank.cli import main
 
 
+@pytest.mark.slow  # minutes on 2 cores: run by .ci/run with -m 'slow or scale'
 def test_demo_reports_intervals_baselines_and_heldout_ranks(tmp_path, capsys):
     args = ["demo", "--out", str(tmp_path / "d"), "--songs", "24", "--heldout", "12", "--folds", "3",
             "--epochs", "1", "-q"]

@@ -143,6 +143,7 @@ def test_highlight_survives_every_kind(bad_corpus, capsys):
 
 @pytest.mark.skipif(__import__("importlib").util.find_spec("musicnn") is None,
                     reason="pip install --no-deps musicnn==0.1.0")
+@pytest.mark.slow  # minutes on 2 cores: run by .ci/run with -m 'slow or scale'
 def test_tags_survives_every_kind(bad_corpus, capsys):
     import json
 
@@ -162,6 +163,7 @@ def test_tags_survives_every_kind(bad_corpus, capsys):
     assert f"{n_failed} of {len(files)} files failed" in err
 
 
+@pytest.mark.slow  # minutes on 2 cores: run by .ci/run with -m 'slow or scale'
 def test_descriptors_survive_every_kind(bad_corpus, tmp_path, capsys):
     d, expect_fail = bad_corpus
     assert main(["descriptors", str(d), "--out", str(tmp_path / "desc"), "-q"]) == 1

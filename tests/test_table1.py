@@ -25,6 +25,7 @@ def test_rows_are_parsed_and_checked():
 
 
 @needs_musicnn
+@pytest.mark.slow  # minutes on 2 cores: run by .ci/run with -m 'slow or scale'
 def test_table1_runs_the_twelve_rows(corpus, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HITRANK_CACHE", str(tmp_path / "cache"))  # no imported JYnet: musicnn tags
     out = tmp_path / "t1"

@@ -91,6 +91,7 @@ def test_tags_cli_on_synthesised_music(tmp_path, capsys):
 
 
 @NEEDS_MUSICNN
+@pytest.mark.slow  # minutes on 2 cores: run by .ci/run with -m 'slow or scale'
 def test_extract_with_tags_and_a_tag_row(tmp_path, corpus, capsys):
     from hitrank.store import FeatureStore
     from hitrank.tags import segment_tags
