@@ -302,8 +302,16 @@ def summarize(cfg: Config, out: Path, n_songs: int, seconds: float, device, proc
     and standard error over folds of each fold's metrics (``*_mean``, ``*_std``, ``*_se``:
     the paper's protocol), and the pooled out-of-fold metrics (every song scored once by the
     fold model that never saw it) with bootstrap 95% intervals (``pooled``, ``pooled_ci``);
-    ``warnings`` says when a fold's top fraction is too small to mean anything.
+    ``warnings`` says when a fold's top fraction is too small to mean anything. ``seconds``
+    is the wall time of the folds' training summed over the invocations that trained them (a
+    resumed or re-summarised run adds its own time to the previous summary's).
     """
+    previous = out / "summary.json"
+    if previous.exists():
+        try:
+            seconds += float(json.loads(previous.read_text()).get("seconds", 0.0))
+        except (ValueError, TypeError, AttributeError):
+            log.warning("%s: unreadable; its training time is not carried over", previous)
     rows = [json.loads(p.read_text()) for p in sorted(out.glob("fold_*.json"))]
     folds = pd.DataFrame(rows)
     folds.to_csv(out / "folds.csv", index=False)

@@ -66,7 +66,11 @@ def _clip(x: float) -> float:
 
 
 def _key_mode(chroma_mean: np.ndarray) -> tuple[int, int]:
+    """Krumhansl key (0-11) and mode (1 major, 0 minor) of a (12,) mean chroma; C major when
+    the chroma is flat (silence: no correlation to compute)."""
     best, key, mode = -np.inf, 0, 1
+    if np.ptp(chroma_mean) == 0:
+        return key, mode
     for m, prof in ((1, _MAJOR), (0, _MINOR)):
         for k in range(12):
             r = np.corrcoef(chroma_mean, np.roll(prof, k))[0, 1]
