@@ -201,7 +201,8 @@ def run_cv(cfg: Config, ds: Dataset, out: str | os.PathLike, progress: bool = Tr
     barrier(ctx)  # the run folder exists and holds this config before any rank looks at it
     folds = make_folds(len(ds), cfg.cv.folds, cfg.cv.fold_seed,
                        groups=ds.artists if cfg.cv.artist_aware else None, ids=ds.song_ids)
-    todo = [f for f in my_folds(ctx, len(folds)) if not (out / f"fold_{f:02d}.json").exists()]
+    done = [f for f in range(len(folds)) if (out / f"fold_{f:02d}.json").exists()]
+    todo = [f for f in my_folds(ctx, len(folds)) if f not in done]
     barrier(ctx)  # every rank has its list before any fold is marked done
     t0 = time.time()
     bar = tqdm(total=len(todo), desc=cfg.name, unit="fold", disable=not (progress and ctx.main))
@@ -222,7 +223,21 @@ def run_cv(cfg: Config, ds: Dataset, out: str | os.PathLike, progress: bool = Tr
     barrier(ctx)  # all folds are written
     if not ctx.main:
         return None
-    return summarize(cfg, out, len(ds), time.time() - t0, device, max(processes, ctx.world), notes)
+    seconds = time.time() - t0 + (_earlier_seconds(out) if done else 0.0)  # resumed: all invocations
+    return summarize(cfg, out, len(ds), seconds, device, max(processes, ctx.world), notes)
+
+
+def _earlier_seconds(out: Path) -> float:
+    """The training time an earlier invocation recorded in ``out/summary.json`` (a resumed run
+    reports the time of all its invocations); 0 when there is none or it is unreadable."""
+    previous = out / "summary.json"
+    if not previous.exists():
+        return 0.0
+    try:
+        return float(json.loads(previous.read_text()).get("seconds", 0.0))
+    except (ValueError, TypeError, AttributeError):
+        log.warning("%s: unreadable; its training time is not carried over", previous)
+        return 0.0
 
 
 def run_folds(cfg: Config, ds: Dataset, X, T, device, out: Path, group: list[int], folds: list,
@@ -302,16 +317,8 @@ def summarize(cfg: Config, out: Path, n_songs: int, seconds: float, device, proc
     and standard error over folds of each fold's metrics (``*_mean``, ``*_std``, ``*_se``:
     the paper's protocol), and the pooled out-of-fold metrics (every song scored once by the
     fold model that never saw it) with bootstrap 95% intervals (``pooled``, ``pooled_ci``);
-    ``warnings`` says when a fold's top fraction is too small to mean anything. ``seconds``
-    is the wall time of the folds' training summed over the invocations that trained them (a
-    resumed or re-summarised run adds its own time to the previous summary's).
+    ``warnings`` says when a fold's top fraction is too small to mean anything.
     """
-    previous = out / "summary.json"
-    if previous.exists():
-        try:
-            seconds += float(json.loads(previous.read_text()).get("seconds", 0.0))
-        except (ValueError, TypeError, AttributeError):
-            log.warning("%s: unreadable; its training time is not carried over", previous)
     rows = [json.loads(p.read_text()) for p in sorted(out.glob("fold_*.json"))]
     folds = pd.DataFrame(rows)
     folds.to_csv(out / "folds.csv", index=False)

@@ -26,9 +26,9 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from hitrank.metrics import METRICS  # noqa: E402
+from hitrank.train import ranked_last  # noqa: E402
 from hitrank.uncertainty import pooled_metrics, random_baseline  # noqa: E402
-
-METRICS = ("ndcg", "kendall", "spearman", "recall")
 
 
 def main() -> int:
@@ -45,7 +45,7 @@ def main() -> int:
     y, folds = df.hit_score.to_numpy(float), df.fold.to_numpy()
     print(f"{args.run}: {len(df)} songs, {len(np.unique(folds))} folds; per-fold mean +- std | pooled")
     print(f"{'':<8}" + "".join(f"{m + '@10%':>28}" for m in METRICS))
-    for name, p in (("run", df.pred.to_numpy(float)), ("oracle", df.oracle.to_numpy(float))):
+    for name, p in (("run", ranked_last(df.pred.to_numpy())), ("oracle", df.oracle.to_numpy(float))):
         res = pooled_metrics(y, p, folds, args.top, n_boot=200)
         fold, pooled = res["per_fold"], res["pooled"]
         print(f"{name:<8}" + "".join(f"{fold[m]['mean']:>10.3f} +- {fold[m]['std']:.3f} | {pooled[m]:.3f}"
