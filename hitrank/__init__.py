@@ -12,22 +12,25 @@ Public API (imported lazily, so ``import hitrank`` stays cheap)::
     hitrank.FeatureStore.open(store_dir)                # read a store
     hitrank.load_config(path, overrides)                # experiment config
     hitrank.run_cv(cfg, dataset, run_dir)               # cross-validation
+    hitrank.cross_validate(config, out=run_dir, labels=csv)  # what `hitrank cv` does (extract, cv, report)
     hitrank.load_checkpoint(path)                       # a trained model
     hitrank.rank_folder(folder, run_dir)                # ranking
+    hitrank.potential_curve(path, run_dir)              # score of every 30 s window of a song
     hitrank.ranking_metrics(y_true, y_pred, top=0.1)    # nDCG / Kendall / Spearman @10%
     hitrank.find_highlight(path)                        # HL-30 highlight of a file
 """
 
 import importlib
 
-__version__ = "0.1.0"
+from .version import __version__
 
 _API = {
     "synthesize": "synth", "extract": "extract", "extract_song": "extract",
     "FeatureStore": "store", "FeatureParams": "features", "log_mel": "features",
     "load_config": "config", "run_cv": "cv", "run_train": "cv", "load_dataset": "data",
+    "cross_validate": "commands",
     "load_checkpoint": "checkpoint", "rank_folder": "rank", "ranking_metrics": "metrics",
-    "find_highlight": "thumbnail",
+    "find_highlight": "thumbnail", "potential_curve": "curve",
 }
 
 __all__ = ["__version__", *_API]

@@ -222,3 +222,15 @@ def load(path: str | os.PathLike, sr: int = SAMPLE_RATE) -> tuple[np.ndarray, fl
             path, f"file is truncated: header claims {meta.frames} frames, only {len(y)} decoded"
         )
     return resample(y, meta.samplerate, sr), len(y) / meta.samplerate
+
+
+def read_tags(path: str | os.PathLike) -> dict:
+    """The text tags libsndfile reads from a file's container (ID3 for MP3, Vorbis comments
+    for FLAC / OGG, LIST-INFO for WAV): ``{'artist': ..., 'title': ..., ...}``, only the
+    non-empty ones; ``{}`` when the file has none or cannot be opened."""
+    try:
+        with sf.SoundFile(str(path)) as f:
+            tags = f.copy_metadata()
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError):
+        return {}
+    return {k: v.strip() for k, v in tags.items() if isinstance(v, str) and v.strip()}

@@ -8,23 +8,29 @@ executable objects is refused in one line). Checkpoints of earlier versions are 
 A spectrogram checkpoint holds one or more *members* whose standardised predictions are averaged with
 their weights (one member for most models; two for A/B + artist fusion). Everything but the
 state dicts is plain Python types, so checkpoints load with ``torch.load(weights_only=True)``.
+
+:func:`init_weights` starts a model from the members of another checkpoint (``--init``, the
+authors' released ret30 weights imported by :mod:`hitrank.pretrained`).
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from .errors import CheckpointError
+from .inference import predict
 from .models import build
 from .payload import FORMAT, KINDS, checkpoint_kind, load_payload, model_state, save_payload
+from .runinfo import find_checkpoints
 from .targets import Target
 
-__all__ = ["FORMAT", "KINDS", "Scorer", "build_model", "checkpoint_kind", "find_checkpoints",
-           "load_checkpoint", "load_payload", "model_state", "save_checkpoint", "save_payload"]
+__all__ = ["FORMAT", "KINDS", "CheckpointScorer", "build_model", "checkpoint_kind", "find_checkpoints",
+           "init_weights", "load_checkpoint", "load_payload", "model_state", "save_checkpoint",
+           "save_payload"]
+
 
 def build_model(name: str, kwargs: dict, state: dict, device="cpu") -> torch.nn.Module:
     """A registered model rebuilt from a checkpoint entry, in eval mode on ``device``."""
@@ -49,7 +55,7 @@ def save_checkpoint(path: str | os.PathLike, members: list, target: Target, conf
     })
 
 
-class Scorer:
+class CheckpointScorer:
     """A loaded checkpoint: ``score(X)`` gives standardised scores, ``to_raw`` hit scores."""
 
     def __init__(self, payload: dict, source: str, device: torch.device):
@@ -70,8 +76,6 @@ class Scorer:
 
         ``T`` (n, 50): tag vectors, needed by models with a tag branch.
         """
-        from .train import predict
-
         if self.uses_tags and T is None:
             raise CheckpointError(f"{self.source!r} has a tag branch: it needs the songs' tag vectors")
         idx = np.arange(len(X)) if idx is None else idx
@@ -83,23 +87,51 @@ class Scorer:
         return self.target.inverse(z)
 
 
-def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu") -> Scorer:
+def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu") -> CheckpointScorer:
     """Load a spectrogram-model checkpoint safely (``weights_only=True``)."""
-    return Scorer(load_payload(path, "spectrogram"), str(path), torch.device(device))
+    return CheckpointScorer(load_payload(path, "spectrogram"), str(path), torch.device(device))
 
 
-def find_checkpoints(model: str | os.PathLike) -> list[Path]:
-    """A checkpoint file, or every ``fold_*.pt`` / ``model.pt`` in a run folder (or in an
-    imported pretrained model, named like ``yu2018-kkbox``)."""
-    from .runinfo import resolve_model
+def init_weights(model: torch.nn.Module, spec: str | os.PathLike) -> list[str]:
+    """Start ``model`` from the released weights of an imported model (``--init``).
 
-    model = resolve_model(model)
-    if model.is_file():
-        return [model]
-    if model.is_dir():
-        found = sorted(model.glob("fold_*.pt")) or sorted(model.glob("model.pt"))
-        if found:
-            return found
-        raise CheckpointError(f"{str(model)!r}: no fold_*.pt or model.pt in this run folder; "
-                              "train one with `hitrank cv` or `hitrank train`")
-    raise CheckpointError(f"{str(model)!r}: no such run folder or checkpoint")
+    The CNN layers of a ``simple_cnn`` / ``siamese`` / ``tag_fusion`` model are copied from
+    ret30's CNN and, when the model has a tag branch, the tag DNN from ret30's tag DNN (its
+    inputs are tags in :data:`hitrank.constants.TAGS` order). The model's own input
+    standardisation (set from its training songs) is kept.
+
+    Parameters
+    ----------
+    model : the model to start, changed in place
+    spec : a spectrogram run folder or checkpoint, or an imported model's name (``yu2018-kkbox``)
+
+    Returns
+    -------
+    The names of the parameters set, sorted.
+    """
+    payload = load_payload(find_checkpoints(spec)[0], "spectrogram")
+    source = payload["members"][0]["state_dict"]
+    cnn = {k.removeprefix("base."): v for k, v in source.items() if k.startswith("base.net.")}
+    dnn = {k: v for k, v in source.items() if k.startswith("dnn.")}
+    target = model.state_dict()
+    loaded = {}
+    for key in target:
+        tail = key.split("net.", 1)
+        if key.endswith(("in_mean", "in_std")):
+            continue
+        if key.startswith("dnn.") or ".dnn." in key:
+            src = dnn.get(key[key.index("dnn."):])
+        elif len(tail) == 2:
+            src = cnn.get("net." + tail[1])
+        else:
+            src = None
+        if src is not None:
+            if src.shape != target[key].shape:
+                raise CheckpointError(f"--init {spec}: {key} has shape {tuple(target[key].shape)} here "
+                                      f"but {tuple(src.shape)} in the released model; --init needs the "
+                                      "paper's simple CNN (default model.kwargs)")
+            loaded[key] = src
+    if not loaded:
+        raise CheckpointError(f"--init {spec}: no layer of this model matches the released ret30 CNN")
+    model.load_state_dict({**target, **loaded})
+    return sorted(loaded)

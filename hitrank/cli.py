@@ -13,9 +13,31 @@ import logging
 import sys
 from pathlib import Path
 
-from . import __version__, segments, tags
-from .descriptors.extractors import EXTRACTORS
+from . import __version__, commands, segments, tags
+from .commands import (
+    compare,
+    cross_validate,
+    extract_features,
+    learning_curve,
+    predict,
+    rank,
+    train,
+)
+from .demo import DemoResult, run_demo
+from .descriptors.audio import describe_folder
+from .descriptors.extractors import DEFAULT_EXTRACTOR, EXTRACTORS
+from .descriptors.fit import fit_sources
+from .embeddings import DEFAULT_SCOPE, EMBEDDINGS, SCOPES
 from .errors import HitrankError
+from .fileio import atomic_write_text
+from .pretrained import import_release
+from .runtime import import_plugins
+from .synth import synthesize
+from .table1 import ROWS, run_table1
+from .thumbnail.files import highlight_files
+from .thumbnail.training import load_highlighter_config, train_highlighter
+from .transfer.protocol import is_transfer_config
+from .transfer.report import format_transfer_summary
 
 log = logging.getLogger("hitrank")
 
@@ -42,8 +64,6 @@ def _sub(subs, name, help_, examples, parents):
 def get_parser() -> argparse.ArgumentParser:
     """The argument parser of every command (plug-ins of ``$HITRANK_PLUGINS`` are imported
     first, so their segment methods and taggers are among the choices)."""
-    from .runtime import import_plugins
-
     import_plugins()
     common = _common()
     parser = argparse.ArgumentParser(
@@ -83,9 +103,14 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--tags", nargs="?", const="segment", default="", choices=["segment", "song"],
                    help="also store the 50 MTT tag probabilities of the 30 s segment (default when "
                         "given) or of the whole song")
-    p.add_argument("--tagger", default="musicnn", choices=list(tags.TAGGERS),
+    p.add_argument("--tagger", default=tags.DEFAULT_TAGGER, choices=list(tags.TAGGERS),
                    help="with --tags: " + "; ".join(f"{n}: {t.about}" for n, t in tags.TAGGERS.items())
-                        + " (default musicnn; jynet needs `hitrank pretrained import`)")
+                        + f" (default {tags.DEFAULT_TAGGER}; jynet needs `hitrank pretrained import`)")
+    p.add_argument("--embedding", default="", choices=list(EMBEDDINGS),
+                   help="also store a pretrained network's song embedding (penultimate layer): "
+                        + "; ".join(f"{n}: {e.layer}, {e.dim}-d" for n, e in EMBEDDINGS.items()))
+    p.add_argument("--embedding-scope", default=DEFAULT_SCOPE, choices=list(SCOPES),
+                   help=f"with --embedding: average over the whole song or the 30 s segment (default {DEFAULT_SCOPE})")
     _engine_args(p, "worker processes (default 1; with --engine ray: CPUs of the local Ray "
                     "instance, default all)")
     p.add_argument("--allow-outside", action="store_true",
@@ -97,7 +122,7 @@ def get_parser() -> argparse.ArgumentParser:
           "--out runs/i --set features.segment=mid30 --set train.epochs=5"]),
         ("cv", "k-fold cross-validation from a config; nDCG / Kendall / Spearman @10%",
          ["hitrank cv --config configs/table1/a_simple_cnn_mid30.yaml --store store/ --out runs/a",
-          "hitrank cv --config configs/demo/siamese_ab.yaml --labels corpus/labels.csv --out runs/ab --folds 5",
+          "hitrank cv --config configs/table1/i_siamese_ab_hl30.yaml --labels corpus/labels.csv --out runs/i --folds 5",
           "hitrank cv --config configs/descriptors/topify_smote.yaml --data ../shared/data/spotify_hit_predictor --out runs/topify"]),
     ):
         p = _sub(subs, name, help_, ex, [common])
@@ -122,7 +147,19 @@ def get_parser() -> argparse.ArgumentParser:
                        help="evaluate on songs that trained the attention highlighter of an HL-30 "
                             "store (their labels chose the windows; the run records it)")
         p.add_argument("--workers", type=int, default=1, help="extraction workers for --labels")
+        p.add_argument("--group-by", metavar="artist|group|COLUMN",
+                       help="folds that never split a group of songs: a labels column (transfer "
+                            "configs; spectrogram configs take 'artist', the old cv.artist_aware)")
+        p.add_argument("--within", metavar="COLUMN",
+                       help="a labels column (genre, market, label): metrics inside each stratum "
+                            "too, with the stratum-mean baseline (transfer configs, configs/real/)")
         if name == "cv":
+            p.add_argument("--raters", type=Path,
+                           help="one row per listener and song (song_id + judgement): report the "
+                                "split-half reliability of the labels and the ceiling it implies")
+            p.add_argument("--raters-score", default="", metavar="COLUMN|A-B",
+                           help="the judgement: one numeric column, or the difference of two "
+                                "(e.g. liked-disliked)")
             p.add_argument("--distribute", default="auto", choices=["auto", "data", "folds"],
                            help="under torchrun: data (DistributedDataParallel, one model at a time) "
                                 "or folds (folds as independent jobs, one per process); auto: folds "
@@ -137,7 +174,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", type=Path, required=True, help="labels CSV (song_id, path, artist, hit_score)")
     p.add_argument("--out", type=Path, required=True, help="folder: stores/, one run folder per row, "
                    "comparison.csv / .html")
-    p.add_argument("--rows", default="abcdefghijkl", help="rows to run, e.g. a,c,i (default all twelve)")
+    p.add_argument("--rows", default=ROWS, help="rows to run, e.g. a,c,i (default all twelve)")
     p.add_argument("--highlighter", type=Path, help="attention highlighter for the HL-30 rows, trained on "
                    "OTHER songs (default: the training-free fallback)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -169,13 +206,24 @@ def get_parser() -> argparse.ArgumentParser:
                     "Ray instance, default all)")
     p.add_argument("--highlighter", type=Path,
                    help="attention highlighter of an HL-30 model (default: the one in its config)")
+    p.add_argument("--curve", action="store_true",
+                   help="score every 30 s window of each whole song (hop about 1 s): best window "
+                        "(best_start, best_end, best_score), shift_spread and the unstable flag; "
+                        "the report draws the curve (docs/ranking.md)")
+    p.add_argument("--segment", default="configured", choices=["configured", "best"],
+                   help="rank by the model's segment (configured, default) or by each song's best "
+                        "window (best; needs --curve)")
+    p.add_argument("--reference", type=Path,
+                   help="percentiles against these songs (a labels CSV or a folder, scored by the same "
+                        "model and cached; default: the run's own training songs)")
 
     p = _sub(subs, "tags", "music tags of audio files (pretrained MagnaTagATune tagger, musicnn port)",
              ["hitrank tags song.wav", "hitrank tags *.mp3 --json", "hitrank tags song.wav --model MTT_vgg --top 10"],
              [common])
     p.add_argument("files", nargs="+", type=Path, help="audio files")
-    p.add_argument("--model", default="MTT_musicnn", choices=tags.tag_models(),
-                   help="tagger (default MTT_musicnn)")
+    p.add_argument("--model", default=tags.DEFAULT_TAGGER, choices=tags.tag_models(),
+                   help=f"tagger (default {tags.DEFAULT_TAGGER}; MTT_musicnn is musicnn, MTT_vgg its VGG "
+                        "variant; jynet needs `hitrank pretrained import`)")
     p.add_argument("--top", type=int, default=5, help="tags to print per file (default 5)")
     p.add_argument("--json", action="store_true",
                    help="one JSON object per file: the full 50-tag vector by name")
@@ -193,7 +241,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("source", type=Path, help="folder of audio files (recursive) or labels CSV")
     p.add_argument("--out", type=Path, required=True, help="output folder (descriptors.csv, failures.csv)")
     p.add_argument("--tags", action="store_true", help="add the 50 MTT tag probabilities (tag_* columns)")
-    p.add_argument("--extractor", default="hybrid", choices=list(EXTRACTORS),
+    p.add_argument("--extractor", default=DEFAULT_EXTRACTOR, choices=list(EXTRACTORS),
                    help="hybrid: Essentia rhythm / key / EBU R128 loudness + MTT tags + librosa, "
                         "chosen by agreement with reference descriptors (default; needs "
                         "pip install 'hitrank[descriptors]'); librosa: the earlier hand-written proxies")
@@ -258,6 +306,20 @@ def get_parser() -> argparse.ArgumentParser:
                    help="JYnet input standardisation of the KKBOX models: clip (refitted on each "
                         "clip, as the released pipeline ran; default) or shipped (the MTT standardisers)")
 
+    p = _sub(subs, "learning-curve", "metrics against the number of labelled training songs "
+             "(transfer configs): how many labels a catalogue needs",
+             ["hitrank learning-curve --config real/auto --labels labels.csv --sizes 50,100,150,200 "
+              "--within genre --out runs/curve"], [common])
+    p.add_argument("--config", type=Path, required=True, help="a transfer config (configs/real/)")
+    p.add_argument("--labels", type=Path, required=True, help="labels CSV (song_id, path, hit_score, ...)")
+    p.add_argument("--sizes", required=True, help="training songs per fold, e.g. 50,100,150,200")
+    p.add_argument("--out", type=Path, required=True, help="folder for learning_curve.csv / .png")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key (repeatable)")
+    p.add_argument("--group-by", metavar="artist|group|COLUMN", help="folds that never split a group")
+    p.add_argument("--within", metavar="COLUMN", help="within-stratum Spearman too")
+    p.add_argument("--workers", type=int, default=1, help="extraction workers")
+
     p = _sub(subs, "demo", "the main job on a synthetic corpus: synth, HL-30 extraction, cross-validation "
              "of the simple CNN with pooled metrics and intervals next to random and the oracle, and "
              "a ranking of held-out songs checked against their true scores",
@@ -281,8 +343,6 @@ def _progress(args) -> bool:
 
 
 def cmd_synth(args) -> int:
-    from .synth import synthesize
-
     truth = synthesize(args.out, args.songs, seed=args.seed, fmt=args.format, sr=args.sr,
                        stereo=args.stereo, workers=args.workers, progress=_progress(args))
     print(f"wrote {len(truth)} songs to {args.out}/audio, labels in {args.out / 'labels.csv'}, "
@@ -315,13 +375,11 @@ def _engine(args) -> dict:
 
 
 def cmd_extract(args) -> int:
-    from . import segments
-    from .extract import extract
-
-    params = segments.params_for(args.segment, args.highlighter, window=args.window, log=args.log,
-                                 tags=args.tags, tagger=args.tagger if args.tags else "")
-    rep = extract(args.source, args.out, params, progress=_progress(args),
-                  allow_outside=args.allow_outside, highlighter=args.highlighter, **_engine(args))
+    rep, params = extract_features(args.source, args.out, segment=args.segment, highlighter=args.highlighter,
+                                   window=args.window, log_scale=args.log, tags=args.tags, tagger=args.tagger,
+                                   progress=_progress(args), allow_outside=args.allow_outside,
+                                   embedding=args.embedding, embedding_scope=args.embedding_scope,
+                                   **_engine(args))
     _print_failures(rep.failures)
     if rep.silent:
         print(f"{len(rep.silent)} song(s) have a silent segment (kept, flagged silent=True: ranked "
@@ -329,13 +387,55 @@ def cmd_extract(args) -> int:
         for _sid, path in rep.silent:
             print(f"  {path!r}", file=sys.stderr)
     print(f"{rep.ok} extracted, {rep.skipped} already done, {rep.failed} failed "
-          f"-> {rep.store} (manifest.csv, mel_{params.segment}.npy)")
+          f"-> {rep.store} (manifest.csv, mel_{params.segment}.npy"
+          + (f", emb_{params.embedding}_{params.embedding_scope}.npy" if params.embedding else "") + ")")
     return EXIT_PARTIAL if rep.failed else EXIT_OK
 
 
+def cmd_learning_curve(args) -> int:
+    res = learning_curve(args.config, _structure_overrides(args, list(args.overrides)),
+                                 labels=args.labels, sizes=args.sizes, out=args.out, workers=args.workers,
+                                 progress=_progress(args))
+    table = res["table"]
+    print(table.to_string(index=False, formatters={c: "{:+.3f}".format for c in table.columns
+                                                   if c not in ("size", "train_songs", "learners")}))
+    print(f"{res['songs']} songs; table: {res['csv']}" + (f", plot: {res['png']}" if res["png"] else f" ({res['note']})"))
+    return EXIT_OK
+
+
+def _structure_overrides(args, overrides: list[str]) -> list[str]:
+    """``--group-by`` / ``--within`` as config keys: cv.group_by / cv.within of transfer configs;
+    for the other configs ``--group-by artist`` is cv.artist_aware (its old name)."""
+    transfer = is_transfer_config(args.config)
+    group = getattr(args, "group_by", None)
+    if group:
+        if transfer:
+            overrides.append(f"cv.group_by={group}")
+        elif group == "artist":
+            overrides.append("cv.artist_aware=true")
+        else:
+            raise HitrankError(f"--group-by {group!r}: spectrogram configs group folds by artist only "
+                               "(--group-by artist); transfer configs (configs/real/) take any labels column")
+    within = getattr(args, "within", None)
+    if within:
+        if not transfer:
+            raise HitrankError(f"--within {within!r}: within-stratum metrics are reported by transfer "
+                               "configs (configs/real/) in this version")
+        overrides.append(f"cv.within={within}")
+    return overrides
+
+
 def _overrides(args) -> list[str]:
-    """``--set`` items plus the ``--folds``, ``--device`` and ``--seed`` shortcuts."""
-    overrides = list(args.overrides)
+    """``--set`` items plus the ``--folds``, ``--device``, ``--seed``, ``--group-by`` and
+    ``--within`` shortcuts."""
+    if is_transfer_config(args.config):
+        extra = [f"cv.folds={args.folds}"] if args.folds is not None else []
+        extra += [f"train.seed={args.seed}"] if args.seed is not None else []
+        for flag, name in ((args.device, "--device"), (args.init, "--init")):
+            if flag is not None:
+                raise HitrankError(f"{name} does not apply to transfer configs (small models on embeddings, CPU)")
+        return _structure_overrides(args, list(args.overrides) + extra)
+    overrides = _structure_overrides(args, list(args.overrides))
     for flag, key in ((args.folds, "cv.folds"), (args.device, "train.device"), (args.seed, "train.seed"),
                       (args.init, "train.init")):
         if flag is not None:
@@ -381,10 +481,14 @@ def _print_descriptor_summary(s: dict) -> None:
 
 
 def cmd_cv(args) -> int:
-    from .runs import cross_validate
-
     res = cross_validate(args.config, _overrides(args), out=args.out, workers=args.workers,
-                         distribute=args.distribute, progress=_progress(args), **_sources(args))
+                         distribute=args.distribute, progress=_progress(args), raters=args.raters,
+                         raters_score=args.raters_score, **_sources(args))
+    if res["kind"] == "transfer":
+        _print_failures(res["failures"])
+        print(format_transfer_summary(res["summary"]))
+        print(f"run folder: {args.out} (summary.json, predictions.csv, fold_XX.pt)")
+        return EXIT_PARTIAL if res["failures"] or res["summary"]["left_out"] else EXIT_OK
     if res["kind"] == "descriptor":
         s = res["summary"]
         _print_descriptor_summary(s)
@@ -398,10 +502,15 @@ def cmd_cv(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .runs import train
-
     res = train(args.config, _overrides(args), out=args.out, workers=args.workers,
                 progress=_progress(args), **_sources(args))
+    if res["kind"] == "transfer":
+        s = res["summary"]
+        _print_failures(res["failures"])
+        inner = ", ".join(f"{k} {v:+.3f}" for k, v in s["inner"].items())
+        print(f"trained {s['name']}: {s['learner']} on the {s['embedding']} embedding of {s['songs']} songs"
+              + (f" (inner CV Spearman: {inner})" if inner else "") + f" in {s['seconds']:.0f} s -> {args.out / 'model.pt'}")
+        return EXIT_PARTIAL if res["failures"] or s["left_out"] else EXIT_OK
     if res["kind"] == "descriptor":
         info = res["info"]
         print(f"trained {info['name']} on {info['n_train']} rows (validation {info['n_val']}, "
@@ -416,27 +525,21 @@ def cmd_train(args) -> int:
 
 
 def cmd_rank(args) -> int:
-    from .runs import rank
-
     ranking, failures = rank(args.folder, args.model, cache=args.cache, device=args.device,
-                             progress=_progress(args), highlighter=args.highlighter, **_engine(args))
-    return _report_ranking(args, ranking, failures)
+                             progress=_progress(args), highlighter=args.highlighter, out=args.out,
+                             html=args.html, embed_audio=args.embed_audio, **_engine(args),
+                             **_rank_options(args))
+    return _print_ranking(args, ranking, failures)
 
 
-def _write_csv(frame, path: Path) -> None:
-    from .fileio import atomic_write_text
+def _rank_options(args) -> dict:
+    """rank_folder's curve, segment and reference, only where given (descriptor runs take none)."""
+    given = {"curve": args.curve, "segment": args.segment if args.segment != "configured" else None,
+             "reference": args.reference}
+    return {k: v for k, v in given.items() if v}
 
-    atomic_write_text(path, frame.to_csv(index=False))
 
-
-def _report_ranking(args, ranking, failures) -> int:
-    if args.out:
-        _write_csv(ranking, args.out)
-    if args.html:
-        from .report import write_ranking_report
-
-        write_ranking_report(ranking, failures, args.html, str(args.model),
-                             store_dir=ranking.attrs.get("store"), embed_audio=args.embed_audio)
+def _print_ranking(args, ranking, failures) -> int:
     if args.json:
         rows = ranking.astype(object).where(ranking.notna(), None).to_dict("records")  # NaN -> null
         print(_json_dump({"ranking": rows, "failures": [
@@ -446,17 +549,23 @@ def _report_ranking(args, ranking, failures) -> int:
         for r in shown.itertuples():
             spread = f" +- {r.score_std:.3f}" if getattr(r, "n_models", 1) > 1 else ""
             flags = f"  [{r.flags}]" if getattr(r, "flags", "") else ""
-            print(f"{r.rank:>5}  {r.score:+.3f}{spread}  {r.song_id}{flags}")
+            pct = getattr(r, "percentile", float("nan"))
+            pct = f"  {pct:3.0f}% [{r.percentile_lo:.0f}, {r.percentile_hi:.0f}]" if pct == pct else ""
+            best = (f"  best {r.best_start:.0f}-{r.best_end:.0f} s {r.best_score:+.3f}"
+                    if getattr(r, "best_score", float("nan")) == getattr(r, "best_score", 0) else "")
+            print(f"{r.rank:>5}  {r.score:+.3f}{spread}{pct}{best}  {r.song_id}{flags}")
         _print_failures(failures, "files")
+        if ranking.attrs.get("reference"):
+            print(f"percentiles: share of {ranking.attrs['reference']} scoring lower [interval]"
+                  if "percentile" in ranking and ranking["percentile"].notna().any()
+                  else f"no percentile: {ranking.attrs['reference']}")
         where = (f", CSV in {args.out}" if args.out else "") + (f", report in {args.html}" if args.html else "")
         print(f"ranked {len(ranking)} songs with {args.model}{where}")
     return EXIT_PARTIAL if failures else EXIT_OK
 
 
 def cmd_table1(args) -> int:
-    from .table1 import run_table1
-
-    res = run_table1(args.labels, args.out, args.rows, args.overrides, highlighter=args.highlighter,
+    res = run_table1(commands, args.labels, args.out, args.rows, args.overrides, highlighter=args.highlighter,
                      workers=args.workers, progress=_progress(args))
     _print_failures(res["failures"])
     print(res["table"].to_string(index=False))
@@ -469,24 +578,19 @@ def cmd_table1(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from .cvreport import comparison_table, load_run, pairwise, write_cv_report
-
-    runs = [load_run(r) for r in args.runs]
-    print(comparison_table(runs).to_string(index=False))
-    if len(runs) > 1:
+    table, pairs = compare(args.runs, html=args.html)
+    print(table.to_string(index=False))
+    if pairs is not None:
         print()
-        print(pairwise(runs).to_string(index=False))
+        print(pairs.to_string(index=False))
     if args.html:
-        write_cv_report(runs, args.html)
         print(f"report in {args.html}")
     return EXIT_OK
 
 
 def cmd_tags(args) -> int:
-    from .tags import tag_files
-
     failures = []
-    for path, t in tag_files(args.files, args.model, args.device):
+    for path, t in tags.tag_files(args.files, args.model, args.device):
         if isinstance(t, HitrankError):
             print(f"error: {t}", file=sys.stderr)
             failures.append(path)
@@ -503,17 +607,12 @@ def cmd_tags(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from .runs import predict
-
-    pred, n_models = predict(args.model, args.data)
-    _write_csv(pred, args.out)
+    pred, n_models = predict(args.model, args.data, out=args.out)
     print(f"scored {len(pred)} rows with {n_models} model(s) of {args.model} -> {args.out}")
     return EXIT_OK
 
 
 def cmd_descriptors(args) -> int:
-    from .descriptors.audio import describe_folder
-
     rep = describe_folder(args.source, args.out, workers=args.workers, progress=_progress(args),
                           allow_outside=args.allow_outside, tags=args.tags, extractor=args.extractor)
     _print_failures(rep.failures)
@@ -523,13 +622,11 @@ def cmd_descriptors(args) -> int:
 
 
 def cmd_fit(args) -> int:
-    from .descriptors.fit import fit_sources
-
     ranking, n_ref, failures = fit_sources(args.reference, args.candidates, workers=args.workers,
                                            progress=_progress(args), tags=args.tags,
                                            negatives=args.negatives)
     if args.out:
-        _write_csv(ranking, args.out)
+        atomic_write_text(args.out, ranking.to_csv(index=False))
     if args.json:
         print(_json_dump({"columns": ranking.attrs["columns"], "ranking": ranking.to_dict("records"),
                           "failures": [{"song_id": s, "path": p, "error": r} for s, p, r in failures]}))
@@ -544,8 +641,6 @@ def cmd_fit(args) -> int:
 
 
 def cmd_highlight(args) -> int:
-    from .thumbnail import highlight_files
-
     failures = []
     for path, h in highlight_files(args.files, args.method, args.model, plot=args.plot):
         if isinstance(h, HitrankError):
@@ -560,8 +655,6 @@ def cmd_highlight(args) -> int:
 
 
 def cmd_highlighter(args) -> int:
-    from .thumbnail.training import load_highlighter_config, train_highlighter
-
     cfg = load_highlighter_config(args.config, args.overrides)
     s = train_highlighter(args.labels, args.out, cfg, workers=args.workers, progress=_progress(args))
     print(f"trained highlighter on {s['n_train']} songs (validation {s['n_val']}, best epoch "
@@ -570,8 +663,6 @@ def cmd_highlighter(args) -> int:
 
 
 def cmd_pretrained(args) -> int:
-    from .pretrained import import_release
-
     for folder in import_release(args.path, force=args.force, fusion=args.fusion,
                                  standardisation=args.jynet_standardisation):
         print(f"imported {folder}")
@@ -580,18 +671,49 @@ def cmd_pretrained(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .demo import run_demo
-
-    run_demo(args.out, n_songs=args.songs, epochs=args.epochs, workers=args.workers,
-             progress=_progress(args), heldout=args.heldout, folds=args.folds)
+    res = run_demo(commands, args.out, n_songs=args.songs, epochs=args.epochs, workers=args.workers,
+                   progress=_progress(args), heldout=args.heldout, folds=args.folds, on_step=_print_demo_step)
+    _print_demo(res)
     return EXIT_OK
+
+
+def _print_demo_step(step: str, facts: dict) -> None:
+    """The demo's progress lines, as each step starts (see :data:`hitrank.demo.STEPS`)."""
+    if step == "synth":
+        print(f"[1/4] synthesising {facts['n_songs']} labelled songs and {facts['heldout']} held-out "
+              f"songs into {facts['out']}")
+    elif step == "extract":
+        print("[2/4] extracting HL-30 log-mels (the 30 s highlight, training-free highlighter)")
+    elif step == "cv":
+        print(f"[3/4] {facts['folds']}-fold CV of the simple CNN on HL-30 (Table 1 row (c); at most "
+              f"{facts['epochs']} epochs)")
+    elif step == "cv_done":
+        print(f"\nCross-validated on {facts['n_songs']} songs: pooled out-of-fold metrics (every song "
+              "scored by the fold model that never saw it), 95% intervals:")
+        print(facts["table"].to_string())
+    elif step == "rank":
+        print(f"[4/4] ranking the {facts['heldout']} held-out songs with the {facts['folds']} fold models")
+
+
+def _print_demo(res: DemoResult) -> None:
+    print(f"\nHeld-out check: the ranking of {res.n_ranked} songs no model trained on, against their "
+          "true hit scores, 95% intervals:")
+    print(res.heldout_table.to_string())
+    print(f"\nThe top {res.show} of the predicted ranking next to the true ranks (1 = biggest hit; a "
+          f"random ranking puts on average {res.show * res.top_k / res.n_ranked:.1f} of the true top "
+          f"{res.top_k} here):")
+    print(res.side.head(res.show).to_string(index=False, formatters={"hit score": "{:.2e}".format}))
+    print(f"{res.hits} of the top {res.show} predicted are true top-10% songs; Spearman over all held-out "
+          f"songs {res.spearman:+.3f}.")
+    print(f"\ndone in {res.seconds:.0f} s. Corpus: {res.corpus}; features: {res.store}; run: "
+          f"{res.run_dir}; held-out ranking: {res.ranking_csv}; reports: {res.reports[0]}, {res.reports[1]}")
 
 
 COMMANDS = {"synth": cmd_synth, "extract": cmd_extract, "train": cmd_train, "cv": cmd_cv,
             "rank": cmd_rank, "demo": cmd_demo, "highlight": cmd_highlight,
             "highlighter": cmd_highlighter, "predict": cmd_predict, "tags": cmd_tags,
             "compare": cmd_compare, "pretrained": cmd_pretrained, "table1": cmd_table1,
-            "descriptors": cmd_descriptors, "fit": cmd_fit}
+            "descriptors": cmd_descriptors, "fit": cmd_fit, "learning-curve": cmd_learning_curve}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""Experiment configs: frozen dataclasses loaded from commented YAML (``yaml.safe_load``).
+"""Experiment configs of the spectrogram branch: frozen dataclasses (:mod:`hitrank.schema`)
+loaded from commented YAML (``yaml.safe_load``, :mod:`hitrank.yamlconfig`) and validated.
 
 Unknown keys, wrong types and out-of-range values are :class:`ConfigError` s that name the
 key and the allowed values, raised before any expensive work. ``--set key=value`` overrides
@@ -10,176 +11,50 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 
-from .errors import ConfigError
+from . import segments
+from .errors import CheckpointError, ConfigError
+from .features import FeatureParams
+from .models import available, model_class
 from .runtime import check_device_spec
-
-#: the configs shipped inside the package (configs/ at the top of the repository points here)
-PACKAGED_CONFIGS = Path(__file__).resolve().parent / "configs"
+from .schema import (  # noqa: F401  (the config's sections, re-exported)
+    Config,
+    CVConfig,
+    FeaturesConfig,
+    ModelConfig,
+    PairsConfig,
+    TagsConfig,
+    TrainConfig,
+)
+from .tags import TAGGER_ALIASES, TAGGERS, check_tagger, resolve_tagger
+from .targets import KINDS as TARGETS
+from .yamlconfig import (  # noqa: F401  (re-exported: the shared machinery, by its old paths)
+    PACKAGED_CONFIGS,
+    Plain,
+    apply_overrides,
+    build_config,
+    check_choice,
+    packaged_configs,
+    parse_override,
+    read_yaml,
+    resolve_config,
+    to_plain,
+)
 
 SAMPLINGS = ("none", "naive", "ab", "artist", "ab_artist")
-TARGETS = ("raw", "log", "neg_inv_log10")
 OPTIMIZERS = ("adagrad", "adam")
 PRECISIONS = ("auto", "fp32", "bf16")
 FALLBACK = "fallback"  # features.highlighter: the training-free HL-30 highlighter
 SELECT_METRICS = ("ndcg", "kendall", "spearman", "recall", "spearman_all", "val_loss")
 
 
-@dataclass(frozen=True)
-class FeaturesConfig:
-    segment: str = "mid30"  # a segment method of hitrank.segments: mid30 | hl30
-    highlighter: str = ""  # hl30: fallback (training-free) or an attention highlighter checkpoint
-    window: str = "hamming"  # hamming (paper) | hann (authors' code)
-    log: str = "db"  # db | log1p | none
-    tags: bool = False  # add the 50 MTT tag activations through the tag DNN (paper Eq. 4)
-    tag_scope: str = "segment"  # tags averaged over the 30 s segment | the whole song
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    name: str = "simple_cnn"  # a registered scoring model (role 'scorer'): simple_cnn | siamese
-    kwargs: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class PairsConfig:
-    sampling: str = "none"  # none (rating only) | naive | ab | artist | ab_artist
-    per_epoch: float = 1.0  # pairs drawn per epoch, as a multiple of the training songs
-    w: tuple = (0.5,)  # grid for the ranking-loss weight w in [0, 1]
-    margin: tuple = (0.5,)  # grid for the hinge margin m > 0 (units: std of the target)
-    fusion: tuple = (0.0, 0.25, 0.5, 0.75, 1.0)  # ab_artist: grid for the weight of the A/B model
-
-
-@dataclass(frozen=True)
-class TagsConfig:
-    mu: tuple = (0.5,)  # grid for the tag-branch weight mu in [0, 1]
-    tagger: str = "auto"  # auto (jynet, the paper's tagger, when imported; else musicnn) | musicnn | jynet | jynet-mtt-std
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = 30  # upper bound; early stopping on the validation loss
-    batch_size: int = 16  # songs (rating) or pairs (Siamese) per step
-    optimizer: str = "adagrad"  # adagrad (released code) | adam
-    lr: float = 0.005
-    lr_decay: float = 0.9  # lr multiplier when the validation loss does not improve
-    patience: int = 8  # epochs without improvement before stopping
-    target: str = "log"  # raw | log | neg_inv_log10 (released code: -1/log10(x))
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: bool = True  # deprecated: false = precision fp32 (kept so older configs load)
-    precision: str = "auto"  # fp32 | bf16 | auto: bfloat16 autocast on CUDA and on CPUs with AVX512-BF16 or AMX
-    bank: str = "auto"  # auto | on | off: train a fold's models (on a GPU: all folds) in lockstep as one model bank
-    seed: int = 0
-    init: str = ""  # start from released weights: an imported pretrained model (yu2018-kkbox) or a run / checkpoint
-
-
-@dataclass(frozen=True)
-class CVConfig:
-    folds: int = 10  # k folds; fold f tests chunk f, validates on chunk f+1, trains on the rest
-    artist_aware: bool = False  # keep each artist's songs in one chunk
-    fold_seed: int = 0  # folds come from a hash of (fold_seed, song_id): independent of train.seed
-    top_fraction: float = 0.1  # the "@10%" of the metrics
-    select_metric: str = "ndcg"  # validation metric that picks grid values and fusion weights (val_loss: by validation MSE)
-    allow_highlighter_overlap: bool = False  # evaluate on songs that supervised the attention highlighter (leaks labels)
-    processes: int = 0  # 0 auto (CPU: one single-threaded process per core for the folds) | 1 this process | N
-
-
-class Plain:
-    """Mixin of the top-level config dataclasses: ``to_dict()`` as plain YAML/JSON types."""
-
-    def to_dict(self) -> dict:
-        return to_plain(dataclasses.asdict(self))
-
-
-@dataclass(frozen=True)
-class Config(Plain):
-    name: str = "experiment"
-    features: FeaturesConfig = field(default_factory=FeaturesConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    pairs: PairsConfig = field(default_factory=PairsConfig)
-    tags: TagsConfig = field(default_factory=TagsConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    cv: CVConfig = field(default_factory=CVConfig)
-
-
-def to_plain(obj):
-    """Dataclass-as-dict values with tuples as lists (for YAML, JSON and checkpoints)."""
-    if isinstance(obj, dict):
-        return {k: to_plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_plain(v) for v in obj]
-    return obj
-
-
-def _coerce(path: str, value: Any, default: Any):
-    """Check/convert ``value`` to the type of the field's default."""
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise ConfigError(f"{path}={value!r}: expected true or false")
-        return value
-    if isinstance(default, int) and not isinstance(default, bool):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{path}={value!r}: expected an integer")
-        return value
-    if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{path}={value!r}: expected a number")
-        return float(value)
-    if isinstance(default, str):
-        if isinstance(value, bool):  # YAML 1.1 reads on/off/yes/no as booleans
-            return "on" if value else "off"
-        if not isinstance(value, str):
-            raise ConfigError(f"{path}={value!r}: expected a string")
-        return value
-    if isinstance(default, tuple):
-        items = value if isinstance(value, (list, tuple)) else [value]
-        if not items:
-            raise ConfigError(f"{path}: the grid is empty; give at least one value")
-        item_default = default[0] if default else 0.0  # lists of strings keep strings
-        return tuple(_coerce(f"{path}[{i}]", v, item_default) for i, v in enumerate(items))
-    if isinstance(default, dict):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{path}={value!r}: expected a mapping")
-        return value
-    return value
-
-
-def build_config(cls, data: dict, prefix: str = ""):
-    """Build the frozen dataclass ``cls`` from a mapping (strict: unknown keys, bad types)."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ConfigError(f"unknown key(s) {[prefix + k for k in unknown]}; "
-                          f"allowed under {prefix.rstrip('.') or 'the top level'}: {sorted(fields)}")
-    kwargs = {}
-    defaults = cls()
-    for name, value in data.items():
-        default = getattr(defaults, name)
-        if dataclasses.is_dataclass(default):
-            kwargs[name] = build_config(type(default), value, f"{prefix}{name}.")
-        else:
-            kwargs[name] = _coerce(prefix + name, value, default)
-    return cls(**kwargs)
-
-
-def check_choice(key, value, allowed):
-    """ConfigError naming the key and the allowed values unless ``value`` is allowed."""
-    if value not in allowed:
-        raise ConfigError(f"{key}={value!r}; allowed: {list(allowed)}")
-
-
 def validate(cfg: Config) -> Config:
-    """Range and consistency checks; returns ``cfg`` or raises ConfigError."""
-    from . import segments
-    from .models import available, model_class
-
+    """Range and consistency checks; returns ``cfg`` with its tagger resolved to a registered
+    one (``auto`` -> :data:`~hitrank.tags.DEFAULT_TAGGER`, so the run records a concrete
+    tagger), or raises ConfigError."""
     f, p, t, c = cfg.features, cfg.pairs, cfg.train, cfg.cv
     check_choice("features.segment", f.segment, segments.names())
     takes_highlighter = segments.get(f.segment).takes_highlighter
@@ -198,9 +73,7 @@ def validate(cfg: Config) -> Config:
     check_choice("train.precision", t.precision, PRECISIONS)
     check_choice("train.bank", t.bank, ("auto", "on", "off"))
     check_choice("cv.select_metric", c.select_metric, SELECT_METRICS)
-    from .tags import TAGGERS
-
-    check_choice("tags.tagger", cfg.tags.tagger, ["auto", *TAGGERS])
+    check_choice("tags.tagger", cfg.tags.tagger, [*TAGGERS, *(a for a in TAGGER_ALIASES if a not in TAGGERS)])
     check_choice("model.name", cfg.model.name, available("scorer"))
     for key, grid in (("pairs.w", p.w), ("tags.mu", cfg.tags.mu), ("pairs.fusion", p.fusion)):
         bad = [v for v in grid if not 0 <= v <= 1]
@@ -231,7 +104,7 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"pairs.sampling={p.sampling!r} needs a model trained on pairs "
                           f"(model.name in {pair_models})")
     check_device_spec(t.device)
-    return cfg
+    return dataclasses.replace(cfg, tags=dataclasses.replace(cfg.tags, tagger=resolve_tagger(cfg.tags.tagger)))
 
 
 def highlighter_checkpoint(cfg: Config) -> str | None:
@@ -240,90 +113,28 @@ def highlighter_checkpoint(cfg: Config) -> str | None:
     return h if h not in ("", FALLBACK) else None
 
 
-def feature_params(cfg: Config):
+def feature_params(cfg: Config) -> FeatureParams:
     """The :class:`~hitrank.features.FeatureParams` a config asks for (segment method,
-    highlighter, window, log, tags and tagger)."""
-    from . import segments
-    from .tags import resolve_tagger
-
+    highlighter, window, log, tags and tagger); no file is looked at."""
     f = cfg.features
     return segments.params_for(f.segment, highlighter_checkpoint(cfg), window=f.window, log=f.log,
                                tags=f.tag_scope if f.tags else "",
-                               tagger=resolve_tagger(cfg.tags.tagger) if f.tags else "")
+                               tagger=cfg.tags.tagger if f.tags else "")
 
 
-def check_available(cfg: Config) -> None:
-    """Fail early, naming the missing piece, for configs that need unreleased features."""
+def check_available(cfg: Config) -> FeatureParams:
+    """Fail early, naming the missing piece, for configs that need what is not installed (a
+    highlighter checkpoint, tagger weights); returns the config's :func:`feature_params`."""
     if highlighter_checkpoint(cfg) and not Path(cfg.features.highlighter).is_file():
         raise ConfigError(f"features.highlighter={cfg.features.highlighter!r}: no such checkpoint; "
                           "train one with `hitrank highlighter train` or leave it empty (fallback)")
+    params = feature_params(cfg)
     if cfg.features.tags:
-        from .errors import CheckpointError
-        from .tags import check_tagger
-
         try:
-            check_tagger(feature_params(cfg).tagger)
+            check_tagger(params.tagger)
         except CheckpointError as exc:
             raise ConfigError(f"{cfg.name}: features.tags=true: {exc}") from None
-
-
-def parse_override(item: str) -> tuple[list[str], Any]:
-    if "=" not in item:
-        raise ConfigError(f"--set {item!r}: expected key=value, e.g. train.epochs=2")
-    key, raw = item.split("=", 1)
-    try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {item!r}: value is not valid YAML ({exc})") from None
-    return key.strip().split("."), value
-
-
-def packaged_configs() -> list[str]:
-    """Names of the configs shipped inside the package (``table1/a_simple_cnn_mid30``, ...)."""
-    root = PACKAGED_CONFIGS
-    return sorted(p.relative_to(root).with_suffix("").as_posix() for p in root.rglob("*.yaml"))
-
-
-def resolve_config(spec: str | os.PathLike) -> Path:
-    """A config file: ``spec`` itself when it is a file, else the packaged config of that
-    name (``table1/a_simple_cnn_mid30``, with or without ``.yaml``)."""
-    path = Path(spec)
-    if path.is_file():
-        return path
-    name = str(spec).removeprefix("configs/")
-    for candidate in (PACKAGED_CONFIGS / name, PACKAGED_CONFIGS / f"{name}.yaml"):
-        if candidate.is_file():
-            return candidate
-    raise ConfigError(f"{str(spec)!r}: config file does not exist and is not a packaged config; "
-                      f"packaged: {', '.join(packaged_configs())}")
-
-
-def read_yaml(path: str | os.PathLike | None, overrides: list[str] = ()) -> dict:
-    """A YAML mapping (``safe_load``) with ``key=value`` overrides applied; not validated.
-
-    ``path`` is a file or a packaged config name (see :func:`resolve_config`).
-    """
-    data: dict = {}
-    if path is not None:
-        path = resolve_config(path)
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"{str(path)!r}: config file does not exist") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{str(path)!r}: not valid YAML ({exc})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{str(path)!r}: expected a mapping at the top level")
-        data.setdefault("name", path.stem)
-    for item in overrides:
-        keys, value = parse_override(item)
-        node = data
-        for k in keys[:-1]:
-            node = node.setdefault(k, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {item!r}: {k!r} is not a section")
-        node[keys[-1]] = value
-    return data
+    return params
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()) -> Config:
@@ -339,6 +150,11 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()
 def config_from_dict(data: dict) -> Config:
     """Rebuild a validated config from its :meth:`Config.to_dict` (a run folder, a worker)."""
     return validate(build_config(Config, data))
+
+
+def with_overrides(cfg: Config, overrides: list[str] = ()) -> Config:
+    """``cfg`` with ``key=value`` overrides applied, validated again."""
+    return config_from_dict(apply_overrides(cfg.to_dict(), overrides)) if overrides else cfg
 
 
 def dump_config(cfg: Config) -> str:

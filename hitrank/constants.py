@@ -29,3 +29,6 @@ TAGS = (
     "weird", "country", "metal", "female voice", "choral",
 )
 N_TAGS = len(TAGS)  # 50 tag probabilities per song
+#: the tagger of ``extract --tagger``, ``tags --model`` and the configs' ``tags.tagger`` when
+#: none is named (musicnn: its weights come with ``pip install musicnn``; JYnet needs an import)
+DEFAULT_TAGGER = "musicnn"

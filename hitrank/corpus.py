@@ -83,9 +83,7 @@ def _parse_score(value) -> tuple[float, str]:
         return math.nan, f"hit_score {value!r} is not a number"
     if not math.isfinite(x):
         return math.nan, f"hit_score {value!r} is not finite"
-    if x < 0:
-        return math.nan, f"hit_score {x} is negative"
-    return x, ""
+    return x, ""  # any finite score is a label (net liking is signed); targets check their domain
 
 
 def read_labels(
@@ -115,7 +113,7 @@ def read_labels(
             f"{str(csv_path)!r}: missing column(s) {missing}; a labels CSV needs "
             f"{list(REQUIRED_COLUMNS)} and optionally ['artist', 'hit_score'] (found {list(df.columns)})"
         )
-    base = csv_path.parent.absolute()
+    base = Path(os.path.normpath(csv_path.parent.absolute()))  # "../x/labels.csv" too
     refs, rejected, problems, seen = [], [], [], {}
     for line, row in enumerate(df.to_dict("records"), start=2):
         sid, rel = str(row["song_id"]).strip(), str(row["path"]).strip()

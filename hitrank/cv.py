@@ -38,16 +38,18 @@ import yaml
 from . import ood
 from .bank import FitJob, fit_many
 from .checkpoint import save_checkpoint
-from .config import Config, check_available, config_from_dict, dump_config, feature_params
-from .data import Dataset, make_folds
+from .config import Config, check_available, config_from_dict, dump_config
+from .data import Dataset, load_dataset, make_folds
 from .distributed import SINGLE, Context, barrier, my_folds
 from .engines import get_engine
-from .errors import ConfigError
+from .errors import ConfigError, HitrankError
+from .features import FeatureParams
 from .fileio import atomic_write_text
 from .metrics import METRICS
 from .runinfo import write_run_info
 from .runtime import pick_device
-from .targets import Target
+from .store import FeatureStore
+from .targets import Target, check_scores
 from .train import FitResult, predict_all, ranked_last, reduced_precision, scored
 from .uncertainty import fold_summary, pooled_metrics
 
@@ -94,7 +96,7 @@ def plan_fold(cfg: Config, ds: Dataset, fold: int, tr, va, te, seed: int, resume
     """The models a fold trains: every grid point (w, margin, mu) of its member(s) (the A/B
     and artist members of ``ab_artist``), each a :class:`~hitrank.bank.FitJob` with its own
     seed and resume file (an interrupted fold continues from its last finished epoch)."""
-    plan = FoldPlan(fold, tr, va, te, Target.fit(cfg.train.target, ds.scores[tr]))
+    plan = FoldPlan(fold, tr, va, te, Target.fit(cfg.train.target, ds.scores[tr], ds.song_ids[tr]))
     sampling = cfg.pairs.sampling
     members = [("ab", "ab", seed), ("artist", "artist", seed + 7)] if sampling == "ab_artist" \
         else [(sampling, sampling, seed)]
@@ -150,12 +152,22 @@ def train_plans(cfg: Config, ds: Dataset, X, T, plans: list[FoldPlan], ctx: Cont
     return out
 
 
-def prepare(cfg: Config, ds: Dataset, ctx: Context = SINGLE
+def folds_of(cfg: Config, ds: Dataset) -> list:
+    """The config's k folds of the dataset: (train, validation, test) index arrays per fold
+    (artist-aware when ``cv.artist_aware``; the same songs whichever process asks)."""
+    return make_folds(len(ds), cfg.cv.folds, cfg.cv.fold_seed,
+                      groups=ds.artists if cfg.cv.artist_aware else None, ids=ds.song_ids)
+
+
+def prepare(cfg: Config, ds: Dataset, ctx: Context = SINGLE, params: FeatureParams | None = None
             ) -> tuple[torch.device, torch.Tensor, torch.Tensor | None]:
     """Check the config against the data, then put all features (and tags) on the device
-    (under torchrun: this rank's device)."""
-    check_available(cfg)
-    want = feature_params(cfg).to_dict()
+    (under torchrun: this rank's device).
+
+    ``params``: the config's feature parameters when the caller has checked them already
+    (:func:`~hitrank.config.check_available`); else they are checked here.
+    """
+    want = (params or check_available(cfg)).to_dict()
     if not cfg.features.tags:  # a store with tags also serves the audio-only rows
         want["tags"], want["tagger"] = ds.params.get("tags", ""), ds.params.get("tagger", "")
     for key in ("window", "log", "segment", "highlighter", "tags", "tagger"):
@@ -168,7 +180,7 @@ def prepare(cfg: Config, ds: Dataset, ctx: Context = SINGLE
         if not (counts > 1).any():
             raise ConfigError(f"pairs.sampling={cfg.pairs.sampling!r} needs artists with several songs; "
                               "the labels have none (add an 'artist' column)")
-    Target(cfg.train.target).transform(ds.scores)  # fails early on scores the target cannot take
+    check_scores(cfg.train.target, ds.scores, ds.song_ids)  # fails early, naming the songs
     device = pick_device(ctx.device or cfg.train.device)
     T = torch.from_numpy(ds.tags).to(device) if cfg.features.tags else None
     return device, torch.from_numpy(np.ascontiguousarray(ds.features)).to(device), T
@@ -178,29 +190,41 @@ def _members(members):
     return [(wt, r.name, r.kwargs, r.model) for wt, r in members]
 
 
+def _same_config(cfg_file: Path, cfg: Config) -> bool:
+    """Whether the run folder's config.yaml is ``cfg`` (compared as configs, so a config written
+    before a default was spelled out, e.g. ``tags.tagger: auto``, still matches)."""
+    try:
+        return config_from_dict(yaml.safe_load(cfg_file.read_text())) == cfg
+    except (HitrankError, yaml.YAMLError, TypeError):
+        return False
+
+
 def run_cv(cfg: Config, ds: Dataset, out: str | os.PathLike, progress: bool = True,
-           ctx: Context = SINGLE, notes: dict | None = None) -> dict | None:
+           ctx: Context = SINGLE, notes: dict | None = None, params: FeatureParams | None = None
+           ) -> dict | None:
     """k-fold cross-validation; writes the run folder and returns the summary.
 
     Under torchrun (``ctx``), every rank calls this: in ``data`` mode all ranks train every
     fold together and rank 0 writes; in ``folds`` mode each rank runs and writes its own
     folds. Rank 0 returns the summary once every fold is done, the other ranks None.
+    ``params``: the config's checked feature parameters, if the caller has them (see
+    :func:`prepare`).
     """
     from tqdm import tqdm
 
     out = Path(out)
-    device, X, T = prepare(cfg, ds, ctx)
+    params = params or check_available(cfg)
+    device, X, T = prepare(cfg, ds, ctx, params)
     cfg_text = dump_config(cfg)
     cfg_file = out / "config.yaml"
     if ctx.main:
         out.mkdir(parents=True, exist_ok=True)
-        if cfg_file.exists() and cfg_file.read_text() != cfg_text and list(out.glob("fold_*.json")):
+        if cfg_file.exists() and list(out.glob("fold_*.json")) and not _same_config(cfg_file, cfg):
             raise ConfigError(f"{str(out)!r} holds a run with another config; use another --out")
         atomic_write_text(cfg_file, cfg_text)
         write_run_info(out, "spectrogram", "cv", name=cfg.name)
     barrier(ctx)  # the run folder exists and holds this config before any rank looks at it
-    folds = make_folds(len(ds), cfg.cv.folds, cfg.cv.fold_seed,
-                       groups=ds.artists if cfg.cv.artist_aware else None, ids=ds.song_ids)
+    folds = folds_of(cfg, ds)
     done = [f for f in range(len(folds)) if (out / f"fold_{f:02d}.json").exists()]
     todo = [f for f in my_folds(ctx, len(folds)) if f not in done]
     barrier(ctx)  # every rank has its list before any fold is marked done
@@ -210,7 +234,8 @@ def run_cv(cfg: Config, ds: Dataset, out: str | os.PathLike, progress: bool = Tr
     if processes > 1:  # single-threaded worker processes, one fold each (CPU)
         log.info("%s: %d folds in %d processes", cfg.name, len(todo), processes)
         with get_engine("local", processes) as run:
-            for _ in run(_fold_job, [(cfg.to_dict(), ds.source, f, str(out)) for f in todo], chunksize=1):
+            jobs = [(cfg.to_dict(), params.to_dict(), ds.source, f, str(out)) for f in todo]
+            for _ in run(_fold_job, jobs, chunksize=1):
                 bar.update()
     else:
         # on a GPU the folds train together in model banks; elsewhere fold by fold (the bank,
@@ -278,23 +303,19 @@ def fold_processes(cfg: Config, ds: Dataset, device, ctx: Context, n_todo: int) 
 
 
 @functools.lru_cache(maxsize=1)
-def _worker_data(cfg_text: str, source: str):
-    """A worker's dataset and device tensors, loaded once per process."""
-    from .data import load_dataset
-    from .store import FeatureStore
-
+def _worker_data(cfg_text: str, params_text: str, source: str):
+    """A worker's dataset and device tensors, loaded once per process (the config and its
+    feature parameters were checked by the parent)."""
     cfg = config_from_dict(yaml.safe_load(cfg_text))
     ds, _ = load_dataset(FeatureStore.open(source))
-    return cfg, ds, *prepare(cfg, ds)
+    return cfg, ds, *prepare(cfg, ds, params=FeatureParams.from_dict(yaml.safe_load(params_text)))
 
 
 def _fold_job(args) -> dict:
     """One fold in a worker process (see :func:`fold_processes`)."""
-    cfg_dict, source, f, out = args
-    cfg, ds, device, X, T = _worker_data(yaml.safe_dump(cfg_dict), source)
-    folds = make_folds(len(ds), cfg.cv.folds, cfg.cv.fold_seed,
-                       groups=ds.artists if cfg.cv.artist_aware else None, ids=ds.song_ids)
-    return run_folds(cfg, ds, X, T, device, Path(out), [f], folds)[0]
+    cfg_dict, params, source, f, out = args
+    cfg, ds, device, X, T = _worker_data(yaml.safe_dump(cfg_dict), yaml.safe_dump(params), source)
+    return run_folds(cfg, ds, X, T, device, Path(out), [f], folds_of(cfg, ds))[0]
 
 
 def _write_fold(out: Path, f: int, row: dict, members, target, cfg: Config, ds: Dataset, te, z,
@@ -349,22 +370,21 @@ def summarize(cfg: Config, out: Path, n_songs: int, seconds: float, device, proc
     return summary
 
 
-def run_train(cfg: Config, ds: Dataset, out: str | os.PathLike, ctx: Context = SINGLE) -> dict | None:
+def run_train(cfg: Config, ds: Dataset, out: str | os.PathLike, ctx: Context = SINGLE,
+              params: FeatureParams | None = None) -> dict | None:
     """Train one model: chunk 0 of the fold split validates, the rest trains (no test).
 
     Under torchrun every rank calls this (data-parallel); rank 0 writes and returns the
-    summary, the other ranks None.
+    summary, the other ranks None. ``params``: as in :func:`run_cv`.
     """
     out = Path(out)
-    device, X, T = prepare(cfg, ds, ctx)
+    device, X, T = prepare(cfg, ds, ctx, params)
     if ctx.main:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "config.yaml", dump_config(cfg))
         write_run_info(out, "spectrogram", "train", name=cfg.name)
     barrier(ctx)
-    folds = make_folds(len(ds), cfg.cv.folds, cfg.cv.fold_seed,
-                       groups=ds.artists if cfg.cv.artist_aware else None, ids=ds.song_ids)
-    _, va, te = folds[-1]  # fold k-1 validates on chunk 0 and tests chunk k-1
+    _, va, te = folds_of(cfg, ds)[-1]  # fold k-1 validates on chunk 0 and tests chunk k-1
     tr = np.setdiff1d(np.arange(len(ds)), va)
     t0 = time.time()
     plan = plan_fold(cfg, ds, -1, tr, va, te, cfg.train.seed, out / "resume", T is not None)
@@ -378,6 +398,9 @@ def run_train(cfg: Config, ds: Dataset, out: str | os.PathLike, ctx: Context = S
                     {**info, "ood": ood.reference(X, tr)})
     shutil.rmtree(out / "resume", ignore_errors=True)
     pd.DataFrame(curves).to_csv(out / "curves.csv", index=False)
+    z_val = sum(wt * r.val_pred for wt, r in members)  # the reference of `rank` percentiles
+    pd.DataFrame({"song_id": ds.song_ids[va], "hit_score": ds.scores[va], "pred_z": z_val,
+                  "pred": target.inverse(z_val)}).to_csv(out / "validation.csv", index=False)
     info["seconds"] = round(time.time() - t0, 1)
     atomic_write_text(out / "summary.json", json.dumps(info, indent=2, default=float))
     return info

@@ -76,7 +76,7 @@ def load_dataset(store: FeatureStore, labels: pd.DataFrame | None = None) -> tup
             problems.append((rec["song_id"], f"no features ({rec['status']}: {rec['error']})"))
         elif rec.get("silent", False):
             problems.append((rec["song_id"], "its analysed segment is digital silence"))
-        elif score is None or not math.isfinite(float(score)) or float(score) < 0:
+        elif score is None or not math.isfinite(float(score)):
             problems.append((rec["song_id"], f"no usable hit_score ({score!r})"))
         else:
             keep.append(rec)

@@ -24,12 +24,19 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pandas as pd
+from scipy.stats import spearmanr
 
+from .config import check_available, load_config
 from .runtime import cache_root
+from .synth import synthesize
+from .uncertainty import pooled_metrics, random_baseline
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +51,8 @@ SHOW = 15  # held-out songs shown side by side
 CONFIG = "table1/c_simple_cnn_hl30"  # the simple CNN on HL-30 (fallback highlighter)
 METRIC_NAMES = {"ndcg": "nDCG@10%", "spearman_all": "Spearman (all)", "kendall": "Kendall@10%",
                 "recall": "Recall@10%"}
+#: the demo's steps in order, as passed to ``on_step`` with what each one is about to do
+STEPS = ("synth", "extract", "cv", "cv_done", "rank")
 
 
 def _interval(point: float, ci) -> str:
@@ -52,8 +61,6 @@ def _interval(point: float, ci) -> str:
 
 def _whole_set_ci(y: np.ndarray, p: np.ndarray, seed: int = 0, n_boot: int = 2000) -> list[float]:
     """95% bootstrap interval of the Spearman correlation over all songs."""
-    from scipy.stats import spearmanr
-
     rng = np.random.default_rng(seed)
     vals = []
     for _ in range(n_boot):
@@ -66,10 +73,6 @@ def score_table(y: np.ndarray, pred: np.ndarray, latent: np.ndarray, folds=None,
     """Model vs random ranking vs oracle on the same songs: nDCG@10%, Spearman over all songs,
     Kendall and recall @10%, each with its 95% interval (model: bootstrap over songs; random:
     the central 95% of random rankings)."""
-    from scipy.stats import spearmanr
-
-    from .uncertainty import pooled_metrics, random_baseline
-
     model = pooled_metrics(y, pred, folds, top)
     rand = random_baseline(y, None, top)
     orc = pooled_metrics(y, latent, folds, top, n_boot=200)
@@ -90,69 +93,83 @@ def score_table(y: np.ndarray, pred: np.ndarray, latent: np.ndarray, folds=None,
     return table
 
 
-def run_demo(out: str | os.PathLike | None = None, n_songs: int = DEMO_SONGS, epochs: int = DEMO_EPOCHS,
-             workers: int = 2, progress: bool = True, heldout: int = HELDOUT_SONGS,
-             folds: int = DEMO_FOLDS) -> dict:
-    """Run the demo; prints its report and returns ``{"cv": summary, "heldout": dict}``."""
-    from .config import feature_params, load_config
-    from .cv import run_cv
-    from .cvreport import load_run, write_cv_report
-    from .data import load_dataset
-    from .extract import extract
-    from .rank import rank_folder
-    from .report import write_ranking_report
-    from .store import FeatureStore
-    from .synth import synthesize
+@dataclass
+class DemoResult:
+    """What the demo did and found (the CLI prints it)."""
+
+    out: Path  # the work folder
+    corpus: Path  # the labelled corpus
+    store: Path  # its HL-30 feature store
+    run_dir: Path  # the cross-validation run folder
+    ranking_csv: Path  # the held-out ranking
+    reports: tuple  # (held-out ranking report, CV report), HTML
+    summary: dict  # the CV summary (summary.json)
+    n_songs: int  # songs cross-validated
+    cv_table: pd.DataFrame  # model / random / oracle, pooled out-of-fold, with intervals
+    n_ranked: int  # held-out songs ranked
+    heldout_table: pd.DataFrame  # model / random / oracle on the held-out songs
+    side: pd.DataFrame  # predicted rank, true rank, song, hit score; best predicted first
+    show: int  # rows of ``side`` shown
+    top_k: int  # size of the true top 10% of the held-out songs
+    hits: int  # true top-10% songs among the first ``show`` predicted
+    spearman: float  # Spearman over all held-out songs
+    seconds: float
+
+
+def run_demo(commands: ModuleType, out: str | os.PathLike | None = None, n_songs: int = DEMO_SONGS,
+             epochs: int = DEMO_EPOCHS, workers: int = 2, progress: bool = True,
+             heldout: int = HELDOUT_SONGS, folds: int = DEMO_FOLDS,
+             on_step: Callable[[str, dict], None] | None = None) -> DemoResult:
+    """Run the demo with the commands' own calls (synth, extract, cv, rank); returns what it
+    found. ``on_step(step, facts)`` is called as each step of :data:`STEPS` starts (``cv_done``:
+    with the cross-validation's ``n_songs`` and ``table``), e.g. to print progress.
+
+    ``commands`` is the command layer, :mod:`hitrank.commands` (the CLI passes it): its
+    ``extract_store``, ``cross_validate`` and ``rank`` run the steps exactly as the commands
+    do. It is passed rather than imported so that the demo sits beside the command layer, not
+    above it, and the chain of imports under the CLI stays short.
+    """
+    def step(name: str, **facts) -> None:
+        if on_step is not None:
+            on_step(name, facts)
 
     t0 = time.time()
     out = Path(out) if out else cache_root() / "demo"
     corpus, held = out / "corpus", out / "heldout"
     cfg = load_config(CONFIG, [f"name=demo_{Path(CONFIG).name}", f"train.epochs={epochs}",
                                "train.patience=3", f"cv.folds={folds}"])
-    print(f"[1/4] synthesising {n_songs} labelled songs and {heldout} held-out songs into {out}")
+    step("synth", n_songs=n_songs, heldout=heldout, out=out)
     truth = synthesize(corpus, n_songs, seed=DEMO_SEED, sr=DEMO_SR, workers=workers, progress=progress)
     truth_held = synthesize(held, heldout, seed=HELDOUT_SEED, sr=DEMO_SR, workers=workers,
                             progress=progress)
-    print("[2/4] extracting HL-30 log-mels (the 30 s highlight, training-free highlighter)")
-    extract(corpus / "labels.csv", out / "store_hl30", feature_params(cfg), workers=workers,
-            progress=progress)
-    ds, _ = load_dataset(FeatureStore.open(out / "store_hl30"))
-    print(f"[3/4] {folds}-fold CV of the simple CNN on HL-30 (Table 1 row (c); at most {epochs} epochs)")
+    step("extract")
+    store, _ = commands.extract_store(cfg, check_available(cfg), corpus / "labels.csv",
+                                      out / "store_hl30", workers=workers, progress=progress)
+    step("cv", folds=folds, epochs=epochs)
     run_dir = out / "runs" / "simple_cnn_hl30"
-    summary = run_cv(cfg, ds, run_dir, progress=progress)
+    cv_report = out / "cv_report.html"
+    cv = commands.cross_validate(cfg, out=run_dir, store=store, progress=progress, report=cv_report)
     pred = pd.read_csv(run_dir / "predictions.csv").merge(truth[["song_id", "oracle"]], on="song_id")
     cv_table = score_table(pred.hit_score.to_numpy(), pred.pred.to_numpy(), pred.oracle.to_numpy(),
                            pred.fold.to_numpy(), cfg.cv.top_fraction)
-    print(f"\nCross-validated on {len(ds)} songs: pooled out-of-fold metrics (every song scored by "
-          "the fold model that never saw it), 95% intervals:")
-    print(cv_table.to_string())
-    print(f"[4/4] ranking the {heldout} held-out songs with the {folds} fold models")
-    ranking, failures = rank_folder(held / "audio", run_dir, cache=out / "heldout_store", workers=workers,
-                                    progress=progress)
-    ranking.to_csv(out / "heldout_ranking.csv", index=False)
-    write_ranking_report(ranking, failures, out / "heldout_report.html", str(run_dir),
-                         store_dir=ranking.attrs.get("store"))
-    write_cv_report([load_run(run_dir)], out / "cv_report.html")
+    step("cv_done", n_songs=cv["summary"]["n_songs"], table=cv_table)
+    step("rank", heldout=heldout, folds=folds)
+    ranking_csv, ranking_report = out / "heldout_ranking.csv", out / "heldout_report.html"
+    ranking, _ = commands.rank(held / "audio", run_dir, cache=out / "heldout_store", workers=workers,
+                               progress=progress, out=ranking_csv, html=ranking_report)
     th = truth_held.assign(file=truth_held.path.str.split("/").str[-1]).set_index("file")
     y = th.loc[ranking.song_id, "hit_score"].to_numpy()
     latent = th.loc[ranking.song_id, "oracle"].to_numpy()
     held_table = score_table(y, ranking.score.to_numpy(), latent, None, cfg.cv.top_fraction)
-    print(f"\nHeld-out check: the ranking of {len(ranking)} songs no model trained on, against their "
-          "true hit scores, 95% intervals:")
-    print(held_table.to_string())
     true_rank = pd.Series(y).rank(ascending=False, method="first").astype(int).to_numpy()
     side = pd.DataFrame({"predicted rank": ranking["rank"], "true rank": true_rank,
                          "song": ranking.song_id, "hit score": y})
     k = max(1, round(cfg.cv.top_fraction * len(ranking)))  # the true top 10%
     show = min(SHOW, len(ranking))
-    print(f"\nThe top {show} of the predicted ranking next to the true ranks (1 = biggest hit; a "
-          f"random ranking puts on average {show * k / len(ranking):.1f} of the true top {k} here):")
-    print(side.head(show).to_string(index=False, formatters={"hit score": "{:.2e}".format}))
-    hits = int((true_rank[:show] <= k).sum())
-    rho = held_table.attrs["model"]["pooled"]["spearman_all"]
-    print(f"{hits} of the top {show} predicted are true top-10% songs; Spearman over all held-out songs "
-          f"{rho:+.3f}.")
-    print(f"\ndone in {time.time() - t0:.0f} s. Corpus: {corpus}; features: {out / 'store_hl30'}; run: "
-          f"{run_dir}; held-out ranking: {out / 'heldout_ranking.csv'}; reports: "
-          f"{out / 'heldout_report.html'}, {out / 'cv_report.html'}")
-    return {"cv": summary, "cv_table": cv_table, "heldout": held_table, "side": side}
+    return DemoResult(out=out, corpus=corpus, store=store, run_dir=run_dir, ranking_csv=ranking_csv,
+                      reports=(ranking_report, cv_report), summary=cv["summary"],
+                      n_songs=cv["summary"]["n_songs"], cv_table=cv_table, n_ranked=len(ranking),
+                      heldout_table=held_table, side=side, show=show, top_k=k,
+                      hits=int((true_rank[:show] <= k).sum()),
+                      spearman=held_table.attrs["model"]["pooled"]["spearman_all"],
+                      seconds=time.time() - t0)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import segments
+from . import embeddings, segments
 from .constants import AUDIO_EXTENSIONS
 from .corpus import resolve_source
 from .engines import get_engine
@@ -22,6 +22,7 @@ from .errors import AudioLoadError, HitrankError
 from .features import FeatureParams
 from .runtime import single_thread
 from .store import FeatureStore
+from .tags import check_tagger, segment_tags
 
 log = logging.getLogger(__name__)
 
@@ -59,23 +60,25 @@ def extract_song(path: str | os.PathLike, params: FeatureParams = FeatureParams(
         is digital silence: kept, flagged); the segment method's
         manifest fields (HL-30: ``method`` and ``curve``, the per-second importance curve as a
         JSON list); with ``params.tags`` also ``tags``, the (50,) float32 tag vector of the
-        segment or of the whole song, from ``params.tagger``.
+        segment or of the whole song, from ``params.tagger``; with ``params.embedding`` also
+        ``embedding``, the (embedding_dim,) float32 song embedding of that network
+        (:mod:`hitrank.embeddings`) over the segment or the whole song.
 
     Raises
     ------
     AudioLoadError
         When the file cannot be used; the message names the file and the reason.
     """
-    from .features import log_mel
-
     cut = segments.get(params.segment).cut(path, params, highlighter)
     seg, extra = cut.segment, dict(cut.fields)
     with single_thread():
-        mel = log_mel(seg.audio, params).numpy().astype(params.dtype)
+        mel = cut.mel(params).numpy().astype(params.dtype)
         if params.tags:
             extra["tags"] = _song_tags(path, params, seg.audio, cut.song)
+        if params.embedding:
+            extra["embedding"] = _song_embedding(path, params, seg.audio, cut.song)
     # checked after the cast: raw power can overflow float16 (hence float32 for log='none')
-    if not np.all(np.isfinite(mel)) or not np.all(np.isfinite(extra.get("tags", 0.0))):
+    if not all(np.all(np.isfinite(v)) for v in (mel, extra.get("tags", 0.0), extra.get("embedding", 0.0))):
         raise AudioLoadError(path, "features are not finite (corrupt audio?)")
     if seg.silent:
         log.warning("%r: the analysed segment is digital silence; kept, flagged silent=True "
@@ -89,13 +92,24 @@ def extract_song(path: str | os.PathLike, params: FeatureParams = FeatureParams(
 def _song_tags(path, params: FeatureParams, segment_audio: np.ndarray, song: np.ndarray | None):
     """The (50,) tag vector of the segment, or of the whole song (decoded again only when the
     segment method did not decode it)."""
-    from .tags import segment_tags
-
     if params.tags == "segment":
         return segment_tags(segment_audio, params.sr, tagger=params.tagger)
     if song is not None:
         return segment_tags(song, params.sr, tagger=params.tagger, scope="song")
     return segment_tags(None, params.sr, whole=path, tagger=params.tagger)
+
+
+def _song_embedding(path, params: FeatureParams, segment_audio: np.ndarray, song: np.ndarray | None):
+    """The song embedding of the segment, or of the whole song (decoded again, at the
+    network's own rate, only when the segment method did not decode it)."""
+    try:
+        if params.embedding_scope == "segment":
+            return embeddings.embed_audio(segment_audio, params.sr, params.embedding)
+        if song is not None:
+            return embeddings.embed_audio(song, params.sr, params.embedding)
+    except HitrankError as exc:  # e.g. shorter than one window of the network
+        raise AudioLoadError(path, str(exc)) from None
+    return embeddings.embed_file(path, params.embedding)
 
 
 def _job(args):
@@ -153,9 +167,9 @@ def extract(
                            f"{params.segment!r}, highlighter={params.highlighter!r} use none; "
                            "build the parameters with segments.params_for()")
     if params.tags:
-        from .tags import check_tagger
-
         check_tagger(params.tagger)  # missing tagger weights stop the run before any work
+    if params.embedding:
+        embeddings.get(params.embedding).check()  # so do missing embedding weights
     least = 0 if engine == "ray" else 1  # the ray engine's 0: every CPU of the local instance
     if workers < least:
         raise HitrankError(f"workers={workers}; need at least {least}")
@@ -166,7 +180,7 @@ def extract(
     for r in rejected:
         log.error("%s", r.reason)
         report.failures.append((r.song_id, r.path, r.reason))
-    with FeatureStore.create_or_open(out, params) as store:
+    with FeatureStore.create_or_open(out, params, segments.get(params.segment).manifest_fields) as store:
         store.plan([(r.song_id, r.path, r.artist, r.hit_score) for r in refs])
         done = store.done_ids()
         todo = [r for r in refs if r.song_id not in done]
@@ -184,7 +198,7 @@ def extract(
                         store.fail(song_id, reason)
                         report.failures.append((song_id, paths[song_id], reason))
                     else:
-                        store.write(song_id, feats, info, tags=info.pop("tags", None))
+                        store.write(song_id, feats, info, **{k: info.pop(k, None) for k in store.sides})
                         report.ok += 1
                         if info.get("silent"):
                             report.silent.append((song_id, paths[song_id]))

@@ -42,6 +42,10 @@ if TYPE_CHECKING:  # torch and librosa are imported when first needed (fast star
 WINDOWS = ("hamming", "hann")
 LOGS = ("db", "log1p", "none")
 TAG_SCOPES = ("", "segment", "song")
+EMBEDDING_SCOPES = ("", "segment", "song")
+#: '' the mel of the segment's audio (cut first) | 'centre' the released ret30 rule: on audio of
+#: ``segment_seconds`` or longer, the mel of all of it with its centre ``n_frames`` kept
+MEL_CROPS = ("", "centre")
 DEFAULT_TAGGER = "musicnn"  # the tagger of stores made before the tagger was recorded
 
 
@@ -60,6 +64,10 @@ class FeatureParams:
     highlighter: str = ""  # set by the segment method: hl30 'fallback' or 'attention:<digest>'
     tags: str = ""  # '' none | 'segment' | 'song': 50 MTT tags averaged over the segment / song
     tagger: str = ""  # the tagger of the tags (hitrank.tags.TAGGERS): musicnn | jynet; '' without tags
+    embedding: str = ""  # '' none | a pretrained network of hitrank.embeddings (musicnn, ...)
+    embedding_scope: str = ""  # 'segment' | 'song': what the embedding averages over; '' without one
+    embedding_dim: int = 0  # its width (recorded so a store can be read without the network)
+    mel_crop: str = ""  # '' cut the segment's audio, then its mel | 'centre': see MEL_CROPS (Mid-30 only)
 
     def __post_init__(self):
         if self.window not in WINDOWS:
@@ -72,6 +80,14 @@ class FeatureParams:
             object.__setattr__(self, "tagger", DEFAULT_TAGGER)
         elif not self.tags and self.tagger:
             object.__setattr__(self, "tagger", "")
+        if self.mel_crop not in MEL_CROPS:
+            raise ParameterError(f"mel_crop={self.mel_crop!r}; expected one of {MEL_CROPS}")
+        if self.embedding_scope not in EMBEDDING_SCOPES:
+            raise ParameterError(f"embedding_scope={self.embedding_scope!r}; expected one of "
+                                 f"{EMBEDDING_SCOPES[1:]}")
+        if bool(self.embedding) != (self.embedding_dim > 0) or bool(self.embedding) != bool(self.embedding_scope):
+            raise ParameterError(f"embedding={self.embedding!r}, embedding_scope={self.embedding_scope!r}, "
+                                 f"embedding_dim={self.embedding_dim}: give all three or none")
 
     @property
     def dtype(self) -> str:

@@ -10,7 +10,9 @@ For a test fold of ``n`` songs let ``N = max(2, round(top * n))`` (the true top 
     it occupies (scikit-learn's ``ndcg_score(..., ignore_ties=False)``), i.e. the expected DCG
     over all orders of the tie, so the score never depends on the order of the rows. Equals
     ``sklearn.metrics.ndcg_score([y], [p], k=N, ignore_ties=False)``, and with no ties the
-    plain ``ndcg_score([y], [p], k=N)``.
+    plain ``ndcg_score([y], [p], k=N)``. Signed labels (e.g. net liking in [-1, 1]): the
+    gains are the labels minus their minimum over the ranked songs, so the least-liked song
+    gains 0 (:func:`gains`); non-negative labels are their own gains, as in the paper.
 ``kendall`` / ``spearman``
     Kendall tau-b and Spearman rho (average ranks) of prediction vs truth over the songs in
     the TRUE top N. When true scores tie at the cut-off, every song tied with the N-th best is
@@ -117,17 +119,28 @@ def _check(y_true, y_pred, top: float) -> tuple[np.ndarray, np.ndarray]:
         raise ParameterError("y_true and y_pred must be finite (NaN or inf found)")
     if not 0 < top <= 1:
         raise ParameterError(f"top={top}; expected a fraction in (0, 1]")
-    if np.any(y < 0):
-        raise ParameterError("y_true must be non-negative raw hit scores (nDCG gains)")
     return y, rank_precision(p)
+
+
+def gains(y: np.ndarray) -> np.ndarray:
+    """nDCG gains of raw labels ``y`` (..., n): the labels themselves when none is negative,
+    else the labels minus their minimum (per row), so that every gain is >= 0.
+
+    Kendall, Spearman and recall do not depend on this shift; nDCG does, so the rule is fixed
+    here once (see the module docstring).
+    """
+    y = np.asarray(y, dtype=np.float64)
+    low = y.min(axis=-1, keepdims=True)
+    return np.where(low < 0, y - low, y)
 
 
 def _top_metrics(y: np.ndarray, p: np.ndarray, top: float) -> dict:
     """The @top metrics of checked arrays (``p`` already in rank precision)."""
     k = n_top(len(y), top)
     discount_cum = np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(k) + 2.0))])
-    ideal = float(np.sum(np.sort(y)[::-1][:k] * np.diff(discount_cum)))
-    ndcg = _tie_averaged_dcg(y, p, discount_cum, k) / ideal if ideal > 0 else 0.0
+    g = gains(y)
+    ideal = float(np.sum(np.sort(g)[::-1][:k] * np.diff(discount_cum)))
+    ndcg = _tie_averaged_dcg(g, p, discount_cum, k) / ideal if ideal > 0 else 0.0
     kth_best = np.partition(y, len(y) - k)[len(y) - k]
     true_top = y >= kth_best  # every song tied with the k-th best
     overlap = float(np.sum(_in_top_probability(p, k) * _in_top_probability(y, k)))
@@ -159,7 +172,7 @@ def ranking_metrics(y_true, y_pred, top: float = 0.1) -> dict:
 
     Parameters
     ----------
-    y_true : array (n,) of raw, non-negative hit scores
+    y_true : array (n,) of raw hit scores (any finite values; nDCG gains: :func:`gains`)
     y_pred : array (n,) of predictions (any monotone scale)
     top : fraction of songs in the top group (paper: 0.1)
 
@@ -246,7 +259,8 @@ def _batch_top_metrics(y: np.ndarray, p: np.ndarray, k: int) -> dict:
     zero = np.zeros((len(y), 1))
     order_p = np.argsort(-p, axis=1, kind="stable")
     start, end = _run_bounds(np.take_along_axis(p, order_p, axis=1))
-    gain_cum = np.concatenate([zero, np.cumsum(np.take_along_axis(y, order_p, axis=1), axis=1)], axis=1)
+    g = gains(y)
+    gain_cum = np.concatenate([zero, np.cumsum(np.take_along_axis(g, order_p, axis=1), axis=1)], axis=1)
     mean_gain = (np.take_along_axis(gain_cum, end, axis=1)
                  - np.take_along_axis(gain_cum, start, axis=1)) / (end - start)
     dcg = (mean_gain[:, :k] * discounts).sum(axis=1)
@@ -254,7 +268,7 @@ def _batch_top_metrics(y: np.ndarray, p: np.ndarray, k: int) -> dict:
 
     order_y = np.argsort(-y, axis=1, kind="stable")
     y_sorted = np.take_along_axis(y, order_y, axis=1)
-    ideal = (y_sorted[:, :k] * discounts).sum(axis=1)
+    ideal = (np.take_along_axis(g, order_y, axis=1)[:, :k] * discounts).sum(axis=1)
     start_y, end_y = _run_bounds(y_sorted)
     in_top_y = _unsort(np.clip(k - start_y, 0, end_y - start_y) / (end_y - start_y), order_y)
 
@@ -273,7 +287,7 @@ def top_metrics_batch(y_true, y_pred, top: float = 0.1) -> dict:
 
     Parameters
     ----------
-    y_true : array (B, m) of raw, non-negative hit scores, one ranking problem per row
+    y_true : array (B, m) of raw hit scores, one ranking problem per row
     y_pred : array (B, m) of predictions
     top : fraction of songs in the top group
 

@@ -1,7 +1,7 @@
 """Out-of-distribution flags for ranked songs: how far a song's features lie from the songs a
 model was trained on.
 
-The statistic (documented in the README): for each song, the mean over time of its log-mel
+The statistic (documented in docs/training.md): for each song, the mean over time of its log-mel
 per mel bin (a 128-d timbre/level profile, ``m``); for the training songs of a model, the
 per-bin mean ``mu`` and standard deviation ``sd`` of those profiles and the 99th percentile
 ``q99`` of their distance ``d = sqrt(mean_bins(((m - mu) / sd) ** 2))`` (an RMS z-score).

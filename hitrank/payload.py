@@ -14,14 +14,16 @@ from __future__ import annotations
 import os
 import pickle
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from .errors import CheckpointError
 from .fileio import atomic_torch_save
 
+if TYPE_CHECKING:
+    import torch
+
 FORMAT = "hitrank-checkpoint/2"
-KINDS = ("spectrogram", "descriptor", "highlighter", "tagger")
+KINDS = ("spectrogram", "descriptor", "highlighter", "tagger", "transfer")
 #: formats written by earlier hitrank versions, read as the kind they held
 LEGACY_FORMATS = {"hitrank-checkpoint/1": "spectrogram",
                   "hitrank-descriptor-checkpoint/1": "descriptor",
@@ -49,6 +51,8 @@ def load_payload(path: str | os.PathLike, kind: str | None = None) -> dict:
         executable Python objects (refused, never loaded unsafely), not a hitrank
         checkpoint, or of another kind than ``kind``.
     """
+    import torch  # lazily: run folders are read (run.json, kinds) without torch
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{str(path)!r}: checkpoint file does not exist")

@@ -8,13 +8,16 @@ checkpoints under ``$HITRANK_CACHE/models/``:
 
 * ``jynet/jynet.pt`` -- the tagger (kind ``tagger``), used by ``--tagger jynet``;
 * ``yu2018-kkbox/`` -- a run folder (run.json, model.pt) ranking with ret30 on the Mid-30
-  segment: raw power mel (Hann window, no log, 128 x 323) + JYnet tags of the same 30 s;
+  segment: raw power mel (Hann window, no log, 128 x 323) + JYnet tags of the same 30 s; on
+  audio of 30 s or longer the mel frames follow the released extractor (the centre 323 frames
+  of the whole song's mel, ``mel_crop='centre'``, :func:`hitrank.segments.centre_mel`);
 * ``yu2018-kkbox-hl30/`` -- the same model on hitrank's HL-30 segment (training-free
   fallback highlighter; the released pipeline used the authors' own highlighter);
 
 each with ``provenance.json`` (source files and their SHA-1, licences, options) and the
 licence text. Then ``hitrank rank FOLDER --model yu2018-kkbox`` ranks any folder, and
-``hitrank train|cv --init yu2018-kkbox`` starts a model from the released weights.
+``hitrank train|cv --init yu2018-kkbox`` starts a model from the released weights
+(:func:`hitrank.checkpoint.init_weights`).
 
 Score: ``score`` is ret30's output y on its training scale ``-1/log10(r)``;
 ``predicted_hit_score`` is ``r = 10^(-1/y)`` (y <= 0 gives 0), the predicted retention-30
@@ -32,14 +35,26 @@ from pathlib import Path
 
 import torch
 
+from . import segments
+from .checkpoint import save_checkpoint
 from .errors import CheckpointError, HitrankError
 from .fileio import atomic_write_text
-from .models.ret30 import CKPT_DIR, CKPT_PREFIX, REPO_URL
-from .runinfo import models_dir, write_run_info
+from .models import build
+from .models.ret30 import CKPT_DIR, CKPT_PREFIX, REPO_URL, ret30_state
+from .runinfo import write_run_info
+from .runtime import models_dir
+from .schema import Config
+from .tags import jynet, jynet_checkpoint
+from .tags.bundle import read_bundle
+from .targets import Target
+from .yamlconfig import build_config
 
 log = logging.getLogger(__name__)
 
 KKBOX_MODELS = {"yu2018-kkbox": "mid30", "yu2018-kkbox-hl30": "hl30"}  # name -> segment method
+#: the released extractor's frame crop, per segment method: the centre frames of the whole
+#: song's mel (HL-30 cuts exactly 30 s, whose 323 frames are all kept: nothing to crop)
+KKBOX_MEL_CROP = {"mid30": "centre", "hl30": ""}
 SOURCE = "https://github.com/OckhamsRazor/HSP_CNN"
 LICENCES = {"ret30": "Apache-2.0 (the HSP_CNN repository, LICENSE)",
             "jynet": "ISC (JYnet, Liu & Yang 2016, distributed in the HSP_CNN repository)"}
@@ -77,17 +92,12 @@ def ret30_prefix(folder: str | os.PathLike) -> Path:
 def convert_ret30(folder: str | os.PathLike, fusion: str = "trained") -> dict:
     """Read the released ret30 checkpoint under ``folder`` (``ret30.mdl/`` inside it, or the
     folder itself) and convert it (:func:`hitrank.models.ret30.ret30_state`)."""
-    from .models.ret30 import ret30_state
-    from .tags.bundle import read_bundle
-
     prefix = ret30_prefix(folder)
     return ret30_state(read_bundle(prefix), fusion, str(prefix))
 
 
 def load_ret30(folder: str | os.PathLike, fusion: str = "trained") -> torch.nn.Module:
     """The converted ret30 network, in eval mode (see :func:`convert_ret30`)."""
-    from .models import build
-
     d = convert_ret30(folder, fusion)
     model = build(d["model"], **d["kwargs"])
     model.load_state_dict(d["state_dict"])
@@ -96,8 +106,6 @@ def load_ret30(folder: str | os.PathLike, fusion: str = "trained") -> torch.nn.M
 
 def kkbox_config(segment: str, fusion: str) -> dict:
     """The resolved config a converted ret30 run records (the features it needs)."""
-    from .config import Config, build_config
-
     data = {"name": f"yu2018_kkbox_{segment}",
             "features": {"segment": segment, "window": "hann", "log": "none", "tags": True,
                          "tag_scope": "segment"},
@@ -125,12 +133,6 @@ def import_release(path: str | os.PathLike, force: bool = False, fusion: str = "
     -------
     The folders written (the JYnet folder and the KKBOX run folders).
     """
-    from . import segments
-    from .checkpoint import save_checkpoint
-    from .data import Target
-    from .models import build
-    from .tags import jynet, jynet_checkpoint
-
     if fusion not in FUSIONS:
         raise HitrankError(f"fusion={fusion!r}; expected one of {FUSIONS}")
     if standardisation not in jynet.STANDARDISATIONS:
@@ -171,13 +173,14 @@ def import_release(path: str | os.PathLike, force: bool = False, fusion: str = "
             shutil.rmtree(out)
         out.mkdir(parents=True)
         params = segments.params_for(segment, None, window="hann", log="none", tags="segment",
-                                     tagger=tagger)
+                                     tagger=tagger, mel_crop=KKBOX_MEL_CROP[segment])
         cfg = kkbox_config(segment, fusion)
         cfg["tags"]["tagger"] = tagger
         info = {"model": "ret30: the simple CNN + tag DNN of " + PAPER + ", trained on KKBOX "
                          "listening data (retention-30 popularity)",
                 "source": SOURCE, "licence": LICENCES["ret30"], "tagger_licence": LICENCES["jynet"],
                 "fusion": fusion, "jynet_standardisation": standardisation, "segment": segment,
+                "mel_crop": params.mel_crop,
                 "files": _sources(folder, rfiles), "imported_from": str(folder.absolute()),
                 "score": "y on the training scale -1/log10(r); predicted_hit_score = 10^(-1/y), "
                          "the predicted retention-30 share r (0 when y <= 0)"}
@@ -190,41 +193,3 @@ def import_release(path: str | os.PathLike, force: bool = False, fusion: str = "
         written.append(out)
     log.info("imported %s", ", ".join(map(str, written)))
     return written
-
-
-def init_weights(model: torch.nn.Module, spec: str | os.PathLike) -> list[str]:
-    """Start ``model`` from the released weights of an imported model (``--init``).
-
-    The CNN layers of a ``simple_cnn`` / ``siamese`` / ``tag_fusion`` model are copied from
-    ret30's CNN and, when the model has a tag branch, the tag DNN from ret30's tag DNN (its
-    inputs are tags in :data:`hitrank.tags.TAGS` order). The model's own input
-    standardisation (set from its training songs) is kept. Returns the parameter names set.
-    """
-    from .checkpoint import find_checkpoints, load_payload
-
-    payload = load_payload(find_checkpoints(spec)[0], "spectrogram")
-    source = payload["members"][0]["state_dict"]
-    cnn = {k.removeprefix("base."): v for k, v in source.items() if k.startswith("base.net.")}
-    dnn = {k: v for k, v in source.items() if k.startswith("dnn.")}
-    target = model.state_dict()
-    loaded = {}
-    for key in target:
-        tail = key.split("net.", 1)
-        if key.endswith(("in_mean", "in_std")):
-            continue
-        if key.startswith("dnn.") or ".dnn." in key:
-            src = dnn.get(key[key.index("dnn."):])
-        elif len(tail) == 2:
-            src = cnn.get("net." + tail[1])
-        else:
-            src = None
-        if src is not None:
-            if src.shape != target[key].shape:
-                raise CheckpointError(f"--init {spec}: {key} has shape {tuple(target[key].shape)} here "
-                                      f"but {tuple(src.shape)} in the released model; --init needs the "
-                                      "paper's simple CNN (default model.kwargs)")
-            loaded[key] = src
-    if not loaded:
-        raise CheckpointError(f"--init {spec}: no layer of this model matches the released ret30 CNN")
-    model.load_state_dict({**target, **loaded})
-    return sorted(loaded)

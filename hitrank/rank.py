@@ -8,7 +8,17 @@ log hit score for the default target), where the models are commensurate; the en
 ``score_std`` the spread over the fold models (0 for a single model), and
 ``predicted_hit_score`` the mean mapped back to the hit-score scale. Songs are flagged
 ``padded`` (shorter than the segment), ``silent`` (the segment is digital silence: ranked
-last) and ``ood`` (features far from the training songs', :mod:`hitrank.ood`).
+last) and ``ood`` (features far from the training songs', :mod:`hitrank.ood`; ``ood_note`` says why
+it is empty for models without a training reference, such as imported pretrained models).
+``padded`` is set only when the zero padding is at least :data:`PADDED_MIN_SHARE` of the
+segment (a 29.98 s preview is not "padded"). ``artist`` and ``title`` come from the labels
+CSV when ranking one, else from the files' own tags (ID3, Vorbis comments, RIFF INFO).
+
+With ``curve=True`` every song's hit-potential curve is computed (:mod:`hitrank.curve`):
+``best_start``, ``best_end``, ``best_score``, ``shift_spread`` and ``unstable``;
+``segment="best"`` ranks by ``best_score``. Every ranking gets a percentile against a
+reference (:mod:`hitrank.reference`): the run's own training songs by default, or the songs
+of ``reference`` scored by the same model.
 """
 
 from __future__ import annotations
@@ -21,31 +31,26 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import segments
-from .checkpoint import find_checkpoints, load_checkpoint
-from .errors import CheckpointError
+from . import audio, segments
+from .curve import CURVE_HOP_SECONDS, load_scorers, song_curve, unstable
+from .errors import HitrankError, ParameterError
 from .extract import extract
 from .features import FeatureParams
 from .ood import ood_scores
+from .reference import Reference, ranking_reference, training_reference
 from .runtime import cached_store_path, pick_device
 from .store import FeatureStore
 
 log = logging.getLogger(__name__)
 
 SCORE_CHUNK = 4096  # songs read from the store and scored at once (about 340 MB of float16)
-
-
-def load_scorers(model: str | os.PathLike, device: torch.device):
-    """Load every checkpoint of a run; they must share feature parameters."""
-    scorers = [load_checkpoint(p, device) for p in find_checkpoints(model)]
-    first = scorers[0]
-    for s in scorers[1:]:
-        if s.feature_params != first.feature_params:
-            raise CheckpointError(f"{s.source!r} was trained on other features than {first.source!r}")
-        if s.target.kind != first.target.kind:
-            raise CheckpointError(f"{s.source!r} predicts a {s.target.kind!r} target, {first.source!r} "
-                                  f"a {first.target.kind!r} one: they cannot be averaged")
-    return scorers
+#: a song is flagged ``padded`` when zero padding fills at least this share of the segment
+#: (1.5 s of 30 s): a 29.98 s preview clip is scored on what it is, not flagged
+PADDED_MIN_SHARE = 0.05
+MIN_SPREAD_SONGS = 10  # songs needed to use the ranked songs' own spread for ``unstable``
+SEGMENT_CHOICES = ("configured", "best")  # what ``segment=`` ranks by
+NO_OOD_REFERENCE = ("no training-song statistics in this model (an imported pretrained model): "
+                    "out-of-distribution not measured")
 
 
 def _score_chunk(store: FeatureStore, scorers, ids: list, dev: torch.device) -> tuple[np.ndarray, np.ndarray]:
@@ -60,9 +65,49 @@ def _score_chunk(store: FeatureStore, scorers, ids: list, dev: torch.device) -> 
     return t, o
 
 
-def _flags(padded, silent, ood) -> list[str]:
-    return ["; ".join(f for f, on in (("silent", s), ("padded", p), ("out_of_distribution", o)) if on)
-            for p, s, o in zip(padded, silent, ood, strict=True)]
+FLAGS = ("silent", "padded", "out_of_distribution", "unstable")  # flag name, in the order shown
+
+
+def _flags(ranking: pd.DataFrame) -> list[str]:
+    """The ``flags`` column: the set flags of each song, ``; ``-separated."""
+    cols = {"silent": "silent", "padded": "padded", "out_of_distribution": "ood", "unstable": "unstable"}
+    on = {f: ranking[c].to_numpy(dtype=bool) if c in ranking else np.zeros(len(ranking), bool)
+          for f, c in cols.items()}
+    return ["; ".join(f for f in FLAGS if on[f][i]) for i in range(len(ranking))]
+
+
+def padded_flags(duration: np.ndarray, seconds: float, share: float = PADDED_MIN_SHARE) -> np.ndarray:
+    """Whether zero padding fills at least ``share`` of a ``seconds`` segment: (n,) bool for
+    songs of ``duration`` (n,) s."""
+    d = np.asarray(duration, dtype=np.float64)
+    return (seconds - d) >= share * seconds
+
+
+def file_tags(paths) -> tuple[list[str], list[str]]:
+    """``(artists, titles)`` of audio files from their own tags ('' where absent)."""
+    tags = [audio.read_tags(p) for p in paths]
+    return [t.get("artist", "") for t in tags], [t.get("title", "") for t in tags]
+
+
+def song_curves(store: FeatureStore, ok: pd.DataFrame, scorers, params: FeatureParams, dev: torch.device,
+                hop_seconds: float = CURVE_HOP_SECONDS, progress: bool = True) -> dict:
+    """The hit-potential curve of every song of ``ok`` (manifest rows), around its analysed
+    segment: ``{song_id: PotentialCurve}`` (songs whose audio no longer decodes are left out,
+    logged)."""
+    from tqdm import tqdm
+
+    uses_tags = any(s.uses_tags for s in scorers)
+    out = {}
+    for rec in tqdm(ok.itertuples(), total=len(ok), desc="curves", unit="song", disable=not progress):
+        try:
+            y, duration = audio.load(rec.path, params.sr)
+        except HitrankError as exc:
+            log.warning("no curve for %r: %s", rec.path, exc)
+            continue
+        tags = store.load_tags([rec.song_id])[0] if uses_tags else None
+        out[rec.song_id] = song_curve(y, params, scorers, float(rec.seg_start), duration, tags,
+                                      hop_seconds, dev)
+    return out
 
 
 def rank_folder(
@@ -75,8 +120,12 @@ def rank_folder(
     highlighter: str | os.PathLike | None = None,
     engine: str = "local",
     address: str | None = None,
+    curve: bool = False,
+    segment: str = "configured",
+    reference: str | os.PathLike | Reference | None = None,
+    hop_seconds: float = CURVE_HOP_SECONDS,
 ) -> tuple[pd.DataFrame, list]:
-    """Rank every audio file under ``folder``.
+    """Rank every audio file under ``folder`` (or every song of a labels CSV).
 
     Extraction runs on ``engine`` (``local`` with ``workers`` processes, or ``ray`` on a local
     instance or the cluster at ``address``, see :mod:`hitrank.engines`); scoring runs here on
@@ -85,23 +134,46 @@ def rank_folder(
     For HL-30 models made with an attention highlighter, the highlighter checkpoint named in
     the model's config is used (or ``highlighter``); its digest must match the model's.
 
+    Parameters
+    ----------
+    curve : also compute every song's hit-potential curve (:mod:`hitrank.curve`): every
+        30 s window every ``hop_seconds`` (s) scored by the fold ensemble
+    segment : ``configured`` (rank by the model's segment, Mid-30 / HL-30) or ``best`` (rank
+        by the best window's score; needs ``curve``)
+    reference : the percentile's reference: None (the run's training songs, when it has
+        their scores), a labels CSV or a folder of songs (scored by this model; features
+        cached), or a :class:`~hitrank.reference.Reference`
+
     Returns
     -------
     ranking : DataFrame sorted best first (songs with a silent segment last), columns ``rank,
-        song_id, path, score, score_std, predicted_hit_score, n_models, seg_start, seg_end,
-        duration, padded, silent, ood_score, ood, flags``. ``score`` is the mean over the fold
-        models of each one's prediction on its own target's transformed scale (the log hit
-        score for the default ``log`` target: the geometric mean of the models' predicted hit
-        scores), ``score_std`` their spread, ``predicted_hit_score`` the mean mapped back;
+        song_id, path, artist, title, score, score_std, predicted_hit_score, n_models,
+        seg_start, seg_end, duration, padded, silent, ood_score, ood, ood_note, percentile,
+        percentile_lo, percentile_hi, flags`` and with ``curve`` also ``best_start, best_end,
+        best_score, shift_spread, unstable``. ``score`` is the mean over the fold models of
+        each one's prediction on its own target's transformed scale (the log hit score for
+        the default ``log`` target: the geometric mean of the models' predicted hit scores),
+        ``score_std`` their spread, ``predicted_hit_score`` the mean mapped back;
         ``ood_score`` (> 1: out of distribution, see :mod:`hitrank.ood`) is averaged over
-        the models, NaN for models without a training reference (imported ones)
+        the models, NaN for models without a training reference (``ood_note`` says so);
+        ``percentile`` (0-100, NaN without a reference) places ``score`` among the
+        reference's scores. ``ranking.attrs`` holds ``store`` (the feature store),
+        ``reference`` (its name, or why there is none), ``between_song_sd`` and, with
+        ``curve``, ``curves`` ({song_id: :class:`~hitrank.curve.PotentialCurve`})
     failures : list of (song_id, path, reason) for files that could not be scored
     """
+    if segment not in SEGMENT_CHOICES:
+        raise ParameterError(f"segment={segment!r}; expected one of {SEGMENT_CHOICES}")
+    if segment == "best" and not curve:
+        raise ParameterError("segment='best' ranks by the best window of each song's curve: "
+                             "pass curve=True (--curve)")
     dev = pick_device(device)
     scorers = load_scorers(model, dev)
     params = FeatureParams.from_dict(scorers[0].feature_params)
     recorded = scorers[0].config.get("features", {}).get("highlighter", "")
     highlighter = segments.get(params.segment).resolve_highlighter(params, highlighter, recorded)
+    ref, ref_note = _reference(reference, model, scorers, cache=cache, workers=workers, device=device,
+                               progress=progress, highlighter=highlighter, engine=engine, address=address)
     store_dir = Path(cache) if cache else cached_store_path(folder, params)
     rep = extract(folder, store_dir, params, workers=workers, progress=progress,
                   highlighter=highlighter, engine=engine, address=address)
@@ -117,19 +189,67 @@ def rank_folder(
     t = np.concatenate([p[0] for p in parts], axis=1)  # (n_models, n_songs), transformed scale
     o = np.concatenate([p[1] for p in parts], axis=1)
     mean = t.mean(axis=0)
-    ood_score = np.nanmean(o, axis=0) if np.isfinite(o).any() else np.full(len(ok), np.nan)
+    std = t.std(axis=0) if len(scorers) > 1 else np.zeros(len(ok))
+    has_ood = np.isfinite(o).any()
+    ood_score = np.nanmean(o, axis=0) if has_ood else np.full(len(ok), np.nan)
     ood = np.nan_to_num(ood_score, nan=0.0) > 1.0
+    padded = padded_flags(ok.duration.to_numpy(), params.segment_seconds)
+    artists, titles = file_tags(ok.path)
+    if "artist" in ok:  # a labels CSV names the artists; file tags fill the gaps
+        artists = [a if isinstance(a, str) and a else b for a, b in zip(ok.artist, artists, strict=True)]
     ranking = pd.DataFrame({
-        "song_id": ok.song_id, "path": ok.path, "score": mean,
-        "score_std": t.std(axis=0) if len(scorers) > 1 else np.zeros(len(ok)),
-        "predicted_hit_score": scorers[0].target.invert(mean), "n_models": len(scorers),
+        "song_id": ok.song_id, "path": ok.path, "artist": artists, "title": titles, "score": mean,
+        "score_std": std, "predicted_hit_score": scorers[0].target.invert(mean), "n_models": len(scorers),
         "seg_start": ok.seg_start, "seg_end": ok.seg_end, "duration": ok.duration,
-        "padded": ok.padded, "silent": ok.silent, "ood_score": ood_score, "ood": ood,
-        "flags": _flags(ok.padded.astype(bool), ok.silent, ood),
+        "padded": padded, "silent": ok.silent.astype(bool), "ood_score": ood_score, "ood": ood,
+        "ood_note": "" if has_ood else NO_OOD_REFERENCE,
     })
+    shift = None
+    if curve:
+        curves = song_curves(store, ok, scorers, params, dev, hop_seconds, progress)
+        got = [curves.get(sid) for sid in ok.song_id]
+        ranking["best_start"] = [c.best_start if c else np.nan for c in got]
+        ranking["best_end"] = [c.best_end if c else np.nan for c in got]
+        ranking["best_score"] = [c.best_score if c else np.nan for c in got]
+        ranking["shift_spread"] = shift = np.array([c.shift_spread if c else np.nan for c in got])
+        ranking.attrs["curves"] = curves
+    between = ref.sd if ref is not None else (float(np.std(mean)) if len(ok) >= MIN_SPREAD_SONGS else np.nan)
+    if curve:
+        ranking["unstable"] = unstable(shift, between)
+    if ref is not None:
+        p, lo, hi = ref.percentiles(mean, std, shift)
+    else:
+        p = lo = hi = np.full(len(ok), np.nan)
+    ranking["percentile"], ranking["percentile_lo"], ranking["percentile_hi"] = p, lo, hi
+    ranking["flags"] = _flags(ranking)
     # a silent segment says nothing about the song: it goes last, flagged, whatever its score
-    ranking = ranking.sort_values(["silent", "score"], ascending=[True, False], kind="stable"
-                                  ).reset_index(drop=True)
+    key = "best_score" if segment == "best" else "score"
+    ranking = ranking.sort_values(["silent", key], ascending=[True, False], kind="stable",
+                                  na_position="last").reset_index(drop=True)
     ranking.insert(0, "rank", np.arange(1, len(ranking) + 1))
     ranking.attrs["store"] = str(store_dir)  # for the HTML report (log-mel images, curves, tags)
+    ranking.attrs["reference"] = ref.name if ref is not None else ref_note
+    ranking.attrs["between_song_sd"] = between
+    ranking.attrs["segment"] = segment
     return ranking, failures
+
+
+def _reference(reference, model, scorers, **rank_kwargs) -> tuple[Reference | None, str]:
+    """The percentile's reference and, when there is none, why (in words)."""
+    if isinstance(reference, Reference):
+        return reference, ""
+    if reference is None:
+        return training_reference(model, scorers[0].target)
+    src = Path(reference)
+    if not src.exists():
+        raise ParameterError(f"reference={str(reference)!r}: no such labels CSV or folder")
+    cache = rank_kwargs.pop("cache")
+    ref_cache = Path(cache).with_name(Path(cache).name + "_reference") if cache else None
+    ranked, failed = rank_folder(src, model, cache=ref_cache, **rank_kwargs)
+    if failed:
+        log.warning("%d reference song(s) of %s could not be scored", len(failed), src)
+    if "silent" not in ranked:
+        raise ParameterError(f"reference={str(reference)!r}: no song of it could be scored")
+    ref = ranking_reference(ranked, src.name)
+    ref.name = f"the {len(ref.scores)} songs of {src.name}"
+    return ref, ""

@@ -3,8 +3,9 @@
 ``{"format": "hitrank-run/1", "kind": "spectrogram" | "descriptor", "command": "cv" |
 "train" | "import", "hitrank": version, "created": ISO time, ...}``. Commands that use a run
 (``rank``, ``predict``, ``compare``) read it instead of opening checkpoints to guess. A
-single checkpoint file names its kind itself (:func:`hitrank.checkpoint.checkpoint_kind`).
-Run folders written before run.json existed are recognised from their first checkpoint.
+single checkpoint file names its kind itself (:func:`hitrank.payload.checkpoint_kind`).
+Run folders written before run.json existed are recognised from their first checkpoint
+(:func:`find_checkpoints`: the checkpoints of a run folder).
 
 Pretrained models imported with ``hitrank pretrained import`` live under
 ``$HITRANK_CACHE/models/<name>`` and can be named instead of a path (``--model yu2018-kkbox``).
@@ -20,26 +21,21 @@ from pathlib import Path
 
 from .errors import CheckpointError
 from .fileio import atomic_write_text
-from .runtime import cache_root
+from .payload import checkpoint_kind
+from .runtime import models_dir
+from .version import __version__
 
 log = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
 RUN_FORMAT = "hitrank-run/1"
-RUN_KINDS = ("spectrogram", "descriptor")
+RUN_KINDS = ("spectrogram", "descriptor", "transfer")  # transfer: models on pretrained embeddings
 #: pretrained models that ``hitrank pretrained import`` can install, and where from
 PRETRAINED = {"yu2018-kkbox": "the authors' KKBOX-trained ret30 CNN + tag DNN with JYnet tags"}
 
 
-def models_dir() -> Path:
-    """Where imported pretrained models live: ``$HITRANK_CACHE/models``."""
-    return cache_root() / "models"
-
-
 def write_run_info(out: str | os.PathLike, kind: str, command: str, **extra) -> None:
     """Write ``out/run.json`` (atomically)."""
-    from . import __version__
-
     if kind not in RUN_KINDS:
         raise ValueError(f"kind={kind!r}; expected one of {RUN_KINDS}")
     info = {"format": RUN_FORMAT, "kind": kind, "command": command, "hitrank": __version__,
@@ -82,8 +78,6 @@ def resolve_model(spec: str | os.PathLike) -> Path:
 
 def run_kind(model: str | os.PathLike) -> str:
     """What a run folder or checkpoint holds: ``spectrogram`` or ``descriptor``."""
-    from .checkpoint import checkpoint_kind, find_checkpoints
-
     path = resolve_model(model)
     if path.is_dir():
         info = read_run_info(path)
@@ -95,3 +89,18 @@ def run_kind(model: str | os.PathLike) -> str:
     if kind not in RUN_KINDS:
         raise CheckpointError(f"{str(path)!r} holds a {kind} checkpoint, not a model that ranks songs")
     return kind
+
+
+def find_checkpoints(model: str | os.PathLike) -> list[Path]:
+    """A checkpoint file, or every ``fold_*.pt`` / ``model.pt`` in a run folder (or in an
+    imported pretrained model, named like ``yu2018-kkbox``)."""
+    model = resolve_model(model)
+    if model.is_file():
+        return [model]
+    if model.is_dir():
+        found = sorted(model.glob("fold_*.pt")) or sorted(model.glob("model.pt"))
+        if found:
+            return found
+        raise CheckpointError(f"{str(model)!r}: no fold_*.pt or model.pt in this run folder; "
+                              "train one with `hitrank cv` or `hitrank train`")
+    raise CheckpointError(f"{str(model)!r}: no such run folder or checkpoint")

@@ -175,6 +175,12 @@ def cache_root() -> Path:
     return Path(os.environ.get("HITRANK_CACHE", Path.home() / ".cache" / "hitrank"))
 
 
+def models_dir() -> Path:
+    """Where imported pretrained models live: ``$HITRANK_CACHE/models`` (``hitrank pretrained
+    import`` writes them; run folders by name, the JYnet tagger under ``jynet/``)."""
+    return cache_root() / "models"
+
+
 def cache_dir(kind: str, key: dict) -> Path:
     """A cache folder ``cache_root()/kind/<16 hex digits of the key's hash>``.
 

@@ -6,7 +6,9 @@ A segment method is registered by name and gives everything the rest of hitrank 
   name the method (and its highlighter) in stores and checkpoints;
 * :meth:`SegmentMethod.cut` -- the decoded 30 s of one song, plus the manifest fields the
   method records (HL-30: ``method`` and the per-second ``curve``) and the whole decoded song
-  when the method had to decode it anyway (reused for song-scope tags);
+  when the method had to decode it anyway (reused for song-scope tags); :meth:`Cut.mel` gives
+  its features (the mel of the 30 s, or with ``mel_crop='centre'`` the centre frames of the
+  mel of the whole song: :func:`centre_mel`);
 * :meth:`SegmentMethod.resolve_highlighter` -- the checkpoint a store or model made with this
   method needs, checked against the digest recorded in its parameters.
 
@@ -21,11 +23,17 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import audio
 from .errors import CheckpointError, ParameterError
-from .features import FeatureParams
+from .features import FeatureParams, log_mel
+from .thumbnail import find_highlight, highlighter_id, parse_highlighter_id
+
+if TYPE_CHECKING:  # torch is imported when first needed (fast start)
+    import torch
 
 CURVE_DECIMALS = 4  # the per-second HL-30 curve is stored rounded to this many decimals
 
@@ -39,11 +47,64 @@ class Cut:
     segment : :class:`hitrank.audio.Segment`, exactly ``segment_seconds`` of mono audio
     fields : manifest fields of the method (e.g. ``method``, ``curve``), JSON-ready
     song : (n,) the whole decoded song at the feature rate, when the method decoded it
+    centre_frames : the features are the centre frames of the mel of ``song`` (the released
+        ret30 rule, :func:`centre_mel`), not the mel of ``segment``
     """
 
     segment: object
     fields: dict = field(default_factory=dict)
     song: np.ndarray | None = None
+    centre_frames: bool = False
+
+    def mel(self, params: FeatureParams) -> torch.Tensor:
+        """The features of this cut: (n_mels, params.n_frames) float32 torch tensor (CPU)."""
+        if self.centre_frames:
+            return centre_mel(self.song, params)
+        return log_mel(self.segment.audio, params)
+
+
+def centre_first(n_samples: int, params: FeatureParams) -> int:
+    """The first of the ``params.n_frames`` centre frames that the released ret30 extractor
+    keeps of the centred mel of ``n_samples`` samples: ``T // 2 - n_frames // 2`` with
+    ``T = 1 + n_samples // hop_length`` (0 when ``T == n_frames``; see :func:`centre_mel`)."""
+    n, total = params.n_frames, 1 + n_samples // params.hop_length
+    if total < n:
+        raise ParameterError(f"the centre frames need audio of at least {n} frames ({(n - 1) * params.hop_length} "
+                             f"samples), got {n_samples} samples; shorter audio takes the segment path "
+                             "(zero-padded)")
+    return total // 2 - n // 2
+
+
+def centre_mel(y: np.ndarray, params: FeatureParams) -> torch.Tensor:
+    """The released ret30 front end: the mel of all of ``y``, its centre ``n_frames`` kept.
+
+    The authors' extractor (``mel_extract.py`` of OckhamsRazor/HSP_CNN) computes the centred
+    mel of the whole clip, ``T = 1 + len(y) // hop`` frames, and keeps the frames
+    ``[T // 2 - n // 2, T // 2 - n // 2 + n)`` (n = 323: ``[T//2 - 161, T//2 + 162)``;
+    :func:`centre_first`). Only the samples those frames read are transformed (equal to
+    slicing the whole mel, also for a song of an hour), with the centred STFT's zero padding
+    outside ``y``.
+
+    Parameters
+    ----------
+    y : (n_samples,) mono audio at ``params.sr``, at least ``params.n_frames`` frames long
+        (``n_samples >= (n_frames - 1) * hop_length``)
+    params : FeatureParams
+
+    Returns
+    -------
+    torch.Tensor, shape (n_mels, n_frames), float32 (``params.log`` applied)
+    """
+    n, hop, half = params.n_frames, params.hop_length, params.n_fft // 2
+    first = centre_first(len(y), params)
+    # frames whose centred windows reach the first kept one's: computed, then dropped, so that
+    # the kept frames see the song (or the centred STFT's zeros), never the window's edge padding
+    lead = -(-half // hop)
+    lo = (first - lead) * hop  # sample under the centre of the first computed frame (may be < 0)
+    window = np.zeros((n - 1 + 2 * lead) * hop + 1, dtype=np.float32)
+    a, b = max(lo, 0), min(lo + len(window), len(y))
+    window[a - lo: b - lo] = y[a:b]
+    return log_mel(window, params)[:, lead: lead + n]
 
 
 class SegmentMethod:
@@ -56,12 +117,22 @@ class SegmentMethod:
     #: whether configs must name a highlighter (``features.highlighter``) for this method
     takes_highlighter: bool = False
 
+    #: the ``mel_crop`` values (:data:`hitrank.features.MEL_CROPS`) this method's cut honours
+    mel_crops: tuple[str, ...] = ("",)
+
     def feature_params(self, highlighter: str | os.PathLike | None = None, **kwargs) -> FeatureParams:
         """Feature parameters of this method; ``kwargs`` are other FeatureParams fields."""
         if highlighter:
             raise ParameterError(f"segment {self.name!r} takes no highlighter (got {str(highlighter)!r}); "
                                  "highlighters are for hl30")
-        return FeatureParams(segment=self.name, **kwargs)
+        return self.check_mel_crop(FeatureParams(segment=self.name, **kwargs))
+
+    def check_mel_crop(self, params: FeatureParams) -> FeatureParams:
+        """``params``, or a ParameterError when this method cannot honour ``params.mel_crop``."""
+        if params.mel_crop not in self.mel_crops:
+            raise ParameterError(f"mel_crop={params.mel_crop!r} is not available with segment "
+                                 f"{self.name!r} (it takes {self.mel_crops}); use segment 'mid30'")
+        return params
 
     def resolve_highlighter(self, params: FeatureParams, given=None, recorded: str = "") -> str | None:
         """The highlighter checkpoint that features ``params`` need (None: none needed)."""
@@ -111,15 +182,29 @@ def params_for(segment: str, highlighter: str | os.PathLike | None = None, **kwa
 
 @register
 class Mid30(SegmentMethod):
-    """The 30 s centred on the middle of the song (only those frames are decoded)."""
+    """The 30 s centred on the middle of the song (only those frames are decoded).
+
+    With ``params.mel_crop == 'centre'`` (the authors' imported ret30, ``yu2018-kkbox``) the
+    whole song is decoded and, when it lasts ``segment_seconds`` or longer, the features are
+    the centre frames of its mel (:func:`centre_mel`), as the released extractor computes
+    them, and the segment (tags, ``seg_start``) is the ``segment_seconds`` from where the
+    first kept frame's window starts: for a clip of 30 s to 30.19 s that is the clip's start,
+    where the released tagger reads it. A shorter song takes the usual path (zero-padded).
+    """
 
     name = "mid30"
     help = "the middle 30 s (default)"
+    mel_crops = ("", "centre")
 
     def cut(self, path, params, highlighter=None) -> Cut:
-        from . import audio
-
-        return Cut(audio.load_mid30(path, sr=params.sr, allow_silent=True))
+        if params.mel_crop != "centre":
+            return Cut(audio.load_mid30(path, sr=params.sr, allow_silent=True))
+        y, duration = audio.load(path, params.sr)
+        centre = len(y) >= int(round(params.segment_seconds * params.sr))
+        first = centre_first(len(y), params) if centre else 0
+        start = max(0, first * params.hop_length - params.n_fft // 2) / params.sr  # s
+        seg = audio.crop(path, y, params.sr, start, duration, params.segment_seconds, allow_silent=True)
+        return Cut(seg, song=y, centre_frames=centre)
 
 
 @register
@@ -133,15 +218,12 @@ class HL30(SegmentMethod):
     takes_highlighter = True
 
     def feature_params(self, highlighter=None, **kwargs) -> FeatureParams:
-        from .thumbnail import highlighter_id
-
-        return FeatureParams(segment=self.name, highlighter=highlighter_id(highlighter), **kwargs)
+        return self.check_mel_crop(FeatureParams(segment=self.name, highlighter=highlighter_id(highlighter),
+                                                 **kwargs))
 
     def resolve_highlighter(self, params, given=None, recorded: str = "") -> str | None:
         """``given`` (or the ``recorded`` path of a model's config) when ``params`` were made
         with an attention highlighter; its digest must match."""
-        from .thumbnail import highlighter_id, parse_highlighter_id
-
         kind, _ = parse_highlighter_id(params.highlighter)
         if kind == "fallback":
             return None
@@ -155,10 +237,9 @@ class HL30(SegmentMethod):
         return str(path)
 
     def cut(self, path, params, highlighter=None) -> Cut:
-        from . import audio
-        from .thumbnail import find_highlight, parse_highlighter_id
-        from .thumbnail.attention import load_highlighter_cached
+        from .thumbnail.attention import load_highlighter_cached  # lazily: torch
 
+        self.check_mel_crop(params)
         kind, _ = parse_highlighter_id(params.highlighter)
         if (kind == "attention") != bool(highlighter):
             raise ParameterError(f"params.highlighter={params.highlighter!r} does not match "

@@ -4,13 +4,16 @@
 
 On-disk layout (readable with plain numpy and pandas)::
 
-    STORE/params.json        feature parameters and format version
+    STORE/params.json        feature parameters, format version and the manifest's extra columns
     STORE/mel_<segment>.npy  float16, shape (capacity, n_mels, n_frames); row r = song at row r
     STORE/tags.npy           float32, shape (capacity, 50): MTT tag probabilities (only with tags)
+    STORE/emb_<net>_<scope>.npy  float32, shape (capacity, dim): a pretrained network's song
+                             embedding (only with ``--embedding``; hitrank.embeddings)
     STORE/manifest.csv       one row per song: song_id, path, row, seg_start, seg_end,
                              duration, padded, status (ok|failed|pending), error, artist, hit_score,
                              silent (the segment is digital silence: kept, flagged), then the
-                             segment method's own fields (HL-30: method, curve)
+                             segment method's own fields (HL-30: method, curve), as recorded
+                             in params.json (``manifest_fields``)
     STORE/journal.jsonl      append-only log the manifest is rebuilt from (internal)
 
 ``np.load(STORE / 'mel_mid30.npy', mmap_mode='r')[manifest.row[manifest.status == 'ok']]``
@@ -30,6 +33,7 @@ import fcntl
 import json
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -65,12 +69,15 @@ class FeatureStore:
     Use :meth:`open` to read an existing store and :meth:`create_or_open` to extract into one.
     """
 
-    def __init__(self, root: Path, params: FeatureParams):
+    def __init__(self, root: Path, params: FeatureParams, fields: Sequence[str] = ()):
         self.root = Path(root)
         self.params = params
+        self.fields = tuple(fields)  # the segment method's manifest columns, after BASE_COLUMNS
+        self._fields_recorded = True  # False: an older store's params.json, fields inferred
         self._records: dict[str, dict] = {}
         self._fd: int | None = None
-        self._tags_fd: int | None = None
+        self._side_fd: dict[str, int] = {}  # side array name -> open file (tags, embedding)
+        self._side_offset: dict[str, int] = {}
         self._journal = Journal(self.root / "journal.jsonl")
         self._writing = False  # set by plan(): close() then syncs and writes the manifest
         self._lock = None
@@ -91,6 +98,25 @@ class FeatureStore:
         return bool(self.params.tags)
 
     @property
+    def embedding_path(self) -> Path:
+        p = self.params
+        return self.root / f"emb_{p.embedding}_{p.embedding_scope}.npy"
+
+    @property
+    def has_embedding(self) -> bool:
+        return bool(self.params.embedding)
+
+    @property
+    def sides(self) -> dict[str, tuple[Path, int]]:
+        """The per-song vectors stored beside the features: name -> (file, width)."""
+        out = {}
+        if self.has_tags:
+            out["tags"] = (self.tags_path, N_TAGS)
+        if self.has_embedding:
+            out["embedding"] = (self.embedding_path, self.params.embedding_dim)
+        return out
+
+    @property
     def row_shape(self) -> tuple[int, int]:
         return (self.params.n_mels, self.params.n_frames)
 
@@ -102,9 +128,7 @@ class FeatureStore:
     @property
     def manifest_columns(self) -> list[str]:
         """The manifest's columns: the base ones, then the segment method's own fields."""
-        from . import segments
-
-        return BASE_COLUMNS + list(segments.get(self.params.segment).manifest_fields)
+        return BASE_COLUMNS + list(self.fields)
 
     @classmethod
     def open(cls, root: str | os.PathLike) -> FeatureStore:
@@ -121,14 +145,34 @@ class FeatureStore:
             raise StoreError(f"{str(pfile)!r}: corrupt params.json ({exc})") from None
         store = cls(root, params)
         store._load_records()
+        recorded = meta.get("manifest_fields")
+        store._fields_recorded = recorded is not None
+        store.fields = tuple(recorded) if recorded is not None else store._fields_of_older_store()
         return store
 
-    @classmethod
-    def create_or_open(cls, root: str | os.PathLike, params: FeatureParams) -> FeatureStore:
-        """Open a store for writing, creating it if needed; refuses different parameters."""
-        from . import segments
+    def _fields_of_older_store(self) -> tuple[str, ...]:
+        """The extra manifest columns of a store written before params.json recorded them:
+        those of its manifest.csv, else those of its journal's records."""
+        mfile = self.root / "manifest.csv"
+        if mfile.exists():
+            columns = list(pd.read_csv(mfile, nrows=0).columns)
+        else:
+            columns = list(dict.fromkeys(k for r in self._records.values() for k in r))
+        return tuple(c for c in columns if c not in BASE_COLUMNS)
 
-        segments.get(params.segment)  # an unknown segment method fails before anything is written
+    @classmethod
+    def create_or_open(cls, root: str | os.PathLike, params: FeatureParams,
+                       fields: Sequence[str] | None = None) -> FeatureStore:
+        """Open a store for writing, creating it if needed; refuses different parameters.
+
+        Parameters
+        ----------
+        root : the store's folder
+        params : the feature parameters of every song in it
+        fields : the extra manifest columns (text) the segment method fills, e.g. HL-30's
+            ``("method", "curve")`` (``segments.get(params.segment).manifest_fields``);
+            recorded in params.json. None: those the store records (a new store: none).
+        """
         root = Path(root)
         root.mkdir(parents=True, exist_ok=True)
         pfile = root / "params.json"
@@ -141,11 +185,18 @@ class FeatureStore:
                     f"{str(root)!r} holds features made with other parameters "
                     f"(stored vs requested: {diff}); use another --out folder"
                 )
+            if fields is not None and not store._fields_recorded:
+                store.fields = tuple(fields)  # an older store: the segment method knows them
+            elif fields is not None and tuple(fields) != store.fields:
+                raise StoreError(f"{str(root)!r} has the manifest columns {list(store.fields)} of its "
+                                 f"segment method, not {list(fields)}; use another --out folder")
         else:
+            fields = tuple(fields or ())
             atomic_write_text(pfile, json.dumps(
                 {"format_version": FORMAT_VERSION, "features": params.to_dict(),
-                 "n_frames": params.n_frames, "dtype": params.dtype}, indent=2))
-            store = cls(root, params)
+                 "n_frames": params.n_frames, "dtype": params.dtype,
+                 "manifest_fields": list(fields)}, indent=2))
+            store = cls(root, params, fields)
         store._acquire_lock()
         return store
 
@@ -213,13 +264,24 @@ class FeatureStore:
         """Tag vectors of finished songs, (len(song_ids), 50) float32."""
         if not self.has_tags:
             raise StoreError(f"{str(self.root)!r} holds no tags; extract with `hitrank extract --tags`")
+        return self._load_side("tags", song_ids)
+
+    def load_embeddings(self, song_ids: list[str]) -> np.ndarray:
+        """Embeddings of finished songs, (len(song_ids), embedding_dim) float32."""
+        if not self.has_embedding:
+            raise StoreError(f"{str(self.root)!r} holds no embeddings; extract with "
+                             "`hitrank extract --embedding musicnn`")
+        return self._load_side("embedding", song_ids)
+
+    def _load_side(self, name: str, song_ids: list[str]) -> np.ndarray:
+        path, width = self.sides[name]
         missing = [s for s in song_ids if self._records.get(s, {}).get("status") != "ok"]
         if missing:
-            raise StoreError(f"{str(self.root)!r}: no tags for {len(missing)} song(s), e.g. {missing[:3]}")
+            raise StoreError(f"{str(self.root)!r}: no {name} for {len(missing)} song(s), e.g. {missing[:3]}")
         rows = np.array([int(self._records[s]["row"]) for s in song_ids], dtype=np.int64)
-        mm = np.load(self.tags_path, mmap_mode="r")
-        if mm.shape[1] != N_TAGS:
-            raise StoreError(f"{str(self.tags_path)!r}: expected {N_TAGS} tags per song, found {mm.shape[1]}")
+        mm = np.load(path, mmap_mode="r")
+        if mm.shape[1] != width:
+            raise StoreError(f"{str(path)!r}: expected {width} values per song, found {mm.shape[1]}")
         return np.asarray(mm[rows], dtype=np.float32)
 
     # ------------------------------------------------------------------ writing
@@ -247,19 +309,23 @@ class FeatureStore:
 
     def _ensure_capacity(self, n_rows: int) -> None:
         _grow(self.data_path, (n_rows, *self.row_shape), self.dtype)
-        if self.has_tags:
-            _grow(self.tags_path, (n_rows, N_TAGS), np.float32)
+        for path, width in self.sides.values():
+            _grow(path, (n_rows, width), np.float32)
         self._open_data()
 
-    def _open_data(self) -> None:
-        for fd in (self._fd, self._tags_fd):
+    def _close_files(self) -> None:
+        for fd in (self._fd, *self._side_fd.values()):
             if fd is not None:
                 os.close(fd)
+        self._fd, self._side_fd = None, {}
+
+    def _open_data(self) -> None:
+        self._close_files()
         self._offset = np.load(self.data_path, mmap_mode="r").offset  # header length, bytes
         self._fd = os.open(self.data_path, os.O_RDWR)
-        if self.has_tags:
-            self._tags_offset = np.load(self.tags_path, mmap_mode="r").offset
-            self._tags_fd = os.open(self.tags_path, os.O_RDWR)
+        for name, (path, _) in self.sides.items():
+            self._side_offset[name] = np.load(path, mmap_mode="r").offset
+            self._side_fd[name] = os.open(path, os.O_RDWR)
 
     def _append(self, rec: dict) -> None:
         self._records[rec["song_id"]] = rec
@@ -267,20 +333,25 @@ class FeatureStore:
 
     def _sync(self) -> None:
         self._journal.sync()
-        for fd in (self._fd, self._tags_fd):
+        for fd in (self._fd, *self._side_fd.values()):
             if fd is not None:
                 os.fsync(fd)
         self._since_sync = 0
 
-    def write(self, song_id: str, feats: np.ndarray, info: dict, tags: np.ndarray | None = None) -> None:
-        """Store one song's features (and tags), then record it as done."""
+    def write(self, song_id: str, feats: np.ndarray, info: dict, **sides: np.ndarray | None) -> None:
+        """Store one song's features and its side vectors (``tags=``, ``embedding=``: each
+        store's :attr:`sides`), then record it as done."""
         rec = self._records[song_id]
-        if self.has_tags:
-            t = np.ascontiguousarray(tags, dtype=np.float32) if tags is not None else None
-            if t is None or t.shape != (N_TAGS,):
-                raise StoreError(f"tags of {song_id!r}: expected shape ({N_TAGS},), got "
+        unknown = set(sides) - set(self.sides)
+        if unknown:
+            raise StoreError(f"{str(self.root)!r} stores no {sorted(unknown)} (it holds {list(self.sides)})")
+        for name, (path, width) in self.sides.items():
+            v = sides.get(name)
+            t = np.ascontiguousarray(v, dtype=np.float32) if v is not None else None
+            if t is None or t.shape != (width,):
+                raise StoreError(f"{name} of {song_id!r}: expected shape ({width},), got "
                                  f"{None if t is None else t.shape}")
-            _pwrite(self._tags_fd, t.tobytes(), self._tags_offset + int(rec["row"]) * t.nbytes, self.tags_path)
+            _pwrite(self._side_fd[name], t.tobytes(), self._side_offset[name] + int(rec["row"]) * t.nbytes, path)
         data = np.ascontiguousarray(feats, dtype=self.dtype)
         if data.shape != self.row_shape:
             raise StoreError(f"features of {song_id!r} have shape {data.shape}, "
@@ -314,10 +385,7 @@ class FeatureStore:
             self._journal.close()
             self.write_manifest()
             self._writing = False
-        for attr in ("_fd", "_tags_fd"):
-            if getattr(self, attr) is not None:
-                os.close(getattr(self, attr))
-                setattr(self, attr, None)
+        self._close_files()
         if self._lock is not None:
             self._lock.close()
             self._lock = None

@@ -1,6 +1,6 @@
 """Synthetic pop corpus: real, listenable songs whose hit score is driven by their chorus.
 
-The generative model (documented in the README, section "The synthetic corpus"):
+The generative model (documented in docs/data.md, section "The synthetic corpus"):
 
 * **Form.** intro, then ``n_chorus`` (2-4) choruses separated by verses (optionally a
   pre-chorus, and a bridge before the last chorus), then an outro. Section lengths are in

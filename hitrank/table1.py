@@ -15,9 +15,14 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
-from .config import PACKAGED_CONFIGS, Config, feature_params, highlighter_checkpoint, load_config
+from tqdm import tqdm
+
+from . import segments
+from .config import PACKAGED_CONFIGS, Config, check_available, feature_params, load_config
 from .errors import ConfigError
+from .fileio import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +56,6 @@ def plan_rows(rows, out: Path, overrides: list[str] = (), highlighter=None) -> l
     """Load each row's config with the shared overrides (validated before any work);
     ``highlighter`` (an attention highlighter checkpoint) goes to the rows whose segment
     method takes one (HL-30)."""
-    from . import segments
-
     plan = []
     for letter, path in row_configs(rows):
         extra = list(overrides)
@@ -69,73 +72,62 @@ def _store_key(cfg: Config) -> tuple:
     return tuple((k, v) for k, v in sorted(p.items()) if k not in ("tags", "tagger"))
 
 
-def extract_stores(rows: list[Row], labels: str | os.PathLike, out: Path, workers: int = 1,
-                   progress: bool = True) -> list:
-    """Make (or resume) the stores the rows need; returns the extraction failures."""
-    from .extract import extract
-
+def extract_stores(commands: ModuleType, rows: list[Row], labels: str | os.PathLike, out: Path,
+                   workers: int = 1, progress: bool = True) -> list:
+    """Make (or resume) the stores the rows need, with ``commands.extract_store`` (see
+    :func:`run_table1`); returns the extraction failures."""
     groups: dict[tuple, list[Row]] = {}
     for row in rows:
         groups.setdefault(_store_key(row.cfg), []).append(row)
     failures = []
     for group in groups.values():
         tagged = [r for r in group if r.cfg.features.tags]
-        params = feature_params((tagged or group)[0].cfg)
+        cfg = (tagged or group)[0].cfg
+        params = check_available(cfg)  # missing tagger weights stop before any extraction
         name = params.segment + (f"_tags_{params.tagger}" if params.tags else "")
         if params.highlighter not in ("", "fallback"):
             name += "_" + params.highlighter.replace(":", "_")
-        store = out / "stores" / name
-        log.info("store %s for rows %s", store, ",".join(r.letter for r in group))
-        rep = extract(labels, store, params, workers=workers, progress=progress,
-                      highlighter=highlighter_checkpoint(group[0].cfg))
+        log.info("store %s for rows %s", out / "stores" / name, ",".join(r.letter for r in group))
+        store, rep = commands.extract_store(cfg, params, labels, out / "stores" / name,
+                                            workers=workers, progress=progress)
         failures += [f for f in rep.failures if f not in failures]
         for r in group:
             r.store = store
     return failures
 
 
-def run_table1(labels: str | os.PathLike, out: str | os.PathLike, rows=ROWS, overrides: list[str] = (),
-               highlighter=None, workers: int = 1, progress: bool = True) -> dict:
+def run_table1(commands: ModuleType, labels: str | os.PathLike, out: str | os.PathLike, rows=ROWS,
+               overrides: list[str] = (), highlighter=None, workers: int = 1,
+               progress: bool = True) -> dict:
     """Extract, cross-validate every row, compare; returns ``{"rows", "table", "pairs", ...}``.
 
-    ``overrides`` (``--set``) apply to every row, e.g. ``train.epochs=15``; ``highlighter``
-    is an attention highlighter checkpoint for the HL-30 rows (default: the training-free
-    fallback), which must not have been trained on these songs (refused otherwise, unless
+    ``commands`` is the command layer, :mod:`hitrank.commands` (the CLI passes it): its
+    ``extract_store``, ``cross_validate`` and ``compare`` do the work exactly as the commands
+    do. It is passed rather than imported so that ``table1`` sits beside the command layer,
+    not above it, and the chain of imports under the CLI stays short. ``overrides``
+    (``--set``) apply to every row, e.g. ``train.epochs=15``; ``highlighter`` is an attention
+    highlighter checkpoint for the HL-30 rows (default: the training-free fallback), which
+    must not have been trained on these songs (refused otherwise, unless
     ``--set cv.allow_highlighter_overlap=true``).
     """
-    from tqdm import tqdm
-
-    from .cv import run_cv
-    from .cvreport import comparison_table, load_run, pairwise, write_cv_report
-    from .data import load_dataset
-    from .experiment import check_highlighter_overlap
-    from .fileio import atomic_write_text
-    from .store import FeatureStore
-
     out = Path(out)
     plan = plan_rows(rows, out, overrides, highlighter)
     t0 = time.time()
-    failures = extract_stores(plan, labels, out, workers, progress)
+    failures = extract_stores(commands, plan, labels, out, workers, progress)
     total = sum(r.cfg.cv.folds for r in plan)
     bar = tqdm(total=total, desc="table1", unit="fold", disable=not progress)
     done_folds = 0
     for row in plan:
-        store = FeatureStore.open(row.store)
-        ds, problems = load_dataset(store)
-        notes = check_highlighter_overlap(row.cfg, store, set(ds.song_ids))
         bar.set_postfix_str(f"row ({row.letter}) {row.cfg.name}")
-        run_cv(row.cfg, ds, row.out, progress=False, notes=notes)
+        commands.cross_validate(row.cfg, out=row.out, store=row.store, progress=False, report=None)
         done_folds += row.cfg.cv.folds
         bar.update(row.cfg.cv.folds)
         log.info("row (%s) done: %s (%d of %d folds, %.0f s so far)", row.letter, row.out, done_folds,
                  total, time.time() - t0)
     bar.close()
-    runs = [load_run(r.out) for r in plan]
-    table = comparison_table(runs)
-    pairs = pairwise(runs) if len(runs) > 1 else None
+    table, pairs = commands.compare([r.out for r in plan], html=out / "comparison.html")
     atomic_write_text(out / "comparison.csv", table.to_csv(index=False))
     if pairs is not None:
         atomic_write_text(out / "pairs.csv", pairs.to_csv(index=False))
-    write_cv_report(runs, out / "comparison.html")
     return {"rows": [r.out for r in plan], "table": table, "pairs": pairs, "failures": failures,
             "seconds": time.time() - t0, "html": out / "comparison.html"}

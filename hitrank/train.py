@@ -1,5 +1,9 @@
 """Training one model on one split: rating CNN or multi-objective Siamese CNN.
 
+The one trainer: :class:`Training` holds the model's setup, each epoch's batches, the training
+step, the validation record and the result; :func:`fit` runs one alone, the model bank
+(:mod:`hitrank.bank`) runs several in lockstep with a batched forward pass.
+
 The whole feature set lives in one float16 tensor on the training device (15k songs are about
 1.2 GB), batches are gathered by index: no DataLoader, no per-song transfers.
 """
@@ -9,23 +13,25 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from .config import Config
+from .checkpoint import init_weights
 from .data import Target, sample_pairs
 from .distributed import SINGLE, Context, gather_rows, my_slice, reduce_mean
+from .inference import model_inputs, predict
 from .loop import EpochLoop
 from .losses import all_pairs_ranking_loss, multi_loss, rating_loss
 from .metrics import ranking_metrics
 from .models import build, with_tag_branch
 from .runtime import autocast, seed_everything, use_bf16
+from .schema import Config
 
 log = logging.getLogger(__name__)
 
-PREDICT_BATCH = 64  # songs per inference batch
 STATS_CHUNK = 256  # songs per chunk when computing input statistics
 
 
@@ -70,31 +76,10 @@ def input_stats(X: torch.Tensor, idx: np.ndarray) -> tuple[torch.Tensor, torch.T
     return mean.float(), std.float()
 
 
-def _inputs(X: torch.Tensor, T: torch.Tensor | None, b: torch.Tensor) -> tuple:
-    """Model inputs of songs ``b``: (mel,) or (mel, tags) for tag-fusion models."""
-    return (X[b].float(),) if T is None else (X[b].float(), T[b].float())
-
-
-@torch.no_grad()
-def predict(model: torch.nn.Module, X: torch.Tensor, idx: np.ndarray, amp: bool = False,
-            T: torch.Tensor | None = None) -> np.ndarray:
-    """Model scores (standardised target units) of songs ``idx``: (len(idx),) float64.
-
-    ``T`` (n, 50) are the tag vectors of all songs, for models with a tag branch.
-    """
-    model.eval()
-    out = []
-    for i in range(0, len(idx), PREDICT_BATCH):
-        b = torch.as_tensor(idx[i: i + PREDICT_BATCH], device=X.device)
-        with autocast(X.device, amp):
-            out.append(model(*_inputs(X, T, b)).float().cpu())
-    return torch.cat(out).double().numpy() if out else np.zeros(0)
-
-
 def predict_all(ctx: Context, model: torch.nn.Module, X: torch.Tensor, idx: np.ndarray,
                 amp: bool = False, T: torch.Tensor | None = None) -> np.ndarray:
-    """:func:`predict` with the songs split over data-parallel ranks and gathered on all of
-    them (one process: the same as :func:`predict`)."""
+    """:func:`~hitrank.inference.predict` with the songs split over data-parallel ranks and
+    gathered on all of them (one process: the same as ``predict``); (len(idx),) float64."""
     return gather_rows(ctx, predict(model, X, my_slice(ctx, np.asarray(idx)), amp, T), len(idx))
 
 
@@ -138,6 +123,188 @@ class FitResult:
     mu: float | None = None  # tag-branch weight (None: no tag branch)
 
 
+@dataclass
+class FitJob:
+    """One model to train on one split: what differs between the models of a fold (and the
+    members of a bank, :mod:`hitrank.bank`).
+
+    Attributes
+    ----------
+    train_idx, val_idx : (n_train,), (n_val,) int song indices
+    target : the fitted target transform of this job's fold (training statistics)
+    sampling : none (rating only) | naive | ab | artist
+    w, margin : multi-objective weight and hinge margin (Siamese)
+    mu : weight of the tag DNN (paper Eq. 4); None: no tag branch
+    seed : seeds initialisation, dropout, shuffling and pair sampling
+    resume : end-of-epoch training state file, or None
+    """
+
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    target: Target
+    sampling: str = "none"
+    w: float = 0.0
+    margin: float | None = None
+    mu: float | None = None
+    seed: int = 0
+    resume: str | os.PathLike | None = None
+
+
+class Training:
+    """One model's training, the single definition of how hitrank trains a model: its setup,
+    each epoch's batches, its training step, its validation record and its result.
+
+    :func:`fit` runs one alone (``next_epoch``, ``step`` for every batch, ``end_epoch`` with
+    :meth:`validation_scores`, ``result``); the model bank (:mod:`hitrank.bank`) runs several
+    in lockstep, replacing only the forward passes by its batched ones and calling
+    :meth:`loss`, :meth:`stepped` and :meth:`end_epoch` of each member.
+
+    Parameters
+    ----------
+    cfg : experiment config (model, train, pairs, cv sections)
+    X : (n, n_mels, n_frames) float16 tensor of all songs, on the training device
+    scores : (n,) raw hit scores; artists : (n,) artist names
+    job : the split, sampling, weights, seed and resume file (:class:`FitJob`)
+    tags : (n, 50) tag vectors of all songs on the device, or None (no tag branch; with
+        tags the model gets the tag branch of weight ``job.mu``)
+    ctx : torchrun context (see :func:`fit`)
+    progress : optional callable(str) for one status line per epoch
+    """
+
+    def __init__(self, cfg: Config, X: torch.Tensor, scores: np.ndarray, artists: np.ndarray,
+                 job: FitJob, tags: torch.Tensor | None = None, ctx: Context = SINGLE,
+                 progress: Callable[[str], None] | None = None):
+        tc = cfg.train
+        device = X.device
+        self.cfg, self.X, self.scores, self.artists, self.job = cfg, X, scores, artists, job
+        self.tags, self.ctx, self.progress = tags, ctx, progress
+        seed_everything(job.seed)
+        self.rng = np.random.default_rng(job.seed)
+        name, kwargs = cfg.model.name, dict(cfg.model.kwargs)
+        if tags is not None:
+            name, kwargs = with_tag_branch(name, kwargs, job.mu)
+        self.name, self.kwargs = name, kwargs
+        model = build(name, **kwargs)
+        if tc.init:  # the released weights instead of random ones (the random draws still happen)
+            init_weights(model, tc.init)
+        self.model = model.to(device)
+        self.model.set_input_stats(*input_stats(X, job.train_idx))
+        self.siamese = job.sampling != "none"
+        self.amp = reduced_precision(cfg, device)
+        self.step_forward = _step_module(self.model, self.siamese, ctx)
+        self.z = torch.as_tensor(job.target.transform(scores), dtype=torch.float32, device=device)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.opt = (torch.optim.Adagrad(params, lr=tc.lr) if tc.optimizer == "adagrad"
+                    else torch.optim.Adam(params, lr=tc.lr))
+        self.sched = torch.optim.lr_scheduler.ReduceLROnPlateau(self.opt, factor=tc.lr_decay,
+                                                                patience=0)
+        self.val_t = torch.as_tensor(job.val_idx, device=device)
+        self.n_pairs = int(round(cfg.pairs.per_epoch * len(job.train_idx)))
+        key = {"config": cfg.to_dict(), "sampling": job.sampling, "w": job.w,
+               "margin": job.margin, "mu": job.mu, "seed": job.seed,
+               "n_train": len(job.train_idx), "n_val": len(job.val_idx)}
+        self.loop = EpochLoop(self.model, self.opt, self.sched, epochs=tc.epochs,
+                              patience=tc.patience, mode="min", state_path=job.resume, key=key,
+                              rng=self.rng, writes=ctx.writes)
+        self._epochs = self.loop.epochs()
+        self.epoch, self.batches, self.total, self.steps = 0, [], 0.0, 0
+
+    def next_epoch(self) -> bool:
+        """Start the next epoch: training mode and this epoch's batches (song indices (b,) or
+        pairs (b, 2), drawn from the job's numpy Generator); False when training is over."""
+        epoch = next(self._epochs, None)
+        if epoch is None:
+            return False
+        self.epoch = epoch
+        self.model.train()
+        self.total, self.steps = 0.0, 0
+        job, bs = self.job, self.cfg.train.batch_size
+        if self.siamese:
+            items = sample_pairs(job.sampling, job.train_idx, self.scores, self.artists,
+                                 self.n_pairs, self.rng)
+        else:
+            items = self.rng.permutation(job.train_idx)
+        items = torch.as_tensor(items, device=self.z.device)
+        self.batches = [items[i: i + bs] for i in range(0, len(items), bs)]
+        return True
+
+    def loss(self, b: torch.Tensor, out) -> torch.Tensor:
+        """Training loss of batch ``b`` (songs (n,) or pairs (n, 2)) from the model's scores
+        ``out``: (n,), or the pair's two (fi, fj) for a Siamese job; a float32 scalar."""
+        if self.siamese:
+            fi, fj = out
+            return multi_loss(fi.float(), fj.float(), self.z[b[:, 0]], self.z[b[:, 1]],
+                              self.job.w, self.job.margin)
+        return rating_loss(out.float(), self.z[b])
+
+    def step(self, s: int) -> None:
+        """Training step ``s`` of this epoch, the model alone: forward, loss, backward and the
+        optimiser step. In data-parallel mode this rank trains on its slice of the batch (a
+        trailing batch too small to give every rank an item is skipped)."""
+        batch, ctx, X, T = self.batches[s], self.ctx, self.X, self.tags
+        if len(batch) < ctx.shards:
+            return
+        b = my_slice(ctx, batch)
+        share = len(b) * ctx.shards / len(batch)  # averaged over ranks: the whole batch's loss
+        with autocast(X.device, self.amp):
+            if self.siamese:
+                (xi, *ti), (xj, *tj) = model_inputs(X, T, b[:, 0]), model_inputs(X, T, b[:, 1])
+                out = self.step_forward(xi, xj, *ti, *tj)
+            else:
+                out = self.step_forward(*model_inputs(X, T, b))
+            loss = self.loss(b, out) * share
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.stepped(loss)
+
+    def stepped(self, loss: torch.Tensor) -> None:
+        """After ``loss.backward()``: the optimiser step and the epoch's running loss."""
+        self.opt.step()
+        self.total += loss.detach()
+        self.steps += 1
+
+    def validation_scores(self) -> np.ndarray:
+        """The model's scores of the validation songs, (n_val,) float64 (standardised units)."""
+        return predict_all(self.ctx, self.model, self.X, self.job.val_idx, self.amp, self.tags)
+
+    def end_epoch(self, pred: np.ndarray) -> bool:
+        """The validation pass of this epoch from the scores ``pred`` (n_val,): validation
+        loss and metrics, the :class:`~hitrank.loop.EpochLoop` record (schedule, best epoch,
+        resume state) and the status line; False when training stops."""
+        job = self.job
+        pv = torch.as_tensor(pred, dtype=torch.float32, device=self.z.device)
+        mse = rating_loss(pv, self.z[self.val_t])
+        val_loss = mse
+        if self.siamese and job.w > 0:
+            val_loss = (1 - job.w) * mse + job.w * all_pairs_ranking_loss(
+                pv, self.z[self.val_t], job.margin)
+        val_loss = float(val_loss)
+        metrics = {**scored(self.scores[job.val_idx], pred, self.cfg.cv.top_fraction),
+                   "val_mse": float(mse)}
+        train_loss = reduce_mean(self.ctx, float(self.total) / max(1, self.steps))
+        going = self.loop.record(self.epoch, {"train_loss": train_loss}, val_loss,
+                                 {"val_loss": val_loss, "val_mse": metrics["val_mse"],
+                                  "val_ndcg": metrics["ndcg"], "val_spearman": metrics["spearman"]},
+                                 (pred, metrics))
+        if self.progress:
+            self.progress(f"epoch {self.epoch} train {train_loss:.4f} val {val_loss:.4f}")
+        return going
+
+    def result(self, seconds: float) -> FitResult:
+        """The best epoch's model (loaded by the loop), its validation scores and metrics."""
+        res = self.loop.finish()
+        self.model.eval()
+        job = self.job
+        if res.payload is None:  # no finite validation loss in any epoch (e.g. NaN from the start)
+            pred = predict_all(self.ctx, self.model, self.X, job.val_idx, False, self.tags)
+            res.payload = (pred, {**scored(self.scores[job.val_idx], pred, self.cfg.cv.top_fraction),
+                                  "val_mse": float("nan")})
+        pred, metrics = res.payload
+        metrics = {**metrics, "val_loss": res.best_value}
+        return FitResult(self.model, self.name, self.kwargs, res.best_epoch, pred, metrics, job.w,
+                         job.margin, job.sampling, res.curves, seconds, job.mu)
+
+
 def fit(
     cfg: Config,
     X: torch.Tensor,
@@ -179,86 +346,10 @@ def fit(
         in fold-parallel mode)
     """
     t0 = time.time()
-    seed_everything(seed)
-    rng = np.random.default_rng(seed)
-    tc = cfg.train
-    device = X.device
-    name, kwargs = cfg.model.name, dict(cfg.model.kwargs)
-    if T is not None:
-        name, kwargs = with_tag_branch(name, kwargs, mu)
-    model = build(name, **kwargs)
-    if tc.init:  # the released weights instead of random ones (the random draws still happen)
-        from .pretrained import init_weights
-
-        init_weights(model, tc.init)
-    model = model.to(device)
-    model.set_input_stats(*input_stats(X, train_idx))
-    siamese = sampling != "none"
-    bf16 = reduced_precision(cfg, device)
-    step = _step_module(model, siamese, ctx)
-    z = torch.as_tensor(target.transform(scores), dtype=torch.float32, device=device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = (torch.optim.Adagrad(params, lr=tc.lr) if tc.optimizer == "adagrad"
-           else torch.optim.Adam(params, lr=tc.lr))
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=tc.lr_decay, patience=0)
-    val_t = torch.as_tensor(val_idx, device=device)
-    n_pairs = int(round(cfg.pairs.per_epoch * len(train_idx)))
-    key = {"config": cfg.to_dict(), "sampling": sampling, "w": w, "margin": margin, "mu": mu,
-           "seed": seed, "n_train": len(train_idx), "n_val": len(val_idx)}
-    loop = EpochLoop(model, opt, sched, epochs=tc.epochs, patience=tc.patience, mode="min",
-                     state_path=resume, key=key, rng=rng, writes=ctx.writes)
-    for epoch in loop.epochs():
-        model.train()
-        total, steps = 0.0, 0
-        if siamese:
-            pairs = torch.as_tensor(sample_pairs(sampling, train_idx, scores, artists, n_pairs, rng),
-                                    device=device)
-            batches = [pairs[i: i + tc.batch_size] for i in range(0, len(pairs), tc.batch_size)]
-        else:
-            order = torch.as_tensor(rng.permutation(train_idx), device=device)
-            batches = [order[i: i + tc.batch_size] for i in range(0, len(order), tc.batch_size)]
-        for batch in batches:
-            if len(batch) < ctx.shards:
-                continue  # data-parallel: a trailing batch too small to give every rank an item
-            b = my_slice(ctx, batch)
-            share = len(b) * ctx.shards / len(batch)  # averaged over ranks: the whole batch's loss
-            with autocast(device, bf16):
-                if siamese:
-                    (xi, *ti), (xj, *tj) = _inputs(X, T, b[:, 0]), _inputs(X, T, b[:, 1])
-                    fi, fj = step(xi, xj, *ti, *tj)
-                    loss = multi_loss(fi.float(), fj.float(), z[b[:, 0]], z[b[:, 1]], w, margin)
-                else:
-                    loss = rating_loss(step(*_inputs(X, T, b)).float(), z[b])
-                loss = loss * share
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.detach()
-            steps += 1
-        pred = predict_all(ctx, model, X, val_idx, bf16, T)
-        pv = torch.as_tensor(pred, dtype=torch.float32, device=device)
-        mse = rating_loss(pv, z[val_t])
-        val_loss = mse
-        if siamese and w > 0:
-            val_loss = (1 - w) * mse + w * all_pairs_ranking_loss(pv, z[val_t], margin)
-        val_loss = float(val_loss)
-        metrics = {**scored(scores[val_idx], pred, cfg.cv.top_fraction), "val_mse": float(mse)}
-        train_loss = reduce_mean(ctx, float(total) / max(1, steps))
-        going = loop.record(epoch, {"train_loss": train_loss},
-                            val_loss, {"val_loss": val_loss, "val_mse": metrics["val_mse"],
-                                       "val_ndcg": metrics["ndcg"], "val_spearman": metrics["spearman"]},
-                            (pred, metrics))
-        if progress:
-            progress(f"epoch {epoch} train {train_loss:.4f} val {val_loss:.4f}")
-        if not going:
-            break
-    res = loop.finish()
-    model.eval()
-    if res.payload is None:  # no finite validation loss in any epoch (e.g. NaN from the start)
-        pred = predict_all(ctx, model, X, val_idx, False, T)
-        res.payload = (pred, {**scored(scores[val_idx], pred, cfg.cv.top_fraction),
-                              "val_mse": float("nan")})
-    pred, metrics = res.payload
-    metrics = {**metrics, "val_loss": res.best_value}
-    return FitResult(model, name, kwargs, res.best_epoch, pred, metrics, w, margin, sampling,
-                     res.curves, time.time() - t0, mu)
+    job = FitJob(train_idx, val_idx, target, sampling, w, margin, mu, seed, resume)
+    run = Training(cfg, X, scores, artists, job, T, ctx, progress)
+    while run.next_epoch():
+        for s in range(len(run.batches)):
+            run.step(s)
+        run.end_epoch(run.validation_scores())
+    return run.result(time.time() - t0)

@@ -153,7 +153,7 @@ def pooled_metrics(y_true, y_pred, folds=None, top: float = 0.1, n_boot: int = N
 
     Parameters
     ----------
-    y_true : (n,) raw, non-negative hit scores of every song of the run
+    y_true : (n,) raw hit scores of every song of the run
     y_pred : (n,) each song's prediction by the fold model that did not train on it
     folds : (n,) the test fold of each song, or None (one set: no per-fold summary)
     top : fraction of songs in the top group (paper: 0.1)
@@ -212,7 +212,7 @@ def random_baseline(y_true, folds=None, top: float = 0.1, n_draws: int = N_RANDO
 
     Parameters
     ----------
-    y_true : (n,) raw, non-negative hit scores
+    y_true : (n,) raw hit scores
     folds : (n,) test fold of each song, or None
     top : fraction of songs in the top group
     n_draws : random rankings
@@ -247,7 +247,7 @@ def oracle(y_true, folds=None, top: float = 0.1) -> dict:
 
     Parameters
     ----------
-    y_true : (n,) raw, non-negative hit scores
+    y_true : (n,) raw hit scores
     folds : (n,) test fold of each song (metrics per fold, averaged), or None (whole set)
     top : fraction of songs in the top group
 

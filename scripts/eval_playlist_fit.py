@@ -35,7 +35,7 @@ def main() -> None:
     ap.add_argument("--hits-only", action="store_true", help="keep rows with target == 1 only")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--markdown", metavar="LABEL",
-                    help="also print one Markdown table row (README layout) labelled LABEL")
+                    help="also print one Markdown table row (docs/descriptors.md layout) labelled LABEL")
     args = ap.parse_args()
     ta, tb = read_table(args.a), read_table(args.b)
     cols = common_columns(ta, tb)

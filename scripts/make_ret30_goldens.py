@@ -77,8 +77,16 @@ def random_tags(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.clip(rng.beta(0.6, 3.0, (n, 50)), 1e-4, 1 - 1e-4).astype(np.float32)
 
 
+TF_INSTALL = 'python -m venv /tmp/tfenv && /tmp/tfenv/bin/pip install tensorflow-cpu==2.15.1 "numpy<2"'
+
+
 def run_graph(folder: Path, x: np.ndarray, tags: np.ndarray) -> dict:
-    import tensorflow as tf
+    try:
+        import tensorflow as tf
+    except ImportError:  # never a hitrank dependency: a throwaway environment of its own
+        sys.exit(f"make_ret30_goldens.py runs the original TensorFlow graph and needs TensorFlow, "
+                 f"which is not installed here; make a throwaway environment: {TF_INSTALL}, then "
+                 "run this script with /tmp/tfenv/bin/python")
 
     tf.compat.v1.disable_eager_execution()
     graph = tf.Graph()

@@ -35,13 +35,15 @@ import pytest
 import torch
 
 from hitrank import bank as bank_mod
-from hitrank.bank import FitJob, fit_many, member_bytes, members_per_bank
+from hitrank.bank import FitJob, Member, fit_many, member_bytes, members_per_bank
+from hitrank.bank.engines import Bank
 from hitrank.config import load_config
 from hitrank.data import Target, make_folds
 from hitrank.errors import ParameterError
+from hitrank.inference import predict
 from hitrank.metrics import ranking_metrics
 from hitrank.runtime import single_thread
-from hitrank.train import fit, predict
+from hitrank.train import fit
 
 N_SONGS = 100
 N_FRAMES = 32  # the CNN needs >= 22 frames; fewer than the paper's 323 keeps the test fast
@@ -204,7 +206,7 @@ def test_batched_engines_step_as_fit(corpus, engine):
     cfg = _cfg()
 
     def members():
-        mbs = [bank_mod._Member(cfg, X, scores, artists, j, T, i)
+        mbs = [Member(cfg, X, scores, artists, j, T, i)
                for i, j in enumerate(_ten_jobs(corpus))]
         for mb in mbs:
             mb.next_epoch()
@@ -212,14 +214,14 @@ def test_batched_engines_step_as_fit(corpus, engine):
         return mbs
 
     solo, banked = members(), members()
-    bank = bank_mod._Bank(cfg, X, banked, engine)
+    bank = Bank(X, banked, engine)
     errors = []
     for s in range(max(len(mb.batches) for mb in banked)):
         active = [j for j, mb in enumerate(banked) if s < len(mb.batches)]
         bank.step([banked[j] for j in active], s)
         for j in active:
             torch.set_rng_state(solo[j].stream.cpu.get_state())
-            bank_mod._alone_step(solo[j], s, X, False)
+            solo[j].step(s)  # the trainer's step, as fit runs it
             solo[j].stream.cpu.set_state(torch.get_rng_state())
             errors.append(max(((p.grad - q.grad).abs().max() / p.grad.abs().max()).item()
                               for p, q in zip(solo[j].model.parameters(),

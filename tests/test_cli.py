@@ -36,3 +36,30 @@ def test_public_api():
         assert getattr(hitrank, name) is not None
     with pytest.raises(AttributeError):
         hitrank.nothing_here  # noqa: B018
+
+
+def test_help_examples_name_configs_that_exist():
+    import shlex
+
+    from hitrank.cli import get_parser
+    from hitrank.config import resolve_config
+
+    parser = get_parser()
+    subs = next(a for a in parser._actions if a.dest == "command").choices
+    for name, sub in subs.items():
+        for line in (sub.epilog or "").splitlines()[1:]:
+            words = shlex.split(line.strip())
+            if "--config" in words:
+                assert resolve_config(words[words.index("--config") + 1]).is_file(), (name, line)
+
+
+def test_one_tagger_default_and_its_aliases():
+    from hitrank import tags
+    from hitrank.cli import get_parser
+
+    parser = get_parser()
+    assert parser.parse_args(["tags", "a.wav"]).model == tags.DEFAULT_TAGGER
+    assert parser.parse_args(["extract", "a", "--out", "s"]).tagger == tags.DEFAULT_TAGGER
+    for name in ("musicnn", "MTT_musicnn", "MTT_vgg", "jynet", "jynet-mtt-std"):
+        assert parser.parse_args(["tags", "a.wav", "--model", name]).model == name
+    assert tags.resolve_tagger("MTT_musicnn") == tags.resolve_tagger("auto") == tags.DEFAULT_TAGGER

@@ -58,3 +58,30 @@ def test_overrides_apply():
     cfg = load_config(None, ["train.epochs=2", "pairs.w=[0.2,0.4]", "model.name=siamese",
                              "pairs.sampling=ab"])
     assert cfg.train.epochs == 2 and cfg.pairs.w == (0.2, 0.4)
+
+
+def test_an_empty_value_clears_an_optional_string_and_names_a_required_one():
+    cfg = load_config(ROOT / "table1" / "c_simple_cnn_hl30.yaml", ["features.segment=mid30", "features.highlighter="])
+    assert cfg.features.highlighter == ""
+    assert load_config(None, ["train.init="]).train.init == ""
+    with pytest.raises(ConfigError, match=r"features.segment is empty; give a value, e.g. features.segment=mid30"):
+        load_config(None, ["features.segment="])
+
+
+def test_tagger_auto_is_the_default_tagger_whatever_is_installed(monkeypatch, tmp_path):
+    from hitrank.config import dump_config, feature_params
+    from hitrank.tags import DEFAULT_TAGGER, jynet_checkpoint
+
+    monkeypatch.setenv("HITRANK_CACHE", str(tmp_path))
+    cfgs = {}
+    for imported in (False, True):
+        if imported:  # JYnet imported: `auto` still means the default tagger
+            jynet_checkpoint().parent.mkdir(parents=True)
+            jynet_checkpoint().write_bytes(b"")
+        cfgs[imported] = load_config(ROOT / "table1" / "j_siamese_ab_hl30_tag.yaml")
+    assert cfgs[False] == cfgs[True]
+    assert cfgs[True].tags.tagger == DEFAULT_TAGGER == feature_params(cfgs[True]).tagger
+    assert f"tagger: {DEFAULT_TAGGER}" in dump_config(cfgs[True])  # the run records the concrete name
+    assert load_config(None, ["tags.tagger=jynet"]).tags.tagger == "jynet"
+    with pytest.raises(ConfigError, match="tags.tagger='nope'; allowed"):
+        load_config(None, ["tags.tagger=nope"])

@@ -13,6 +13,7 @@ from hitrank.descriptors.extractors import (
     NO_VOICE_TAGS,
     VOICE_TAGS,
     describe,
+    describe_audio,
     low_energy_ratio,
     needs_tags,
 )
@@ -126,8 +127,6 @@ def test_missing_essentia_is_a_one_line_error_naming_the_extra(monkeypatch):
 
 
 def test_librosa_extractor_is_todays_describe_audio():
-    from hitrank.descriptors.audio import describe_audio
-
     y = progression(0, False)[: 22050 * 4 * 2]  # already at 22050 Hz: no resampling
     assert describe(y, 22050, "librosa") == describe_audio(y, 22050)
 
@@ -215,8 +214,6 @@ def test_voice_tags_lower_instrumentalness():
 @NEEDS_ESSENTIA
 @pytest.mark.parametrize("signal", ["music", "silence", "noise"])
 def test_hybrid_values_are_finite_and_in_range(signal):
-    from hitrank.descriptors.audio import describe_audio
-
     y = {"music": progression(5, False) + click_track(100, 16.0),
          "silence": np.zeros(5 * SR, np.float32),
          "noise": np.random.default_rng(2).normal(0, 0.2, 5 * SR).astype(np.float32)}[signal]

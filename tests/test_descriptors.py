@@ -3,23 +3,31 @@ descriptors, playlist fit, and the real Spotify tables when ../shared/data is pr
 
 from __future__ import annotations
 
+import ast
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
 
+from hitrank import descriptors
 from hitrank.cli import main
-from hitrank.descriptors.config import load_descriptor_config
+from hitrank.descriptors.config import DataConfig, config_from_dict, load_descriptor_config
+from hitrank.descriptors.cv import run_cv
+from hitrank.descriptors.extractors import DEFAULT_EXTRACTOR, describe_audio
 from hitrank.descriptors.history import earlier_songs, history_features
-from hitrank.descriptors.run import load_models, prepare, run_cv
+from hitrank.descriptors.learners import LEARNERS, LearnerSpec
+from hitrank.descriptors.model import load_models
+from hitrank.descriptors.prepare import prepare
 from hitrank.descriptors.table import DESCRIPTORS, read_table, song_keys
 from hitrank.errors import ConfigError, HitrankError, LabelsError
 
 from .conftest import SHARED_DATA
 
 CFG = "configs/descriptors/"
+CFG_DIR = Path(descriptors.__file__).parent.parent / "configs" / "descriptors"
 NEEDS_DATA = pytest.mark.skipif(not SHARED_DATA.is_dir(),
                                 reason="../shared/data (real Spotify tables) is not present")
 
@@ -123,6 +131,49 @@ def test_descriptor_config_validation(override, match):
 def test_history_lstm_needs_history():
     with pytest.raises(ConfigError, match="history"):
         load_descriptor_config(CFG + "niggli_lstm.yaml", ["data.history=false"])
+
+
+def test_retired_train_device_is_refused_in_yaml_and_dropped_from_old_checkpoints(tmp_path):
+    old = tmp_path / "old.yaml"  # a YAML written when descriptor configs had train.device
+    old.write_text("branch: descriptors\ntrain:\n  epochs: 3\n  device: cpu\n")
+    for path, overrides in ((old, []), (CFG + "topify_mlp.yaml", ["train.device=cuda"])):
+        with pytest.raises(ConfigError, match=r"train\.device=.*always train on the CPU.*drop --device"):
+            load_descriptor_config(path, overrides)
+    cfg = quick("topify_mlp").to_dict()
+    assert "device" not in cfg["train"]
+    cfg["train"]["device"] = "cpu"  # what a checkpoint of an older hitrank holds
+    assert config_from_dict(cfg) == quick("topify_mlp")
+    for path in CFG_DIR.glob("*.yaml"):  # the packaged configs load
+        assert load_descriptor_config(path).name == path.stem
+
+
+def test_learners_are_specs_and_no_code_compares_their_names(tmp_path, monkeypatch):
+    """What a model.name trains is read from its spec: a new spec trains with no other change,
+    and no module of the branch compares a value with a learner's name."""
+    assert {load_descriptor_config(p).model.name for p in CFG_DIR.glob("*.yaml")} <= set(LEARNERS)
+    names = set(LEARNERS)
+    for path in Path(descriptors.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Compare):
+                consts = {c.value for side in [node.left, *node.comparators] for c in ast.walk(side)
+                          if isinstance(c, ast.Constant)}
+                assert not consts & names, f"{path.name}:{node.lineno} compares with a learner name"
+    monkeypatch.setitem(LEARNERS, "wide_mlp", LearnerSpec("wide_mlp", many_seeds=True))
+    with pytest.raises(ConfigError, match="model.seeds=2.*'mlp' or 'blend' or 'wide_mlp'"):
+        quick("topify_mlp", "model.name=siamese_mlp", "model.seeds=2")
+    planted_table(tmp_path / "t.csv", n=200)
+    cfg = quick("topify_mlp", "model.name=wide_mlp", "model.seeds=2", "cv.folds=2",
+                "train.epochs=2", "data.keep_hits=1.0")
+    s = run_cv(cfg, read_table(tmp_path / "t.csv"), tmp_path / "run")
+    assert s["choices"][0]["epochs"] and len(s["choices"][0]["epochs"]) == 2  # two seeds averaged
+    assert load_models(tmp_path / "run")[0].parts["name"] == "descriptor_blend"
+
+
+def test_one_default_extractor():
+    from hitrank.cli import get_parser
+
+    args = get_parser().parse_args(["descriptors", "songs", "--out", "d"])
+    assert args.extractor == DEFAULT_EXTRACTOR == DataConfig().extractor == "hybrid"
 
 
 # ----------------------------------------------------------------------------- history
@@ -236,8 +287,6 @@ def _click_track(bpm=120.0, seconds=20.0, sr=22050):
 
 
 def test_describe_audio_measures_what_it_says():
-    from hitrank.descriptors.audio import describe_audio
-
     sr = 22050
     d = describe_audio(_click_track(120.0), sr)
     assert d["tempo"] == pytest.approx(120, rel=0.05)

@@ -100,7 +100,8 @@ def test_bad_labels_csv(tmp_path, capsys):
         "b,missing.wav,x,0.1\n"    # no such file
         "c,a.wav,x,\n"             # missing score: extracted, not trained on
         "d,a.wav,x,abc\n"          # non-numeric
-        "e,a.wav,x,-3\n"           # negative
+        "e,a.wav,x,-3\n"           # negative: a valid label (net liking is signed)
+        "g,a.wav,x,inf\n"          # not finite
         "f,../outside.wav,x,0.2\n"  # escapes the folder
     )
     code = main(["extract", str(tmp_path / "labels.csv"), "--out", str(tmp_path / "st"), "-q"])
@@ -108,11 +109,11 @@ def test_bad_labels_csv(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "duplicate song_id" in err and "outside the labels folder" in err and "does not exist" in err
     man = pd.read_csv(tmp_path / "st" / "manifest.csv", keep_default_na=False)
-    assert set(man[man.status == "ok"].song_id) == {"a", "c", "d", "e"}
+    assert set(man[man.status == "ok"].song_id) == {"a", "c", "d", "e", "g"}
     from hitrank.data import load_dataset
     from hitrank.store import FeatureStore
 
-    with pytest.raises(Exception, match="only 1 songs"):
+    with pytest.raises(Exception, match="only 2 songs"):  # a and e; c, d, g have no usable score
         load_dataset(FeatureStore.open(tmp_path / "st"))
     (tmp_path / "bad.csv").write_text("id,file\n1,a.wav\n")
     assert main(["extract", str(tmp_path / "bad.csv"), "--out", str(tmp_path / "s2")]) == 2

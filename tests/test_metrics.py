@@ -57,8 +57,6 @@ def test_constant_prediction_scores_zero_correlation():
 def test_bad_inputs():
     with pytest.raises(ParameterError, match="finite"):
         ranking_metrics([1.0, np.nan, 2.0], [1.0, 2.0, 3.0])
-    with pytest.raises(ParameterError, match="non-negative"):
-        ranking_metrics([-1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
     with pytest.raises(ParameterError, match="top="):
         ranking_metrics([1.0, 2.0], [1.0, 2.0], top=0)
 
@@ -135,3 +133,26 @@ def test_predictions_beyond_float32_range_stay_finite():
     y = np.arange(1.0, 21.0)
     m = ranking_metrics(y, np.linspace(0, 1e300, 20))
     assert 0.0 <= m["ndcg"] <= 1.0 and np.isfinite(m["kendall"])
+
+
+def test_signed_labels_rank_with_gains_shifted_by_the_minimum():
+    """Net liking in [-1, 1]: nDCG's gains are the labels minus their minimum; the
+    correlations and recall are those of the unshifted labels (they are shift-invariant)."""
+    from sklearn.metrics import ndcg_score
+
+    rng = np.random.default_rng(3)
+    y = rng.uniform(-1, 1, 80)
+    p = y + rng.normal(0, 0.5, 80)
+    m = ranking_metrics(y, p)
+    shifted = ranking_metrics(y - y.min(), p)
+    assert m == pytest.approx(shifted)
+    k = m["n_top"]
+    assert m["ndcg"] == pytest.approx(ndcg_score([y - y.min()], [p], k=k))
+    # non-negative labels are their own gains: unchanged from the paper's definition
+    assert ranking_metrics(y - y.min() + 1, p)["ndcg"] == pytest.approx(ndcg_score([y - y.min() + 1], [p], k=k))
+    # the batch version agrees row by row
+    from hitrank.metrics import top_metrics_batch
+
+    b = top_metrics_batch(np.stack([y, -y]), np.stack([p, p]))
+    assert b["ndcg"][0] == pytest.approx(m["ndcg"])
+    assert b["ndcg"][1] == pytest.approx(ranking_metrics(-y, p)["ndcg"])

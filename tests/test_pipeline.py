@@ -174,3 +174,28 @@ def test_fold_processes_give_the_single_process_results(store, tmp_path):
     assert abs(a.pred_z.to_numpy() - b.pred_z.to_numpy()).max() <= 1e-2
     fa, fb = (pd.read_csv(tmp_path / d / "folds.csv") for d in ("one", "two"))
     assert (abs(fa.ndcg - fb.ndcg) <= 0.02).all() and (fa.best_epoch == fb.best_epoch).all()
+
+
+def test_cv_checks_the_config_once_and_splits_folds_in_one_place(store, tmp_path, monkeypatch):
+    """The command layer checks a config (and computes its feature parameters) once per cv,
+    and every fold split comes from cv.folds_of."""
+    from hitrank import commands, config, cv
+
+    checks, splits = [], []
+    real_check, real_folds = config.check_available, cv.folds_of
+
+    def check(cfg):
+        checks.append(cfg.name)
+        return real_check(cfg)
+
+    def folds(cfg, ds):
+        splits.append(cfg.name)
+        return real_folds(cfg, ds)
+
+    for module in (commands, cv):
+        monkeypatch.setattr(module, "check_available", check)
+    monkeypatch.setattr(cv, "folds_of", folds)
+    res = commands.cross_validate("table1/a_simple_cnn_mid30", [*QUICK, "cv.processes=1"], store=store,
+                                  out=tmp_path / "run", progress=False)
+    assert res["summary"]["folds"] == 3 and (tmp_path / "run" / "report.html").is_file()
+    assert checks == ["a_simple_cnn_mid30"] and splits == ["a_simple_cnn_mid30"]

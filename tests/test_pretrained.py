@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,23 +15,16 @@ from hitrank.features import FeatureParams
 from hitrank.models import build
 from hitrank.store import FeatureStore
 
-HSP_CNN = Path(__file__).resolve().parents[2] / "shared" / "reference" / "hsp_cnn"
-AUDIO = Path(__file__).resolve().parents[2] / "shared" / "audio"
-needs_release = pytest.mark.skipif(not (HSP_CNN / "ret30.mdl").is_dir(),
-                                   reason=f"the authors' released weights are not at {HSP_CNN}")
+from .conftest import HSP_CNN
+from .conftest import SHARED_AUDIO as AUDIO
 
 
-@pytest.fixture(scope="module")
-def imported(tmp_path_factory):
-    """A cache with the released models imported (HITRANK_CACHE points at it)."""
-    if not (HSP_CNN / "ret30.mdl").is_dir():
-        pytest.skip(f"the authors' released weights are not at {HSP_CNN}")
-    cache = tmp_path_factory.mktemp("cache")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("HITRANK_CACHE", str(cache))
-    assert main(["pretrained", "import", str(HSP_CNN)]) == 0
-    yield cache
-    mp.undo()
+@pytest.fixture
+def imported(imported_cache, monkeypatch):
+    """The cache with the released models imported (conftest's ``imported_cache``; skips
+    without ../shared/reference/hsp_cnn), with HITRANK_CACHE pointing at it."""
+    monkeypatch.setenv("HITRANK_CACHE", str(imported_cache))
+    return imported_cache
 
 
 def test_import_writes_models_with_provenance_and_licence(imported):
@@ -46,6 +39,8 @@ def test_import_writes_models_with_provenance_and_licence(imported):
         payload = torch.load(run / "model.pt", weights_only=True)
         fp = payload["feature_params"]
         assert (fp["window"], fp["log"], fp["tags"], fp["tagger"]) == ("hann", "none", "segment", "jynet")
+        # the released extractor's centre frames on clips of 30 s or more (HL-30 cuts exactly 30 s)
+        assert fp["mel_crop"] == prov["mel_crop"] == ("centre" if name == "yu2018-kkbox" else "")
         assert payload["target"]["kind"] == "neg_inv_log10"
     assert (imported / "models" / "jynet" / "jynet.pt").is_file()
     assert main(["pretrained", "import", str(HSP_CNN)]) == 2  # no silent overwrite without --force
@@ -83,7 +78,7 @@ def test_missing_import_says_how_to_get_the_weights(tmp_path, monkeypatch, capsy
 
 
 def test_init_starts_from_the_released_weights(imported):
-    from hitrank.pretrained import init_weights
+    from hitrank.checkpoint import init_weights
 
     src = torch.load(imported / "models" / "yu2018-kkbox" / "model.pt", weights_only=True)
     released = src["members"][0]["state_dict"]
@@ -106,12 +101,19 @@ def test_cv_init_runs(imported, store, tmp_path):
     assert "init: yu2018-kkbox" in cfg
 
 
-def test_tag_dnn_refuses_a_store_of_another_tagger(tmp_path, rng):
+@pytest.mark.parametrize("store_tagger, cfg_tagger", [("musicnn", "jynet"), ("jynet", "musicnn")])
+def test_tag_dnn_refuses_a_store_of_another_tagger(store_tagger, cfg_tagger, tmp_path, rng, request,
+                                                   monkeypatch):
     from hitrank.config import load_config
     from hitrank.cv import prepare
     from hitrank.data import load_dataset
 
-    params = FeatureParams(tags="segment", tagger="musicnn")
+    # the config's tagger is checked for its weights first: JYnet's come from an import
+    if cfg_tagger == "jynet":
+        monkeypatch.setenv("HITRANK_CACHE", str(request.getfixturevalue("imported_cache")))
+    elif importlib.util.find_spec("musicnn") is None:
+        pytest.skip("pip install --no-deps musicnn==0.1.0 (pretrained MTT weights)")
+    params = FeatureParams(tags="segment", tagger=store_tagger)
     with FeatureStore.create_or_open(tmp_path, params) as st:
         st.plan([(f"s{i}", f"s{i}.wav", "", float(i + 1)) for i in range(12)])
         for i in range(12):
@@ -119,8 +121,9 @@ def test_tag_dnn_refuses_a_store_of_another_tagger(tmp_path, rng):
                                                               "duration": 60.0, "padded": False},
                      tags=rng.random(50))
     ds, _ = load_dataset(FeatureStore.open(tmp_path))
-    cfg = load_config("table1/b_simple_cnn_mid30_tag", ["tags.tagger=jynet"])
-    with pytest.raises(ConfigError, match="tagger='jynet' but the store was made with tagger='musicnn'"):
+    cfg = load_config("table1/b_simple_cnn_mid30_tag", [f"tags.tagger={cfg_tagger}"])
+    with pytest.raises(ConfigError, match=f"tagger='{cfg_tagger}' but the store was made with "
+                                          f"tagger='{store_tagger}'"):
         prepare(cfg, ds)
 
 

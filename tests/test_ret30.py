@@ -8,15 +8,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
+from hitrank import segments
 from hitrank.errors import CheckpointError, ParameterError
+from hitrank.extract import extract_song
+from hitrank.features import FeatureParams, log_mel
 from hitrank.models import build
-from hitrank.models.ret30 import FUSIONS, JYNET_TAGS, denorm, jynet_to_tags
+from hitrank.models.ret30 import FUSIONS, JYNET_TAGS, denorm, jynet_to_tags, ret30_state
 from hitrank.pretrained import convert_ret30, load_ret30
 from hitrank.tags import TAGS
 
-HSP_CNN = Path(__file__).resolve().parents[2] / "shared" / "reference" / "hsp_cnn"
+from .conftest import HSP_CNN
+
 GOLDEN = Path(__file__).parent / "data" / "ret30_golden.npz"
 NEEDS_HSP_CNN = pytest.mark.skipif(
     not (HSP_CNN / "ret30.mdl").is_dir(),
@@ -136,9 +141,15 @@ def test_missing_checkpoint_names_the_file_and_the_fix(tmp_path):
 
 def test_bad_fusion_and_tag_shapes_are_refused():
     with pytest.raises(ParameterError, match="fusion='mean'"):
-        convert_ret30(HSP_CNN, fusion="mean")
+        ret30_state({}, fusion="mean")  # refused before any variable is looked at
     with pytest.raises(ParameterError, match="expected"):
         jynet_to_tags(np.zeros((2, 49)))
+
+
+@NEEDS_HSP_CNN
+def test_bad_fusion_is_refused_by_the_converter():
+    with pytest.raises(ParameterError, match="fusion='mean'"):
+        convert_ret30(HSP_CNN, fusion="mean")
 
 
 def test_denorm_inverts_the_target_and_zeroes_negatives():
@@ -159,3 +170,120 @@ def test_tag_fusion_defaults_unchanged_by_the_new_options():
     with torch.no_grad():
         lrelu = torch.nn.functional.leaky_relu(plain.dnn(t), 0.1)
         torch.testing.assert_close(with_act(x, t), plain.base(x) + 0.5 * lrelu)
+
+
+# --- the released front end: the centre 323 frames of the whole clip's mel (mel_extract.py) ---
+
+#: the imported yu2018-kkbox's audio features (hitrank.pretrained.import_release)
+KKBOX_MID30 = FeatureParams(window="hann", log="none", mel_crop="centre")
+RELEASED_SR, RELEASED_AUDIO_LEN, RELEASED_WSZ, RELEASED_MELS = 22050, 30, 4096, 128  # mel_extract.ParamsR
+CROP_RTOL = 1e-5  # max |hitrank - released| / max(released) on the raw power (measured 4.5e-7)
+
+
+def released_mel(y: np.ndarray) -> np.ndarray:
+    """``feat_extract`` of the authors' mel_extract.py (OckhamsRazor/HSP_CNN, ParamsR), written
+    out here as the oracle: the mel of the WHOLE clip, then all frames (exactly 30 s), the
+    centre ``feat_len`` frames (longer) or zero frames appended (shorter). librosa's current
+    STFT padding ('constant', as hitrank's) stands for the 2017 librosa's 'reflect', which
+    differs only in a clip's first and last frame."""
+    import librosa
+
+    hop = RELEASED_WSZ // 2
+    feat_len = int(np.ceil(RELEASED_SR * RELEASED_AUDIO_LEN / float(hop)))
+    song_len = len(y) / float(RELEASED_SR)
+    feat = librosa.feature.melspectrogram(y=y, sr=RELEASED_SR, n_fft=RELEASED_WSZ, hop_length=hop,
+                                          n_mels=RELEASED_MELS)
+    if song_len == RELEASED_AUDIO_LEN:
+        return feat
+    if song_len > RELEASED_AUDIO_LEN:
+        start = feat.shape[1] // 2 - feat_len // 2
+        end = feat.shape[1] // 2 + feat_len // 2 + feat_len % 2
+        return feat[:, start:end]
+    ret = np.zeros((RELEASED_MELS, feat_len))
+    ret[:, : feat.shape[1]] = feat
+    return ret
+
+
+def _clip(path, seconds: float, seed: int = 0) -> np.ndarray:
+    """A 22050 Hz float WAV (no resampling on either side): a gliding tone over amplitude-
+    modulated noise, so that frames a fraction of a hop apart differ. Returns what was written."""
+    n = int(round(seconds * RELEASED_SR))
+    t = np.arange(n) / RELEASED_SR
+    noise = np.random.default_rng(seed).standard_normal(n) * (1 + np.sin(2 * np.pi * 0.7 * t))
+    y = (0.1 * noise + 0.3 * np.sin(2 * np.pi * 440 * t * (1 + 0.1 * t / seconds))).astype(np.float32)
+    sf.write(str(path), y, RELEASED_SR, subtype="FLOAT")
+    return y
+
+
+@pytest.mark.parametrize("seconds", [30.0, 30.003, 45.0])
+def test_clips_of_30_s_or_more_give_the_released_centre_frames(tmp_path, seconds):
+    y = _clip(tmp_path / "c.wav", seconds)
+    ref = released_mel(y)
+    mel, info = extract_song(tmp_path / "c.wav", KKBOX_MID30)
+    assert mel.shape == ref.shape == (128, 323) and mel.dtype == np.float32
+    assert np.max(np.abs(mel - ref)) <= CROP_RTOL * ref.max()
+    # the segment (tags, seg_start) starts where the first kept frame's window starts
+    first = (1 + len(y) // 2048) // 2 - 161
+    assert segments.centre_first(len(y), KKBOX_MID30) == first
+    assert info["seg_start"] == pytest.approx(max(0, first - 1) * 2048 / RELEASED_SR, abs=1e-4)
+    old, _ = extract_song(tmp_path / "c.wav", FeatureParams(window="hann", log="none"))
+    if seconds > 30.0:  # the Mid-30 cut first: frames a fraction of a hop off (test can fail)
+        assert np.max(np.abs(old - ref)) > 0.1 * ref.max()
+    else:  # exactly 30 s: both ways keep every frame
+        assert np.max(np.abs(old - ref)) <= CROP_RTOL * ref.max()
+
+
+def test_a_clip_under_30_s_takes_the_cut_first_path(tmp_path):
+    y = _clip(tmp_path / "c.wav", 29.98)
+    mel, info = extract_song(tmp_path / "c.wav", KKBOX_MID30)
+    old, old_info = extract_song(tmp_path / "c.wav", FeatureParams(window="hann", log="none"))
+    np.testing.assert_array_equal(mel, old)
+    assert info["padded"] and info["seg_start"] == old_info["seg_start"] == 0.0
+    ref = released_mel(y)  # 29.98 s has 323 frames: the release appends none
+    assert np.max(np.abs(mel - ref)) <= CROP_RTOL * ref.max()
+    cut = segments.get("mid30").cut(tmp_path / "c.wav", KKBOX_MID30)
+    assert not cut.centre_frames and len(cut.song) == len(y)
+
+
+def test_centre_mel_equals_slicing_the_whole_mel(rng):
+    for n in (661500, 661566, 700001):  # first kept frame 0 (window before the song), 1, 19
+        y = rng.standard_normal(n).astype(np.float32)
+        whole = log_mel(y, KKBOX_MID30).numpy()
+        t = whole.shape[1]
+        ours = segments.centre_mel(y, KKBOX_MID30).numpy()
+        np.testing.assert_allclose(ours, whole[:, t // 2 - 161: t // 2 + 162], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ParameterError, match="at least 323 frames"):
+        segments.centre_mel(np.zeros(322 * 2048 - 1, np.float32), KKBOX_MID30)
+
+
+def test_mel_crop_is_checked_and_old_parameters_load_without_it():
+    with pytest.raises(ParameterError, match="mel_crop='left'"):
+        FeatureParams(mel_crop="left")
+    with pytest.raises(ParameterError, match="mel_crop='centre'.*'hl30'"):
+        segments.params_for("hl30", None, mel_crop="centre")
+    old = {k: v for k, v in KKBOX_MID30.to_dict().items() if k != "mel_crop"}  # a store made before
+    assert FeatureParams.from_dict(old).mel_crop == ""
+    assert segments.params_for("mid30", None, mel_crop="centre").mel_crop == "centre"
+
+
+def test_imported_model_scores_a_30_s_clip_as_the_released_pipeline(imported_cache, monkeypatch, tmp_path):
+    """End to end on a 30.003 s clip (as FMA's): the imported yu2018-kkbox's features are the
+    released frames and the JYnet tags of the clip from its start (where the released tagger
+    reads it), so its score is the score of the released pipeline's inputs."""
+    from hitrank.checkpoint import load_checkpoint
+    from hitrank.tags import segment_tags
+
+    monkeypatch.setenv("HITRANK_CACHE", str(imported_cache))
+    model = imported_cache / "models" / "yu2018-kkbox" / "model.pt"
+    scorer = load_checkpoint(model)
+    params = FeatureParams.from_dict(scorer.feature_params)
+    assert params.mel_crop == "centre"
+    y = _clip(tmp_path / "c.wav", 30.003, seed=1)
+    mel, info = extract_song(tmp_path / "c.wav", params)
+    tags = segment_tags(y, RELEASED_SR, tagger="jynet")  # JYnet keeps the first 911 frames
+    np.testing.assert_allclose(info["tags"], tags, atol=1e-6)
+    ref = released_mel(y)
+    with torch.no_grad():
+        ours = scorer.score(torch.from_numpy(mel)[None], T=torch.from_numpy(info["tags"])[None])
+        released = scorer.score(torch.from_numpy(ref.astype(np.float32))[None], T=torch.from_numpy(tags)[None])
+    assert abs(float(ours[0]) - float(released[0])) <= 1e-5

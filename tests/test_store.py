@@ -117,6 +117,26 @@ def test_store_grows_without_touching_old_rows(tmp_path):
     assert np.load(tmp_path / "mel_mid30.npy", mmap_mode="r").shape[0] == 305
 
 
+def test_the_store_records_its_manifest_columns(tmp_path):
+    """params.json names the segment method's manifest columns; a store written before it did
+    takes them from its manifest.csv; a store refuses another method's columns."""
+    params = FeatureParams(segment="hl30")
+    info = {"seg_start": 0.0, "seg_end": 30.0, "duration": 60.0, "padded": False,
+            "method": "fallback", "curve": "[1.0]"}
+    with FeatureStore.create_or_open(tmp_path, params, ("method", "curve")) as st:
+        st.plan([("a", "/x/a.wav", "", 1.0)])
+        st.write("a", np.zeros(st.row_shape, np.float16), info)
+    meta = json.loads((tmp_path / "params.json").read_text())
+    assert meta["manifest_fields"] == ["method", "curve"]
+    assert list(pd.read_csv(tmp_path / "manifest.csv").columns[-2:]) == ["method", "curve"]
+    with pytest.raises(StoreError, match=r"manifest columns \['method', 'curve'\].*not \['why'\]"):
+        FeatureStore.create_or_open(tmp_path, params, ("why",))
+    del meta["manifest_fields"]  # as an older hitrank wrote it
+    (tmp_path / "params.json").write_text(json.dumps(meta))
+    older = FeatureStore.open(tmp_path)
+    assert older.fields == ("method", "curve") and older.manifest.curve.tolist() == ["[1.0]"]
+
+
 def test_full_disk_stops_cleanly_and_resumes(tmp_path, corpus, store, monkeypatch, capsys):
     """A write that fails (full disk) ends the run with one line and exit code 2; the songs
     written before are kept, and the next run finishes a store equal to an uninterrupted one."""

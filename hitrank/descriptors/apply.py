@@ -8,9 +8,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..corpus import list_folder
+from ..errors import LabelsError
 from ..runtime import cache_dir
-from .audio import DEFAULT_EXTRACTOR, describe_folder
-from .run import DescriptorModel, load_models, prepare
+from .audio import describe_folder
+from .extractor_names import DEFAULT_EXTRACTOR
+from .model import DescriptorModel, load_models
+from .prepare import prepare
 from .table import DescriptorTable, read_table
 
 
@@ -26,12 +30,8 @@ def table_from_source(source: str | os.PathLike, workers: int = 1, progress: boo
                       extractor: str = DEFAULT_EXTRACTOR) -> tuple[DescriptorTable, list]:
     """A descriptor table from a CSV, or from a folder of audio (described with ``extractor``,
     cached; with the 50 ``tag_*`` columns when ``tags``)."""
-    from ..corpus import list_folder
-
     source = Path(source)
     if source.is_dir() and not list_folder(source) and not any(source.glob("*.csv")):
-        from ..errors import LabelsError
-
         raise LabelsError(f"{str(source)!r}: the folder holds no audio files and no .csv tables")
     if source.is_dir() and list_folder(source):  # audio (a folder of CSV tables is a table)
         out = Path(cache) if cache else descriptor_cache(source, tags, extractor)

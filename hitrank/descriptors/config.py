@@ -1,7 +1,8 @@
 """Descriptor-branch configs (``branch: descriptors`` at the top of the YAML).
 
-Same rules as the spectrogram configs (:mod:`hitrank.config`): frozen dataclasses, strict
-keys, ``--set key=value`` overrides, range checks before any work.
+Same rules as the spectrogram configs (:mod:`hitrank.config`; the shared machinery is
+:mod:`hitrank.yamlconfig`): frozen dataclasses, strict keys, ``--set key=value`` overrides,
+range checks before any work.
 """
 
 from __future__ import annotations
@@ -9,16 +10,21 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from ..config import Plain, build_config, check_choice, read_yaml
 from ..errors import ConfigError
+from ..yamlconfig import Plain, build_config, check_choice, read_yaml
+from .extractor_names import DEFAULT_EXTRACTOR, EXTRACTOR_NAMES
+from .learners import LEARNERS, learner
 
 TASKS = ("classify", "regress")
-MODELS = ("mlp", "siamese_mlp", "history_lstm", "gbdt", "blend")
 BALANCES = ("none", "smote", "downsample")
 TRANSFORMS = ("none", "log1p", "log")
 SPLITS = ("kfold", "holdout")
 VAL_SPLITS = ("random", "latest", "auto")
 DEDUPS = ("song", "uri", "none")
+#: keys that descriptor configs no longer have: ``(section, key) -> why``. A YAML or ``--set``
+#: that names one is refused; a config saved in an older checkpoint has it dropped.
+RETIRED = {("train", "device"): "descriptor models always train on the CPU (the key was "
+                                 "never read); delete it from the YAML and drop --device"}
 
 
 @dataclass(frozen=True)
@@ -36,8 +42,8 @@ class DataConfig:
     history_len: int = 5  # history_lstm: at most this many earlier songs
     dedup: str = "song"  # before splitting, one row per song: song (same URI, or same artist +
     #   title + duration) | uri (same URI only) | none; the earliest copy (order_column) is kept
-    extractor: str = "hybrid"  # how this model's descriptors are computed from audio (rank, fit):
-    #   hybrid (Essentia + MTT tags + librosa) | librosa (the earlier hand-written proxies)
+    extractor: str = DEFAULT_EXTRACTOR  # how this model's descriptors are computed from audio
+    #   (rank, fit): hybrid (Essentia + MTT tags + librosa) | librosa (the earlier proxies)
 
 
 @dataclass(frozen=True)
@@ -54,7 +60,8 @@ class GBDTConfig:
 
 @dataclass(frozen=True)
 class DescModelConfig:
-    name: str = "mlp"  # mlp | siamese_mlp | history_lstm | gbdt | blend (MLPs + gbdt)
+    name: str = "mlp"  # a learner of hitrank.descriptors.learners: mlp | siamese_mlp |
+    #   history_lstm | gbdt | blend (MLPs + gbdt)
     hidden: tuple = (128, 128, 128)
     dropout: float = 0.5
     seeds: int = 1  # mlp / blend: networks trained with different seeds, averaged
@@ -78,7 +85,6 @@ class DescTrainConfig:
     w: float = 1.0  # siamese_mlp: (1 - w) * BCE/MSE + w * ranking hinge
     margin: float = 1.0  # siamese_mlp: hinge margin
     seed: int = 0
-    device: str = "cpu"  # descriptor models are small: cpu is fastest
 
 
 @dataclass(frozen=True)
@@ -110,9 +116,9 @@ def validate(cfg: DescriptorConfig) -> DescriptorConfig:
     d, m, b, t, c = cfg.data, cfg.model, cfg.balance, cfg.train, cfg.cv
     check_choice("branch", cfg.branch, ("descriptors",))
     check_choice("data.task", d.task, TASKS)
-    check_choice("data.extractor", d.extractor, ("hybrid", "librosa"))
+    check_choice("data.extractor", d.extractor, EXTRACTOR_NAMES)
     check_choice("data.transform", d.transform, TRANSFORMS)
-    check_choice("model.name", m.name, MODELS)
+    spec = learner(m.name)
     check_choice("balance.method", b.method, BALANCES)
     check_choice("cv.split", c.split, SPLITS)
     check_choice("data.dedup", d.dedup, DEDUPS)
@@ -121,17 +127,18 @@ def validate(cfg: DescriptorConfig) -> DescriptorConfig:
         raise ConfigError(f"data.keep_hits={d.keep_hits}: must be in (0, 1]")
     if d.task == "regress" and (b.method != "none" or b.class_weight or d.keep_hits != 1):
         raise ConfigError("balance.* and data.keep_hits apply to data.task='classify' only")
-    if m.name == "history_lstm" and not d.history:
-        raise ConfigError("model.name='history_lstm' needs data.history=true")
+    if spec.sequences and not d.history:
+        raise ConfigError(f"model.name={m.name!r} needs data.history=true")
     if d.history_len < 1:
         raise ConfigError(f"data.history_len={d.history_len}: must be >= 1")
     if any(int(h) != h or h < 1 for h in m.hidden):
         raise ConfigError(f"model.hidden={list(m.hidden)}: layer sizes must be integers >= 1")
     if not 0 <= m.dropout < 1:
         raise ConfigError(f"model.dropout={m.dropout}: must be in [0, 1)")
-    if m.seeds < 1 or (m.seeds > 1 and m.name not in ("mlp", "blend")):
+    if m.seeds < 1 or (m.seeds > 1 and not spec.many_seeds):
+        several = " or ".join(repr(n) for n, s in LEARNERS.items() if s.many_seeds)
         raise ConfigError(f"model.seeds={m.seeds}: must be >= 1, and > 1 only for model.name "
-                          "'mlp' or 'blend'")
+                          f"{several}")
     g = m.gbdt
     for key, v in (("max_iter", g.max_iter), ("patience", g.patience),
                    ("min_samples_leaf", g.min_samples_leaf)):
@@ -159,8 +166,6 @@ def validate(cfg: DescriptorConfig) -> DescriptorConfig:
         raise ConfigError(f"cv.val_fraction={c.val_fraction}: must be in (0, 0.5)")
     if not 0 < c.top_fraction <= 1:
         raise ConfigError(f"cv.top_fraction={c.top_fraction}: must be in (0, 1]")
-    if not (t.device in ("auto", "cpu", "cuda") or t.device.startswith("cuda:")):
-        raise ConfigError(f"train.device={t.device!r}; allowed: auto, cpu, cuda, cuda:N")
     return cfg
 
 
@@ -174,9 +179,17 @@ def load_descriptor_config(path: str | os.PathLike | None = None,
     """Load and validate a descriptor-branch YAML config with ``key=value`` overrides."""
     data = read_yaml(path, overrides)
     data.setdefault("branch", "descriptors")
+    for (section, key), why in RETIRED.items():
+        if isinstance(data.get(section), dict) and key in data[section]:
+            raise ConfigError(f"{section}.{key}={data[section][key]!r}: not a descriptor-config "
+                              f"key any more: {why}")
     return validate(build_config(DescriptorConfig, data))
 
 
 def config_from_dict(data: dict) -> DescriptorConfig:
-    """Rebuild a config saved in a checkpoint."""
+    """Rebuild a config saved in a checkpoint (keys of :data:`RETIRED` that an older hitrank
+    saved are dropped; their values were never read)."""
+    data = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    for section, key in RETIRED:
+        data.get(section, {}).pop(key, None)
     return validate(build_config(DescriptorConfig, data))

@@ -1,18 +1,47 @@
 """Descriptor extractors by name: ``describe(y, sr, extractor="hybrid")``.
 
 Two extractors compute the Spotify-style descriptors of :data:`hitrank.descriptors.table.
-DESCRIPTORS` from a mono signal; both return every key of
-:func:`hitrank.descriptors.audio.describe_audio` (same names, same Spotify-like ranges):
+DESCRIPTORS` from a mono signal; both return every key of :func:`describe_audio` (same names,
+same Spotify-like ranges). Spotify never published how its descriptors are computed; these are
+documented, transparent approximations on the same scales as the Spotify columns, so the same
+configs run on both. They are *not* Spotify's values: a model trained on a Spotify table should
+be retrained on these. ``hybrid`` is the default (:data:`DEFAULT_EXTRACTOR`, of ``hitrank
+descriptors`` and of descriptor configs' ``data.extractor``).
 
 ``"librosa"``
-    :func:`hitrank.descriptors.audio.describe_audio` unchanged (hand-written librosa proxies,
-    see its module table), at 22 050 Hz. Needs nothing beyond hitrank's own dependencies.
+    :func:`describe_audio` (hand-written librosa proxies, table below), at 22 050 Hz. Needs
+    nothing beyond hitrank's own dependencies.
 ``"hybrid"``
     Each descriptor from the tool that agreed best with the Echo Nest values of real music in
     ``scripts/eval_descriptors_audio.py`` (choosing between principled definitions; no
     coefficient was fitted to the reference values). Needs Essentia
     (``pip install 'hitrank[descriptors]'``) and the musicnn MTT tag activations
     (:func:`hitrank.tags.segment_tags`, computed here when not passed in).
+
+Definitions of the ``"librosa"`` extractor (:func:`describe_audio`: the whole song, mono,
+22 050 Hz; STFT 2048 / hop 512):
+
+=================  =====================================================================
+descriptor         computed as
+=================  =====================================================================
+duration_ms        decoded length
+loudness           mean power in dBFS, ``10 log10(mean(y^2))``, clipped to [-80, 0]
+tempo              ``librosa.beat.beat_track`` (BPM)
+danceability       pulse clarity x beat regularity: highest normalised autocorrelation of
+                   the onset envelope at lags of 0.3-1.0 s, times ``1 - CV`` of beat intervals
+energy             ``0.6 * clip((loudness + 40) / 35) + 0.4 * clip(mean centroid / 3000 Hz)``
+key, mode          Krumhansl-Schmuckler: mean chroma correlated with the 24 rotated key
+                   profiles (key 0 = C; mode 1 = major)
+speechiness        noisiness proxy: ``clip(5 * mean spectral flatness)``
+acousticness       ``1 - clip(8 * share of power above 4 kHz)``
+instrumentalness   ``1 - clip((share of power in 300-3400 Hz - 0.3) / 0.5)`` (voice band)
+liveness           dynamics proxy: ``clip(std of frame loudness in dB / 20)``
+valence            ``0.5 * mode + 0.5 * clip((tempo - 60) / 120)``
+time_signature     3 if the onset autocorrelation is higher at 3 beats than at 4, else 4
+=================  =====================================================================
+
+Further columns (no Spotify equivalent): ``spectral_centroid_mean/std``, ``rolloff_mean``,
+``flatness_mean``, ``zcr_mean``, ``onset_rate``, ``rms_db_std``, ``mfcc1..mfcc13`` (means).
 
 Definitions of the ``"hybrid"`` extractor (Essentia 2.1b6 classic algorithms run at 44.1 kHz,
 librosa parts at 22 050 Hz, tags are the 50 musicnn MTT sigmoid activations):
@@ -72,11 +101,18 @@ from collections.abc import Callable
 import numpy as np
 
 from .. import audio
+from ..constants import N_TAGS, TAGS
 from ..errors import HitrankError, ParameterError
+from ..tags import check_tagger, segment_tags
+from .extractor_names import (  # noqa: F401  (re-exported)
+    DEFAULT_EXTRACTOR,
+    EXTRACTOR_NAMES,
+    LEGACY_EXTRACTOR,
+)
 
 log = logging.getLogger(__name__)
 
-LIBROSA_SR = 22050  # Hz, rate of the librosa extractor (hitrank.descriptors.audio.SR)
+LIBROSA_SR = 22050  # Hz, rate of the librosa extractor
 ESSENTIA_SR = 44100  # Hz, RhythmExtractor2013 and the Essentia defaults assume it
 MIN_SECONDS = 1.0  # s, shortest signal described (as hitrank.descriptors.audio.describe_file)
 ESSENTIA_REQUIREMENT = "essentia>=2.1b6.dev1389"
@@ -112,6 +148,9 @@ VOICE_TAGS = ("vocal", "vocals", "voice", "singing", "male", "female", "man", "w
 NO_VOICE_TAGS = ("no vocals", "no vocal", "no voice")
 INTENSE_TAGS = ("loud", "fast", "rock", "metal")
 CALM_TAGS = ("quiet", "soft", "slow", "ambient")
+#: Krumhansl-Kessler key profiles (C major, C minor) of the librosa extractor's key estimate
+_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
 _PITCHES = {"C": 0, "C#": 1, "Db": 1, "D": 2, "D#": 3, "Eb": 3, "E": 4, "F": 5, "F#": 6,
             "Gb": 6, "G": 7, "G#": 8, "Ab": 8, "A": 9, "A#": 10, "Bb": 10, "B": 11}
 
@@ -123,12 +162,84 @@ def _clip(x: float, lo: float = 0.0, hi: float = 1.0) -> float:
 # ----------------------------------------------------------------------------- librosa
 
 
-def librosa_extractor(y: np.ndarray, sr: int, tags: np.ndarray | None = None) -> dict:
-    """The hand-written librosa descriptors (``hitrank.descriptors.audio.describe_audio``,
-    str -> float) of mono float32 ``y`` (n,) at ``sr`` Hz, resampled to 22 050 Hz first;
-    ``tags`` is ignored (this extractor uses none)."""
-    from .audio import describe_audio
+def _key_mode(chroma_mean: np.ndarray) -> tuple[int, int]:
+    """Krumhansl key (0-11) and mode (1 major, 0 minor) of a (12,) mean chroma; C major when
+    the chroma is flat (silence: no correlation to compute)."""
+    best, key, mode = -np.inf, 0, 1
+    if np.ptp(chroma_mean) == 0:
+        return key, mode
+    for m, prof in ((1, _MAJOR), (0, _MINOR)):
+        for k in range(12):
+            r = np.corrcoef(chroma_mean, np.roll(prof, k))[0, 1]
+            if np.isfinite(r) and r > best:
+                best, key, mode = r, k, m
+    return key, mode
 
+
+def describe_audio(y: np.ndarray, sr: int = LIBROSA_SR) -> dict:
+    """The librosa extractor's descriptors (str -> float, see the module table) of a mono
+    signal ``y`` (n,) at ``sr`` Hz (22 050 Hz: the rate its constants assume)."""
+    import librosa
+
+    y = np.asarray(y, dtype=np.float32)
+    S = np.abs(librosa.stft(y, n_fft=N_FFT, hop_length=HOP)) ** 2  # (1 + n_fft/2, T)
+    freqs = librosa.fft_frequencies(sr=sr, n_fft=N_FFT)
+    total = S.sum(axis=0) + 1e-12
+    power = float(np.mean(y.astype(np.float64) ** 2))
+    loudness = max(-80.0, min(0.0, 10 * np.log10(power + 1e-12)))
+    frame_db = 10 * np.log10(S.mean(axis=0) + 1e-12)
+    oenv = librosa.onset.onset_strength(S=librosa.power_to_db(
+        librosa.feature.melspectrogram(S=S, sr=sr, n_mels=64)), sr=sr, hop_length=HOP)
+    tempo, beats = librosa.beat.beat_track(onset_envelope=oenv, sr=sr, hop_length=HOP)
+    tempo = float(np.atleast_1d(tempo)[0])
+    fps = sr / HOP
+    ac = librosa.autocorrelate(oenv - oenv.mean(), max_size=int(4 * fps))
+    ac = ac / ac[0] if ac[0] > 0 else np.zeros_like(ac)
+    lo, hi = int(0.3 * fps), int(1.0 * fps)
+    clarity = float(np.max(ac[lo:hi])) if hi < len(ac) else 0.0
+    ibi = np.diff(beats) if len(beats) > 2 else np.array([1.0])
+    regularity = 1.0 - min(1.0, float(np.std(ibi) / max(np.mean(ibi), 1e-9)))
+    mag = np.sqrt(S)
+    mag_sum = mag.sum(axis=0) + 1e-12
+    centroid = freqs @ mag / mag_sum
+    flatness = np.exp(np.mean(np.log(S + POWER_FLOOR), axis=0)) / (np.mean(S, axis=0) + POWER_FLOOR)
+    rolloff = freqs[np.argmax(np.cumsum(mag, axis=0) >= 0.85 * mag_sum, axis=0)]
+    chroma = librosa.feature.chroma_stft(S=S, sr=sr, tuning=0.0)
+    key, mode = _key_mode(chroma.mean(axis=1))
+    beat_lag = 60.0 / tempo * fps if tempo > 0 else 0
+    ts = 4
+    if beat_lag and int(4 * beat_lag) < len(ac):
+        ts = 3 if ac[int(round(3 * beat_lag))] > ac[int(round(4 * beat_lag))] else 4
+    voice = S[(freqs >= 300) & (freqs <= 3400)].sum(axis=0) / total
+    high = S[freqs >= 4000].sum(axis=0).sum() / total.sum()
+    mfcc = librosa.feature.mfcc(S=librosa.power_to_db(librosa.feature.melspectrogram(S=S, sr=sr)),
+                                n_mfcc=13).mean(axis=1)
+    seconds = len(y) / sr
+    onsets = librosa.onset.onset_detect(onset_envelope=oenv, sr=sr, hop_length=HOP)
+    out = {
+        "danceability": _clip(max(0.0, clarity) * regularity),
+        "energy": _clip(0.6 * _clip((loudness + 40) / 35) + 0.4 * _clip(float(centroid.mean()) / 3000)),
+        "key": float(key), "loudness": float(loudness), "mode": float(mode),
+        "speechiness": _clip(5 * float(flatness.mean())),
+        "acousticness": _clip(1 - 8 * float(high)),
+        "instrumentalness": _clip(1 - (float(voice.mean()) - 0.3) / 0.5),
+        "liveness": _clip(float(np.std(frame_db)) / 20),
+        "valence": _clip(0.5 * mode + 0.5 * _clip((tempo - 60) / 120)),
+        "tempo": tempo, "duration_ms": seconds * 1000.0, "time_signature": float(ts),
+        "spectral_centroid_mean": float(centroid.mean()), "spectral_centroid_std": float(centroid.std()),
+        "rolloff_mean": float(rolloff.mean()),
+        "flatness_mean": float(flatness.mean()),
+        "zcr_mean": float(librosa.feature.zero_crossing_rate(y, frame_length=N_FFT, hop_length=HOP)[0].mean()),
+        "onset_rate": len(onsets) / max(seconds, 1e-9), "rms_db_std": float(np.std(frame_db)),
+    }
+    out.update({f"mfcc{i + 1}": float(v) for i, v in enumerate(mfcc)})
+    return out
+
+
+def librosa_extractor(y: np.ndarray, sr: int, tags: np.ndarray | None = None) -> dict:
+    """The hand-written librosa descriptors (:func:`describe_audio`, str -> float) of mono
+    float32 ``y`` (n,) at ``sr`` Hz, resampled to 22 050 Hz first; ``tags`` is ignored (this
+    extractor uses none)."""
     return describe_audio(audio.resample(y, sr, LIBROSA_SR), LIBROSA_SR)
 
 
@@ -149,8 +260,6 @@ def _essentia():
 
 
 def _tag_mean(tags: np.ndarray, names: tuple) -> float:
-    from ..tags import TAGS
-
     return float(np.mean([tags[TAGS.index(n)] for n in names]))
 
 
@@ -219,8 +328,6 @@ def _octave_align(bpm: float, reference: float) -> float:
 
 def check_tags(tags) -> np.ndarray:
     """A (50,) finite tag vector in [0, 1], or ParameterError naming what is wrong."""
-    from ..tags import N_TAGS
-
     tags = np.asarray(tags, dtype=np.float64)
     if tags.shape != (N_TAGS,):
         raise ParameterError(f"tags has shape {tags.shape}; expected ({N_TAGS},) in "
@@ -256,8 +363,6 @@ def hybrid_extractor(y: np.ndarray, sr: int, tags: np.ndarray | None = None) -> 
     """
     es = _essentia()
     if tags is None:
-        from ..tags import segment_tags
-
         tags = segment_tags(y, sr)
     tags = check_tags(tags)
     out = librosa_extractor(y, sr)
@@ -312,7 +417,9 @@ EXTRACTORS: dict[str, tuple[Callable[..., dict], bool]] = {
     "librosa": (librosa_extractor, False),
     "hybrid": (hybrid_extractor, True),
 }
-DEFAULT_EXTRACTOR = "librosa"  # of describe(); `hitrank descriptors` defaults to "hybrid"
+if tuple(EXTRACTORS) != EXTRACTOR_NAMES:  # the names configs are checked against
+    raise ImportError(f"EXTRACTORS {list(EXTRACTORS)} and extractor_names.EXTRACTOR_NAMES "
+                      f"{list(EXTRACTOR_NAMES)} must name the same extractors in the same order")
 
 
 def _lookup(extractor: str) -> tuple[Callable[..., dict], bool]:
@@ -328,8 +435,6 @@ def check_available(extractor: str) -> None:
     _lookup(extractor)
     if extractor == "hybrid":
         _essentia()
-        from ..tags import check_tagger
-
         check_tagger("musicnn")
 
 

@@ -29,6 +29,12 @@ import numpy as np
 import pandas as pd
 
 from ..errors import HitrankError
+from ..tags.musicnn import checkpoint_dir
+from .apply import table_from_source
+from .config import DataConfig, DescModelConfig, DescriptorConfig, DescTrainConfig
+from .evaluate import roc_auc
+from .fitting import fit_gbdt, fit_network, network_scores
+from .prepare import Scaler
 from .table import DESCRIPTORS, DescriptorTable, numeric_column
 
 log = logging.getLogger(__name__)
@@ -95,17 +101,14 @@ class PlaylistClassifier:
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Probability that each row (n, F) (NaN allowed) belongs to the positive set, (n,)."""
-        from .run import network_scores
-
         Z = self.scaler.transform(X)
         if self.name == "logistic":
             return self.model.predict_proba(Z)[:, 1]
         return 1.0 / (1.0 + np.exp(-network_scores(self.model, Z)))
 
 
-def _fit_config(kind: str):
-    from .config import DataConfig, DescModelConfig, DescriptorConfig, DescTrainConfig
-
+def _fit_config(kind: str) -> DescriptorConfig:
+    """The descriptor config of the ``dnn`` (learner ``mlp``) or ``gbdt`` candidate."""
     model = (DescModelConfig(name="mlp", hidden=FIT_DNN["hidden"], dropout=FIT_DNN["dropout"])
              if kind == "dnn" else DescModelConfig(name="gbdt"))
     train = DescTrainConfig(epochs=FIT_DNN["epochs"], patience=FIT_DNN["patience"],
@@ -124,9 +127,6 @@ def choose_classifier(X: np.ndarray, y: np.ndarray, seed: int = 0,
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import train_test_split
 
-    from .evaluate import roc_auc
-    from .run import Scaler, fit_gbdt, fit_model, network_scores
-
     y = np.asarray(y).astype(int)
     if min(np.bincount(y, minlength=2)) < 5:
         raise HitrankError(f"{int(y.sum())} songs that fit and {int((1 - y).sum())} that do not: "
@@ -137,7 +137,7 @@ def choose_classifier(X: np.ndarray, y: np.ndarray, seed: int = 0,
     Z = scaler.transform(X)
     yf = y.astype(np.float64)
     fitted = {"logistic": LogisticRegression(max_iter=2000).fit(Z[tr], y[tr]),
-              "dnn": fit_model(_fit_config("dnn"), Z[tr], yf[tr], Z[va], yf[va], seed)[0]["model"],
+              "dnn": fit_network(_fit_config("dnn"), Z[tr], yf[tr], Z[va], yf[va], seed)[0]["model"],
               "gbdt": fit_gbdt(_fit_config("gbdt"), Z[tr], yf[tr], Z[va], yf[va], seed)[0]["model"]}
     s_va = {"logistic": fitted["logistic"].predict_proba(Z[va])[:, 1],
             **{k: network_scores(fitted[k], Z[va]) for k in ("dnn", "gbdt")}}
@@ -160,8 +160,6 @@ def choose_classifier(X: np.ndarray, y: np.ndarray, seed: int = 0,
 def _gain_se(y: np.ndarray, scores: dict, seed: int) -> dict:
     """Bootstrap standard error of each model's ROC-AUC gain over logistic regression on the
     same resampled validation songs (paired)."""
-    from .evaluate import roc_auc
-
     rng = np.random.default_rng(seed)
     gains: dict = {k: [] for k in scores if k != "logistic"}
     for _ in range(FIT_BOOTSTRAP):
@@ -213,11 +211,7 @@ def fit_sources(reference, candidates, workers: int = 1, progress: bool = True, 
     """``hitrank fit``: rank the candidates (folder of audio or descriptor CSV) by their fit to
     the reference set; with ``negatives`` (songs that do not fit, same kinds of source) by a
     classifier chosen on validation. Returns ``(ranking, n_reference_songs, failures)``."""
-    from .apply import table_from_source
-
     if tags:
-        from ..tags.musicnn import checkpoint_dir
-
         checkpoint_dir()  # fail before any work when the musicnn wheel is missing
     ref, f1 = table_from_source(reference, workers, progress, tags=tags)
     cand, f2 = table_from_source(candidates, workers, progress, tags=tags)

@@ -35,9 +35,6 @@ DESCRIPTORS = {
     "valence": (0.0, 1.0), "tempo": (0.0, 300.0), "duration_ms": (1.0, 1e8),
     "time_signature": (0.0, 7.0),
 }
-#: Topify's nine descriptors (it drops key, mode, duration and time signature).
-TOPIFY_NINE = ("acousticness", "danceability", "energy", "instrumentalness", "loudness",
-               "speechiness", "valence", "tempo", "liveness")
 
 _PITCHES = {"C": 0, "C#": 1, "Db": 1, "D": 2, "D#": 3, "Eb": 3, "E": 4, "F": 5, "F#": 6,
             "Gb": 6, "G": 7, "G#": 8, "Ab": 8, "A": 9, "A#": 10, "Bb": 10, "B": 11}

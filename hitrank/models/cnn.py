@@ -19,7 +19,7 @@ global average pool over time                         score
 A 2-D conv whose kernel spans all 128 mel bins is the same as a 1-D conv with 128 input
 channels, which is how it is written here (identical maths, faster on CPU).
 
-Choices the sources leave open (documented in the README): LeakyReLU slope 0.1 (released
+Choices the sources leave open (documented in docs/training.md): LeakyReLU slope 0.1 (released
 code); the input is standardised per mel bin with training-set statistics (stored in the
 model's buffers, so checkpoints carry them); the output LeakyReLU of the released code is off
 by default because hitrank trains on standardised targets, which are negative for half the

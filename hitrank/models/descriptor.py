@@ -7,19 +7,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .layers import mlp
 from .registry import build, register
-
-
-def mlp(n_in: int, hidden, activation: type[nn.Module] | nn.Module, dropout: float) -> nn.Sequential:
-    """``n_in -> hidden... -> 1``: Linear, activation, Dropout per hidden layer, then Linear."""
-    layers: list[nn.Module] = []
-    width = n_in
-    for h in hidden:
-        act = activation() if isinstance(activation, type) else activation
-        layers += [nn.Linear(width, int(h)), act, nn.Dropout(dropout)]
-        width = int(h)
-    layers.append(nn.Linear(width, 1))
-    return nn.Sequential(*layers)
 
 
 @register("descriptor_mlp", role="descriptor")

@@ -1,4 +1,5 @@
-"""Layers shared by hitrank's models.
+"""Layers shared by hitrank's models: :func:`mlp` (the descriptor MLP and the tag DNN) and
+:class:`ByteDropout`.
 
 :class:`ByteDropout` is dropout with masks drawn from random bytes: one 64-bit draw of the
 random generator makes eight mask elements, which on a CPU is about six times faster than
@@ -57,3 +58,15 @@ def standardise(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch
     than a broadcast subtract and divide): x (..., n_mels, T) of any float dtype, mean and std
     (..., n_mels, 1) broadcastable; the result has their dtype."""
     return torch.addcmul(-mean / std, x.to(mean.dtype), 1.0 / std)
+
+
+def mlp(n_in: int, hidden, activation: type[nn.Module] | nn.Module, dropout: float) -> nn.Sequential:
+    """``n_in -> hidden... -> 1``: Linear, activation, Dropout per hidden layer, then Linear."""
+    layers: list[nn.Module] = []
+    width = n_in
+    for h in hidden:
+        act = activation() if isinstance(activation, type) else activation
+        layers += [nn.Linear(width, int(h)), act, nn.Dropout(dropout)]
+        width = int(h)
+    layers.append(nn.Linear(width, 1))
+    return nn.Sequential(*layers)

@@ -27,6 +27,7 @@ import torch.nn as nn
 
 from ..constants import TAGS
 from ..errors import CheckpointError, ParameterError
+from .layers import standardise
 from .registry import build
 
 #: Folder of the checkpoint inside the authors' repository (OckhamsRazor/HSP_CNN).
@@ -170,3 +171,42 @@ def denorm(y: np.ndarray) -> np.ndarray:
     pos = y > 0
     out[pos] = 10.0 ** (-1.0 / y[pos])
     return out
+
+
+#: channels of the CNN's last hidden layer (``conv2d_3`` + LeakyReLU), the size of :func:`penultimate`
+EMBEDDING_DIM = 256
+
+
+def penultimate(model: nn.Module, x: torch.Tensor, frames: bool = False) -> torch.Tensor:
+    """The ret30 CNN's last hidden layer: the pretrained KKBOX embedding of a 30 s clip.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The converted ret30 network (``tag_fusion``, :func:`ret30_state`; its audio branch is
+        used, the tags are not) or its ``simple_cnn`` base.
+    x : torch.Tensor, shape (B, 128, 323)
+        Raw-power mel, as ``forward`` takes it (see :func:`ret30_state`).
+    frames : bool
+        Return the frame-level layer instead of its mean over time.
+
+    Returns
+    -------
+    torch.Tensor, shape (B, 256), or (B, 256, 78) when ``frames``
+        The LeakyReLU output of ``conv2d_3`` (the second 256-channel 1x1 conv), which the output
+        layer ``conv2d_4`` (1x1, 256 -> 1, LeakyReLU: the per-frame ``emb``) reads; 78 frames
+        four input frames (about 0.37 s) apart (two valid convs of width 4, each followed by
+        a max-pool of 2); or the mean over them, as the graph's ``GlobalAveragePooling``
+        averages ``emb``. Dropout is inactive in eval mode.
+    """
+    base = getattr(model, "base", model)
+    net = getattr(base, "net", None)
+    convs = [i for i, m in enumerate(net or ()) if isinstance(m, nn.Conv1d)]
+    if not convs or net[convs[-1]].out_channels != 1 or not hasattr(base, "in_mean"):
+        raise ParameterError(f"penultimate needs the ret30 network or its simple_cnn base, got "
+                             f"{type(model).__name__}; load it with hitrank.pretrained.load_ret30")
+    if x.ndim != 3 or x.shape[1] != base.in_mean.shape[0]:
+        raise ParameterError(f"penultimate expects raw-power mels (B, {base.in_mean.shape[0]}, T), "
+                             f"got shape {tuple(x.shape)}")
+    h = net[: convs[-1]](standardise(x, base.in_mean[:, None], base.in_std[:, None]))
+    return h if frames else h.mean(dim=2)

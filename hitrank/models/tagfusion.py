@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 from ..constants import N_TAGS
-from .descriptor import mlp
+from .layers import mlp
 from .registry import Scorer, build, register
 
 FUSION_MODEL = "tag_fusion"

@@ -16,19 +16,31 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..constants import N_TAGS, TAGS  # noqa: F401  (re-exported: the canonical tag order)
+import numpy as np
 
-#: what ``hitrank tags --model`` accepts: the two musicnn ports, and the other taggers
+from .. import audio
+from ..constants import DEFAULT_TAGGER, N_TAGS, TAGS  # noqa: F401  (re-exported: the tag order)
+from ..errors import AudioLoadError, CheckpointError, HitrankError, ParameterError
+from ..runtime import models_dir, pick_device
+
+#: the musicnn ports ``hitrank tags --model`` runs directly (``musicnn`` is ``MTT_musicnn``)
 MUSICNN_MODELS = ("MTT_musicnn", "MTT_vgg")
+#: other names of a tagger: ``auto`` (configs) is the default tagger, whatever is installed
+TAGGER_ALIASES = {"auto": DEFAULT_TAGGER, "MTT_musicnn": "musicnn"}
 
 
 def tag_models() -> list[str]:
-    return [*MUSICNN_MODELS, *(n for n in TAGGERS if n != "musicnn")]
+    """What ``hitrank tags --model`` accepts: every tagger and both musicnn ports."""
+    return [*TAGGERS, *MUSICNN_MODELS]
+
+
+def _port(model: str) -> str:
+    """The musicnn port a tagger name runs in :func:`tag_file` (``musicnn``: MTT_musicnn)."""
+    return "MTT_musicnn" if model == "musicnn" else model
 
 
 def _check_model(model: str) -> None:
-    from ..errors import HitrankError
-
+    model = _port(model)
     if model in MUSICNN_MODELS:
         from .musicnn import checkpoint_dir
 
@@ -39,7 +51,7 @@ def _check_model(model: str) -> None:
         raise HitrankError(f"tagger {model!r} is not known; choose one of {tag_models()}")
 
 
-def tag_file(path, model: str = "MTT_musicnn", device: str = "cpu") -> dict:
+def tag_file(path, model: str = DEFAULT_TAGGER, device: str = "cpu") -> dict:
     """Song-level tags of an audio file (the whole song).
 
     musicnn models decode at 16 kHz with soxr HQ and average their 3 s patches; JYnet reads
@@ -50,16 +62,11 @@ def tag_file(path, model: str = "MTT_musicnn", device: str = "cpu") -> dict:
     dict with ``path``, ``duration`` (s), ``model``, ``tags`` ({name: probability}) and
     ``top`` (names, best first).
     """
-    import numpy as np
-
-    from .. import audio
-    from ..errors import AudioLoadError
-
-    if model in MUSICNN_MODELS:
+    if _port(model) in MUSICNN_MODELS:
         from .musicnn import SR, tag_vector
 
         y, duration = audio.load(path, SR)
-        vec = None if _silent(y) else tag_vector(_at_least_one_patch(y), model, device)
+        vec = None if _silent(y) else tag_vector(_at_least_one_patch(y), _port(model), device)
     else:
         sr = audio.info(path).samplerate
         y, duration = audio.load(path, sr)
@@ -67,24 +74,18 @@ def tag_file(path, model: str = "MTT_musicnn", device: str = "cpu") -> dict:
     if vec is None:
         raise AudioLoadError(path, "audio is silent")
     order = np.argsort(-vec, kind="stable")
-    return {"path": str(path), "duration": duration, "model": model,
+    return {"path": str(path), "duration": duration, "model": _port(model),
             "tags": {TAGS[i]: float(vec[i]) for i in range(N_TAGS)},
             "top": [TAGS[i] for i in order]}
 
 
 def _silent(y) -> bool:
-    import numpy as np
-
-    from .. import audio
-
     return float(np.max(np.abs(y), initial=0.0)) < audio.SILENCE_PEAK
 
 
-def tag_files(paths, model: str = "MTT_musicnn", device: str = "auto"):
+def tag_files(paths, model: str = DEFAULT_TAGGER, device: str = "auto"):
     """Tag each file: yields ``(path, tag_file result)``, or ``(path, HitrankError)`` for a file
     that fails (the batch goes on). Missing tagger weights stop before the first file."""
-    from ..errors import HitrankError
-    from ..runtime import pick_device
 
     _check_model(model)  # missing weights are one error, not one per file
     dev = str(pick_device(device))
@@ -113,7 +114,6 @@ class Tagger:
 
 
 def _musicnn(y, sr: int, device: str = "cpu"):
-    from .. import audio
     from .musicnn import SR, tag_vector
 
     return tag_vector(_at_least_one_patch(audio.resample(y, sr, SR)), "MTT_musicnn", device)
@@ -127,14 +127,10 @@ def _musicnn_check():
 
 def jynet_checkpoint():
     """Where ``hitrank pretrained import`` puts the converted JYnet weights."""
-    from ..runinfo import models_dir
-
     return models_dir() / "jynet" / "jynet.pt"
 
 
 def _jynet_check():
-    from ..errors import CheckpointError
-
     if not jynet_checkpoint().is_file():
         raise CheckpointError(f"the JYnet tagger is not imported ({str(jynet_checkpoint())!r} is missing): "
                               "run `hitrank pretrained import PATH` with PATH a checkout of "
@@ -165,17 +161,13 @@ TAGGERS = {
 
 
 def resolve_tagger(name: str) -> str:
-    """``auto`` -> ``jynet`` (the paper's tagger) when its weights are imported, else
-    ``musicnn``; any other name unchanged."""
-    if name != "auto":
-        return name
-    return "jynet" if jynet_checkpoint().is_file() else "musicnn"
+    """The registered tagger a name means: an alias (``auto``: :data:`DEFAULT_TAGGER`, by a
+    fixed rule, never by what is installed) or the name itself."""
+    return TAGGER_ALIASES.get(name, name)
 
 
 def get_tagger(name: str) -> Tagger:
     """The tagger ``name``; ParameterError listing the known ones otherwise."""
-    from ..errors import ParameterError
-
     if name not in TAGGERS:
         raise ParameterError(f"tagger={name!r}; known taggers: {list(TAGGERS)}")
     return TAGGERS[name]
@@ -186,15 +178,13 @@ def check_tagger(name: str) -> None:
     get_tagger(name).check()
 
 
-def segment_tags(y, sr: int, whole=None, device: str = "cpu", tagger: str = "musicnn",
+def segment_tags(y, sr: int, whole=None, device: str = "cpu", tagger: str = DEFAULT_TAGGER,
                  scope: str = "segment"):
     """Tag vector ``(50,)`` float32 (:data:`TAGS` order) of decoded audio, for a store.
 
     ``y`` (n,) at ``sr``; ``whole`` is a path to decode instead (at its own rate: song scope
     when only a segment was decoded). ``scope``: ``segment`` (a 30 s segment) or ``song``.
     """
-    from .. import audio
-
     t = get_tagger(tagger)
     if whole is not None:
         meta = audio.info(whole)
@@ -205,8 +195,6 @@ def segment_tags(y, sr: int, whole=None, device: str = "cpu", tagger: str = "mus
 
 def _at_least_one_patch(y):
     """Zero-pad audio shorter than one 3 s patch (the original crashes on it)."""
-    import numpy as np
-
     from .musicnn import HOP, PATCH
 
     need = (PATCH - 1) * HOP + 1

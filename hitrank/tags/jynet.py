@@ -37,8 +37,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .. import audio
+from ..constants import TAGS
 from ..errors import CheckpointError, HitrankError, ParameterError
-from . import TAGS
+from ..payload import load_payload, model_state, save_payload
 
 SR = 16000  # Hz, JYnet's analysis rate
 N_FFTS = (512, 1024, 2048, 4096, 8192, 16384)  # samples, scale 0..5 (win_length = n_fft)
@@ -157,6 +159,23 @@ class JYNet(nn.Module):
         -------
         frames, smoothed : torch.Tensor, shape (B, 188, T'), T' = ceil(ceil(T / 4) / 4) (57 for 911)
         """
+        frames = torch.sigmoid(self.out(self.hidden(x)[..., None]))[..., 0]  # (B, 188, T')
+        return frames, self.gauss(frames)
+
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """The last hidden layer (the second 512-channel 1x1 conv + ReLU), frame by frame.
+
+        Parameters
+        ----------
+        x : torch.Tensor, shape (B, 6, T, 128)
+            Standardised log-mels of the six scales.
+
+        Returns
+        -------
+        torch.Tensor, shape (B, 512, T'), T' = ceil(ceil(T / 4) / 4) (57 for 911)
+            What the output 1x1 conv (512 -> 188, sigmoid) reads; one frame per 16 input
+            frames (0.512 s).
+        """
         if x.ndim != 4 or x.shape[1] != N_SCALES or x.shape[3] != N_MELS:
             raise ParameterError(
                 f"JYNet expects input (B, {N_SCALES}, T, {N_MELS}), got {tuple(x.shape)}"
@@ -166,9 +185,7 @@ class JYNet(nn.Module):
             m.shape[2] for m in maps
         )  # Lasagne ConcatLayer(cropping): keep the first frames
         h = torch.cat([m[:, :, :t_min] for m in maps], dim=1)  # (B, 192, T', 1), channel 32 s + c
-        h = F.relu(self.fc2(F.relu(self.fc1(h))))  # dropout is the identity at test time
-        frames = torch.sigmoid(self.out(h))[..., 0]  # (B, 188, T')
-        return frames, self.gauss(frames)
+        return F.relu(self.fc2(F.relu(self.fc1(h))))[..., 0]  # dropout is the identity at test time
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Clip-level tag probabilities ``(B, 188)`` (unclipped) of input ``(B, 6, T, 128)``."""
@@ -280,12 +297,6 @@ def _release_file(folder: Path, rel: str) -> Path:
             f"{RELEASE}, which holds {rel}"
         )
     return path
-
-
-@functools.lru_cache(maxsize=4)
-def load_release(folder: str | Path) -> JYNet:
-    """:meth:`JYNet.from_release`, cached per folder (treat the result as read-only)."""
-    return JYNet.from_release(folder)
 
 
 # ----------------------------------------------------------------------------- front end
@@ -489,8 +500,6 @@ def resample16(y: np.ndarray, sr: int, resampler: str = "soxr_hq") -> np.ndarray
     ``resampler='kaiser_best'`` reproduces the original's ``librosa.load(sr=16000)`` (resampy's
     kaiser_best filter, length fixed to ``ceil``) and needs the optional package resampy.
     """
-    from .. import audio
-
     if resampler not in RESAMPLERS:
         raise ParameterError(f"resampler={resampler!r}; expected one of {RESAMPLERS}")
     if sr <= 0:
@@ -554,8 +563,6 @@ def tag_vector(
 # ----------------------------------------------------------------------------- converted weights
 def save_converted(net: JYNet, path: str | Path, info: dict) -> None:
     """Write ``net`` as a hitrank checkpoint (kind ``tagger``; plain tensors and types)."""
-    from ..payload import model_state, save_payload
-
     save_payload(path, "tagger", {"model": "jynet", "kwargs": {"tags188": list(net.tags188)},
                                   "state_dict": model_state(net), "info": info})
 
@@ -563,8 +570,6 @@ def save_converted(net: JYNet, path: str | Path, info: dict) -> None:
 @functools.lru_cache(maxsize=2)
 def load_converted(path: str) -> JYNet:
     """JYnet from a converted checkpoint (:func:`save_converted`), eval mode, cached per path."""
-    from ..payload import load_payload
-
     payload = load_payload(path, "tagger")
     if payload.get("model") != "jynet":
         raise CheckpointError(f"{path!r} holds the tagger {payload.get('model')!r}, not jynet")
@@ -577,8 +582,59 @@ def song_tag_vector(y: np.ndarray, sr: int, net: JYNet, standardisation: str = "
                     device: str | torch.device = "cpu", resampler: str = "kaiser_best") -> np.ndarray:
     """Tags of a whole song: :func:`tag_vector` of each 29.1 s clip (911 frames) of ``y``,
     averaged; a song no longer than one clip is :func:`tag_vector` itself. ``(50,)``."""
-    y16 = resample16(y, sr, resampler)
+    clips = song_clips(resample16(y, sr, resampler))
+    return np.mean([tag_vector(c, SR, net, standardisation, device, resampler) for c in clips], axis=0)
+
+
+def song_clips(y16: np.ndarray) -> list[np.ndarray]:
+    """A 16 kHz song cut into JYnet's 29.1 s clips (911 frames of 512 samples); a remainder
+    of half a clip or less is dropped unless it is the whole song. List of ``(n_c,)`` arrays."""
     step = N_FRAMES * HOP
     clips = [y16[i: i + step] for i in range(0, max(1, len(y16) - HOP), step)]
-    clips = [c for c in clips if len(c) > step // 2] or clips[:1]  # a short remainder is dropped
-    return np.mean([tag_vector(c, SR, net, standardisation, device, resampler) for c in clips], axis=0)
+    return [c for c in clips if len(c) > step // 2] or clips[:1]
+
+
+#: units of JYnet's last hidden layer (:meth:`JYNet.hidden`), the size of :func:`penultimate`
+EMBEDDING_DIM = N_HIDDEN
+
+
+def penultimate(y: np.ndarray, sr: int, net: JYNet, standardisation: str = "clip",
+                device: str | torch.device = "cpu", resampler: str = "soxr_hq") -> np.ndarray:
+    """JYnet's embedding of a song: its last hidden layer averaged over time, per 29.1 s clip.
+
+    Parameters
+    ----------
+    y : np.ndarray, shape (n,)
+        Mono audio at ``sr`` Hz (resampled to 16 kHz, :func:`resample16`), at least one sample.
+    sr : int
+        Sample rate of ``y`` (Hz).
+    net : JYNet
+        From :meth:`JYNet.from_release` or :func:`load_converted`.
+    standardisation : {'clip', 'shipped'}
+        See :func:`standardise` (as for the tags).
+    device : torch device
+    resampler : {'soxr_hq', 'kaiser_best'}
+        See :func:`resample16`.
+
+    Returns
+    -------
+    np.ndarray, shape (C, 512), float32
+        One row per clip of :func:`song_clips` (C = 2 for a 60 s song): the mean over time of
+        :meth:`JYNet.hidden` (the ReLU output of the second 512-channel 1x1 conv, just before the
+        188 sigmoid outputs) over the frames whose receptive field starts inside the clip's
+        audio (``ceil(ceil(f / 4) / 4)`` of the 57 frames, ``f = min(911, 1 + n_c // 512)``);
+        the frames over the zero rows that pad a short clip to 911 are left out.
+    """
+    y16 = resample16(y, sr, resampler)
+    if y16.ndim != 1 or len(y16) == 0:
+        raise ParameterError(f"penultimate expects mono audio (n,) with n >= 1, got shape {y16.shape}")
+    net = net.to(device)
+    out = []
+    for clip in song_clips(y16):
+        x = standardise(front_end(clip, device), standardisation, net)
+        n_frames = min(N_FRAMES, 1 + len(clip) // HOP)
+        keep = math.ceil(math.ceil(n_frames / POOL) / POOL)
+        with torch.no_grad():
+            h = net.hidden(torch.from_numpy(x)[None].to(device))[0, :, :keep]
+        out.append(h.mean(dim=1).cpu().numpy())
+    return np.stack(out).astype(np.float32)

@@ -1,4 +1,9 @@
-"""PyTorch port of the pretrained MagnaTagATune taggers of ``musicnn`` 0.1.0 (Pons & Serra, ISC).
+"""PyTorch port of the pretrained taggers of ``musicnn`` 0.1.0 (Pons & Serra, ISC).
+
+Ported checkpoints (:data:`MODELS`): ``MTT_musicnn`` and ``MTT_vgg`` (MagnaTagATune, 50 MTT
+tags) and ``MSD_musicnn`` (Million Song Dataset; its 50 outputs are the wheel's MSD tags, in
+``musicnn.configuration.MSD_LABELS`` order, not hitrank's :data:`~hitrank.constants.TAGS`: it is
+used for its embedding, :func:`penultimate`).
 
 The weights are read from the TensorFlow checkpoints inside the installed ``musicnn`` wheel
 (``pip install --no-deps musicnn==0.1.0``) by :mod:`hitrank.tags.bundle`; TensorFlow is never
@@ -11,6 +16,11 @@ Input pipeline (``musicnn.extractor.batch_data``): mono audio at 16 kHz; power m
 (periodic Hann, n_fft 512, hop 256, centred with zero padding, 96 Slaney mel bands 0-8 kHz);
 ``log10(10000 * mel + 1)`` after a float16 round trip; patches of 187 frames (3 s) without
 overlap, the remainder dropped; tag probability = sigmoid(logits), averaged over patches.
+
+Embedding (:func:`penultimate`): the 200-d ``bn_dense`` layer of a musicnn model, one vector per
+3 s patch. The original's ``musicnn.extractor`` returns the wrong penultimate for every patch
+after the first (it repeats patch 0's); the golden test (``tests/test_embedding_golden.py``)
+compares with the original graph run on each patch separately.
 """
 
 from __future__ import annotations
@@ -24,8 +34,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import CheckpointError, HitrankError
-from . import TAGS  # noqa: F401  (re-exported)
+from ..errors import CheckpointError, HitrankError, ParameterError
 from .bundle import read_bundle
 
 SR = 16000
@@ -34,7 +43,12 @@ PATCH = 187  # librosa.time_to_frames(3, sr=16000, n_fft=512, hop_length=256) + 
 BN_EPS = 1e-3
 INSTALL = "pip install --no-deps musicnn==0.1.0"
 
-MODELS = ("MTT_musicnn", "MTT_vgg")
+#: the ported checkpoints of the musicnn wheel (MSD_vgg is not ported; MSD_musicnn_big is not in
+#: the wheel)
+MODELS = ("MTT_musicnn", "MTT_vgg", "MSD_musicnn")
+#: the ports with a 200-d penultimate dense layer (:func:`penultimate`)
+EMBEDDING_MODELS = ("MTT_musicnn", "MSD_musicnn")
+EMBEDDING_DIM = 200  # units of bn_dense
 
 
 def _bn(n: int) -> nn.BatchNorm2d:
@@ -46,10 +60,12 @@ def _bn1d(n: int) -> nn.BatchNorm1d:
 
 
 class MusiCNN(nn.Module):
-    """MTT_musicnn: musically motivated front end (timbral + temporal), dense mid end, back end.
+    """MTT_musicnn / MSD_musicnn: musically motivated front end (timbral + temporal), dense mid
+    end, back end (the two checkpoints share this architecture: mid end 64, back end 200).
 
-    Input ``(B, 187, 96)`` log-mel patches; output ``(B, 50)`` logits (``penultimate`` (B, 200)
-    and ``pooled`` (B, 1506) are kept in :attr:`last_features` by :meth:`forward`).
+    Input ``(B, 187, 96)`` log-mel patches; :meth:`forward` returns ``(B, 50)`` logits, or with
+    ``features=True`` the ``(B, 200)`` penultimate layer (the original's ``bn_dense``: dense
+    1506 -> 200, ReLU, batch norm) instead. It keeps no state between calls.
     """
 
     def __init__(self):
@@ -66,7 +82,9 @@ class MusiCNN(nn.Module):
         self.dense_bn = _bn1d(200)
         self.out = nn.Linear(200, 50)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, features: bool = False) -> torch.Tensor:
+        """Logits ``(B, 50)`` of patches ``x`` ``(B, T, 96)``; the penultimate ``(B, 200)`` if
+        ``features``."""
         x = self.bn_in(x[:, None])  # (B, 1, T, 96): time is H, frequency is W
         fe = []
         for conv, bn in zip(self.timbral, self.timbral_bn, strict=False):
@@ -82,7 +100,7 @@ class MusiCNN(nn.Module):
         mid = torch.cat([fe, m1, m2, m3], dim=1)  # (B, 753, T)
         pooled = torch.stack([mid.amax(dim=2), mid.mean(dim=2)], dim=2).flatten(1)  # interleaved
         pen = self.dense_bn(F.relu(self.dense(self.pool_bn(pooled))))
-        return self.out(pen)
+        return pen if features else self.out(pen)
 
     def load_tf(self, t: dict) -> None:
         """Copy the TensorFlow variables (dict name -> array) into this module."""
@@ -155,8 +173,8 @@ def checkpoint_dir(model: str = "MTT_musicnn") -> Path:
 
 @functools.lru_cache(maxsize=4)
 def load_tagger(model: str = "MTT_musicnn") -> nn.Module:
-    """The ported tagger with the pretrained MTT weights, in eval mode (CPU)."""
-    net = MusiCNN() if model == "MTT_musicnn" else VGG()
+    """The ported network with the pretrained weights of ``model`` (:data:`MODELS`), eval mode (CPU)."""
+    net = VGG() if model == "MTT_vgg" else MusiCNN()
     net.load_tf(read_bundle(str(checkpoint_dir(model)) + "/"))
     return net.eval()
 
@@ -202,3 +220,38 @@ def taggram(y: np.ndarray, model: str = "MTT_musicnn", device: str = "cpu",
 def tag_vector(y: np.ndarray, model: str = "MTT_musicnn", device: str = "cpu") -> np.ndarray:
     """Song-level tags: the per-patch sigmoid probabilities averaged over patches, ``(50,)``."""
     return taggram(y, model, device).mean(axis=0)
+
+
+def penultimate(y: np.ndarray, model: str = "MTT_musicnn", device: str = "cpu",
+                batch: int = 64) -> np.ndarray:
+    """Per-patch penultimate layer of a musicnn model: the pretrained embedding.
+
+    Parameters
+    ----------
+    y : np.ndarray, shape (n,)
+        Mono audio at 16 kHz (:data:`SR`), at least 187 frames (about 2.98 s) long.
+    model : {"MTT_musicnn", "MSD_musicnn"}
+        Which checkpoint (:data:`EMBEDDING_MODELS`); MTT_vgg has no penultimate dense layer.
+    device : str
+        Torch device.
+    batch : int
+        Patches per forward pass (memory only; the result does not depend on it).
+
+    Returns
+    -------
+    np.ndarray, shape (P, 200), float32
+        The ``bn_dense`` activations (dense 1506 -> 200, ReLU, batch norm with moving statistics)
+        of each non-overlapping 3 s patch (P = T // 187, T = 1 + n // 256 frames, the same
+        front end and patches as :func:`taggram`). Matches the original TensorFlow graph run on
+        each patch to about 1e-5 (``tests/test_embedding_golden.py``).
+    """
+    if model not in EMBEDDING_MODELS:
+        raise ParameterError(f"model {model!r} has no penultimate dense layer to embed with; choose "
+                             f"one of {list(EMBEDDING_MODELS)}")
+    if batch < 1:
+        raise ParameterError(f"batch={batch}; expected a positive number of patches")
+    net = load_tagger(model).to(device)
+    x = patches(log_mel(y, device))
+    with torch.no_grad():
+        out = [net(x[i:i + batch], features=True) for i in range(0, len(x), batch)]
+    return torch.cat(out).cpu().numpy().astype(np.float32)

@@ -9,18 +9,24 @@ Methods:
 ``attention``
     a trained attention highlighter checkpoint (:mod:`.attention`), after Huang, Chou & Yang
     (2017): the attention weights over 3 s chunks, spread over their seconds.
+
+This module stays light (no torch): segment methods import it. ``hitrank highlight`` runs
+:func:`.files.highlight_files` (a checkpoint loaded, curves plotted); training is
+:mod:`.training`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+from pathlib import Path
 
 import numpy as np
 
 from .. import audio
 from ..constants import SAMPLE_RATE, SEGMENT_SECONDS
-from ..errors import AudioLoadError, ParameterError
+from ..errors import AudioLoadError, CheckpointError, ParameterError
 from .fallback import fallback_curve
 from .window import pick_window
 
@@ -41,8 +47,8 @@ def _attention(y: np.ndarray, sr: int, model) -> np.ndarray:
 HIGHLIGHTERS = {"attention": _attention, "fallback": _fallback}
 METHODS = tuple(HIGHLIGHTERS)
 
-__all__ = ["HIGHLIGHTERS", "METHODS", "fallback_curve", "find_highlight", "highlight_curve",
-           "highlighter_id", "parse_highlighter_id", "pick_window"]
+__all__ = ["HIGHLIGHTERS", "METHODS", "checkpoint_digest", "fallback_curve", "find_highlight",
+           "highlight_curve", "highlighter_id", "parse_highlighter_id", "pick_window"]
 
 
 def highlight_curve(y: np.ndarray, sr: int = SAMPLE_RATE, method: str = "fallback",
@@ -65,9 +71,15 @@ def highlighter_id(checkpoint: str | os.PathLike | None = None) -> str:
     ``attention:<first 12 hex digits of the checkpoint's SHA-1>``."""
     if not checkpoint:
         return "fallback"
-    from .attention import checkpoint_digest
-
     return f"attention:{checkpoint_digest(checkpoint)}"
+
+
+def checkpoint_digest(path: str | os.PathLike) -> str:
+    """First 12 hex digits of the checkpoint's SHA-1 (names the highlighter in feature params)."""
+    try:
+        return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:12]
+    except OSError as exc:
+        raise CheckpointError(f"{str(path)!r}: cannot read highlighter checkpoint ({exc.strerror})") from None
 
 
 def parse_highlighter_id(hid: str) -> tuple[str, str]:
@@ -101,34 +113,3 @@ def find_highlight(path: str | os.PathLike, method: str = "fallback", model=None
     log.debug("%r: highlight %.0f-%.0f s chosen by %s", str(path), start, start + seconds, method)
     return {"path": str(path), "start": start, "end": start + seconds, "method": method,
             "duration": duration, "curve": curve, "silent": silent, "audio": y}
-
-
-def highlight_files(paths, method: str | None = None, model_path=None, plot=None):
-    """Highlights of audio files: yields ``(path, find_highlight result)`` (with ``plot``, the
-    PNG written into that folder, as ``result["plot"]``), or ``(path, HitrankError)`` for a
-    file that fails (the batch goes on).
-
-    ``method`` defaults to ``attention`` when ``model_path`` is given, else ``fallback``.
-    """
-    from ..errors import HitrankError
-
-    method = method or ("attention" if model_path else "fallback")
-    model = None
-    if method == "attention":
-        if not model_path:
-            raise HitrankError("--method attention needs --model CKPT (or use --method fallback)")
-        from .attention import load_highlighter
-
-        model = load_highlighter(model_path)
-    for path in paths:
-        try:
-            h = find_highlight(path, method, model)
-        except HitrankError as exc:
-            yield path, exc
-            continue
-        if plot:
-            from .plot import plot_highlight
-
-            os.makedirs(plot, exist_ok=True)
-            h["plot"] = str(plot_highlight(h, plot))
-        yield path, h

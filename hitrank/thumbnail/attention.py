@@ -7,7 +7,7 @@ FC -> softmax over chunks) weight the chunks; each chunk's own prediction (FC 10
 n_out, late fusion) is averaged with those weights into the song prediction. The highlight is
 the 30 s window with the largest attention mass.
 
-Differences from the original (documented in the README): the front end is hitrank's own
+Differences from the original (documented in docs/data.md): the front end is hitrank's own
 log-mel (22050 Hz, n_fft 4096, hop 2048, 128 mels, dB) so one STFT serves the highlighter and
 the features, which makes a chunk 32 frames (2.97 s) and the encoder convs (64 @ 3, 128 @ 4
 stride 2, 256 @ 4 stride 2, each BN + ReLU, max over time) act on 32 rather than 129 frames;
@@ -18,20 +18,18 @@ emotion classes; the original's weights (CC BY-NC) are not used.
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import math
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 
 from ..constants import DB_AMIN, N_MELS
-from ..errors import CheckpointError
 from ..features import FeatureParams, log_mel
+from ..payload import load_payload
 
 log = logging.getLogger(__name__)
 
@@ -150,18 +148,8 @@ class Highlighter:
         return attention_to_seconds(self.attention(y), n_sec, self.params)
 
 
-def checkpoint_digest(path: str | os.PathLike) -> str:
-    """First 12 hex digits of the checkpoint's SHA-1 (names the highlighter in feature params)."""
-    try:
-        return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:12]
-    except OSError as exc:
-        raise CheckpointError(f"{str(path)!r}: cannot read highlighter checkpoint ({exc.strerror})") from None
-
-
 def load_highlighter(path: str | os.PathLike) -> Highlighter:
     """Load a highlighter checkpoint safely (``weights_only=True``)."""
-    from ..payload import load_payload
-
     return Highlighter(load_payload(path, "highlighter"), str(path))
 
 

@@ -20,7 +20,6 @@ import torch
 import yaml
 
 from .. import audio
-from ..config import build_config
 from ..corpus import read_labels
 from ..engines import get_engine
 from ..errors import ConfigError, HitrankError
@@ -29,14 +28,13 @@ from ..loop import EpochLoop, run_loop
 from ..payload import save_payload
 from ..runtime import pick_device, seed_everything
 from ..targets import Target
+from ..yamlconfig import build_config, parse_override, resolve_config
 from .attention import AttentionHighlighter, HighlighterTrainConfig, batch_chunks
 
 log = logging.getLogger(__name__)
 
 
 def load_highlighter_config(path: str | os.PathLike | None, overrides=()) -> HighlighterTrainConfig:
-    from ..config import parse_override, resolve_config
-
     data = {}
     if path:
         try:

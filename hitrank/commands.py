@@ -1,0 +1,308 @@
+"""The command layer: one function per command that makes features or uses a model.
+
+What ``hitrank extract``, ``cv``, ``train``, ``rank``, ``predict`` and ``compare`` do, as
+library calls that return results (the CLI prints them; :mod:`hitrank.table1` and
+:mod:`hitrank.demo` are built from the same calls).
+
+The spectrogram branch (Mid-30 / HL-30 log-mels, the paper's CNNs) and the descriptor branch
+(Spotify-style descriptor tables, the smaller seed systems) share ``cv``, ``train``, ``rank``
+and ``predict``. These functions pick the branch from what the user gave (``data`` tables, or
+a ``store`` / ``labels`` of audio features) and from the run folder's manifest
+(:mod:`hitrank.runinfo`), so the command line never looks inside checkpoints.
+
+A spectrogram experiment is set up in one place (:func:`load_experiment`): load and check the
+config (its feature parameters computed once), join a torchrun process group when launched
+under torchrun, extract a labels CSV into a store (rank 0 alone), load the dataset and check
+that no evaluated song supervised the attention highlighter.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from .config import Config, check_available, highlighter_checkpoint, load_config, with_overrides
+from .cv import run_cv, run_train
+from .cvreport import comparison_table, load_run, pairwise, write_cv_report
+from .data import Dataset, load_dataset
+from .descriptors.apply import predict_table, rank_descriptor_folder
+from .descriptors.commands import cv_command as descriptor_cv
+from .descriptors.commands import train_command as descriptor_train
+from .descriptors.model import load_models as load_descriptor_models
+from .descriptors.table import read_table
+from .distributed import Context, barrier, setup, teardown
+from .embeddings import DEFAULT_SCOPE, with_embedding
+from .errors import ConfigError, HitrankError
+from .extract import ExtractReport, extract
+from .features import FeatureParams
+from .fileio import atomic_write_text
+from .rank import rank_folder
+from .report import write_ranking_report
+from .runinfo import resolve_model, run_kind
+from .runtime import cached_store_path
+from .segments import params_for
+from .store import FeatureStore
+from .thumbnail import parse_highlighter_id
+from .thumbnail.attention import load_highlighter
+from .transfer.learning_curve import learning_curve_command
+from .transfer.protocol import is_transfer_config, rank_transfer_folder, transfer_cv, transfer_train
+
+log = logging.getLogger(__name__)
+
+#: where ``cv`` writes its HTML report, relative to the run folder
+CV_REPORT = "report.html"
+
+
+def extract_features(source: str | os.PathLike, out: str | os.PathLike, *, segment: str = "mid30",
+                     highlighter: str | os.PathLike | None = None, window: str = "hamming",
+                     log_scale: str = "db", tags: str = "", tagger: str = "", workers: int = 1,
+                     progress: bool = True, allow_outside: bool = False, engine: str = "local",
+                     address: str | None = None, embedding: str = "",
+                     embedding_scope: str = DEFAULT_SCOPE) -> tuple[ExtractReport, FeatureParams]:
+    """``hitrank extract``: log-mels (and tags, and a pretrained network's song embedding) of
+    a folder or labels CSV into the store ``out``; returns the extraction report and the
+    stored feature parameters."""
+    params = with_embedding(params_for(segment, highlighter, window=window, log=log_scale, tags=tags,
+                                       tagger=tagger if tags else ""), embedding, embedding_scope)
+    rep = extract(source, out, params, workers=workers, progress=progress, allow_outside=allow_outside,
+                  highlighter=highlighter, engine=engine, address=address)
+    return rep, params
+
+
+def extract_store(cfg: Config, params: FeatureParams, labels: str | os.PathLike,
+                  store: str | os.PathLike | None = None, *, workers: int = 1,
+                  progress: bool = True) -> tuple[Path, ExtractReport]:
+    """The features a config asks for (``params``, from :func:`~hitrank.config.check_available`)
+    of a labels CSV, in ``store`` (default: a cache store of these labels and parameters,
+    reused next time); resumable. Returns the store and the extraction report."""
+    store = Path(store) if store is not None else cached_store_path(labels, params)
+    rep = extract(labels, store, params, workers=workers, progress=progress,
+                  highlighter=highlighter_checkpoint(cfg))
+    return store, rep
+
+
+@dataclass
+class Experiment:
+    """A checked config with its data, ready to cross-validate or train."""
+
+    cfg: Config
+    params: FeatureParams  # the config's feature parameters, checked once
+    ds: Dataset
+    ctx: Context
+    problems: list = field(default_factory=list)  # (song_id, reason) left out of the dataset
+    failures: list = field(default_factory=list)  # (song_id, path, reason) of an extraction
+    notes: dict = field(default_factory=dict)  # what the run folder must say (e.g. highlighter overlap)
+
+
+def _config(config: Config | str | os.PathLike | None, overrides=()) -> Config:
+    """A config object, a file or a packaged config name, with ``key=value`` overrides."""
+    return with_overrides(config, overrides) if isinstance(config, Config) else load_config(config, overrides)
+
+
+def load_experiment(config: Config | str | os.PathLike | None, overrides: list[str] = (), *,
+                    store: str | os.PathLike | None = None, labels: str | os.PathLike | None = None,
+                    command: str = "cv", distribute: str = "auto", workers: int = 1,
+                    progress: bool = True) -> Experiment:
+    """Config + dataset (+ torchrun context) for ``cv`` or ``train``.
+
+    ``store`` is a feature store; ``labels`` a labels CSV whose features are extracted first
+    (into ``store`` when given, else into a cache store, reused next time). Under torchrun only
+    rank 0 extracts; the others wait for it.
+    """
+    if store is None and labels is None:
+        raise HitrankError("no data: give a feature store (--store) or a labels CSV (--labels)")
+    cfg = _config(config, overrides)
+    params = check_available(cfg)
+    ctx = setup(distribute, cfg.cv.folds if command == "cv" else None, cfg.train.device)
+    if not ctx.main:  # one progress bar, one log and one summary: rank 0's
+        progress = False
+        logging.getLogger().setLevel(logging.WARNING)
+    failures = []
+    if labels is not None:
+        store = store if store is not None else cached_store_path(labels, params)
+        if ctx.main:
+            failures = extract_store(cfg, params, labels, store, workers=workers, progress=progress)[1].failures
+        barrier(ctx)
+    opened = FeatureStore.open(store)
+    ds, problems = load_dataset(opened)
+    for sid, reason in problems:
+        log.warning("song %r left out: %s", sid, reason)
+    log.debug("%d songs with features and scores", len(ds))
+    notes = check_highlighter_overlap(cfg, opened, set(ds.song_ids))
+    return Experiment(cfg, params, ds, ctx, problems, failures, notes)
+
+
+def check_highlighter_overlap(cfg: Config, store: FeatureStore, song_ids: set) -> dict:
+    """Refuse to evaluate on songs whose hit scores trained the attention highlighter that
+    chose their HL-30 windows (test labels would leak into the features), unless
+    ``cv.allow_highlighter_overlap``; then the run says so. Songs are matched by resolved
+    audio path (the highlighter checkpoint records the paths it was trained on).
+
+    Returns ``{"highlighter_overlap": n}`` when songs are shared and allowed, else ``{}``.
+    """
+    kind, _ = parse_highlighter_id(store.params.highlighter) if store.params.highlighter else ("", "")
+    if kind != "attention":
+        return {}
+    info = load_highlighter(cfg.features.highlighter).info
+    allowed = cfg.cv.allow_highlighter_overlap
+    if "paths" not in info:
+        if allowed:
+            return {"highlighter_overlap": "unknown (highlighter trained before hitrank recorded its songs)"}
+        raise ConfigError(f"{cfg.features.highlighter!r} does not record the songs it was trained on "
+                          "(an older highlighter), so hitrank cannot check that no test song supervised "
+                          "it; retrain it with `hitrank highlighter train`, or pass "
+                          "--allow-highlighter-overlap to evaluate anyway")
+    man = store.manifest
+    ours = {str(Path(p).resolve()) for p, s in zip(man.path, man.song_id, strict=True) if s in song_ids}
+    shared = ours & set(info["paths"])
+    if not shared:
+        return {}
+    if not allowed:
+        raise ConfigError(f"{len(shared)} of the {len(ours)} songs of this store supervised the attention "
+                          f"highlighter {cfg.features.highlighter!r} (trained on {info.get('labels', '?')}): "
+                          "their test labels chose their HL-30 windows; train the highlighter on another "
+                          "corpus, or pass --allow-highlighter-overlap (the run will say so)")
+    log.warning("%d songs supervised the highlighter and are evaluated anyway "
+                "(--allow-highlighter-overlap)", len(shared))
+    return {"highlighter_overlap": len(shared)}
+
+
+def cross_validate(config, overrides=(), *, out: str | os.PathLike, store=None, labels=None, data=None,
+                   workers: int = 1, distribute: str = "auto", progress: bool = True,
+                   report: str | os.PathLike | None = CV_REPORT, raters=None, raters_score: str = "") -> dict:
+    """``hitrank cv``: a descriptor config with ``data`` tables, else a spectrogram config
+    (a :class:`~hitrank.config.Config`, a file or a packaged name) with a ``store`` and/or
+    ``labels`` (see :func:`load_experiment`).
+
+    Writes the run folder ``out`` and, for spectrogram runs, an HTML report at ``report``
+    (relative to ``out``, or a path; None: none). Returns ``{"kind", "summary", ...}``; for
+    spectrogram runs also ``problems``, ``failures``, ``main`` (False on non-zero torchrun
+    ranks, whose ``summary`` is None) and ``cfg``. A ``branch: transfer`` config (``configs/real/``)
+    runs :func:`hitrank.transfer.protocol.transfer_cv` on ``labels`` (with ``raters``: the label
+    ceiling).
+    """
+    if data is not None:
+        return descriptor_cv(config, overrides, data=data, out=out, progress=progress)
+    if is_transfer_config(config):
+        return transfer_cv(config, overrides, labels=_labels_for_transfer(labels, store), out=out,
+                           raters=raters, raters_score=raters_score, workers=workers, progress=progress)
+    if raters is not None:
+        raise ConfigError("--raters reports the label ceiling of transfer runs (configs/real/); "
+                          "spectrogram runs do not read it yet")
+    exp = load_experiment(config, overrides, store=store, labels=labels, command="cv",
+                          distribute=distribute, workers=workers, progress=progress)
+    summary = run_cv(exp.cfg, exp.ds, out, progress=progress, ctx=exp.ctx, notes=exp.notes, params=exp.params)
+    teardown()
+    if exp.ctx.main and report is not None:
+        write_cv_report([load_run(out)], Path(out) / report)
+    return {"kind": "spectrogram", "summary": summary, "problems": exp.problems,
+            "failures": exp.failures, "main": exp.ctx.main, "cfg": exp.cfg}
+
+
+def train(config, overrides=(), *, out: str | os.PathLike, store=None, labels=None, data=None,
+          workers: int = 1, progress: bool = True) -> dict:
+    """``hitrank train``: one model (``out/model.pt``), from tables or audio features.
+    Returns ``{"kind", "info", ...}`` (spectrogram: as :func:`cross_validate`)."""
+    if data is not None:
+        return descriptor_train(config, overrides, data=data, out=out)
+    if is_transfer_config(config):
+        return transfer_train(config, overrides, labels=_labels_for_transfer(labels, store), out=out,
+                              workers=workers, progress=progress)
+    exp = load_experiment(config, overrides, store=store, labels=labels, command="train",
+                          distribute="data", workers=workers, progress=progress)
+    info = run_train(exp.cfg, exp.ds, out, ctx=exp.ctx, params=exp.params)
+    teardown()
+    return {"kind": "spectrogram", "info": info, "problems": exp.problems, "failures": exp.failures,
+            "main": exp.ctx.main, "cfg": exp.cfg}
+
+
+def learning_curve(config, overrides=(), **kwargs) -> dict:
+    """``hitrank learning-curve``: metrics against the number of training songs of a transfer
+    config (:func:`hitrank.transfer.learning_curve.learning_curve_command`)."""
+    return learning_curve_command(config, overrides, **kwargs)
+
+
+def _labels_for_transfer(labels, store):
+    if labels is None:
+        raise ConfigError("a transfer config (branch: transfer) learns from --labels LABELS.csv; "
+                          "its embeddings are extracted into a cache store")
+    return labels
+
+
+def _rank_transfer(folder, model, *, cache, workers, device, progress, highlighter, engine, address,
+                   **options):
+    if options or engine != "local":
+        raise HitrankError(f"{str(model)!r} is a transfer model (pretrained embeddings): --curve, "
+                           "--segment, --reference and --engine ray apply to spectrogram models")
+    return rank_transfer_folder(folder, model, cache=cache, workers=workers, progress=progress)
+
+
+def _rank_spectrogram(folder, model, *, cache, workers, device, progress, highlighter, engine, address,
+                      **options):
+    return rank_folder(folder, model, cache=cache, workers=workers, device=device, progress=progress,
+                       highlighter=highlighter, engine=engine, address=address, **options)
+
+
+def _rank_descriptor(folder, model, *, cache, workers, device, progress, highlighter, engine, address,
+                     **options):
+    if options:  # curve=, segment=, reference= (hitrank.rank.rank_folder)
+        raise HitrankError(f"{str(model)!r} is a descriptor model: --curve, --segment and --reference "
+                           "apply to spectrogram models")
+    if engine != "local":
+        raise HitrankError(f"{str(model)!r} is a descriptor model: its audio descriptors are computed "
+                           "with the local engine; drop --engine ray")
+    return rank_descriptor_folder(folder, model, cache=cache, workers=workers, progress=progress)
+
+
+#: how each kind of run ranks a folder of audio (kinds: hitrank.runinfo.RUN_KINDS)
+RANKERS = {"spectrogram": _rank_spectrogram, "descriptor": _rank_descriptor, "transfer": _rank_transfer}
+
+
+def rank(folder, model, *, cache=None, workers: int = 1, device: str = "auto", progress: bool = True,
+         highlighter=None, engine: str = "local", address: str | None = None,
+         out: str | os.PathLike | None = None, html: str | os.PathLike | None = None,
+         embed_audio: bool = False, **options) -> tuple[pd.DataFrame, list]:
+    """``hitrank rank``: rank a folder of audio with a run folder, a checkpoint or an imported
+    pretrained model's name; writes the ranking CSV to ``out`` and an HTML report to ``html``
+    when given. ``options`` (``curve``, ``segment``, ``reference``) go to
+    :func:`hitrank.rank.rank_folder`. Returns ``(ranking DataFrame, failures)``."""
+    path = resolve_model(model)
+    ranking, failures = RANKERS[run_kind(path)](
+        folder, path, cache=cache, workers=workers, device=device, progress=progress,
+        highlighter=highlighter, engine=engine, address=address, **options)
+    if out is not None:
+        atomic_write_text(out, ranking.to_csv(index=False))
+    if html is not None:
+        write_ranking_report(ranking, failures, html, str(model), store_dir=ranking.attrs.get("store"),
+                             embed_audio=embed_audio)
+    return ranking, failures
+
+
+def predict(model, data, out: str | os.PathLike | None = None) -> tuple[pd.DataFrame, int]:
+    """``hitrank predict``: score every row of descriptor tables with a descriptor run;
+    writes the predictions CSV to ``out`` when given. Returns ``(predictions, number of models)``."""
+    path = resolve_model(model)
+    if run_kind(path) != "descriptor":
+        raise HitrankError(f"{str(model)!r} is a spectrogram model: it ranks audio folders with "
+                           "`hitrank rank`; `predict` scores descriptor tables with descriptor runs")
+    models = load_descriptor_models(path)
+    pred = predict_table(models, read_table(data))
+    if out is not None:
+        atomic_write_text(out, pred.to_csv(index=False))
+    return pred, len(models)
+
+
+def compare(runs, html: str | os.PathLike | None = None) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """``hitrank compare``: the Table-1 style table of CV run folders next to the paper's rows
+    and, for several runs, the paired tests; an HTML page with plots at ``html`` when given.
+    Returns ``(table, pairs or None)``."""
+    loaded = [load_run(r) for r in runs]
+    table = comparison_table(loaded)
+    pairs = pairwise(loaded) if len(loaded) > 1 else None
+    if html is not None:
+        write_cv_report(loaded, html)
+    return table, pairs

@@ -1,0 +1,275 @@
+"""Hit-potential curve: a model's score for every 30 s window of a whole song.
+
+The paper's CNNs score one 30 s log-mel segment. A song's whole log-mel is computed once
+(the same STFT as the store's: a window that starts on a frame boundary is the same
+columns of the whole-song log-mel, up to the zero padding of its two edge frames), cut into
+30 s windows every :data:`CURVE_HOP_SECONDS` (rounded to whole STFT frames: 11 frames,
+1.02 s, at the paper's 22050 Hz and hop 2048), and the windows are scored in batches by
+every fold model of a run. The curve is the mean over the fold models on the target's
+transformed scale (the log hit score for the default target), like ``rank``'s ``score``.
+
+* **Best window**: the window with the highest curve value (``best_start``, ``best_end``,
+  ``best_score``).
+* **Shift spread**: the standard deviation of the ensemble score over the analysed window
+  moved by :data:`SHIFTS_SECONDS` (from -1 s to +1 s, sub-frame shifts included: a move of
+  a few tens of milliseconds changes the STFT frames, and the authors' KKBOX CNN is known to
+  react to it). The windows are cut from the decoded audio at the exact sample, not from
+  the frame grid.
+* **Unstable**: a song whose shift spread exceeds :data:`UNSTABLE_SHARE` of the
+  between-song spread (the standard deviation of the reference songs' scores, see
+  :mod:`hitrank.reference`) is flagged ``unstable``: moving its window by less than a second
+  moves it in the ranking by more than a quarter of the typical difference between songs.
+
+Models with a tag branch read the 50 tag probabilities of the song's analysed segment for
+every window (tagging every window would cost a tagger pass per second of audio): their curve
+varies through the audio branch only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from . import audio, segments
+from .checkpoint import find_checkpoints, load_checkpoint
+from .errors import CheckpointError, ParameterError
+from .features import FeatureParams, log_mel
+from .runtime import pick_device
+from .tags import segment_tags
+
+log = logging.getLogger(__name__)
+
+CURVE_HOP_SECONDS = 1.0  # s, target hop between curve windows (rounded to whole STFT frames)
+#: s, moves of the analysed window whose scores give the shift spread (0 = the window itself)
+SHIFTS_SECONDS = (-1.0, -0.5, -0.25, -0.1, -0.05, 0.0, 0.05, 0.1, 0.25, 0.5, 1.0)
+UNSTABLE_SHARE = 0.25  # shift spread above this share of the between-song spread: ``unstable``
+CURVE_BATCH = 64  # windows scored at once (64 x 128 x 323 float32: 10 MB)
+
+
+def load_scorers(model: str | os.PathLike, device: torch.device):
+    """Load every checkpoint of a run (a fold ensemble, one model, or an imported pretrained
+    model's name); they must share feature parameters and target kind."""
+    scorers = [load_checkpoint(p, device) for p in find_checkpoints(model)]
+    first = scorers[0]
+    for s in scorers[1:]:
+        if s.feature_params != first.feature_params:
+            raise CheckpointError(f"{s.source!r} was trained on other features than {first.source!r}")
+        if s.target.kind != first.target.kind:
+            raise CheckpointError(f"{s.source!r} predicts a {s.target.kind!r} target, {first.source!r} "
+                                  f"a {first.target.kind!r} one: they cannot be averaged")
+    return scorers
+
+
+@dataclass
+class PotentialCurve:
+    """A song's hit-potential curve and what is read off it.
+
+    Attributes
+    ----------
+    starts : (n_windows,) s, start of each 30 s window in the song
+    scores : (n_windows,) fold-ensemble mean score of each window, on the target's
+        transformed scale (the log hit score for the default ``log`` target)
+    fold_scores : (n_models, n_windows) each fold model's scores, same scale
+    seconds : s, window length
+    duration : s, the song's duration
+    best_start, best_end, best_score : the best window (s, s, score)
+    analysed_start : s, start of the window the shift spread is measured around
+    shift_scores : (len(SHIFTS_SECONDS),) ensemble scores of the analysed window moved by
+        :data:`SHIFTS_SECONDS` (clipped to the song)
+    shift_spread : standard deviation of ``shift_scores``, same scale as ``scores``
+    """
+
+    starts: np.ndarray
+    scores: np.ndarray
+    fold_scores: np.ndarray
+    seconds: float
+    duration: float
+    analysed_start: float
+    shift_scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    @property
+    def best(self) -> int:
+        """Index of the best window (the first of equals)."""
+        return int(np.argmax(self.scores))
+
+    @property
+    def best_start(self) -> float:
+        return float(self.starts[self.best])
+
+    @property
+    def best_end(self) -> float:
+        return self.best_start + self.seconds
+
+    @property
+    def best_score(self) -> float:
+        return float(self.scores[self.best])
+
+    @property
+    def shift_spread(self) -> float:
+        return float(np.std(self.shift_scores)) if len(self.shift_scores) else float("nan")
+
+    def to_dict(self, decimals: int = 4) -> dict:
+        """JSON-ready summary (the curve rounded to ``decimals``)."""
+        return {"starts": np.round(self.starts, 3).tolist(), "scores": np.round(self.scores, decimals).tolist(),
+                "best_start": round(self.best_start, 3), "best_end": round(self.best_end, 3),
+                "best_score": round(self.best_score, decimals), "shift_spread": round(self.shift_spread, decimals),
+                "analysed_start": round(self.analysed_start, 3), "duration": round(self.duration, 3)}
+
+
+def hop_frames(params: FeatureParams, hop_seconds: float = CURVE_HOP_SECONDS) -> int:
+    """Curve hop in STFT frames: ``hop_seconds`` rounded to whole frames (at least one)."""
+    if not hop_seconds > 0:
+        raise ParameterError(f"hop_seconds={hop_seconds!r}; expected a positive number of seconds")
+    return max(1, int(round(hop_seconds * params.sr / params.hop_length)))
+
+
+def window_mels(mel: torch.Tensor, params: FeatureParams, hop: int) -> tuple[torch.Tensor, np.ndarray]:
+    """30 s windows of a whole-song log-mel every ``hop`` frames, without copying.
+
+    Parameters
+    ----------
+    mel : (n_mels, n_song_frames) the song's log-mel, at least ``params.n_frames`` frames
+    params : the model's feature parameters
+    hop : frames between window starts
+
+    Returns
+    -------
+    windows : (n_windows, n_mels, params.n_frames) a view of ``mel``
+    starts : (n_windows,) s, window starts
+    """
+    n = params.n_frames
+    if mel.shape[-1] < n:
+        raise ParameterError(f"a song log-mel of {mel.shape[-1]} frames is shorter than one "
+                             f"{params.segment_seconds:g} s window ({n} frames); pad the audio first")
+    windows = mel.unfold(-1, n, hop).permute(1, 0, 2)  # (n_windows, n_mels, n)
+    starts = np.arange(windows.shape[0]) * hop * params.hop_length / params.sr
+    return windows, starts
+
+
+def score_windows(scorers, windows: torch.Tensor, tags: np.ndarray | None = None,
+                  batch: int = CURVE_BATCH) -> np.ndarray:
+    """Every model's score of every window, on each target's transformed scale.
+
+    Parameters
+    ----------
+    scorers : loaded checkpoints (:func:`load_scorers`)
+    windows : (n_windows, n_mels, n_frames) log-mels on the scorers' device
+    tags : (50,) tag probabilities used for every window, for models with a tag branch
+
+    Returns
+    -------
+    (n_models, n_windows) float64
+    """
+    if any(s.uses_tags for s in scorers) and tags is None:
+        raise CheckpointError(f"{scorers[0].source!r} has a tag branch: pass the song's tag vector")
+    out = np.zeros((len(scorers), windows.shape[0]))
+    for i in range(0, windows.shape[0], batch):
+        X = windows[i: i + batch].contiguous()
+        T = None
+        if tags is not None:
+            T = torch.as_tensor(np.asarray(tags, np.float32), device=X.device).expand(len(X), -1)
+        for m, s in enumerate(scorers):
+            out[m, i: i + len(X)] = s.target.unstandardise(s.score(X, T=T))
+    return out
+
+
+def _store_dtype(params: FeatureParams):
+    # windows are rounded like the store's features, so the model sees the inputs it trained on
+    return getattr(torch, params.dtype)
+
+
+def song_curve(y: np.ndarray, params: FeatureParams, scorers, analysed_start: float = 0.0,
+               duration: float | None = None, tags: np.ndarray | None = None,
+               hop_seconds: float = CURVE_HOP_SECONDS, device: torch.device | str = "cpu",
+               shifts: tuple = SHIFTS_SECONDS) -> PotentialCurve:
+    """The hit-potential curve of a decoded song.
+
+    Parameters
+    ----------
+    y : (n_samples,) mono audio at ``params.sr``
+    params : the models' feature parameters
+    scorers : loaded checkpoints sharing ``params``
+    analysed_start : s, start of the window whose shift spread is measured (the configured
+        segment, or the best window)
+    duration : s, the song's duration (default ``len(y) / sr``)
+    tags : (50,) the analysed segment's tag probabilities, for models with a tag branch
+    hop_seconds : s, target hop between windows
+    device : where the log-mel and the models run
+    shifts : s, moves of the analysed window for the shift spread
+
+    Returns
+    -------
+    PotentialCurve
+    """
+    y = np.asarray(y, dtype=np.float32)
+    if y.ndim != 1:
+        raise ParameterError(f"song_curve expects mono audio (n,), got shape {y.shape}")
+    seg = int(round(params.segment_seconds * params.sr))
+    duration = len(y) / params.sr if duration is None else float(duration)
+    if len(y) < seg:  # short song: one window, zero-padded like the store's segment
+        y = np.pad(y, (0, seg - len(y)))
+    dtype = _store_dtype(params)
+    with torch.inference_mode():
+        mel = log_mel(y, params, device=device).to(dtype)
+        windows, starts = window_mels(mel, params, hop_frames(params, hop_seconds))
+        fold = score_windows(scorers, windows, tags)
+        last = len(y) - seg
+        firsts = sorted({min(max(0, int(round((analysed_start + s) * params.sr))), last) for s in shifts})
+        crops = np.stack([y[f: f + seg] for f in firsts])
+        shifted = score_windows(scorers, log_mel(crops, params, device=device).to(dtype), tags).mean(axis=0)
+    return PotentialCurve(starts, fold.mean(axis=0), fold, params.segment_seconds, duration,
+                          float(analysed_start), shifted)
+
+
+def unstable(shift_spread: np.ndarray, between_song_sd: float, share: float = UNSTABLE_SHARE) -> np.ndarray:
+    """``shift_spread > share * between_song_sd`` per song, (n,) bool (False where the shift
+    spread or the between-song spread is unknown)."""
+    s = np.asarray(shift_spread, dtype=np.float64)
+    if not np.isfinite(between_song_sd) or between_song_sd <= 0:
+        return np.zeros(s.shape, dtype=bool)
+    return np.nan_to_num(s, nan=0.0) > share * between_song_sd
+
+
+def potential_curve(path: str | os.PathLike, model: str | os.PathLike, device: str = "auto",
+                    hop_seconds: float = CURVE_HOP_SECONDS, highlighter: str | os.PathLike | None = None,
+                    analysed: str = "segment") -> PotentialCurve:
+    """The hit-potential curve of one audio file under a run's fold ensemble.
+
+    Parameters
+    ----------
+    path : an audio file
+    model : a run folder, a checkpoint, or an imported pretrained model's name
+    device : auto | cpu | cuda
+    hop_seconds : s, target hop between windows (rounded to whole STFT frames)
+    highlighter : the attention highlighter of an HL-30 model (default: its config's)
+    analysed : ``segment`` (the shift spread is measured around the model's configured
+        segment: Mid-30, HL-30) or ``best`` (around the best window)
+
+    Returns
+    -------
+    PotentialCurve : ``scores`` (n_windows,) on the target's transformed scale, one per
+        window start in ``starts`` (s); ``best_start``/``best_end`` (s), ``best_score``,
+        ``shift_spread``
+    """
+    if analysed not in ("segment", "best"):
+        raise ParameterError(f"analysed={analysed!r}; expected 'segment' or 'best'")
+    dev = pick_device(device)
+    scorers = load_scorers(model, dev)
+    params = FeatureParams.from_dict(scorers[0].feature_params)
+    method = segments.get(params.segment)
+    recorded = scorers[0].config.get("features", {}).get("highlighter", "")
+    cut = method.cut(path, params, method.resolve_highlighter(params, highlighter, recorded))
+    y = cut.song if cut.song is not None else audio.load(path, params.sr)[0]
+    tags = None
+    if any(s.uses_tags for s in scorers):
+        song = params.tags == "song"
+        tags = segment_tags(y if song else cut.segment.audio, params.sr, device=str(dev),
+                            tagger=params.tagger, scope=params.tags)
+    curve = song_curve(y, params, scorers, cut.segment.start, cut.segment.duration, tags, hop_seconds, dev)
+    if analysed == "best":
+        curve = song_curve(y, params, scorers, curve.best_start, cut.segment.duration, tags, hop_seconds, dev)
+    return curve

@@ -1,0 +1,54 @@
+"""Scoring songs with a model: the one inference pass of spectrogram models.
+
+``predict`` is what a loaded checkpoint (:class:`hitrank.checkpoint.CheckpointScorer`) and the trainer's
+validation both call, so a model scores the same songs the same way in training and in
+``rank``: batches of :data:`PREDICT_BATCH` songs, the model in eval mode, no gradients,
+bfloat16 autocast when asked, scores returned as float64.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .runtime import autocast
+
+PREDICT_BATCH = 64  # songs per inference batch
+
+
+def model_inputs(X: torch.Tensor, T: torch.Tensor | None, b: torch.Tensor) -> tuple:
+    """Model inputs of songs ``b``: ``(mel,)`` or ``(mel, tags)`` for tag-fusion models.
+
+    Parameters
+    ----------
+    X : (n, n_mels, n_frames) features of all songs (any float dtype)
+    T : (n, 50) tag vectors of all songs, or None for models without a tag branch
+    b : (B,) song indices, on ``X``'s device
+
+    Returns
+    -------
+    ``(X[b],)`` or ``(X[b], T[b])``, float32.
+    """
+    return (X[b].float(),) if T is None else (X[b].float(), T[b].float())
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, X: torch.Tensor, idx: np.ndarray, amp: bool = False,
+            T: torch.Tensor | None = None) -> np.ndarray:
+    """Model scores (standardised target units) of songs ``idx``: (len(idx),) float64.
+
+    Parameters
+    ----------
+    model : a registered scoring model; put in eval mode
+    X : (n, n_mels, n_frames) features of all songs
+    idx : (m,) indices of the songs to score
+    amp : bfloat16 autocast on ``X``'s device
+    T : (n, 50) tag vectors of all songs, for models with a tag branch
+    """
+    model.eval()
+    out = []
+    for i in range(0, len(idx), PREDICT_BATCH):
+        b = torch.as_tensor(idx[i: i + PREDICT_BATCH], device=X.device)
+        with autocast(X.device, amp):
+            out.append(model(*model_inputs(X, T, b)).float().cpu())
+    return torch.cat(out).double().numpy() if out else np.zeros(0)

@@ -1,0 +1,154 @@
+"""Percentiles against a reference catalogue: "higher than 87% [78, 93] of <reference>".
+
+A raw score (a log hit score in model units) says little to an analyst; its place among
+songs they know does. A reference is a set of scores on the same scale as ``rank``'s
+``score`` (the target's transformed scale, the log hit score for the default target):
+
+* **the model's own training songs** (the default): for a ``cv`` run, every song's
+  out-of-fold score (``predictions.csv``: each song scored by the fold model that never saw
+  it); for a ``train`` run, its validation songs' scores (``validation.csv``, written at
+  training time). Runs without them (older ``train`` runs, imported pretrained models) have
+  no default reference: pass one with ``--reference``, or re-run ``hitrank train`` to write
+  ``validation.csv``.
+* **a catalogue**: a labels CSV or folder of songs (a label's last releases, a chart),
+  scored by the same model (:func:`hitrank.rank.rank_folder` with ``reference=``; their
+  features are cached like any ranked folder's).
+
+``percentile`` is the share of reference songs scoring lower, ties counted half
+(``scipy.stats.percentileofscore(kind="mean")``), 0-100; a reference song's own out-of-fold
+score gets ``100 * (rank - 0.5) / n`` with ``rank`` its place from the bottom. The interval
+``[percentile_lo, percentile_hi]`` is the percentile of ``score -+ INTERVAL_SDS * spread``
+with ``spread = sqrt(score_std**2 + shift_spread**2)``: the disagreement of the fold models
+and the score's sensitivity to moving the 30 s window (see :mod:`hitrank.curve`; 0 without
+``--curve``). A ranked song's score is a fold-ensemble mean, a cv reference's are single
+fold models' scores: the ensemble's smaller spread pulls extreme songs a little toward the
+middle.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import ConfigError, ParameterError
+from .targets import Target
+
+INTERVAL_SDS = 1.0  # half-width of the percentile interval, in score spreads (about 68%)
+OOF_FILE = "predictions.csv"  # cv runs: every song's out-of-fold prediction (``pred``, raw scale)
+VALIDATION_FILE = "validation.csv"  # train runs: the validation songs' predictions (``pred``)
+MIN_REFERENCE = 2  # songs a reference needs for a percentile to mean anything
+
+
+@dataclass
+class Reference:
+    """Scores of a reference catalogue, on the ranked scores' scale.
+
+    Attributes
+    ----------
+    name : in words, e.g. "the 200 training songs of runs/ab (out-of-fold)"
+    scores : (n,) sorted ascending, the target's transformed scale
+    song_ids : (n,) the songs, in the order of ``scores``
+    """
+
+    name: str
+    scores: np.ndarray
+    song_ids: np.ndarray
+
+    def __post_init__(self):
+        s = np.asarray(self.scores, dtype=np.float64)
+        keep = np.isfinite(s)
+        order = np.argsort(s[keep], kind="stable")
+        self.scores = s[keep][order]
+        self.song_ids = np.asarray(self.song_ids)[keep][order]
+        if len(self.scores) < MIN_REFERENCE:
+            raise ParameterError(f"reference {self.name!r} has {len(self.scores)} scored song(s); a "
+                                 f"percentile needs at least {MIN_REFERENCE}")
+
+    @property
+    def sd(self) -> float:
+        """Between-song spread: the standard deviation of the reference scores."""
+        return float(np.std(self.scores))
+
+    def percentile(self, values: np.ndarray) -> np.ndarray:
+        """Share of reference songs scoring lower than each value, ties counted half: (n,) in
+        0-100 (NaN for NaN values)."""
+        v = np.asarray(values, dtype=np.float64)
+        below = np.searchsorted(self.scores, v, side="left")
+        upto = np.searchsorted(self.scores, v, side="right")
+        p = 100.0 * (below + 0.5 * (upto - below)) / len(self.scores)
+        return np.where(np.isfinite(v), p, np.nan)
+
+    def percentiles(self, score: np.ndarray, score_std: np.ndarray, shift_spread: np.ndarray | None = None,
+                    sds: float = INTERVAL_SDS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(percentile, percentile_lo, percentile_hi)`` of ranked songs, each (n,) in 0-100.
+
+        Parameters
+        ----------
+        score : (n,) ranked scores, the reference's scale
+        score_std : (n,) the fold models' spread of each score (0 for one model)
+        shift_spread : (n,) each score's spread over window shifts (NaN or None: unknown, 0)
+        sds : half-width of the interval in spreads
+        """
+        score = np.asarray(score, dtype=np.float64)
+        spread = np.nan_to_num(np.asarray(score_std, dtype=np.float64), nan=0.0) ** 2
+        if shift_spread is not None:
+            spread = spread + np.nan_to_num(np.asarray(shift_spread, dtype=np.float64), nan=0.0) ** 2
+        half = sds * np.sqrt(spread)
+        return self.percentile(score), self.percentile(score - half), self.percentile(score + half)
+
+
+def describe(percentile: float, lo: float, hi: float, name: str) -> str:
+    """The percentile in words: ``higher than 87% [78, 93] of <name>`` ('' when unknown)."""
+    if not np.isfinite(percentile):
+        return ""
+    return f"higher than {percentile:.0f}% [{lo:.0f}, {hi:.0f}] of {name}"
+
+
+def _run_folder(model: str | os.PathLike) -> Path:
+    path = Path(model)
+    return path.parent if path.is_file() else path
+
+
+def training_reference(model: str | os.PathLike, target: Target) -> tuple[Reference | None, str]:
+    """The default reference of a run: its training songs' out-of-fold (cv) or validation
+    (train) scores, mapped to the target's transformed scale.
+
+    Parameters
+    ----------
+    model : the resolved run folder or checkpoint file
+    target : the run's target (a fold model's: predictions are mapped from raw hit scores to
+        its transformed scale, where the fold models are commensurate)
+
+    Returns
+    -------
+    (Reference, '') or (None, why there is none, in words with the fix)
+    """
+    run = _run_folder(model)
+    for file, how in ((OOF_FILE, "out-of-fold"), (VALIDATION_FILE, "validation")):
+        path = run / file
+        if path.is_file():
+            pred = pd.read_csv(path)
+            if not {"song_id", "pred"} <= set(pred.columns):
+                return None, f"{str(path)!r} has no song_id/pred columns"
+            try:
+                scores = target.unstandardise(target.transform(pred["pred"].to_numpy(dtype=np.float64)))
+            except ConfigError as exc:
+                return None, f"{str(path)!r}: its predictions do not fit the model's target ({exc})"
+            what = "training songs" if how == "out-of-fold" else "validation songs"
+            return Reference(f"the {len(pred)} {what} of {run.name} ({how})", scores,
+                             pred["song_id"].astype(str).to_numpy()), ""
+    return None, (f"{str(run)!r} holds no {OOF_FILE} (cv) or {VALIDATION_FILE} (train): no training "
+                  "songs to compare with; pass --reference LABELS.csv|FOLDER (scored by the same model), "
+                  "or re-run `hitrank train` / `hitrank cv` to write them")
+
+
+def ranking_reference(ranking: pd.DataFrame, name: str) -> Reference:
+    """A reference from a ranking of reference songs (:func:`hitrank.rank.rank_folder`'s
+    DataFrame; songs with a silent segment are left out)."""
+    keep = ~ranking["silent"].astype(bool) if "silent" in ranking else np.ones(len(ranking), bool)
+    return Reference(name, ranking.loc[keep, "score"].to_numpy(dtype=np.float64),
+                     ranking.loc[keep, "song_id"].astype(str).to_numpy())

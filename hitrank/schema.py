@@ -1,0 +1,84 @@
+"""The spectrogram branch's experiment config: its sections as frozen dataclasses, with their
+defaults and what each key means (``configs/table1/*.yaml`` set them).
+
+:mod:`hitrank.config` reads, validates and loads them (and re-exports them). They live here,
+below the registries that validation consults (segments, taggers, models), so that code which
+only passes a config around (the trainer, the model bank) does not sit above those.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .constants import DEFAULT_TAGGER
+from .yamlconfig import Plain
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    segment: str = "mid30"  # a segment method of hitrank.segments: mid30 | hl30
+    highlighter: str = ""  # hl30: fallback (training-free) or an attention highlighter checkpoint
+    window: str = "hamming"  # hamming (paper) | hann (authors' code)
+    log: str = "db"  # db | log1p | none
+    tags: bool = False  # add the 50 MTT tag activations through the tag DNN (paper Eq. 4)
+    tag_scope: str = "segment"  # tags averaged over the 30 s segment | the whole song
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "simple_cnn"  # a registered scoring model (role 'scorer'): simple_cnn | siamese
+    kwargs: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PairsConfig:
+    sampling: str = "none"  # none (rating only) | naive | ab | artist | ab_artist
+    per_epoch: float = 1.0  # pairs drawn per epoch, as a multiple of the training songs
+    w: tuple = (0.5,)  # grid for the ranking-loss weight w in [0, 1]
+    margin: tuple = (0.5,)  # grid for the hinge margin m > 0 (units: std of the target)
+    fusion: tuple = (0.0, 0.25, 0.5, 0.75, 1.0)  # ab_artist: grid for the weight of the A/B model
+
+
+@dataclass(frozen=True)
+class TagsConfig:
+    mu: tuple = (0.5,)  # grid for the tag-branch weight mu in [0, 1]
+    tagger: str = DEFAULT_TAGGER  # musicnn | jynet (the paper's; `hitrank pretrained import`) | jynet-mtt-std; auto: musicnn
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 30  # upper bound; early stopping on the validation loss
+    batch_size: int = 16  # songs (rating) or pairs (Siamese) per step
+    optimizer: str = "adagrad"  # adagrad (released code) | adam
+    lr: float = 0.005
+    lr_decay: float = 0.9  # lr multiplier when the validation loss does not improve
+    patience: int = 8  # epochs without improvement before stopping
+    target: str = "log"  # log (scores > 0) | raw | rank (percentile; any finite score) | neg_inv_log10 (released code: -1/log10(x))
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool = True  # deprecated: false = precision fp32 (kept so older configs load)
+    precision: str = "auto"  # fp32 | bf16 | auto: bfloat16 autocast on CUDA and on CPUs with AVX512-BF16 or AMX
+    bank: str = "auto"  # auto | on | off: train a fold's models (on a GPU: all folds) in lockstep as one model bank
+    seed: int = 0
+    init: str = ""  # start from released weights: an imported pretrained model (yu2018-kkbox) or a run / checkpoint
+
+
+@dataclass(frozen=True)
+class CVConfig:
+    folds: int = 10  # k folds; fold f tests chunk f, validates on chunk f+1, trains on the rest
+    artist_aware: bool = False  # keep each artist's songs in one chunk
+    fold_seed: int = 0  # folds come from a hash of (fold_seed, song_id): independent of train.seed
+    top_fraction: float = 0.1  # the "@10%" of the metrics
+    select_metric: str = "ndcg"  # validation metric that picks grid values and fusion weights (val_loss: by validation MSE)
+    allow_highlighter_overlap: bool = False  # evaluate on songs that supervised the attention highlighter (leaks labels)
+    processes: int = 0  # 0 auto (CPU: one single-threaded process per core for the folds) | 1 this process | N
+
+
+@dataclass(frozen=True)
+class Config(Plain):
+    name: str = "experiment"
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    pairs: PairsConfig = field(default_factory=PairsConfig)
+    tags: TagsConfig = field(default_factory=TagsConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    cv: CVConfig = field(default_factory=CVConfig)

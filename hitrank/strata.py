@@ -1,0 +1,319 @@
+"""Metrics inside strata (genre, market, label), the stratum-mean baseline, and the label ceiling.
+
+Real labels are confounded: genre alone ranks songs well over a whole catalogue, while a user
+choosing among the demos of one genre needs the ranking *within* it. Three things live here:
+
+Within-stratum metrics
+    Computed inside each fold's test songs, never on out-of-fold predictions pooled first:
+    each fold's model has its own level per stratum (a genre-only model predicts the fold's
+    training mean of the genre), and pooling those levels across folds correlates with the
+    test songs' own labels (negatively: a fold whose training songs of a genre were liked
+    less has test songs liked more). So predictions are centred per fold x stratum cell
+    before the songs of a stratum are ranked together; a model that only knows the stratum
+    then scores exactly 0. Reported per stratum with a bootstrap interval over songs, the
+    mean over strata, and the mean of the per-fold x per-stratum cell correlations.
+Stratum-mean baseline
+    Each test song is predicted by its stratum's mean score over the fold's training songs:
+    what "knowing the genre" is worth, next to random and the oracle.
+Label reliability and ceiling
+    From one row per listener and song: split each song's listeners into two random halves,
+    correlate the halves' song scores over songs (Spearman; overall and within stratum),
+    average over random splits, correct to the full number of listeners with Spearman-Brown
+    (``2r / (1 + r)``). A perfect model of the true preference correlates with the labels at
+    most ``sqrt(reliability)``: the ceiling results are read against.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.stats import rankdata
+
+from .errors import LabelsError, ParameterError
+from .metrics import n_top, top_metrics_batch
+
+N_BOOT = 2000  # bootstrap resamples of the within-stratum intervals
+N_SPLITS = 200  # random split-halves of the listeners
+CI_LEVEL = 0.95
+MIN_STRATUM = 3  # songs: a stratum with fewer is left out of within-stratum metrics (named)
+SEED_STREAM = 2_718  # mixed into the seed: this module's own random stream
+
+
+def _as_str(values, n: int, what: str) -> np.ndarray:
+    a = np.asarray(values, dtype=object)
+    if a.shape != (n,):
+        raise ParameterError(f"{what} has shape {a.shape}; expected ({n},)")
+    return np.array(["" if (v is None or (isinstance(v, float) and np.isnan(v))) else str(v) for v in a])
+
+
+def _row_spearman(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Spearman rho of each row of ``y`` and ``p`` (B, m) with average ranks; 0 where either
+    row is constant (no ranking information)."""
+    ry = rankdata(y, axis=1)
+    rp = rankdata(p, axis=1)
+    ry -= ry.mean(axis=1, keepdims=True)
+    rp -= rp.mean(axis=1, keepdims=True)
+    den = np.sqrt((ry ** 2).sum(axis=1) * (rp ** 2).sum(axis=1))
+    return np.where(den > 0, (ry * rp).sum(axis=1) / np.where(den > 0, den, 1.0), 0.0)
+
+
+CENTRE_RTOL = 1e-9  # centred predictions this close to 0 (relative to the largest) are 0: a
+#   constant cell must not be ranked on the rounding noise of its own mean
+
+
+def centre_by_cell(pred, folds, strata) -> np.ndarray:
+    """Predictions minus their mean in each fold x stratum cell, ``(n,)`` float64."""
+    pred = np.asarray(pred, dtype=np.float64)
+    cells = pd.Series(pred).groupby([np.asarray(folds), np.asarray(strata)]).transform("mean")
+    out = pred - cells.to_numpy()
+    out[np.abs(out) <= CENTRE_RTOL * max(1.0, float(np.abs(pred).max(initial=0.0)))] = 0.0
+    return out
+
+
+def _quantiles(v: np.ndarray) -> list[float]:
+    a = (1 - CI_LEVEL) / 2
+    return [float(np.quantile(v, a)), float(np.quantile(v, 1 - a))]
+
+
+def within_metrics(y_true, y_pred, folds, strata, top: float = 0.1, n_boot: int = N_BOOT,
+                   seed: int = 0) -> dict:
+    """Ranking quality inside each stratum, computed on per-fold centred predictions.
+
+    Parameters
+    ----------
+    y_true : (n,) raw scores (any finite values)
+    y_pred : (n,) out-of-fold predictions (any monotone scale per fold)
+    folds : (n,) test fold of each song (one fold for a single split)
+    strata : (n,) stratum of each song (e.g. genre); '' is a stratum of its own
+    top : the top fraction of nDCG / recall inside a stratum
+    n_boot : bootstrap resamples (songs resampled inside each stratum)
+    seed : seed of the resampler
+
+    Returns
+    -------
+    dict
+        ``strata``: {name: {"n", "spearman", "spearman_ci", "ndcg", "ndcg_ci", "kendall",
+        "recall", "n_top"}}; ``mean``: {"spearman", "spearman_ci", "ndcg", "ndcg_ci"} (the
+        mean over strata, its interval from the same resamples); ``cell_mean``: {"spearman",
+        "cells"} (the mean of the Spearman of every fold x stratum cell with 3 songs or more);
+        ``left_out``: strata with fewer than :data:`MIN_STRATUM` songs.
+    """
+    y = np.asarray(y_true, dtype=np.float64)
+    p = np.asarray(y_pred, dtype=np.float64)
+    n = len(y)
+    if p.shape != (n,) or not (np.isfinite(y).all() and np.isfinite(p).all()):
+        raise ParameterError(f"y_true {y.shape} and y_pred {p.shape} must be finite and equal in shape")
+    if n_boot < 1:
+        raise ParameterError(f"n_boot={n_boot}; expected >= 1")
+    folds = np.asarray(folds)
+    s = _as_str(strata, n, "strata")
+    pc = centre_by_cell(p, folds, s)
+    rng = np.random.default_rng([seed, SEED_STREAM])
+    out, boots, left_out = {}, {"spearman": [], "ndcg": []}, []
+    for name in sorted(set(s)):
+        idx = np.flatnonzero(s == name)
+        if len(idx) < MIN_STRATUM:
+            left_out.append(name)
+            continue
+        yi, pi = y[idx], pc[idx]
+        point = top_metrics_batch(yi[None], pi[None], top)
+        draw = rng.integers(0, len(idx), size=(n_boot, len(idx)))
+        b_rho = _row_spearman(yi[draw], pi[draw])
+        b_top = top_metrics_batch(yi[draw], pi[draw], top)
+        boots["spearman"].append(b_rho)
+        boots["ndcg"].append(b_top["ndcg"])
+        out[name] = {"n": len(idx), "spearman": float(_row_spearman(yi[None], pi[None])[0]),
+                     "spearman_ci": _quantiles(b_rho), "ndcg": float(point["ndcg"][0]),
+                     "ndcg_ci": _quantiles(b_top["ndcg"]), "kendall": float(point["kendall"][0]),
+                     "recall": float(point["recall"][0]), "n_top": n_top(len(idx), top)}
+    mean = {}
+    if out:
+        for key in ("spearman", "ndcg"):
+            mean[key] = float(np.mean([v[key] for v in out.values()]))
+            mean[f"{key}_ci"] = _quantiles(np.mean(boots[key], axis=0))
+    cells = []
+    for (_fold, name), grp in pd.Series(np.arange(n)).groupby([folds, s]):
+        if name in out and len(grp) >= MIN_STRATUM:
+            i = grp.to_numpy()
+            cells.append(float(_row_spearman(y[i][None], p[i][None])[0]))
+    return {"strata": out, "mean": mean,
+            "cell_mean": {"spearman": float(np.mean(cells)) if cells else float("nan"),
+                          "cells": len(cells)},
+            "left_out": left_out}
+
+
+def stratum_mean_predictions(y_true, folds, strata) -> np.ndarray:
+    """Out-of-fold predictions of the stratum-mean baseline, ``(n,)``.
+
+    Each song of fold ``f`` is predicted by the mean score of the songs of its stratum that
+    are not in fold ``f``; a stratum with no training song there falls back to the mean of
+    all training songs.
+    """
+    y = np.asarray(y_true, dtype=np.float64)
+    folds = np.asarray(folds)
+    s = _as_str(strata, len(y), "strata")
+    pred = np.empty(len(y))
+    for f in np.unique(folds):
+        test, train = folds == f, folds != f
+        means = pd.Series(y[train]).groupby(s[train]).mean()
+        fallback = float(y[train].mean()) if train.any() else 0.0
+        pred[test] = [means.get(name, fallback) for name in s[test]]
+    return pred
+
+
+# ----------------------------------------------------------------------------- raters
+def parse_score_spec(spec: str, columns) -> tuple[str, str | None]:
+    """``"liked-disliked"`` -> ("liked", "disliked"); ``"rating"`` -> ("rating", None).
+
+    A column name that itself contains '-' is taken whole when it exists.
+    """
+    columns = list(columns)
+    spec = spec.strip()
+    if spec in columns:
+        return spec, None
+    if "-" in spec:
+        a, b = (part.strip() for part in spec.split("-", 1))
+        missing = [c for c in (a, b) if c not in columns]
+        if not missing:
+            return a, b
+        raise LabelsError(f"--raters-score {spec!r}: column(s) {missing} not in the raters file "
+                          f"(columns: {columns})")
+    raise LabelsError(f"--raters-score {spec!r}: no such column in the raters file (columns: "
+                      f"{columns}); give one numeric column or the difference of two, e.g. liked-disliked")
+
+
+def read_raters(path, score: str) -> pd.DataFrame:
+    """One row per listener and song -> a frame ``song_id, judgement`` (float).
+
+    Rows whose judgement is missing or not numeric are dropped and counted in the frame's
+    ``attrs["dropped"]``.
+    """
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding_errors="replace")
+    except FileNotFoundError:
+        raise LabelsError(f"{str(path)!r}: raters file does not exist") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError) as exc:
+        raise LabelsError(f"{str(path)!r}: cannot read raters CSV ({exc})") from None
+    if "song_id" not in df.columns:
+        raise LabelsError(f"{str(path)!r}: a raters file needs a 'song_id' column (found {list(df.columns)})")
+    a, b = parse_score_spec(score, df.columns)
+    value = pd.to_numeric(df[a], errors="coerce")
+    if b is not None:
+        value = value - pd.to_numeric(df[b], errors="coerce")
+    out = pd.DataFrame({"song_id": df["song_id"].str.strip(), "judgement": value})
+    ok = np.isfinite(out["judgement"].to_numpy(dtype=np.float64))
+    out = out[ok].reset_index(drop=True)
+    out.attrs["dropped"] = int((~ok).sum())
+    return out
+
+
+def split_half_reliability(raters: pd.DataFrame, strata: dict | None = None,
+                           n_splits: int = N_SPLITS, seed: int = 0) -> dict:
+    """Split-half reliability of song scores that average listeners' judgements.
+
+    Parameters
+    ----------
+    raters : frame with ``song_id`` and ``judgement`` (one row per listener and song)
+    strata : {song_id: stratum} for the within-stratum figures, or None
+    n_splits : random splits of each song's listeners into two halves
+    seed : seed of the splits
+
+    Returns
+    -------
+    dict: ``songs`` (songs with 2 listeners or more), ``raters_median``, ``split_half``,
+    ``reliability`` (Spearman-Brown corrected), ``ceiling`` (its square root), and with strata
+    ``within`` {``split_half``, ``reliability``, ``ceiling``} (per-stratum correlations
+    averaged over strata with 3 songs or more).
+    """
+    if n_splits < 1:
+        raise ParameterError(f"n_splits={n_splits}; expected >= 1")
+    groups = [g.to_numpy(dtype=np.float64) for _, g in raters.groupby("song_id", sort=True)["judgement"]]
+    ids = np.array(sorted(raters["song_id"].unique()))
+    keep = np.array([len(g) >= 2 for g in groups])
+    groups = [g for g, k in zip(groups, keep, strict=True) if k]
+    ids = ids[keep]
+    if len(ids) < MIN_STRATUM:
+        raise LabelsError(f"the raters file has only {len(ids)} songs with two listeners or more; "
+                          "a split-half reliability needs more")
+    rng = np.random.default_rng([seed, SEED_STREAM, 1])
+    halves = np.empty((n_splits, 2, len(ids)))
+    for j, g in enumerate(groups):
+        k = len(g) // 2
+        for i in range(n_splits):
+            perm = rng.permutation(len(g))
+            halves[i, 0, j] = g[perm[:k]].mean()
+            halves[i, 1, j] = g[perm[k:]].mean()
+    r = float(_row_spearman(halves[:, 0], halves[:, 1]).mean())
+    out = {"songs": int(len(ids)), "raters_median": float(np.median([len(g) for g in groups])),
+           **_corrected(r)}
+    if strata:
+        s = np.array([str(strata.get(i, "")) for i in ids])
+        per = [_row_spearman(halves[:, 0, s == name], halves[:, 1, s == name]).mean()
+               for name in sorted(set(s)) if (s == name).sum() >= MIN_STRATUM]
+        if per:
+            out["within"] = _corrected(float(np.mean(per)))
+    return out
+
+
+def _corrected(r: float) -> dict:
+    rel = 2 * r / (1 + r) if r > -1 else float("nan")
+    return {"split_half": r, "reliability": rel, "ceiling": float(np.sqrt(rel)) if rel > 0 else 0.0}
+
+
+
+
+def evaluate(y_true, y_pred, folds, strata=None, top: float = 0.1, n_boot: int = N_BOOT,
+             seed: int = 0) -> dict:
+    """Pooled out-of-fold Spearman and nDCG@top over all songs with bootstrap intervals, and,
+    with ``strata``, :func:`within_metrics`.
+
+    Returns
+    -------
+    dict: ``pooled`` {"n", "spearman", "spearman_ci", "ndcg", "ndcg_ci", "kendall", "recall",
+    "n_top"} (Kendall and recall on the true top fraction) and ``within`` (None without strata).
+    """
+    y = np.asarray(y_true, dtype=np.float64)
+    one = np.zeros(len(y), dtype=int)  # one fold, one stratum: the ranks are not centred
+    pooled = within_metrics(y, y_pred, one, one, top, n_boot, seed)["strata"]["0"]
+    within = within_metrics(y, y_pred, folds, strata, top, n_boot, seed) if strata is not None else None
+    return {"pooled": pooled, "within": within}
+
+
+def paired_difference(y_true, pred_a, pred_b, folds, strata=None, n_boot: int = N_BOOT,
+                      seed: int = 0) -> dict:
+    """Spearman of ``a`` minus Spearman of ``b`` on the same songs, with a paired bootstrap
+    over songs (resampled inside strata): pooled over all songs and, with ``strata``, the mean
+    within-stratum difference (per-fold centred, as :func:`within_metrics`).
+
+    Returns ``{"pooled": {"diff", "ci"}, "within": {"diff", "ci"} or None}``.
+    """
+    y = np.asarray(y_true, dtype=np.float64)
+    a, b = np.asarray(pred_a, dtype=np.float64), np.asarray(pred_b, dtype=np.float64)
+    folds = np.asarray(folds)
+    s = _as_str(strata if strata is not None else np.zeros(len(y), dtype=int), len(y), "strata")
+    rng = np.random.default_rng([seed, SEED_STREAM, 2])
+    draw = np.concatenate([rng.choice(np.flatnonzero(s == name), size=(n_boot, (s == name).sum()))
+                           for name in sorted(set(s))], axis=1)  # (n_boot, n): strata keep their sizes
+    full = np.arange(len(y))[None]
+    pooled = _row_spearman(y[draw], a[draw]) - _row_spearman(y[draw], b[draw])
+    point = float((_row_spearman(y[full], a[full]) - _row_spearman(y[full], b[full]))[0])
+    out = {"pooled": {"diff": point, "ci": _quantiles(pooled)}, "within": None}
+    if strata is not None:
+        ac, bc = centre_by_cell(a, folds, s), centre_by_cell(b, folds, s)
+        per, per_point = [], []
+        for name in sorted(set(s)):
+            idx = np.flatnonzero(s == name)
+            if len(idx) < MIN_STRATUM:
+                continue
+            d = rng.integers(0, len(idx), size=(n_boot, len(idx)))
+            i = idx[d]
+            per.append(_row_spearman(y[i], ac[i]) - _row_spearman(y[i], bc[i]))
+            per_point.append(float((_row_spearman(y[idx][None], ac[idx][None])
+                                    - _row_spearman(y[idx][None], bc[idx][None]))[0]))
+        if per:
+            out["within"] = {"diff": float(np.mean(per_point)), "ci": _quantiles(np.mean(per, axis=0))}
+    return out
+
+
+__all__ = ["within_metrics", "stratum_mean_predictions", "centre_by_cell", "read_raters",
+           "split_half_reliability", "parse_score_spec", "evaluate", "paired_difference"]

@@ -1,0 +1,144 @@
+"""Learning curves: how many labelled songs a user needs.
+
+For each training size ``m`` the config's cross-validation is rerun with every outer fold's
+training songs cut down to ``m`` (a random subset, the same seed for every size so that the
+subsets grow), the test folds unchanged: every song is still scored once, by a model that saw
+``m`` other songs. The pooled out-of-fold Spearman and nDCG@top, and with ``cv.within`` the
+within-stratum Spearman, come with bootstrap intervals over songs (:mod:`hitrank.strata`).
+A size larger than a fold's training set is cut to it (the row says so).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import strata
+from ..data import make_folds
+from ..errors import ConfigError, ParameterError
+from ..fileio import atomic_write_text
+from .config import TransferConfig, load_transfer_config
+from .protocol import (
+    Data,
+    choose,
+    fit_one,
+    groups_of,
+    is_transfer_config,
+    load_data,
+    predict_one,
+    strata_of,
+)
+
+log = logging.getLogger(__name__)
+
+CURVE_COLUMNS = ("size", "train_songs", "spearman", "spearman_lo", "spearman_hi", "ndcg", "ndcg_lo",
+                 "ndcg_hi", "within_spearman", "within_lo", "within_hi", "learners")
+
+
+def parse_sizes(text: str) -> list[int]:
+    """``"50,100,150"`` -> [50, 100, 150] (positive, increasing); ParameterError otherwise."""
+    try:
+        sizes = [int(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise ParameterError(f"--sizes {text!r}: expected comma-separated song counts, e.g. 50,100,150") from None
+    if not sizes or min(sizes) < 5 or sizes != sorted(set(sizes)):
+        raise ParameterError(f"--sizes {text!r}: expected increasing counts of at least 5 songs")
+    return sizes
+
+
+def learning_curve(cfg: TransferConfig, data: Data, sizes: list[int], progress: bool = True) -> pd.DataFrame:
+    """Metrics against the number of training songs (see the module docstring).
+
+    Returns a DataFrame with columns :data:`CURVE_COLUMNS`, one row per size (``train_songs``:
+    the mean number of training songs actually used per fold).
+    """
+    from tqdm import tqdm
+
+    groups, s = groups_of(cfg, data), strata_of(cfg, data)
+    n = len(data.y)
+    splits = make_folds(n, cfg.cv.folds, cfg.cv.fold_seed, groups=groups, ids=data.ids)
+    rng = np.random.default_rng([cfg.train.seed, 31])
+    orders = [rng.permutation(np.concatenate([tr, va])) for tr, va, _ in splits]  # one order per fold
+    rows = []
+    bar = tqdm(total=len(sizes) * len(splits), desc="learning curve", unit="fit", disable=not progress)
+    for m in sizes:
+        pred, folds, used, learners = np.empty(n), np.empty(n, dtype=int), [], []
+        for f, ((_, _, te), order) in enumerate(zip(splits, orders, strict=True)):
+            train = np.sort(order[:m])
+            used.append(len(train))
+            name, _, _ = choose(cfg, data.X[train], data.y[train], data.ids[train],
+                                None if groups is None else groups[train],
+                                None if s is None else s[train], cfg.train.seed + f)
+            learners.append(name)
+            model = fit_one(cfg, name, data.X[train], data.y[train], data.ids[train], cfg.train.seed + f)
+            pred[te], folds[te] = predict_one(model, data.X[te]), f
+            bar.update()
+        ev = strata.evaluate(data.y, pred, folds, s, cfg.cv.top_fraction)
+        p, w = ev["pooled"], (ev["within"] or {}).get("mean", {})
+        rows.append({"size": m, "train_songs": float(np.mean(used)), "spearman": p["spearman"],
+                     "spearman_lo": p["spearman_ci"][0], "spearman_hi": p["spearman_ci"][1],
+                     "ndcg": p["ndcg"], "ndcg_lo": p["ndcg_ci"][0], "ndcg_hi": p["ndcg_ci"][1],
+                     "within_spearman": w.get("spearman", np.nan),
+                     "within_lo": (w.get("spearman_ci") or [np.nan])[0],
+                     "within_hi": (w.get("spearman_ci") or [np.nan, np.nan])[1],
+                     "learners": ";".join(sorted(set(learners)))})
+        log.info("%d training songs: Spearman %+.3f [%+.3f, %+.3f]", m, p["spearman"], *p["spearman_ci"])
+    bar.close()
+    return pd.DataFrame(rows, columns=list(CURVE_COLUMNS))
+
+
+def write_curve(table: pd.DataFrame, out: str | os.PathLike, title: str = "") -> dict:
+    """``out/learning_curve.csv`` and, with matplotlib installed, ``out/learning_curve.png``.
+
+    Returns ``{"csv": path, "png": path or None, "note": why no plot}``.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "learning_curve.csv", table.to_csv(index=False))
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return {"csv": out / "learning_curve.csv", "png": None,
+                "note": "no plot: matplotlib is not installed (pip install 'hitrank[plot]')"}
+    fig, ax = plt.subplots(figsize=(6, 4))
+    x = table["train_songs"]
+    ax.errorbar(x, table["spearman"], yerr=[table["spearman"] - table["spearman_lo"],
+                                            table["spearman_hi"] - table["spearman"]],
+                marker="o", capsize=3, label="Spearman, all songs")
+    if table["within_spearman"].notna().any():
+        ax.errorbar(x + 1, table["within_spearman"], yerr=[table["within_spearman"] - table["within_lo"],
+                                                           table["within_hi"] - table["within_spearman"]],
+                    marker="s", capsize=3, label="Spearman within stratum")
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xlabel("labelled training songs per fold")
+    ax.set_ylabel("out-of-fold Spearman (95% interval)")
+    ax.set_title(title or "learning curve")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "learning_curve.png", dpi=110)
+    plt.close(fig)
+    return {"csv": out / "learning_curve.csv", "png": out / "learning_curve.png", "note": ""}
+
+
+def learning_curve_command(config, overrides=(), *, labels, sizes, out, store=None, workers: int = 1,
+                           progress: bool = True) -> dict:
+    """``hitrank learning-curve``: the table (also ``out/learning_curve.csv``) and the plot.
+
+    Returns ``{"table": DataFrame, "csv", "png", "note", "songs"}``.
+    """
+    if not is_transfer_config(config):
+        raise ConfigError(f"{str(config)!r}: learning-curve runs transfer configs (branch: transfer, "
+                          "e.g. --config real/auto); a spectrogram CNN needs thousands of songs")
+    cfg = load_transfer_config(config, overrides)
+    sizes = parse_sizes(sizes) if isinstance(sizes, str) else list(sizes)
+    data = load_data(cfg, labels, store, workers=workers, progress=progress)
+    table = learning_curve(cfg, data, sizes, progress)
+    files = write_curve(table, out, f"{cfg.name}: {len(data.y)} songs, {cfg.cv.folds} folds")
+    return {"table": table, **files, "songs": len(data.y)}

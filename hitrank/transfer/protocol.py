@@ -1,0 +1,416 @@
+"""The transfer branch's protocol: embeddings of labelled songs -> nested CV, training, ranking.
+
+``cv``
+    Outer folds (the paper's hashed folds, or whole groups with ``cv.group_by``); in each,
+    when ``model.candidates`` names several learners, inner folds of the training songs
+    alone choose one (nested: the outer test songs never take part in the choice), the
+    chosen learner is fitted on all training songs and scores the test songs. Reported:
+    pooled out-of-fold Spearman and nDCG@top with bootstrap intervals; with ``cv.within``
+    the same inside each stratum (per-fold centred, :mod:`hitrank.strata`) and the
+    stratum-mean baseline; random and oracle rows; with raters, the label ceiling.
+``train``
+    The same inner choice on all songs, then one model on all songs (``RUN/model.pt``),
+    with the inner out-of-fold scores of the training songs kept as the model's reference.
+``rank``
+    Embeds a folder with the model's network and scores it (:func:`rank_transfer_folder`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from .. import embeddings, segments, strata
+from ..data import make_folds
+from ..errors import ConfigError, HitrankError, LabelsError
+from ..extract import ExtractReport, extract
+from ..features import FeatureParams
+from ..fileio import atomic_write_text
+from ..payload import load_payload, save_payload
+from ..reference import Reference
+from ..runinfo import find_checkpoints, write_run_info
+from ..runtime import cached_store_path
+from ..store import FeatureStore
+from ..targets import Target
+from ..uncertainty import oracle, random_baseline
+from ..yamlconfig import read_yaml
+from .config import TransferConfig, load_transfer_config, transfer_config_from_dict
+from .learners import get as get_learner
+
+log = logging.getLogger(__name__)
+
+RUN_KIND = "transfer"
+MODEL_FILE = "model.pt"
+FOLD_FILE = "fold_{:02d}.pt"
+MIN_SONGS = 10  # labelled songs with embeddings below which nothing is fitted
+
+
+@dataclass
+class Data:
+    """Labelled songs with their embeddings.
+
+    ``X`` (n, d) float64 embeddings; ``y`` (n,) raw scores; ``labels`` the labels CSV's rows of
+    these songs (every column, as text), aligned with ``ids``.
+    """
+
+    ids: np.ndarray
+    X: np.ndarray
+    y: np.ndarray
+    labels: pd.DataFrame
+    params: FeatureParams
+    store: Path
+    problems: list = field(default_factory=list)  # (song_id, reason) left out
+    failures: list = field(default_factory=list)  # (song_id, path, reason) of the extraction
+
+
+def feature_params(cfg: TransferConfig) -> FeatureParams:
+    """The store parameters of a config: the segment method's log-mel plus the embedding."""
+    f = cfg.features
+    return embeddings.with_embedding(segments.params_for(f.segment), f.embedding, f.scope)
+
+
+def embed_source(source, params: FeatureParams, store=None, *, workers: int = 1,
+                 progress: bool = True) -> tuple[FeatureStore, ExtractReport]:
+    """Extract (resumably, cached) the embeddings of a folder or labels CSV."""
+    store = Path(store) if store is not None else cached_store_path(source, params)
+    rep = extract(source, store, params, workers=workers, progress=progress)
+    return FeatureStore.open(store), rep
+
+
+def read_label_columns(labels) -> pd.DataFrame:
+    """Every column of a labels CSV as text, indexed by song id (the rows ``read_labels``
+    accepts; the rest were already reported by extraction)."""
+    df = pd.read_csv(labels, dtype=str, keep_default_na=False, encoding_errors="replace")
+    df["song_id"] = df["song_id"].str.strip()
+    return df.drop_duplicates("song_id").set_index("song_id", drop=False)
+
+
+def load_data(cfg: TransferConfig, labels, store=None, *, workers: int = 1, progress: bool = True) -> Data:
+    """Embed the songs of a labels CSV (cached) and join them with their labels."""
+    if not str(labels).lower().endswith(".csv"):
+        raise LabelsError(f"{str(labels)!r}: a transfer model learns from a labels CSV (song_id, path, hit_score)")
+    params = feature_params(cfg)
+    st, rep = embed_source(labels, params, store, workers=workers, progress=progress)
+    man = st.manifest
+    man = man[man.song_id.isin(set(rep.song_ids))]
+    problems, keep = [], []
+    for rec in man.to_dict("records"):
+        score = rec.get("hit_score")
+        if rec["status"] != "ok":
+            problems.append((rec["song_id"], f"no features ({rec['status']}: {rec['error']})"))
+        elif rec.get("silent", False):
+            problems.append((rec["song_id"], "its analysed audio is digital silence"))
+        elif score is None or not np.isfinite(float(score)):
+            problems.append((rec["song_id"], f"no usable hit_score ({score!r})"))
+        else:
+            keep.append(rec["song_id"])
+    for sid, reason in problems:
+        log.warning("song %r left out: %s", sid, reason)
+    if len(keep) < MIN_SONGS:
+        raise HitrankError(f"{str(labels)!r}: only {len(keep)} songs have embeddings and a usable "
+                           f"hit_score; a transfer model needs at least {MIN_SONGS}")
+    ids = np.array(keep)
+    X = st.load_embeddings(list(ids)).astype(np.float64)
+    y = man.set_index("song_id").loc[ids, "hit_score"].to_numpy(dtype=np.float64)
+    table = read_label_columns(labels).reindex(ids).fillna("")
+    return Data(ids, X, y, table, params, st.root, problems, list(rep.failures))
+
+
+def label_column(data: Data, column: str, what: str) -> np.ndarray:
+    """A labels column for every song (``''`` where empty); ConfigError naming the columns."""
+    if column not in data.labels.columns:
+        raise ConfigError(f"{what}={column!r}: the labels have no such column (columns: "
+                          f"{[c for c in data.labels.columns]})")
+    return data.labels[column].astype(str).str.strip().to_numpy()
+
+
+def groups_of(cfg: TransferConfig, data: Data) -> np.ndarray | None:
+    g = cfg.cv.group_by
+    return None if not g else label_column(data, g, "cv.group_by")
+
+
+def strata_of(cfg: TransferConfig, data: Data) -> np.ndarray | None:
+    w = cfg.cv.within
+    return None if not w else label_column(data, w, "cv.within")
+
+
+# ----------------------------------------------------------------------------- fitting
+def fit_one(cfg: TransferConfig, name: str, X, y, ids, seed: int) -> dict:
+    """Fit learner ``name`` on songs ``X`` (n, d) with raw scores ``y``; returns the model
+    ``{"learner", "target", "state"}``."""
+    target = Target.fit(cfg.train.target, y, ids)
+    state = get_learner(name).fit(X, target.transform(y), cfg.model, seed)
+    return {"learner": name, "target": target, "state": state}
+
+
+def predict_one(model: dict, X) -> np.ndarray:
+    """Scores of songs ``X`` on the model's transformed target scale (commensurate across
+    models of one target kind: a percentile for ``rank``)."""
+    z = get_learner(model["learner"]).predict(model["state"], X)
+    return model["target"].unstandardise(z)
+
+
+def _selection_score(cfg: TransferConfig, y, pred, folds, s) -> float:
+    if cfg.cv.select_by == "within":
+        return strata.within_metrics(y, pred, folds, s, cfg.cv.top_fraction, n_boot=1)["mean"].get("spearman", 0.0)
+    return float(strata._row_spearman(y[None], pred[None])[0])
+
+
+def choose(cfg: TransferConfig, X, y, ids, groups, s, seed: int) -> tuple[str, dict, np.ndarray | None]:
+    """The candidate with the best inner cross-validated score on these songs only.
+
+    Returns ``(name, {name: inner score}, inner out-of-fold predictions of the chosen one)``;
+    with one candidate no inner folds are run (scores ``{}``, predictions None).
+    """
+    cands = list(cfg.model.candidates)
+    if len(cands) == 1:
+        return cands[0], {}, None
+    k = min(cfg.cv.inner_folds, len(y))
+    inner = make_folds(len(y), k, cfg.cv.fold_seed + 1 + seed, groups=groups, ids=ids)
+    folds = np.empty(len(y), dtype=int)
+    preds = {c: np.empty(len(y)) for c in cands}
+    for f, (tr, va, te) in enumerate(inner):
+        train = np.concatenate([tr, va])
+        folds[te] = f
+        for c in cands:
+            preds[c][te] = predict_one(fit_one(cfg, c, X[train], y[train], ids[train], seed), X[te])
+    svals = s if s is not None else np.zeros(len(y), dtype=int)
+    scores = {c: _selection_score(cfg, y, preds[c], folds, svals) for c in cands}
+    best = max(cands, key=lambda c: (scores[c], -cands.index(c)))
+    return best, scores, preds[best]
+
+
+# ----------------------------------------------------------------------------- cv
+def run_transfer_cv(cfg: TransferConfig, data: Data, out, *, raters=None, raters_score: str = "",
+                    progress: bool = True) -> dict:
+    """Nested cross-validation of a transfer config; writes the run folder ``out``.
+
+    Returns the summary dict (also ``out/summary.json``).
+    """
+    from tqdm import tqdm
+
+    t0 = time.time()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    groups, s = groups_of(cfg, data), strata_of(cfg, data)
+    n = len(data.y)
+    k = cfg.cv.folds
+    if n < k:
+        raise ConfigError(f"cv.folds={k} but only {n} songs; lower cv.folds")
+    splits = make_folds(n, k, cfg.cv.fold_seed, groups=groups, ids=data.ids)
+    folds = np.empty(n, dtype=int)
+    pred = np.empty(n)
+    chosen = []
+    for f, (tr, va, te) in enumerate(tqdm(splits, desc="cv folds", unit="fold", disable=not progress)):
+        train = np.concatenate([tr, va])
+        folds[te] = f
+        name, scores, _ = choose(cfg, data.X[train], data.y[train], data.ids[train],
+                                 None if groups is None else groups[train],
+                                 None if s is None else s[train], cfg.train.seed + f)
+        model = fit_one(cfg, name, data.X[train], data.y[train], data.ids[train], cfg.train.seed + f)
+        pred[te] = predict_one(model, data.X[te])
+        save_model(out / FOLD_FILE.format(f), model, cfg, data.params, reference=None)
+        chosen.append({"fold": f, "learner": name, "inner": scores, "test_songs": len(te)})
+        log.info("%s fold %d: %s (inner %s)", cfg.name, f, name,
+                 ", ".join(f"{c} {v:+.3f}" for c, v in scores.items()) or "-")
+    summary = summarize(cfg, data, pred, folds, groups, s, chosen, raters, raters_score)
+    summary["seconds"] = round(time.time() - t0, 1)
+    write_run(out, cfg, data, pred, folds, s, summary, "cv")
+    return summary
+
+
+def summarize(cfg: TransferConfig, data: Data, pred, folds, groups, s, chosen, raters=None,
+              raters_score: str = "") -> dict:
+    """The numbers a cv run reports (see the module docstring)."""
+    y, top = data.y, cfg.cv.top_fraction
+    model = strata.evaluate(y, pred, folds, s, top)
+    rnd = random_baseline(y, None, top)["ndcg"]
+    summary = {
+        "name": cfg.name, "kind": RUN_KIND, "songs": int(len(y)), "folds": int(cfg.cv.folds),
+        "group_by": cfg.cv.group_by or "song", "within": cfg.cv.within, "top": top,
+        "embedding": data.params.embedding, "scope": data.params.embedding_scope,
+        "target": cfg.train.target, "candidates": list(cfg.model.candidates), "chosen": chosen,
+        "groups": int(len(set(groups))) if groups is not None else None,
+        "model": model,
+        "random": {"spearman": 0.0, "ndcg": float(rnd["mean"]), "ndcg_ci": [float(rnd["lo"]), float(rnd["hi"])]},
+        "oracle": {"spearman": 1.0, "ndcg": float(oracle(y, None, top)["ndcg"])},
+        "left_out": [list(p) for p in data.problems],
+    }
+    if s is not None:
+        base = strata.stratum_mean_predictions(y, folds, s)
+        summary["stratum_mean"] = strata.evaluate(y, base, folds, s, top)
+        summary["versus_stratum_mean"] = strata.paired_difference(y, pred, base, folds, s)
+    if raters is not None:
+        r = strata.read_raters(raters, raters_score)
+        known = set(data.ids)
+        r = r[r.song_id.isin(known)]
+        smap = dict(zip(data.ids, s, strict=True)) if s is not None else None
+        summary["ceiling"] = {**strata.split_half_reliability(r, smap), "raters": str(raters),
+                              "score": raters_score, "dropped_rows": r.attrs.get("dropped", 0)}
+    return summary
+
+
+def write_run(out: Path, cfg: TransferConfig, data: Data, pred, folds, s, summary: dict, command: str) -> None:
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    df = pd.DataFrame({"song_id": data.ids, "fold": folds, "hit_score": data.y, "pred": pred})
+    if s is not None:
+        df[cfg.cv.within] = s
+    atomic_write_text(out / "predictions.csv", df.to_csv(index=False))
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=float))
+    write_run_info(out, RUN_KIND, command, embedding=data.params.embedding,
+                   scope=data.params.embedding_scope)
+
+
+# ----------------------------------------------------------------------------- train
+def run_transfer_train(cfg: TransferConfig, data: Data, out, progress: bool = True) -> dict:
+    """Choose a learner by inner CV on all songs, fit it on all songs, write ``out/model.pt``.
+
+    The inner out-of-fold scores of the training songs (or, with a single candidate, the
+    scores of an inner cross-validation of it) are stored as the model's reference: the
+    percentile of a new song is its place among them.
+    """
+    t0 = time.time()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    groups, s = groups_of(cfg, data), strata_of(cfg, data)
+    name, scores, ref = choose(cfg, data.X, data.y, data.ids, groups, s, cfg.train.seed)
+    if ref is None:  # one candidate: its inner out-of-fold scores are still the honest reference
+        ref = _oof(cfg, name, data, groups)
+    model = fit_one(cfg, name, data.X, data.y, data.ids, cfg.train.seed)
+    reference = {"song_ids": list(map(str, data.ids)), "scores": ref, "hit_scores": data.y,
+                 "name": f"the {len(data.y)} training songs of {out.name} (inner out-of-fold)"}
+    save_model(out / MODEL_FILE, model, cfg, data.params, reference)
+    result = {"name": cfg.name, "kind": RUN_KIND, "songs": int(len(data.y)), "learner": name,
+              "inner": scores, "embedding": data.params.embedding, "scope": data.params.embedding_scope,
+              "seconds": round(time.time() - t0, 1), "left_out": [list(p) for p in data.problems]}
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    atomic_write_text(out / "train.json", json.dumps(result, indent=2, default=float))
+    write_run_info(out, RUN_KIND, "train", embedding=data.params.embedding, scope=data.params.embedding_scope)
+    return result
+
+
+def _oof(cfg: TransferConfig, name: str, data: Data, groups) -> np.ndarray:
+    """Inner out-of-fold scores of learner ``name`` over all songs."""
+    k = min(cfg.cv.inner_folds, len(data.y))
+    pred = np.empty(len(data.y))
+    for tr, va, te in make_folds(len(data.y), k, cfg.cv.fold_seed + 1 + cfg.train.seed, groups=groups,
+                                 ids=data.ids):
+        train = np.concatenate([tr, va])
+        pred[te] = predict_one(fit_one(cfg, name, data.X[train], data.y[train], data.ids[train],
+                                       cfg.train.seed), data.X[te])
+    return pred
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def save_model(path: Path, model: dict, cfg: TransferConfig, params: FeatureParams, reference: dict | None) -> None:
+    """One transfer model as a checkpoint of kind ``transfer`` (arrays as tensors, no pickle)."""
+    import torch
+
+    def tensors(d: dict) -> dict:
+        return {k: torch.tensor(np.asarray(v, dtype=np.float64)) for k, v in d.items()}  # 0-d stays 0-d
+
+    payload = {"learner": model["learner"], "target": model["target"].to_dict(),
+               "state": tensors(model["state"]), "config": cfg.to_dict(),
+               "feature_params": params.to_dict()}
+    if reference is not None:
+        payload["reference"] = {"song_ids": reference["song_ids"], "name": reference["name"],
+                                **tensors({"scores": reference["scores"], "hit_scores": reference["hit_scores"]})}
+    save_payload(path, RUN_KIND, payload)
+
+
+def load_model(path) -> dict:
+    """A transfer checkpoint -> ``{"learner", "target", "state", "config", "params", "reference"}``."""
+    p = load_payload(path, RUN_KIND)
+    ref = p.get("reference")
+    if ref is not None:
+        ref = {"song_ids": ref["song_ids"], "name": ref["name"], "scores": ref["scores"].numpy(),
+               "hit_scores": ref["hit_scores"].numpy()}
+    return {"learner": p["learner"], "target": Target(**p["target"]),
+            "state": {k: v.numpy() for k, v in p["state"].items()},
+            "config": transfer_config_from_dict(p["config"]),
+            "params": FeatureParams.from_dict(p["feature_params"]), "reference": ref}
+
+
+# ----------------------------------------------------------------------------- rank
+def rank_transfer_folder(folder, model, *, cache=None, workers: int = 1, progress: bool = True):
+    """Rank a folder (or labels CSV) of audio with a transfer run or checkpoint.
+
+    Returns
+    -------
+    ranking : DataFrame sorted best first (silent songs last): ``rank, song_id, path, artist,
+        score, score_std, n_models, duration, silent, percentile, percentile_lo, percentile_hi,
+        flags``. ``score`` is
+        the mean over the run's models on their target's scale (a percentile of the training
+        songs' scores for the ``rank`` target); ``percentile`` (0-100) places it among the
+        training songs' inner out-of-fold scores (NaN for runs without them), its interval
+        those of ``score -+ score_std`` (the spread over the run's models).
+    failures : list of (song_id, path, reason)
+    """
+    models = [load_model(p) for p in find_checkpoints(model)]
+    params = models[0]["params"]
+    st, rep = embed_source(folder, params, cache, workers=workers, progress=progress)
+    man = st.manifest
+    ok = man[(man.status == "ok") & man.song_id.isin(set(rep.song_ids))].reset_index(drop=True)
+    failures = list(rep.failures)
+    if len(ok) == 0:
+        return pd.DataFrame(columns=["rank", "song_id", "path", "score"]), failures
+    X = st.load_embeddings(list(ok.song_id)).astype(np.float64)
+    t = np.stack([predict_one(m, X) for m in models])
+    mean = t.mean(axis=0)
+    std = t.std(axis=0)
+    ref = models[0]["reference"]
+    ref = Reference(ref["name"], ref["scores"], np.asarray(ref["song_ids"])) if ref is not None else None
+    pct, lo, hi = ref.percentiles(mean, std) if ref is not None else (np.full(len(ok), np.nan),) * 3
+    artists = [a if isinstance(a, str) else "" for a in ok.get("artist", pd.Series([""] * len(ok)))]
+    ranking = pd.DataFrame({
+        "song_id": ok.song_id, "path": ok.path, "artist": artists, "score": mean,
+        "score_std": std, "n_models": len(models), "duration": ok.duration,
+        "silent": ok.silent.astype(bool), "percentile": pct, "percentile_lo": lo, "percentile_hi": hi,
+        "flags": np.where(ok.silent.astype(bool), "silent", ""),
+    })
+    ranking = ranking.sort_values(["silent", "score"], ascending=[True, False], kind="stable").reset_index(drop=True)
+    ranking.insert(0, "rank", np.arange(1, len(ranking) + 1))
+    ranking.attrs["store"] = str(st.root)
+    ranking.attrs["reference"] = ref.name if ref is not None else "none: a cv run's fold models (train one)"
+    return ranking, failures
+
+
+# ----------------------------------------------------------------------------- commands
+def transfer_cv(config, overrides=(), *, labels, out, store=None, raters=None, raters_score: str = "",
+                workers: int = 1, progress: bool = True) -> dict:
+    """``hitrank cv`` with a ``branch: transfer`` config."""
+    cfg = load_transfer_config(config, overrides)
+    data = load_data(cfg, labels, store, workers=workers, progress=progress)
+    summary = run_transfer_cv(cfg, data, out, raters=raters, raters_score=raters_score, progress=progress)
+    return {"kind": RUN_KIND, "summary": summary, "failures": data.failures}
+
+
+def transfer_train(config, overrides=(), *, labels, out, store=None, workers: int = 1,
+                   progress: bool = True) -> dict:
+    """``hitrank train`` with a ``branch: transfer`` config."""
+    cfg = load_transfer_config(config, overrides)
+    data = load_data(cfg, labels, store, workers=workers, progress=progress)
+    return {"kind": RUN_KIND, "summary": run_transfer_train(cfg, data, out, progress), "failures": data.failures}
+
+
+def is_transfer_config(config) -> bool:
+    """Whether a config file (or packaged name) is a ``branch: transfer`` config (a config
+    object of another branch, or None, is not)."""
+    if not isinstance(config, (str, os.PathLike)):
+        return False
+    try:
+        return read_yaml(config).get("branch") == RUN_KIND
+    except ConfigError:
+        return False
+
+
+__all__ = ["transfer_cv", "transfer_train", "rank_transfer_folder", "run_transfer_cv",
+           "run_transfer_train", "load_data", "load_model", "is_transfer_config"]

@@ -1,0 +1,57 @@
+"""The terminal summary of a transfer cv run (the CLI prints it; ``summary.json`` holds all)."""
+
+from __future__ import annotations
+
+
+def _ci(d: dict, key: str) -> str:
+    lo, hi = d.get(f"{key}_ci", (float("nan"), float("nan")))
+    return f"{d[key]:+.3f} [{lo:+.2f}, {hi:+.2f}]"
+
+
+def format_transfer_summary(s: dict) -> str:
+    """Pooled and within-stratum metrics with 95% intervals next to the stratum-mean baseline,
+    random, the oracle and the label ceiling, as text lines."""
+    chosen = sorted({c["learner"] for c in s["chosen"]})
+    lines = [f"{s['name']}: {s['songs']} songs, {s['folds']} folds grouped by {s['group_by']}"
+             + (f" ({s['groups']} groups)" if s.get("groups") else "")
+             + f", {s['embedding']} embedding ({s['scope']}), target {s['target']}, learner(s) chosen: "
+             + ", ".join(chosen) + (f"; {s['seconds']:.0f} s" if "seconds" in s else ""),
+             f"  {'':<22} {'Spearman (all songs)':>24} {'nDCG@' + format(s['top'], '.0%'):>24}"]
+    rows = [("model", s["model"]["pooled"])]
+    if "stratum_mean" in s:
+        rows.append((f"{s['within']} mean (baseline)", s["stratum_mean"]["pooled"]))
+    for name, d in rows:
+        lines.append(f"  {name:<22} {_ci(d, 'spearman'):>24} {_ci(d, 'ndcg'):>24}")
+    r, o = s["random"], s["oracle"]
+    lines.append(f"  {'random ranking':<22} {r['spearman']:>+24.3f} {r['ndcg']:>+24.3f}")
+    lines.append(f"  {'oracle (the labels)':<22} {o['spearman']:>+24.3f} {o['ndcg']:>+24.3f}")
+    w = s["model"].get("within")
+    if w:
+        lines.append(f"  within {s['within']} (per-fold centred; mean over {len(w['strata'])} strata, "
+                     f"cell mean {w['cell_mean']['spearman']:+.3f} over {w['cell_mean']['cells']} fold x stratum cells):")
+        if w["mean"]:
+            lines.append(f"  {'model':<22} {_ci(w['mean'], 'spearman'):>24} {_ci(w['mean'], 'ndcg'):>24}")
+        base = s["stratum_mean"]["within"]["mean"]
+        lines.append(f"  {s['within'] + ' mean (baseline)':<22} {base.get('spearman', 0.0):>+24.3f}   (0 by construction)")
+        for name, d in w["strata"].items():
+            label = f"{name} ({d['n']})"
+            lines.append(f"    {label:<20} {_ci(d, 'spearman'):>24} {_ci(d, 'ndcg'):>24}")
+        if w["left_out"]:
+            lines.append(f"    strata with fewer than 3 songs, left out: {', '.join(w['left_out'])}")
+        v = s["versus_stratum_mean"]
+        lines.append(f"  model - {s['within']} mean, paired over songs: all songs {v['pooled']['diff']:+.3f} "
+                     f"[{v['pooled']['ci'][0]:+.2f}, {v['pooled']['ci'][1]:+.2f}]"
+                     + (f", within {s['within']} {v['within']['diff']:+.3f} [{v['within']['ci'][0]:+.2f}, "
+                        f"{v['within']['ci'][1]:+.2f}]" if v.get("within") else ""))
+    c = s.get("ceiling")
+    if c:
+        txt = (f"  label ceiling ({c['songs']} songs, median {c['raters_median']:.0f} raters; split-half "
+               f"{c['split_half']:+.2f}, Spearman-Brown reliability {c['reliability']:.2f}): a perfect model "
+               f"correlates at most {c['ceiling']:.2f} with these labels")
+        if "within" in c:
+            txt += (f"; within {s['within']}: reliability {c['within']['reliability']:.2f}, "
+                    f"ceiling {c['within']['ceiling']:.2f}")
+        lines.append(txt)
+    if s.get("left_out"):
+        lines.append(f"  {len(s['left_out'])} song(s) left out (no features or no usable score): see summary.json")
+    return "\n".join(lines)

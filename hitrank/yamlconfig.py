@@ -1,0 +1,168 @@
+"""Configs as frozen dataclasses read from commented YAML (``yaml.safe_load``): the machinery
+every branch's config shares (:mod:`hitrank.config`, :mod:`hitrank.descriptors.config`,
+:mod:`hitrank.transfer.config`, the highlighter's training config).
+
+Unknown keys and wrong types are :class:`~hitrank.errors.ConfigError` s that name the key and
+the allowed values. ``--set key=value`` overrides any key (dotted path, value parsed as YAML:
+``--set train.epochs=2``, ``--set pairs.w=[0.3,0.7]``). A config is a file or the name of a
+config packaged with hitrank (``table1/a_simple_cnn_mid30``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+#: the configs shipped inside the package (configs/ at the top of the repository points here)
+PACKAGED_CONFIGS = Path(__file__).resolve().parent / "configs"
+
+
+class Plain:
+    """Mixin of the top-level config dataclasses: ``to_dict()`` as plain YAML/JSON types."""
+
+    def to_dict(self) -> dict:
+        return to_plain(dataclasses.asdict(self))
+
+
+def to_plain(obj):
+    """Dataclass-as-dict values with tuples as lists (for YAML, JSON and checkpoints)."""
+    if isinstance(obj, dict):
+        return {k: to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v) for v in obj]
+    return obj
+
+
+def _coerce(path: str, value: Any, default: Any):
+    """Check/convert ``value`` to the type of the field's default."""
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}={value!r}: expected true or false")
+        return value
+    if isinstance(default, int) and not isinstance(default, bool):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}={value!r}: expected an integer")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}={value!r}: expected a number")
+        return float(value)
+    if isinstance(default, str):
+        if isinstance(value, bool):  # YAML 1.1 reads on/off/yes/no as booleans
+            return "on" if value else "off"
+        if value is None:  # `key:` in YAML, `--set key=` on the command line
+            if default == "":  # an optional string: empty clears it
+                return ""
+            raise ConfigError(f"{path} is empty; give a value, e.g. {path}={default}")
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}={value!r}: expected a string")
+        return value
+    if isinstance(default, tuple):
+        items = value if isinstance(value, (list, tuple)) else [value]
+        if not items:
+            raise ConfigError(f"{path}: the grid is empty; give at least one value")
+        item_default = default[0] if default else 0.0  # lists of strings keep strings
+        return tuple(_coerce(f"{path}[{i}]", v, item_default) for i, v in enumerate(items))
+    if isinstance(default, dict):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}={value!r}: expected a mapping")
+        return value
+    return value
+
+
+def build_config(cls, data: dict, prefix: str = ""):
+    """Build the frozen dataclass ``cls`` from a mapping (strict: unknown keys, bad types)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown key(s) {[prefix + k for k in unknown]}; "
+                          f"allowed under {prefix.rstrip('.') or 'the top level'}: {sorted(fields)}")
+    kwargs = {}
+    defaults = cls()
+    for name, value in data.items():
+        default = getattr(defaults, name)
+        if dataclasses.is_dataclass(default):
+            kwargs[name] = build_config(type(default), value, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _coerce(prefix + name, value, default)
+    return cls(**kwargs)
+
+
+def check_choice(key, value, allowed):
+    """ConfigError naming the key and the allowed values unless ``value`` is allowed."""
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r}; allowed: {list(allowed)}")
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``"train.epochs=2"`` -> ``(["train", "epochs"], 2)``: the dotted key and the value
+    parsed as YAML."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected key=value, e.g. train.epochs=2")
+    key, raw = item.split("=", 1)
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {item!r}: value is not valid YAML ({exc})") from None
+    return key.strip().split("."), value
+
+
+def packaged_configs() -> list[str]:
+    """Names of the configs shipped inside the package (``table1/a_simple_cnn_mid30``, ...)."""
+    root = PACKAGED_CONFIGS
+    return sorted(p.relative_to(root).with_suffix("").as_posix() for p in root.rglob("*.yaml"))
+
+
+def resolve_config(spec: str | os.PathLike) -> Path:
+    """A config file: ``spec`` itself when it is a file, else the packaged config of that
+    name (``table1/a_simple_cnn_mid30``, with or without ``.yaml``)."""
+    path = Path(spec)
+    if path.is_file():
+        return path
+    name = str(spec).removeprefix("configs/")
+    for candidate in (PACKAGED_CONFIGS / name, PACKAGED_CONFIGS / f"{name}.yaml"):
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(f"{str(spec)!r}: config file does not exist and is not a packaged config; "
+                      f"packaged: {', '.join(packaged_configs())}")
+
+
+def read_yaml(path: str | os.PathLike | None, overrides: list[str] = ()) -> dict:
+    """A YAML mapping (``safe_load``) with ``key=value`` overrides applied; not validated.
+
+    ``path`` is a file or a packaged config name (see :func:`resolve_config`).
+    """
+    data: dict = {}
+    if path is not None:
+        path = resolve_config(path)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"{str(path)!r}: config file does not exist") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{str(path)!r}: not valid YAML ({exc})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{str(path)!r}: expected a mapping at the top level")
+        data.setdefault("name", path.stem)
+    return apply_overrides(data, overrides)
+
+
+def apply_overrides(data: dict, overrides: list[str] = ()) -> dict:
+    """``data`` (a config mapping, changed in place and returned) with ``key=value`` items set."""
+    for item in overrides:
+        keys, value = parse_override(item)
+        node = data
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {k!r} is not a section")
+        node[keys[-1]] = value
+    return data
