@@ -234,3 +234,9 @@ def read_tags(path: str | os.PathLike) -> dict:
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError):
         return {}
     return {k: v.strip() for k, v in tags.items() if isinstance(v, str) and v.strip()}
+
+
+def file_tags(paths) -> tuple[list[str], list[str]]:
+    """``(artists, titles)`` of audio files from their own tags ('' where absent)."""
+    tags = [read_tags(p) for p in paths]
+    return [t.get("artist", "") for t in tags], [t.get("title", "") for t in tags]

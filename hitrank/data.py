@@ -58,6 +58,23 @@ class Dataset:
         return len(self.song_ids)
 
 
+def usable_songs(manifest: pd.DataFrame) -> tuple[list[dict], list[tuple[str, str]]]:
+    """The manifest rows a model may learn from, and ``(song_id, reason)`` for the others:
+    songs without features, with a silent analysed segment, or without a finite score."""
+    keep, problems = [], []
+    for rec in manifest.to_dict("records"):
+        score = rec.get("hit_score")
+        if rec["status"] != "ok":
+            problems.append((rec["song_id"], f"no features ({rec['status']}: {rec['error']})"))
+        elif rec.get("silent", False):
+            problems.append((rec["song_id"], "its analysed segment is digital silence"))
+        elif score is None or not math.isfinite(float(score)):
+            problems.append((rec["song_id"], f"no usable hit_score ({score!r})"))
+        else:
+            keep.append(rec)
+    return keep, problems
+
+
 def load_dataset(store: FeatureStore, labels: pd.DataFrame | None = None) -> tuple[Dataset, list]:
     """Join a store's finished songs with labels (from the manifest or a labels table).
 
@@ -68,18 +85,7 @@ def load_dataset(store: FeatureStore, labels: pd.DataFrame | None = None) -> tup
     if labels is not None:
         man = man.drop(columns=["artist", "hit_score"]).merge(
             labels[["song_id", "artist", "hit_score"]], on="song_id", how="left")
-    problems = []
-    keep = []
-    for rec in man.to_dict("records"):
-        score = rec.get("hit_score")
-        if rec["status"] != "ok":
-            problems.append((rec["song_id"], f"no features ({rec['status']}: {rec['error']})"))
-        elif rec.get("silent", False):
-            problems.append((rec["song_id"], "its analysed segment is digital silence"))
-        elif score is None or not math.isfinite(float(score)):
-            problems.append((rec["song_id"], f"no usable hit_score ({score!r})"))
-        else:
-            keep.append(rec)
+    keep, problems = usable_songs(man)
     if len(keep) < 3:
         raise HitrankError(f"{str(store.root)!r}: only {len(keep)} songs have features and a valid "
                            "hit_score; training needs labelled songs (extract from a labels CSV)")

@@ -83,12 +83,6 @@ def padded_flags(duration: np.ndarray, seconds: float, share: float = PADDED_MIN
     return (seconds - d) >= share * seconds
 
 
-def file_tags(paths) -> tuple[list[str], list[str]]:
-    """``(artists, titles)`` of audio files from their own tags ('' where absent)."""
-    tags = [audio.read_tags(p) for p in paths]
-    return [t.get("artist", "") for t in tags], [t.get("title", "") for t in tags]
-
-
 def song_curves(store: FeatureStore, ok: pd.DataFrame, scorers, params: FeatureParams, dev: torch.device,
                 hop_seconds: float = CURVE_HOP_SECONDS, progress: bool = True) -> dict:
     """The hit-potential curve of every song of ``ok`` (manifest rows), around its analysed
@@ -194,7 +188,7 @@ def rank_folder(
     ood_score = np.nanmean(o, axis=0) if has_ood else np.full(len(ok), np.nan)
     ood = np.nan_to_num(ood_score, nan=0.0) > 1.0
     padded = padded_flags(ok.duration.to_numpy(), params.segment_seconds)
-    artists, titles = file_tags(ok.path)
+    artists, titles = audio.file_tags(ok.path)
     if "artist" in ok:  # a labels CSV names the artists; file tags fill the gaps
         artists = [a if isinstance(a, str) and a else b for a, b in zip(ok.artist, artists, strict=True)]
     ranking = pd.DataFrame({

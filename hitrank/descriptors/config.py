@@ -15,6 +15,7 @@ from ..yamlconfig import Plain, build_config, check_choice, read_yaml
 from .extractor_names import DEFAULT_EXTRACTOR, EXTRACTOR_NAMES
 from .learners import LEARNERS, learner
 
+BRANCH = "descriptors"  # the top-level `branch:` of these configs
 TASKS = ("classify", "regress")
 BALANCES = ("none", "smote", "downsample")
 TRANSFORMS = ("none", "log1p", "log")
@@ -104,9 +105,9 @@ class DescCVConfig:
 @dataclass(frozen=True)
 class DescriptorConfig(Plain):
     name: str = "descriptors"
-    branch: str = "descriptors"
     data: DataConfig = field(default_factory=DataConfig)
     model: DescModelConfig = field(default_factory=DescModelConfig)
+    branch: str = "descriptors"  # written after the table and model sections
     balance: BalanceConfig = field(default_factory=BalanceConfig)
     train: DescTrainConfig = field(default_factory=DescTrainConfig)
     cv: DescCVConfig = field(default_factory=DescCVConfig)
@@ -114,7 +115,7 @@ class DescriptorConfig(Plain):
 
 def validate(cfg: DescriptorConfig) -> DescriptorConfig:
     d, m, b, t, c = cfg.data, cfg.model, cfg.balance, cfg.train, cfg.cv
-    check_choice("branch", cfg.branch, ("descriptors",))
+    check_choice("branch", cfg.branch, (BRANCH,))
     check_choice("data.task", d.task, TASKS)
     check_choice("data.extractor", d.extractor, EXTRACTOR_NAMES)
     check_choice("data.transform", d.transform, TRANSFORMS)
@@ -171,14 +172,14 @@ def validate(cfg: DescriptorConfig) -> DescriptorConfig:
 
 def is_descriptor_config(path: str | os.PathLike | None) -> bool:
     """True when the YAML at ``path`` says ``branch: descriptors``."""
-    return path is not None and read_yaml(path).get("branch") == "descriptors"
+    return path is not None and read_yaml(path).get("branch") == BRANCH
 
 
 def load_descriptor_config(path: str | os.PathLike | None = None,
                            overrides: list[str] = ()) -> DescriptorConfig:
     """Load and validate a descriptor-branch YAML config with ``key=value`` overrides."""
     data = read_yaml(path, overrides)
-    data.setdefault("branch", "descriptors")
+    data.setdefault("branch", BRANCH)
     for (section, key), why in RETIRED.items():
         if isinstance(data.get(section), dict) and key in data[section]:
             raise ConfigError(f"{section}.{key}={data[section][key]!r}: not a descriptor-config "

@@ -148,12 +148,8 @@ class JYNet(nn.Module):
             raise ParameterError(f"tags188 has {len(self.tags188)} names; expected {N_TAGS188}")
 
     def forward_frames(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Frame-level tag probabilities before and after the Gaussian layer.
-
-        Parameters
-        ----------
-        x : torch.Tensor, shape (B, 6, T, 128)
-            Standardised log-mels of the six scales.
+        """Frame-level tag probabilities before and after the Gaussian layer, of the
+        standardised six-scale log-mels ``x`` (B, 6, T, 128) that :meth:`hidden` reads.
 
         Returns
         -------

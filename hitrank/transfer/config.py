@@ -14,6 +14,7 @@ from ..targets import KINDS as TARGETS
 from ..yamlconfig import Plain, build_config, check_choice, read_yaml
 from .learners import LEARNERS
 
+BRANCH = "transfer"  # the top-level `branch:` of these configs
 GROUP_BY_SONG = ""  # the paper's folds: songs hashed one by one
 
 
@@ -80,8 +81,11 @@ class TransferCV:
 
 @dataclass(frozen=True)
 class TransferConfig(Plain):
+    """A transfer experiment: an embedding (``features``), candidate learners (``model``), the
+    target (``train``) and the nested cross-validation (``cv``)."""
+
     name: str = "transfer"
-    branch: str = "transfer"
+    branch: str = BRANCH
     features: TransferFeatures = field(default_factory=TransferFeatures)
     model: TransferModel = field(default_factory=TransferModel)
     train: TransferTrain = field(default_factory=TransferTrain)
@@ -90,7 +94,7 @@ class TransferConfig(Plain):
 
 def validate(cfg: TransferConfig) -> TransferConfig:
     f, m, t, c = cfg.features, cfg.model, cfg.train, cfg.cv
-    check_choice("branch", cfg.branch, ("transfer",))
+    check_choice("branch", cfg.branch, (BRANCH,))
     check_choice("features.embedding", f.embedding, list(embeddings.EMBEDDINGS))
     check_choice("features.scope", f.scope, embeddings.SCOPES)
     check_choice("features.segment", f.segment, segments.names())
@@ -121,7 +125,7 @@ def validate(cfg: TransferConfig) -> TransferConfig:
 def load_transfer_config(path, overrides=()) -> TransferConfig:
     """Load and validate a ``branch: transfer`` YAML with ``key=value`` overrides."""
     data = read_yaml(path, list(overrides))
-    if data.get("branch") != "transfer":
+    if data.get("branch") != BRANCH:
         raise ConfigError(f"{str(path)!r} is not a branch=transfer config")
     return validate(build_config(TransferConfig, data))
 

@@ -28,12 +28,13 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .. import embeddings, segments, strata
-from ..data import make_folds
+from .. import audio, embeddings, segments, strata
+from ..data import make_folds, usable_songs
 from ..errors import ConfigError, HitrankError, LabelsError
 from ..extract import ExtractReport, extract
 from ..features import FeatureParams
 from ..fileio import atomic_write_text
+from ..metrics import METRICS, ranking_metrics
 from ..payload import load_payload, save_payload
 from ..reference import Reference
 from ..runinfo import find_checkpoints, write_run_info
@@ -101,17 +102,8 @@ def load_data(cfg: TransferConfig, labels, store=None, *, workers: int = 1, prog
     st, rep = embed_source(labels, params, store, workers=workers, progress=progress)
     man = st.manifest
     man = man[man.song_id.isin(set(rep.song_ids))]
-    problems, keep = [], []
-    for rec in man.to_dict("records"):
-        score = rec.get("hit_score")
-        if rec["status"] != "ok":
-            problems.append((rec["song_id"], f"no features ({rec['status']}: {rec['error']})"))
-        elif rec.get("silent", False):
-            problems.append((rec["song_id"], "its analysed audio is digital silence"))
-        elif score is None or not np.isfinite(float(score)):
-            problems.append((rec["song_id"], f"no usable hit_score ({score!r})"))
-        else:
-            keep.append(rec["song_id"])
+    records, problems = usable_songs(man)
+    keep = [rec["song_id"] for rec in records]
     for sid, reason in problems:
         log.warning("song %r left out: %s", sid, reason)
     if len(keep) < MIN_SONGS:
@@ -222,9 +214,20 @@ def run_transfer_cv(cfg: TransferConfig, data: Data, out, *, raters=None, raters
         log.info("%s fold %d: %s (inner %s)", cfg.name, f, name,
                  ", ".join(f"{c} {v:+.3f}" for c, v in scores.items()) or "-")
     summary = summarize(cfg, data, pred, folds, groups, s, chosen, raters, raters_score)
+    per_fold = fold_metrics(data.y, pred, folds, cfg.cv.top_fraction)
+    for m in METRICS:  # the paper's per-fold means, as spectrogram runs report them (compare)
+        summary[f"{m}_mean"], summary[f"{m}_std"] = float(per_fold[m].mean()), float(per_fold[m].std(ddof=1))
     summary["seconds"] = round(time.time() - t0, 1)
     write_run(out, cfg, data, pred, folds, s, summary, "cv")
+    atomic_write_text(out / "folds.csv", per_fold.to_csv(index=False))
     return summary
+
+
+def fold_metrics(y, pred, folds, top: float) -> pd.DataFrame:
+    """The paper's metrics on each outer fold's test songs, one row per fold."""
+    rows = [{"fold": int(f), "test_songs": int((folds == f).sum()),
+             **ranking_metrics(y[folds == f], pred[folds == f], top)} for f in np.unique(folds)]
+    return pd.DataFrame(rows)
 
 
 def summarize(cfg: TransferConfig, data: Data, pred, folds, groups, s, chosen, raters=None,
@@ -234,7 +237,8 @@ def summarize(cfg: TransferConfig, data: Data, pred, folds, groups, s, chosen, r
     model = strata.evaluate(y, pred, folds, s, top)
     rnd = random_baseline(y, None, top)["ndcg"]
     summary = {
-        "name": cfg.name, "kind": RUN_KIND, "songs": int(len(y)), "folds": int(cfg.cv.folds),
+        "name": cfg.name, "kind": RUN_KIND, "songs": int(len(y)), "n_songs": int(len(y)),
+        "folds": int(cfg.cv.folds),
         "group_by": cfg.cv.group_by or "song", "within": cfg.cv.within, "top": top,
         "embedding": data.params.embedding, "scope": data.params.embedding_scope,
         "target": cfg.train.target, "candidates": list(cfg.model.candidates), "chosen": chosen,
@@ -369,9 +373,11 @@ def rank_transfer_folder(folder, model, *, cache=None, workers: int = 1, progres
     ref = models[0]["reference"]
     ref = Reference(ref["name"], ref["scores"], np.asarray(ref["song_ids"])) if ref is not None else None
     pct, lo, hi = ref.percentiles(mean, std) if ref is not None else (np.full(len(ok), np.nan),) * 3
-    artists = [a if isinstance(a, str) else "" for a in ok.get("artist", pd.Series([""] * len(ok)))]
+    artists, titles = audio.file_tags(ok.path)
+    if "artist" in ok:  # a labels CSV names the artists; file tags fill the gaps
+        artists = [a if isinstance(a, str) and a else b for a, b in zip(ok.artist, artists, strict=True)]
     ranking = pd.DataFrame({
-        "song_id": ok.song_id, "path": ok.path, "artist": artists, "score": mean,
+        "song_id": ok.song_id, "path": ok.path, "artist": artists, "title": titles, "score": mean,
         "score_std": std, "n_models": len(models), "duration": ok.duration,
         "silent": ok.silent.astype(bool), "percentile": pct, "percentile_lo": lo, "percentile_hi": hi,
         "flags": np.where(ok.silent.astype(bool), "silent", ""),

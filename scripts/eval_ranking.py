@@ -1,0 +1,57 @@
+"""Score a ranking CSV (`hitrank rank ... --out ranking.csv`) against a labels CSV.
+
+Joins the two by file (the last two path components, e.g. `rock/017.ogg`, so a folder of
+links or a copy of the audio still matches) and prints the Spearman over all songs and inside
+each stratum, with 95% bootstrap intervals over songs (hitrank.strata: one test set, so the
+within-stratum ranks are those of the songs of each stratum).
+
+    python scripts/eval_ranking.py ../shared/data/emotify_dev/labels.csv ranking.csv --within genre
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pandas as pd
+
+from hitrank import strata
+
+
+def _key(paths: pd.Series) -> pd.Series:
+    return paths.astype(str).str.replace("\\", "/").str.split("/").str[-2:].str.join("/")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("labels")
+    ap.add_argument("ranking")
+    ap.add_argument("--within", default="", help="a labels column (e.g. genre)")
+    ap.add_argument("--score", default="score", help="the ranking's score column")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    lab, rk = pd.read_csv(args.labels), pd.read_csv(args.ranking)
+    lab["key"], rk["key"] = _key(lab["path"]), _key(rk["path"])
+    df = rk.merge(lab, on="key", suffixes=("", "_label"))
+    df = df[np.isfinite(df["hit_score"]) & np.isfinite(df[args.score])]
+    if len(df) < 3:
+        raise SystemExit(f"only {len(df)} ranked songs match the labels by file name")
+    s = df[args.within].astype(str).to_numpy() if args.within else None
+    ev = strata.evaluate(df["hit_score"].to_numpy(float), df[args.score].to_numpy(float),
+                         np.zeros(len(df), dtype=int), s)
+    if args.json:
+        print(json.dumps(ev, indent=2, default=float))
+        return
+    p = ev["pooled"]
+    print(f"{len(df)} songs: Spearman {p['spearman']:+.3f} [{p['spearman_ci'][0]:+.2f}, {p['spearman_ci'][1]:+.2f}], "
+          f"nDCG@10% {p['ndcg']:.3f} [{p['ndcg_ci'][0]:.2f}, {p['ndcg_ci'][1]:.2f}]")
+    if ev["within"]:
+        w = ev["within"]["mean"]
+        print(f"within {args.within}: Spearman {w['spearman']:+.3f} [{w['spearman_ci'][0]:+.2f}, {w['spearman_ci'][1]:+.2f}]")
+        for name, d in ev["within"]["strata"].items():
+            print(f"  {name} ({d['n']}): {d['spearman']:+.3f} [{d['spearman_ci'][0]:+.2f}, {d['spearman_ci'][1]:+.2f}]")
+
+
+if __name__ == "__main__":
+    main()
