@@ -37,7 +37,7 @@ from .table1 import ROWS, run_table1
 from .thumbnail.files import highlight_files
 from .thumbnail.training import load_highlighter_config, train_highlighter
 from .transfer.protocol import is_transfer_config
-from .transfer.report import format_transfer_summary
+from .transfer.report import format_transfer_summary, format_within_report
 
 log = logging.getLogger("hitrank")
 
@@ -417,11 +417,11 @@ def _structure_overrides(args, overrides: list[str]) -> list[str]:
             raise HitrankError(f"--group-by {group!r}: spectrogram configs group folds by artist only "
                                "(--group-by artist); transfer configs (configs/real/) take any labels column")
     within = getattr(args, "within", None)
-    if within:
-        if not transfer:
-            raise HitrankError(f"--within {within!r}: within-stratum metrics are reported by transfer "
-                               "configs (configs/real/) in this version")
+    if within and transfer:
         overrides.append(f"cv.within={within}")
+    elif within and args.command != "cv":
+        raise HitrankError(f"--within {within!r}: `{args.command}` takes it with transfer configs "
+                           "(configs/real/); spectrogram runs report strata in `hitrank cv`")
     return overrides
 
 
@@ -483,7 +483,8 @@ def _print_descriptor_summary(s: dict) -> None:
 def cmd_cv(args) -> int:
     res = cross_validate(args.config, _overrides(args), out=args.out, workers=args.workers,
                          distribute=args.distribute, progress=_progress(args), raters=args.raters,
-                         raters_score=args.raters_score, **_sources(args))
+                         raters_score=args.raters_score,
+                         within="" if is_transfer_config(args.config) else args.within or "", **_sources(args))
     if res["kind"] == "transfer":
         _print_failures(res["failures"])
         print(format_transfer_summary(res["summary"]))
@@ -497,6 +498,8 @@ def cmd_cv(args) -> int:
     _print_failures(res["failures"])
     if res["main"]:
         _print_summary(res["summary"])
+        if "within" in res["summary"]:
+            print(format_within_report(res["summary"]["within"]))
         print(f"run folder: {args.out} (summary.json, folds.csv, predictions.csv, fold_XX.pt, report.html)")
     return EXIT_PARTIAL if res["problems"] else EXIT_OK
 

@@ -18,6 +18,7 @@ that no evaluated song supervised the attention highlighter.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -46,10 +47,17 @@ from .runinfo import resolve_model, run_kind
 from .runtime import cached_store_path
 from .segments import params_for
 from .store import FeatureStore
+from .strata import evaluate, paired_difference, stratum_mean_predictions
 from .thumbnail import parse_highlighter_id
 from .thumbnail.attention import load_highlighter
 from .transfer.learning_curve import learning_curve_command
-from .transfer.protocol import is_transfer_config, rank_transfer_folder, transfer_cv, transfer_train
+from .transfer.protocol import (
+    is_transfer_config,
+    rank_transfer_folder,
+    read_label_columns,
+    transfer_cv,
+    transfer_train,
+)
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +181,8 @@ def check_highlighter_overlap(cfg: Config, store: FeatureStore, song_ids: set) -
 
 def cross_validate(config, overrides=(), *, out: str | os.PathLike, store=None, labels=None, data=None,
                    workers: int = 1, distribute: str = "auto", progress: bool = True,
-                   report: str | os.PathLike | None = CV_REPORT, raters=None, raters_score: str = "") -> dict:
+                   report: str | os.PathLike | None = CV_REPORT, raters=None, raters_score: str = "",
+                   within: str = "") -> dict:
     """``hitrank cv``: a descriptor config with ``data`` tables, else a spectrogram config
     (a :class:`~hitrank.config.Config`, a file or a packaged name) with a ``store`` and/or
     ``labels`` (see :func:`load_experiment`).
@@ -183,7 +192,8 @@ def cross_validate(config, overrides=(), *, out: str | os.PathLike, store=None, 
     spectrogram runs also ``problems``, ``failures``, ``main`` (False on non-zero torchrun
     ranks, whose ``summary`` is None) and ``cfg``. A ``branch: transfer`` config (``configs/real/``)
     runs :func:`hitrank.transfer.protocol.transfer_cv` on ``labels`` (with ``raters``: the label
-    ceiling).
+    ceiling). ``within``: a labels column; a spectrogram run then also reports metrics inside
+    each of its strata (:func:`within_report`; transfer configs take it as ``cv.within``).
     """
     if data is not None:
         return descriptor_cv(config, overrides, data=data, out=out, progress=progress)
@@ -193,10 +203,16 @@ def cross_validate(config, overrides=(), *, out: str | os.PathLike, store=None, 
     if raters is not None:
         raise ConfigError("--raters reports the label ceiling of transfer runs (configs/real/); "
                           "spectrogram runs do not read it yet")
+    if within and labels is None:
+        raise ConfigError(f"--within {within!r} reads the stratum from a labels CSV: give --labels")
+    if within:
+        stratum_column(labels, within)  # a missing column stops the run before any work
     exp = load_experiment(config, overrides, store=store, labels=labels, command="cv",
                           distribute=distribute, workers=workers, progress=progress)
     summary = run_cv(exp.cfg, exp.ds, out, progress=progress, ctx=exp.ctx, notes=exp.notes, params=exp.params)
     teardown()
+    if within and exp.ctx.main:
+        summary["within"] = within_report(out, labels, within, exp.cfg.cv.top_fraction)
     if exp.ctx.main and report is not None:
         write_cv_report([load_run(out)], Path(out) / report)
     return {"kind": "spectrogram", "summary": summary, "problems": exp.problems,
@@ -218,6 +234,34 @@ def train(config, overrides=(), *, out: str | os.PathLike, store=None, labels=No
     teardown()
     return {"kind": "spectrogram", "info": info, "problems": exp.problems, "failures": exp.failures,
             "main": exp.ctx.main, "cfg": exp.cfg}
+
+
+def stratum_column(labels: str | os.PathLike, column: str) -> pd.Series:
+    """A labels CSV's column by song id; ConfigError naming the columns when it has none."""
+    table = read_label_columns(labels)
+    if column not in table.columns:
+        raise ConfigError(f"--within {column!r}: {str(labels)!r} has no such column (columns: {list(table.columns)})")
+    return table[column]
+
+
+def within_report(out: str | os.PathLike, labels: str | os.PathLike, column: str, top: float = 0.1) -> dict:
+    """Within-stratum metrics of a finished cv run: its out-of-fold predictions
+    (``predictions.csv``) joined with a labels column, computed inside each fold's test songs
+    (:func:`hitrank.strata.within_metrics`), with the stratum-mean baseline and the paired
+    difference; added to the run's ``summary.json`` as ``within``.
+
+    Returns ``{"column", "model", "stratum_mean", "versus_stratum_mean"}``.
+    """
+    out = Path(out)
+    pred = pd.read_csv(out / "predictions.csv", dtype={"song_id": str})
+    s = pred["song_id"].map(stratum_column(labels, column)).fillna("").astype(str).to_numpy()
+    y, p, f = pred["hit_score"].to_numpy(float), pred["pred"].to_numpy(float), pred["fold"].to_numpy()
+    base = stratum_mean_predictions(y, f, s)
+    res = {"column": column, "model": evaluate(y, p, f, s, top), "stratum_mean": evaluate(y, base, f, s, top),
+           "versus_stratum_mean": paired_difference(y, p, base, f, s)}
+    summary = json.loads((out / "summary.json").read_text())
+    atomic_write_text(out / "summary.json", json.dumps({**summary, "within": res}, indent=2, default=float))
+    return res
 
 
 def learning_curve(config, overrides=(), **kwargs) -> dict:

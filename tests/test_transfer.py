@@ -233,3 +233,25 @@ def test_embedding_store_is_resumable_and_records_the_network(real_like, tmp_pat
     assert main(["extract", str(real_like / "labels.csv"), "--out", str(out), "--embedding", "musicnn",
                  "--embedding-scope", "song", "-q"]) == 0  # nothing left to do
     assert (out / "emb_musicnn_song.npy").read_bytes() == before
+
+
+def test_spectrogram_cv_reports_within_stratum_metrics_and_the_stratum_baseline(corpus, tmp_path, capsys):
+    """--within on a spectrogram config: strata read from the labels CSV, metrics computed
+    inside each fold's test songs, the stratum-mean baseline beside them, kept in summary.json."""
+    from hitrank.cli import main
+
+    labels = pd.read_csv(corpus / "labels.csv")
+    labels["genre"] = np.where(np.arange(len(labels)) % 2 == 0, "pop", "rock")
+    labels.to_csv(corpus / "labels_genre.csv", index=False)
+    run = tmp_path / "cv"
+    assert main(["cv", "--config", "table1/a_simple_cnn_mid30", "--labels", str(corpus / "labels_genre.csv"),
+                 "--out", str(run), "--within", "genre", "--folds", "3", "--set", "train.epochs=1", "-q"]) == 0
+    printed = capsys.readouterr().out
+    assert "within genre" in printed and "genre mean (baseline)" in printed
+    w = json.loads((run / "summary.json").read_text())["within"]
+    assert set(w["model"]["within"]["strata"]) == {"pop", "rock"}
+    assert w["stratum_mean"]["within"]["mean"]["spearman"] == 0.0
+    # a column the labels do not have: one clear error before any training, exit 2
+    assert main(["cv", "--config", "table1/a_simple_cnn_mid30", "--labels", str(corpus / "labels_genre.csv"),
+                 "--out", str(tmp_path / "x"), "--within", "market", "--folds", "3", "-q"]) == 2
+    assert "'market'" in capsys.readouterr().err and not (tmp_path / "x" / "summary.json").exists()

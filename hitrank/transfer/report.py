@@ -8,6 +8,36 @@ def _ci(d: dict, key: str) -> str:
     return f"{d[key]:+.3f} [{lo:+.2f}, {hi:+.2f}]"
 
 
+def within_lines(column: str, w: dict, base: dict, versus: dict) -> list[str]:
+    """The within-stratum block: the model's :func:`hitrank.strata.within_metrics` ``w``, the
+    stratum-mean baseline's ``base`` and their paired difference ``versus``."""
+    lines = [f"  within {column} (per-fold centred; mean over {len(w['strata'])} strata, "
+             f"cell mean {w['cell_mean']['spearman']:+.3f} over {w['cell_mean']['cells']} fold x stratum cells):"]
+    if w["mean"]:
+        lines.append(f"  {'model':<22} {_ci(w['mean'], 'spearman'):>24} {_ci(w['mean'], 'ndcg'):>24}")
+    lines.append(f"  {column + ' mean (baseline)':<22} {base['mean'].get('spearman', 0.0):>+24.3f}   (0 by construction)")
+    for name, d in w["strata"].items():
+        label = f"{name} ({d['n']})"
+        lines.append(f"    {label:<20} {_ci(d, 'spearman'):>24} {_ci(d, 'ndcg'):>24}")
+    if w["left_out"]:
+        lines.append(f"    strata with fewer than 3 songs, left out: {', '.join(w['left_out'])}")
+    lines.append(f"  model - {column} mean, paired over songs: all songs {versus['pooled']['diff']:+.3f} "
+                 f"[{versus['pooled']['ci'][0]:+.2f}, {versus['pooled']['ci'][1]:+.2f}]"
+                 + (f", within {column} {versus['within']['diff']:+.3f} [{versus['within']['ci'][0]:+.2f}, "
+                    f"{versus['within']['ci'][1]:+.2f}]" if versus.get("within") else ""))
+    return lines
+
+
+def format_within_report(r: dict) -> str:
+    """The within-stratum report of a spectrogram cv run (:func:`hitrank.commands.within_report`)."""
+    lines = [f"  {'':<22} {'Spearman (all songs)':>24} {'nDCG':>24}",
+             f"  {'model':<22} {_ci(r['model']['pooled'], 'spearman'):>24} {_ci(r['model']['pooled'], 'ndcg'):>24}",
+             f"  {r['column'] + ' mean (baseline)':<22} {_ci(r['stratum_mean']['pooled'], 'spearman'):>24} "
+             f"{_ci(r['stratum_mean']['pooled'], 'ndcg'):>24}"]
+    return "\n".join(lines + within_lines(r["column"], r["model"]["within"], r["stratum_mean"]["within"],
+                                          r["versus_stratum_mean"]))
+
+
 def format_transfer_summary(s: dict) -> str:
     """Pooled and within-stratum metrics with 95% intervals next to the stratum-mean baseline,
     random, the oracle and the label ceiling, as text lines."""
@@ -25,24 +55,9 @@ def format_transfer_summary(s: dict) -> str:
     r, o = s["random"], s["oracle"]
     lines.append(f"  {'random ranking':<22} {r['spearman']:>+24.3f} {r['ndcg']:>+24.3f}")
     lines.append(f"  {'oracle (the labels)':<22} {o['spearman']:>+24.3f} {o['ndcg']:>+24.3f}")
-    w = s["model"].get("within")
-    if w:
-        lines.append(f"  within {s['within']} (per-fold centred; mean over {len(w['strata'])} strata, "
-                     f"cell mean {w['cell_mean']['spearman']:+.3f} over {w['cell_mean']['cells']} fold x stratum cells):")
-        if w["mean"]:
-            lines.append(f"  {'model':<22} {_ci(w['mean'], 'spearman'):>24} {_ci(w['mean'], 'ndcg'):>24}")
-        base = s["stratum_mean"]["within"]["mean"]
-        lines.append(f"  {s['within'] + ' mean (baseline)':<22} {base.get('spearman', 0.0):>+24.3f}   (0 by construction)")
-        for name, d in w["strata"].items():
-            label = f"{name} ({d['n']})"
-            lines.append(f"    {label:<20} {_ci(d, 'spearman'):>24} {_ci(d, 'ndcg'):>24}")
-        if w["left_out"]:
-            lines.append(f"    strata with fewer than 3 songs, left out: {', '.join(w['left_out'])}")
-        v = s["versus_stratum_mean"]
-        lines.append(f"  model - {s['within']} mean, paired over songs: all songs {v['pooled']['diff']:+.3f} "
-                     f"[{v['pooled']['ci'][0]:+.2f}, {v['pooled']['ci'][1]:+.2f}]"
-                     + (f", within {s['within']} {v['within']['diff']:+.3f} [{v['within']['ci'][0]:+.2f}, "
-                        f"{v['within']['ci'][1]:+.2f}]" if v.get("within") else ""))
+    if s["model"].get("within"):
+        lines += within_lines(s["within"], s["model"]["within"], s["stratum_mean"]["within"],
+                              s["versus_stratum_mean"])
     c = s.get("ceiling")
     if c:
         txt = (f"  label ceiling ({c['songs']} songs, median {c['raters_median']:.0f} raters; split-half "
