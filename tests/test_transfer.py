@@ -255,3 +255,14 @@ def test_spectrogram_cv_reports_within_stratum_metrics_and_the_stratum_baseline(
     assert main(["cv", "--config", "table1/a_simple_cnn_mid30", "--labels", str(corpus / "labels_genre.csv"),
                  "--out", str(tmp_path / "x"), "--within", "market", "--folds", "3", "-q"]) == 2
     assert "'market'" in capsys.readouterr().err and not (tmp_path / "x" / "summary.json").exists()
+
+
+def test_a_missing_group_or_stratum_column_stops_before_any_audio_is_decoded(tmp_path, capsys):
+    from hitrank.cli import main
+
+    (tmp_path / "labels.csv").write_text("song_id,path,hit_score\na,a.wav,0.1\nb,b.wav,-0.3\n")
+    assert main(["cv", "--config", "real/ridge", "--labels", str(tmp_path / "labels.csv"), "--out",
+                 str(tmp_path / "run"), "--within", "genre", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "cv.within='genre'" in err and "no such column" in err
+    assert not (tmp_path / "run").exists()

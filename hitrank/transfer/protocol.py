@@ -89,7 +89,14 @@ def embed_source(source, params: FeatureParams, store=None, *, workers: int = 1,
 def read_label_columns(labels) -> pd.DataFrame:
     """Every column of a labels CSV as text, indexed by song id (the rows ``read_labels``
     accepts; the rest were already reported by extraction)."""
-    df = pd.read_csv(labels, dtype=str, keep_default_na=False, encoding_errors="replace")
+    try:
+        df = pd.read_csv(labels, dtype=str, keep_default_na=False, encoding_errors="replace")
+    except FileNotFoundError:
+        raise LabelsError(f"{str(labels)!r}: labels file does not exist") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError) as exc:
+        raise LabelsError(f"{str(labels)!r}: cannot read labels CSV ({exc})") from None
+    if "song_id" not in df.columns:
+        raise LabelsError(f"{str(labels)!r}: a labels CSV needs a 'song_id' column (found {list(df.columns)})")
     df["song_id"] = df["song_id"].str.strip()
     return df.drop_duplicates("song_id").set_index("song_id", drop=False)
 
@@ -98,6 +105,10 @@ def load_data(cfg: TransferConfig, labels, store=None, *, workers: int = 1, prog
     """Embed the songs of a labels CSV (cached) and join them with their labels."""
     if not str(labels).lower().endswith(".csv"):
         raise LabelsError(f"{str(labels)!r}: a transfer model learns from a labels CSV (song_id, path, hit_score)")
+    table = read_label_columns(labels)
+    for key, column in (("cv.group_by", cfg.cv.group_by), ("cv.within", cfg.cv.within)):
+        if column and column not in table.columns:  # before any audio is decoded
+            raise ConfigError(f"{key}={column!r}: {str(labels)!r} has no such column (columns: {list(table.columns)})")
     params = feature_params(cfg)
     st, rep = embed_source(labels, params, store, workers=workers, progress=progress)
     man = st.manifest
@@ -112,8 +123,7 @@ def load_data(cfg: TransferConfig, labels, store=None, *, workers: int = 1, prog
     ids = np.array(keep)
     X = st.load_embeddings(list(ids)).astype(np.float64)
     y = man.set_index("song_id").loc[ids, "hit_score"].to_numpy(dtype=np.float64)
-    table = read_label_columns(labels).reindex(ids).fillna("")
-    return Data(ids, X, y, table, params, st.root, problems, list(rep.failures))
+    return Data(ids, X, y, table.reindex(ids).fillna(""), params, st.root, problems, list(rep.failures))
 
 
 def label_column(data: Data, column: str, what: str) -> np.ndarray:
