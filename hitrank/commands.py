@@ -198,7 +198,8 @@ def cross_validate(config, overrides=(), *, out: str | os.PathLike, store=None, 
     if data is not None:
         return descriptor_cv(config, overrides, data=data, out=out, progress=progress)
     if is_transfer_config(config):
-        return transfer_cv(config, overrides, labels=_labels_for_transfer(labels, store), out=out,
+        overrides = [*overrides, f"cv.within={within}"] if within else overrides
+        return transfer_cv(config, overrides, labels=_labels_for_transfer(labels), out=out, store=store,
                            raters=raters, raters_score=raters_score, workers=workers, progress=progress)
     if raters is not None:
         raise ConfigError("--raters reports the label ceiling of transfer runs (configs/real/); "
@@ -226,7 +227,7 @@ def train(config, overrides=(), *, out: str | os.PathLike, store=None, labels=No
     if data is not None:
         return descriptor_train(config, overrides, data=data, out=out)
     if is_transfer_config(config):
-        return transfer_train(config, overrides, labels=_labels_for_transfer(labels, store), out=out,
+        return transfer_train(config, overrides, labels=_labels_for_transfer(labels), out=out, store=store,
                               workers=workers, progress=progress)
     exp = load_experiment(config, overrides, store=store, labels=labels, command="train",
                           distribute="data", workers=workers, progress=progress)
@@ -270,10 +271,11 @@ def learning_curve(config, overrides=(), **kwargs) -> dict:
     return learning_curve_command(config, overrides, **kwargs)
 
 
-def _labels_for_transfer(labels, store):
+def _labels_for_transfer(labels):
     if labels is None:
-        raise ConfigError("a transfer config (branch: transfer) learns from --labels LABELS.csv; "
-                          "its embeddings are extracted into a cache store")
+        raise ConfigError("a transfer config (branch: transfer) learns from --labels LABELS.csv; its "
+                          "embeddings are extracted into a cache store (or into --store, which then "
+                          "must have been made with the config's embedding)")
     return labels
 
 

@@ -8,10 +8,12 @@ Within-stratum metrics
     each fold's model has its own level per stratum (a genre-only model predicts the fold's
     training mean of the genre), and pooling those levels across folds correlates with the
     test songs' own labels (negatively: a fold whose training songs of a genre were liked
-    less has test songs liked more). So predictions are centred per fold x stratum cell
-    before the songs of a stratum are ranked together; a model that only knows the stratum
-    then scores exactly 0. Reported per stratum with a bootstrap interval over songs, the
-    mean over strata, and the mean of the per-fold x per-stratum cell correlations.
+    less has test songs liked more). So predictions and labels are centred per fold x
+    stratum cell before the songs of a stratum are ranked together: a model that only knows
+    the stratum then scores exactly 0, and the labels themselves score 1. nDCG's gains are the
+    centred labels minus their minimum over the whole set (one offset for every stratum and
+    resample). Reported per stratum with a bootstrap interval over songs, the mean over
+    strata, and the mean of the per-fold x per-stratum cell correlations.
 Stratum-mean baseline
     Each test song is predicted by its stratum's mean score over the fold's training songs:
     what "knowing the genre" is worth, next to random and the oracle.
@@ -57,16 +59,13 @@ def _row_spearman(y: np.ndarray, p: np.ndarray) -> np.ndarray:
     return np.where(den > 0, (ry * rp).sum(axis=1) / np.where(den > 0, den, 1.0), 0.0)
 
 
-CENTRE_RTOL = 1e-9  # centred predictions this close to 0 (relative to the largest) are 0: a
-#   constant cell must not be ranked on the rounding noise of its own mean
-
-
-def centre_by_cell(pred, folds, strata) -> np.ndarray:
-    """Predictions minus their mean in each fold x stratum cell, ``(n,)`` float64."""
-    pred = np.asarray(pred, dtype=np.float64)
-    cells = pd.Series(pred).groupby([np.asarray(folds), np.asarray(strata)]).transform("mean")
-    out = pred - cells.to_numpy()
-    out[np.abs(out) <= CENTRE_RTOL * max(1.0, float(np.abs(pred).max(initial=0.0)))] = 0.0
+def centre_by_cell(values, folds, strata) -> np.ndarray:
+    """Values minus their mean in each fold x stratum cell, ``(n,)`` float64; exactly 0 in a
+    cell whose values are all equal (never ranked on the rounding noise of its own mean)."""
+    values = np.asarray(values, dtype=np.float64)
+    grouped = pd.Series(values).groupby([np.asarray(folds), np.asarray(strata)])
+    out = values - grouped.transform("mean").to_numpy()
+    out[(grouped.transform("max") == grouped.transform("min")).to_numpy()] = 0.0
     return out
 
 
@@ -76,8 +75,8 @@ def _quantiles(v: np.ndarray) -> list[float]:
 
 
 def within_metrics(y_true, y_pred, folds, strata, top: float = 0.1, n_boot: int = N_BOOT,
-                   seed: int = 0) -> dict:
-    """Ranking quality inside each stratum, computed on per-fold centred predictions.
+                   seed: int = 0, centre: bool = True) -> dict:
+    """Ranking quality inside each stratum, computed on per-fold centred predictions and labels.
 
     Parameters
     ----------
@@ -88,6 +87,9 @@ def within_metrics(y_true, y_pred, folds, strata, top: float = 0.1, n_boot: int 
     top : the top fraction of nDCG / recall inside a stratum
     n_boot : bootstrap resamples (songs resampled inside each stratum)
     seed : seed of the resampler
+    centre : centre per fold x stratum cell (False: rank the raw values, for :func:`evaluate`'s
+        pooled metrics, whose nDCG gains are then the labels themselves, shifted by their
+        minimum only when some are negative)
 
     Returns
     -------
@@ -107,7 +109,11 @@ def within_metrics(y_true, y_pred, folds, strata, top: float = 0.1, n_boot: int 
         raise ParameterError(f"n_boot={n_boot}; expected >= 1")
     folds = np.asarray(folds)
     s = _as_str(strata, n, "strata")
-    pc = centre_by_cell(p, folds, s)
+    if centre:
+        pc, yc = centre_by_cell(p, folds, s), centre_by_cell(y, folds, s)
+        g = yc - yc.min()  # one gain offset for the whole set
+    else:
+        pc, g = p, y - min(float(y.min()), 0.0)
     rng = np.random.default_rng([seed, SEED_STREAM])
     out, boots, left_out = {}, {"spearman": [], "ndcg": []}, []
     for name in sorted(set(s)):
@@ -115,7 +121,7 @@ def within_metrics(y_true, y_pred, folds, strata, top: float = 0.1, n_boot: int 
         if len(idx) < MIN_STRATUM:
             left_out.append(name)
             continue
-        yi, pi = y[idx], pc[idx]
+        yi, pi = g[idx], pc[idx]
         point = top_metrics_batch(yi[None], pi[None], top)
         draw = rng.integers(0, len(idx), size=(n_boot, len(idx)))
         b_rho = _row_spearman(yi[draw], pi[draw])
@@ -135,7 +141,7 @@ def within_metrics(y_true, y_pred, folds, strata, top: float = 0.1, n_boot: int 
     for (_fold, name), grp in pd.Series(np.arange(n)).groupby([folds, s]):
         if name in out and len(grp) >= MIN_STRATUM:
             i = grp.to_numpy()
-            cells.append(float(_row_spearman(y[i][None], p[i][None])[0]))
+            cells.append(float(_row_spearman(y[i][None], p[i][None])[0]))  # a cell: no centring needed
     return {"strata": out, "mean": mean,
             "cell_mean": {"spearman": float(np.mean(cells)) if cells else float("nan"),
                           "cells": len(cells)},
@@ -180,6 +186,16 @@ def parse_score_spec(spec: str, columns) -> tuple[str, str | None]:
                           f"(columns: {columns})")
     raise LabelsError(f"--raters-score {spec!r}: no such column in the raters file (columns: "
                       f"{columns}); give one numeric column or the difference of two, e.g. liked-disliked")
+
+
+def read_raters_header(path) -> list[str]:
+    """The columns of a raters CSV (a one-line LabelsError when it cannot be read)."""
+    try:
+        return list(pd.read_csv(path, nrows=0).columns)
+    except FileNotFoundError:
+        raise LabelsError(f"{str(path)!r}: raters file does not exist") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, UnicodeDecodeError) as exc:
+        raise LabelsError(f"{str(path)!r}: cannot read raters CSV ({exc})") from None
 
 
 def read_raters(path, score: str) -> pd.DataFrame:
@@ -273,8 +289,10 @@ def evaluate(y_true, y_pred, folds, strata=None, top: float = 0.1, n_boot: int =
     "n_top"} (Kendall and recall on the true top fraction) and ``within`` (None without strata).
     """
     y = np.asarray(y_true, dtype=np.float64)
-    one = np.zeros(len(y), dtype=int)  # one fold, one stratum: the ranks are not centred
-    pooled = within_metrics(y, y_pred, one, one, top, n_boot, seed)["strata"]["0"]
+    if len(y) < MIN_STRATUM:
+        raise ParameterError(f"{len(y)} songs; metrics need at least {MIN_STRATUM}")
+    one = np.zeros(len(y), dtype=int)  # one set of songs, ranked as they are
+    pooled = within_metrics(y, y_pred, one, one, top, n_boot, seed, centre=False)["strata"]["0"]
     within = within_metrics(y, y_pred, folds, strata, top, n_boot, seed) if strata is not None else None
     return {"pooled": pooled, "within": within}
 
@@ -289,6 +307,10 @@ def paired_difference(y_true, pred_a, pred_b, folds, strata=None, n_boot: int = 
     """
     y = np.asarray(y_true, dtype=np.float64)
     a, b = np.asarray(pred_a, dtype=np.float64), np.asarray(pred_b, dtype=np.float64)
+    if a.shape != y.shape or b.shape != y.shape or not np.isfinite(np.stack([y, a, b])).all():
+        raise ParameterError(f"y_true {y.shape}, pred_a {a.shape}, pred_b {b.shape} must be finite and equal in shape")
+    if n_boot < 1:
+        raise ParameterError(f"n_boot={n_boot}; expected >= 1")
     folds = np.asarray(folds)
     s = _as_str(strata if strata is not None else np.zeros(len(y), dtype=int), len(y), "strata")
     rng = np.random.default_rng([seed, SEED_STREAM, 2])
@@ -300,6 +322,7 @@ def paired_difference(y_true, pred_a, pred_b, folds, strata=None, n_boot: int = 
     out = {"pooled": {"diff": point, "ci": _quantiles(pooled)}, "within": None}
     if strata is not None:
         ac, bc = centre_by_cell(a, folds, s), centre_by_cell(b, folds, s)
+        yc = centre_by_cell(y, folds, s)
         per, per_point = [], []
         for name in sorted(set(s)):
             idx = np.flatnonzero(s == name)
@@ -307,9 +330,9 @@ def paired_difference(y_true, pred_a, pred_b, folds, strata=None, n_boot: int = 
                 continue
             d = rng.integers(0, len(idx), size=(n_boot, len(idx)))
             i = idx[d]
-            per.append(_row_spearman(y[i], ac[i]) - _row_spearman(y[i], bc[i]))
-            per_point.append(float((_row_spearman(y[idx][None], ac[idx][None])
-                                    - _row_spearman(y[idx][None], bc[idx][None]))[0]))
+            per.append(_row_spearman(yc[i], ac[i]) - _row_spearman(yc[i], bc[i]))
+            per_point.append(float((_row_spearman(yc[idx][None], ac[idx][None])
+                                    - _row_spearman(yc[idx][None], bc[idx][None]))[0]))
         if per:
             out["within"] = {"diff": float(np.mean(per_point)), "ci": _quantiles(np.mean(per, axis=0))}
     return out

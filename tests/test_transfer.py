@@ -266,3 +266,28 @@ def test_a_missing_group_or_stratum_column_stops_before_any_audio_is_decoded(tmp
     err = capsys.readouterr().err
     assert "cv.within='genre'" in err and "no such column" in err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("name", ["ridge", "gbdt", "mlp_rank"])
+def test_each_learner_survives_its_checkpoint(name, rng, tmp_path):
+    """A saved model (tensors only, loaded with weights_only=True) predicts what it predicted."""
+    from hitrank.features import FeatureParams
+    from hitrank.transfer.config import TransferConfig
+    from hitrank.transfer.protocol import fit_one, load_model, predict_one, save_model
+
+    X, y = _planted(rng, 80, 12)
+    cfg = TransferConfig()
+    model = fit_one(cfg, name, X, y, np.array([f"s{i}" for i in range(80)]), 0)
+    save_model(tmp_path / "m.pt", model, cfg, FeatureParams(), None)
+    again = load_model(tmp_path / "m.pt")
+    np.testing.assert_allclose(predict_one(again, X[:10]), predict_one(model, X[:10]), rtol=1e-12)
+
+
+def test_within_metrics_give_the_labels_one_and_a_constant_cell_zero(rng):
+    y, genres, folds = _genre_corpus(rng)
+    res = strata.within_metrics(y, y, folds, genres, n_boot=50)
+    assert res["mean"]["spearman"] == pytest.approx(1.0) and res["mean"]["ndcg"] == pytest.approx(1.0)
+    tiny = strata.centre_by_cell(np.full(6, 1e-10), np.zeros(6), np.array(list("aaabbb")))
+    assert (tiny == 0).all()
+    small = strata.centre_by_cell(np.array([1e-10, 2e-10, 3e-10]), np.zeros(3), np.array(list("aaa")))
+    assert (np.diff(small) > 0).all()  # a small but real spread is kept

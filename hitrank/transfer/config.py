@@ -117,8 +117,10 @@ def validate(cfg: TransferConfig) -> TransferConfig:
     g, p = m.gbdt, m.mlp_rank
     if g.n_estimators < 1 or g.max_depth < 1 or not 0 < g.subsample <= 1 or not 0 < g.max_features <= 1:
         raise ConfigError("model.gbdt: n_estimators, max_depth >= 1; subsample, max_features in (0, 1]")
-    if not 0 <= p.w <= 1 or p.margin <= 0 or p.hidden < 1 or p.seeds < 1 or p.epochs < 1:
-        raise ConfigError("model.mlp_rank: w in [0, 1], margin > 0, hidden, seeds, epochs >= 1")
+    if (not 0 <= p.w <= 1 or p.margin <= 0 or min(p.hidden, p.seeds, p.epochs, p.pairs_per_song) < 1
+            or not 0 <= p.dropout < 1 or p.lr <= 0 or p.weight_decay < 0):
+        raise ConfigError("model.mlp_rank: w in [0, 1], margin > 0, hidden, seeds, epochs, pairs_per_song "
+                          ">= 1, dropout in [0, 1), lr > 0, weight_decay >= 0")
     return cfg
 
 

@@ -133,8 +133,8 @@ def fit_gbdt(X, z, cfg, seed: int = 0) -> dict:
 
 def predict_gbdt(state: dict, X) -> np.ndarray:
     X = _check(X)
-    left, right = state["left"], state["right"]
-    feature, threshold, value = state["feature"], state["threshold"], state["value"]
+    left, right = state["left"].astype(np.int64), state["right"].astype(np.int64)
+    feature, threshold, value = state["feature"].astype(np.int64), state["threshold"], state["value"]
     rows = np.arange(len(X))
     total = np.zeros(len(X))
     for root in state["roots"]:

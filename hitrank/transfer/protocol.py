@@ -191,6 +191,28 @@ def choose(cfg: TransferConfig, X, y, ids, groups, s, seed: int) -> tuple[str, d
 
 
 # ----------------------------------------------------------------------------- cv
+def check_out(out) -> Path:
+    """The run folder to write: refused when it already holds checkpoints (``rank`` would mix
+    them with the new ones), created otherwise."""
+    out = Path(out)
+    old = sorted(p.name for p in out.glob("*.pt")) if out.is_dir() else []
+    if old:
+        raise ConfigError(f"{str(out)!r} already holds a model ({', '.join(old[:3])}"
+                          f"{' ...' if len(old) > 3 else ''}); choose a new --out or remove those files")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def read_raters_for(data: Data, raters, raters_score: str) -> pd.DataFrame:
+    """The raters' judgements of these songs; LabelsError when too few songs match."""
+    r = strata.read_raters(raters, raters_score)
+    r = r[r.song_id.isin(set(data.ids))]
+    if r.song_id.nunique() < strata.MIN_STRATUM:
+        raise LabelsError(f"{str(raters)!r}: only {r.song_id.nunique()} of its songs have labels and "
+                          "embeddings here; its song_id column must name the labels' songs")
+    return r
+
+
 def run_transfer_cv(cfg: TransferConfig, data: Data, out, *, raters=None, raters_score: str = "",
                     progress: bool = True) -> dict:
     """Nested cross-validation of a transfer config; writes the run folder ``out``.
@@ -200,8 +222,8 @@ def run_transfer_cv(cfg: TransferConfig, data: Data, out, *, raters=None, raters
     from tqdm import tqdm
 
     t0 = time.time()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    rated = read_raters_for(data, raters, raters_score) if raters is not None else None  # before any fitting
+    out = check_out(out)
     groups, s = groups_of(cfg, data), strata_of(cfg, data)
     n = len(data.y)
     k = cfg.cv.folds
@@ -223,7 +245,7 @@ def run_transfer_cv(cfg: TransferConfig, data: Data, out, *, raters=None, raters
         chosen.append({"fold": f, "learner": name, "inner": scores, "test_songs": len(te)})
         log.info("%s fold %d: %s (inner %s)", cfg.name, f, name,
                  ", ".join(f"{c} {v:+.3f}" for c, v in scores.items()) or "-")
-    summary = summarize(cfg, data, pred, folds, groups, s, chosen, raters, raters_score)
+    summary = summarize(cfg, data, pred, folds, groups, s, chosen, rated, raters, raters_score)
     per_fold = fold_metrics(data.y, pred, folds, cfg.cv.top_fraction)
     for m in METRICS:  # the paper's per-fold means, as spectrogram runs report them (compare)
         summary[f"{m}_mean"], summary[f"{m}_std"] = float(per_fold[m].mean()), float(per_fold[m].std(ddof=1))
@@ -240,8 +262,8 @@ def fold_metrics(y, pred, folds, top: float) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def summarize(cfg: TransferConfig, data: Data, pred, folds, groups, s, chosen, raters=None,
-              raters_score: str = "") -> dict:
+def summarize(cfg: TransferConfig, data: Data, pred, folds, groups, s, chosen, rated=None,
+              raters=None, raters_score: str = "") -> dict:
     """The numbers a cv run reports (see the module docstring)."""
     y, top = data.y, cfg.cv.top_fraction
     model = strata.evaluate(y, pred, folds, s, top)
@@ -262,13 +284,10 @@ def summarize(cfg: TransferConfig, data: Data, pred, folds, groups, s, chosen, r
         base = strata.stratum_mean_predictions(y, folds, s)
         summary["stratum_mean"] = strata.evaluate(y, base, folds, s, top)
         summary["versus_stratum_mean"] = strata.paired_difference(y, pred, base, folds, s)
-    if raters is not None:
-        r = strata.read_raters(raters, raters_score)
-        known = set(data.ids)
-        r = r[r.song_id.isin(known)]
+    if rated is not None:
         smap = dict(zip(data.ids, s, strict=True)) if s is not None else None
-        summary["ceiling"] = {**strata.split_half_reliability(r, smap), "raters": str(raters),
-                              "score": raters_score, "dropped_rows": r.attrs.get("dropped", 0)}
+        summary["ceiling"] = {**strata.split_half_reliability(rated, smap), "raters": str(raters),
+                              "score": raters_score, "dropped_rows": rated.attrs.get("dropped", 0)}
     return summary
 
 
@@ -292,8 +311,7 @@ def run_transfer_train(cfg: TransferConfig, data: Data, out, progress: bool = Tr
     percentile of a new song is its place among them.
     """
     t0 = time.time()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_out(out)
     groups, s = groups_of(cfg, data), strata_of(cfg, data)
     name, scores, ref = choose(cfg, data.X, data.y, data.ids, groups, s, cfg.train.seed)
     if ref is None:  # one candidate: its inner out-of-fold scores are still the honest reference
@@ -303,7 +321,7 @@ def run_transfer_train(cfg: TransferConfig, data: Data, out, progress: bool = Tr
                  "name": f"the {len(data.y)} training songs of {out.name} (inner out-of-fold)"}
     save_model(out / MODEL_FILE, model, cfg, data.params, reference)
     result = {"name": cfg.name, "kind": RUN_KIND, "songs": int(len(data.y)), "learner": name,
-              "inner": scores, "embedding": data.params.embedding, "scope": data.params.embedding_scope,
+              "inner": scores, "select_by": cfg.cv.select_by, "embedding": data.params.embedding, "scope": data.params.embedding_scope,
               "seconds": round(time.time() - t0, 1), "left_out": [list(p) for p in data.problems]}
     atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     atomic_write_text(out / "train.json", json.dumps(result, indent=2, default=float))
@@ -329,7 +347,7 @@ def save_model(path: Path, model: dict, cfg: TransferConfig, params: FeaturePara
     import torch
 
     def tensors(d: dict) -> dict:
-        return {k: torch.tensor(np.asarray(v, dtype=np.float64)) for k, v in d.items()}  # 0-d stays 0-d
+        return {k: torch.tensor(np.asarray(v)) for k, v in d.items()}  # dtypes kept (tree indices are ints)
 
     payload = {"learner": model["learner"], "target": model["target"].to_dict(),
                "state": tensors(model["state"]), "config": cfg.to_dict(),
@@ -404,6 +422,8 @@ def transfer_cv(config, overrides=(), *, labels, out, store=None, raters=None, r
                 workers: int = 1, progress: bool = True) -> dict:
     """``hitrank cv`` with a ``branch: transfer`` config."""
     cfg = load_transfer_config(config, overrides)
+    if raters is not None:
+        strata.parse_score_spec(raters_score, strata.read_raters_header(raters))  # fail before any audio
     data = load_data(cfg, labels, store, workers=workers, progress=progress)
     summary = run_transfer_cv(cfg, data, out, raters=raters, raters_score=raters_score, progress=progress)
     return {"kind": RUN_KIND, "summary": summary, "failures": data.failures}
