@@ -86,6 +86,17 @@ def _parse_score(value) -> tuple[float, str]:
     return x, ""  # any finite score is a label (net liking is signed); targets check their domain
 
 
+def read_text_table(path: str | os.PathLike, what: str = "labels", **kwargs) -> pd.DataFrame:
+    """A CSV of user data with every cell as text ('' where empty); one-line LabelsError naming
+    the file when it is missing, unreadable or not a CSV. ``kwargs`` go to ``pandas.read_csv``."""
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False, encoding_errors="replace", **kwargs)
+    except FileNotFoundError:
+        raise LabelsError(f"{str(path)!r}: {what} file does not exist") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
+        raise LabelsError(f"{str(path)!r}: cannot read {what} CSV ({exc})") from None
+
+
 def read_labels(
     csv_path: str | os.PathLike, allow_outside: bool = False
 ) -> tuple[list[SongRef], list[Rejected], list[str]]:
@@ -101,12 +112,7 @@ def read_labels(
         One line per row whose score is unusable (the song is still extracted, not trained on).
     """
     csv_path = Path(csv_path)
-    try:
-        df = pd.read_csv(csv_path, dtype=str, keep_default_na=False, encoding_errors="replace")
-    except FileNotFoundError:
-        raise LabelsError(f"{str(csv_path)!r}: labels file does not exist") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
-        raise LabelsError(f"{str(csv_path)!r}: cannot read labels CSV ({exc})") from None
+    df = read_text_table(csv_path, "labels")
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
         raise LabelsError(

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
+from .corpus import read_text_table
 from .errors import LabelsError, ParameterError
 from .metrics import n_top, top_metrics_batch
 
@@ -190,12 +191,7 @@ def parse_score_spec(spec: str, columns) -> tuple[str, str | None]:
 
 def read_raters_header(path) -> list[str]:
     """The columns of a raters CSV (a one-line LabelsError when it cannot be read)."""
-    try:
-        return list(pd.read_csv(path, nrows=0).columns)
-    except FileNotFoundError:
-        raise LabelsError(f"{str(path)!r}: raters file does not exist") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, UnicodeDecodeError) as exc:
-        raise LabelsError(f"{str(path)!r}: cannot read raters CSV ({exc})") from None
+    return list(read_text_table(path, "raters", nrows=0).columns)
 
 
 def read_raters(path, score: str) -> pd.DataFrame:
@@ -204,12 +200,7 @@ def read_raters(path, score: str) -> pd.DataFrame:
     Rows whose judgement is missing or not numeric are dropped and counted in the frame's
     ``attrs["dropped"]``.
     """
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding_errors="replace")
-    except FileNotFoundError:
-        raise LabelsError(f"{str(path)!r}: raters file does not exist") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError) as exc:
-        raise LabelsError(f"{str(path)!r}: cannot read raters CSV ({exc})") from None
+    df = read_text_table(path, "raters")
     if "song_id" not in df.columns:
         raise LabelsError(f"{str(path)!r}: a raters file needs a 'song_id' column (found {list(df.columns)})")
     a, b = parse_score_spec(score, df.columns)

@@ -29,6 +29,7 @@ import pandas as pd
 import yaml
 
 from .. import audio, embeddings, segments, strata
+from ..corpus import read_text_table
 from ..data import make_folds, usable_songs
 from ..errors import ConfigError, HitrankError, LabelsError
 from ..extract import ExtractReport, extract
@@ -89,12 +90,7 @@ def embed_source(source, params: FeatureParams, store=None, *, workers: int = 1,
 def read_label_columns(labels) -> pd.DataFrame:
     """Every column of a labels CSV as text, indexed by song id (the rows ``read_labels``
     accepts; the rest were already reported by extraction)."""
-    try:
-        df = pd.read_csv(labels, dtype=str, keep_default_na=False, encoding_errors="replace")
-    except FileNotFoundError:
-        raise LabelsError(f"{str(labels)!r}: labels file does not exist") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError) as exc:
-        raise LabelsError(f"{str(labels)!r}: cannot read labels CSV ({exc})") from None
+    df = read_text_table(labels, "labels")
     if "song_id" not in df.columns:
         raise LabelsError(f"{str(labels)!r}: a labels CSV needs a 'song_id' column (found {list(df.columns)})")
     df["song_id"] = df["song_id"].str.strip()
