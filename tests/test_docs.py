@@ -436,30 +436,25 @@ def repository_paths(page: Page) -> list[tuple[int, str]]:
 
 
 # ----------------------------------------------------------------------------- python blocks
+def python_lines(page: Page):
+    """(where, line) of every line of the page's python blocks (dedented)."""
+    rel = page.path.relative_to(ROOT)
+    for start, lang, lines in page.blocks:
+        if lang == "python":
+            for i, line in enumerate(textwrap.dedent("\n".join(lines)).split("\n")):
+                yield f"{rel}:{start + i}", line
+
+
 def python_imports(page: Page) -> list[tuple[str, str]]:
     """(where, statement) of every import line in the page's python blocks."""
-    rel = page.path.relative_to(ROOT)
-    out = []
-    for start, lang, lines in page.blocks:
-        if lang != "python":
-            continue
-        for i, line in enumerate(textwrap.dedent("\n".join(lines)).split("\n")):
-            if re.match(r"^\s*(import|from)\s+\S+", line) and "hitrank" in line:
-                out.append((f"{rel}:{start + i}", line.strip()))
-    return out
+    return [(where, line.strip()) for where, line in python_lines(page)
+            if re.match(r"^\s*(import|from)\s+\S+", line) and "hitrank" in line]
 
 
 def api_names(page: Page) -> list[tuple[str, str]]:
     """(where, dotted name) of each ``hitrank.a.b`` used in the page's python blocks."""
-    rel = page.path.relative_to(ROOT)
-    out = []
-    for start, lang, lines in page.blocks:
-        if lang != "python":
-            continue
-        for i, line in enumerate(lines):
-            code = line.split("#", 1)[0]
-            out += [(f"{rel}:{start + i}", m.group(0)) for m in re.finditer(r"\bhitrank(\.[A-Za-z_]\w*)+", code)]
-    return out
+    return [(where, m.group(0)) for where, line in python_lines(page)
+            for m in re.finditer(r"\bhitrank(\.[A-Za-z_]\w*)+", line.split("#", 1)[0])]
 
 
 def resolve_name(dotted: str):
