@@ -16,6 +16,7 @@ Public API (imported lazily, so ``import hitrank`` stays cheap)::
     hitrank.load_checkpoint(path)                       # a trained model
     hitrank.rank_folder(folder, run_dir)                # ranking
     hitrank.potential_curve(path, run_dir)              # score of every 30 s window of a song
+    hitrank.similar(path, reference)                    # the closest reference songs, and the fit
     hitrank.ranking_metrics(y_true, y_pred, top=0.1)    # nDCG / Kendall / Spearman @10%
     hitrank.find_highlight(path)                        # HL-30 highlight of a file
 """
@@ -30,7 +31,7 @@ _API = {
     "load_config": "config", "run_cv": "cv", "run_train": "cv", "load_dataset": "data",
     "cross_validate": "commands",
     "load_checkpoint": "checkpoint", "rank_folder": "rank", "ranking_metrics": "metrics",
-    "find_highlight": "thumbnail", "potential_curve": "curve",
+    "find_highlight": "thumbnail", "potential_curve": "curve", "similar": "commands",
 }
 
 __all__ = ["__version__", *_API]

@@ -92,18 +92,21 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu")
     return CheckpointScorer(load_payload(path, "spectrogram"), str(path), torch.device(device))
 
 
-def init_weights(model: torch.nn.Module, spec: str | os.PathLike) -> list[str]:
+def init_weights(model: torch.nn.Module, spec: str | os.PathLike, input_stats: bool = False) -> list[str]:
     """Start ``model`` from the released weights of an imported model (``--init``).
 
     The CNN layers of a ``simple_cnn`` / ``siamese`` / ``tag_fusion`` model are copied from
     ret30's CNN and, when the model has a tag branch, the tag DNN from ret30's tag DNN (its
     inputs are tags in :data:`hitrank.constants.TAGS` order). The model's own input
-    standardisation (set from its training songs) is kept.
+    standardisation (set from its training songs) is kept unless ``input_stats``.
 
     Parameters
     ----------
     model : the model to start, changed in place
     spec : a spectrogram run folder or checkpoint, or an imported model's name (``yu2018-kkbox``)
+    input_stats : also copy the released model's input standardisation (``in_mean``,
+        ``in_std``; ret30's are 0 and 1: raw-power mel, unstandardised), so that layers kept
+        frozen see the inputs they were trained on (``train.freeze``)
 
     Returns
     -------
@@ -113,11 +116,15 @@ def init_weights(model: torch.nn.Module, spec: str | os.PathLike) -> list[str]:
     source = payload["members"][0]["state_dict"]
     cnn = {k.removeprefix("base."): v for k, v in source.items() if k.startswith("base.net.")}
     dnn = {k: v for k, v in source.items() if k.startswith("dnn.")}
+    stats = {k.rsplit(".", 1)[-1]: v for k, v in source.items() if k.endswith(("in_mean", "in_std"))}
     target = model.state_dict()
     loaded = {}
     for key in target:
         tail = key.split("net.", 1)
         if key.endswith(("in_mean", "in_std")):
+            src = stats.get(key.rsplit(".", 1)[-1]) if input_stats else None
+            if src is not None and src.shape == target[key].shape:
+                loaded[key] = src
             continue
         if key.startswith("dnn.") or ".dnn." in key:
             src = dnn.get(key[key.index("dnn."):])

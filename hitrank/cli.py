@@ -21,15 +21,17 @@ from .commands import (
     learning_curve,
     predict,
     rank,
+    similar,
     train,
 )
 from .demo import DemoResult, run_demo
 from .descriptors.audio import describe_folder
 from .descriptors.extractors import DEFAULT_EXTRACTOR, EXTRACTORS
 from .descriptors.fit import fit_sources
-from .embeddings import DEFAULT_SCOPE, EMBEDDINGS, SCOPES
+from .embeddings import DEFAULT_EMBEDDING, DEFAULT_SCOPE, EMBEDDINGS, SCOPES
 from .errors import HitrankError
 from .fileio import atomic_write_text
+from .neighbours import DEFAULT_K, MODEL_EMBEDDING
 from .pretrained import import_release
 from .runtime import import_plugins
 from .synth import synthesize
@@ -148,8 +150,11 @@ def get_parser() -> argparse.ArgumentParser:
                             "store (their labels chose the windows; the run records it)")
         p.add_argument("--workers", type=int, default=1, help="extraction workers for --labels")
         p.add_argument("--group-by", metavar="artist|group|COLUMN",
-                       help="folds that never split a group of songs: a labels column (transfer "
-                            "configs; spectrogram configs take 'artist', the old cv.artist_aware)")
+                       help="folds that never split a group of songs: artist or a labels column "
+                            "(cv.group_by; other than artist, spectrogram configs need --labels)")
+        p.add_argument("--weight", metavar="COLUMN",
+                       help="a labels column of sample weights, e.g. n_raters (train.weight; "
+                            "transfer configs, configs/real/)")
         p.add_argument("--within", metavar="COLUMN",
                        help="a labels column (genre, market, label): metrics inside each stratum "
                             "too, with the stratum-mean baseline (transfer configs, configs/real/)")
@@ -190,7 +195,7 @@ def get_parser() -> argparse.ArgumentParser:
     p = _sub(subs, "rank", "rank a folder of songs with a trained run (fold ensemble) or checkpoint",
              ["hitrank rank new_songs/ --model runs/ab", "hitrank rank new_songs/ --model runs/ab/fold_00.pt "
               "--out ranking.csv --json", "hitrank rank new_songs/ --model runs/ab --html report.html"], [common])
-    p.add_argument("folder", type=Path, help="folder of audio files (recursive)")
+    p.add_argument("folder", type=Path, help="folder of audio files (recursive), a labels CSV or one audio file")
     p.add_argument("--model", type=Path, required=True, help="run folder or checkpoint .pt")
     p.add_argument("--out", type=Path, help="write the ranking CSV here")
     p.add_argument("--json", action="store_true", help="print the ranking as JSON on stdout")
@@ -214,8 +219,27 @@ def get_parser() -> argparse.ArgumentParser:
                    help="rank by the model's segment (configured, default) or by each song's best "
                         "window (best; needs --curve)")
     p.add_argument("--reference", type=Path,
-                   help="percentiles against these songs (a labels CSV or a folder, scored by the same "
-                        "model and cached; default: the run's own training songs)")
+                   help="percentiles and nearest songs against these songs (a labels CSV or a folder, "
+                        "scored by the same model and cached; default: the run's own training songs)")
+    _nearest_args(p, "rank")
+    p.add_argument("--since", type=Path, metavar="PREVIOUS.csv",
+                   help="a ranking CSV of an earlier `rank --out` with the same model: rank only the "
+                        "songs of the folder it does not hold and merge (docs/ranking.md)")
+
+    p = _sub(subs, "similar", "the reference songs closest to one song (cosine similarity of a song "
+             "embedding) and how well it fits the reference catalogue",
+             ["hitrank similar demo.mp3 --reference last_year/", "hitrank similar demo.mp3 --model runs/ab",
+              "hitrank similar demo.mp3 --reference chart.csv --embedding ret30 --json"], [common])
+    p.add_argument("song", type=Path, help="an audio file")
+    p.add_argument("--reference", type=Path, help="a labels CSV or folder of songs (with --model, default: "
+                   "the run's training songs)")
+    p.add_argument("--model", type=Path, help="a spectrogram run folder, checkpoint or imported model: "
+                   "measures similarity in its own penultimate layer (--embedding model, the default with it)")
+    _nearest_args(p, "similar")
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    p.add_argument("--cache", type=Path, help="feature store of the song (default: under $HITRANK_CACHE)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--workers", type=int, default=1, help="extraction worker processes (default 1)")
 
     p = _sub(subs, "tags", "music tags of audio files (pretrained MagnaTagATune tagger, musicnn port)",
              ["hitrank tags song.wav", "hitrank tags *.mp3 --json", "hitrank tags song.wav --model MTT_vgg --top 10"],
@@ -404,18 +428,20 @@ def cmd_learning_curve(args) -> int:
 
 
 def _structure_overrides(args, overrides: list[str]) -> list[str]:
-    """``--group-by`` / ``--within`` as config keys: cv.group_by / cv.within of transfer configs;
-    for the other configs ``--group-by artist`` is cv.artist_aware (its old name)."""
+    """``--group-by`` / ``--within`` / ``--weight`` as config keys: cv.group_by (spectrogram
+    configs: also cv.artist_aware=false, its old name), cv.within and train.weight of transfer
+    configs."""
     transfer = is_transfer_config(args.config)
     group = getattr(args, "group_by", None)
     if group:
-        if transfer:
-            overrides.append(f"cv.group_by={group}")
-        elif group == "artist":
-            overrides.append("cv.artist_aware=true")
-        else:
-            raise HitrankError(f"--group-by {group!r}: spectrogram configs group folds by artist only "
-                               "(--group-by artist); transfer configs (configs/real/) take any labels column")
+        overrides.append(f"cv.group_by={group}")
+        if not transfer:
+            overrides.append("cv.artist_aware=false")  # the flag names the grouping alone
+    weight = getattr(args, "weight", None)
+    if weight and not transfer:
+        raise HitrankError(f"--weight {weight!r}: sample weights apply to transfer configs (configs/real/)")
+    if weight:
+        overrides.append(f"train.weight={weight}")
     within = getattr(args, "within", None)
     if within and transfer:
         overrides.append(f"cv.within={within}")
@@ -527,19 +553,50 @@ def cmd_train(args) -> int:
     return EXIT_PARTIAL if res["problems"] else EXIT_OK
 
 
+def _nearest_args(p, command: str) -> None:
+    """--nearest K and --embedding NAME of `rank` and `similar`."""
+    p.add_argument("--nearest", "-k", type=int, default=None, metavar="K",
+                   help=f"reference songs listed as closest (default {DEFAULT_K}; with rank, 0 = none)")
+    names = [MODEL_EMBEDDING, *EMBEDDINGS]
+    p.add_argument("--embedding", choices=names, default=None,
+                   help=f"what closeness is measured in: {MODEL_EMBEDDING} (the ranking model's own "
+                        f"penultimate layer{', the default' if command == 'rank' else '; needs --model'}) or a "
+                        f"pretrained network over the whole song ({', '.join(EMBEDDINGS)}; default without "
+                        f"--model: {DEFAULT_EMBEDDING})")
+
+
+def cmd_similar(args) -> int:
+    found = similar(args.song, args.reference, model=args.model, embedding=args.embedding,
+                    k=DEFAULT_K if args.nearest is None else args.nearest, cache=args.cache,
+                    workers=args.workers, device=args.device, progress=_progress(args))
+    a = found.attrs
+    if args.json:
+        rows = found.astype(object).where(found.notna(), None).to_dict("records")
+        print(_json_dump({**a, "similar": rows}))
+        return EXIT_OK
+    print(f"{a['song']}: closest of {a['catalogue']} ({a['embedding']} embedding, cosine similarity)")
+    for r in found.itertuples():
+        hit = f"  hit score {r.hit_score:.4g}" if r.hit_score == r.hit_score else ""
+        title = f"  {r.title}" if r.title else ""
+        print(f"{r.rank:>3}  {r.similarity:.3f}  {r.song_id}{title}{hit}")
+    print(f"fit to the reference: {a['fit']:.0f} (mean similarity to its {len(found)} closest, "
+          f"{a['fit_similarity']:.3f}, as a percentile of the reference songs' own)")
+    return EXIT_OK
+
+
 def cmd_rank(args) -> int:
     ranking, failures = rank(args.folder, args.model, cache=args.cache, device=args.device,
                              progress=_progress(args), highlighter=args.highlighter, out=args.out,
-                             html=args.html, embed_audio=args.embed_audio, **_engine(args),
-                             **_rank_options(args))
+                             html=args.html, embed_audio=args.embed_audio, since=args.since,
+                             **_engine(args), **_rank_options(args))
     return _print_ranking(args, ranking, failures)
 
 
 def _rank_options(args) -> dict:
     """rank_folder's curve, segment and reference, only where given (descriptor runs take none)."""
     given = {"curve": args.curve, "segment": args.segment if args.segment != "configured" else None,
-             "reference": args.reference}
-    return {k: v for k, v in given.items() if v}
+             "reference": args.reference, "nearest": args.nearest, "embedding": args.embedding}
+    return {k: v for k, v in given.items() if v is not None and v is not False}
 
 
 def _print_ranking(args, ranking, failures) -> int:
@@ -556,12 +613,21 @@ def _print_ranking(args, ranking, failures) -> int:
             pct = f"  {pct:3.0f}% [{r.percentile_lo:.0f}, {r.percentile_hi:.0f}]" if pct == pct else ""
             best = (f"  best {r.best_start:.0f}-{r.best_end:.0f} s {r.best_score:+.3f}"
                     if getattr(r, "best_score", float("nan")) == getattr(r, "best_score", 0) else "")
-            print(f"{r.rank:>5}  {r.score:+.3f}{spread}{pct}{best}  {r.song_id}{flags}")
+            near = (f"  ~ {str(r.nearest).split(';')[0]} ({str(r.nearest_similarity).split(';')[0]})"
+                    if isinstance(getattr(r, "nearest", None), str) and r.nearest else "")
+            print(f"{r.rank:>5}  {r.score:+.3f}{spread}{pct}{best}  {r.song_id}{flags}{near}")
         _print_failures(failures, "files")
         if ranking.attrs.get("reference"):
             print(f"percentiles: share of {ranking.attrs['reference']} scoring lower [interval]"
                   if "percentile" in ranking and ranking["percentile"].notna().any()
                   else f"no percentile: {ranking.attrs['reference']}")
+        if ranking.attrs.get("since"):
+            c = ranking.attrs["since"]
+            print(f"--since {args.since}: {c['kept']} songs kept from it, {c['new']} new, "
+                  f"{c['dropped']} no longer in the folder")
+        if ranking.attrs.get("neighbours"):
+            print(f"nearest songs (~): of {ranking.attrs['neighbours']}" if "nearest" in ranking
+                  else f"no nearest songs: {ranking.attrs['neighbours']}")
         where = (f", CSV in {args.out}" if args.out else "") + (f", report in {args.html}" if args.html else "")
         print(f"ranked {len(ranking)} songs with {args.model}{where}")
     return EXIT_PARTIAL if failures else EXIT_OK
@@ -716,7 +782,8 @@ COMMANDS = {"synth": cmd_synth, "extract": cmd_extract, "train": cmd_train, "cv"
             "rank": cmd_rank, "demo": cmd_demo, "highlight": cmd_highlight,
             "highlighter": cmd_highlighter, "predict": cmd_predict, "tags": cmd_tags,
             "compare": cmd_compare, "pretrained": cmd_pretrained, "table1": cmd_table1,
-            "descriptors": cmd_descriptors, "fit": cmd_fit, "learning-curve": cmd_learning_curve}
+            "descriptors": cmd_descriptors, "fit": cmd_fit, "learning-curve": cmd_learning_curve,
+            "similar": cmd_similar}
 
 
 def main(argv: list[str] | None = None) -> int:

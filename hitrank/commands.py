@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from .config import Config, check_available, highlighter_checkpoint, load_config, with_overrides
-from .cv import run_cv, run_train
+from .cv import group_column, run_cv, run_train
 from .cvreport import comparison_table, load_run, pairwise, write_cv_report
 from .data import Dataset, load_dataset
 from .descriptors.apply import predict_table, rank_descriptor_folder
@@ -36,12 +36,20 @@ from .descriptors.commands import train_command as descriptor_train
 from .descriptors.model import load_models as load_descriptor_models
 from .descriptors.table import read_table
 from .distributed import Context, barrier, setup, teardown
-from .embeddings import DEFAULT_SCOPE, with_embedding
+from .embeddings import DEFAULT_EMBEDDING, DEFAULT_SCOPE, with_embedding
 from .errors import ConfigError, HitrankError
 from .extract import ExtractReport, extract
 from .features import FeatureParams
 from .fileio import atomic_write_text
+from .neighbours import (
+    DEFAULT_K,
+    MODEL_EMBEDDING,
+    neighbour_columns,
+    store_catalogue,
+    store_vectors,
+)
 from .rank import rank_folder
+from .ranking_table import merge_rankings, ranking_with_failures, read_previous, songs_in
 from .report import write_ranking_report
 from .runinfo import resolve_model, run_kind
 from .runtime import cached_store_path
@@ -125,6 +133,8 @@ def load_experiment(config: Config | str | os.PathLike | None, overrides: list[s
         raise HitrankError("no data: give a feature store (--store) or a labels CSV (--labels)")
     cfg = _config(config, overrides)
     params = check_available(cfg)
+    group = group_column(cfg)  # a labels column other than artist: read before any extraction
+    groups = _group_column(labels, group) if group not in ("", "artist") else None
     ctx = setup(distribute, cfg.cv.folds if command == "cv" else None, cfg.train.device)
     if not ctx.main:  # one progress bar, one log and one summary: rank 0's
         progress = False
@@ -137,6 +147,8 @@ def load_experiment(config: Config | str | os.PathLike | None, overrides: list[s
         barrier(ctx)
     opened = FeatureStore.open(store)
     ds, problems = load_dataset(opened)
+    if groups is not None:
+        ds.columns[group] = pd.Series(ds.song_ids).map(groups).fillna("").astype(str).str.strip().to_numpy()
     for sid, reason in problems:
         log.warning("song %r left out: %s", sid, reason)
     log.debug("%d songs with features and scores", len(ds))
@@ -237,12 +249,20 @@ def train(config, overrides=(), *, out: str | os.PathLike, store=None, labels=No
             "main": exp.ctx.main, "cfg": exp.cfg}
 
 
-def stratum_column(labels: str | os.PathLike, column: str) -> pd.Series:
+def stratum_column(labels: str | os.PathLike, column: str, flag: str = "--within") -> pd.Series:
     """A labels CSV's column by song id; ConfigError naming the columns when it has none."""
     table = read_label_columns(labels)
     if column not in table.columns:
-        raise ConfigError(f"--within {column!r}: {str(labels)!r} has no such column (columns: {list(table.columns)})")
+        raise ConfigError(f"{flag} {column!r}: {str(labels)!r} has no such column (columns: {list(table.columns)})")
     return table[column]
+
+
+def _group_column(labels, column: str) -> pd.Series:
+    """The ``cv.group_by`` column of a labels CSV by song id (spectrogram runs)."""
+    if labels is None:
+        raise ConfigError(f"--group-by {column!r} (cv.group_by) reads the groups from a labels CSV: give "
+                          "--labels (a feature store records only the artist)")
+    return stratum_column(labels, column, "--group-by")
 
 
 def within_report(out: str | os.PathLike, labels: str | os.PathLike, column: str, top: float = 0.1) -> dict:
@@ -258,6 +278,8 @@ def within_report(out: str | os.PathLike, labels: str | os.PathLike, column: str
     s = pred["song_id"].map(stratum_column(labels, column)).fillna("").astype(str).to_numpy()
     y, p, f = pred["hit_score"].to_numpy(float), pred["pred"].to_numpy(float), pred["fold"].to_numpy()
     base = stratum_mean_predictions(y, f, s)
+    if column not in pred.columns:  # the strata beside the predictions: compare's baseline rows
+        atomic_write_text(out / "predictions.csv", pred.assign(**{column: s}).to_csv(index=False))
     res = {"column": column, "model": evaluate(y, p, f, s, top), "stratum_mean": evaluate(y, base, f, s, top),
            "versus_stratum_mean": paired_difference(y, p, base, f, s)}
     summary = json.loads((out / "summary.json").read_text())
@@ -281,10 +303,12 @@ def _labels_for_transfer(labels):
 
 def _rank_transfer(folder, model, *, cache, workers, device, progress, highlighter, engine, address,
                    **options):
+    skip = options.pop("skip", ())
     if options or engine != "local":
         raise HitrankError(f"{str(model)!r} is a transfer model (pretrained embeddings): --curve, "
-                           "--segment, --reference and --engine ray apply to spectrogram models")
-    return rank_transfer_folder(folder, model, cache=cache, workers=workers, progress=progress)
+                           "--segment, --reference, --nearest, --embedding and --engine ray apply to "
+                           "spectrogram models")
+    return rank_transfer_folder(folder, model, cache=cache, workers=workers, progress=progress, skip=skip)
 
 
 def _rank_spectrogram(folder, model, *, cache, workers, device, progress, highlighter, engine, address,
@@ -295,9 +319,10 @@ def _rank_spectrogram(folder, model, *, cache, workers, device, progress, highli
 
 def _rank_descriptor(folder, model, *, cache, workers, device, progress, highlighter, engine, address,
                      **options):
-    if options:  # curve=, segment=, reference= (hitrank.rank.rank_folder)
-        raise HitrankError(f"{str(model)!r} is a descriptor model: --curve, --segment and --reference "
-                           "apply to spectrogram models")
+    if options:  # curve=, segment=, reference=, ..., skip= (hitrank.rank.rank_folder)
+        raise HitrankError(f"{str(model)!r} is a descriptor model: --curve, --segment, --reference, "
+                           "--nearest, --embedding and --since apply to spectrogram (and --since to "
+                           "transfer) models")
     if engine != "local":
         raise HitrankError(f"{str(model)!r} is a descriptor model: its audio descriptors are computed "
                            "with the local engine; drop --engine ray")
@@ -311,21 +336,108 @@ RANKERS = {"spectrogram": _rank_spectrogram, "descriptor": _rank_descriptor, "tr
 def rank(folder, model, *, cache=None, workers: int = 1, device: str = "auto", progress: bool = True,
          highlighter=None, engine: str = "local", address: str | None = None,
          out: str | os.PathLike | None = None, html: str | os.PathLike | None = None,
-         embed_audio: bool = False, **options) -> tuple[pd.DataFrame, list]:
+         embed_audio: bool = False, since: str | os.PathLike | None = None,
+         **options) -> tuple[pd.DataFrame, list]:
     """``hitrank rank``: rank a folder of audio with a run folder, a checkpoint or an imported
-    pretrained model's name; writes the ranking CSV to ``out`` and an HTML report to ``html``
-    when given. ``options`` (``curve``, ``segment``, ``reference``) go to
+    pretrained model's name; writes the ranking CSV to ``out`` (ranked songs, then the failed
+    files with their ``error``: :mod:`hitrank.ranking_table`) and an HTML report to ``html``
+    when given. ``since``: a ranking CSV of an earlier run of the same model; only the songs
+    of ``folder`` it does not hold are ranked, and merged with its rows. ``options``
+    (``curve``, ``segment``, ``reference``, ``nearest``, ``embedding``) go to
     :func:`hitrank.rank.rank_folder`. Returns ``(ranking DataFrame, failures)``."""
     path = resolve_model(model)
+    previous = read_previous(since) if since is not None else None
+    if previous is not None:
+        options["skip"] = set(previous.song_id)
     ranking, failures = RANKERS[run_kind(path)](
         folder, path, cache=cache, workers=workers, device=device, progress=progress,
         highlighter=highlighter, engine=engine, address=address, **options)
+    if previous is not None:
+        key = "best_score" if options.get("segment") == "best" else "score"
+        ranking, counts = merge_rankings(previous, ranking, songs_in(folder), key)
+        log.info("--since %s: %d songs kept, %d new, %d no longer in %s", since, counts["kept"],
+                 counts["new"], counts["dropped"], folder)
     if out is not None:
-        atomic_write_text(out, ranking.to_csv(index=False))
+        atomic_write_text(out, ranking_with_failures(ranking, failures).to_csv(index=False))
     if html is not None:
         write_ranking_report(ranking, failures, html, str(model), store_dir=ranking.attrs.get("store"),
                              embed_audio=embed_audio)
     return ranking, failures
+
+
+def similar(song, reference=None, *, model=None, embedding: str | None = None, k: int = DEFAULT_K,
+            cache=None, workers: int = 1, device: str = "auto", progress: bool = True) -> pd.DataFrame:
+    """``hitrank similar``: the ``k`` reference songs closest to one song, and its fit.
+
+    Parameters
+    ----------
+    song : an audio file
+    reference : a labels CSV or folder of songs (with ``model``, default: the run's training
+        songs)
+    model : a spectrogram run folder or checkpoint; needed for ``embedding="model"``
+    embedding : ``model`` (default with a model) or a registered network (default without:
+        :data:`hitrank.embeddings.DEFAULT_EMBEDDING`, over the whole song)
+
+    Returns
+    -------
+    DataFrame of up to ``k`` rows, closest first: ``rank, song_id, path, title, hit_score,
+    similarity``; ``.attrs``: ``song``, ``catalogue`` (its name), ``embedding``, ``fit``
+    (0-100), ``fit_similarity`` and, with a model, ``score`` and ``percentile``
+    """
+    if not Path(song).is_file():
+        raise HitrankError(f"{str(song)!r}: no such audio file")
+    if k < 1:
+        raise HitrankError(f"k={k}: ask for at least one similar song")
+    embedding = embedding or (MODEL_EMBEDDING if model is not None else DEFAULT_EMBEDDING)
+    if model is not None:
+        path = resolve_model(model)
+        if run_kind(path) != "spectrogram":
+            raise HitrankError(f"{str(model)!r} is a {run_kind(path)} run: `similar --model` takes spectrogram "
+                               "models; leave --model out to compare songs in a pretrained embedding")
+        ranking, failures = rank_folder(song, path, reference=reference, nearest=k, embedding=embedding,
+                                        cache=cache, workers=workers, device=device, progress=progress)
+        if failures:
+            raise HitrankError(f"{str(song)!r}: {failures[0][2]}")
+        if "nearest" not in ranking:
+            raise HitrankError(f"no songs to compare {str(song)!r} with: {ranking.attrs.get('neighbours')}")
+        row = ranking.iloc[0]
+        ids = str(row["nearest"]).split(";") if row["nearest"] else []
+        extra = {"score": float(row["score"]), "percentile": float(row["percentile"])}
+        cat_name = ranking.attrs["neighbours"]
+        titles = str(row["nearest_title"]).split(";")
+        scores = pd.to_numeric(pd.Series(str(row["nearest_score"]).split(";")), errors="coerce")
+        sims = [float(v) for v in str(row["nearest_similarity"]).split(";")] if ids else []
+        found = pd.DataFrame({"song_id": ids, "title": titles[:len(ids)], "hit_score": scores[:len(ids)],
+                              "similarity": sims})
+        fit, fit_sim = float(row["fit"]), float(row["fit_similarity"])
+        ref_paths = ranking.attrs.get("catalogue_paths", {})
+    else:
+        if reference is None:
+            raise HitrankError("similar without --model compares with --reference LABELS.csv|FOLDER: give one")
+        params = with_embedding(FeatureParams(), embedding, "song")
+        stores = []
+        for src, where in ((song, cache), (reference, None)):
+            where = where if where is not None else cached_store_path(src, params)
+            rep = extract(src, where, params, workers=workers, progress=progress)
+            if src == song and rep.failures:
+                raise HitrankError(f"{str(song)!r}: {rep.failures[0][2]}")
+            stores.append((rep.store, rep.song_ids))
+        query = FeatureStore.open(stores[0][0])
+        if query.manifest.set_index("song_id").loc[stores[0][1][0], "silent"]:
+            raise HitrankError(f"{str(song)!r}: its audio is digital silence; nothing to compare")
+        cat = store_catalogue(stores[1][0], "", embedding, song_ids=stores[1][1])
+        cat.name = f"the {len(cat.song_ids)} songs of {Path(reference).name}"
+        cols = neighbour_columns(store_vectors(query, stores[0][1], embedding), cat, k)
+        i, s = cols.attrs["index"][0], cols.attrs["similarity"][0]
+        found = pd.DataFrame({"song_id": cat.song_ids[i], "title": cat.titles[i], "hit_score": cat.scores[i],
+                              "similarity": s})
+        fit, fit_sim, extra, cat_name = float(cols["fit"][0]), float(cols["fit_similarity"][0]), {}, cat.name
+        ref_paths = dict(zip(cat.song_ids, cat.paths, strict=True))
+    found.insert(0, "rank", range(1, len(found) + 1))
+    found.insert(2, "path", [ref_paths.get(s, "") for s in found.song_id])
+    found.attrs.update({"song": str(song), "catalogue": cat_name, "embedding": embedding, "fit": fit,
+                        "fit_similarity": fit_sim, **extra})
+    return found
 
 
 def predict(model, data, out: str | os.PathLike | None = None) -> tuple[pd.DataFrame, int]:

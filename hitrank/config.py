@@ -87,6 +87,9 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"cv.processes={c.processes}: 0 (auto), 1 (this process) or more")
     if c.folds < 3:
         raise ConfigError(f"cv.folds={c.folds}: need at least 3 (train, validation and test chunks)")
+    if c.artist_aware and c.group_by not in ("", "artist"):
+        raise ConfigError(f"cv.artist_aware=true (the old name of cv.group_by=artist) contradicts "
+                          f"cv.group_by={c.group_by!r}; drop cv.artist_aware")
     if not 0 < c.top_fraction <= 1:
         raise ConfigError(f"cv.top_fraction={c.top_fraction}: must be in (0, 1]")
     for key, v in (("train.epochs", t.epochs), ("train.batch_size", t.batch_size),

@@ -149,15 +149,17 @@ def read_labels(
 def resolve_source(
     source: str | os.PathLike, allow_outside: bool = False
 ) -> tuple[list[SongRef], list[Rejected]]:
-    """A folder or a labels CSV -> songs to process and rows refused up front."""
+    """A folder, a labels CSV or one audio file -> songs to process and rows refused up front."""
     source = Path(source)
     if source.is_dir():
         return list_folder(source), []
+    if is_audio_name(source.name) and (source.exists() or source.is_symlink()):
+        return [SongRef(source.name, str(source.absolute()))], []  # decoding reports a broken one
     if source.suffix.lower() == ".csv":
         refs, rejected, problems = read_labels(source, allow_outside)
         for p in problems:
             log.warning("%s", p)
         return refs, rejected
     if source.exists():
-        raise LabelsError(f"{str(source)!r}: expected a folder of audio files or a labels .csv")
+        raise LabelsError(f"{str(source)!r}: expected a folder of audio files, an audio file or a labels .csv")
     raise LabelsError(f"{str(source)!r}: no such folder or labels CSV")

@@ -120,11 +120,43 @@ class PotentialCurve:
                 "analysed_start": round(self.analysed_start, 3), "duration": round(self.duration, 3)}
 
 
-def hop_frames(params: FeatureParams, hop_seconds: float = CURVE_HOP_SECONDS) -> int:
-    """Curve hop in STFT frames: ``hop_seconds`` rounded to whole frames (at least one)."""
+def hop_frames(params: FeatureParams, hop_seconds: float = CURVE_HOP_SECONDS, multiple: int = 1) -> int:
+    """Curve hop in STFT frames: ``hop_seconds`` rounded to a whole number of ``multiple``
+    frames (at least one multiple)."""
     if not hop_seconds > 0:
         raise ParameterError(f"hop_seconds={hop_seconds!r}; expected a positive number of seconds")
-    return max(1, int(round(hop_seconds * params.sr / params.hop_length)))
+    multiple = max(1, int(multiple))
+    return multiple * max(1, int(round(hop_seconds * params.sr / params.hop_length / multiple)))
+
+
+def frame_stride(scorers) -> int:
+    """The per-frame stride every member model of ``scorers`` shares, or 0 when one has no
+    per-frame scores (then every window goes through the model on its own)."""
+    if not all(getattr(s, "members", None) for s in scorers):  # e.g. a plain scoring function
+        return 0
+    strides = {int(getattr(m, "frame_stride", 0)) for s in scorers for _, m in s.members}
+    return strides.pop() if len(strides) == 1 else 0
+
+
+def _frame_window_means(model, mel: torch.Tensor, windows: torch.Tensor, hop: int,
+                        T: torch.Tensor | None) -> np.ndarray | None:
+    """Every window's score from one pass of a fully convolutional model over the whole song:
+    the mean of the window's run of per-frame scores, (n_windows,) float64; None when the
+    shortcut does not reproduce the first window's own score (then the caller scores windows)."""
+    stride = model.frame_stride
+    tag = (T[:1],) if T is not None else ()
+    whole = model.frame_scores(mel[None], *tag)[0].double()  # (T',)
+    first = model.frame_scores(windows[:1].contiguous(), *tag)[0].double()  # (n_out,)
+    n_out = len(first)
+    offsets = np.arange(windows.shape[0]) * (hop // stride)
+    if hop % stride or offsets[-1] + n_out > len(whole):
+        return None
+    if not torch.allclose(whole[:n_out], first, rtol=1e-4, atol=1e-4):
+        log.warning("%s: per-frame scores of the whole song differ from a window's; scoring each "
+                    "window on its own", type(model).__name__)
+        return None
+    c = torch.cat([whole.new_zeros(1), whole.cumsum(0)]).cpu().numpy()
+    return (c[offsets + n_out] - c[offsets]) / n_out
 
 
 def window_mels(mel: torch.Tensor, params: FeatureParams, hop: int) -> tuple[torch.Tensor, np.ndarray]:
@@ -148,6 +180,37 @@ def window_mels(mel: torch.Tensor, params: FeatureParams, hop: int) -> tuple[tor
     windows = mel.unfold(-1, n, hop).permute(1, 0, 2)  # (n_windows, n_mels, n)
     starts = np.arange(windows.shape[0]) * hop * params.hop_length / params.sr
     return windows, starts
+
+
+def score_song_windows(scorers, mel: torch.Tensor, windows: torch.Tensor, hop: int,
+                       tags: np.ndarray | None = None) -> np.ndarray:
+    """Every model's score of every window of a song, (n_models, n_windows) float64 on each
+    target's transformed scale: from one pass over the whole song for fully convolutional
+    models (``frame_stride`` dividing ``hop``; equal to scoring each window, tested), else
+    window by window (:func:`score_windows`).
+
+    Parameters
+    ----------
+    mel : (n_mels, n_song_frames) the song's log-mel; windows : its (n_windows, n_mels,
+    n_frames) windows every ``hop`` frames (:func:`window_mels`); tags : (50,) as in
+    :func:`score_windows`
+    """
+    if not frame_stride(scorers) or hop % frame_stride(scorers):
+        return score_windows(scorers, windows, tags)
+    if any(s.uses_tags for s in scorers) and tags is None:
+        raise CheckpointError(f"{scorers[0].source!r} has a tag branch: pass the song's tag vector")
+    T = torch.as_tensor(np.asarray(tags, np.float32), device=mel.device)[None] if tags is not None else None
+    out = np.zeros((len(scorers), windows.shape[0]))
+    for k, s in enumerate(scorers):
+        z = 0.0
+        for wt, model in s.members:
+            model.eval()
+            means = _frame_window_means(model, mel, windows, hop, T if getattr(model, "uses_tags", False) else None)
+            if means is None:
+                return score_windows(scorers, windows, tags)
+            z = z + wt * means
+        out[k] = s.target.unstandardise(z)
+    return out
 
 
 def score_windows(scorers, windows: torch.Tensor, tags: np.ndarray | None = None,
@@ -215,8 +278,9 @@ def song_curve(y: np.ndarray, params: FeatureParams, scorers, analysed_start: fl
     dtype = _store_dtype(params)
     with torch.inference_mode():
         mel = log_mel(y, params, device=device).to(dtype)
-        windows, starts = window_mels(mel, params, hop_frames(params, hop_seconds))
-        fold = score_windows(scorers, windows, tags)
+        hop = hop_frames(params, hop_seconds, frame_stride(scorers))
+        windows, starts = window_mels(mel, params, hop)
+        fold = score_song_windows(scorers, mel, windows, hop, tags)
         last = len(y) - seg
         firsts = sorted({min(max(0, int(round((analysed_start + s) * params.sr))), last) for s in shifts})
         crops = np.stack([y[f: f + seg] for f in firsts])

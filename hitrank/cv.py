@@ -152,11 +152,33 @@ def train_plans(cfg: Config, ds: Dataset, X, T, plans: list[FoldPlan], ctx: Cont
     return out
 
 
+def group_column(cfg: Config) -> str:
+    """The column whose groups stay on one side of every split: ``cv.group_by``, ``artist``
+    for the old ``cv.artist_aware: true``, '' for the paper's song-by-song folds."""
+    return cfg.cv.group_by or ("artist" if cfg.cv.artist_aware else "")
+
+
+def fold_groups(cfg: Config, ds: Dataset) -> np.ndarray | None:
+    """The group of each song ``(n,)`` for the folds, or None (songs one by one).
+
+    ``artist`` comes with every dataset; another column must have been read from the labels
+    CSV into ``ds.columns`` (:func:`hitrank.commands.load_experiment` does it for ``--labels``).
+    """
+    column = group_column(cfg)
+    if not column:
+        return None
+    if column == "artist":
+        return ds.artists
+    if column not in ds.columns:
+        raise ConfigError(f"cv.group_by={column!r}: the songs' {column!r} column was not read; a feature "
+                          "store records only the artist: give the labels CSV with that column (--labels)")
+    return ds.columns[column]
+
+
 def folds_of(cfg: Config, ds: Dataset) -> list:
     """The config's k folds of the dataset: (train, validation, test) index arrays per fold
-    (artist-aware when ``cv.artist_aware``; the same songs whichever process asks)."""
-    return make_folds(len(ds), cfg.cv.folds, cfg.cv.fold_seed,
-                      groups=ds.artists if cfg.cv.artist_aware else None, ids=ds.song_ids)
+    (whole groups of :func:`fold_groups` in one chunk; the same songs whichever process asks)."""
+    return make_folds(len(ds), cfg.cv.folds, cfg.cv.fold_seed, groups=fold_groups(cfg, ds), ids=ds.song_ids)
 
 
 def prepare(cfg: Config, ds: Dataset, ctx: Context = SINGLE, params: FeatureParams | None = None
@@ -222,7 +244,7 @@ def run_cv(cfg: Config, ds: Dataset, out: str | os.PathLike, progress: bool = Tr
         if cfg_file.exists() and list(out.glob("fold_*.json")) and not _same_config(cfg_file, cfg):
             raise ConfigError(f"{str(out)!r} holds a run with another config; use another --out")
         atomic_write_text(cfg_file, cfg_text)
-        write_run_info(out, "spectrogram", "cv", name=cfg.name)
+        write_run_info(out, "spectrogram", "cv", name=cfg.name, store=_store_path(ds))
     barrier(ctx)  # the run folder exists and holds this config before any rank looks at it
     folds = folds_of(cfg, ds)
     done = [f for f in range(len(folds)) if (out / f"fold_{f:02d}.json").exists()]
@@ -234,7 +256,7 @@ def run_cv(cfg: Config, ds: Dataset, out: str | os.PathLike, progress: bool = Tr
     if processes > 1:  # single-threaded worker processes, one fold each (CPU)
         log.info("%s: %d folds in %d processes", cfg.name, len(todo), processes)
         with get_engine("local", processes) as run:
-            jobs = [(cfg.to_dict(), params.to_dict(), ds.source, f, str(out)) for f in todo]
+            jobs = [(cfg.to_dict(), params.to_dict(), ds.source, f, str(out), folds) for f in todo]
             for _ in run(_fold_job, jobs, chunksize=1):
                 bar.update()
     else:
@@ -313,9 +335,9 @@ def _worker_data(cfg_text: str, params_text: str, source: str):
 
 def _fold_job(args) -> dict:
     """One fold in a worker process (see :func:`fold_processes`)."""
-    cfg_dict, params, source, f, out = args
+    cfg_dict, params, source, f, out, folds = args  # the folds made once, by the parent
     cfg, ds, device, X, T = _worker_data(yaml.safe_dump(cfg_dict), yaml.safe_dump(params), source)
-    return run_folds(cfg, ds, X, T, device, Path(out), [f], folds_of(cfg, ds))[0]
+    return run_folds(cfg, ds, X, T, device, Path(out), [f], folds)[0]
 
 
 def _write_fold(out: Path, f: int, row: dict, members, target, cfg: Config, ds: Dataset, te, z,
@@ -358,6 +380,7 @@ def summarize(cfg: Config, out: Path, n_songs: int, seconds: float, device, proc
         "name": cfg.name, "n_songs": n_songs, "folds": len(rows), "device": str(device),
         "processes": processes,
         "seconds": round(seconds, 1), "sampling": cfg.pairs.sampling, "segment": cfg.features.segment,
+        "group_by": group_column(cfg) or "song",
         **{f"{k}_mean": float(folds[k].mean()) for k in SUMMARY_METRICS},
         **{f"{k}_std": float(np.nan_to_num(v["std"])) for k, v in zip(SUMMARY_METRICS, per_fold, strict=True)},
         **{f"{k}_se": float(np.nan_to_num(v["se"])) for k, v in zip(SUMMARY_METRICS, per_fold, strict=True)},
@@ -368,6 +391,11 @@ def summarize(cfg: Config, out: Path, n_songs: int, seconds: float, device, proc
     }
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     return summary
+
+
+def _store_path(ds: Dataset) -> str:
+    """The training songs' feature store, recorded in run.json (``rank``'s nearest songs)."""
+    return str(Path(ds.source).resolve()) if ds.source else ""
 
 
 def run_train(cfg: Config, ds: Dataset, out: str | os.PathLike, ctx: Context = SINGLE,
@@ -382,7 +410,7 @@ def run_train(cfg: Config, ds: Dataset, out: str | os.PathLike, ctx: Context = S
     if ctx.main:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "config.yaml", dump_config(cfg))
-        write_run_info(out, "spectrogram", "train", name=cfg.name)
+        write_run_info(out, "spectrogram", "train", name=cfg.name, store=_store_path(ds))
     barrier(ctx)
     _, va, te = folds_of(cfg, ds)[-1]  # fold k-1 validates on chunk 0 and tests chunk k-1
     tr = np.setdiff1d(np.arange(len(ds)), va)

@@ -39,8 +39,9 @@ from scipy.stats import rankdata, wilcoxon
 
 from .errors import HitrankError
 from .fileio import atomic_write_text
-from .metrics import MIN_TOP, top_metrics_batch
-from .uncertainty import stratified_resamples
+from .metrics import MIN_TOP, ranking_metrics, top_metrics_batch
+from .strata import stratum_mean_predictions
+from .uncertainty import oracle, random_baseline, stratified_resamples
 
 METRICS = ("ndcg", "kendall", "spearman")
 N_BOOT = 2000  # paired-bootstrap resamples
@@ -84,6 +85,30 @@ def _top_fraction(run: Path) -> float:
     return float((cfg.get("cv") or {}).get("top_fraction", DEFAULT_TOP))
 
 
+def within_results(summary: dict) -> tuple[str, dict, dict] | None:
+    """A run's within-stratum results: ``(column, model, stratum-mean baseline)`` as
+    :func:`hitrank.strata.evaluate` dicts, or None. Transfer runs keep them at the top of
+    ``summary.json`` (``within`` names the column); spectrogram runs under ``within`` (written
+    by ``hitrank cv --within``, :func:`hitrank.commands.within_report`)."""
+    w = summary.get("within")
+    if isinstance(w, dict) and "stratum_mean" in w:
+        return w["column"], w["model"], w["stratum_mean"]
+    if isinstance(w, str) and w and "stratum_mean" in summary:
+        return w, summary["model"], summary["stratum_mean"]
+    return None
+
+
+def _read_strata(run: Path, summary: dict, pred: pd.DataFrame | None) -> np.ndarray | None:
+    """The stratum of each song of ``pred`` (the column that ``predictions.csv`` keeps beside
+    the predictions of a run with within-stratum results), or None."""
+    found = within_results(summary)
+    if found is None or pred is None:
+        return None
+    column = found[0]
+    full = pd.read_csv(run / "predictions.csv", dtype={"song_id": str, column: str}, keep_default_na=False)
+    return full[column].astype(str).to_numpy() if column in full else None
+
+
 def load_run(run: str | os.PathLike) -> dict:
     """``summary.json``, ``folds.csv`` and ``predictions.csv`` of a spectrogram CV run folder.
 
@@ -91,8 +116,9 @@ def load_run(run: str | os.PathLike) -> dict:
     -------
     dict with ``path``, ``label``, ``name``, ``paper_row``, ``summary`` (dict), ``folds``
     (DataFrame, one row per fold), ``curves`` (DataFrame or None), ``predictions``
-    (DataFrame with song_id, fold, hit_score, pred; None for runs without one) and ``top``
-    (the run's ``cv.top_fraction``).
+    (DataFrame with song_id, fold, hit_score, pred; None for runs without one), ``strata``
+    ((n,) str aligned with ``predictions`` for runs with within-stratum results, else None)
+    and ``top`` (the run's ``cv.top_fraction``).
     """
     run = Path(run)
     try:
@@ -107,22 +133,61 @@ def load_run(run: str | os.PathLike) -> dict:
     curves = pd.read_csv(run / "curves.csv") if (run / "curves.csv").exists() else None
     name = str(summary.get("name", run.name))
     row = name[0] if len(name) > 1 and name[1] == "_" and name[0] in PAPER else ""
+    pred = _read_predictions(run)
     return {"path": str(run), "label": run.name, "name": name, "paper_row": row,
             "summary": summary, "folds": folds, "curves": curves,
-            "predictions": _read_predictions(run), "top": _top_fraction(run)}
+            "predictions": pred, "strata": _read_strata(run, summary, pred), "top": _top_fraction(run)}
+
+
+def _within_cell(result: dict) -> str:
+    """``mean [lo, hi]`` of a within-stratum Spearman (:func:`hitrank.strata.evaluate`)."""
+    mean = (result.get("within") or {}).get("mean") or {}
+    if "spearman" not in mean:
+        return ""
+    lo, hi = mean["spearman_ci"]
+    return f"{mean['spearman']:+.3f} [{lo:+.2f}, {hi:+.2f}]"
+
+
+def baseline_rows(r: dict) -> list[dict]:
+    """The baselines of a run with within-stratum results, on its own test songs and folds:
+    a random ranking (mean over random draws), the oracle (the labels themselves) and the
+    stratum mean (each song predicted by its stratum's mean over the other folds' songs),
+    each with the paper's per-fold metrics; [] for other runs."""
+    found, pred = within_results(r["summary"]), r["predictions"]
+    if found is None or pred is None or r.get("strata") is None:
+        return []
+    column, _, base = found
+    y, folds, top = pred["hit_score"].to_numpy(float), pred["fold"].to_numpy(), r["top"]
+    rnd, orc = random_baseline(y, folds, top), oracle(y, folds, top)
+    mean_pred = stratum_mean_predictions(y, folds, r["strata"])
+    per_fold = pd.DataFrame([ranking_metrics(y[folds == f], mean_pred[folds == f], top) for f in np.unique(folds)])
+    common = {"row": "baseline", "songs": str(len(y)), "folds": str(len(np.unique(folds)))}
+    within = f"spearman within {column}"
+    return [{**common, "run": f"{r['label']}: random ranking", **{m: f"{rnd[m]['mean']:.3f}" for m in METRICS},
+             within: "+0.000 (by construction)"},
+            {**common, "run": f"{r['label']}: oracle (the labels)", **{m: f"{orc[m]:.3f}" for m in METRICS},
+             within: "+1.000"},
+            {**common, "run": f"{r['label']}: {column} mean",
+             **{m: f"{per_fold[m].mean():.3f} +- {per_fold[m].std(ddof=1):.3f}" for m in METRICS},
+             within: _within_cell(base)}]
 
 
 def comparison_table(runs: list[dict]) -> pd.DataFrame:
-    """One row per run (mean +- std over folds) and, before it, the paper's row if known."""
+    """One row per run (mean +- std over folds) and, before it, the paper's row if known; after
+    a run with within-stratum results, its within-stratum Spearman (mean over strata, 95%
+    interval) and its baseline rows (:func:`baseline_rows`)."""
     rows = []
     for r in runs:
         if r["paper_row"]:
             rows.append({"row": f"({r['paper_row']}) paper", "run": "KKBOX 15k songs",
                          **dict(zip(METRICS, PAPER[r["paper_row"]], strict=True))})
         s = r["summary"]
+        found = within_results(s)
         rows.append({"row": f"({r['paper_row']})" if r["paper_row"] else "", "run": r["label"],
                      "songs": str(s.get("n_songs", "")), "folds": str(s.get("folds", "")),
-                     **{m: f"{s[m + '_mean']:.3f} +- {s[m + '_std']:.3f}" for m in METRICS}})
+                     **{m: f"{s[m + '_mean']:.3f} +- {s[m + '_std']:.3f}" for m in METRICS},
+                     **({f"spearman within {found[0]}": _within_cell(found[1])} if found else {})})
+        rows += baseline_rows(r)
     return pd.DataFrame(rows).fillna("")
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -44,6 +44,8 @@ class Dataset:
     scores : (n,) float64 raw hit scores (finite, >= 0)
     artists : (n,) str ('' when unknown)
     tags : (n, 50) float32 MTT tag probabilities, or None when the store has no tags
+    columns : labels columns read for the folds (``cv.group_by``): name -> (n,) str ('' when
+        empty)
     """
 
     song_ids: np.ndarray
@@ -53,6 +55,7 @@ class Dataset:
     params: dict
     tags: np.ndarray | None = None
     source: str = ""  # the store it was loaded from ('' when built in memory)
+    columns: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.song_ids)
@@ -167,8 +170,9 @@ def make_folds(n: int, k: int, seed: int, groups=None, ids=None
     k : number of folds (>= 3)
     seed : the fold seed. Pass a seed of its own (``cv.fold_seed``), not the model's: a seed
         study should change the models, not the test songs.
-    groups : (n,) artist names, or None. Whole groups go to one chunk. With ``ids``, songs
-        whose group is ``''`` (artist unknown) are placed one by one.
+    groups : (n,) group names (artists, or any labels column: ``cv.group_by``), or None.
+        Whole groups go to one chunk. With ``ids``, songs whose group is ``''`` (unknown)
+        are placed one by one.
     ids : (n,) unique song ids, or None.
         Given: a song's chunk depends only on ``(seed, song_id)`` (or its artist's name with
         ``groups``) through a stable hash (:func:`stable_hash`), never on the row order or
@@ -188,7 +192,7 @@ def make_folds(n: int, k: int, seed: int, groups=None, ids=None
     if n < k:
         raise ConfigError(f"cv.folds={k} but only {n} songs: every fold needs songs; lower cv.folds")
     if groups is not None and len(groups) != n:
-        raise ConfigError(f"{len(groups)} groups (artists) for {n} songs")
+        raise ConfigError(f"{len(groups)} groups (cv.group_by) for {n} songs")
     if ids is not None:
         ids = np.asarray(ids).astype(str)
         if len(ids) != n:
@@ -199,7 +203,7 @@ def make_folds(n: int, k: int, seed: int, groups=None, ids=None
                               "need unique ids")
         chunks = _chunks_by_hash(ids, k, seed, groups)
         if any(len(c) == 0 for c in chunks):
-            raise ConfigError(f"cv.artist_aware: the artists cannot fill {k} folds (an empty "
+            raise ConfigError(f"cv.group_by: the groups cannot fill {k} folds (an empty "
                               "chunk); lower cv.folds")
     elif groups is None:
         rng = np.random.default_rng([seed, 4242])
@@ -216,7 +220,7 @@ def make_folds(n: int, k: int, seed: int, groups=None, ids=None
             chunks_l[smallest].extend(members[g].tolist())
         chunks = [np.array(sorted(c), dtype=np.int64) for c in chunks_l]
         if any(len(c) == 0 for c in chunks):
-            raise ConfigError(f"cv.artist_aware: {len(uniq)} artists cannot fill {k} folds")
+            raise ConfigError(f"cv.group_by: {len(uniq)} groups cannot fill {k} folds; lower cv.folds")
     folds = []
     for f in range(k):
         test, val = chunks[f], chunks[(f + 1) % k]

@@ -137,6 +137,7 @@ def extract(
     highlighter: str | os.PathLike | None = None,
     engine: str = "local",
     address: str | None = None,
+    skip=(),
 ) -> ExtractReport:
     """Extract features of every song in ``source`` into the store ``out``.
 
@@ -154,6 +155,7 @@ def extract(
     engine : ``local`` (this machine) or ``ray`` (Ray tasks over shards of the song list; the
         store, its resume and its failure records are the same), see :mod:`hitrank.engines`
     address : Ray cluster address (``auto`` or ``HOST:PORT``); None starts a local instance
+    skip : song ids of the source to leave out (``rank --since``: songs ranked before)
 
     Returns
     -------
@@ -174,8 +176,14 @@ def extract(
     if workers < least:
         raise HitrankError(f"workers={workers}; need at least {least}")
     refs, rejected = resolve_source(source, allow_outside)
+    if skip:
+        skip = set(skip)
+        listed = len(refs) + len(rejected)
+        refs = [r for r in refs if r.song_id not in skip]
+        rejected = [r for r in rejected if r.song_id not in skip]
+        log.info("%d of %d songs left out (done before)", listed - len(refs) - len(rejected), listed)
     report = ExtractReport(Path(out), total=len(refs) + len(rejected), song_ids=[r.song_id for r in refs])
-    if not refs and not rejected:
+    if not refs and not rejected and not skip:
         log.warning("%r: no audio files found (looked for %s)", str(source), ", ".join(AUDIO_EXTENSIONS))
     for r in rejected:
         log.error("%s", r.reason)

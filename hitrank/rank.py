@@ -18,7 +18,8 @@ With ``curve=True`` every song's hit-potential curve is computed (:mod:`hitrank.
 ``best_start``, ``best_end``, ``best_score``, ``shift_spread`` and ``unstable``;
 ``segment="best"`` ranks by ``best_score``. Every ranking gets a percentile against a
 reference (:mod:`hitrank.reference`): the run's own training songs by default, or the songs
-of ``reference`` scored by the same model.
+of ``reference`` scored by the same model; and the ``nearest`` songs of that catalogue with the
+song's ``fit`` to it (:mod:`hitrank.neighbours`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import audio, segments
+from . import audio, embeddings, neighbours, segments
 from .curve import CURVE_HOP_SECONDS, load_scorers, song_curve, unstable
 from .errors import HitrankError, ParameterError
 from .extract import extract
@@ -118,6 +119,9 @@ def rank_folder(
     segment: str = "configured",
     reference: str | os.PathLike | Reference | None = None,
     hop_seconds: float = CURVE_HOP_SECONDS,
+    nearest: int = neighbours.DEFAULT_K,
+    embedding: str = neighbours.MODEL_EMBEDDING,
+    skip=(),
 ) -> tuple[pd.DataFrame, list]:
     """Rank every audio file under ``folder`` (or every song of a labels CSV).
 
@@ -136,7 +140,15 @@ def rank_folder(
         by the best window's score; needs ``curve``)
     reference : the percentile's reference: None (the run's training songs, when it has
         their scores), a labels CSV or a folder of songs (scored by this model; features
-        cached), or a :class:`~hitrank.reference.Reference`
+        cached), or a :class:`~hitrank.reference.Reference`; also the catalogue of the
+        nearest songs
+    nearest : reference songs listed per song as its closest (:mod:`hitrank.neighbours`;
+        0: none). The catalogue is ``reference`` when it is a labels CSV or folder, else the
+        run's training songs (when the feature store its ``run.json`` records is at hand)
+    embedding : what "closest" is measured in: ``model`` (the model's own penultimate layer)
+        or a registered pretrained network (:data:`hitrank.embeddings.EMBEDDINGS`, over the
+        whole song; extracted into the ranked songs' and the reference's feature stores)
+    skip : song ids of ``folder`` to leave out (ranked before: ``rank --since``)
 
     Returns
     -------
@@ -144,7 +156,9 @@ def rank_folder(
         song_id, path, artist, title, score, score_std, predicted_hit_score, n_models,
         seg_start, seg_end, duration, padded, silent, ood_score, ood, ood_note, percentile,
         percentile_lo, percentile_hi, flags`` and with ``curve`` also ``best_start, best_end,
-        best_score, shift_spread, unstable``. ``score`` is the mean over the fold models of
+        best_score, shift_spread, unstable`` and with ``nearest`` (and a catalogue) also
+        ``nearest, nearest_title, nearest_score, nearest_similarity, fit, fit_similarity``
+        (:func:`hitrank.neighbours.neighbour_columns`). ``score`` is the mean over the fold models of
         each one's prediction on its own target's transformed scale (the log hit score for
         the default ``log`` target: the geometric mean of the models' predicted hit scores),
         ``score_std`` their spread, ``predicted_hit_score`` the mean mapped back;
@@ -152,7 +166,9 @@ def rank_folder(
         the models, NaN for models without a training reference (``ood_note`` says so);
         ``percentile`` (0-100, NaN without a reference) places ``score`` among the
         reference's scores. ``ranking.attrs`` holds ``store`` (the feature store),
-        ``reference`` (its name, or why there is none), ``between_song_sd`` and, with
+        ``reference`` (its name, or why there is none), ``neighbours`` (the nearest songs'
+        catalogue, or why there is none), ``catalogue_paths`` ({reference song id: audio
+        path}, with nearest songs), ``between_song_sd`` and, with
         ``curve``, ``curves`` ({song_id: :class:`~hitrank.curve.PotentialCurve`})
     failures : list of (song_id, path, reason) for files that could not be scored
     """
@@ -161,16 +177,23 @@ def rank_folder(
     if segment == "best" and not curve:
         raise ParameterError("segment='best' ranks by the best window of each song's curve: "
                              "pass curve=True (--curve)")
+    if int(nearest) < 0:
+        raise ParameterError(f"nearest={nearest}; expected 0 (none) or a positive number of songs")
+    if embedding != neighbours.MODEL_EMBEDDING:
+        embeddings.get(embedding)  # a clear error naming the known ones, before any audio is decoded
     dev = pick_device(device)
     scorers = load_scorers(model, dev)
     params = FeatureParams.from_dict(scorers[0].feature_params)
     recorded = scorers[0].config.get("features", {}).get("highlighter", "")
     highlighter = segments.get(params.segment).resolve_highlighter(params, highlighter, recorded)
-    ref, ref_note = _reference(reference, model, scorers, cache=cache, workers=workers, device=device,
-                               progress=progress, highlighter=highlighter, engine=engine, address=address)
-    store_dir = Path(cache) if cache else cached_store_path(folder, params)
-    rep = extract(folder, store_dir, params, workers=workers, progress=progress,
-                  highlighter=highlighter, engine=engine, address=address)
+    ref, ref_note, ref_ranked = _reference(
+        reference, model, scorers, cache=cache, workers=workers, device=device, progress=progress,
+        highlighter=highlighter, engine=engine, address=address, embedding=embedding)
+    own = embedding == neighbours.MODEL_EMBEDDING  # else a network's song embedding is stored too
+    stored = params if own else embeddings.with_embedding(params, embedding, "song")
+    store_dir = Path(cache) if cache else cached_store_path(folder, stored)
+    rep = extract(folder, store_dir, stored, workers=workers, progress=progress,
+                  highlighter=highlighter, engine=engine, address=address, skip=skip)
     store = FeatureStore.open(store_dir)
     man = store.manifest
     # only songs in the folder now (the cache may remember songs since removed)
@@ -216,6 +239,16 @@ def rank_folder(
         p = lo = hi = np.full(len(ok), np.nan)
     ranking["percentile"], ranking["percentile_lo"], ranking["percentile_hi"] = p, lo, hi
     ranking["flags"] = _flags(ranking)
+    neighbours_note = "not asked for (nearest=0)"
+    if nearest:
+        cat, neighbours_note = _catalogue(ref_ranked, reference, model, embedding, scorers, dev)
+        if cat is not None:
+            vectors = neighbours.store_vectors(store, ok.song_id, embedding, scorers, dev)
+            cols = neighbours.neighbour_columns(vectors, cat, nearest)
+            for c in neighbours.COLUMNS:
+                ranking[c] = cols[c].to_numpy()
+            neighbours_note = cat.name
+            ranking.attrs["catalogue_paths"] = dict(zip(cat.song_ids, cat.paths, strict=True))
     # a silent segment says nothing about the song: it goes last, flagged, whatever its score
     key = "best_score" if segment == "best" else "score"
     ranking = ranking.sort_values(["silent", key], ascending=[True, False], kind="stable",
@@ -223,27 +256,45 @@ def rank_folder(
     ranking.insert(0, "rank", np.arange(1, len(ranking) + 1))
     ranking.attrs["store"] = str(store_dir)  # for the HTML report (log-mel images, curves, tags)
     ranking.attrs["reference"] = ref.name if ref is not None else ref_note
+    ranking.attrs["neighbours"] = neighbours_note
     ranking.attrs["between_song_sd"] = between
     ranking.attrs["segment"] = segment
     return ranking, failures
 
 
-def _reference(reference, model, scorers, **rank_kwargs) -> tuple[Reference | None, str]:
-    """The percentile's reference and, when there is none, why (in words)."""
+def _reference(reference, model, scorers, **rank_kwargs) -> tuple[Reference | None, str, pd.DataFrame | None]:
+    """The percentile's reference, why there is none (in words) and the reference songs'
+    ranking (None unless ``reference`` is a labels CSV or folder)."""
     if isinstance(reference, Reference):
-        return reference, ""
+        return reference, "", None
     if reference is None:
-        return training_reference(model, scorers[0].target)
+        return (*training_reference(model, scorers[0].target), None)
     src = Path(reference)
     if not src.exists():
         raise ParameterError(f"reference={str(reference)!r}: no such labels CSV or folder")
     cache = rank_kwargs.pop("cache")
     ref_cache = Path(cache).with_name(Path(cache).name + "_reference") if cache else None
-    ranked, failed = rank_folder(src, model, cache=ref_cache, **rank_kwargs)
+    ranked, failed = rank_folder(src, model, cache=ref_cache, nearest=0, **rank_kwargs)
     if failed:
         log.warning("%d reference song(s) of %s could not be scored", len(failed), src)
     if "silent" not in ranked:
         raise ParameterError(f"reference={str(reference)!r}: no song of it could be scored")
     ref = ranking_reference(ranked, src.name)
     ref.name = f"the {len(ref.scores)} songs of {src.name}"
-    return ref, ""
+    return ref, "", ranked
+
+
+def _catalogue(ref_ranked, reference, model, embedding: str, scorers,
+               dev) -> tuple[neighbours.Catalogue | None, str]:
+    """The catalogue of the nearest songs: the ranked reference songs, else the run's
+    training songs; or None and why not."""
+    if ref_ranked is not None:
+        name = f"the {Path(reference).name} songs"
+        cat = neighbours.store_catalogue(ref_ranked.attrs["store"], name, embedding, scorers, dev,
+                              song_ids=ref_ranked.song_id,
+                              titles=dict(zip(ref_ranked.song_id, ref_ranked.title, strict=True)))
+        cat.name = f"the {len(cat.song_ids)} songs of {Path(reference).name}"
+        return cat, ""
+    if isinstance(reference, Reference):
+        return None, "a Reference object holds scores only: pass a labels CSV or folder for the nearest songs"
+    return neighbours.training_catalogue(model, embedding, scorers, dev)

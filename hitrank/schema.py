@@ -11,7 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .constants import DEFAULT_TAGGER
+from .errors import ConfigError
 from .yamlconfig import Plain
+
+#: ``train.freeze`` value that freezes nothing (the default; a list field cannot default to empty)
+FREEZE_NONE = "none"
+#: ``train.freeze`` shorthand: every convolutional block (the convolutions wider than one frame,
+#: with their normalisation layers), leaving the 1x1 fully-convolutional head to train
+FREEZE_CONV = "conv"
 
 
 @dataclass(frozen=True)
@@ -60,12 +67,29 @@ class TrainConfig:
     bank: str = "auto"  # auto | on | off: train a fold's models (on a GPU: all folds) in lockstep as one model bank
     seed: int = 0
     init: str = ""  # start from released weights: an imported pretrained model (yu2018-kkbox) or a run / checkpoint
+    freeze: tuple = (FREEZE_NONE,)  # parameters kept at their train.init values: none | conv | state-dict name prefixes (net.0, base.net.3, ...)
+
+    def __post_init__(self):
+        # the checks that need no model; hitrank.train.frozen_parameters checks the names
+        # against the model's layers when the model is built
+        freeze = self.freeze
+        if FREEZE_NONE in freeze and len(freeze) > 1:
+            raise ConfigError(f"train.freeze={list(freeze)}: {FREEZE_NONE!r} means nothing frozen "
+                              "and cannot be combined with layer names")
+        if any(not isinstance(p, str) or not p.strip(".") for p in freeze):
+            raise ConfigError(f"train.freeze={list(freeze)}: expected layer-name prefixes such as "
+                              f"net.0 or the shorthand {FREEZE_CONV!r}")
+        if freeze != (FREEZE_NONE,) and not self.init:
+            raise ConfigError(f"train.freeze={list(freeze)} keeps layers at their starting values, "
+                              "which without train.init are random: set train.init (--init "
+                              f"yu2018-kkbox) or train.freeze={FREEZE_NONE}")
 
 
 @dataclass(frozen=True)
 class CVConfig:
     folds: int = 10  # k folds; fold f tests chunk f, validates on chunk f+1, trains on the rest
-    artist_aware: bool = False  # keep each artist's songs in one chunk
+    artist_aware: bool = False  # the old name of group_by: artist (true = group_by: artist)
+    group_by: str = ""  # '' songs one by one (the paper) | artist | any labels column (needs --labels): a group's songs stay in one chunk
     fold_seed: int = 0  # folds come from a hash of (fold_seed, song_id): independent of train.seed
     top_fraction: float = 0.1  # the "@10%" of the metrics
     select_metric: str = "ndcg"  # validation metric that picks grid values and fusion weights (val_loss: by validation MSE)

@@ -22,13 +22,14 @@ import torch
 from .checkpoint import init_weights
 from .data import Target, sample_pairs
 from .distributed import SINGLE, Context, gather_rows, my_slice, reduce_mean
+from .errors import ConfigError
 from .inference import model_inputs, predict
 from .loop import EpochLoop
 from .losses import all_pairs_ranking_loss, multi_loss, rating_loss
 from .metrics import ranking_metrics
 from .models import build, with_tag_branch
 from .runtime import autocast, seed_everything, use_bf16
-from .schema import Config
+from .schema import FREEZE_CONV, FREEZE_NONE, Config
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,97 @@ def input_stats(X: torch.Tensor, idx: np.ndarray) -> tuple[torch.Tensor, torch.T
     mean = s / count
     std = torch.sqrt(torch.clamp(s2 / count - mean**2, min=0))
     return mean.float(), std.float()
+
+
+def _layers(model: torch.nn.Module) -> list[str]:
+    """Names of the model's modules that own parameters directly, in model order."""
+    return [name for name, m in model.named_modules() if name and any(True for _ in m.parameters(recurse=False))]
+
+
+def _conv_blocks(model: torch.nn.Module) -> list[str]:
+    """The ``conv`` shorthand of ``train.freeze``: every convolution wider than one frame and
+    the normalisation layers that follow one before the next convolution, in model order."""
+    names, in_block = [], False
+    for name, m in model.named_modules():
+        if isinstance(m, torch.nn.modules.conv._ConvNd):
+            in_block = any(k > 1 for k in m.kernel_size)
+            if in_block:
+                names.append(name)
+        elif in_block and isinstance(m, (torch.nn.modules.batchnorm._NormBase, torch.nn.GroupNorm,
+                                         torch.nn.LayerNorm)):
+            names.append(name)
+    return names
+
+
+def _matches(name: str, prefix: str) -> bool:
+    """Whether the dotted ``name`` lies under ``prefix`` (``net.1`` holds ``net.1.weight``, not ``net.10``)."""
+    prefix = prefix.rstrip(".")
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def frozen_parameters(model: torch.nn.Module, freeze: tuple | list, where: str = "train.freeze"
+                      ) -> list[str]:
+    """Freeze the parameters ``freeze`` names: ``requires_grad`` is turned off (so the
+    optimiser never sees them) and their normalisation layers are listed by
+    :func:`frozen_norms` (kept in eval mode, running statistics untouched).
+
+    Parameters
+    ----------
+    model : the model, changed in place
+    freeze : ``("none",)`` (nothing), ``("conv",)`` (every convolutional block, see
+        :func:`_conv_blocks`) and/or prefixes of the model's state-dict names (``net.0``,
+        ``base.net.3``: a prefix ends at a dot, so ``net.1`` does not hold ``net.10``)
+    where : the config key named in errors
+
+    Returns
+    -------
+    The names of the frozen parameters, in model order (empty for ``none``).
+
+    Raises
+    ------
+    ConfigError
+        A prefix that names no layer of the model (the message lists the model's layers), or
+        a list that freezes every parameter (nothing would train).
+    """
+    if tuple(freeze) in ((), (FREEZE_NONE,)):
+        return []
+    layers = _layers(model)
+    params = list(model.named_parameters())
+    prefixes = []
+    for item in freeze:
+        if item == FREEZE_CONV:
+            blocks = _conv_blocks(model)
+            if not blocks:
+                raise ConfigError(f"{where}: {FREEZE_CONV!r} found no convolution wider than one "
+                                  f"frame in {type(model).__name__}; its layers: {', '.join(layers)}")
+            prefixes += blocks
+        elif not any(_matches(n, item) for n, _ in params):
+            raise ConfigError(f"{where}: {item!r} names no layer of {type(model).__name__}; its layers "
+                              f"(state-dict prefixes): {', '.join(layers)}, or {FREEZE_CONV!r} "
+                              f"({', '.join(_conv_blocks(model)) or 'none here'})")
+        else:
+            prefixes.append(item)
+    frozen = [n for n, _ in params if any(_matches(n, p) for p in prefixes)]
+    if len(frozen) == len(params):
+        raise ConfigError(f"{where}={list(freeze)} freezes every parameter of "
+                          f"{type(model).__name__}: nothing would train; leave a layer out "
+                          f"(its layers: {', '.join(layers)})")
+    for n, p in params:
+        if n in frozen:
+            p.requires_grad_(False)
+    return frozen
+
+
+def frozen_norms(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The batch-normalisation layers whose parameters are all frozen: kept in eval mode while
+    training, so that their running statistics stay the released ones."""
+    out = []
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._NormBase):
+            own = list(m.parameters(recurse=False))
+            if own and not any(p.requires_grad for p in own):
+                out.append(m)
+    return out
 
 
 def predict_all(ctx: Context, model: torch.nn.Module, X: torch.Tensor, idx: np.ndarray,
@@ -169,6 +261,11 @@ class Training:
         tags the model gets the tag branch of weight ``job.mu``)
     ctx : torchrun context (see :func:`fit`)
     progress : optional callable(str) for one status line per epoch
+
+    With ``train.freeze`` (after ``train.init``) the named parameters are frozen
+    (:func:`frozen_parameters`: no gradient, not in the optimiser, their batch-norm layers in
+    eval mode) and the model keeps the init's input standardisation instead of the training
+    songs' statistics.
     """
 
     def __init__(self, cfg: Config, X: torch.Tensor, scores: np.ndarray, artists: np.ndarray,
@@ -185,10 +282,16 @@ class Training:
             name, kwargs = with_tag_branch(name, kwargs, job.mu)
         self.name, self.kwargs = name, kwargs
         model = build(name, **kwargs)
+        frozen = tc.freeze not in ((), (FREEZE_NONE,))
         if tc.init:  # the released weights instead of random ones (the random draws still happen)
-            init_weights(model, tc.init)
+            # frozen layers keep the released input standardisation: they must see the inputs
+            # they were trained on (ret30's: the raw-power mel, unstandardised)
+            init_weights(model, tc.init, input_stats=frozen)
+        self.frozen = frozen_parameters(model, tc.freeze)
+        self.frozen_norms = frozen_norms(model)
         self.model = model.to(device)
-        self.model.set_input_stats(*input_stats(X, job.train_idx))
+        if not frozen:
+            self.model.set_input_stats(*input_stats(X, job.train_idx))
         self.siamese = job.sampling != "none"
         self.amp = reduced_precision(cfg, device)
         self.step_forward = _step_module(self.model, self.siamese, ctx)
@@ -217,6 +320,8 @@ class Training:
             return False
         self.epoch = epoch
         self.model.train()
+        for m in self.frozen_norms:  # frozen blocks keep their running statistics
+            m.eval()
         self.total, self.steps = 0.0, 0
         job, bs = self.job, self.cfg.train.batch_size
         if self.siamese:

@@ -13,6 +13,8 @@ model on one synthetic corpus, rank a second one (other seed, songs no model saw
 Usage::
 
     python scripts/eval_curve.py --out /tmp/eval_curve --train 80 --test 60 --epochs 8
+    python scripts/eval_curve.py --out /tmp/eval_demo --model /tmp/demo/runs/simple_cnn_hl30 \
+        --test-folder /tmp/demo/heldout        # a model that learned: `hitrank demo --out /tmp/demo`
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 
+from hitrank.audio import mid30_window
 from hitrank.cli import main as hitrank
 from hitrank.metrics import ranking_metrics
 from hitrank.rank import rank_folder
@@ -43,35 +46,43 @@ def main() -> None:
     ap.add_argument("--test", type=int, default=60, help="held-out songs to rank")
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--model", type=Path, help="a trained run folder to use instead of training one")
+    ap.add_argument("--test-folder", type=Path, help="a `hitrank synth` folder (audio/, truth.csv) of held-out "
+                    "songs to rank instead of synthesising --test songs")
     args = ap.parse_args()
-    tr, te = args.out / "train", args.out / "test"
+    tr, te = args.out / "train", args.test_folder or args.out / "test"
     for folder, n, seed in ((tr, args.train, 0), (te, args.test, 1)):
+        if (folder == tr and args.model) or (folder == te and args.test_folder):
+            continue
         if not (folder / "truth.csv").exists():
             hitrank(["synth", str(folder), "--songs", str(n), "--seed", str(seed), "--sr", "22050",
                      "--workers", str(args.workers), "-q"])
-    run = args.out / "run"
+    run = args.model or args.out / "run"
     if not (run / "summary.json").exists():
         hitrank(["cv", "--config", "configs/table1/a_simple_cnn_mid30.yaml", "--labels", str(tr / "labels.csv"),
                  "--out", str(run), "--folds", "5", "--set", f"train.epochs={args.epochs}",
                  "--workers", str(args.workers), "-q"])
     ranking, failures = rank_folder(te / "audio", run, cache=args.out / "cache", workers=args.workers,
-                                    curve=True, progress=False)
+                                    curve=True, progress=False, nearest=0)
     truth = pd.read_csv(te / "truth.csv").set_index("song_id")
     ranking["song"] = ranking.song_id.str.replace(".wav", "", regex=False)
     ranking = ranking.set_index("song")
     ch = {s: json.loads(truth.loc[s, "chorus_times"]) for s in ranking.index}
     best = np.mean([cover(r.best_start, r.best_end, ch[s]) >= 0.5 for s, r in ranking.iterrows()])
-    mid = np.mean([cover(r.seg_start, r.seg_end, ch[s]) >= 0.5 for s, r in ranking.iterrows()])
+    seg = np.mean([cover(r.seg_start, r.seg_end, ch[s]) >= 0.5 for s, r in ranking.iterrows()])
+    mid = np.mean([cover(*mid30_window(r.duration), ch[s]) >= 0.5 for s, r in ranking.iterrows()])
     hl = np.mean([cover(h["start"], h["end"], ch[s]) >= 0.5 for s, h in
                   ((s, find_highlight(ranking.loc[s, "path"])) for s in ranking.index)])
     y = truth.loc[ranking.index, "hit_score"].to_numpy()
     rows = {}
-    for name, col in (("configured segment (Mid-30)", "score"), ("best window (--segment best)", "best_score")):
+    params_segment = json.loads((run / "summary.json").read_text()).get("segment", "")
+    for name, col in ((f"configured segment ({params_segment})", "score"), ("best window (--segment best)", "best_score")):
         m = ranking_metrics(y, ranking[col].to_numpy(), top=0.1)
         rows[name] = {"ndcg@10%": m["ndcg"], "kendall@10%": m["kendall"], "spearman@10%": m["spearman"],
                       "spearman_all": spearmanr(y, ranking[col]).statistic}
     res = {"n_train": args.train, "n_test": len(ranking), "failures": len(failures),
-           "covers_half_a_chorus": {"best window": best, "Mid-30": mid, "HL-30 fallback": hl},
+           "segment": params_segment, "covers_half_a_chorus": {"best window": best, "configured segment": seg,
+                                                                "Mid-30": mid, "HL-30 fallback": hl},
            "unstable": int(ranking.unstable.sum()), "shift_spread_median": float(ranking.shift_spread.median()),
            "between_song_sd": float(ranking.attrs["between_song_sd"]),
            "reference": ranking.attrs["reference"], "ranking": rows}

@@ -89,6 +89,51 @@ def test_best_window_covers_a_chorus(corpus):
     assert good >= 0.8 * len(truth) and bad < 0.5 * len(truth)
 
 
+class _Members:
+    """A checkpoint-like scorer of real networks: ``members`` [(weight, model)], scored like
+    :class:`hitrank.checkpoint.CheckpointScorer` (weighted member outputs)."""
+
+    source = "members"
+    target = Target("raw")
+
+    def __init__(self, members):
+        self.members = members
+        self.uses_tags = any(getattr(m, "uses_tags", False) for _, m in members)
+
+    def score(self, X, T=None):
+        with torch.no_grad():
+            return sum(w * (m(X, T[: len(X)]) if m.uses_tags else m(X)).double().numpy() for w, m in self.members)
+
+
+@pytest.mark.parametrize("name,kwargs", [("simple_cnn", {}), ("siamese", {}),
+                                         ("tag_fusion", {"base": "simple_cnn", "mu": 0.3})])
+def test_one_pass_curve_equals_scoring_every_window(rng, name, kwargs):
+    """Fully convolutional models score a whole song once; every window's score is then the
+    mean of its run of per-frame scores, equal to scoring the window on its own."""
+    from hitrank.curve import frame_stride, score_song_windows, score_windows
+    from hitrank.models import build
+
+    torch.manual_seed(0)
+    nets = [build(name, **kwargs).eval() for _ in range(2)]
+    for net in nets:  # input statistics as training sets them, so the standardisation matters
+        net.set_input_stats(torch.full((128,), -40.0), torch.full((128,), 12.0))
+    scorers = [_Members([(0.7, nets[0]), (0.3, nets[1])]), _Members([(1.0, nets[1])])]
+    assert frame_stride(scorers) == 4
+    y = rng.normal(scale=0.1, size=PARAMS.sr * 75).astype(np.float32)
+    mel = log_mel(y, PARAMS).to(torch.float16)
+    hop = hop_frames(PARAMS, 1.0, frame_stride(scorers))
+    assert hop == 12  # 1 s rounded to whole strides of 4 frames
+    windows, _ = window_mels(mel, PARAMS, hop)
+    tags = rng.uniform(size=50).astype(np.float32)
+    with torch.inference_mode():
+        fast = score_song_windows(scorers, mel, windows, hop, tags)
+        slow = score_windows(scorers, windows, tags)
+        off = score_song_windows(scorers, mel, windows[:, :, :], 11, tags)  # hop not a stride multiple
+    assert fast.shape == (2, windows.shape[0]) and np.ptp(fast[0]) > 0
+    np.testing.assert_allclose(fast, slow, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(off, slow, rtol=0, atol=0)  # fell back to scoring every window
+
+
 def test_short_song_and_shift_spread(rng):
     y = rng.normal(scale=0.1, size=PARAMS.sr * 12).astype(np.float32)
     c = song_curve(y, PARAMS, [Loudness()], duration=12.0)
@@ -205,7 +250,7 @@ def test_docs_commands_parse():
     assert len(commands) >= 4
     parser = get_parser()
     for cmd in commands:
-        args = parser.parse_args(shlex.split(cmd))
+        args = parser.parse_args(shlex.split(cmd, comments=True))
         assert args.command
 
 

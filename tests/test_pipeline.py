@@ -82,7 +82,9 @@ def test_cli_cv_train_rank(store, corpus, tmp_path, capsys):
     assert [r["rank"] for r in out["ranking"]] == [1, 2, 3]
     assert out["ranking"][0]["score"] >= out["ranking"][-1]["score"]
     assert out["ranking"][0]["n_models"] == 3 and out["failures"][0]["song_id"] == "broken.wav"
-    assert len(pd.read_csv(tmp_path / "r.csv")) == 3
+    table = pd.read_csv(tmp_path / "r.csv", keep_default_na=False)
+    assert len(table) == 4 and list(table["rank"]) == ["1", "2", "3", ""]  # the failed file kept, last,
+    assert table.song_id[3] == "broken.wav" and "cannot decode" in table.error[3]  # with its reason
     # the single trained model ranks too; a song removed from the folder is not ranked again
     (folder / "s0.wav").unlink()
     capsys.readouterr()

@@ -291,3 +291,158 @@ def test_within_metrics_give_the_labels_one_and_a_constant_cell_zero(rng):
     assert (tiny == 0).all()
     small = strata.centre_by_cell(np.array([1e-10, 2e-10, 3e-10]), np.zeros(3), np.array(list("aaa")))
     assert (np.diff(small) > 0).all()  # a small but real spread is kept
+
+
+# ----------------------------------------------------------------------------- sample weights
+def _fast_model():
+    from dataclasses import replace
+
+    cfg = TransferModel()
+    return replace(cfg, mlp_rank=replace(cfg.mlp_rank, epochs=5, seeds=1))
+
+
+@pytest.mark.parametrize("name", ["ridge", "gbdt", "mlp_rank"])
+def test_equal_weights_fit_exactly_as_no_weights_and_unequal_ones_change_the_fit(name, rng):
+    X, y = _planted(rng, 60, 8)
+    cfg, learner = _fast_model(), LEARNERS[name]
+    plain = learner.fit(X, y, cfg, 0)
+    equal = learner.fit(X, y, cfg, 0, np.full(60, 7.0))
+    assert plain.keys() == equal.keys() and all(np.array_equal(plain[k], equal[k]) for k in plain)
+    weighted = learner.fit(X, y, cfg, 0, rng.uniform(0.1, 5.0, 60))
+    assert np.abs(learner.predict(weighted, X) - learner.predict(plain, X)).max() > 1e-3
+
+
+def test_weighted_ridge_is_weighted_least_squares_with_its_penalty_by_weighted_leave_one_out(rng):
+    from sklearn.linear_model import Ridge
+
+    n = 40
+    X = rng.normal(size=(n, 25))
+    y = X[:, 0] + 1.5 * rng.normal(size=n)  # noisy and wide: a middle penalty wins
+    w = rng.uniform(0.2, 3.0, n)
+    cfg = TransferModel(ridge=type(TransferModel().ridge)(alphas=(0.3, 3.0, 30.0, 300.0, 3000.0)))
+    state = LEARNERS["ridge"].fit(X, y, cfg, 0, w)
+    Xs = (X - state["mean"]) / state["std"]
+    np.testing.assert_allclose(state["mean"], np.average(X, axis=0, weights=w))
+    errors = []  # brute force: refit without each song (scikit-learn's weighted ridge)
+    for alpha in cfg.ridge.alphas:
+        err = 0.0
+        for i in range(n):
+            rest = np.arange(n) != i
+            fit = Ridge(alpha=alpha).fit(Xs[rest], y[rest], sample_weight=(w * n / w.sum())[rest])
+            err += w[i] * (y[i] - fit.predict(Xs[i:i + 1])[0]) ** 2
+        errors.append(err)
+    assert float(state["alpha"]) == cfg.ridge.alphas[int(np.argmin(errors))]
+    assert 0 < int(np.argmin(errors)) < len(errors) - 1  # the check means something
+    ref = Ridge(alpha=float(state["alpha"])).fit(Xs, y, sample_weight=w * n / w.sum())  # weights of mean 1
+    np.testing.assert_allclose(state["coef"], ref.coef_, atol=1e-10)
+    np.testing.assert_allclose(LEARNERS["ridge"].predict(state, X[:5]), ref.predict(Xs[:5]), atol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["ridge", "gbdt"])
+def test_a_song_of_weight_zero_is_a_song_left_out(name, rng):
+    from dataclasses import replace
+
+    X, y = _planted(rng, 50, 6)
+    w = np.ones(50)
+    w[[4, 11, 30]] = 0.0
+    keep = w > 0
+    # trees: every row every round (no row subsampling) and every feature per split, so that
+    # the only difference could come from the three songs; min_samples_leaf counts rows, not weight
+    cfg = replace(TransferModel(), gbdt=replace(TransferModel().gbdt, subsample=1.0, max_features=1.0,
+                                                min_samples_leaf=1, n_estimators=60))
+    learner = LEARNERS[name]
+    with_zero = learner.fit(X, y, cfg, 0, w)
+    without = learner.fit(X[keep], y[keep], cfg, 0)
+    # the kept songs (a tree's thresholds may sit elsewhere between them: new songs can differ)
+    np.testing.assert_allclose(learner.predict(with_zero, X[keep]), learner.predict(without, X[keep]),
+                               atol=1e-10)
+
+
+@pytest.mark.parametrize("weight", [[1.0, np.nan], [1.0, -2.0], [np.inf, 1.0], [0.0, 0.0]])
+def test_bad_sample_weights_are_refused(weight):
+    from hitrank.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="weights"):
+        LEARNERS["ridge"].fit(np.eye(2), np.array([0.0, 1.0]), TransferModel(), 0, np.array(weight))
+
+
+def test_weight_column_errors_name_the_file_the_column_and_the_songs():
+    from hitrank.transfer.protocol import read_weights
+
+    values = pd.Series(["12", "", "many", "-3", "7"], index=["s1", "s2", "s3", "s4", "s5"])
+    with pytest.raises(LabelsError) as err:
+        read_weights(values, "lab.csv", "n_raters")
+    msg = str(err.value)
+    assert "'lab.csv'" in msg and "n_raters" in msg and "\n" not in msg
+    assert "s2" in msg and "s3 ('many')" in msg and "s4 ('-3')" in msg and "s1" not in msg and "s5" not in msg
+    with pytest.raises(LabelsError, match="0 for every song"):
+        read_weights(pd.Series(["0", "0"], index=["a", "b"]), "lab.csv", "n_raters")
+    np.testing.assert_array_equal(read_weights(pd.Series([" 3", "0.5"], index=["a", "b"]), "l.csv", "n"), [3.0, 0.5])
+
+
+def _data(rng, n=40, weights=None):
+    from hitrank.features import FeatureParams
+    from hitrank.transfer.protocol import Data
+
+    X, y = _planted(rng, n, 6)
+    ids = np.array([f"s{i:02d}" for i in range(n)])
+    labels = pd.DataFrame({"song_id": ids, "n_raters": [str(v) for v in (weights if weights is not None else
+                                                                         np.ones(n))],
+                           "genre": [["a", "b", "c"][i % 3] for i in range(n)]}, index=ids)
+    return Data(ids, X, y, labels, FeatureParams(), "", weight=None if weights is None else np.asarray(weights))
+
+
+def test_cv_with_equal_weights_predicts_as_without_and_records_the_weight(rng, tmp_path):
+    from dataclasses import replace
+
+    from hitrank.transfer.config import TransferConfig
+    from hitrank.transfer.protocol import run_transfer_cv
+
+    base = TransferConfig()
+    cfg = replace(base, cv=replace(base.cv, folds=4), train=replace(base.train, weight="n_raters"))
+    plain = run_transfer_cv(replace(cfg, train=base.train), _data(np.random.default_rng(1)), tmp_path / "a",
+                            progress=False)
+    equal = run_transfer_cv(cfg, _data(np.random.default_rng(1), weights=np.full(40, 30.0)), tmp_path / "b",
+                            progress=False)
+    assert equal["weight"] == "n_raters" and plain["weight"] == ""
+    pa, pb = (pd.read_csv(tmp_path / r / "predictions.csv") for r in "ab")
+    np.testing.assert_array_equal(pa.pred, pb.pred)
+    uneven = run_transfer_cv(cfg, _data(np.random.default_rng(1), weights=np.random.default_rng(2).uniform(1, 60, 40)),
+                             tmp_path / "c", progress=False)
+    assert uneven["model"]["pooled"]["spearman"] != plain["model"]["pooled"]["spearman"]
+
+
+def test_a_missing_weight_column_stops_before_any_audio_and_weight_needs_a_transfer_config(tmp_path, capsys):
+    from hitrank.cli import main
+
+    (tmp_path / "labels.csv").write_text("song_id,path,hit_score\na,a.wav,0.1\nb,b.wav,-0.3\n")
+    assert main(["cv", "--config", "real/ridge", "--labels", str(tmp_path / "labels.csv"), "--out",
+                 str(tmp_path / "run"), "--weight", "n_raters", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "train.weight='n_raters'" in err and "no such column" in err and not (tmp_path / "run").exists()
+    assert main(["cv", "--config", "table1/a_simple_cnn_mid30", "--labels", str(tmp_path / "labels.csv"),
+                 "--out", str(tmp_path / "run"), "--weight", "n_raters", "-q"]) == 2
+    assert "transfer configs" in capsys.readouterr().err
+
+
+def test_a_transfer_run_with_strata_shows_the_stratum_mean_baseline_in_compare_and_the_report(rng, tmp_path):
+    from dataclasses import replace
+
+    from hitrank.commands import compare
+    from hitrank.transfer.config import TransferConfig
+    from hitrank.transfer.protocol import run_transfer_cv
+
+    base = TransferConfig()
+    cfg = replace(base, cv=replace(base.cv, folds=4, within="genre"))
+    run_transfer_cv(cfg, _data(rng), tmp_path / "run", progress=False)
+    plain = replace(base, cv=replace(base.cv, folds=4))
+    run_transfer_cv(plain, _data(np.random.default_rng(3)), tmp_path / "plain", progress=False)
+    table, _ = compare([tmp_path / "run", tmp_path / "plain"], html=tmp_path / "cmp.html")
+    rows = list(table.run)
+    assert rows == ["run", "run: random ranking", "run: oracle (the labels)", "run: genre mean", "plain"]
+    within = table.set_index("run")["spearman within genre"]
+    assert within["run: genre mean"].startswith("+0.000") and within["run: oracle (the labels)"] == "+1.000"
+    assert within["plain"] == ""  # no strata: no within column entry, no baseline rows
+    assert float(table.set_index("run").loc["run: oracle (the labels)", "spearman"]) == 1.0
+    page = (tmp_path / "cmp.html").read_text()
+    assert "run: genre mean" in page and "run: random ranking" in page

@@ -28,6 +28,7 @@ songs (``output_activation='leaky_relu'`` restores it).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -80,5 +81,20 @@ class SimpleCNN(Scorer):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: (B, n_mels, T) log-mel (any float dtype) -> (B,) scores."""
+        return self.frame_scores(x).mean(dim=1)
+
+    @property
+    def frame_stride(self) -> int:
+        """Input frames between two per-frame scores (the product of the pooling sizes)."""
+        return int(np.prod([m.kernel_size for m in self.net if isinstance(m, nn.MaxPool1d)]))
+
+    def frame_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-frame scores before the mean over time: (B, n_mels, T) -> (B, T') float32.
+
+        The network is fully convolutional (valid convolutions, non-overlapping pooling), so
+        the scores of a window that starts a multiple of :attr:`frame_stride` frames into a
+        longer input are a run of the longer input's frame scores: a song's every window is
+        scored from one pass over the whole song (:mod:`hitrank.curve`).
+        """
         x = standardise(x, self.in_mean[:, None], self.in_std[:, None])
-        return self.net(x).float().mean(dim=(1, 2))  # the per-frame scores may be bf16: their mean is float32
+        return self.net(x).float()[:, 0, :]  # the per-frame scores may be bf16: their mean is float32

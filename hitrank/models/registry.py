@@ -62,6 +62,13 @@ class Scorer(nn.Module):
 
     uses_tags = False
     trains_on_pairs = False
+    #: input frames between two per-frame scores (:meth:`frame_scores`); 0: the model has none
+    frame_stride = 0
+
+    def frame_scores(self, x, *tags):
+        """Per-frame scores whose mean over time is the score, (B, n_mels, T) -> (B, T'), for
+        fully convolutional models (``frame_stride`` > 0)."""
+        raise NotImplementedError(f"{type(self).__name__} has no per-frame scores (frame_stride 0)")
 
     def set_input_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         """Default: the model does not standardise its input."""

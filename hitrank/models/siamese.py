@@ -33,3 +33,12 @@ class Siamese(Scorer):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, n_mels, T) -> (B,) scores."""
         return self.scorer(x)
+
+    @property
+    def frame_stride(self) -> int:
+        """The wrapped scorer's (0: it has no per-frame scores)."""
+        return getattr(self.scorer, "frame_stride", 0)
+
+    def frame_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """The wrapped scorer's per-frame scores, (B, n_mels, T) -> (B, T')."""
+        return self.scorer.frame_scores(x)

@@ -73,6 +73,16 @@ class TagFusion(Scorer):
     def forward(self, x: torch.Tensor, tags: torch.Tensor) -> torch.Tensor:
         return self.weights[0] * self.base(x) + self.weights[1] * self.dnn(tags)
 
+    @property
+    def frame_stride(self) -> int:
+        """The audio branch's (0: it has no per-frame scores)."""
+        return getattr(self.base, "frame_stride", 0)
+
+    def frame_scores(self, x: torch.Tensor, tags: torch.Tensor) -> torch.Tensor:
+        """Per-frame fused scores, (B, n_mels, T), (B, 50) -> (B, T'): the tag term is added to
+        every frame, so the mean over a window's frames is the window's fused score."""
+        return self.weights[0] * self.base.frame_scores(x) + self.weights[1] * self.dnn(tags)[:, None]
+
 
 def with_tag_branch(name: str, kwargs: dict, mu: float) -> tuple[str, dict]:
     """Registry name and kwargs of scorer ``name`` fused with the tag DNN by weight ``mu``."""

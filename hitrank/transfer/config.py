@@ -64,6 +64,7 @@ class TransferModel:
 @dataclass(frozen=True)
 class TransferTrain:
     target: str = "rank"  # rank (percentile) | raw | log (scores > 0) | neg_inv_log10
+    weight: str = ""  # '' unweighted | a labels column of sample weights (e.g. n_raters)
     seed: int = 0
 
 

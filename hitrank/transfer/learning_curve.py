@@ -72,9 +72,11 @@ def learning_curve(cfg: TransferConfig, data: Data, sizes: list[int], progress: 
             used.append(len(train))
             name, _, _ = choose(cfg, data.X[train], data.y[train], data.ids[train],
                                 None if groups is None else groups[train],
-                                None if s is None else s[train], cfg.train.seed + f)
+                                None if s is None else s[train], cfg.train.seed + f,
+                                None if data.weight is None else data.weight[train])
             learners.append(name)
-            model = fit_one(cfg, name, data.X[train], data.y[train], data.ids[train], cfg.train.seed + f)
+            model = fit_one(cfg, name, data.X[train], data.y[train], data.ids[train], cfg.train.seed + f,
+                            None if data.weight is None else data.weight[train])
             pred[te], folds[te] = predict_one(model, data.X[te]), f
             bar.update()
         ev = strata.evaluate(data.y, pred, folds, s, cfg.cv.top_fraction)

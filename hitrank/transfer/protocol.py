@@ -60,7 +60,8 @@ class Data:
     """Labelled songs with their embeddings.
 
     ``X`` (n, d) float64 embeddings; ``y`` (n,) raw scores; ``labels`` the labels CSV's rows of
-    these songs (every column, as text), aligned with ``ids``.
+    these songs (every column, as text), aligned with ``ids``; ``weight`` (n,) the sample
+    weights of ``train.weight`` (None: unweighted).
     """
 
     ids: np.ndarray
@@ -71,6 +72,7 @@ class Data:
     store: Path
     problems: list = field(default_factory=list)  # (song_id, reason) left out
     failures: list = field(default_factory=list)  # (song_id, path, reason) of the extraction
+    weight: np.ndarray | None = None
 
 
 def feature_params(cfg: TransferConfig) -> FeatureParams:
@@ -80,10 +82,11 @@ def feature_params(cfg: TransferConfig) -> FeatureParams:
 
 
 def embed_source(source, params: FeatureParams, store=None, *, workers: int = 1,
-                 progress: bool = True) -> tuple[FeatureStore, ExtractReport]:
-    """Extract (resumably, cached) the embeddings of a folder or labels CSV."""
+                 progress: bool = True, skip=()) -> tuple[FeatureStore, ExtractReport]:
+    """Extract (resumably, cached) the embeddings of a folder or labels CSV (but the songs
+    ``skip``)."""
     store = Path(store) if store is not None else cached_store_path(source, params)
-    rep = extract(source, store, params, workers=workers, progress=progress)
+    rep = extract(source, store, params, workers=workers, progress=progress, skip=skip)
     return FeatureStore.open(store), rep
 
 
@@ -102,7 +105,8 @@ def load_data(cfg: TransferConfig, labels, store=None, *, workers: int = 1, prog
     if not str(labels).lower().endswith(".csv"):
         raise LabelsError(f"{str(labels)!r}: a transfer model learns from a labels CSV (song_id, path, hit_score)")
     table = read_label_columns(labels)
-    for key, column in (("cv.group_by", cfg.cv.group_by), ("cv.within", cfg.cv.within)):
+    for key, column in (("cv.group_by", cfg.cv.group_by), ("cv.within", cfg.cv.within),
+                        ("train.weight", cfg.train.weight)):
         if column and column not in table.columns:  # before any audio is decoded
             raise ConfigError(f"{key}={column!r}: {str(labels)!r} has no such column (columns: {list(table.columns)})")
     params = feature_params(cfg)
@@ -119,7 +123,26 @@ def load_data(cfg: TransferConfig, labels, store=None, *, workers: int = 1, prog
     ids = np.array(keep)
     X = st.load_embeddings(list(ids)).astype(np.float64)
     y = man.set_index("song_id").loc[ids, "hit_score"].to_numpy(dtype=np.float64)
-    return Data(ids, X, y, table.reindex(ids).fillna(""), params, st.root, problems, list(rep.failures))
+    data = Data(ids, X, y, table.reindex(ids).fillna(""), params, st.root, problems, list(rep.failures))
+    if cfg.train.weight:
+        data.weight = read_weights(data.labels[cfg.train.weight], labels, cfg.train.weight)
+    return data
+
+
+def read_weights(values: pd.Series, labels, column: str) -> np.ndarray:
+    """The sample weights ``(n,)`` of a labels column (text, indexed by song id); LabelsError
+    in one line naming the file, the column and the songs whose weight is missing,
+    non-numeric, not finite or negative, or when every weight is 0."""
+    w = pd.to_numeric(values.astype(str).str.strip(), errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(w) | (w < 0)
+    if bad.any():
+        songs = [f"{sid} ({v!r})" for sid, v in zip(values.index[bad], values[bad], strict=True)]
+        raise LabelsError(f"{str(labels)!r}: train.weight={column!r} needs a finite number >= 0 for every "
+                          f"song; {len(songs)} song(s) have none: {', '.join(songs[:5])}"
+                          f"{' ...' if len(songs) > 5 else ''}; fill them in or drop train.weight")
+    if not (w > 0).any():
+        raise LabelsError(f"{str(labels)!r}: train.weight={column!r} is 0 for every song; nothing to fit")
+    return w
 
 
 def label_column(data: Data, column: str, what: str) -> np.ndarray:
@@ -141,11 +164,13 @@ def strata_of(cfg: TransferConfig, data: Data) -> np.ndarray | None:
 
 
 # ----------------------------------------------------------------------------- fitting
-def fit_one(cfg: TransferConfig, name: str, X, y, ids, seed: int) -> dict:
-    """Fit learner ``name`` on songs ``X`` (n, d) with raw scores ``y``; returns the model
-    ``{"learner", "target", "state"}``."""
-    target = Target.fit(cfg.train.target, y, ids)
-    state = get_learner(name).fit(X, target.transform(y), cfg.model, seed)
+def fit_one(cfg: TransferConfig, name: str, X, y, ids, seed: int, weight=None) -> dict:
+    """Fit learner ``name`` on songs ``X`` (n, d) with raw scores ``y`` and sample weights
+    ``weight`` (n,) or None; returns the model ``{"learner", "target", "state"}``. The target
+    is fitted on the songs of positive weight (a song of weight 0 is left out of the fit)."""
+    used = slice(None) if weight is None else np.asarray(weight) > 0
+    target = Target.fit(cfg.train.target, y[used], ids[used])
+    state = get_learner(name).fit(X, target.transform(y), cfg.model, seed, weight)
     return {"learner": name, "target": target, "state": state}
 
 
@@ -162,8 +187,10 @@ def _selection_score(cfg: TransferConfig, y, pred, folds, s) -> float:
     return float(strata._row_spearman(y[None], pred[None])[0])
 
 
-def choose(cfg: TransferConfig, X, y, ids, groups, s, seed: int) -> tuple[str, dict, np.ndarray | None]:
-    """The candidate with the best inner cross-validated score on these songs only.
+def choose(cfg: TransferConfig, X, y, ids, groups, s, seed: int, weight=None
+           ) -> tuple[str, dict, np.ndarray | None]:
+    """The candidate with the best inner cross-validated score on these songs only (fitted
+    with sample weights ``weight`` (n,) or None; scored without them).
 
     Returns ``(name, {name: inner score}, inner out-of-fold predictions of the chosen one)``;
     with one candidate no inner folds are run (scores ``{}``, predictions None).
@@ -179,11 +206,16 @@ def choose(cfg: TransferConfig, X, y, ids, groups, s, seed: int) -> tuple[str, d
         train = np.concatenate([tr, va])
         folds[te] = f
         for c in cands:
-            preds[c][te] = predict_one(fit_one(cfg, c, X[train], y[train], ids[train], seed), X[te])
+            preds[c][te] = predict_one(fit_one(cfg, c, X[train], y[train], ids[train], seed,
+                                               _take(weight, train)), X[te])
     svals = s if s is not None else np.zeros(len(y), dtype=int)
     scores = {c: _selection_score(cfg, y, preds[c], folds, svals) for c in cands}
     best = max(cands, key=lambda c: (scores[c], -cands.index(c)))
     return best, scores, preds[best]
+
+
+def _take(weight, idx):
+    return None if weight is None else weight[idx]
 
 
 # ----------------------------------------------------------------------------- cv
@@ -234,8 +266,9 @@ def run_transfer_cv(cfg: TransferConfig, data: Data, out, *, raters=None, raters
         folds[te] = f
         name, scores, _ = choose(cfg, data.X[train], data.y[train], data.ids[train],
                                  None if groups is None else groups[train],
-                                 None if s is None else s[train], cfg.train.seed + f)
-        model = fit_one(cfg, name, data.X[train], data.y[train], data.ids[train], cfg.train.seed + f)
+                                 None if s is None else s[train], cfg.train.seed + f, _take(data.weight, train))
+        model = fit_one(cfg, name, data.X[train], data.y[train], data.ids[train], cfg.train.seed + f,
+                        _take(data.weight, train))
         pred[te] = predict_one(model, data.X[te])
         save_model(out / FOLD_FILE.format(f), model, cfg, data.params, reference=None)
         chosen.append({"fold": f, "learner": name, "inner": scores, "test_songs": len(te)})
@@ -269,7 +302,8 @@ def summarize(cfg: TransferConfig, data: Data, pred, folds, groups, s, chosen, r
         "folds": int(cfg.cv.folds),
         "group_by": cfg.cv.group_by or "song", "within": cfg.cv.within, "top": top,
         "embedding": data.params.embedding, "scope": data.params.embedding_scope,
-        "target": cfg.train.target, "candidates": list(cfg.model.candidates), "chosen": chosen,
+        "target": cfg.train.target, "weight": cfg.train.weight, "candidates": list(cfg.model.candidates),
+        "chosen": chosen,
         "groups": int(len(set(groups))) if groups is not None else None,
         "model": model,
         "random": {"spearman": 0.0, "ndcg": float(rnd["mean"]), "ndcg_ci": [float(rnd["lo"]), float(rnd["hi"])]},
@@ -309,15 +343,15 @@ def run_transfer_train(cfg: TransferConfig, data: Data, out, progress: bool = Tr
     t0 = time.time()
     out = check_out(out)
     groups, s = groups_of(cfg, data), strata_of(cfg, data)
-    name, scores, ref = choose(cfg, data.X, data.y, data.ids, groups, s, cfg.train.seed)
+    name, scores, ref = choose(cfg, data.X, data.y, data.ids, groups, s, cfg.train.seed, data.weight)
     if ref is None:  # one candidate: its inner out-of-fold scores are still the honest reference
         ref = _oof(cfg, name, data, groups)
-    model = fit_one(cfg, name, data.X, data.y, data.ids, cfg.train.seed)
+    model = fit_one(cfg, name, data.X, data.y, data.ids, cfg.train.seed, data.weight)
     reference = {"song_ids": list(map(str, data.ids)), "scores": ref, "hit_scores": data.y,
                  "name": f"the {len(data.y)} training songs of {out.name} (inner out-of-fold)"}
     save_model(out / MODEL_FILE, model, cfg, data.params, reference)
     result = {"name": cfg.name, "kind": RUN_KIND, "songs": int(len(data.y)), "learner": name,
-              "inner": scores, "select_by": cfg.cv.select_by, "embedding": data.params.embedding, "scope": data.params.embedding_scope,
+              "inner": scores, "select_by": cfg.cv.select_by, "weight": cfg.train.weight, "embedding": data.params.embedding, "scope": data.params.embedding_scope,
               "seconds": round(time.time() - t0, 1), "left_out": [list(p) for p in data.problems]}
     atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     atomic_write_text(out / "train.json", json.dumps(result, indent=2, default=float))
@@ -333,7 +367,7 @@ def _oof(cfg: TransferConfig, name: str, data: Data, groups) -> np.ndarray:
                                  ids=data.ids):
         train = np.concatenate([tr, va])
         pred[te] = predict_one(fit_one(cfg, name, data.X[train], data.y[train], data.ids[train],
-                                       cfg.train.seed), data.X[te])
+                                       cfg.train.seed, _take(data.weight, train)), data.X[te])
     return pred
 
 
@@ -368,8 +402,9 @@ def load_model(path) -> dict:
 
 
 # ----------------------------------------------------------------------------- rank
-def rank_transfer_folder(folder, model, *, cache=None, workers: int = 1, progress: bool = True):
-    """Rank a folder (or labels CSV) of audio with a transfer run or checkpoint.
+def rank_transfer_folder(folder, model, *, cache=None, workers: int = 1, progress: bool = True, skip=()):
+    """Rank a folder (or labels CSV) of audio with a transfer run or checkpoint (but the songs
+    ``skip``, ranked before).
 
     Returns
     -------
@@ -384,7 +419,7 @@ def rank_transfer_folder(folder, model, *, cache=None, workers: int = 1, progres
     """
     models = [load_model(p) for p in find_checkpoints(model)]
     params = models[0]["params"]
-    st, rep = embed_source(folder, params, cache, workers=workers, progress=progress)
+    st, rep = embed_source(folder, params, cache, workers=workers, progress=progress, skip=skip)
     man = st.manifest
     ok = man[(man.status == "ok") & man.song_id.isin(set(rep.song_ids))].reset_index(drop=True)
     failures = list(rep.failures)

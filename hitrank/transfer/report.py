@@ -44,7 +44,8 @@ def format_transfer_summary(s: dict) -> str:
     chosen = sorted({c["learner"] for c in s["chosen"]})
     lines = [f"{s['name']}: {s['songs']} songs, {s['folds']} folds grouped by {s['group_by']}"
              + (f" ({s['groups']} groups)" if s.get("groups") else "")
-             + f", {s['embedding']} embedding ({s['scope']}), target {s['target']}, learner(s) chosen: "
+             + f", {s['embedding']} embedding ({s['scope']}), target {s['target']}"
+             + (f", weighted by {s['weight']}" if s.get("weight") else "") + ", learner(s) chosen: "
              + ", ".join(chosen) + (f"; {s['seconds']:.0f} s" if "seconds" in s else ""),
              f"  {'':<22} {'Spearman (all songs)':>24} {'nDCG@' + format(s['top'], '.0%'):>24}"]
     rows = [("model", s["model"]["pooled"])]

@@ -1,0 +1,287 @@
+"""Closest known songs: nearest neighbours in a song embedding, and fit to a reference catalogue.
+
+An analyst places a new song among songs they know: "it sounds closest to these five of last
+year's releases, and fits that catalogue better than 70% of its own songs". Both answers come
+from one embedding of every song, compared by cosine similarity:
+
+- ``model``: the ranking model's own penultimate layer (the input of its scoring layer, the
+  1x1 convolution or linear layer with one output, averaged over time; for the paper's CNNs
+  the 256 channels of the last hidden 1x1 convolution, as :func:`hitrank.models.ret30.penultimate`;
+  a tag-fusion model's audio branch), computed on the analysed 30 s log-mel the model scores. A fold ensemble's vector is each
+  fold model's unit vector, concatenated and scaled by ``1 / sqrt(n_models)``, so the cosine
+  of two songs is the mean over fold models of their cosines. Costs one more forward pass.
+- a registered pretrained network (:data:`hitrank.embeddings.EMBEDDINGS`: ``musicnn``,
+  ``musicnn-msd``, ``jynet``, ``ret30``), pooled over the whole song (``--embedding-scope
+  song`` of ``extract``); costs that network's seconds per file (docs/benchmarks.md).
+
+For each query song, its ``k`` nearest reference songs (closest first) and their cosine
+similarities; its **fit** to the reference: the mean similarity to its ``k`` nearest reference
+songs (``fit_similarity``), stated as a percentile (``fit``, 0-100) among the reference songs'
+own values (each to its ``k`` nearest *other* reference songs), so that 50 means "as typical
+of the catalogue as its median song" and 100 "closer to it than any of its own songs" (a
+duplicate of a reference song). This is the audio counterpart of the playlist-fit seed system
+(``hitrank fit``, which compares descriptor tables).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .audio import file_tags
+from .errors import ParameterError
+from .inference import predict
+from .runinfo import read_run_info
+from .store import FeatureStore
+
+MODEL_EMBEDDING = "model"  # the ranking model's own penultimate layer
+DEFAULT_K = 5  # nearest reference songs listed per song
+CHUNK = 2048  # query songs compared with the whole reference at once (2048 x n float32)
+SEPARATOR = ";"  # between the neighbours of one song in the CSV columns
+COLUMNS = ("nearest", "nearest_title", "nearest_score", "nearest_similarity", "fit", "fit_similarity")
+
+
+def unit_rows(V: np.ndarray) -> np.ndarray:
+    """Rows of ``V`` (n, d) scaled to unit length, float32 (an all-zero row stays zero)."""
+    V = np.asarray(V, dtype=np.float32)
+    norm = np.linalg.norm(V, axis=1, keepdims=True)
+    return np.divide(V, norm, out=np.zeros_like(V), where=norm > 0)
+
+
+def scoring_head(model: torch.nn.Module) -> torch.nn.Module:
+    """The layer that turns the model's last hidden layer into its score: the last linear or
+    convolutional layer with one output (of the audio branch of a tag-fusion model, whose tag
+    DNN is left out); a ParameterError for a model without one."""
+    audio_branch = getattr(model, "base", model)
+    heads = [m for m in audio_branch.modules()
+             if (isinstance(m, torch.nn.Linear) and m.out_features == 1)
+             or (isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d)) and m.out_channels == 1)]
+    if not heads:
+        raise ParameterError(f"model {type(model).__name__} has no one-output scoring layer: its "
+                             "penultimate layer cannot serve as an embedding; pick --embedding musicnn")
+    return heads[-1]
+
+
+def _keep_input(into: list):
+    """A forward hook appending its layer's input to ``into``: (batch, width) float32 on the CPU,
+    averaged over time when the layer is a 1x1 convolution over frames (batch, width, frames)."""
+    def hook(_module, inputs, _output):
+        x = inputs[0].detach().float()
+        into.append((x.flatten(2).mean(dim=2) if x.ndim > 2 else x).cpu())
+    return hook
+
+
+def model_vectors(scorers, X: torch.Tensor, T: torch.Tensor | None = None) -> np.ndarray:
+    """The ``model`` embedding of songs: every fold model's penultimate layer.
+
+    Parameters
+    ----------
+    scorers : loaded checkpoints (:class:`hitrank.checkpoint.CheckpointScorer`), each with
+        ``members`` [(weight, model)]
+    X : (n, n_mels, n_frames) log-mel segments as the models take them
+    T : (n, 50) tag vectors, for models with a tag branch
+
+    Returns
+    -------
+    (n, D) float32, D the sum of the members' penultimate widths; rows of unit length (or
+    zero), the cosine of two rows is the mean of the members' cosines
+    """
+    idx = np.arange(len(X))
+    parts = []
+    for s in scorers:
+        for _, model in s.members:
+            got: list[torch.Tensor] = []
+            hook = scoring_head(model).register_forward_hook(_keep_input(got))
+            try:
+                predict(model, X, idx, T=T if getattr(model, "uses_tags", False) else None)
+            finally:
+                hook.remove()
+            parts.append(unit_rows(torch.cat(got).numpy()))
+    return np.concatenate(parts, axis=1) / np.float32(math.sqrt(len(parts)))
+
+
+def nearest(Q: np.ndarray, C: np.ndarray, k: int, exclude_self: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest rows of ``C`` to each row of ``Q`` by cosine similarity.
+
+    Parameters
+    ----------
+    Q : (m, d) query vectors; C : (n, d) reference vectors (both unit rows, :func:`unit_rows`)
+    k : neighbours per query (at most n, or n - 1 with ``exclude_self``)
+    exclude_self : Q is C: a song is not its own neighbour
+
+    Returns
+    -------
+    index : (m, k) int, rows of C, closest first
+    similarity : (m, k) float32 cosines, descending
+    """
+    k = min(int(k), len(C) - (1 if exclude_self else 0))
+    if k < 1 or len(Q) == 0:
+        return np.zeros((len(Q), 0), np.int64), np.zeros((len(Q), 0), np.float32)
+    index = np.empty((len(Q), k), np.int64)
+    sims = np.empty((len(Q), k), np.float32)
+    for a in range(0, len(Q), CHUNK):
+        S = Q[a: a + CHUNK] @ C.T  # (chunk, n)
+        if exclude_self:
+            rows = np.arange(len(S))
+            S[rows, a + rows] = -np.inf
+        part = np.argpartition(-S, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(S, part, axis=1), axis=1, kind="stable")
+        index[a: a + CHUNK] = np.take_along_axis(part, order, axis=1)
+        sims[a: a + CHUNK] = np.take_along_axis(S, index[a: a + CHUNK], axis=1)
+    return index, sims
+
+
+@dataclass
+class Catalogue:
+    """Reference songs with their embedding.
+
+    Attributes
+    ----------
+    name : in words, e.g. "the 200 training songs of runs/ab"
+    song_ids, paths, titles : (n,) str
+    scores : (n,) float true hit scores (NaN when unknown)
+    vectors : (n, d) float32 unit rows
+    embedding : the embedding's name (``model`` or a registered network)
+    """
+
+    name: str
+    song_ids: np.ndarray
+    paths: np.ndarray
+    titles: np.ndarray
+    scores: np.ndarray
+    vectors: np.ndarray
+    embedding: str
+
+    def __post_init__(self):
+        n = len(self.song_ids)
+        if any(len(a) != n for a in (self.paths, self.titles, self.scores, self.vectors)):
+            raise ParameterError(f"catalogue {self.name!r}: ids, paths, titles, scores and vectors differ in length")
+        self._self_fit = None
+
+    def self_fit(self, k: int) -> np.ndarray:
+        """Each reference song's mean similarity to its ``k`` nearest other songs, (n,)."""
+        if self._self_fit is None or self._self_fit[0] != k:
+            _, s = nearest(self.vectors, self.vectors, k, exclude_self=True)
+            self._self_fit = (k, s.mean(axis=1) if s.shape[1] else np.full(len(self.vectors), np.nan))
+        return self._self_fit[1]
+
+
+def fit_percentile(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Percentile (0-100) of each of ``values`` (m,) among ``reference`` (n,): the share of
+    reference values below, ties counted half; NaN where a value is NaN or the reference empty."""
+    ref = np.sort(np.asarray(reference, dtype=np.float64)[np.isfinite(reference)])
+    v = np.asarray(values, dtype=np.float64)
+    if len(ref) == 0:
+        return np.full(len(v), np.nan)
+    below = np.searchsorted(ref, v, side="left")
+    upto = np.searchsorted(ref, v, side="right")
+    return np.where(np.isfinite(v), 100.0 * (below + upto) / (2 * len(ref)), np.nan)
+
+
+def store_vectors(store: FeatureStore, song_ids, embedding: str, scorers=None,
+                  device: torch.device | str = "cpu") -> np.ndarray:
+    """The embedding ``embedding`` of songs of a feature store, (n, D) float32 unit rows.
+
+    ``model`` runs ``scorers`` on the stored log-mel segments (in chunks of :data:`CHUNK`
+    songs: memory stays flat); a registered network reads the store's embedding side file,
+    which the store must have been extracted with (``extract --embedding NAME``).
+    """
+    ids = list(song_ids)
+    if embedding != MODEL_EMBEDDING:
+        if store.params.embedding != embedding:
+            raise ParameterError(f"{str(store.root)!r} holds no {embedding!r} embedding (it has "
+                                 f"{store.params.embedding or 'none'}): extract it with --embedding {embedding}")
+        return unit_rows(store.load_embeddings(ids))
+    if not scorers:
+        raise ParameterError("--embedding model needs a ranking model (--model RUN)")
+    dev = torch.device(device)
+    uses_tags = any(s.uses_tags for s in scorers)
+    parts = []
+    for a in range(0, len(ids), CHUNK):
+        chunk = ids[a: a + CHUNK]
+        X = torch.from_numpy(store.load(chunk)).to(dev)
+        T = torch.from_numpy(store.load_tags(chunk)).to(dev) if uses_tags else None
+        parts.append(model_vectors(scorers, X, T))
+    return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+
+
+def store_catalogue(store_dir: str | os.PathLike, name: str, embedding: str, scorers=None,
+                    device: torch.device | str = "cpu", song_ids=None, titles=None) -> Catalogue:
+    """A catalogue of the usable songs of a feature store (or of ``song_ids`` among them):
+    true hit scores from its manifest (NaN when the source had none), titles from ``titles``
+    ({song_id: title}) or the files' own tags."""
+    store = FeatureStore.open(store_dir)
+    man = store.manifest
+    ok = man[(man.status == "ok") & ~man.silent.astype(bool)]
+    if song_ids is not None:
+        ok = ok[ok.song_id.isin(set(map(str, song_ids)))]
+    ok = ok.reset_index(drop=True)
+    if titles is None:
+        _, found = file_tags(ok.path)
+    else:
+        found = [titles.get(s, "") for s in ok.song_id]
+    return Catalogue(name, ok.song_id.astype(str).to_numpy(), ok.path.astype(str).to_numpy(),
+                     np.asarray([t if isinstance(t, str) else "" for t in found], dtype=object),
+                     pd.to_numeric(ok.hit_score, errors="coerce").to_numpy(dtype=np.float64),
+                     store_vectors(store, ok.song_id, embedding, scorers, device), embedding)
+
+
+def training_catalogue(model: str | os.PathLike, embedding: str, scorers,
+                       device: torch.device | str = "cpu") -> tuple[Catalogue | None, str]:
+    """The training songs of a run as a catalogue (from the feature store its ``run.json``
+    records), or None and why not, in words with the fix."""
+    run = Path(model).parent if Path(model).is_file() else Path(model)
+    info = read_run_info(run) or {}
+    store = info.get("store", "")
+    if not store:
+        return None, (f"{str(run)!r} does not record its training songs' feature store (imported "
+                      "models and older runs do not): pass --reference LABELS.csv|FOLDER")
+    if not Path(store, "params.json").is_file():
+        return None, (f"the training store {store!r} of {str(run)!r} is gone: pass --reference "
+                      "LABELS.csv|FOLDER")
+    cat = store_catalogue(store, f"the training songs of {run.name}", embedding, scorers, device)
+    cat.name = f"the {len(cat.song_ids)} training songs of {run.name}"
+    return cat, ""
+
+
+def _joined(values, fmt) -> str:
+    return SEPARATOR.join(fmt(v) for v in values)
+
+
+def neighbour_columns(Q: np.ndarray, cat: Catalogue, k: int = DEFAULT_K) -> pd.DataFrame:
+    """The neighbour columns of query songs ``Q`` (m, d) against a catalogue.
+
+    Returns
+    -------
+    DataFrame of m rows: ``nearest`` (reference song ids, closest first, ``;``-separated),
+    ``nearest_title``, ``nearest_score`` (true hit scores, empty when unknown),
+    ``nearest_similarity`` (cosines, 4 decimals), ``fit`` (0-100) and ``fit_similarity``
+    (mean cosine to the ``k`` nearest). ``.attrs["index"]`` (m, k) and
+    ``.attrs["similarity"]`` hold the arrays.
+    """
+    if Q.shape[1] != cat.vectors.shape[1]:
+        raise ParameterError(f"embedding widths differ: {Q.shape[1]} for the songs, {cat.vectors.shape[1]} "
+                             f"for {cat.name} (same --embedding and model needed)")
+    index, sims = nearest(Q, cat.vectors, k)
+    fit_sim = sims.mean(axis=1) if sims.shape[1] else np.full(len(Q), np.nan)
+    out = pd.DataFrame({
+        "nearest": [_joined(cat.song_ids[i], str) for i in index],
+        "nearest_title": [_joined(cat.titles[i], lambda t: str(t).replace(SEPARATOR, ",")) for i in index],
+        "nearest_score": [_joined(cat.scores[i], lambda v: "" if not np.isfinite(v) else f"{v:.6g}") for i in index],
+        "nearest_similarity": [_joined(s, lambda v: f"{v:.4f}") for s in sims],
+        "fit": fit_percentile(fit_sim, cat.self_fit(k)),
+        "fit_similarity": fit_sim,
+    })
+    out.attrs["index"], out.attrs["similarity"] = index, sims
+    return out
+
+
+__all__ = ["MODEL_EMBEDDING", "DEFAULT_K", "COLUMNS", "Catalogue", "unit_rows", "scoring_head", "model_vectors",
+           "nearest", "fit_percentile", "neighbour_columns", "store_vectors", "store_catalogue",
+           "training_catalogue"]

@@ -1,0 +1,81 @@
+"""Cross-validation folds of spectrogram runs: grouped by artist or by any labels column
+(``cv.group_by``, ``--group-by``), never splitting a group, the choice recorded in the run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from hitrank.config import load_config
+from hitrank.cv import fold_groups, folds_of
+from hitrank.data import Dataset
+from hitrank.errors import ConfigError
+
+
+def _dataset(n=60, columns=None):
+    ids = np.array([f"s{i:03d}" for i in range(n)])
+    return Dataset(ids, np.zeros((n, 1, 1), np.float16), np.arange(n, dtype=float),
+                   np.array([f"artist{i // 3}" for i in range(n)]), {}, columns=columns or {})
+
+
+def _assert_no_group_split(folds, groups):
+    for tr, va, te in folds:
+        assert not set(groups[te]) & (set(groups[tr]) | set(groups[va]))
+        assert not set(groups[va]) & set(groups[tr])
+    assert sorted(np.concatenate([te for _, _, te in folds])) == list(range(len(groups)))
+
+
+@pytest.mark.parametrize("overrides,column", [(["cv.group_by=genre"], "genre"), (["cv.group_by=artist"], "artist"),
+                                              (["cv.artist_aware=true"], "artist")])
+def test_folds_keep_every_group_on_one_side(overrides, column, rng):
+    genre = rng.choice([f"g{i}" for i in range(12)], 60)
+    ds = _dataset(columns={"genre": genre})
+    cfg = load_config("table1/a_simple_cnn_mid30", ["cv.folds=4", *overrides])
+    groups = fold_groups(cfg, ds)
+    np.testing.assert_array_equal(groups, genre if column == "genre" else ds.artists)
+    _assert_no_group_split(folds_of(cfg, ds), groups)
+
+
+def test_the_default_folds_are_the_papers_and_a_column_that_was_not_read_is_an_error():
+    ds = _dataset()
+    cfg = load_config("table1/a_simple_cnn_mid30", ["cv.folds=4"])
+    assert fold_groups(cfg, ds) is None
+    tests = [te for _, _, te in folds_of(cfg, ds)]
+    assert {len(t) for t in tests} == {15}  # songs one by one: equal chunks
+    with pytest.raises(ConfigError, match="cv.group_by='genre'.*--labels"):
+        folds_of(load_config("table1/a_simple_cnn_mid30", ["cv.group_by=genre"]), ds)
+    with pytest.raises(ConfigError, match="artist_aware"):
+        load_config("table1/a_simple_cnn_mid30", ["cv.group_by=genre", "cv.artist_aware=true"])
+
+
+def test_spectrogram_cv_groups_folds_by_a_labels_column(corpus, tmp_path, capsys):
+    from hitrank.cli import main
+
+    labels = pd.read_csv(corpus / "labels.csv")
+    labels["session"] = [f"take{i % 5}" for i in range(len(labels))]  # 5 groups across artists
+    labels["genre"] = np.where(np.arange(len(labels)) % 2 == 0, "pop", "rock")
+    labels.to_csv(corpus / "labels_session.csv", index=False)  # its audio paths are relative
+    run = tmp_path / "cv"
+    assert main(["cv", "--config", "table1/a_simple_cnn_mid30", "--labels", str(corpus / "labels_session.csv"),
+                 "--out", str(run), "--group-by", "session", "--within", "genre", "--folds", "3",
+                 "--set", "train.epochs=1", "-q"]) == 0
+    pred = pd.read_csv(run / "predictions.csv")
+    session = labels.set_index("song_id").loc[pred.song_id, "session"].to_numpy()
+    assert pd.Series(pred.fold.to_numpy()).groupby(session).nunique().max() == 1  # no group split
+    assert json.loads((run / "summary.json").read_text())["group_by"] == "session"
+    assert yaml.safe_load((run / "config.yaml").read_text())["cv"]["group_by"] == "session"
+    # the stratum-mean baseline joins the random and oracle rows: in compare and in the report
+    capsys.readouterr()
+    assert main(["compare", str(run)]) == 0
+    table = capsys.readouterr().out
+    for row in ("cv: random ranking", "cv: oracle (the labels)", "cv: genre mean", "spearman within genre"):
+        assert row in table and row in (run / "report.html").read_text()
+    assert "genre" in pd.read_csv(run / "predictions.csv").columns
+    # a store records only the artist: another column needs the labels CSV
+    assert main(["cv", "--config", "table1/a_simple_cnn_mid30", "--store", str(tmp_path / "nothing"),
+                 "--out", str(tmp_path / "x"), "--group-by", "session", "-q"]) == 2
+    assert "--labels" in capsys.readouterr().err

@@ -1,0 +1,188 @@
+"""Closest known songs (hitrank.neighbours, `rank --nearest`, `hitrank similar`): nearest
+neighbours by cosine similarity, the fit to a reference catalogue, and the near-duplicate of a
+song found first on real (synthesised) audio."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from hitrank import neighbours
+from hitrank.cli import main
+from hitrank.errors import ParameterError
+
+
+def _unit(rng, n, d):
+    return neighbours.unit_rows(rng.normal(size=(n, d)))
+
+
+def test_nearest_is_the_brute_force_order(rng):
+    C, Q = _unit(rng, 300, 16), _unit(rng, 40, 16)
+    idx, sim = neighbours.nearest(Q, C, 7)
+    full = Q @ C.T
+    assert np.array_equal(idx, np.argsort(-full, axis=1, kind="stable")[:, :7])
+    assert np.allclose(sim, np.sort(full, axis=1)[:, ::-1][:, :7], atol=1e-6)
+    # a song is not its own neighbour when the query is the catalogue
+    idx, _ = neighbours.nearest(C, C, 3, exclude_self=True)
+    assert not (idx == np.arange(len(C))[:, None]).any()
+    # k larger than the catalogue: all of it
+    assert neighbours.nearest(Q, C[:4], 10)[0].shape == (40, 4)
+
+
+def test_unit_rows_keeps_zero_rows(rng):
+    V = np.vstack([rng.normal(size=(2, 5)), np.zeros((1, 5))])
+    U = neighbours.unit_rows(V)
+    assert np.allclose(np.linalg.norm(U[:2], axis=1), 1) and not U[2].any()
+
+
+def test_fit_percentile_counts_ties_half():
+    ref = np.array([0.1, 0.2, 0.2, 0.4])
+    got = neighbours.fit_percentile(np.array([0.0, 0.2, 0.5, np.nan]), ref)
+    assert np.allclose(got[:3], [0.0, 50.0, 100.0]) and np.isnan(got[3])
+    assert np.isnan(neighbours.fit_percentile(np.array([0.3]), np.array([]))).all()
+
+
+def test_neighbour_columns_and_fit(rng):
+    C = _unit(rng, 50, 8)
+    cat = neighbours.Catalogue("cat", np.array([f"s{i}" for i in range(50)]), np.array([""] * 50),
+                               np.array(["a;b"] + [""] * 49, dtype=object),
+                               np.r_[np.nan, np.arange(49.0)], C, "x")
+    Q = np.vstack([C[0], C[0] * 0.0 + neighbours.unit_rows(rng.normal(size=(1, 8)))])
+    cols = neighbours.neighbour_columns(Q, cat, k=3)
+    first = cols.iloc[0]
+    assert first["nearest"].split(";")[0] == "s0" and first["nearest_similarity"].startswith("1.0000")
+    assert first["nearest_title"].split(";")[0] == "a,b"  # the separator never splits a title
+    assert first["nearest_score"].split(";")[0] == ""  # unknown hit score
+    # a copy of a catalogue song fits it at least as well as the song itself does among the others
+    assert first["fit"] >= neighbours.fit_percentile(cat.self_fit(3)[:1], cat.self_fit(3))[0]
+    assert 0 <= cols["fit"].min() and cols["fit"].max() <= 100
+    with pytest.raises(ParameterError, match="widths differ"):
+        neighbours.neighbour_columns(Q[:, :4], cat)
+
+
+def test_model_vectors_average_the_fold_models_cosines(store):
+    import torch
+
+    from hitrank.models import build
+    from hitrank.store import FeatureStore
+
+    st = FeatureStore.open(store)
+    ids = list(st.manifest.song_id[:6])
+    X = torch.from_numpy(st.load(ids))
+
+    class Fake:  # two "checkpoints" of one member each
+        def __init__(self, seed):
+            torch.manual_seed(seed)
+            self.members = [(1.0, build("simple_cnn").eval())]
+            self.uses_tags = False
+
+    scorers = [Fake(0), Fake(1)]
+    V = neighbours.model_vectors(scorers, X)
+    assert np.allclose(np.linalg.norm(V, axis=1), 1, atol=1e-5)
+    per = [neighbours.model_vectors([s], X) for s in scorers]
+    assert np.allclose(V @ V.T, (per[0] @ per[0].T + per[1] @ per[1].T) / 2, atol=1e-5)
+
+
+def _copy_as_flac(src, dst):
+    y, sr = sf.read(src, dtype="float32")
+    sf.write(dst, y * 0.9, sr, format="FLAC")  # re-encoded, a little quieter
+
+
+@pytest.fixture(scope="module")
+def trained(store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("nn") / "m"
+    assert main(["train", "--config", "configs/table1/a_simple_cnn_mid30.yaml", "--store", str(store),
+                 "--out", str(out), "--set", "train.epochs=1", "-q"]) == 0
+    return out
+
+
+def test_rank_lists_a_re_encoded_copy_first(trained, corpus, store, tmp_path, capsys):
+    audio = sorted((corpus / "audio").glob("*.wav"))
+    ref, new = tmp_path / "reference", tmp_path / "new"
+    ref.mkdir()
+    new.mkdir()
+    for p in audio[:12]:
+        shutil.copy(p, ref / p.name)
+    for p in audio[:3]:
+        _copy_as_flac(p, new / f"copy of {p.stem}.flac")
+    shutil.copy(audio[20], new / audio[20].name)
+    out = tmp_path / "ranking.csv"
+    assert main(["rank", str(new), "--model", str(trained), "--reference", str(ref), "--out", str(out),
+                 "-q", "--cache", str(tmp_path / "cache")]) == 0
+    printed = capsys.readouterr().out
+    assert "nearest songs (~): of the 12 songs of reference" in printed
+    r = pd.read_csv(out, keep_default_na=False).set_index("song_id")
+    for p in audio[:3]:
+        row = r.loc[f"copy of {p.stem}.flac"]
+        assert row["nearest"].split(";")[0] == p.name, row["nearest"]
+        assert float(row["nearest_similarity"].split(";")[0]) > 0.99
+        assert len(row["nearest"].split(";")) == 5
+        assert 0 <= float(row["fit"]) <= 100
+    # the default catalogue: the run's training songs (the store its run.json records)
+    assert json.loads((trained / "run.json").read_text())["store"] == str(store.resolve())
+    assert main(["rank", str(new), "--model", str(trained), "--json", "-q", "--nearest", "3",
+                 "--cache", str(tmp_path / "cache")]) == 0
+    got = {row["song_id"]: row for row in json.loads(capsys.readouterr().out)["ranking"]}
+    copy = got[f"copy of {audio[0].stem}.flac"]
+    assert copy["nearest"].split(";")[0] == audio[0].stem  # labels CSV ids: the file stems
+    assert copy["nearest_score"].split(";")[0] != ""  # training songs have true hit scores
+    # none asked for: no columns
+    assert main(["rank", str(new), "--model", str(trained), "--json", "-q", "--nearest", "0",
+                 "--cache", str(tmp_path / "cache")]) == 0
+    assert "nearest" not in json.loads(capsys.readouterr().out)["ranking"][0]
+
+
+def test_similar_one_song(trained, corpus, tmp_path, capsys):
+    audio = sorted((corpus / "audio").glob("*.wav"))
+    song = tmp_path / "demo ' <odd>.flac"
+    _copy_as_flac(audio[5], song)
+    assert main(["similar", str(song), "--model", str(trained), "--reference", str(corpus / "audio"),
+                 "-k", "4", "--json", "-q", "--cache", str(tmp_path / "c")]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert [r["rank"] for r in res["similar"]] == [1, 2, 3, 4]
+    assert res["similar"][0]["song_id"] == audio[5].name and res["similar"][0]["path"] == str(audio[5])
+    assert res["similar"][0]["similarity"] > 0.99 and res["embedding"] == "model"
+    assert 0 <= res["fit"] <= 100 and np.isfinite(res["percentile"])
+    assert main(["similar", str(song), "--model", str(trained), "-q", "--cache", str(tmp_path / "c")]) == 0
+    assert "closest of the 24 training songs of m" in capsys.readouterr().out
+
+
+def test_similar_in_a_pretrained_embedding(corpus, tmp_path, capsys):
+    pytest.importorskip("musicnn", reason="the musicnn wheel (pip install --no-deps musicnn==0.1.0) holds the weights")
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    audio = sorted((corpus / "audio").glob("*.wav"))
+    for p in audio[:4]:
+        y, sr = sf.read(p, dtype="float32")
+        sf.write(ref / p.name, y[len(y) // 2 - 4 * sr: len(y) // 2 + 4 * sr], sr)  # 8 s: fast
+    y, sr = sf.read(ref / audio[2].name, dtype="float32")
+    sf.write(tmp_path / "copy.ogg", y, sr, format="OGG")
+    assert main(["similar", str(tmp_path / "copy.ogg"), "--reference", str(ref), "--json", "-q", "-k", "2"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["embedding"] == "musicnn" and res["similar"][0]["song_id"] == audio[2].name
+    assert res["similar"][0]["similarity"] > 0.95
+    sf.write(tmp_path / "silence.wav", np.zeros(22050 * 5, np.float32), 22050)
+    assert main(["similar", str(tmp_path / "silence.wav"), "--reference", str(ref), "-q"]) != 0
+    assert "silence" in capsys.readouterr().err
+
+
+def test_similar_and_nearest_errors(trained, corpus, tmp_path, capsys):
+    assert main(["similar", str(tmp_path / "missing.wav"), "--reference", str(corpus / "audio")]) != 0
+    assert "no such audio file" in capsys.readouterr().err
+    song = sorted((corpus / "audio").glob("*.wav"))[0]
+    assert main(["similar", str(song)]) != 0
+    assert "--reference" in capsys.readouterr().err
+    assert main(["rank", str(corpus / "audio"), "--model", str(trained), "--nearest", "-1", "-q"]) != 0
+    assert "nearest=-1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse lists the choices
+        main(["similar", str(song), "--embedding", "nope"])
+    assert "invalid choice: 'nope'" in capsys.readouterr().err
+    with pytest.raises(ParameterError, match="known embeddings"):  # the library says the same
+        from hitrank.rank import rank_folder
+
+        rank_folder(corpus / "audio", trained, embedding="nope", progress=False)
