@@ -303,12 +303,11 @@ def _labels_for_transfer(labels):
 
 def _rank_transfer(folder, model, *, cache, workers, device, progress, highlighter, engine, address,
                    **options):
-    skip = options.pop("skip", ())
+    own = {k: options.pop(k) for k in ("skip", "reference", "nearest", "embedding") if k in options}
     if options or engine != "local":
         raise HitrankError(f"{str(model)!r} is a transfer model (pretrained embeddings): --curve, "
-                           "--segment, --reference, --nearest, --embedding and --engine ray apply to "
-                           "spectrogram models")
-    return rank_transfer_folder(folder, model, cache=cache, workers=workers, progress=progress, skip=skip)
+                           "--segment and --engine ray apply to spectrogram models")
+    return rank_transfer_folder(folder, model, cache=cache, workers=workers, progress=progress, **own)
 
 
 def _rank_spectrogram(folder, model, *, cache, workers, device, progress, highlighter, engine, address,

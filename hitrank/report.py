@@ -435,9 +435,10 @@ def _page(ranking: pd.DataFrame, attrs: dict, failures: list, out: Path, model: 
         notes.append("curve: score of the 30 s window at each time (yellow: analysed segment, "
                      "green: best window)")
     if near_col:
-        of = f" of {esc(str(attrs['neighbours']))}" if attrs.get("neighbours") else ""
-        notes.append(f"closest: the songs{of} nearest in sound (cosine similarity of song embeddings, "
-                     "their true hit score when known); fit: similarity to that catalogue as a whole, 0-100")
+        of = f" among {esc(str(attrs['neighbours']))}" if attrs.get("neighbours") else ""
+        notes.append(f"closest: the songs nearest in sound{of} (cosine similarity of song embeddings "
+                     "centred on that catalogue, with their true hit score when known); fit: how typical "
+                     "of that catalogue the song is, as a percentile of its own songs, 0-100")
     if "ood_note" in ranking and len(ranking) and str(ranking["ood_note"].iloc[0]):
         notes.append(esc(str(ranking["ood_note"].iloc[0])))
     near_head = ('<th data-key="fit" title="fit to the reference catalogue, 0-100">fit &middot; closest</th>'

@@ -80,7 +80,8 @@ def main() -> None:
         m = ranking_metrics(y, ranking[col].to_numpy(), top=0.1)
         rows[name] = {"ndcg@10%": m["ndcg"], "kendall@10%": m["kendall"], "spearman@10%": m["spearman"],
                       "spearman_all": spearmanr(y, ranking[col]).statistic}
-    res = {"n_train": args.train, "n_test": len(ranking), "failures": len(failures),
+    run_summary = json.loads((run / "summary.json").read_text())
+    res = {"n_train": run_summary.get("n_songs", args.train), "n_test": len(ranking), "failures": len(failures),
            "segment": params_segment, "covers_half_a_chorus": {"best window": best, "configured segment": seg,
                                                                 "Mid-30": mid, "HL-30 fallback": hl},
            "unstable": int(ranking.unstable.sum()), "shift_spread_median": float(ranking.shift_spread.median()),

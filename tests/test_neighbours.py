@@ -165,7 +165,7 @@ def test_similar_in_a_pretrained_embedding(corpus, tmp_path, capsys):
     assert main(["similar", str(tmp_path / "copy.ogg"), "--reference", str(ref), "--json", "-q", "-k", "2"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["embedding"] == "musicnn" and res["similar"][0]["song_id"] == audio[2].name
-    assert res["similar"][0]["similarity"] > 0.95
+    assert res["similar"][0]["similarity"] > 0.9  # an OGG copy, centred on a 4-song catalogue
     sf.write(tmp_path / "silence.wav", np.zeros(22050 * 5, np.float32), 22050)
     assert main(["similar", str(tmp_path / "silence.wav"), "--reference", str(ref), "-q"]) != 0
     assert "silence" in capsys.readouterr().err

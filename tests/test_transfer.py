@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -203,6 +204,24 @@ def test_cv_train_and_rank_on_real_like_excerpts(real_like, tmp_path, capsys):
     joined = ranking.merge(truth, on="key")
     assert spearmanr(joined.score, joined.hit_score)[0] > 0.5  # seen songs: a sanity check
     assert ranking.percentile.between(0, 100).all()
+    # the nearest training songs, in the run's own embedding: each excerpt is its own closest
+    near = joined.nearest.str.split(";").str[0]
+    assert (near == joined.song_id_y).mean() > 0.9 and joined.nearest_score.notna().all()
+    assert joined.nearest_similarity.str.split(";").str[0].astype(float).min() > 0.99
+    # another catalogue: percentiles and neighbours against a folder of 6 of the excerpts
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    for p in sorted((real_like / "audio" / "a").glob("*.ogg"))[:6]:
+        shutil.copy(p, ref / p.name)
+    capsys.readouterr()
+    assert main(["rank", str(real_like / "audio"), "--model", str(model), "--json", "-q", "--reference", str(ref),
+                 "--nearest", "2"]) == 0
+    rows = json.loads(capsys.readouterr().out)["ranking"]
+    first = {r["song_id"]: r for r in rows}["a/000.ogg"]
+    assert first["nearest"].split(";")[0] == "000.ogg" and len(first["nearest"].split(";")) == 2
+    assert all(0 <= r["percentile"] <= 100 for r in rows)
+    assert main(["rank", str(ref), "--model", str(model), "--curve", "-q"]) == 2
+    assert "--curve" in capsys.readouterr().err
 
 
 @needs_musicnn

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .. import audio, embeddings, segments, strata
+from .. import audio, embeddings, neighbours, segments, strata
 from ..corpus import read_text_table
 from ..data import make_folds, usable_songs
 from ..errors import ConfigError, HitrankError, LabelsError
@@ -329,7 +329,7 @@ def write_run(out: Path, cfg: TransferConfig, data: Data, pred, folds, s, summar
     atomic_write_text(out / "predictions.csv", df.to_csv(index=False))
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=float))
     write_run_info(out, RUN_KIND, command, embedding=data.params.embedding,
-                   scope=data.params.embedding_scope)
+                   scope=data.params.embedding_scope, store=str(Path(data.store).resolve()))
 
 
 # ----------------------------------------------------------------------------- train
@@ -355,7 +355,8 @@ def run_transfer_train(cfg: TransferConfig, data: Data, out, progress: bool = Tr
               "seconds": round(time.time() - t0, 1), "left_out": [list(p) for p in data.problems]}
     atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     atomic_write_text(out / "train.json", json.dumps(result, indent=2, default=float))
-    write_run_info(out, RUN_KIND, "train", embedding=data.params.embedding, scope=data.params.embedding_scope)
+    write_run_info(out, RUN_KIND, "train", embedding=data.params.embedding, scope=data.params.embedding_scope,
+                   store=str(Path(data.store).resolve()))
     return result
 
 
@@ -402,15 +403,22 @@ def load_model(path) -> dict:
 
 
 # ----------------------------------------------------------------------------- rank
-def rank_transfer_folder(folder, model, *, cache=None, workers: int = 1, progress: bool = True, skip=()):
+def rank_transfer_folder(folder, model, *, cache=None, workers: int = 1, progress: bool = True, skip=(),
+                         reference=None, nearest: int = neighbours.DEFAULT_K, embedding: str | None = None):
     """Rank a folder (or labels CSV) of audio with a transfer run or checkpoint (but the songs
     ``skip``, ranked before).
+
+    ``reference`` (a labels CSV or folder, embedded and scored like the ranked songs) replaces
+    the training songs as the percentile's reference and the catalogue of the ``nearest`` songs
+    (:mod:`hitrank.neighbours`), which are measured in the run's own embedding (``embedding``
+    may only name it, or ``model``).
 
     Returns
     -------
     ranking : DataFrame sorted best first (silent songs last): ``rank, song_id, path, artist,
         score, score_std, n_models, duration, silent, percentile, percentile_lo, percentile_hi,
-        flags``. ``score`` is
+        flags`` and, with ``nearest`` and a catalogue, the columns of
+        :func:`hitrank.neighbours.neighbour_columns`. ``score`` is
         the mean over the run's models on their target's scale (a percentile of the training
         songs' scores for the ``rank`` target); ``percentile`` (0-100) places it among the
         training songs' inner out-of-fold scores (NaN for runs without them), its interval
@@ -419,6 +427,11 @@ def rank_transfer_folder(folder, model, *, cache=None, workers: int = 1, progres
     """
     models = [load_model(p) for p in find_checkpoints(model)]
     params = models[0]["params"]
+    if embedding not in (None, neighbours.MODEL_EMBEDDING, params.embedding):
+        raise HitrankError(f"--embedding {embedding}: a transfer model compares songs in its own embedding "
+                           f"({params.embedding}); leave --embedding out")
+    if int(nearest) < 0:
+        raise HitrankError(f"nearest={nearest}; expected 0 (none) or a positive number of songs")
     st, rep = embed_source(folder, params, cache, workers=workers, progress=progress, skip=skip)
     man = st.manifest
     ok = man[(man.status == "ok") & man.song_id.isin(set(rep.song_ids))].reset_index(drop=True)
@@ -429,8 +442,12 @@ def rank_transfer_folder(folder, model, *, cache=None, workers: int = 1, progres
     t = np.stack([predict_one(m, X) for m in models])
     mean = t.mean(axis=0)
     std = t.std(axis=0)
-    ref = models[0]["reference"]
-    ref = Reference(ref["name"], ref["scores"], np.asarray(ref["song_ids"])) if ref is not None else None
+    if reference is not None:
+        ref, cat = _transfer_reference(reference, models, params, workers, progress)
+    else:
+        ref = models[0]["reference"]
+        ref = Reference(ref["name"], ref["scores"], np.asarray(ref["song_ids"])) if ref is not None else None
+        cat, cat_note = neighbours.training_catalogue(model, params.embedding, None) if nearest else (None, "")
     pct, lo, hi = ref.percentiles(mean, std) if ref is not None else (np.full(len(ok), np.nan),) * 3
     artists, titles = audio.file_tags(ok.path)
     if "artist" in ok:  # a labels CSV names the artists; file tags fill the gaps
@@ -441,11 +458,36 @@ def rank_transfer_folder(folder, model, *, cache=None, workers: int = 1, progres
         "silent": ok.silent.astype(bool), "percentile": pct, "percentile_lo": lo, "percentile_hi": hi,
         "flags": np.where(ok.silent.astype(bool), "silent", ""),
     })
+    if nearest and cat is not None:
+        cols = neighbours.neighbour_columns(neighbours.unit_rows(X), cat, nearest)
+        for c in neighbours.COLUMNS:
+            ranking[c] = cols[c].to_numpy()
+        ranking.attrs["neighbours"] = cat.name
+        ranking.attrs["catalogue_paths"] = dict(zip(cat.song_ids, cat.paths, strict=True))
+    else:
+        ranking.attrs["neighbours"] = "not asked for (nearest=0)" if not nearest else cat_note
     ranking = ranking.sort_values(["silent", "score"], ascending=[True, False], kind="stable").reset_index(drop=True)
     ranking.insert(0, "rank", np.arange(1, len(ranking) + 1))
     ranking.attrs["store"] = str(st.root)
     ranking.attrs["reference"] = ref.name if ref is not None else "none: a cv run's fold models (train one)"
     return ranking, failures
+
+
+def _transfer_reference(reference, models, params: FeatureParams, workers: int, progress: bool):
+    """A labels CSV or folder as the percentile's reference (its songs scored by ``models``)
+    and the nearest songs' catalogue."""
+    src = Path(reference)
+    if not src.exists():
+        raise HitrankError(f"reference={str(reference)!r}: no such labels CSV or folder")
+    st, rep = embed_source(src, params, None, workers=workers, progress=progress)
+    if rep.failures:
+        log.warning("%d reference song(s) of %s could not be embedded", len(rep.failures), src)
+    cat = neighbours.store_catalogue(st.root, "", params.embedding, song_ids=rep.song_ids)
+    if len(cat.song_ids) < 2:
+        raise HitrankError(f"reference={str(reference)!r}: fewer than 2 of its songs could be used")
+    cat.name = f"the {len(cat.song_ids)} songs of {src.name}"
+    X = st.load_embeddings(list(cat.song_ids)).astype(np.float64)
+    return Reference(cat.name, np.mean([predict_one(m, X) for m in models], axis=0), cat.song_ids), cat
 
 
 # ----------------------------------------------------------------------------- commands
