@@ -56,7 +56,7 @@ from .tags import TAGS
 EMBED_LIMIT = 50 * 2**20  # bytes of audio embedded at most (base64 grows it by a third)
 PAGE_ROWS = 100  # songs shown per page of the report
 INLINE_IMAGES_MAX = PAGE_ROWS  # songs up to which the log-mel PNGs are inlined (one self-contained file)
-BUDGET_BYTES_PER_SONG = 2560  # HTML bytes per song at most with every column, images in side files (tested)
+BUDGET_BYTES_PER_SONG = 3072  # HTML bytes per song at most with every column and links to the reference audio, images in side files (tested)
 CURVE_POINTS = 40  # points of a drawn curve at most (one per 4 px of the 160 px strip)
 NEAREST_SHOWN = 5  # closest reference songs written per song
 PNG_LEVEL = 6  # zlib level of the strips (level 9 gave no smaller files on fabricated strips)
@@ -253,11 +253,18 @@ def _split(value) -> list[str]:
     return [v.strip() for v in value.split(";")] if isinstance(value, str) and value.strip() else []
 
 
-def _nearest_html(r: dict) -> str:
+def _catalogue_links(paths: dict, out_dir: Path) -> dict:
+    """{reference song id: relative, percent-encoded link to its audio} for the files at hand."""
+    return {sid: _audio_src(str(p), out_dir, False) for sid, p in paths.items() if p and Path(p).is_file()}
+
+
+def _nearest_html(r: dict, links: dict | None = None) -> str:
     """The closest reference songs of one row ("closest: A (0.93), B (0.88)": their titles
-    where known, else their ids; the cosine; their true hit score where known) and its fit to
-    the reference, escaped; '' when the ranking has neither."""
+    where known, else their ids; the cosine; their true hit score where known; a link that
+    plays the song where its audio is at hand, ``links``) and its fit to the reference,
+    escaped; '' when the ranking has neither."""
     esc = html.escape
+    links = links or {}
     ids, sims = _split(r.get("nearest")), _split(r.get("nearest_similarity"))
     titles, truth = _split(r.get("nearest_title")), _split(r.get("nearest_score"))
     parts = []
@@ -272,7 +279,9 @@ def _nearest_html(r: dict) -> str:
                 with_num.append(v)
         if i < len(truth) and truth[i]:
             with_num.append(f"hit {truth[i]}")
-        parts.append(esc(label) + (f" ({esc(', '.join(with_num))})" if with_num else ""))
+        name = (f'<a href="{esc(links[sid], quote=True)}" target="_blank">{esc(label)}</a>' if sid in links
+                else esc(label))
+        parts.append(name + (f" ({esc(', '.join(with_num))})" if with_num else ""))
     near = f'<div class="near">closest: {", ".join(parts)}</div>' if parts else ""
     fit = r.get("fit")
     fit_html = (f'<div class="fit">fit <b>{float(fit):.0f}</b>/100</div>'
@@ -358,7 +367,7 @@ def write_ranking_report(ranking: pd.DataFrame, failures: list, out: str | os.Pa
 
 
 def _row(r: dict, ex: dict, pc, out_dir: Path, embed_audio: bool, artist: str, ref_name: str,
-         has_pct: bool, frac: float, near_col: bool) -> str:
+         has_pct: bool, frac: float, near_col: bool, links: dict | None = None) -> str:
     """One song's ``<tr>``, every name escaped."""
     esc = html.escape
     sid, path = str(r["song_id"]), str(r["path"])
@@ -387,7 +396,7 @@ def _row(r: dict, ex: dict, pc, out_dir: Path, embed_audio: bool, artist: str, r
     tags = esc(", ".join(ex.get("tags", [])))
     flags = "".join(f' <span class="flag" title="{esc(FLAG_HELP.get(f, f), quote=True)}">{esc(f)}</span>'
                     for f in str(r.get("flags") or "").split("; ") if f)
-    near = f'<td class="near">{_nearest_html(r)}</td>' if near_col else ""
+    near = f'<td class="near">{_nearest_html(r, links)}</td>' if near_col else ""
     return (f'<tr data-rank="{int(r["rank"])}">'
             f'<td class="num">{int(r["rank"])}</td><td class="name" title="{esc(path, quote=True)}">{esc(sid)}{flags}'
             + (f'<div class="title">{esc(title)}</div>' if title else "") + '</td>'
@@ -409,13 +418,15 @@ def _page(ranking: pd.DataFrame, attrs: dict, failures: list, out: Path, model: 
                 or ("fit" in ranking and bool(pd.to_numeric(ranking["fit"], errors="coerce").notna().any())))
     scores = ranking["score"].to_numpy(dtype=float) if len(ranking) else np.zeros(0)
     lo, hi = (float(scores.min()), float(scores.max())) if len(scores) else (0.0, 1.0)
+    links = _catalogue_links(attrs.get("catalogue_paths", {}), out.parent) if near_col else {}
     first, data = [], []
     for k, r in enumerate(ranking.to_dict("records")):
         sid = str(r["song_id"])
         artist = artists.get(sid, "") or _text(r.get("artist"))
         pc = curves.get(sid)
         frac = 0.0 if hi == lo else (float(r["score"]) - lo) / (hi - lo)
-        row = _row(r, extras.get(sid, {}), pc, out.parent, embed_audio, artist, ref_name, has_pct, frac, near_col)
+        row = _row(r, extras.get(sid, {}), pc, out.parent, embed_audio, artist, ref_name, has_pct, frac, near_col,
+                   links)
         if k < PAGE_ROWS:
             first.append(row)
         name = (sid + " " + artist + " " + _text(r.get("title"))).lower()

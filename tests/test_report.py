@@ -125,7 +125,14 @@ def fabricate_catalogue(folder: Path, n: int, seed: int = 0, n_mels: int = 16,
                      "nearest_score": ";".join("" if j % 3 == 0 else f"{j / 5000:.3f}" for j in near),
                      "fit": float(rng.uniform(0, 100))})
     ranking = pd.DataFrame(rows)
-    ranking.attrs.update(curves=curves, reference="the 5000 songs of label_2025", store=str(store_dir))
+    refs = folder / "label_2025"  # the reference catalogue's audio, at hand: the report links it
+    refs.mkdir()
+    paths = {}
+    for j in range(5000):
+        paths[f"ref_{j:04d}.mp3"] = refs / f"ref_{j:04d}.mp3"
+        os.link(tiny, paths[f"ref_{j:04d}.mp3"])
+    ranking.attrs.update(curves=curves, reference="the 5000 songs of label_2025", store=str(store_dir),
+                         neighbours="the 5000 songs of label_2025", catalogue_paths=paths)
     return ranking
 
 
@@ -183,7 +190,9 @@ def test_a_catalogue_report_keeps_its_budget_and_side_images(tmp_path):
     last = rows[n - 1][6]
     assert f'<img class="mel" loading="lazy" alt="log-mel (dB)" src="my%20report%20%231_files/{n}.png">' in last
     assert f'<audio controls preload="none" src="cat/songs/02999%20Artist%20{2999 % 701}%20-%20A%20song' in last
-    assert "closest: Reference song" in last and "higher than" in last and 'class="potential"' in last
+    first = ranking.nearest[n - 1].split(";")[0]  # the closest reference song plays from a link
+    assert f'<a href="cat/label_2025/{first}" target="_blank">' in last
+    assert "closest: <a href=" in last and ">Reference song " in last and "higher than" in last and 'class="potential"' in last
     # a rerun with fewer songs leaves no stale image; a foreign file in the folder is refused
     write_ranking_report(ranking.head(INLINE_IMAGES_MAX + 5), [], out, "runs/ab", store_dir=ranking.attrs["store"])
     assert len(list(folder.iterdir())) == INLINE_IMAGES_MAX + 5
