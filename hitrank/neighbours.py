@@ -39,8 +39,10 @@ import torch
 
 from .audio import file_tags
 from .errors import ParameterError
+from .fileio import atomic_path
 from .inference import predict
 from .runinfo import read_run_info
+from .runtime import cache_dir
 from .store import FeatureStore
 
 MODEL_EMBEDDING = "model"  # the ranking model's own penultimate layer
@@ -225,25 +227,61 @@ def store_vectors(store: FeatureStore, song_ids, embedding: str, scorers=None,
     return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 
 
+def _signature(path: Path) -> list:
+    """A file's size and modification time (ns), or None when it is missing."""
+    try:
+        st = path.stat()
+        return [st.st_size, st.st_mtime_ns]
+    except OSError:
+        return None
+
+
+def _vectors_and_titles(store: FeatureStore, ok: pd.DataFrame, embedding: str, scorers, device,
+                        titles: dict | None) -> tuple[np.ndarray, list]:
+    """The catalogue songs' vectors and titles, cached under ``$HITRANK_CACHE/neighbours`` by
+    the store's manifest and the models' files: ranking against the same catalogue again
+    neither runs the models over it nor reads its files' tags."""
+    key = {"store": str(Path(store.root).resolve()), "embedding": embedding,
+           "manifest": [_signature(Path(store.root) / f) for f in ("manifest.csv", "journal.jsonl")],
+           "models": [[str(s.source), _signature(Path(s.source))] for s in (scorers or [])
+                      if embedding == MODEL_EMBEDDING],
+           "titles": titles is None}
+    cache = cache_dir("neighbours", key) / "catalogue.npz"
+    ids = ok.song_id.astype(str).to_numpy().astype(str)  # a unicode array: saved without pickle
+    if cache.is_file():
+        try:
+            with np.load(cache, allow_pickle=False) as z:
+                if np.array_equal(z["song_ids"], ids):
+                    got = list(z["titles"]) if titles is None else [titles.get(s, "") for s in ids]
+                    return z["vectors"], got
+        except (OSError, ValueError, KeyError):  # a damaged cache file is recomputed
+            pass
+    vectors = store_vectors(store, ids, embedding, scorers, device)
+    found = file_tags(ok.path)[1] if titles is None else [titles.get(s, "") for s in ids]
+    found = [t if isinstance(t, str) else "" for t in found]
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(cache, suffix=".tmp.npz") as tmp:
+        np.savez(tmp, song_ids=ids, vectors=vectors, titles=np.asarray(found, dtype=str), allow_pickle=False)
+    return vectors, found
+
+
 def store_catalogue(store_dir: str | os.PathLike, name: str, embedding: str, scorers=None,
                     device: torch.device | str = "cpu", song_ids=None, titles=None) -> Catalogue:
     """A catalogue of the usable songs of a feature store (or of ``song_ids`` among them):
     true hit scores from its manifest (NaN when the source had none), titles from ``titles``
-    ({song_id: title}) or the files' own tags."""
+    ({song_id: title}) or the files' own tags. Vectors and tags are cached
+    (:func:`_vectors_and_titles`)."""
     store = FeatureStore.open(store_dir)
     man = store.manifest
     ok = man[(man.status == "ok") & ~man.silent.astype(bool)]
     if song_ids is not None:
         ok = ok[ok.song_id.isin(set(map(str, song_ids)))]
     ok = ok.reset_index(drop=True)
-    if titles is None:
-        _, found = file_tags(ok.path)
-    else:
-        found = [titles.get(s, "") for s in ok.song_id]
+    vectors, found = _vectors_and_titles(store, ok, embedding, scorers, device, titles)
     return Catalogue(name, ok.song_id.astype(str).to_numpy(), ok.path.astype(str).to_numpy(),
-                     np.asarray([t if isinstance(t, str) else "" for t in found], dtype=object),
+                     np.asarray(found, dtype=object),
                      pd.to_numeric(ok.hit_score, errors="coerce").to_numpy(dtype=np.float64),
-                     store_vectors(store, ok.song_id, embedding, scorers, device), embedding)
+                     vectors, embedding)
 
 
 def training_catalogue(model: str | os.PathLike, embedding: str, scorers,

@@ -186,3 +186,23 @@ def test_similar_and_nearest_errors(trained, corpus, tmp_path, capsys):
         from hitrank.rank import rank_folder
 
         rank_folder(corpus / "audio", trained, embedding="nope", progress=False)
+
+
+def test_catalogue_vectors_and_titles_are_cached(trained, store, monkeypatch):
+    """Ranking against the same catalogue again runs no model over it and reads no tags; a
+    changed model file is a new key."""
+    import torch
+
+    from hitrank.curve import load_scorers
+
+    scorers = load_scorers(trained, torch.device("cpu"))
+    first = neighbours.store_catalogue(store, "train", "model", scorers)
+    monkeypatch.setattr(neighbours, "store_vectors", lambda *a, **k: pytest.fail("recomputed"))
+    monkeypatch.setattr(neighbours, "file_tags", lambda *a, **k: pytest.fail("tags read again"))
+    again = neighbours.store_catalogue(store, "train", "model", scorers)
+    assert np.array_equal(first.vectors, again.vectors) and list(first.titles) == list(again.titles)
+    import os
+
+    os.utime(scorers[0].source, ns=(1, 1))  # the model file changed: computed again
+    with pytest.raises(pytest.fail.Exception, match="recomputed"):
+        neighbours.store_catalogue(store, "train", "model", scorers)
