@@ -31,7 +31,7 @@ from .descriptors.fit import fit_sources
 from .embeddings import DEFAULT_EMBEDDING, DEFAULT_SCOPE, EMBEDDINGS, SCOPES
 from .errors import HitrankError
 from .fileio import atomic_write_text
-from .neighbours import DEFAULT_K, MODEL_EMBEDDING
+from .neighbours import DEFAULT_K, MIN_CATALOGUE, MODEL_EMBEDDING
 from .pretrained import import_release
 from .runtime import import_plugins
 from .synth import synthesize
@@ -572,15 +572,19 @@ def cmd_similar(args) -> int:
     a = found.attrs
     if args.json:
         rows = found.astype(object).where(found.notna(), None).to_dict("records")
-        print(_json_dump({**a, "similar": rows}))
+        head = {k: (None if isinstance(v, float) and v != v else v) for k, v in a.items()}  # NaN -> null
+        print(_json_dump({**head, "similar": rows}))
         return EXIT_OK
     print(f"{a['song']}: closest of {a['catalogue']} ({a['embedding']} embedding, cosine similarity)")
     for r in found.itertuples():
         hit = f"  hit score {r.hit_score:.4g}" if r.hit_score == r.hit_score else ""
         title = f"  {r.title}" if r.title else ""
         print(f"{r.rank:>3}  {r.similarity:.3f}  {r.song_id}{title}{hit}")
-    print(f"fit to the reference: {a['fit']:.0f} (mean similarity to its {len(found)} closest, "
-          f"{a['fit_similarity']:.3f}, as a percentile of the reference songs' own)")
+    if a["fit"] == a["fit"]:
+        print(f"fit to the reference: {a['fit']:.0f} (mean similarity to its {len(found)} closest, "
+              f"{a['fit_similarity']:.3f}, as a percentile of the reference songs' own)")
+    else:
+        print(f"no fit stated: the reference has fewer than {MIN_CATALOGUE} usable songs")
     return EXIT_OK
 
 

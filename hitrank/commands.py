@@ -49,7 +49,13 @@ from .neighbours import (
     store_vectors,
 )
 from .rank import rank_folder
-from .ranking_table import merge_rankings, ranking_with_failures, read_previous, songs_in
+from .ranking_table import (
+    merge_rankings,
+    ranking_with_failures,
+    read_previous,
+    songs_in,
+    still_valid,
+)
 from .report import write_ranking_report
 from .runinfo import resolve_model, run_kind
 from .runtime import cached_store_path
@@ -347,13 +353,14 @@ def rank(folder, model, *, cache=None, workers: int = 1, device: str = "auto", p
     path = resolve_model(model)
     previous = read_previous(since) if since is not None else None
     if previous is not None:
-        options["skip"] = set(previous.song_id)
+        listed = songs_in(folder)
+        options["skip"] = set(still_valid(previous, listed).song_id)
     ranking, failures = RANKERS[run_kind(path)](
         folder, path, cache=cache, workers=workers, device=device, progress=progress,
         highlighter=highlighter, engine=engine, address=address, **options)
     if previous is not None:
         key = "best_score" if options.get("segment") == "best" else "score"
-        ranking, counts = merge_rankings(previous, ranking, songs_in(folder), key)
+        ranking, counts = merge_rankings(previous, ranking, listed, key, source=repr(str(since)))
         log.info("--since %s: %d songs kept, %d new, %d no longer in %s", since, counts["kept"],
                  counts["new"], counts["dropped"], folder)
     if out is not None:

@@ -142,7 +142,8 @@ def _frame_window_means(model, mel: torch.Tensor, windows: torch.Tensor, hop: in
                         T: torch.Tensor | None) -> np.ndarray | None:
     """Every window's score from one pass of a fully convolutional model over the whole song:
     the mean of the window's run of per-frame scores, (n_windows,) float64; None when the
-    shortcut does not reproduce the first window's own score (then the caller scores windows)."""
+    shortcut does not reproduce the first and the last window's own scores (then the caller
+    scores every window)."""
     stride = model.frame_stride
     tag = (T[:1],) if T is not None else ()
     whole = model.frame_scores(mel[None], *tag)[0].double()  # (T',)
@@ -151,7 +152,11 @@ def _frame_window_means(model, mel: torch.Tensor, windows: torch.Tensor, hop: in
     offsets = np.arange(windows.shape[0]) * (hop // stride)
     if hop % stride or offsets[-1] + n_out > len(whole):
         return None
-    if not torch.allclose(whole[:n_out], first, rtol=1e-4, atol=1e-4):
+    last = model.frame_scores(windows[-1:].contiguous(), *tag)[0].double()
+    end = whole[offsets[-1]: offsets[-1] + n_out]
+    # the first window matches for any network; the last one checks the stride and the offsets
+    if not (torch.allclose(whole[:n_out], first, rtol=1e-4, atol=1e-4)
+            and torch.allclose(end, last, rtol=1e-4, atol=1e-4)):
         log.warning("%s: per-frame scores of the whole song differ from a window's; scoring each "
                     "window on its own", type(model).__name__)
         return None

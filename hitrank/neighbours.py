@@ -17,17 +17,22 @@ from one embedding of every song, compared by cosine similarity:
 Similarity is the cosine of the two songs' vectors after subtracting the catalogue's mean
 vector (:meth:`Catalogue.centre`): the embeddings of ReLU networks share a large common
 direction, so raw cosines of any two songs are all near 1 (0.94-0.98 for the KKBOX model on
-real clips) and centring lets them say which songs of *this* catalogue are alike. For each query
-song, its ``k`` nearest reference songs (closest first) and their similarities; its **fit** to the reference: the mean similarity to its ``k`` nearest reference
-songs (``fit_similarity``), stated as a percentile (``fit``, 0-100) among the reference songs'
-own values (each to its ``k`` nearest *other* reference songs), so that 50 means "as typical
-of the catalogue as its median song" and 100 "closer to it than any of its own songs" (a
-duplicate of a reference song). This is the audio counterpart of the playlist-fit seed system
-(``hitrank fit``, which compares descriptor tables).
+real clips), and centring lets them say which songs of *this* catalogue are alike. A catalogue
+of fewer than :data:`MIN_CATALOGUE` songs is not centred and states no fit.
+
+For each query song: its ``k`` nearest reference songs (closest first) and their
+similarities; its **fit** to the reference, the mean similarity to its ``k`` nearest
+reference songs (``fit_similarity``), stated as a percentile (``fit``, 0-100) among the
+reference songs' own values (each to its ``k`` nearest *other* reference songs), so that 50
+means "as typical of the catalogue as its median song" and 100 "closer to it than any of its
+own songs" (a duplicate of a reference song). Silent songs and all-zero vectors get empty
+cells. This is the audio counterpart of the playlist-fit seed system (``hitrank fit``, which
+compares descriptor tables).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from dataclasses import dataclass
@@ -48,6 +53,9 @@ from .store import FeatureStore
 MODEL_EMBEDDING = "model"  # the ranking model's own penultimate layer
 DEFAULT_K = 5  # nearest reference songs listed per song
 CHUNK = 2048  # query songs compared with the whole reference at once (2048 x n float32)
+#: catalogue songs needed to centre the vectors on the catalogue's mean and to state a fit:
+#: with fewer, the mean is mostly the songs themselves (two songs centre to opposite vectors)
+MIN_CATALOGUE = 10
 SEPARATOR = ";"  # between the neighbours of one song in the CSV columns
 COLUMNS = ("nearest", "nearest_title", "nearest_score", "nearest_similarity", "fit", "fit_similarity")
 
@@ -170,8 +178,11 @@ class Catalogue:
         n = len(self.song_ids)
         if any(len(a) != n for a in (self.paths, self.titles, self.scores, self.vectors)):
             raise ParameterError(f"catalogue {self.name!r}: ids, paths, titles, scores and vectors differ in length")
+        if n == 0:
+            raise ParameterError(f"catalogue {self.name!r} holds no usable song (all failed or silent)")
         self._self_fit = None
-        self.mean = self.vectors.mean(axis=0) if n else np.zeros(self.vectors.shape[1:], np.float32)
+        centre = n >= MIN_CATALOGUE
+        self.mean = self.vectors.mean(axis=0) if centre else np.zeros(self.vectors.shape[1:], np.float32)
         self.centred = self.centre(self.vectors)
 
     def centre(self, V: np.ndarray) -> np.ndarray:
@@ -181,7 +192,10 @@ class Catalogue:
         return unit_rows(np.asarray(V, dtype=np.float32) - self.mean)
 
     def self_fit(self, k: int) -> np.ndarray:
-        """Each reference song's mean similarity to its ``k`` nearest other songs, (n,)."""
+        """Each reference song's mean similarity to its ``k`` nearest other songs, (n,) (NaN
+        for a catalogue of fewer than :data:`MIN_CATALOGUE` songs: no fit is stated)."""
+        if len(self.vectors) < MIN_CATALOGUE:
+            return np.full(len(self.vectors), np.nan)
         if self._self_fit is None or self._self_fit[0] != k:
             _, s = nearest(self.centred, self.centred, k, exclude_self=True)
             self._self_fit = (k, s.mean(axis=1) if s.shape[1] else np.full(len(self.vectors), np.nan))
@@ -246,8 +260,9 @@ def _vectors_and_titles(store: FeatureStore, ok: pd.DataFrame, embedding: str, s
            "models": [[str(s.source), _signature(Path(s.source))] for s in (scorers or [])
                       if embedding == MODEL_EMBEDDING],
            "titles": titles is None}
-    cache = cache_dir("neighbours", key) / "catalogue.npz"
     ids = ok.song_id.astype(str).to_numpy().astype(str)  # a unicode array: saved without pickle
+    key["songs"] = hashlib.sha1("\n".join(ids).encode()).hexdigest()  # subsets of one store apart
+    cache = cache_dir("neighbours", key) / "catalogue.npz"
     if cache.is_file():
         try:
             with np.load(cache, allow_pickle=False) as z:
@@ -306,8 +321,10 @@ def _joined(values, fmt) -> str:
     return SEPARATOR.join(fmt(v) for v in values)
 
 
-def neighbour_columns(Q: np.ndarray, cat: Catalogue, k: int = DEFAULT_K) -> pd.DataFrame:
-    """The neighbour columns of query songs ``Q`` (m, d) against a catalogue.
+def neighbour_columns(Q: np.ndarray, cat: Catalogue, k: int = DEFAULT_K,
+                      valid: np.ndarray | None = None) -> pd.DataFrame:
+    """The neighbour columns of query songs ``Q`` (m, d) against a catalogue; rows not
+    ``valid`` ((m,) bool: e.g. silent songs) and all-zero vectors get empty cells.
 
     Returns
     -------
@@ -322,11 +339,17 @@ def neighbour_columns(Q: np.ndarray, cat: Catalogue, k: int = DEFAULT_K) -> pd.D
                              f"for {cat.name} (same --embedding and model needed)")
     index, sims = nearest(cat.centre(Q), cat.centred, k)
     fit_sim = sims.mean(axis=1) if sims.shape[1] else np.full(len(Q), np.nan)
+    ok = np.linalg.norm(Q, axis=1) > 0
+    if valid is not None:
+        ok &= np.asarray(valid, dtype=bool)
+    fit_sim = np.where(ok, fit_sim, np.nan)
     out = pd.DataFrame({
-        "nearest": [_joined(cat.song_ids[i], str) for i in index],
-        "nearest_title": [_joined(cat.titles[i], lambda t: str(t).replace(SEPARATOR, ",")) for i in index],
-        "nearest_score": [_joined(cat.scores[i], lambda v: "" if not np.isfinite(v) else f"{v:.6g}") for i in index],
-        "nearest_similarity": [_joined(s, lambda v: f"{v:.4f}") for s in sims],
+        "nearest": [_joined(cat.song_ids[i], str) if g else "" for i, g in zip(index, ok, strict=True)],
+        "nearest_title": [_joined(cat.titles[i], lambda t: str(t).replace(SEPARATOR, ",")) if g else ""
+                          for i, g in zip(index, ok, strict=True)],
+        "nearest_score": [_joined(cat.scores[i], lambda v: "" if not np.isfinite(v) else f"{v:.6g}") if g else ""
+                          for i, g in zip(index, ok, strict=True)],
+        "nearest_similarity": [_joined(s, lambda v: f"{v:.4f}") if g else "" for s, g in zip(sims, ok, strict=True)],
         "fit": fit_percentile(fit_sim, cat.self_fit(k)),
         "fit_similarity": fit_sim,
     })

@@ -167,7 +167,7 @@ def rank_folder(
         ``percentile`` (0-100, NaN without a reference) places ``score`` among the
         reference's scores. ``ranking.attrs`` holds ``store`` (the feature store),
         ``reference`` (its name, or why there is none), ``neighbours`` (the nearest songs'
-        catalogue, or why there is none), ``catalogue_paths`` ({reference song id: audio
+        catalogue, why there is none, or '' with ``nearest=0``), ``catalogue_paths`` ({reference song id: audio
         path}, with nearest songs), ``between_song_sd`` and, with
         ``curve``, ``curves`` ({song_id: :class:`~hitrank.curve.PotentialCurve`})
     failures : list of (song_id, path, reason) for files that could not be scored
@@ -239,12 +239,12 @@ def rank_folder(
         p = lo = hi = np.full(len(ok), np.nan)
     ranking["percentile"], ranking["percentile_lo"], ranking["percentile_hi"] = p, lo, hi
     ranking["flags"] = _flags(ranking)
-    neighbours_note = "not asked for (nearest=0)"
+    neighbours_note = ""  # none asked for (nearest=0): nothing to say
     if nearest:
         cat, neighbours_note = _catalogue(ref_ranked, reference, model, embedding, scorers, dev)
         if cat is not None:
             vectors = neighbours.store_vectors(store, ok.song_id, embedding, scorers, dev)
-            cols = neighbours.neighbour_columns(vectors, cat, nearest)
+            cols = neighbours.neighbour_columns(vectors, cat, nearest, valid=~ok.silent.astype(bool).to_numpy())
             for c in neighbours.COLUMNS:
                 ranking[c] = cols[c].to_numpy()
             neighbours_note = cat.name

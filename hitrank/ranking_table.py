@@ -7,9 +7,12 @@
 
 ``rank FOLDER --since PREVIOUS.csv`` ranks only the songs of the folder that ``PREVIOUS.csv``
 does not hold (failed files are tried again), and merges: the previous rows of songs still
-in the folder are kept as they are, songs no longer in it are dropped, the new songs are
-added, and the whole is sorted again (silent songs last) and renumbered. The previous CSV must
-come from the same model and options: its scores are not recomputed.
+in the folder at the same path are kept as they are, songs no longer in it (or now at another
+path) are dropped and ranked again if present, the new songs are added, and the whole is
+sorted again (silent songs last) and renumbered. The previous CSV must come from the same
+model and options: its scores are not recomputed, and a CSV with other columns (made without
+``--curve``, say) is refused. A file replaced in place by another recording at the same path
+is not detected.
 """
 
 from __future__ import annotations
@@ -37,9 +40,16 @@ def ranking_with_failures(ranking: pd.DataFrame, failures: list) -> pd.DataFrame
     return table
 
 
+#: columns that stay text when a ranking CSV is read back (ids and names may look like numbers;
+#: the ``;``-separated neighbour cells of one neighbour look like one number)
+TEXT_COLUMNS = ("song_id", "path", "artist", "title", "flags", "ood_note", "nearest", "nearest_title",
+                "nearest_score", "nearest_similarity")
+
+
 def read_previous(path: str | os.PathLike) -> pd.DataFrame:
     """A ranking CSV written by ``rank --out``: its ranked rows (failed files left out, they are
-    tried again), with numeric and boolean columns restored."""
+    tried again), with numeric and boolean columns restored (booleans with empty cells as
+    pandas' nullable ``boolean``)."""
     table = read_text_table(path, "ranking")
     missing = {"song_id", "path", "score"} - set(table.columns)
     if missing:
@@ -54,42 +64,68 @@ def read_previous(path: str | os.PathLike) -> pd.DataFrame:
                           f"(e.g. {bad}); rank the folder again without --since")
     out = table.copy()
     for c in out.columns:
-        if c in ("song_id", "path", "artist", "title", "flags", "ood_note", "nearest", "nearest_title",
-                 "nearest_score", "nearest_similarity"):
-            out[c] = out[c].fillna("")
+        values = out[c].fillna("")
+        if c in TEXT_COLUMNS:
+            out[c] = values
             continue
-        low = out[c].fillna("").str.lower()
-        if low.isin(["true", "false"]).all():
-            out[c] = low == "true"
+        low, given = values.str.lower(), values != ""
+        if given.any() and low[given].isin(["true", "false"]).all():
+            out[c] = pd.array([None if not g else v == "true" for v, g in zip(low, given, strict=True)],
+                              dtype="boolean") if not given.all() else low == "true"
         else:
-            num = pd.to_numeric(out[c], errors="coerce")
-            if num.notna().sum() == out[c].replace("", np.nan).notna().sum():  # every value numeric
+            num = pd.to_numeric(values, errors="coerce")
+            if num[given].notna().all():  # every given value numeric
                 out[c] = num
     return out.reset_index(drop=True)
 
 
-def songs_in(folder: str | os.PathLike) -> set[str]:
-    """The song ids of a folder or labels CSV, as ranking names them."""
+def songs_in(folder: str | os.PathLike) -> dict[str, str]:
+    """The songs of a folder or labels CSV as ranking names them: {song_id: absolute path}."""
     refs, rejected = resolve_source(folder)
-    return {r.song_id for r in refs} | {r.song_id for r in rejected}
+    return {**{r.song_id: str(r.path) for r in rejected}, **{r.song_id: str(r.path) for r in refs}}
 
 
-def merge_rankings(previous: pd.DataFrame, new: pd.DataFrame, listed: set[str],
-                   key: str = "score") -> tuple[pd.DataFrame, dict]:
-    """Previous rows of songs still ``listed`` plus the ``new`` ranking, sorted by ``key``
-    (silent songs last) and renumbered.
+def still_valid(previous: pd.DataFrame, listed: dict[str, str]) -> pd.DataFrame:
+    """The previous rows that still describe a listed song: the same id *and* the same file (a
+    song id of another folder, or a file replaced by one at another path, is ranked again)."""
+    same = [listed.get(s) is not None and os.path.abspath(p) == os.path.abspath(listed[s])
+            for s, p in zip(previous.song_id, previous.path, strict=True)]
+    return previous[np.asarray(same, dtype=bool)]
+
+
+def merge_rankings(previous: pd.DataFrame, new: pd.DataFrame, listed, key: str = "score",
+                   source: str = "the previous ranking") -> tuple[pd.DataFrame, dict]:
+    """The previous rows still valid for the ``listed`` songs ({song_id: path},
+    :func:`still_valid`) plus the ``new`` ranking, sorted by ``key`` (silent songs last) and
+    renumbered.
+
+    Raises
+    ------
+    LabelsError
+        When the previous rows and the new ones have different columns (the previous CSV was
+        made with other options, e.g. without ``--curve``): merging would sort them apart.
 
     Returns
     -------
     merged : DataFrame, ``new``'s ``attrs`` kept
-    counts : ``kept``, ``new`` and ``dropped`` (previous songs no longer listed) songs
+    counts : ``kept``, ``new`` and ``dropped`` (previous songs no longer listed, or now at
+        another path) songs
     """
-    keep = previous[previous.song_id.isin(listed)]
+    if not isinstance(listed, dict):
+        listed = {s: p for s, p in zip(previous.song_id, previous.path, strict=True) if s in set(listed)}
+    keep = still_valid(previous, listed)
+    if len(keep) and len(new):
+        ours, theirs = set(new.columns) - {"rank"}, set(keep.columns) - {"rank"}
+        if ours != theirs:
+            raise LabelsError(f"{source} was made with other options: it lacks {sorted(ours - theirs)} and has "
+                              f"{sorted(theirs - ours)} beyond this ranking's columns; rank with the same "
+                              "model and options (--curve, --nearest, --reference ...) or without --since")
     parts = [p.drop(columns="rank", errors="ignore") for p in (keep, new) if len(p)]
     merged = pd.concat(parts, ignore_index=True) if parts else new.drop(columns="rank", errors="ignore")
     if key not in merged:
         key = "score"
-    silent = merged["silent"].astype(bool) if "silent" in merged else pd.Series(False, index=merged.index)
+    silent = (merged["silent"].fillna(False).astype(bool) if "silent" in merged
+              else pd.Series(False, index=merged.index))
     merged = (merged.assign(_silent=silent).sort_values(["_silent", key], ascending=[True, False], kind="stable",
                                                         na_position="last")
               .drop(columns="_silent").reset_index(drop=True))
@@ -100,4 +136,5 @@ def merge_rankings(previous: pd.DataFrame, new: pd.DataFrame, listed: set[str],
     return merged, counts
 
 
-__all__ = ["ERROR_COLUMN", "ranking_with_failures", "read_previous", "songs_in", "merge_rankings"]
+__all__ = ["ERROR_COLUMN", "TEXT_COLUMNS", "ranking_with_failures", "read_previous", "songs_in", "still_valid",
+           "merge_rankings"]

@@ -122,3 +122,44 @@ def test_a_killed_rank_resumes_without_recomputing(model, corpus, tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     assert f"{before} of 160 songs already extracted; {160 - before} to go" in res.stderr
     assert len(pd.read_csv(tmp_path / "r.csv")) == 160
+
+
+def test_since_ranks_again_songs_of_another_folder_and_refuses_other_options(model, corpus, tmp_path, capsys):
+    """A previous CSV of another folder names the same song ids for other files: those are
+    ranked again, not kept. A CSV made with other options (no --curve) is refused."""
+    audio = sorted((corpus / "audio").glob("*.wav"))
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    for i in range(3):
+        shutil.copy(audio[i], a / f"s{i}.wav")
+        shutil.copy(audio[10 + i], b / f"s{i}.wav")  # same names, other recordings
+    cache = tmp_path / "cache"
+    first = tmp_path / "a.csv"
+    assert main(["rank", str(a), "--model", str(model), "--out", str(first), "-q", "--nearest", "0",
+                 "--cache", str(cache)]) == 0
+    merged = tmp_path / "b.csv"
+    assert main(["rank", str(b), "--model", str(model), "--out", str(merged), "--since", str(first), "-q",
+                 "--nearest", "0", "--cache", str(tmp_path / "cache_b")]) == 0
+    t = pd.read_csv(merged)
+    assert sorted(t.path) == sorted(str(p) for p in b.iterdir())  # every row is b's file
+    alone = tmp_path / "b_alone.csv"
+    assert main(["rank", str(b), "--model", str(model), "--out", str(alone), "-q", "--nearest", "0",
+                 "--cache", str(tmp_path / "cache_b")]) == 0
+    assert list(pd.read_csv(alone).song_id) == list(t.song_id)
+    shutil.copy(audio[5], a / "new.wav")
+    capsys.readouterr()
+    assert main(["rank", str(a), "--model", str(model), "--curve", "--since", str(first), "-q", "--nearest", "0",
+                 "--cache", str(cache)]) == 2
+    err = capsys.readouterr().err
+    assert "was made with other options" in err and "best_score" in err
+
+
+def test_read_previous_restores_types(tmp_path):
+    f = tmp_path / "r.csv"
+    f.write_text("rank,song_id,path,score,silent,unstable,nearest_similarity,title\n"
+                 "1,0001,a.wav,0.5,False,True,0.9000,007\n2,0002,b.wav,0.1,False,,0.8000,\n")
+    t = read_previous(f)
+    assert t.song_id.tolist() == ["0001", "0002"] and t.title.tolist() == ["007", ""]  # names stay text
+    assert t.silent.dtype == bool and str(t.unstable.dtype) == "boolean" and t.unstable.isna().tolist() == [False, True]
+    assert t.nearest_similarity.tolist() == ["0.9000", "0.8000"] and t.score.dtype.kind == "f"

@@ -125,9 +125,13 @@ def test_one_pass_curve_equals_scoring_every_window(rng, name, kwargs):
     assert hop == 12  # 1 s rounded to whole strides of 4 frames
     windows, _ = window_mels(mel, PARAMS, hop)
     tags = rng.uniform(size=50).astype(np.float32)
+    import hitrank.curve as curve_module
+
     with torch.inference_mode():
-        fast = score_song_windows(scorers, mel, windows, hop, tags)
         slow = score_windows(scorers, windows, tags)
+        with pytest.MonkeyPatch.context() as mp:  # the one pass, not a silent fallback
+            mp.setattr(curve_module, "score_windows", lambda *a, **k: pytest.fail("fell back to every window"))
+            fast = score_song_windows(scorers, mel, windows, hop, tags)
         off = score_song_windows(scorers, mel, windows[:, :, :], 11, tags)  # hop not a stride multiple
     assert fast.shape == (2, windows.shape[0]) and np.ptp(fast[0]) > 0
     np.testing.assert_allclose(fast, slow, rtol=1e-4, atol=1e-5)

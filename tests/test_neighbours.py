@@ -165,6 +165,7 @@ def test_similar_in_a_pretrained_embedding(corpus, tmp_path, capsys):
     assert main(["similar", str(tmp_path / "copy.ogg"), "--reference", str(ref), "--json", "-q", "-k", "2"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["embedding"] == "musicnn" and res["similar"][0]["song_id"] == audio[2].name
+    assert res["fit"] is None  # 4 reference songs: too few to state a fit
     assert res["similar"][0]["similarity"] > 0.9  # an OGG copy, centred on a 4-song catalogue
     sf.write(tmp_path / "silence.wav", np.zeros(22050 * 5, np.float32), 22050)
     assert main(["similar", str(tmp_path / "silence.wav"), "--reference", str(ref), "-q"]) != 0
@@ -206,3 +207,16 @@ def test_catalogue_vectors_and_titles_are_cached(trained, store, monkeypatch):
     os.utime(scorers[0].source, ns=(1, 1))  # the model file changed: computed again
     with pytest.raises(pytest.fail.Exception, match="recomputed"):
         neighbours.store_catalogue(store, "train", "model", scorers)
+
+
+def test_small_catalogues_silent_songs_and_empty_catalogues(rng):
+    C = _unit(rng, 3, 8)
+    small = neighbours.Catalogue("tiny", np.array(["a", "b", "c"]), np.array([""] * 3),
+                                 np.array([""] * 3, dtype=object), np.full(3, np.nan), C, "x")
+    assert not small.mean.any()  # too few songs to centre on
+    cols = neighbours.neighbour_columns(np.vstack([C[1], np.zeros(8), C[2]]), small, k=2,
+                                        valid=np.array([True, True, False]))
+    assert cols.nearest[0].split(";")[0] == "b" and np.isnan(cols.fit[0])  # no fit stated
+    assert cols.nearest[1] == "" and cols.nearest[2] == "" and np.isnan(cols.fit_similarity[1:]).all()
+    with pytest.raises(ParameterError, match="holds no usable song"):
+        neighbours.Catalogue("empty", np.array([]), np.array([]), np.array([]), np.array([]), np.zeros((0, 8)), "x")

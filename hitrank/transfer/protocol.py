@@ -459,13 +459,14 @@ def rank_transfer_folder(folder, model, *, cache=None, workers: int = 1, progres
         "flags": np.where(ok.silent.astype(bool), "silent", ""),
     })
     if nearest and cat is not None:
-        cols = neighbours.neighbour_columns(neighbours.unit_rows(X), cat, nearest)
+        cols = neighbours.neighbour_columns(neighbours.unit_rows(X), cat, nearest,
+                                            valid=~ok.silent.astype(bool).to_numpy())
         for c in neighbours.COLUMNS:
             ranking[c] = cols[c].to_numpy()
         ranking.attrs["neighbours"] = cat.name
         ranking.attrs["catalogue_paths"] = dict(zip(cat.song_ids, cat.paths, strict=True))
     else:
-        ranking.attrs["neighbours"] = "not asked for (nearest=0)" if not nearest else cat_note
+        ranking.attrs["neighbours"] = "" if not nearest else cat_note
     ranking = ranking.sort_values(["silent", "score"], ascending=[True, False], kind="stable").reset_index(drop=True)
     ranking.insert(0, "rank", np.arange(1, len(ranking) + 1))
     ranking.attrs["store"] = str(st.root)
