@@ -27,7 +27,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hitrank.report import PAGE_ROWS, write_ranking_report  # noqa: E402
-from tests.test_report import fabricate_catalogue  # noqa: E402
+
+try:  # the fabricated catalogue of the report's tests: a clone of the repository has them
+    from tests.test_report import fabricate_catalogue  # noqa: E402
+except ImportError as exc:  # an installed package without its tests
+    raise SystemExit(f"scripts/bench_report.py needs the repository's tests/ folder and the test extras "
+                     f"(pip install -e '.[dev]'): {exc}") from None
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
