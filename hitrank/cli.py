@@ -31,7 +31,7 @@ from .descriptors.fit import fit_sources
 from .embeddings import DEFAULT_EMBEDDING, DEFAULT_SCOPE, EMBEDDINGS, SCOPES
 from .errors import HitrankError
 from .fileio import atomic_write_text
-from .neighbours import DEFAULT_K, MIN_CATALOGUE, MODEL_EMBEDDING
+from .neighbours import DEFAULT_K, MIN_CATALOGUE, MODEL_EMBEDDING, split_cell
 from .pretrained import import_release
 from .runtime import import_plugins
 from .synth import synthesize
@@ -617,8 +617,8 @@ def _print_ranking(args, ranking, failures) -> int:
             pct = f"  {pct:3.0f}% [{r.percentile_lo:.0f}, {r.percentile_hi:.0f}]" if pct == pct else ""
             best = (f"  best {r.best_start:.0f}-{r.best_end:.0f} s {r.best_score:+.3f}"
                     if getattr(r, "best_score", float("nan")) == getattr(r, "best_score", 0) else "")
-            near = (f"  ~ {str(r.nearest).split(';')[0]} ({str(r.nearest_similarity).split(';')[0]})"
-                    if isinstance(getattr(r, "nearest", None), str) and r.nearest else "")
+            ids, sims = split_cell(getattr(r, "nearest", None)), split_cell(getattr(r, "nearest_similarity", None))
+            near = f"  ~ {ids[0]} ({sims[0] if sims else '?'})" if ids else ""
             print(f"{r.rank:>5}  {r.score:+.3f}{spread}{pct}{best}  {r.song_id}{flags}{near}")
         _print_failures(failures, "files")
         if ranking.attrs.get("reference"):

@@ -45,6 +45,7 @@ from .neighbours import (
     DEFAULT_K,
     MODEL_EMBEDDING,
     neighbour_columns,
+    split_cell,
     store_catalogue,
     store_vectors,
 )
@@ -407,14 +408,15 @@ def similar(song, reference=None, *, model=None, embedding: str | None = None, k
         if "nearest" not in ranking:
             raise HitrankError(f"no songs to compare {str(song)!r} with: {ranking.attrs.get('neighbours')}")
         row = ranking.iloc[0]
-        ids = str(row["nearest"]).split(";") if row["nearest"] else []
+        if bool(row["silent"]):
+            raise HitrankError(f"{str(song)!r}: its analysed segment is digital silence; nothing to compare")
+        ids = split_cell(row["nearest"])
         extra = {"score": float(row["score"]), "percentile": float(row["percentile"])}
         cat_name = ranking.attrs["neighbours"]
-        titles = str(row["nearest_title"]).split(";")
-        scores = pd.to_numeric(pd.Series(str(row["nearest_score"]).split(";")), errors="coerce")
-        sims = [float(v) for v in str(row["nearest_similarity"]).split(";")] if ids else []
-        found = pd.DataFrame({"song_id": ids, "title": titles[:len(ids)], "hit_score": scores[:len(ids)],
-                              "similarity": sims})
+        titles = (split_cell(row["nearest_title"]) + [""] * len(ids))[:len(ids)]
+        scores = pd.to_numeric(pd.Series(str(row["nearest_score"]).split(";")[:len(ids)]), errors="coerce")
+        found = pd.DataFrame({"song_id": ids, "title": titles, "hit_score": scores.to_numpy(),
+                              "similarity": [float(v) for v in split_cell(row["nearest_similarity"])]})
         fit, fit_sim = float(row["fit"]), float(row["fit_similarity"])
         ref_paths = ranking.attrs.get("catalogue_paths", {})
     else:

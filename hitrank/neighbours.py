@@ -58,6 +58,7 @@ CHUNK = 2048  # query songs compared with the whole reference at once (2048 x n 
 MIN_CATALOGUE = 10
 SEPARATOR = ";"  # between the neighbours of one song in the CSV columns
 COLUMNS = ("nearest", "nearest_title", "nearest_score", "nearest_similarity", "fit", "fit_similarity")
+TEXT_COLUMNS = COLUMNS[:4]  # the ';'-separated ones (one neighbour's cell may look like a number)
 
 
 def unit_rows(V: np.ndarray) -> np.ndarray:
@@ -317,6 +318,12 @@ def training_catalogue(model: str | os.PathLike, embedding: str, scorers,
     return cat, ""
 
 
+def split_cell(value) -> list[str]:
+    """The entries of one ``;``-separated neighbour cell, closest first ([] for an empty or
+    missing cell): the inverse of how :func:`neighbour_columns` writes them."""
+    return [v.strip() for v in value.split(SEPARATOR)] if isinstance(value, str) and value.strip() else []
+
+
 def _joined(values, fmt) -> str:
     return SEPARATOR.join(fmt(v) for v in values)
 
@@ -357,6 +364,6 @@ def neighbour_columns(Q: np.ndarray, cat: Catalogue, k: int = DEFAULT_K,
     return out
 
 
-__all__ = ["MODEL_EMBEDDING", "DEFAULT_K", "COLUMNS", "Catalogue", "unit_rows", "scoring_head", "model_vectors",
-           "nearest", "fit_percentile", "neighbour_columns", "store_vectors", "store_catalogue",
+__all__ = ["MODEL_EMBEDDING", "DEFAULT_K", "COLUMNS", "TEXT_COLUMNS", "Catalogue", "unit_rows", "scoring_head", "model_vectors",
+           "nearest", "fit_percentile", "neighbour_columns", "split_cell", "store_vectors", "store_catalogue",
            "training_catalogue"]

@@ -22,6 +22,7 @@ import os
 import numpy as np
 import pandas as pd
 
+from . import neighbours
 from .corpus import read_text_table, resolve_source
 from .errors import LabelsError
 
@@ -42,8 +43,7 @@ def ranking_with_failures(ranking: pd.DataFrame, failures: list) -> pd.DataFrame
 
 #: columns that stay text when a ranking CSV is read back (ids and names may look like numbers;
 #: the ``;``-separated neighbour cells of one neighbour look like one number)
-TEXT_COLUMNS = ("song_id", "path", "artist", "title", "flags", "ood_note", "nearest", "nearest_title",
-                "nearest_score", "nearest_similarity")
+TEXT_COLUMNS = ("song_id", "path", "artist", "title", "flags", "ood_note", *neighbours.TEXT_COLUMNS)
 
 
 def read_previous(path: str | os.PathLike) -> pd.DataFrame:

@@ -49,6 +49,7 @@ import pandas as pd
 from .constants import DB_AMIN, LOG1P_SCALE
 from .errors import HitrankError
 from .fileio import atomic_write_text
+from .neighbours import split_cell
 from .reference import describe
 from .store import FeatureStore
 from .tags import TAGS
@@ -248,11 +249,6 @@ def _data_uri(_k: int, png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
-def _split(value) -> list[str]:
-    """A ';'-separated cell as its entries ([] for missing values)."""
-    return [v.strip() for v in value.split(";")] if isinstance(value, str) and value.strip() else []
-
-
 def _catalogue_links(paths: dict, out_dir: Path) -> dict:
     """{reference song id: relative, percent-encoded link to its audio} for the files at hand."""
     return {sid: _audio_src(str(p), out_dir, False) for sid, p in paths.items() if p and Path(p).is_file()}
@@ -265,8 +261,8 @@ def _nearest_html(r: dict, links: dict | None = None) -> str:
     escaped; '' when the ranking has neither."""
     esc = html.escape
     links = links or {}
-    ids, sims = _split(r.get("nearest")), _split(r.get("nearest_similarity"))
-    titles, truth = _split(r.get("nearest_title")), _split(r.get("nearest_score"))
+    ids, sims = split_cell(r.get("nearest")), split_cell(r.get("nearest_similarity"))
+    titles, truth = split_cell(r.get("nearest_title")), split_cell(r.get("nearest_score"))
     parts = []
     for i, sid in enumerate(ids[:NEAREST_SHOWN]):
         label = titles[i] if i < len(titles) and titles[i] else sid
@@ -414,7 +410,7 @@ def _page(ranking: pd.DataFrame, attrs: dict, failures: list, out: Path, model: 
     curves = attrs.get("curves", {})
     ref_name = str(attrs.get("reference", ""))
     has_pct = "percentile" in ranking and bool(ranking["percentile"].notna().any())
-    near_col = (("nearest" in ranking and bool(ranking["nearest"].map(lambda v: bool(_split(v))).any()))
+    near_col = (("nearest" in ranking and bool(ranking["nearest"].map(lambda v: bool(split_cell(v))).any()))
                 or ("fit" in ranking and bool(pd.to_numeric(ranking["fit"], errors="coerce").notna().any())))
     scores = ranking["score"].to_numpy(dtype=float) if len(ranking) else np.zeros(0)
     lo, hi = (float(scores.min()), float(scores.max())) if len(scores) else (0.0, 1.0)

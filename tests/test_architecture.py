@@ -147,7 +147,7 @@ LAYERS = {
     2: ("models", "models.registry", "models.layers", "models.cnn", "models.siamese",
         "models.tagfusion", "models.descriptor", "models.ret30", "inference", "losses", "metrics",
         "uncertainty", "strata", "ood", "reference", "targets", "schema", "config", "embeddings",
-        "extract", "ranking_table"),
+        "extract"),
     3: ("loop", "data", "distributed", "train", "bank", "bank.network", "bank.engines",
         "bank.sizing", "checkpoint", "cv", "thumbnail.training", "descriptors",
         "descriptors.table", "descriptors.history", "descriptors.config", "descriptors.evaluate",
@@ -155,7 +155,7 @@ LAYERS = {
         "descriptors.cv", "descriptors.commands", "descriptors.extractor_names",
         "descriptors.extractors", "descriptors.audio", "descriptors.apply", "descriptors.fit",
         "transfer", "transfer.config", "transfer.learners", "transfer.protocol",
-        "transfer.learning_curve", "transfer.report", "neighbours"),
+        "transfer.learning_curve", "transfer.report", "neighbours", "ranking_table"),
     4: ("commands", "rank", "curve", "report", "cvreport", "pretrained", "table1", "demo"),
     5: ("cli", "__main__", "hitrank"),
 }

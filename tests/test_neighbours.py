@@ -34,6 +34,11 @@ def test_nearest_is_the_brute_force_order(rng):
     assert neighbours.nearest(Q, C[:4], 10)[0].shape == (40, 4)
 
 
+def test_split_cell_reads_back_what_neighbour_columns_write():
+    assert neighbours.split_cell("a;b ; c") == ["a", "b", "c"] and neighbours.split_cell("") == []
+    assert neighbours.split_cell(float("nan")) == [] and neighbours.split_cell(None) == []
+
+
 def test_unit_rows_keeps_zero_rows(rng):
     V = np.vstack([rng.normal(size=(2, 5)), np.zeros((1, 5))])
     U = neighbours.unit_rows(V)
@@ -150,6 +155,10 @@ def test_similar_one_song(trained, corpus, tmp_path, capsys):
     assert 0 <= res["fit"] <= 100 and np.isfinite(res["percentile"])
     assert main(["similar", str(song), "--model", str(trained), "-q", "--cache", str(tmp_path / "c")]) == 0
     assert "closest of the 24 training songs of m" in capsys.readouterr().out
+    sf.write(tmp_path / "quiet.wav", np.zeros(22050 * 40, np.float32), 22050)  # a silent song: no neighbours
+    assert main(["similar", str(tmp_path / "quiet.wav"), "--model", str(trained), "-q",
+                 "--cache", str(tmp_path / "c2")]) != 0
+    assert "digital silence" in capsys.readouterr().err
 
 
 def test_similar_in_a_pretrained_embedding(corpus, tmp_path, capsys):
