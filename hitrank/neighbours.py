@@ -46,7 +46,7 @@ from .audio import file_tags
 from .errors import ParameterError
 from .fileio import atomic_path
 from .inference import predict
-from .runinfo import read_run_info
+from .runinfo import read_run_info, run_folder
 from .runtime import cache_dir
 from .store import FeatureStore
 
@@ -304,7 +304,7 @@ def training_catalogue(model: str | os.PathLike, embedding: str, scorers,
                        device: torch.device | str = "cpu") -> tuple[Catalogue | None, str]:
     """The training songs of a run as a catalogue (from the feature store its ``run.json``
     records), or None and why not, in words with the fix."""
-    run = Path(model).parent if Path(model).is_file() else Path(model)
+    run = run_folder(model)
     info = read_run_info(run) or {}
     store = info.get("store", "")
     if not store:

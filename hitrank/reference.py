@@ -29,12 +29,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .errors import ConfigError, ParameterError
+from .runinfo import run_folder
 from .targets import Target
 
 INTERVAL_SDS = 1.0  # half-width of the percentile interval, in score spreads (about 68%)
@@ -108,11 +108,6 @@ def describe(percentile: float, lo: float, hi: float, name: str) -> str:
     return f"higher than {percentile:.0f}% [{lo:.0f}, {hi:.0f}] of {name}"
 
 
-def _run_folder(model: str | os.PathLike) -> Path:
-    path = Path(model)
-    return path.parent if path.is_file() else path
-
-
 def training_reference(model: str | os.PathLike, target: Target) -> tuple[Reference | None, str]:
     """The default reference of a run: its training songs' out-of-fold (cv) or validation
     (train) scores, mapped to the target's transformed scale.
@@ -127,7 +122,7 @@ def training_reference(model: str | os.PathLike, target: Target) -> tuple[Refere
     -------
     (Reference, '') or (None, why there is none, in words with the fix)
     """
-    run = _run_folder(model)
+    run = run_folder(model)
     for file, how in ((OOF_FILE, "out-of-fold"), (VALIDATION_FILE, "validation")):
         path = run / file
         if path.is_file():

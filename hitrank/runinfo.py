@@ -34,6 +34,12 @@ RUN_KINDS = ("spectrogram", "descriptor", "transfer")  # transfer: models on pre
 PRETRAINED = {"yu2018-kkbox": "the authors' KKBOX-trained ret30 CNN + tag DNN with JYnet tags"}
 
 
+def run_folder(model: str | os.PathLike) -> Path:
+    """The run folder of a resolved model: the folder itself, or a checkpoint file's folder."""
+    path = Path(model)
+    return path.parent if path.is_file() else path
+
+
 def write_run_info(out: str | os.PathLike, kind: str, command: str, **extra) -> None:
     """Write ``out/run.json`` (atomically)."""
     if kind not in RUN_KINDS:

@@ -71,6 +71,18 @@ def store(corpus, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def quick_run(store, tmp_path_factory) -> Path:
+    """A `hitrank train` run of the simple CNN (Mid-30) on ``store``, one epoch: a model of
+    the real architecture, whatever it learned (its run.json records ``store``)."""
+    from hitrank.cli import main
+
+    out = tmp_path_factory.mktemp("quick_run") / "m"
+    assert main(["train", "--config", "configs/table1/a_simple_cnn_mid30.yaml", "--store", str(store),
+                 "--out", str(out), "--set", "train.epochs=1", "-q"]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
 def imported_cache(tmp_path_factory) -> Path:
     """A cache folder holding the authors' released models (JYnet, yu2018-kkbox,
     yu2018-kkbox-hl30), imported once per session with ``hitrank pretrained import`` from

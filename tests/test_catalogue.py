@@ -20,15 +20,7 @@ from hitrank.ranking_table import merge_rankings, read_previous
 from hitrank.store import FeatureStore
 
 
-@pytest.fixture(scope="module")
-def model(store, tmp_path_factory):
-    out = tmp_path_factory.mktemp("cat") / "m"
-    assert main(["train", "--config", "configs/table1/a_simple_cnn_mid30.yaml", "--store", str(store),
-                 "--out", str(out), "--set", "train.epochs=1", "-q"]) == 0
-    return out
-
-
-def test_failures_stay_in_the_csv_and_since_ranks_only_new_songs(model, corpus, tmp_path, capsys):
+def test_failures_stay_in_the_csv_and_since_ranks_only_new_songs(quick_run, corpus, tmp_path, capsys):
     audio = sorted((corpus / "audio").glob("*.wav"))
     folder = tmp_path / "songs"
     folder.mkdir()
@@ -37,7 +29,7 @@ def test_failures_stay_in_the_csv_and_since_ranks_only_new_songs(model, corpus, 
     (folder / "broken.mp3").write_bytes(b"not an mp3 at all")
     first = tmp_path / "first.csv"
     cache = tmp_path / "cache"
-    assert main(["rank", str(folder), "--model", str(model), "--out", str(first), "-q", "--nearest", "0",
+    assert main(["rank", str(folder), "--model", str(quick_run), "--out", str(first), "-q", "--nearest", "0",
                  "--cache", str(cache)]) == 1  # partial: one file failed
     capsys.readouterr()
     t = pd.read_csv(first, keep_default_na=False)
@@ -51,7 +43,7 @@ def test_failures_stay_in_the_csv_and_since_ranks_only_new_songs(model, corpus, 
     shutil.copy(audio[9], folder / "broken.mp3.wav")
     (folder / "broken.mp3").unlink()
     second = tmp_path / "second.csv"
-    assert main(["rank", str(folder), "--model", str(model), "--out", str(second), "--since", str(first),
+    assert main(["rank", str(folder), "--model", str(quick_run), "--out", str(second), "--since", str(first),
                  "--nearest", "0", "--cache", str(cache)]) == 0
     printed = capsys.readouterr().out
     assert "5 songs kept from it, 3 new, 1 no longer in the folder" in printed
@@ -64,7 +56,7 @@ def test_failures_stay_in_the_csv_and_since_ranks_only_new_songs(model, corpus, 
         assert t2.set_index("song_id").loc[sid, "score"] == pytest.approx(old.loc[sid, "score"])
     # the same ranking as ranking the whole folder again (same model, cached features)
     full = tmp_path / "full.csv"
-    assert main(["rank", str(folder), "--model", str(model), "--out", str(full), "-q", "--nearest", "0",
+    assert main(["rank", str(folder), "--model", str(quick_run), "--out", str(full), "-q", "--nearest", "0",
                  "--cache", str(cache)]) == 0
     assert list(pd.read_csv(full).song_id) == list(t2.song_id)
 
@@ -90,7 +82,7 @@ def test_merge_puts_silent_songs_last():
     assert counts == {"kept": 2, "new": 1, "dropped": 0}
 
 
-def test_a_killed_rank_resumes_without_recomputing(model, corpus, tmp_path):
+def test_a_killed_rank_resumes_without_recomputing(quick_run, corpus, tmp_path):
     """Many links to a few songs: the rank is killed mid-extraction, then run again; the second
     run extracts only the songs the first did not finish."""
     audio = sorted((corpus / "audio").glob("*.wav"))
@@ -99,7 +91,7 @@ def test_a_killed_rank_resumes_without_recomputing(model, corpus, tmp_path):
     for i in range(160):
         os.symlink(audio[i % len(audio)], folder / f"song {i:04d}.wav")
     cache = tmp_path / "cache"
-    cmd = [sys.executable, "-m", "hitrank", "rank", str(folder), "--model", str(model), "--cache", str(cache),
+    cmd = [sys.executable, "-m", "hitrank", "rank", str(folder), "--model", str(quick_run), "--cache", str(cache),
            "--nearest", "0", "--out", str(tmp_path / "r.csv")]
     proc = subprocess.Popen([*cmd, "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
@@ -124,7 +116,7 @@ def test_a_killed_rank_resumes_without_recomputing(model, corpus, tmp_path):
     assert len(pd.read_csv(tmp_path / "r.csv")) == 160
 
 
-def test_since_ranks_again_songs_of_another_folder_and_refuses_other_options(model, corpus, tmp_path, capsys):
+def test_since_ranks_again_songs_of_another_folder_and_refuses_other_options(quick_run, corpus, tmp_path, capsys):
     """A previous CSV of another folder names the same song ids for other files: those are
     ranked again, not kept. A CSV made with other options (no --curve) is refused."""
     audio = sorted((corpus / "audio").glob("*.wav"))
@@ -136,20 +128,20 @@ def test_since_ranks_again_songs_of_another_folder_and_refuses_other_options(mod
         shutil.copy(audio[10 + i], b / f"s{i}.wav")  # same names, other recordings
     cache = tmp_path / "cache"
     first = tmp_path / "a.csv"
-    assert main(["rank", str(a), "--model", str(model), "--out", str(first), "-q", "--nearest", "0",
+    assert main(["rank", str(a), "--model", str(quick_run), "--out", str(first), "-q", "--nearest", "0",
                  "--cache", str(cache)]) == 0
     merged = tmp_path / "b.csv"
-    assert main(["rank", str(b), "--model", str(model), "--out", str(merged), "--since", str(first), "-q",
+    assert main(["rank", str(b), "--model", str(quick_run), "--out", str(merged), "--since", str(first), "-q",
                  "--nearest", "0", "--cache", str(tmp_path / "cache_b")]) == 0
     t = pd.read_csv(merged)
     assert sorted(t.path) == sorted(str(p) for p in b.iterdir())  # every row is b's file
     alone = tmp_path / "b_alone.csv"
-    assert main(["rank", str(b), "--model", str(model), "--out", str(alone), "-q", "--nearest", "0",
+    assert main(["rank", str(b), "--model", str(quick_run), "--out", str(alone), "-q", "--nearest", "0",
                  "--cache", str(tmp_path / "cache_b")]) == 0
     assert list(pd.read_csv(alone).song_id) == list(t.song_id)
     shutil.copy(audio[5], a / "new.wav")
     capsys.readouterr()
-    assert main(["rank", str(a), "--model", str(model), "--curve", "--since", str(first), "-q", "--nearest", "0",
+    assert main(["rank", str(a), "--model", str(quick_run), "--curve", "--since", str(first), "-q", "--nearest", "0",
                  "--cache", str(cache)]) == 2
     err = capsys.readouterr().err
     assert "was made with other options" in err and "best_score" in err

@@ -98,15 +98,7 @@ def _copy_as_flac(src, dst):
     sf.write(dst, y * 0.9, sr, format="FLAC")  # re-encoded, a little quieter
 
 
-@pytest.fixture(scope="module")
-def trained(store, tmp_path_factory):
-    out = tmp_path_factory.mktemp("nn") / "m"
-    assert main(["train", "--config", "configs/table1/a_simple_cnn_mid30.yaml", "--store", str(store),
-                 "--out", str(out), "--set", "train.epochs=1", "-q"]) == 0
-    return out
-
-
-def test_rank_lists_a_re_encoded_copy_first(trained, corpus, store, tmp_path, capsys):
+def test_rank_lists_a_re_encoded_copy_first(quick_run, corpus, store, tmp_path, capsys):
     audio = sorted((corpus / "audio").glob("*.wav"))
     ref, new = tmp_path / "reference", tmp_path / "new"
     ref.mkdir()
@@ -117,7 +109,7 @@ def test_rank_lists_a_re_encoded_copy_first(trained, corpus, store, tmp_path, ca
         _copy_as_flac(p, new / f"copy of {p.stem}.flac")
     shutil.copy(audio[20], new / audio[20].name)
     out = tmp_path / "ranking.csv"
-    assert main(["rank", str(new), "--model", str(trained), "--reference", str(ref), "--out", str(out),
+    assert main(["rank", str(new), "--model", str(quick_run), "--reference", str(ref), "--out", str(out),
                  "-q", "--cache", str(tmp_path / "cache")]) == 0
     printed = capsys.readouterr().out
     assert "nearest songs (~): of the 12 songs of reference" in printed
@@ -129,34 +121,34 @@ def test_rank_lists_a_re_encoded_copy_first(trained, corpus, store, tmp_path, ca
         assert len(row["nearest"].split(";")) == 5
         assert 0 <= float(row["fit"]) <= 100
     # the default catalogue: the run's training songs (the store its run.json records)
-    assert json.loads((trained / "run.json").read_text())["store"] == str(store.resolve())
-    assert main(["rank", str(new), "--model", str(trained), "--json", "-q", "--nearest", "3",
+    assert json.loads((quick_run / "run.json").read_text())["store"] == str(store.resolve())
+    assert main(["rank", str(new), "--model", str(quick_run), "--json", "-q", "--nearest", "3",
                  "--cache", str(tmp_path / "cache")]) == 0
     got = {row["song_id"]: row for row in json.loads(capsys.readouterr().out)["ranking"]}
     copy = got[f"copy of {audio[0].stem}.flac"]
     assert copy["nearest"].split(";")[0] == audio[0].stem  # labels CSV ids: the file stems
     assert copy["nearest_score"].split(";")[0] != ""  # training songs have true hit scores
     # none asked for: no columns
-    assert main(["rank", str(new), "--model", str(trained), "--json", "-q", "--nearest", "0",
+    assert main(["rank", str(new), "--model", str(quick_run), "--json", "-q", "--nearest", "0",
                  "--cache", str(tmp_path / "cache")]) == 0
     assert "nearest" not in json.loads(capsys.readouterr().out)["ranking"][0]
 
 
-def test_similar_one_song(trained, corpus, tmp_path, capsys):
+def test_similar_one_song(quick_run, corpus, tmp_path, capsys):
     audio = sorted((corpus / "audio").glob("*.wav"))
     song = tmp_path / "demo ' <odd>.flac"
     _copy_as_flac(audio[5], song)
-    assert main(["similar", str(song), "--model", str(trained), "--reference", str(corpus / "audio"),
+    assert main(["similar", str(song), "--model", str(quick_run), "--reference", str(corpus / "audio"),
                  "-k", "4", "--json", "-q", "--cache", str(tmp_path / "c")]) == 0
     res = json.loads(capsys.readouterr().out)
     assert [r["rank"] for r in res["similar"]] == [1, 2, 3, 4]
     assert res["similar"][0]["song_id"] == audio[5].name and res["similar"][0]["path"] == str(audio[5])
     assert res["similar"][0]["similarity"] > 0.99 and res["embedding"] == "model"
     assert 0 <= res["fit"] <= 100 and np.isfinite(res["percentile"])
-    assert main(["similar", str(song), "--model", str(trained), "-q", "--cache", str(tmp_path / "c")]) == 0
+    assert main(["similar", str(song), "--model", str(quick_run), "-q", "--cache", str(tmp_path / "c")]) == 0
     assert "closest of the 24 training songs of m" in capsys.readouterr().out
     sf.write(tmp_path / "quiet.wav", np.zeros(22050 * 40, np.float32), 22050)  # a silent song: no neighbours
-    assert main(["similar", str(tmp_path / "quiet.wav"), "--model", str(trained), "-q",
+    assert main(["similar", str(tmp_path / "quiet.wav"), "--model", str(quick_run), "-q",
                  "--cache", str(tmp_path / "c2")]) != 0
     assert "digital silence" in capsys.readouterr().err
 
@@ -181,13 +173,13 @@ def test_similar_in_a_pretrained_embedding(corpus, tmp_path, capsys):
     assert "silence" in capsys.readouterr().err
 
 
-def test_similar_and_nearest_errors(trained, corpus, tmp_path, capsys):
+def test_similar_and_nearest_errors(quick_run, corpus, tmp_path, capsys):
     assert main(["similar", str(tmp_path / "missing.wav"), "--reference", str(corpus / "audio")]) != 0
     assert "no such audio file" in capsys.readouterr().err
     song = sorted((corpus / "audio").glob("*.wav"))[0]
     assert main(["similar", str(song)]) != 0
     assert "--reference" in capsys.readouterr().err
-    assert main(["rank", str(corpus / "audio"), "--model", str(trained), "--nearest", "-1", "-q"]) != 0
+    assert main(["rank", str(corpus / "audio"), "--model", str(quick_run), "--nearest", "-1", "-q"]) != 0
     assert "nearest=-1" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # argparse lists the choices
         main(["similar", str(song), "--embedding", "nope"])
@@ -195,17 +187,17 @@ def test_similar_and_nearest_errors(trained, corpus, tmp_path, capsys):
     with pytest.raises(ParameterError, match="known embeddings"):  # the library says the same
         from hitrank.rank import rank_folder
 
-        rank_folder(corpus / "audio", trained, embedding="nope", progress=False)
+        rank_folder(corpus / "audio", quick_run, embedding="nope", progress=False)
 
 
-def test_catalogue_vectors_and_titles_are_cached(trained, store, monkeypatch):
+def test_catalogue_vectors_and_titles_are_cached(quick_run, store, monkeypatch):
     """Ranking against the same catalogue again runs no model over it and reads no tags; a
     changed model file is a new key."""
     import torch
 
     from hitrank.curve import load_scorers
 
-    scorers = load_scorers(trained, torch.device("cpu"))
+    scorers = load_scorers(quick_run, torch.device("cpu"))
     first = neighbours.store_catalogue(store, "train", "model", scorers)
     monkeypatch.setattr(neighbours, "store_vectors", lambda *a, **k: pytest.fail("recomputed"))
     monkeypatch.setattr(neighbours, "file_tags", lambda *a, **k: pytest.fail("tags read again"))
