@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .errors import CheckpointError
+from .features import TRAINING_ONLY
 from .inference import predict
 from .models import build
 from .payload import FORMAT, KINDS, checkpoint_kind, load_payload, model_state, save_payload
@@ -43,8 +44,11 @@ def save_checkpoint(path: str | os.PathLike, members: list, target: Target, conf
                     feature_params: dict, info: dict | None = None) -> None:
     """Write a spectrogram-model checkpoint atomically.
 
-    ``members`` is a list of ``(weight, model_name, model_kwargs, model)``.
+    ``members`` is a list of ``(weight, model_name, model_kwargs, model)``; ``feature_params``
+    the store's :class:`~hitrank.features.FeatureParams` as a dict (the fields only training
+    reads, :data:`~hitrank.features.TRAINING_ONLY`, are left out).
     """
+    feature_params = {k: v for k, v in feature_params.items() if k not in TRAINING_ONLY}
     save_payload(path, "spectrogram", {
         "members": [{"weight": float(wt), "model": name, "kwargs": kwargs, "state_dict": model_state(model)}
                     for wt, name, kwargs, model in members],

@@ -10,6 +10,7 @@ any key (dotted path, value parsed as YAML: ``--set train.epochs=2``,
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import yaml
 
 from . import segments
 from .errors import CheckpointError, ConfigError
-from .features import FeatureParams
+from .features import CONTRASTS, FeatureParams
 from .models import available, model_class
 from .runtime import check_device_spec
 from .schema import (  # noqa: F401  (the config's sections, re-exported)
@@ -98,6 +99,16 @@ def validate(cfg: Config) -> Config:
             raise ConfigError(f"{key}={v}: must be >= 1")
     if t.lr <= 0 or not 0 < t.lr_decay <= 1:
         raise ConfigError(f"train.lr={t.lr}, train.lr_decay={t.lr_decay}: need lr > 0, 0 < lr_decay <= 1")
+    check_choice("features.contrast", f.contrast, CONTRASTS)
+    if f.contrast and f.contrast not in segments.get(f.segment).contrasts:
+        raise ConfigError(f"features.contrast={f.contrast!r} needs a segment method that finds a "
+                          f"contrast window; features.segment={f.segment!r} has none (use hl30)")
+    if not (math.isfinite(t.contrast) and t.contrast >= 0) or t.contrast_margin <= 0:
+        raise ConfigError(f"train.contrast={t.contrast}, train.contrast_margin={t.contrast_margin}: "
+                          "need a weight >= 0 (0: off) and a margin > 0")
+    if t.contrast > 0 and not f.contrast:
+        raise ConfigError(f"train.contrast={t.contrast} trains each song's segment above its contrast "
+                          "window: set features.contrast: lowest (with segment hl30)")
     on_pairs = model_class(cfg.model.name).trains_on_pairs
     pair_models = [m for m in available("scorer") if model_class(m).trains_on_pairs]
     if on_pairs and p.sampling == "none":
@@ -122,7 +133,7 @@ def feature_params(cfg: Config) -> FeatureParams:
     f = cfg.features
     return segments.params_for(f.segment, highlighter_checkpoint(cfg), window=f.window, log=f.log,
                                tags=f.tag_scope if f.tags else "",
-                               tagger=cfg.tags.tagger if f.tags else "")
+                               tagger=cfg.tags.tagger if f.tags else "", contrast=f.contrast)
 
 
 def check_available(cfg: Config) -> FeatureParams:

@@ -184,7 +184,8 @@ def folds_of(cfg: Config, ds: Dataset) -> list:
 def prepare(cfg: Config, ds: Dataset, ctx: Context = SINGLE, params: FeatureParams | None = None
             ) -> tuple[torch.device, torch.Tensor, torch.Tensor | None]:
     """Check the config against the data, then put all features (and tags) on the device
-    (under torchrun: this rank's device).
+    (under torchrun: this rank's device). With ``train.contrast`` the features of the ``n``
+    songs are followed by those of their contrast windows: ``X`` is ``(2n, n_mels, n_frames)``.
 
     ``params``: the config's feature parameters when the caller has checked them already
     (:func:`~hitrank.config.check_available`); else they are checked here.
@@ -205,7 +206,13 @@ def prepare(cfg: Config, ds: Dataset, ctx: Context = SINGLE, params: FeaturePara
     check_scores(cfg.train.target, ds.scores, ds.song_ids)  # fails early, naming the songs
     device = pick_device(ctx.device or cfg.train.device)
     T = torch.from_numpy(ds.tags).to(device) if cfg.features.tags else None
-    return device, torch.from_numpy(np.ascontiguousarray(ds.features)).to(device), T
+    feats = ds.features
+    if cfg.train.contrast > 0:  # rows n..2n-1: the songs' contrast windows (hitrank.train.Training)
+        if ds.contrast is None:
+            raise ConfigError(f"train.contrast={cfg.train.contrast} needs the songs' contrast windows, "
+                              "but the store holds none; extract with features.contrast: lowest")
+        feats = np.concatenate([ds.features, ds.contrast])
+    return device, torch.from_numpy(np.ascontiguousarray(feats)).to(device), T
 
 
 def _members(members):

@@ -46,6 +46,8 @@ class Dataset:
     tags : (n, 50) float32 MTT tag probabilities, or None when the store has no tags
     columns : labels columns read for the folds (``cv.group_by``): name -> (n,) str ('' when
         empty)
+    contrast : (n, n_mels, n_frames) float16 features of each song's contrast window
+        (``features.contrast``), or None when the store has none
     """
 
     song_ids: np.ndarray
@@ -56,6 +58,7 @@ class Dataset:
     tags: np.ndarray | None = None
     source: str = ""  # the store it was loaded from ('' when built in memory)
     columns: dict = field(default_factory=dict)
+    contrast: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.song_ids)
@@ -94,20 +97,26 @@ def load_dataset(store: FeatureStore, labels: pd.DataFrame | None = None) -> tup
                            "hit_score; training needs labelled songs (extract from a labels CSV)")
     ids = np.array([r["song_id"] for r in keep])
     feats = store.load(list(ids))
-    flat = feats.reshape(len(feats), -1)
+    contrast = store.load_contrast(list(ids)) if store.has_contrast else None
     bad = np.zeros(len(feats), dtype=bool)
-    for i in range(0, len(feats), 256):  # in chunks: a float32 copy of 15k songs would be 2.5 GB
-        bad[i:i + 256] = ~np.isfinite(flat[i:i + 256]).all(axis=1)
+    for arr in (feats, contrast):
+        if arr is None:
+            continue
+        flat = arr.reshape(len(arr), -1)
+        for i in range(0, len(arr), 256):  # in chunks: a float32 copy of 15k songs would be 2.5 GB
+            bad[i:i + 256] |= ~np.isfinite(flat[i:i + 256]).all(axis=1)
     if bad.any():  # never let NaN reach a model
         for sid in ids[bad]:
             problems.append((sid, "features contain NaN/inf"))
         ids, feats, keep = ids[~bad], feats[~bad], [r for r, b in zip(keep, bad, strict=True) if not b]
+        contrast = contrast[~bad] if contrast is not None else None
     tags = store.load_tags(list(ids)) if store.has_tags else None
     if tags is not None and not np.isfinite(tags).all():
         raise HitrankError(f"{str(store.root)!r}: tags.npy holds NaN/inf; re-extract the store")
     ds = Dataset(ids, feats, np.array([float(r["hit_score"]) for r in keep]),
                  np.array(["" if pd.isna(r["artist"]) else str(r["artist"]) for r in keep]),
-                 store.params.to_dict(), tags, str(store.root) if labels is None else "")
+                 store.params.to_dict(), tags, str(store.root) if labels is None else "",
+                 contrast=contrast)
     return ds, problems
 
 

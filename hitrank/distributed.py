@@ -22,6 +22,7 @@ Two ways to spread work, :data:`MODES`:
 from __future__ import annotations
 
 import datetime
+import gc
 import logging
 import os
 from dataclasses import dataclass
@@ -114,7 +115,12 @@ def setup(mode: str = "auto", n_folds: int | None = None, device: str = "auto") 
 
 
 def teardown() -> None:
+    """Leave the process group: every rank waits for the others, then destroys it. Models
+    (and their DistributedDataParallel reducers) left in reference cycles are collected first,
+    so no gloo work outlives the group into interpreter shutdown, where it aborts the process
+    ("terminate called without an active exception")."""
     if dist.is_initialized():
+        gc.collect()
         dist.barrier()
         dist.destroy_process_group()
 

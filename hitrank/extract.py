@@ -62,7 +62,9 @@ def extract_song(path: str | os.PathLike, params: FeatureParams = FeatureParams(
         JSON list); with ``params.tags`` also ``tags``, the (50,) float32 tag vector of the
         segment or of the whole song, from ``params.tagger``; with ``params.embedding`` also
         ``embedding``, the (embedding_dim,) float32 song embedding of that network
-        (:mod:`hitrank.embeddings`) over the segment or the whole song.
+        (:mod:`hitrank.embeddings`) over the segment or the whole song; with
+        ``params.contrast`` also ``contrast``, the (n_mels, n_frames) features of the song's
+        contrast window (:meth:`hitrank.segments.Cut.contrast_mel`).
 
     Raises
     ------
@@ -77,8 +79,11 @@ def extract_song(path: str | os.PathLike, params: FeatureParams = FeatureParams(
             extra["tags"] = _song_tags(path, params, seg.audio, cut.song)
         if params.embedding:
             extra["embedding"] = _song_embedding(path, params, seg.audio, cut.song)
+        if params.contrast:
+            extra["contrast"] = cut.contrast_mel(path, params).numpy().astype(params.dtype)
     # checked after the cast: raw power can overflow float16 (hence float32 for log='none')
-    if not all(np.all(np.isfinite(v)) for v in (mel, extra.get("tags", 0.0), extra.get("embedding", 0.0))):
+    sides = (extra.get(k, 0.0) for k in ("tags", "embedding", "contrast"))
+    if not (np.all(np.isfinite(mel)) and all(np.all(np.isfinite(v)) for v in sides)):
         raise AudioLoadError(path, "features are not finite (corrupt audio?)")
     if seg.silent:
         log.warning("%r: the analysed segment is digital silence; kept, flagged silent=True "

@@ -46,6 +46,13 @@ EMBEDDING_SCOPES = ("", "segment", "song")
 #: '' the mel of the segment's audio (cut first) | 'centre' the released ret30 rule: on audio of
 #: ``segment_seconds`` or longer, the mel of all of it with its centre ``n_frames`` kept
 MEL_CROPS = ("", "centre")
+#: '' none | 'lowest' | 'median': the store also holds a *contrast* window per song, away from
+#: the segment: the 30 s its highlighter rates lowest, or of median rating
+#: (:func:`hitrank.thumbnail.contrast_window`; HL-30 only; within-song training, ``train.contrast``)
+CONTRASTS = ("", "lowest", "median")
+#: FeatureParams fields only training reads: checkpoints leave them out, so that ranking with
+#: a model extracts no more than the model scores
+TRAINING_ONLY = ("contrast",)
 DEFAULT_TAGGER = "musicnn"  # the tagger of stores made before the tagger was recorded
 
 
@@ -68,6 +75,7 @@ class FeatureParams:
     embedding_scope: str = ""  # 'segment' | 'song': what the embedding averages over; '' without one
     embedding_dim: int = 0  # its width (recorded so a store can be read without the network)
     mel_crop: str = ""  # '' cut the segment's audio, then its mel | 'centre': see MEL_CROPS (Mid-30 only)
+    contrast: str = ""  # '' | 'lowest' | 'median': also store a contrast window per song (CONTRASTS; HL-30 only)
 
     def __post_init__(self):
         if self.window not in WINDOWS:
@@ -82,6 +90,8 @@ class FeatureParams:
             object.__setattr__(self, "tagger", "")
         if self.mel_crop not in MEL_CROPS:
             raise ParameterError(f"mel_crop={self.mel_crop!r}; expected one of {MEL_CROPS}")
+        if self.contrast not in CONTRASTS:
+            raise ParameterError(f"contrast={self.contrast!r}; expected one of {CONTRASTS}")
         if self.embedding_scope not in EMBEDDING_SCOPES:
             raise ParameterError(f"embedding_scope={self.embedding_scope!r}; expected one of "
                                  f"{EMBEDDING_SCOPES[1:]}")
@@ -102,6 +112,19 @@ class FeatureParams:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    #: fields added after feature caches existed, left out of :meth:`cache_key` while they
+    #: hold their default, so that caches made before them stay valid
+    LATE_FIELDS = ("contrast",)
+
+    def cache_key(self) -> dict:
+        """The fields that name these features in cache keys: :meth:`to_dict` without the
+        :attr:`LATE_FIELDS` that hold their default."""
+        d = self.to_dict()
+        for name in self.LATE_FIELDS:
+            if d[name] == self.__dataclass_fields__[name].default:
+                del d[name]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> FeatureParams:

@@ -16,20 +16,25 @@ from .runtime import autocast
 PREDICT_BATCH = 64  # songs per inference batch
 
 
-def model_inputs(X: torch.Tensor, T: torch.Tensor | None, b: torch.Tensor) -> tuple:
+def model_inputs(X: torch.Tensor, T: torch.Tensor | None, b: torch.Tensor,
+                 tag_rows: torch.Tensor | None = None) -> tuple:
     """Model inputs of songs ``b``: ``(mel,)`` or ``(mel, tags)`` for tag-fusion models.
 
     Parameters
     ----------
     X : (n, n_mels, n_frames) features of all songs (any float dtype)
     T : (n, 50) tag vectors of all songs, or None for models without a tag branch
-    b : (B,) song indices, on ``X``'s device
+    b : (B,) row indices of ``X``, on ``X``'s device
+    tag_rows : (B,) row indices of ``T`` when they differ from ``b`` (a song's contrast
+        window takes its song's tags), or None
 
     Returns
     -------
-    ``(X[b],)`` or ``(X[b], T[b])``, float32.
+    ``(X[b],)`` or ``(X[b], T[tag_rows])``, float32.
     """
-    return (X[b].float(),) if T is None else (X[b].float(), T[b].float())
+    if T is None:
+        return (X[b].float(),)
+    return X[b].float(), T[b if tag_rows is None else tag_rows].float()
 
 
 @torch.no_grad()

@@ -1,4 +1,5 @@
-"""Loss functions of Yu et al. (2018): rating (MSE), pairwise ranking hinge, and their mix."""
+"""Loss functions of Yu et al. (2018): rating (MSE), pairwise ranking hinge, and their mix;
+and hitrank's within-song hinge (a song's analysed segment above its contrast window)."""
 
 from __future__ import annotations
 
@@ -34,3 +35,27 @@ def all_pairs_ranking_loss(pred: torch.Tensor, target: torch.Tensor, margin: flo
     delta = torch.where(target[:, None] >= target[None, :], 1.0, -1.0).to(pred.dtype)
     mask = ~torch.eye(len(pred), dtype=torch.bool, device=pred.device)
     return torch.clamp(margin - delta * diff, min=0)[mask].mean()
+
+
+def within_song_loss(seg: torch.Tensor, contrast: torch.Tensor, usable: torch.Tensor,
+                     margin: float) -> torch.Tensor:
+    """Within-song hinge: mean over the usable songs of max(0, m - (f(segment) - f(contrast))).
+
+    The ranking hinge of Eq. 2 applied inside each song, with the song's analysed segment (its
+    highlight) always the better one: it teaches a model to score the part of a song its
+    highlighter picks above the part it rates lowest (``train.contrast``), which the curve of
+    ``rank --curve`` needs and songs-only training never asks for.
+
+    Parameters
+    ----------
+    seg, contrast : (B,) scores of the songs' segments and of their contrast windows
+    usable : (B,) bool, songs with a contrast window of their own (others are left out)
+    margin : m > 0
+
+    Returns
+    -------
+    scalar; 0 when no song of the batch is usable.
+    """
+    hinge = torch.clamp(margin - (seg - contrast), min=0)
+    w = usable.to(hinge.dtype)
+    return (hinge * w).sum() / w.sum().clamp(min=1)

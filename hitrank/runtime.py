@@ -193,4 +193,4 @@ def cache_dir(kind: str, key: dict) -> Path:
 
 def cached_store_path(source: str | os.PathLike, params) -> Path:
     """The cache feature store of a source folder / labels CSV and feature parameters."""
-    return cache_dir("stores", {"source": str(Path(source).absolute()), **params.to_dict()})
+    return cache_dir("stores", {"source": str(Path(source).absolute()), **params.cache_key()})

@@ -29,6 +29,7 @@ class FeaturesConfig:
     log: str = "db"  # db | log1p | none
     tags: bool = False  # add the 50 MTT tag activations through the tag DNN (paper Eq. 4)
     tag_scope: str = "segment"  # tags averaged over the 30 s segment | the whole song
+    contrast: str = ""  # '' | lowest: also extract each song's contrast window, the 30 s its highlighter rates lowest (hl30; for train.contrast)
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,8 @@ class TrainConfig:
     seed: int = 0
     init: str = ""  # start from released weights: an imported pretrained model (yu2018-kkbox) or a run / checkpoint
     freeze: tuple = (FREEZE_NONE,)  # parameters kept at their train.init values: none | conv | state-dict name prefixes (net.0, base.net.3, ...)
+    contrast: float = 0.0  # weight of the within-song hinge (a song's segment above its contrast window, features.contrast); 0 off
+    contrast_margin: float = 0.5  # its margin, in standard units of the target
 
     def __post_init__(self):
         # the checks that need no model; hitrank.train.frozen_parameters checks the names

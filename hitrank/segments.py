@@ -30,7 +30,7 @@ import numpy as np
 from . import audio
 from .errors import CheckpointError, ParameterError
 from .features import FeatureParams, log_mel
-from .thumbnail import find_highlight, highlighter_id, parse_highlighter_id
+from .thumbnail import contrast_window, find_highlight, highlighter_id, parse_highlighter_id
 
 if TYPE_CHECKING:  # torch is imported when first needed (fast start)
     import torch
@@ -49,18 +49,31 @@ class Cut:
     song : (n,) the whole decoded song at the feature rate, when the method decoded it
     centre_frames : the features are the centre frames of the mel of ``song`` (the released
         ret30 rule, :func:`centre_mel`), not the mel of ``segment``
+    contrast : start (s) of the song's contrast window (``params.contrast``), or None
     """
 
     segment: object
     fields: dict = field(default_factory=dict)
     song: np.ndarray | None = None
     centre_frames: bool = False
+    contrast: float | None = None
 
     def mel(self, params: FeatureParams) -> torch.Tensor:
         """The features of this cut: (n_mels, params.n_frames) float32 torch tensor (CPU)."""
         if self.centre_frames:
             return centre_mel(self.song, params)
         return log_mel(self.segment.audio, params)
+
+    def contrast_mel(self, path, params: FeatureParams) -> torch.Tensor:
+        """The features of the contrast window (:func:`~hitrank.thumbnail.contrast_window`),
+        computed like the segment's: (n_mels, params.n_frames) float32 torch tensor (CPU).
+        A song too short for a contrast window gets its segment's features again."""
+        if self.contrast is None or self.song is None:
+            raise ParameterError(f"contrast={params.contrast!r} needs a segment method that "
+                                 "finds a contrast window (hl30)")
+        seg = audio.crop(path, self.song, params.sr, self.contrast, self.segment.duration,
+                         params.segment_seconds, allow_silent=True)
+        return log_mel(seg.audio, params)
 
 
 def centre_first(n_samples: int, params: FeatureParams) -> int:
@@ -119,6 +132,8 @@ class SegmentMethod:
 
     #: the ``mel_crop`` values (:data:`hitrank.features.MEL_CROPS`) this method's cut honours
     mel_crops: tuple[str, ...] = ("",)
+    #: the ``contrast`` values (:data:`hitrank.features.CONTRASTS`) this method's cut honours
+    contrasts: tuple[str, ...] = ("",)
 
     def feature_params(self, highlighter: str | os.PathLike | None = None, **kwargs) -> FeatureParams:
         """Feature parameters of this method; ``kwargs`` are other FeatureParams fields."""
@@ -128,10 +143,15 @@ class SegmentMethod:
         return self.check_mel_crop(FeatureParams(segment=self.name, **kwargs))
 
     def check_mel_crop(self, params: FeatureParams) -> FeatureParams:
-        """``params``, or a ParameterError when this method cannot honour ``params.mel_crop``."""
+        """``params``, or a ParameterError when this method cannot honour ``params.mel_crop``
+        or ``params.contrast``."""
         if params.mel_crop not in self.mel_crops:
             raise ParameterError(f"mel_crop={params.mel_crop!r} is not available with segment "
                                  f"{self.name!r} (it takes {self.mel_crops}); use segment 'mid30'")
+        if params.contrast not in self.contrasts:
+            raise ParameterError(f"contrast={params.contrast!r} is not available with segment "
+                                 f"{self.name!r}: a contrast window is the part of the song a "
+                                 "highlighter rates lowest; use segment 'hl30'")
         return params
 
     def resolve_highlighter(self, params: FeatureParams, given=None, recorded: str = "") -> str | None:
@@ -216,6 +236,7 @@ class HL30(SegmentMethod):
     help = "the 30 s highlight (training-free fallback, or an attention highlighter)"
     manifest_fields = ("method", "curve")
     takes_highlighter = True
+    contrasts = ("", "lowest", "median")
 
     def feature_params(self, highlighter=None, **kwargs) -> FeatureParams:
         return self.check_mel_crop(FeatureParams(segment=self.name, highlighter=highlighter_id(highlighter),
@@ -252,4 +273,6 @@ class HL30(SegmentMethod):
                          allow_silent=True)
         fields = {"method": h["method"],
                   "curve": json.dumps(np.round(h["curve"], CURVE_DECIMALS).tolist())}
-        return Cut(seg, fields, song=h["audio"])
+        contrast = (contrast_window(h["curve"], h["duration"], h["start"], params.segment_seconds,
+                                    params.contrast) if params.contrast else None)
+        return Cut(seg, fields, song=h["audio"], contrast=contrast)

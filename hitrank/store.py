@@ -9,6 +9,9 @@ On-disk layout (readable with plain numpy and pandas)::
     STORE/tags.npy           float32, shape (capacity, 50): MTT tag probabilities (only with tags)
     STORE/emb_<net>_<scope>.npy  float32, shape (capacity, dim): a pretrained network's song
                              embedding (only with ``--embedding``; hitrank.embeddings)
+    STORE/contrast_<segment>.npy  like mel_<segment>.npy: each song's contrast window (only
+                             with ``contrast``: the 30 s its highlighter rates lowest, for
+                             within-song training)
     STORE/manifest.csv       one row per song: song_id, path, row, seg_start, seg_end,
                              duration, padded, status (ok|failed|pending), error, artist, hit_score,
                              silent (the segment is digital silence: kept, flagged), then the
@@ -107,13 +110,24 @@ class FeatureStore:
         return bool(self.params.embedding)
 
     @property
-    def sides(self) -> dict[str, tuple[Path, int]]:
-        """The per-song vectors stored beside the features: name -> (file, width)."""
+    def contrast_path(self) -> Path:
+        return self.root / f"contrast_{self.params.segment}.npy"
+
+    @property
+    def has_contrast(self) -> bool:
+        return bool(self.params.contrast)
+
+    @property
+    def sides(self) -> dict[str, tuple[Path, tuple[int, ...], np.dtype]]:
+        """The per-song arrays stored beside the features: name -> (file, shape of one
+        song's array, dtype): tags (50,), embedding (dim,), contrast (n_mels, n_frames)."""
         out = {}
         if self.has_tags:
-            out["tags"] = (self.tags_path, N_TAGS)
+            out["tags"] = (self.tags_path, (N_TAGS,), np.dtype(np.float32))
         if self.has_embedding:
-            out["embedding"] = (self.embedding_path, self.params.embedding_dim)
+            out["embedding"] = (self.embedding_path, (self.params.embedding_dim,), np.dtype(np.float32))
+        if self.has_contrast:
+            out["contrast"] = (self.contrast_path, self.row_shape, self.dtype)
         return out
 
     @property
@@ -273,16 +287,23 @@ class FeatureStore:
                              "`hitrank extract --embedding musicnn`")
         return self._load_side("embedding", song_ids)
 
+    def load_contrast(self, song_ids: list[str]) -> np.ndarray:
+        """Contrast windows of finished songs, (len(song_ids), n_mels, n_frames) :attr:`dtype`."""
+        if not self.has_contrast:
+            raise StoreError(f"{str(self.root)!r} holds no contrast windows; extract with "
+                             "features.contrast: lowest (segment hl30)")
+        return self._load_side("contrast", song_ids)
+
     def _load_side(self, name: str, song_ids: list[str]) -> np.ndarray:
-        path, width = self.sides[name]
+        path, shape, dtype = self.sides[name]
         missing = [s for s in song_ids if self._records.get(s, {}).get("status") != "ok"]
         if missing:
             raise StoreError(f"{str(self.root)!r}: no {name} for {len(missing)} song(s), e.g. {missing[:3]}")
         rows = np.array([int(self._records[s]["row"]) for s in song_ids], dtype=np.int64)
         mm = np.load(path, mmap_mode="r")
-        if mm.shape[1] != width:
-            raise StoreError(f"{str(path)!r}: expected {width} values per song, found {mm.shape[1]}")
-        return np.asarray(mm[rows], dtype=np.float32)
+        if mm.shape[1:] != shape:
+            raise StoreError(f"{str(path)!r}: expected arrays of shape {shape} per song, found {mm.shape[1:]}")
+        return np.asarray(mm[rows], dtype=dtype)
 
     # ------------------------------------------------------------------ writing
     def plan(self, songs: list[tuple[str, str, str, float]]) -> None:
@@ -309,8 +330,8 @@ class FeatureStore:
 
     def _ensure_capacity(self, n_rows: int) -> None:
         _grow(self.data_path, (n_rows, *self.row_shape), self.dtype)
-        for path, width in self.sides.values():
-            _grow(path, (n_rows, width), np.float32)
+        for path, shape, dtype in self.sides.values():
+            _grow(path, (n_rows, *shape), dtype)
         self._open_data()
 
     def _close_files(self) -> None:
@@ -323,7 +344,7 @@ class FeatureStore:
         self._close_files()
         self._offset = np.load(self.data_path, mmap_mode="r").offset  # header length, bytes
         self._fd = os.open(self.data_path, os.O_RDWR)
-        for name, (path, _) in self.sides.items():
+        for name, (path, _, _) in self.sides.items():
             self._side_offset[name] = np.load(path, mmap_mode="r").offset
             self._side_fd[name] = os.open(path, os.O_RDWR)
 
@@ -339,17 +360,17 @@ class FeatureStore:
         self._since_sync = 0
 
     def write(self, song_id: str, feats: np.ndarray, info: dict, **sides: np.ndarray | None) -> None:
-        """Store one song's features and its side vectors (``tags=``, ``embedding=``: each
-        store's :attr:`sides`), then record it as done."""
+        """Store one song's features and its side arrays (``tags=``, ``embedding=``,
+        ``contrast=``: each store's :attr:`sides`), then record it as done."""
         rec = self._records[song_id]
         unknown = set(sides) - set(self.sides)
         if unknown:
             raise StoreError(f"{str(self.root)!r} stores no {sorted(unknown)} (it holds {list(self.sides)})")
-        for name, (path, width) in self.sides.items():
+        for name, (path, shape, dtype) in self.sides.items():
             v = sides.get(name)
-            t = np.ascontiguousarray(v, dtype=np.float32) if v is not None else None
-            if t is None or t.shape != (width,):
-                raise StoreError(f"{name} of {song_id!r}: expected shape ({width},), got "
+            t = np.ascontiguousarray(v, dtype=dtype) if v is not None else None
+            if t is None or t.shape != shape:
+                raise StoreError(f"{name} of {song_id!r}: expected shape {shape}, got "
                                  f"{None if t is None else t.shape}")
             _pwrite(self._side_fd[name], t.tobytes(), self._side_offset[name] + int(rec["row"]) * t.nbytes, path)
         data = np.ascontiguousarray(feats, dtype=self.dtype)

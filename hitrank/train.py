@@ -25,7 +25,7 @@ from .distributed import SINGLE, Context, gather_rows, my_slice, reduce_mean
 from .errors import ConfigError
 from .inference import model_inputs, predict
 from .loop import EpochLoop
-from .losses import all_pairs_ranking_loss, multi_loss, rating_loss
+from .losses import all_pairs_ranking_loss, multi_loss, rating_loss, within_song_loss
 from .metrics import ranking_metrics
 from .models import build, with_tag_branch
 from .runtime import autocast, seed_everything, use_bf16
@@ -175,6 +175,48 @@ def predict_all(ctx: Context, model: torch.nn.Module, X: torch.Tensor, idx: np.n
     return gather_rows(ctx, predict(model, X, my_slice(ctx, np.asarray(idx)), amp, T), len(idx))
 
 
+@dataclass(frozen=True)
+class ContrastRows:
+    """Where the songs' contrast windows are in the training tensor (``train.contrast``):
+    song ``i``'s at row ``n + i`` of ``X`` (:func:`hitrank.cv.prepare` stacks them there).
+
+    Attributes
+    ----------
+    n : number of songs (rows ``0 .. n - 1`` of ``X``)
+    usable : (n,) bool tensor on ``X``'s device: the song has a contrast window of its own
+        (False for songs too short for one, whose contrast row repeats the segment)
+    """
+
+    n: int
+    usable: torch.Tensor
+
+    def inputs(self, X: torch.Tensor, T: torch.Tensor | None, b: torch.Tensor) -> tuple:
+        """Model inputs of songs ``b`` (B,) followed by those of their contrast windows: the
+        (2B, n_mels, n_frames) mel, and with ``T`` the (2B, 50) tags (a song's own twice)."""
+        return model_inputs(X, T, torch.cat([b, b + self.n]), tag_rows=torch.cat([b, b]))
+
+
+def contrast_rows(cfg: Config, X: torch.Tensor, n: int) -> ContrastRows | None:
+    """The :class:`ContrastRows` of a ``train.contrast`` run (None when it is off).
+
+    Raises
+    ------
+    ConfigError
+        ``X`` does not hold ``2 n`` rows (the features were not stacked with their contrast
+        windows).
+    """
+    if cfg.train.contrast <= 0:
+        return None
+    if X.shape[0] != 2 * n:
+        raise ConfigError(f"train.contrast={cfg.train.contrast}: expected the {n} songs' features "
+                          f"followed by their contrast windows ({2 * n} rows), got {X.shape[0]}")
+    usable = torch.zeros(n, dtype=torch.bool, device=X.device)
+    for i in range(0, n, STATS_CHUNK):
+        j = min(i + STATS_CHUNK, n)
+        usable[i:j] = (X[i:j] != X[n + i: n + j]).flatten(1).any(1)
+    return ContrastRows(n, usable)
+
+
 class _Step(torch.nn.Module):
     """The forward pass of one training step (what DistributedDataParallel wraps, so that the
     Siamese ``pair`` call is synchronised too): scores of songs, or the two scores of pairs."""
@@ -302,6 +344,7 @@ class Training:
         self.sched = torch.optim.lr_scheduler.ReduceLROnPlateau(self.opt, factor=tc.lr_decay,
                                                                 patience=0)
         self.val_t = torch.as_tensor(job.val_idx, device=device)
+        self.contrast = contrast_rows(cfg, X, len(scores))
         self.n_pairs = int(round(cfg.pairs.per_epoch * len(job.train_idx)))
         key = {"config": cfg.to_dict(), "sampling": job.sampling, "w": job.w,
                "margin": job.margin, "mu": job.mu, "seed": job.seed,
@@ -335,12 +378,30 @@ class Training:
 
     def loss(self, b: torch.Tensor, out) -> torch.Tensor:
         """Training loss of batch ``b`` (songs (n,) or pairs (n, 2)) from the model's scores
-        ``out``: (n,), or the pair's two (fi, fj) for a Siamese job; a float32 scalar."""
+        ``out``: (n,), or the pair's two (fi, fj) for a Siamese job; a float32 scalar.
+
+        With ``train.contrast`` (:func:`contrast_rows`) ``out`` also holds the scores of the
+        batch's contrast windows after its songs' (``(2n,)``, or ``(2n,)`` each of fi, fj),
+        and the loss adds ``train.contrast`` times the within-song hinge
+        :func:`~hitrank.losses.within_song_loss`."""
+        within = None
+        if self.contrast is not None:
+            n = len(b)
+            if self.siamese:
+                fi, fj = out
+                seg, con = torch.cat([fi[:n], fj[:n]]), torch.cat([fi[n:], fj[n:]])
+                songs, out = torch.cat([b[:, 0], b[:, 1]]), (fi[:n], fj[:n])
+            else:
+                seg, con, songs, out = out[:n], out[n:], b, out[:n]
+            within = within_song_loss(seg.float(), con.float(), self.contrast.usable[songs],
+                                      self.cfg.train.contrast_margin)
         if self.siamese:
             fi, fj = out
-            return multi_loss(fi.float(), fj.float(), self.z[b[:, 0]], self.z[b[:, 1]],
+            base = multi_loss(fi.float(), fj.float(), self.z[b[:, 0]], self.z[b[:, 1]],
                               self.job.w, self.job.margin)
-        return rating_loss(out.float(), self.z[b])
+        else:
+            base = rating_loss(out.float(), self.z[b])
+        return base if within is None else base + self.cfg.train.contrast * within
 
     def step(self, s: int) -> None:
         """Training step ``s`` of this epoch, the model alone: forward, loss, backward and the
@@ -351,12 +412,13 @@ class Training:
             return
         b = my_slice(ctx, batch)
         share = len(b) * ctx.shards / len(batch)  # averaged over ranks: the whole batch's loss
+        inputs = self.contrast.inputs if self.contrast is not None else model_inputs
         with autocast(X.device, self.amp):
             if self.siamese:
-                (xi, *ti), (xj, *tj) = model_inputs(X, T, b[:, 0]), model_inputs(X, T, b[:, 1])
+                (xi, *ti), (xj, *tj) = inputs(X, T, b[:, 0]), inputs(X, T, b[:, 1])
                 out = self.step_forward(xi, xj, *ti, *tj)
             else:
-                out = self.step_forward(*model_inputs(X, T, b))
+                out = self.step_forward(*inputs(X, T, b))
             loss = self.loss(b, out) * share
         self.opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -10,6 +10,9 @@ model on one synthetic corpus, rank a second one (other seed, songs no model saw
 * the ranking metrics (nDCG / Kendall / Spearman @10%, Spearman over all songs) of ranking by
   the configured segment's score and by the best window's score, over the same songs.
 
+It writes ``eval_curve.json`` (the summary) and ``songs.csv`` (each song's ranking row with the
+share of a chorus its best window and its segment cover) under ``--out``.
+
 Usage::
 
     python scripts/eval_curve.py --out /tmp/eval_curve --train 80 --test 60 --epochs 8
@@ -73,6 +76,10 @@ def main() -> None:
     mid = np.mean([cover(*mid30_window(r.duration), ch[s]) >= 0.5 for s, r in ranking.iterrows()])
     hl = np.mean([cover(h["start"], h["end"], ch[s]) >= 0.5 for s, h in
                   ((s, find_highlight(ranking.loc[s, "path"])) for s in ranking.index)])
+    songs = pd.DataFrame({"best_cover": [cover(r.best_start, r.best_end, ch[s]) for s, r in ranking.iterrows()],
+                          "segment_cover": [cover(r.seg_start, r.seg_end, ch[s]) for s, r in ranking.iterrows()]},
+                         index=ranking.index)
+    ranking.join(songs).drop(columns=["curve"], errors="ignore").to_csv(args.out / "songs.csv")
     y = truth.loc[ranking.index, "hit_score"].to_numpy()
     rows = {}
     params_segment = json.loads((run / "summary.json").read_text()).get("segment", "")
@@ -80,6 +87,16 @@ def main() -> None:
         m = ranking_metrics(y, ranking[col].to_numpy(), top=0.1)
         rows[name] = {"ndcg@10%": m["ndcg"], "kendall@10%": m["kendall"], "spearman@10%": m["spearman"],
                       "spearman_all": spearmanr(y, ranking[col]).statistic}
+    rng = np.random.default_rng(0)  # paired bootstrap over the same songs: best window minus segment
+    diffs = []
+    for _ in range(2000):
+        i = rng.integers(0, len(y), len(y))
+        diffs.append(spearmanr(y[i], ranking["best_score"].to_numpy()[i]).statistic
+                     - spearmanr(y[i], ranking["score"].to_numpy()[i]).statistic)
+    rows["best window - configured segment, spearman_all"] = {
+        "difference": rows["best window (--segment best)"]["spearman_all"]
+        - rows[f"configured segment ({params_segment})"]["spearman_all"],
+        "95% interval": [float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))]}
     run_summary = json.loads((run / "summary.json").read_text())
     res = {"n_train": run_summary.get("n_songs", args.train), "n_test": len(ranking), "failures": len(failures),
            "segment": params_segment, "covers_half_a_chorus": {"best window": best, "configured segment": seg,

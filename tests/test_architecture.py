@@ -380,7 +380,7 @@ def test_packaged_configs_resolve_by_name():
     assert "table1/a_simple_cnn_mid30" in packaged_configs()
     assert resolve_config("table1/a_simple_cnn_mid30") == resolve_config("table1/a_simple_cnn_mid30.yaml")
     assert resolve_config("configs/table1/a_simple_cnn_mid30.yaml").is_file()
-    with pytest.raises(ConfigError, match="not a packaged config; packaged: descriptors/"):
+    with pytest.raises(ConfigError, match="not a packaged config; packaged: curve/c_simple_cnn_hl30_contrast, descriptors/"):
         resolve_config("table1/z_nothing")
 
 

@@ -290,6 +290,11 @@ def _decide(bank: str, cfg: Config, X: torch.Tensor, scores, artists, jobs: list
     ``on`` with a model the engine cannot batch raises :class:`BankUnsupported`."""
     if bank == "off":
         return False
+    if cfg.train.contrast > 0:  # its step scores each song's contrast window too: one model at a time
+        if bank == "on":
+            raise ParameterError("bank='on' cannot train with train.contrast (within-song "
+                                 "training runs each model alone); use bank 'auto' or 'off'")
+        return False
     if ctx.ddp:
         if bank == "on":
             raise ParameterError("bank='on' needs one process per model; data-parallel "

@@ -28,7 +28,7 @@ from .. import audio
 from ..constants import SAMPLE_RATE, SEGMENT_SECONDS
 from ..errors import AudioLoadError, CheckpointError, ParameterError
 from .fallback import fallback_curve
-from .window import pick_window
+from .window import contrast_window, pick_window
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,8 @@ HIGHLIGHTERS = {"attention": _attention, "fallback": _fallback}
 METHODS = tuple(HIGHLIGHTERS)
 
 __all__ = ["HIGHLIGHTERS", "METHODS", "checkpoint_digest", "fallback_curve", "find_highlight",
-           "highlight_curve", "highlighter_id", "parse_highlighter_id", "pick_window"]
+           "highlight_curve", "highlighter_id", "parse_highlighter_id", "pick_window",
+           "contrast_window"]
 
 
 def highlight_curve(y: np.ndarray, sr: int = SAMPLE_RATE, method: str = "fallback",

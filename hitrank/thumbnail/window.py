@@ -1,4 +1,5 @@
-"""Choosing a 30 s window from a per-second importance curve."""
+"""Choosing a 30 s window from a per-second importance curve: the highlight (the most
+important window) and its contrast (the least important window away from it)."""
 
 from __future__ import annotations
 
@@ -40,3 +41,62 @@ def pick_window(curve: np.ndarray, duration: float, seconds: float = SEGMENT_SEC
     csum = np.concatenate([[0.0], np.cumsum(padded)])
     sums = csum[width: width + last + 1] - csum[: last + 1]
     return float(np.argmax(sums))
+
+
+#: a contrast window may share at most this share of its length with the highlight
+CONTRAST_MAX_OVERLAP = 0.5
+
+
+#: contrast windows by name: the quantile of the mass under the curve, among the windows far
+#: enough from the highlight, that the contrast window has
+CONTRAST_QUANTILES = {"lowest": 0.0, "median": 0.5}
+
+
+def contrast_window(curve: np.ndarray, duration: float, highlight: float,
+                    seconds: float = SEGMENT_SECONDS, which: str = "lowest") -> float:
+    """Start (s) of a ``seconds``-long window that shares at most :data:`CONTRAST_MAX_OVERLAP`
+    of its length with the highlight starting at ``highlight`` (s): among those windows, the
+    one with the *smallest* mass under ``curve`` (``lowest``: the part of the song its
+    highlighter rates lowest, often an intro or outro) or the one of *median* mass
+    (``median``: a typical part away from the highlight, often a verse). The contrast of
+    within-song training (``features.contrast``).
+
+    Parameters
+    ----------
+    curve : (n,) non-negative importance per second (as :func:`pick_window`)
+    duration : song length in seconds
+    highlight : start (s) of the song's analysed segment
+    seconds : window length
+    which : a name of :data:`CONTRAST_QUANTILES`
+
+    Returns
+    -------
+    float
+        Start time in whole seconds. ``highlight`` itself when no window is far enough from
+        it (songs shorter than ``seconds * (2 - CONTRAST_MAX_OVERLAP)``, 45 s for 30 s
+        windows): the contrast is then the segment, which training recognises and leaves
+        out. Ties go to the earliest window.
+    """
+    if which not in CONTRAST_QUANTILES:
+        raise ParameterError(f"contrast window {which!r}; expected one of {list(CONTRAST_QUANTILES)}")
+    curve = np.asarray(curve, dtype=np.float64)
+    if curve.ndim != 1:
+        raise ParameterError(f"curve must be 1-D, got shape {curve.shape}")
+    if duration <= seconds or len(curve) == 0:
+        return float(highlight)
+    curve = np.clip(np.nan_to_num(curve, nan=0.0, posinf=0.0, neginf=0.0), 0, None)
+    width = int(round(seconds))
+    last = int(np.floor(duration - seconds))
+    padded = np.zeros(last + width)
+    n = min(len(curve), len(padded))
+    padded[:n] = curve[:n]
+    csum = np.concatenate([[0.0], np.cumsum(padded)])
+    starts = np.arange(last + 1, dtype=np.float64)
+    sums = csum[width: width + last + 1] - csum[: last + 1]
+    overlap = np.clip(np.minimum(starts, highlight) + seconds - np.maximum(starts, highlight), 0, None)
+    far = overlap <= CONTRAST_MAX_OVERLAP * seconds + 1e-9
+    if not far.any():
+        return float(highlight)
+    order = np.argsort(sums[far], kind="stable")  # ties: the earliest window first
+    pick = int(round(CONTRAST_QUANTILES[which] * (len(order) - 1)))
+    return float(starts[far][order[pick]])
