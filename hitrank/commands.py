@@ -153,7 +153,7 @@ def load_experiment(config: Config | str | os.PathLike | None, overrides: list[s
             failures = extract_store(cfg, params, labels, store, workers=workers, progress=progress)[1].failures
         barrier(ctx)
     opened = FeatureStore.open(store)
-    ds, problems = load_dataset(opened)
+    ds, problems = load_dataset(opened, contrast=cfg.train.contrast > 0)
     if groups is not None:
         ds.columns[group] = pd.Series(ds.song_ids).map(groups).fillna("").astype(str).str.strip().to_numpy()
     for sid, reason in problems:

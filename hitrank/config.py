@@ -103,12 +103,16 @@ def validate(cfg: Config) -> Config:
     if f.contrast and f.contrast not in segments.get(f.segment).contrasts:
         raise ConfigError(f"features.contrast={f.contrast!r} needs a segment method that finds a "
                           f"contrast window; features.segment={f.segment!r} has none (use hl30)")
-    if not (math.isfinite(t.contrast) and t.contrast >= 0) or t.contrast_margin <= 0:
+    if not (math.isfinite(t.contrast) and t.contrast >= 0) or not (
+            math.isfinite(t.contrast_margin) and t.contrast_margin > 0):
         raise ConfigError(f"train.contrast={t.contrast}, train.contrast_margin={t.contrast_margin}: "
                           "need a weight >= 0 (0: off) and a margin > 0")
+    if t.contrast > 0 and t.bank == "on":
+        raise ConfigError(f"train.bank='on' cannot train with train.contrast={t.contrast} (within-song "
+                          "training runs each model alone); use train.bank auto or off")
     if t.contrast > 0 and not f.contrast:
         raise ConfigError(f"train.contrast={t.contrast} trains each song's segment above its contrast "
-                          "window: set features.contrast: lowest (with segment hl30)")
+                          "window: set features.contrast: median (or lowest), with segment hl30")
     on_pairs = model_class(cfg.model.name).trains_on_pairs
     pair_models = [m for m in available("scorer") if model_class(m).trains_on_pairs]
     if on_pairs and p.sampling == "none":

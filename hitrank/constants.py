@@ -6,6 +6,10 @@ N_FFT = 4096  # samples (~186 ms at 22050 Hz), Hamming window of the same length
 HOP_LENGTH = 2048  # samples, half overlap
 SEGMENT_SECONDS = 30.0  # s, length of the Mid-30 / HL-30 segment
 SEGMENT_SAMPLES = int(SAMPLE_RATE * SEGMENT_SECONDS)  # 661500 samples at 22050 Hz
+#: within-song training's contrast windows by name: the quantile of the mass under the
+#: highlighter's curve, among the windows far enough from the highlight, that the contrast
+#: window has (hitrank.thumbnail.contrast_window; features.contrast)
+CONTRAST_QUANTILES = {"median": 0.5, "lowest": 0.0}
 N_FRAMES = 1 + SEGMENT_SAMPLES // HOP_LENGTH  # 323 frames (centred STFT), = ceil(22050*30/2048)
 
 DB_AMIN = 1e-10  # power floor before the dB log (librosa.power_to_db default)

@@ -210,7 +210,13 @@ def prepare(cfg: Config, ds: Dataset, ctx: Context = SINGLE, params: FeaturePara
     if cfg.train.contrast > 0:  # rows n..2n-1: the songs' contrast windows (hitrank.train.Training)
         if ds.contrast is None:
             raise ConfigError(f"train.contrast={cfg.train.contrast} needs the songs' contrast windows, "
-                              "but the store holds none; extract with features.contrast: lowest")
+                              "but the store holds none (or load_dataset was not asked for them); set "
+                              "features.contrast: median (or lowest) with segment hl30, which extracts "
+                              "them into a new store")
+        if ds.params.get("contrast", "") != want["contrast"]:
+            raise ConfigError(f"the config asks for contrast windows features.contrast={want['contrast']!r} "
+                              f"but the store holds {ds.params.get('contrast')!r} ones; re-extract, "
+                              "or change features.contrast")
         feats = np.concatenate([ds.features, ds.contrast])
     return device, torch.from_numpy(np.ascontiguousarray(feats)).to(device), T
 
@@ -269,7 +275,7 @@ def run_cv(cfg: Config, ds: Dataset, out: str | os.PathLike, progress: bool = Tr
     else:
         # on a GPU the folds train together in model banks; elsewhere fold by fold (the bank,
         # if it pays on this CPU, then holds one fold's grid points and members)
-        together = device.type == "cuda" and cfg.train.bank != "off" and not ctx.ddp
+        together = device.type == "cuda" and cfg.train.bank != "off" and not ctx.ddp and not cfg.train.contrast
         for group in [todo] if together and todo else [[f] for f in todo]:
             run_folds(cfg, ds, X, T, device, out, group, folds, ctx)
             bar.update(len(group))
@@ -336,7 +342,7 @@ def _worker_data(cfg_text: str, params_text: str, source: str):
     """A worker's dataset and device tensors, loaded once per process (the config and its
     feature parameters were checked by the parent)."""
     cfg = config_from_dict(yaml.safe_load(cfg_text))
-    ds, _ = load_dataset(FeatureStore.open(source))
+    ds, _ = load_dataset(FeatureStore.open(source), contrast=cfg.train.contrast > 0)
     return cfg, ds, *prepare(cfg, ds, params=FeatureParams.from_dict(yaml.safe_load(params_text)))
 
 

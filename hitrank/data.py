@@ -46,8 +46,9 @@ class Dataset:
     tags : (n, 50) float32 MTT tag probabilities, or None when the store has no tags
     columns : labels columns read for the folds (``cv.group_by``): name -> (n,) str ('' when
         empty)
-    contrast : (n, n_mels, n_frames) float16 features of each song's contrast window
-        (``features.contrast``), or None when the store has none
+    contrast : (n, n_mels, n_frames) features of each song's contrast window, the store's
+        dtype like ``features`` (``features.contrast``), or None: not asked for
+        (:func:`load_dataset`) or not in the store
     """
 
     song_ids: np.ndarray
@@ -81,8 +82,12 @@ def usable_songs(manifest: pd.DataFrame) -> tuple[list[dict], list[tuple[str, st
     return keep, problems
 
 
-def load_dataset(store: FeatureStore, labels: pd.DataFrame | None = None) -> tuple[Dataset, list]:
+def load_dataset(store: FeatureStore, labels: pd.DataFrame | None = None, contrast: bool = False
+                 ) -> tuple[Dataset, list]:
     """Join a store's finished songs with labels (from the manifest or a labels table).
+
+    ``contrast``: also load the songs' contrast windows (``train.contrast``), when the store
+    holds them (``Dataset.contrast``; otherwise None).
 
     Songs without usable scores or features are left out and returned as
     ``(song_id, reason)`` problems, so nothing is dropped silently.
@@ -97,7 +102,7 @@ def load_dataset(store: FeatureStore, labels: pd.DataFrame | None = None) -> tup
                            "hit_score; training needs labelled songs (extract from a labels CSV)")
     ids = np.array([r["song_id"] for r in keep])
     feats = store.load(list(ids))
-    contrast = store.load_contrast(list(ids)) if store.has_contrast else None
+    contrast = store.load_contrast(list(ids)) if contrast and store.has_contrast else None
     bad = np.zeros(len(feats), dtype=bool)
     for arr in (feats, contrast):
         if arr is None:

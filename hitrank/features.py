@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .constants import (
+    CONTRAST_QUANTILES,
     DB_AMIN,
     FEATURE_DTYPE,
     HOP_LENGTH,
@@ -46,10 +47,10 @@ EMBEDDING_SCOPES = ("", "segment", "song")
 #: '' the mel of the segment's audio (cut first) | 'centre' the released ret30 rule: on audio of
 #: ``segment_seconds`` or longer, the mel of all of it with its centre ``n_frames`` kept
 MEL_CROPS = ("", "centre")
-#: '' none | 'lowest' | 'median': the store also holds a *contrast* window per song, away from
-#: the segment: the 30 s its highlighter rates lowest, or of median rating
+#: '' none | 'median' | 'lowest': the store also holds a *contrast* window per song, away from
+#: the segment: the 30 s of median rating by its highlighter, or the lowest-rated
 #: (:func:`hitrank.thumbnail.contrast_window`; HL-30 only; within-song training, ``train.contrast``)
-CONTRASTS = ("", "lowest", "median")
+CONTRASTS = ("", *CONTRAST_QUANTILES)
 #: FeatureParams fields only training reads: checkpoints leave them out, so that ranking with
 #: a model extracts no more than the model scores
 TRAINING_ONLY = ("contrast",)
@@ -75,7 +76,7 @@ class FeatureParams:
     embedding_scope: str = ""  # 'segment' | 'song': what the embedding averages over; '' without one
     embedding_dim: int = 0  # its width (recorded so a store can be read without the network)
     mel_crop: str = ""  # '' cut the segment's audio, then its mel | 'centre': see MEL_CROPS (Mid-30 only)
-    contrast: str = ""  # '' | 'lowest' | 'median': also store a contrast window per song (CONTRASTS; HL-30 only)
+    contrast: str = ""  # '' | 'median' | 'lowest': also store a contrast window per song (CONTRASTS; HL-30 only)
 
     def __post_init__(self):
         if self.window not in WINDOWS:

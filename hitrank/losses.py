@@ -43,8 +43,9 @@ def within_song_loss(seg: torch.Tensor, contrast: torch.Tensor, usable: torch.Te
 
     The ranking hinge of Eq. 2 applied inside each song, with the song's analysed segment (its
     highlight) always the better one: it teaches a model to score the part of a song its
-    highlighter picks above the part it rates lowest (``train.contrast``), which the curve of
-    ``rank --curve`` needs and songs-only training never asks for.
+    highlighter picks above another part of it (the contrast window, ``features.contrast``:
+    of median or lowest rating; ``train.contrast``), which the curve of ``rank --curve``
+    needs and songs-only training never asks for.
 
     Parameters
     ----------

@@ -29,7 +29,7 @@ class FeaturesConfig:
     log: str = "db"  # db | log1p | none
     tags: bool = False  # add the 50 MTT tag activations through the tag DNN (paper Eq. 4)
     tag_scope: str = "segment"  # tags averaged over the 30 s segment | the whole song
-    contrast: str = ""  # '' | lowest: also extract each song's contrast window, the 30 s its highlighter rates lowest (hl30; for train.contrast)
+    contrast: str = ""  # '' | median | lowest: also extract each song's contrast window away from the segment, of median or lowest highlighter rating (hl30; for train.contrast)
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,11 @@ class CVConfig:
     processes: int = 0  # 0 auto (CPU: one single-threaded process per core for the folds) | 1 this process | N
 
 
+#: keys added after training states existed: left out of :meth:`Config.state_key` while they
+#: hold their default, so that a run interrupted before they existed resumes after an upgrade
+LATE_KEYS = (("features", "contrast"), ("train", "contrast"), ("train", "contrast_margin"))
+
+
 @dataclass(frozen=True)
 class Config(Plain):
     name: str = "experiment"
@@ -109,3 +114,13 @@ class Config(Plain):
     tags: TagsConfig = field(default_factory=TagsConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     cv: CVConfig = field(default_factory=CVConfig)
+
+    def state_key(self) -> dict:
+        """:meth:`to_dict` without the :data:`LATE_KEYS` that hold their default: the config
+        part of a training state's key (:class:`hitrank.loop.EpochLoop`)."""
+        d = self.to_dict()
+        for section, key in LATE_KEYS:
+            default = type(getattr(self, section)).__dataclass_fields__[key].default
+            if d[section][key] == default:
+                del d[section][key]
+        return d

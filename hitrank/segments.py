@@ -29,7 +29,7 @@ import numpy as np
 
 from . import audio
 from .errors import CheckpointError, ParameterError
-from .features import FeatureParams, log_mel
+from .features import CONTRASTS, FeatureParams, log_mel
 from .thumbnail import contrast_window, find_highlight, highlighter_id, parse_highlighter_id
 
 if TYPE_CHECKING:  # torch is imported when first needed (fast start)
@@ -132,7 +132,8 @@ class SegmentMethod:
 
     #: the ``mel_crop`` values (:data:`hitrank.features.MEL_CROPS`) this method's cut honours
     mel_crops: tuple[str, ...] = ("",)
-    #: the ``contrast`` values (:data:`hitrank.features.CONTRASTS`) this method's cut honours
+    #: the ``contrast`` values (:data:`hitrank.features.CONTRASTS`) this method's cut honours:
+    #: a contrast window is chosen on a highlighter's curve (HL-30)
     contrasts: tuple[str, ...] = ("",)
 
     def feature_params(self, highlighter: str | os.PathLike | None = None, **kwargs) -> FeatureParams:
@@ -150,8 +151,8 @@ class SegmentMethod:
                                  f"{self.name!r} (it takes {self.mel_crops}); use segment 'mid30'")
         if params.contrast not in self.contrasts:
             raise ParameterError(f"contrast={params.contrast!r} is not available with segment "
-                                 f"{self.name!r}: a contrast window is the part of the song a "
-                                 "highlighter rates lowest; use segment 'hl30'")
+                                 f"{self.name!r}: a contrast window is chosen on a highlighter's "
+                                 "curve; use segment 'hl30'")
         return params
 
     def resolve_highlighter(self, params: FeatureParams, given=None, recorded: str = "") -> str | None:
@@ -236,7 +237,7 @@ class HL30(SegmentMethod):
     help = "the 30 s highlight (training-free fallback, or an attention highlighter)"
     manifest_fields = ("method", "curve")
     takes_highlighter = True
-    contrasts = ("", "lowest", "median")
+    contrasts = CONTRASTS
 
     def feature_params(self, highlighter=None, **kwargs) -> FeatureParams:
         return self.check_mel_crop(FeatureParams(segment=self.name, highlighter=highlighter_id(highlighter),

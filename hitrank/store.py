@@ -10,8 +10,8 @@ On-disk layout (readable with plain numpy and pandas)::
     STORE/emb_<net>_<scope>.npy  float32, shape (capacity, dim): a pretrained network's song
                              embedding (only with ``--embedding``; hitrank.embeddings)
     STORE/contrast_<segment>.npy  like mel_<segment>.npy: each song's contrast window (only
-                             with ``contrast``: the 30 s its highlighter rates lowest, for
-                             within-song training)
+                             with ``contrast``: 30 s away from the segment, of median or
+                             lowest highlighter rating, for within-song training)
     STORE/manifest.csv       one row per song: song_id, path, row, seg_start, seg_end,
                              duration, padded, status (ok|failed|pending), error, artist, hit_score,
                              silent (the segment is digital silence: kept, flagged), then the
@@ -79,7 +79,7 @@ class FeatureStore:
         self._fields_recorded = True  # False: an older store's params.json, fields inferred
         self._records: dict[str, dict] = {}
         self._fd: int | None = None
-        self._side_fd: dict[str, int] = {}  # side array name -> open file (tags, embedding)
+        self._side_fd: dict[str, int] = {}  # side array name -> open file (tags, embedding, contrast)
         self._side_offset: dict[str, int] = {}
         self._journal = Journal(self.root / "journal.jsonl")
         self._writing = False  # set by plan(): close() then syncs and writes the manifest
@@ -291,7 +291,7 @@ class FeatureStore:
         """Contrast windows of finished songs, (len(song_ids), n_mels, n_frames) :attr:`dtype`."""
         if not self.has_contrast:
             raise StoreError(f"{str(self.root)!r} holds no contrast windows; extract with "
-                             "features.contrast: lowest (segment hl30)")
+                             "features.contrast: median or lowest (segment hl30)")
         return self._load_side("contrast", song_ids)
 
     def _load_side(self, name: str, song_ids: list[str]) -> np.ndarray:

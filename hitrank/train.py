@@ -346,7 +346,7 @@ class Training:
         self.val_t = torch.as_tensor(job.val_idx, device=device)
         self.contrast = contrast_rows(cfg, X, len(scores))
         self.n_pairs = int(round(cfg.pairs.per_epoch * len(job.train_idx)))
-        key = {"config": cfg.to_dict(), "sampling": job.sampling, "w": job.w,
+        key = {"config": cfg.state_key(), "sampling": job.sampling, "w": job.w,
                "margin": job.margin, "mu": job.mu, "seed": job.seed,
                "n_train": len(job.train_idx), "n_val": len(job.val_idx)}
         self.loop = EpochLoop(self.model, self.opt, self.sched, epochs=tc.epochs,

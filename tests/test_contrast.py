@@ -112,21 +112,25 @@ def test_within_song_loss():
     assert within_song_loss(seg, con, torch.zeros(3, dtype=torch.bool), 0.5).item() == 0.0
 
 
-def test_contrast_training_scores_segments_above_their_contrast(contrast_store):
-    """The within-song hinge does what it says: the model trained with it scores the training
-    songs' segments above their contrast windows by more than the margin, and by more than
-    the same model trained without it (same seed, same songs)."""
-    ds, _ = load_dataset(FeatureStore.open(contrast_store))
+@pytest.mark.parametrize("model,sampling", [("simple_cnn", "none"), ("siamese", "ab")])
+def test_contrast_training_scores_segments_above_their_contrast(contrast_store, model, sampling):
+    """The within-song hinge does what it says, for rating and Siamese (pair) training: the
+    model trained with it scores the training songs' segments above their contrast windows by
+    more than half the margin, and by more than the same model trained without it (same seed,
+    same songs)."""
+    ds, _ = load_dataset(FeatureStore.open(contrast_store), contrast=True)
     n = len(ds)
     tr, va = np.arange(0, n - 6), np.arange(n - 6, n)
     gaps = {}
     for weight in (0.0, 2.0):
-        cfg = load_config(None, [*CONTRAST, *QUICK, "train.epochs=6", f"train.contrast={weight}"])
+        model_keys = [f"model.name={model}", f"pairs.sampling={sampling}"]
+        cfg = load_config(None, [*CONTRAST, *QUICK, *model_keys, "train.epochs=6", f"train.contrast={weight}"])
         cfg_x = load_config(None, [*CONTRAST, *QUICK, "train.epochs=6", "train.contrast=1"])
         _, X, _ = prepare(cfg_x, ds)  # the songs, then their contrast windows (2n rows)
         assert X.shape[0] == 2 * n
         target = Target.fit("log", ds.scores[tr])
-        res = fit(cfg, X, ds.scores, ds.artists, tr, va, target, seed=3)
+        res = fit(cfg, X, ds.scores, ds.artists, tr, va, target, sampling=sampling,
+                  w=0.5 if sampling != "none" else 0.0, margin=0.5 if sampling != "none" else None, seed=3)
         gaps[weight] = float(np.mean(predict(res.model, X, tr) - predict(res.model, X, tr + n)))
     assert gaps[2.0] > 0.5 * 0.5 and gaps[2.0] > gaps[0.0] + 0.1, gaps
 
@@ -138,7 +142,7 @@ def test_packaged_contrast_config():
 
 
 def test_contrast_config_errors(contrast_store):
-    with pytest.raises(ConfigError, match="set features.contrast: lowest"):
+    with pytest.raises(ConfigError, match=r"set features.contrast: median \(or lowest\), with segment hl30"):
         load_config(None, ["train.contrast=1"])
     with pytest.raises(ConfigError, match="segment='mid30' has none"):
         load_config(None, ["features.contrast=lowest"])
@@ -148,7 +152,11 @@ def test_contrast_config_errors(contrast_store):
         load_config(None, [*CONTRAST, "train.contrast=1", "train.contrast_margin=0"])
     with pytest.raises(ParameterError, match="use segment 'hl30'"):
         segments.params_for("mid30", contrast="lowest")
-    ds, _ = load_dataset(FeatureStore.open(contrast_store))
+    with pytest.raises(ConfigError, match="train.contrast_margin=nan"):
+        load_config(None, [*CONTRAST, "train.contrast=1", "train.contrast_margin=.nan"])
+    with pytest.raises(ConfigError, match="train.bank='on' cannot train with train.contrast=1.0"):
+        load_config(None, [*CONTRAST, "train.contrast=1", "train.bank=on"])
+    ds, _ = load_dataset(FeatureStore.open(contrast_store), contrast=True)
     cfg = load_config(None, [*CONTRAST, "train.contrast=1"])
     _, X, _ = prepare(cfg, ds)
     job = FitJob(np.arange(10), np.arange(10, 14), Target.fit("log", ds.scores[:10]))
@@ -156,10 +164,23 @@ def test_contrast_config_errors(contrast_store):
         fit_many(cfg, X, ds.scores, ds.artists, [job, job], bank="on")
     with pytest.raises(ConfigError, match=r"followed by their contrast windows \(48 rows\), got 24"):
         fit(cfg, X[: len(ds)], ds.scores, ds.artists, np.arange(10), np.arange(10, 14), job.target)
-    no_contrast, _ = load_dataset(FeatureStore.open(contrast_store))
-    no_contrast.contrast = None
+    no_contrast, _ = load_dataset(FeatureStore.open(contrast_store))  # not asked for: not loaded
+    assert no_contrast.contrast is None
     with pytest.raises(ConfigError, match="the store holds none"):
         prepare(cfg, no_contrast)
+    median = load_config(None, [*CONTRAST[:2], "features.contrast=median", "train.contrast=1"])
+    with pytest.raises(ConfigError, match="features.contrast='median' but the store holds 'lowest' ones"):
+        prepare(median, ds)
+
+
+def test_state_key_of_older_runs_unchanged():
+    """A training state written before the contrast keys existed still matches (an interrupted
+    run resumes after the upgrade): the keys at their defaults are left out of the state key."""
+    key = load_config(None, []).state_key()
+    assert "contrast" not in key["features"] and "contrast" not in key["train"]
+    assert "contrast_margin" not in key["train"]
+    key = load_config(None, [*CONTRAST, "train.contrast=0.5"]).state_key()
+    assert key["features"]["contrast"] == "lowest" and key["train"]["contrast"] == 0.5
 
 
 def test_cache_key_of_older_parameters_unchanged():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..constants import SEGMENT_SECONDS
+from ..constants import CONTRAST_QUANTILES, SEGMENT_SECONDS
 from ..errors import ParameterError
 
 
@@ -47,10 +47,6 @@ def pick_window(curve: np.ndarray, duration: float, seconds: float = SEGMENT_SEC
 CONTRAST_MAX_OVERLAP = 0.5
 
 
-#: contrast windows by name: the quantile of the mass under the curve, among the windows far
-#: enough from the highlight, that the contrast window has
-CONTRAST_QUANTILES = {"lowest": 0.0, "median": 0.5}
-
 
 def contrast_window(curve: np.ndarray, duration: float, highlight: float,
                     seconds: float = SEGMENT_SECONDS, which: str = "lowest") -> float:
@@ -67,15 +63,16 @@ def contrast_window(curve: np.ndarray, duration: float, highlight: float,
     duration : song length in seconds
     highlight : start (s) of the song's analysed segment
     seconds : window length
-    which : a name of :data:`CONTRAST_QUANTILES`
+    which : a name of :data:`hitrank.constants.CONTRAST_QUANTILES`
 
     Returns
     -------
     float
         Start time in whole seconds. ``highlight`` itself when no window is far enough from
-        it (songs shorter than ``seconds * (2 - CONTRAST_MAX_OVERLAP)``, 45 s for 30 s
-        windows): the contrast is then the segment, which training recognises and leaves
-        out. Ties go to the earliest window.
+        it: always for songs shorter than ``seconds * (2 - CONTRAST_MAX_OVERLAP)`` (45 s for
+        30 s windows), and for shorter than ``2 * seconds`` when the highlight sits near the
+        middle. The contrast is then the segment, which training recognises and leaves out.
+        Ties go to the earliest window.
     """
     if which not in CONTRAST_QUANTILES:
         raise ParameterError(f"contrast window {which!r}; expected one of {list(CONTRAST_QUANTILES)}")
