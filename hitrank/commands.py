@@ -232,7 +232,7 @@ def cross_validate(config, overrides=(), *, out: str | os.PathLike, store=None, 
     summary = run_cv(exp.cfg, exp.ds, out, progress=progress, ctx=exp.ctx, notes=exp.notes, params=exp.params)
     teardown()
     if within and exp.ctx.main:
-        summary["within"] = within_report(out, labels, within, exp.cfg.cv.top_fraction)
+        summary["within"] = within_report(out, labels, within, exp.cfg.cv.top_fraction, group_column(exp.cfg))
     if exp.ctx.main and report is not None:
         write_cv_report([load_run(out)], Path(out) / report)
     return {"kind": "spectrogram", "summary": summary, "problems": exp.problems,
@@ -272,11 +272,13 @@ def _group_column(labels, column: str) -> pd.Series:
     return stratum_column(labels, column, "--group-by")
 
 
-def within_report(out: str | os.PathLike, labels: str | os.PathLike, column: str, top: float = 0.1) -> dict:
+def within_report(out: str | os.PathLike, labels: str | os.PathLike, column: str, top: float = 0.1,
+                  group: str = "") -> dict:
     """Within-stratum metrics of a finished cv run: its out-of-fold predictions
     (``predictions.csv``) joined with a labels column, computed inside each fold's test songs
     (:func:`hitrank.strata.within_metrics`), with the stratum-mean baseline and the paired
-    difference; added to the run's ``summary.json`` as ``within``.
+    difference; added to the run's ``summary.json`` as ``within``. ``group``: the run's
+    ``cv.group_by`` column, whose groups the bootstrap intervals resample whole.
 
     Returns ``{"column", "model", "stratum_mean", "versus_stratum_mean"}``.
     """
@@ -285,10 +287,17 @@ def within_report(out: str | os.PathLike, labels: str | os.PathLike, column: str
     s = pred["song_id"].map(stratum_column(labels, column)).fillna("").astype(str).to_numpy()
     y, p, f = pred["hit_score"].to_numpy(float), pred["pred"].to_numpy(float), pred["fold"].to_numpy()
     base = stratum_mean_predictions(y, f, s)
+    g = None
+    if group:
+        try:
+            g = pred["song_id"].map(stratum_column(labels, group, "--group-by")).fillna("").astype(str).to_numpy()
+        except ConfigError as exc:  # e.g. folds by artist from a store, labels without the column
+            log.warning("within-%s intervals resample songs, not %s groups: %s", column, group, exc)
     if column not in pred.columns:  # the strata beside the predictions: compare's baseline rows
         atomic_write_text(out / "predictions.csv", pred.assign(**{column: s}).to_csv(index=False))
-    res = {"column": column, "model": evaluate(y, p, f, s, top), "stratum_mean": evaluate(y, base, f, s, top),
-           "versus_stratum_mean": paired_difference(y, p, base, f, s)}
+    res = {"column": column, "model": evaluate(y, p, f, s, top, groups=g),
+           "stratum_mean": evaluate(y, base, f, s, top, groups=g),
+           "versus_stratum_mean": paired_difference(y, p, base, f, s, groups=g)}
     summary = json.loads((out / "summary.json").read_text())
     atomic_write_text(out / "summary.json", json.dumps({**summary, "within": res}, indent=2, default=float))
     return res

@@ -12,8 +12,9 @@ Within-stratum metrics
     stratum cell before the songs of a stratum are ranked together: a model that only knows
     the stratum then scores exactly 0, and the labels themselves score 1. nDCG's gains are the
     centred labels minus their minimum over the whole set (one offset for every stratum and
-    resample). Reported per stratum with a bootstrap interval over songs, the mean over
-    strata, and the mean of the per-fold x per-stratum cell correlations.
+    resample). Reported per stratum with a bootstrap interval over songs (or, with the folds'
+    groups, over whole groups: a cluster bootstrap), the mean over strata, and the mean of the
+    per-fold x per-stratum cell correlations.
 Stratum-mean baseline
     Each test song is predicted by its stratum's mean score over the fold's training songs:
     what "knowing the genre" is worth, next to random and the oracle.
@@ -70,13 +71,47 @@ def centre_by_cell(values, folds, strata) -> np.ndarray:
     return out
 
 
+def _units(idx: np.ndarray, groups: np.ndarray | None) -> list[np.ndarray] | None:
+    """The resampling units of songs ``idx``: None (each song its own unit), or one array of
+    song positions per group (songs whose group is '' are units of their own)."""
+    if groups is None:
+        return None
+    g = groups[idx]
+    units = [idx[g == name] for name in sorted(set(g[g != ""]))]
+    return units + [np.array([i]) for i in idx[g == ""]]
+
+
+def _draw(idx: np.ndarray, units: list[np.ndarray] | None, n_boot: int, rng
+          ) -> np.ndarray | list[np.ndarray]:
+    """``n_boot`` bootstrap resamples of the songs ``idx``: songs drawn with replacement, a
+    ``(n_boot, len(idx))`` array of positions; or, with ``units`` (:func:`_units`), whole
+    units drawn with replacement (as many as there are), a list of ``n_boot`` position
+    arrays whose lengths vary (a cluster bootstrap: songs of one group move together)."""
+    if units is None:
+        return idx[rng.integers(0, len(idx), size=(n_boot, len(idx)))]
+    picks = rng.integers(0, len(units), size=(n_boot, len(units)))
+    return [np.concatenate([units[u] for u in row]) for row in picks]
+
+
+def _boot(y: np.ndarray, p: np.ndarray, draws, top: float | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Spearman (and with ``top`` nDCG@top) of ``y`` against ``p`` on every resample of
+    :func:`_draw`: two ``(n_boot,)`` arrays (the second None without ``top``)."""
+    if isinstance(draws, np.ndarray):
+        rho = _row_spearman(y[draws], p[draws])
+        return rho, (top_metrics_batch(y[draws], p[draws], top)["ndcg"] if top is not None else None)
+    rho = np.array([_row_spearman(y[i][None], p[i][None])[0] for i in draws])
+    if top is None:
+        return rho, None
+    return rho, np.array([top_metrics_batch(y[i][None], p[i][None], top)["ndcg"][0] for i in draws])
+
+
 def _quantiles(v: np.ndarray) -> list[float]:
     a = (1 - CI_LEVEL) / 2
     return [float(np.quantile(v, a)), float(np.quantile(v, 1 - a))]
 
 
 def within_metrics(y_true, y_pred, folds, strata, top: float = 0.1, n_boot: int = N_BOOT,
-                   seed: int = 0, centre: bool = True) -> dict:
+                   seed: int = 0, centre: bool = True, groups=None) -> dict:
     """Ranking quality inside each stratum, computed on per-fold centred predictions and labels.
 
     Parameters
@@ -91,6 +126,10 @@ def within_metrics(y_true, y_pred, folds, strata, top: float = 0.1, n_boot: int 
     centre : centre per fold x stratum cell (False: rank the raw values, for :func:`evaluate`'s
         pooled metrics, whose nDCG gains are then the labels themselves, shifted by their
         minimum only when some are negative)
+    groups : (n,) group of each song (``cv.group_by``: artist, duplicate group), or None.
+        Given, the intervals come from a cluster bootstrap: a stratum's groups are resampled
+        with replacement, each with all its songs ('' groups: songs of their own), so songs
+        that are not independent (one artist's, one recording's copies) do not narrow them.
 
     Returns
     -------
@@ -110,6 +149,7 @@ def within_metrics(y_true, y_pred, folds, strata, top: float = 0.1, n_boot: int 
         raise ParameterError(f"n_boot={n_boot}; expected >= 1")
     folds = np.asarray(folds)
     s = _as_str(strata, n, "strata")
+    g_all = _as_str(groups, n, "groups") if groups is not None else None
     if centre:
         pc, yc = centre_by_cell(p, folds, s), centre_by_cell(y, folds, s)
         g = yc - yc.min()  # one gain offset for the whole set
@@ -124,14 +164,12 @@ def within_metrics(y_true, y_pred, folds, strata, top: float = 0.1, n_boot: int 
             continue
         yi, pi = g[idx], pc[idx]
         point = top_metrics_batch(yi[None], pi[None], top)
-        draw = rng.integers(0, len(idx), size=(n_boot, len(idx)))
-        b_rho = _row_spearman(yi[draw], pi[draw])
-        b_top = top_metrics_batch(yi[draw], pi[draw], top)
+        b_rho, b_ndcg = _boot(g, pc, _draw(idx, _units(idx, g_all), n_boot, rng), top)
         boots["spearman"].append(b_rho)
-        boots["ndcg"].append(b_top["ndcg"])
+        boots["ndcg"].append(b_ndcg)
         out[name] = {"n": len(idx), "spearman": float(_row_spearman(yi[None], pi[None])[0]),
                      "spearman_ci": _quantiles(b_rho), "ndcg": float(point["ndcg"][0]),
-                     "ndcg_ci": _quantiles(b_top["ndcg"]), "kendall": float(point["kendall"][0]),
+                     "ndcg_ci": _quantiles(b_ndcg), "kendall": float(point["kendall"][0]),
                      "recall": float(point["recall"][0]), "n_top": n_top(len(idx), top)}
     mean = {}
     if out:
@@ -270,31 +308,36 @@ def _corrected(r: float) -> dict:
 
 
 def evaluate(y_true, y_pred, folds, strata=None, top: float = 0.1, n_boot: int = N_BOOT,
-             seed: int = 0) -> dict:
+             seed: int = 0, groups=None) -> dict:
     """Pooled out-of-fold Spearman and nDCG@top over all songs with bootstrap intervals, and,
-    with ``strata``, :func:`within_metrics`.
+    with ``strata``, :func:`within_metrics`. ``groups``: cluster bootstrap intervals (see
+    :func:`within_metrics`).
 
     Returns
     -------
     dict: ``pooled`` {"n", "spearman", "spearman_ci", "ndcg", "ndcg_ci", "kendall", "recall",
-    "n_top"} (Kendall and recall on the true top fraction) and ``within`` (None without strata).
+    "n_top"} (Kendall and recall on the true top fraction), ``within`` (None without strata) and
+    ``resampled``: what the intervals resample, ``songs`` or ``groups``.
     """
     y = np.asarray(y_true, dtype=np.float64)
     if len(y) < MIN_STRATUM:
         raise ParameterError(f"{len(y)} songs; metrics need at least {MIN_STRATUM}")
     one = np.zeros(len(y), dtype=int)  # one set of songs, ranked as they are
-    pooled = within_metrics(y, y_pred, one, one, top, n_boot, seed, centre=False)["strata"]["0"]
-    within = within_metrics(y, y_pred, folds, strata, top, n_boot, seed) if strata is not None else None
-    return {"pooled": pooled, "within": within}
+    pooled = within_metrics(y, y_pred, one, one, top, n_boot, seed, centre=False, groups=groups)["strata"]["0"]
+    within = (within_metrics(y, y_pred, folds, strata, top, n_boot, seed, groups=groups)
+              if strata is not None else None)
+    return {"pooled": pooled, "within": within, "resampled": "songs" if groups is None else "groups"}
 
 
 def paired_difference(y_true, pred_a, pred_b, folds, strata=None, n_boot: int = N_BOOT,
-                      seed: int = 0) -> dict:
+                      seed: int = 0, groups=None) -> dict:
     """Spearman of ``a`` minus Spearman of ``b`` on the same songs, with a paired bootstrap
-    over songs (resampled inside strata): pooled over all songs and, with ``strata``, the mean
+    over songs (resampled inside strata; with ``groups``, whole groups, see
+    :func:`within_metrics`): pooled over all songs and, with ``strata``, the mean
     within-stratum difference (per-fold centred, as :func:`within_metrics`).
 
-    Returns ``{"pooled": {"diff", "ci"}, "within": {"diff", "ci"} or None}``.
+    Returns ``{"pooled": {"diff", "ci"}, "within": {"diff", "ci"} or None, "resampled":
+    "songs" | "groups"}``.
     """
     y = np.asarray(y_true, dtype=np.float64)
     a, b = np.asarray(pred_a, dtype=np.float64), np.asarray(pred_b, dtype=np.float64)
@@ -304,13 +347,20 @@ def paired_difference(y_true, pred_a, pred_b, folds, strata=None, n_boot: int = 
         raise ParameterError(f"n_boot={n_boot}; expected >= 1")
     folds = np.asarray(folds)
     s = _as_str(strata if strata is not None else np.zeros(len(y), dtype=int), len(y), "strata")
+    g_all = _as_str(groups, len(y), "groups") if groups is not None else None
     rng = np.random.default_rng([seed, SEED_STREAM, 2])
-    draw = np.concatenate([rng.choice(np.flatnonzero(s == name), size=(n_boot, (s == name).sum()))
-                           for name in sorted(set(s))], axis=1)  # (n_boot, n): strata keep their sizes
+    if g_all is None:
+        draw = np.concatenate([rng.choice(np.flatnonzero(s == name), size=(n_boot, (s == name).sum()))
+                               for name in sorted(set(s))], axis=1)  # (n_boot, n): strata keep their sizes
+    else:  # strata keep their numbers of groups
+        parts = [_draw(idx, _units(idx, g_all), n_boot, rng)
+                 for idx in (np.flatnonzero(s == name) for name in sorted(set(s)))]
+        draw = [np.concatenate(row) for row in zip(*parts, strict=True)]
     full = np.arange(len(y))[None]
-    pooled = _row_spearman(y[draw], a[draw]) - _row_spearman(y[draw], b[draw])
+    pooled = _boot(y, a, draw)[0] - _boot(y, b, draw)[0]
     point = float((_row_spearman(y[full], a[full]) - _row_spearman(y[full], b[full]))[0])
-    out = {"pooled": {"diff": point, "ci": _quantiles(pooled)}, "within": None}
+    out = {"pooled": {"diff": point, "ci": _quantiles(pooled)}, "within": None,
+           "resampled": "songs" if g_all is None else "groups"}
     if strata is not None:
         ac, bc = centre_by_cell(a, folds, s), centre_by_cell(b, folds, s)
         yc = centre_by_cell(y, folds, s)
@@ -319,9 +369,8 @@ def paired_difference(y_true, pred_a, pred_b, folds, strata=None, n_boot: int = 
             idx = np.flatnonzero(s == name)
             if len(idx) < MIN_STRATUM:
                 continue
-            d = rng.integers(0, len(idx), size=(n_boot, len(idx)))
-            i = idx[d]
-            per.append(_row_spearman(yc[i], ac[i]) - _row_spearman(yc[i], bc[i]))
+            i = _draw(idx, _units(idx, g_all), n_boot, rng)
+            per.append(_boot(yc, ac, i)[0] - _boot(yc, bc, i)[0])
             per_point.append(float((_row_spearman(yc[idx][None], ac[idx][None])
                                     - _row_spearman(yc[idx][None], bc[idx][None]))[0]))
         if per:

@@ -14,7 +14,7 @@ import soundfile as sf
 from scipy.stats import spearmanr
 
 from hitrank import strata
-from hitrank.errors import ConfigError, LabelsError
+from hitrank.errors import ConfigError, LabelsError, ParameterError
 from hitrank.targets import Target
 from hitrank.transfer.config import TransferModel
 from hitrank.transfer.learners import LEARNERS
@@ -93,6 +93,38 @@ def test_a_model_with_within_genre_signal_scores_above_zero_with_an_interval(rng
     diff = strata.paired_difference(y, pred, strata.stratum_mean_predictions(y, folds, genres), folds,
                                     genres, n_boot=300)
     assert diff["within"]["ci"][0] > 0
+
+
+def test_intervals_resample_whole_groups(rng):
+    """Five exact copies of each of 40 songs are 40 songs' worth of evidence, not 200: the
+    cluster bootstrap (groups resampled whole) gives intervals about sqrt(5) times as wide as
+    resampling the 200 rows; the point estimates do not change, and groups of one song give
+    intervals like the songs' own."""
+    n_unique, copies = 40, 5
+    genres = np.tile(np.repeat(["rock", "pop"], n_unique // 2), copies)
+    y_u = rng.normal(size=n_unique)
+    p_u = y_u + rng.normal(0, 1.0, n_unique)
+    y, pred = np.tile(y_u, copies), np.tile(p_u, copies)
+    groups = np.tile([f"g{i}" for i in range(n_unique)], copies)
+    folds = np.zeros(len(y), dtype=int)
+    width = lambda ci: ci[1] - ci[0]  # noqa: E731
+    songs = strata.evaluate(y, pred, folds, genres, n_boot=400)
+    grouped = strata.evaluate(y, pred, folds, genres, n_boot=400, groups=groups)
+    assert grouped["pooled"]["spearman"] == songs["pooled"]["spearman"]
+    assert grouped["within"]["mean"]["spearman"] == songs["within"]["mean"]["spearman"]
+    assert width(grouped["pooled"]["spearman_ci"]) > 1.6 * width(songs["pooled"]["spearman_ci"])
+    assert width(grouped["within"]["mean"]["spearman_ci"]) > 1.6 * width(songs["within"]["mean"]["spearman_ci"])
+    assert width(grouped["pooled"]["ndcg_ci"]) > width(songs["pooled"]["ndcg_ci"])
+    alone = strata.evaluate(y, pred, folds, genres, n_boot=400, groups=[f"s{i}" for i in range(len(y))])
+    assert 0.75 < width(alone["pooled"]["spearman_ci"]) / width(songs["pooled"]["spearman_ci"]) < 1.33
+    base = strata.stratum_mean_predictions(y, folds, genres)
+    d_songs = strata.paired_difference(y, pred, base, folds, genres, n_boot=400)
+    d_groups = strata.paired_difference(y, pred, base, folds, genres, n_boot=400, groups=groups)
+    assert d_groups["pooled"]["diff"] == d_songs["pooled"]["diff"]
+    assert width(d_groups["pooled"]["ci"]) > 1.6 * width(d_songs["pooled"]["ci"])
+    assert width(d_groups["within"]["ci"]) > 1.6 * width(d_songs["within"]["ci"])
+    with pytest.raises(ParameterError, match=r"groups has shape \(3,\)"):
+        strata.evaluate(y, pred, folds, genres, groups=["a", "b", "c"])
 
 
 def test_split_half_reliability_matches_the_truth_of_simulated_listeners(rng, tmp_path):
@@ -379,8 +411,6 @@ def test_a_song_of_weight_zero_is_a_song_left_out(name, rng):
 
 @pytest.mark.parametrize("weight", [[1.0, np.nan], [1.0, -2.0], [np.inf, 1.0], [0.0, 0.0]])
 def test_bad_sample_weights_are_refused(weight):
-    from hitrank.errors import ParameterError
-
     with pytest.raises(ParameterError, match="weights"):
         LEARNERS["ridge"].fit(np.eye(2), np.array([0.0, 1.0]), TransferModel(), 0, np.array(weight))
 

@@ -4,7 +4,8 @@ For each training size ``m`` the config's cross-validation is rerun with every o
 training songs cut down to ``m`` (a random subset, the same seed for every size so that the
 subsets grow), the test folds unchanged: every song is still scored once, by a model that saw
 ``m`` other songs. The pooled out-of-fold Spearman and nDCG@top, and with ``cv.within`` the
-within-stratum Spearman, come with bootstrap intervals over songs (:mod:`hitrank.strata`).
+within-stratum Spearman, come with bootstrap intervals over songs, or over whole groups with
+``cv.group_by`` (:mod:`hitrank.strata`).
 A size larger than a fold's training set is cut to it (the row says so).
 """
 
@@ -79,7 +80,7 @@ def learning_curve(cfg: TransferConfig, data: Data, sizes: list[int], progress: 
                             None if data.weight is None else data.weight[train])
             pred[te], folds[te] = predict_one(model, data.X[te]), f
             bar.update()
-        ev = strata.evaluate(data.y, pred, folds, s, cfg.cv.top_fraction)
+        ev = strata.evaluate(data.y, pred, folds, s, cfg.cv.top_fraction, groups=groups)
         p, w = ev["pooled"], (ev["within"] or {}).get("mean", {})
         rows.append({"size": m, "train_songs": float(np.mean(used)), "spearman": p["spearman"],
                      "spearman_lo": p["spearman_ci"][0], "spearman_hi": p["spearman_ci"][1],

@@ -295,7 +295,7 @@ def summarize(cfg: TransferConfig, data: Data, pred, folds, groups, s, chosen, r
               raters=None, raters_score: str = "") -> dict:
     """The numbers a cv run reports (see the module docstring)."""
     y, top = data.y, cfg.cv.top_fraction
-    model = strata.evaluate(y, pred, folds, s, top)
+    model = strata.evaluate(y, pred, folds, s, top, groups=groups)
     rnd = random_baseline(y, None, top)["ndcg"]
     summary = {
         "name": cfg.name, "kind": RUN_KIND, "songs": int(len(y)), "n_songs": int(len(y)),
@@ -312,8 +312,8 @@ def summarize(cfg: TransferConfig, data: Data, pred, folds, groups, s, chosen, r
     }
     if s is not None:
         base = strata.stratum_mean_predictions(y, folds, s)
-        summary["stratum_mean"] = strata.evaluate(y, base, folds, s, top)
-        summary["versus_stratum_mean"] = strata.paired_difference(y, pred, base, folds, s)
+        summary["stratum_mean"] = strata.evaluate(y, base, folds, s, top, groups=groups)
+        summary["versus_stratum_mean"] = strata.paired_difference(y, pred, base, folds, s, groups=groups)
     if rated is not None:
         smap = dict(zip(data.ids, s, strict=True)) if s is not None else None
         summary["ceiling"] = {**strata.split_half_reliability(rated, smap), "raters": str(raters),

@@ -21,7 +21,7 @@ def within_lines(column: str, w: dict, base: dict, versus: dict) -> list[str]:
         lines.append(f"    {label:<20} {_ci(d, 'spearman'):>24} {_ci(d, 'ndcg'):>24}")
     if w["left_out"]:
         lines.append(f"    strata with fewer than 3 songs, left out: {', '.join(w['left_out'])}")
-    lines.append(f"  model - {column} mean, paired over songs: all songs {versus['pooled']['diff']:+.3f} "
+    lines.append(f"  model - {column} mean, paired over {versus.get('resampled', 'songs')}: all songs {versus['pooled']['diff']:+.3f} "
                  f"[{versus['pooled']['ci'][0]:+.2f}, {versus['pooled']['ci'][1]:+.2f}]"
                  + (f", within {column} {versus['within']['diff']:+.3f} [{versus['within']['ci'][0]:+.2f}, "
                     f"{versus['within']['ci'][1]:+.2f}]" if versus.get("within") else ""))
