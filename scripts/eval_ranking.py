@@ -2,8 +2,9 @@
 
 Joins the two by file (the last two path components, e.g. `rock/017.ogg`, so a folder of
 links or a copy of the audio still matches) and prints the Spearman over all songs and inside
-each stratum, with 95% bootstrap intervals over songs (hitrank.strata: one test set, so the
-within-stratum ranks are those of the songs of each stratum).
+each stratum, with 95% bootstrap intervals over songs, or with ``--group-by artist`` over whole
+artists (hitrank.strata: one test set, so the within-stratum ranks are those of the songs of
+each stratum).
 
     python scripts/eval_ranking.py ../shared/data/emotify_dev/labels.csv ranking.csv --within genre
 """
@@ -29,6 +30,8 @@ def main() -> None:
     ap.add_argument("ranking")
     ap.add_argument("--within", default="", help="a labels column (e.g. genre)")
     ap.add_argument("--score", default="score", help="the ranking's score column")
+    ap.add_argument("--group-by", default="", help="a labels column (e.g. artist) whose groups the "
+                    "bootstrap intervals resample whole (default: songs)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     lab, rk = pd.read_csv(args.labels), pd.read_csv(args.ranking)
@@ -38,8 +41,12 @@ def main() -> None:
     if len(df) < 3:
         raise SystemExit(f"only {len(df)} ranked songs match the labels by file name")
     s = df[args.within].astype(str).to_numpy() if args.within else None
+    group = f"{args.group_by}_label" if f"{args.group_by}_label" in df.columns else args.group_by  # the labels' own
+    if args.group_by and group not in df.columns:
+        raise SystemExit(f"--group-by {args.group_by!r}: {args.labels!r} has no such column")
+    g = df[group].fillna("").astype(str).to_numpy() if args.group_by else None
     ev = strata.evaluate(df["hit_score"].to_numpy(float), df[args.score].to_numpy(float),
-                         np.zeros(len(df), dtype=int), s)
+                         np.zeros(len(df), dtype=int), s, groups=g)
     if args.json:
         print(json.dumps(ev, indent=2, default=float))
         return
