@@ -36,6 +36,7 @@ from .constants import (
     SEGMENT_SECONDS,
 )
 from .errors import ParameterError
+from .yamlconfig import without_late_defaults
 
 if TYPE_CHECKING:  # torch and librosa are imported when first needed (fast start)
     import torch
@@ -121,11 +122,7 @@ class FeatureParams:
     def cache_key(self) -> dict:
         """The fields that name these features in cache keys: :meth:`to_dict` without the
         :attr:`LATE_FIELDS` that hold their default."""
-        d = self.to_dict()
-        for name in self.LATE_FIELDS:
-            if d[name] == self.__dataclass_fields__[name].default:
-                del d[name]
-        return d
+        return without_late_defaults(self.to_dict(), self, self.LATE_FIELDS)
 
     @classmethod
     def from_dict(cls, d: dict) -> FeatureParams:

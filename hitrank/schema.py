@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from .constants import DEFAULT_TAGGER
 from .errors import ConfigError
-from .yamlconfig import Plain
+from .yamlconfig import Plain, without_late_defaults
 
 #: ``train.freeze`` value that freezes nothing (the default; a list field cannot default to empty)
 FREEZE_NONE = "none"
@@ -102,7 +102,7 @@ class CVConfig:
 
 #: keys added after training states existed: left out of :meth:`Config.state_key` while they
 #: hold their default, so that a run interrupted before they existed resumes after an upgrade
-LATE_KEYS = (("features", "contrast"), ("train", "contrast"), ("train", "contrast_margin"))
+LATE_KEYS = ("features.contrast", "train.contrast", "train.contrast_margin")
 
 
 @dataclass(frozen=True)
@@ -118,9 +118,4 @@ class Config(Plain):
     def state_key(self) -> dict:
         """:meth:`to_dict` without the :data:`LATE_KEYS` that hold their default: the config
         part of a training state's key (:class:`hitrank.loop.EpochLoop`)."""
-        d = self.to_dict()
-        for section, key in LATE_KEYS:
-            default = type(getattr(self, section)).__dataclass_fields__[key].default
-            if d[section][key] == default:
-                del d[section][key]
-        return d
+        return without_late_defaults(self.to_dict(), self, LATE_KEYS)

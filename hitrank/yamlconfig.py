@@ -30,6 +30,21 @@ class Plain:
         return to_plain(dataclasses.asdict(self))
 
 
+def without_late_defaults(d: dict, obj, keys) -> dict:
+    """``d``, the dict of the dataclass ``obj``, without the ``keys`` (dotted paths into nested
+    dataclasses: ``contrast``, ``train.contrast``) whose field holds its default. For fields
+    added after something was keyed on the whole dict (a feature cache, a training state): the
+    key stays what it was while the new field is unused. Changes and returns ``d``."""
+    for key in keys:
+        *path, name = key.split(".")
+        owner, part = obj, d
+        for section in path:
+            owner, part = getattr(owner, section), part[section]
+        if getattr(owner, name) == type(owner).__dataclass_fields__[name].default:
+            del part[name]
+    return d
+
+
 def to_plain(obj):
     """Dataclass-as-dict values with tuples as lists (for YAML, JSON and checkpoints)."""
     if isinstance(obj, dict):

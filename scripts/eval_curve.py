@@ -34,6 +34,7 @@ from hitrank.audio import mid30_window
 from hitrank.cli import main as hitrank
 from hitrank.metrics import ranking_metrics
 from hitrank.rank import rank_folder
+from hitrank.strata import paired_difference
 from hitrank.thumbnail import find_highlight
 
 
@@ -71,33 +72,26 @@ def main() -> None:
     ranking["song"] = ranking.song_id.str.replace(".wav", "", regex=False)
     ranking = ranking.set_index("song")
     ch = {s: json.loads(truth.loc[s, "chorus_times"]) for s in ranking.index}
-    best = np.mean([cover(r.best_start, r.best_end, ch[s]) >= 0.5 for s, r in ranking.iterrows()])
-    seg = np.mean([cover(r.seg_start, r.seg_end, ch[s]) >= 0.5 for s, r in ranking.iterrows()])
-    mid = np.mean([cover(*mid30_window(r.duration), ch[s]) >= 0.5 for s, r in ranking.iterrows()])
-    hl = np.mean([cover(h["start"], h["end"], ch[s]) >= 0.5 for s, h in
-                  ((s, find_highlight(ranking.loc[s, "path"])) for s in ranking.index)])
     songs = pd.DataFrame({"best_cover": [cover(r.best_start, r.best_end, ch[s]) for s, r in ranking.iterrows()],
                           "segment_cover": [cover(r.seg_start, r.seg_end, ch[s]) for s, r in ranking.iterrows()]},
                          index=ranking.index)
     ranking.join(songs).drop(columns=["curve"], errors="ignore").to_csv(args.out / "songs.csv")
+    best, seg = (songs.best_cover >= 0.5).mean(), (songs.segment_cover >= 0.5).mean()
+    mid = np.mean([cover(*mid30_window(r.duration), ch[s]) >= 0.5 for s, r in ranking.iterrows()])
+    hl = np.mean([cover(h["start"], h["end"], ch[s]) >= 0.5 for s, h in
+                  ((s, find_highlight(ranking.loc[s, "path"])) for s in ranking.index)])
     y = truth.loc[ranking.index, "hit_score"].to_numpy()
     rows = {}
-    params_segment = json.loads((run / "summary.json").read_text()).get("segment", "")
+    run_summary = json.loads((run / "summary.json").read_text())
+    params_segment = run_summary.get("segment", "")
     for name, col in ((f"configured segment ({params_segment})", "score"), ("best window (--segment best)", "best_score")):
         m = ranking_metrics(y, ranking[col].to_numpy(), top=0.1)
         rows[name] = {"ndcg@10%": m["ndcg"], "kendall@10%": m["kendall"], "spearman@10%": m["spearman"],
                       "spearman_all": spearmanr(y, ranking[col]).statistic}
-    rng = np.random.default_rng(0)  # paired bootstrap over the same songs: best window minus segment
-    diffs = []
-    for _ in range(2000):
-        i = rng.integers(0, len(y), len(y))
-        diffs.append(spearmanr(y[i], ranking["best_score"].to_numpy()[i]).statistic
-                     - spearmanr(y[i], ranking["score"].to_numpy()[i]).statistic)
-    rows["best window - configured segment, spearman_all"] = {
-        "difference": rows["best window (--segment best)"]["spearman_all"]
-        - rows[f"configured segment ({params_segment})"]["spearman_all"],
-        "95% interval": [float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))]}
-    run_summary = json.loads((run / "summary.json").read_text())
+    # paired bootstrap over the same songs (hitrank.strata, 2,000 resamples): best window minus segment
+    d = paired_difference(y, ranking["best_score"].to_numpy(float), ranking["score"].to_numpy(float),
+                          np.zeros(len(y), dtype=int))["pooled"]
+    rows["best window - configured segment, spearman_all"] = {"difference": d["diff"], "95% interval": d["ci"]}
     res = {"n_train": run_summary.get("n_songs", args.train), "n_test": len(ranking), "failures": len(failures),
            "segment": params_segment, "covers_half_a_chorus": {"best window": best, "configured segment": seg,
                                                                 "Mid-30": mid, "HL-30 fallback": hl},

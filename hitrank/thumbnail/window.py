@@ -9,6 +9,38 @@ from ..constants import CONTRAST_QUANTILES, SEGMENT_SECONDS
 from ..errors import ParameterError
 
 
+def window_masses(curve: np.ndarray, duration: float, seconds: float = SEGMENT_SECONDS) -> np.ndarray | None:
+    """The mass under ``curve`` of every ``seconds``-long window starting at a whole second.
+
+    Parameters
+    ----------
+    curve : (n,) non-negative importance per second (second i covers [i, i + 1) s); NaN/inf
+        and negative values count as 0
+    duration : song length in seconds
+    seconds : window length
+
+    Returns
+    -------
+    (floor(duration - seconds) + 1,) float64: entry ``k`` sums ``curve[k : k + seconds]``
+    (exactly ``seconds`` values; missing ones count 0); None when the song is not longer than
+    the window or the curve is empty (one window only, starting at 0).
+    """
+    curve = np.asarray(curve, dtype=np.float64)
+    if curve.ndim != 1:
+        raise ParameterError(f"curve must be 1-D, got shape {curve.shape}")
+    if duration <= seconds or len(curve) == 0:
+        return None
+    curve = np.nan_to_num(curve, nan=0.0, posinf=0.0, neginf=0.0)
+    curve = np.clip(curve, 0, None)
+    width = int(round(seconds))
+    last = int(np.floor(duration - seconds))  # latest start that keeps the window in the song
+    padded = np.zeros(last + width)
+    n = min(len(curve), len(padded))
+    padded[:n] = curve[:n]
+    csum = np.concatenate([[0.0], np.cumsum(padded)])
+    return csum[width: width + last + 1] - csum[: last + 1]
+
+
 def pick_window(curve: np.ndarray, duration: float, seconds: float = SEGMENT_SECONDS) -> float:
     """Start (s) of the ``seconds``-long window with the largest mass under ``curve``.
 
@@ -26,26 +58,12 @@ def pick_window(curve: np.ndarray, duration: float, seconds: float = SEGMENT_SEC
         ``seconds`` values (the released code's first window summed one more, a bias towards
         start 0 that is not copied).
     """
-    curve = np.asarray(curve, dtype=np.float64)
-    if curve.ndim != 1:
-        raise ParameterError(f"curve must be 1-D, got shape {curve.shape}")
-    if duration <= seconds or len(curve) == 0:
-        return 0.0
-    curve = np.nan_to_num(curve, nan=0.0, posinf=0.0, neginf=0.0)
-    curve = np.clip(curve, 0, None)
-    width = int(round(seconds))
-    last = int(np.floor(duration - seconds))  # latest start that keeps the window in the song
-    padded = np.zeros(last + width)
-    n = min(len(curve), len(padded))
-    padded[:n] = curve[:n]
-    csum = np.concatenate([[0.0], np.cumsum(padded)])
-    sums = csum[width: width + last + 1] - csum[: last + 1]
-    return float(np.argmax(sums))
+    sums = window_masses(curve, duration, seconds)
+    return 0.0 if sums is None else float(np.argmax(sums))
 
 
 #: a contrast window may share at most this share of its length with the highlight
 CONTRAST_MAX_OVERLAP = 0.5
-
 
 
 def contrast_window(curve: np.ndarray, duration: float, highlight: float,
@@ -76,20 +94,10 @@ def contrast_window(curve: np.ndarray, duration: float, highlight: float,
     """
     if which not in CONTRAST_QUANTILES:
         raise ParameterError(f"contrast window {which!r}; expected one of {list(CONTRAST_QUANTILES)}")
-    curve = np.asarray(curve, dtype=np.float64)
-    if curve.ndim != 1:
-        raise ParameterError(f"curve must be 1-D, got shape {curve.shape}")
-    if duration <= seconds or len(curve) == 0:
+    sums = window_masses(curve, duration, seconds)
+    if sums is None:
         return float(highlight)
-    curve = np.clip(np.nan_to_num(curve, nan=0.0, posinf=0.0, neginf=0.0), 0, None)
-    width = int(round(seconds))
-    last = int(np.floor(duration - seconds))
-    padded = np.zeros(last + width)
-    n = min(len(curve), len(padded))
-    padded[:n] = curve[:n]
-    csum = np.concatenate([[0.0], np.cumsum(padded)])
-    starts = np.arange(last + 1, dtype=np.float64)
-    sums = csum[width: width + last + 1] - csum[: last + 1]
+    starts = np.arange(len(sums), dtype=np.float64)
     overlap = np.clip(np.minimum(starts, highlight) + seconds - np.maximum(starts, highlight), 0, None)
     far = overlap <= CONTRAST_MAX_OVERLAP * seconds + 1e-9
     if not far.any():
