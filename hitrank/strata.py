@@ -99,10 +99,16 @@ def _boot(y: np.ndarray, p: np.ndarray, draws, top: float | None = None) -> tupl
     if isinstance(draws, np.ndarray):
         rho = _row_spearman(y[draws], p[draws])
         return rho, (top_metrics_batch(y[draws], p[draws], top)["ndcg"] if top is not None else None)
-    rho = np.array([_row_spearman(y[i][None], p[i][None])[0] for i in draws])
-    if top is None:
-        return rho, None
-    return rho, np.array([top_metrics_batch(y[i][None], p[i][None], top)["ndcg"][0] for i in draws])
+    # cluster resamples differ in length: those of one length are computed as one batch
+    rho, ndcg = np.zeros(len(draws)), (np.zeros(len(draws)) if top is not None else None)
+    lengths = np.array([len(i) for i in draws])
+    for m in np.unique(lengths):
+        rows = np.flatnonzero(lengths == m)
+        i = np.stack([draws[r] for r in rows])  # (rows, m)
+        rho[rows] = _row_spearman(y[i], p[i])
+        if top is not None:
+            ndcg[rows] = top_metrics_batch(y[i], p[i], top)["ndcg"]
+    return rho, ndcg
 
 
 def _quantiles(v: np.ndarray) -> list[float]:

@@ -4,9 +4,12 @@ Joins the two by file (the last two path components, e.g. `rock/017.ogg`, so a f
 links or a copy of the audio still matches) and prints the Spearman over all songs and inside
 each stratum, with 95% bootstrap intervals over songs, or with ``--group-by artist`` over whole
 artists (hitrank.strata: one test set, so the within-stratum ranks are those of the songs of
-each stratum).
+each stratum). With ``--baseline-labels TRAIN.csv`` (and ``--within``) it also scores the
+stratum-mean baseline, each song predicted by its stratum's mean label among the model's
+training songs, and the paired difference model minus baseline over the same songs.
 
     python scripts/eval_ranking.py ../shared/data/emotify_dev/labels.csv ranking.csv --within genre
+    python scripts/eval_ranking.py B/labels.csv rankB.csv --within genre --group-by artist --baseline-labels A/labels.csv
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ def main() -> None:
     ap.add_argument("--score", default="score", help="the ranking's score column")
     ap.add_argument("--group-by", default="", help="a labels column (e.g. artist) whose groups the "
                     "bootstrap intervals resample whole (default: songs)")
+    ap.add_argument("--baseline-labels", default="", help="the model's training labels CSV: also score the "
+                    "stratum-mean baseline (needs --within) and the paired difference")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     lab, rk = pd.read_csv(args.labels), pd.read_csv(args.ranking)
@@ -45,8 +50,18 @@ def main() -> None:
     if args.group_by and group not in df.columns:
         raise SystemExit(f"--group-by {args.group_by!r}: {args.labels!r} has no such column")
     g = df[group].fillna("").astype(str).to_numpy() if args.group_by else None
-    ev = strata.evaluate(df["hit_score"].to_numpy(float), df[args.score].to_numpy(float),
-                         np.zeros(len(df), dtype=int), s, groups=g)
+    y, pred, one = df["hit_score"].to_numpy(float), df[args.score].to_numpy(float), np.zeros(len(df), dtype=int)
+    ev = strata.evaluate(y, pred, one, s, groups=g)
+    if args.baseline_labels:
+        if s is None:
+            raise SystemExit("--baseline-labels needs --within COLUMN (the stratum whose training mean predicts)")
+        train = pd.read_csv(args.baseline_labels)
+        if args.within not in train.columns:
+            raise SystemExit(f"--baseline-labels: {args.baseline_labels!r} has no {args.within!r} column")
+        means = train.groupby(train[args.within].astype(str))["hit_score"].mean()
+        base = pd.Series(s).map(means).fillna(train["hit_score"].mean()).to_numpy(float)
+        ev["baseline"] = strata.evaluate(y, base, one, s, groups=g)["pooled"]
+        ev["model_minus_baseline"] = strata.paired_difference(y, pred, base, one, s, groups=g)
     if args.json:
         print(json.dumps(ev, indent=2, default=float))
         return
@@ -58,6 +73,13 @@ def main() -> None:
         print(f"within {args.within}: Spearman {w['spearman']:+.3f} [{w['spearman_ci'][0]:+.2f}, {w['spearman_ci'][1]:+.2f}]")
         for name, d in ev["within"]["strata"].items():
             print(f"  {name} ({d['n']}): {d['spearman']:+.3f} [{d['spearman_ci'][0]:+.2f}, {d['spearman_ci'][1]:+.2f}]")
+    if "baseline" in ev:
+        b, d = ev["baseline"], ev["model_minus_baseline"]
+        print(f"{args.within} mean of the training labels: Spearman {b['spearman']:+.3f} "
+              f"[{b['spearman_ci'][0]:+.2f}, {b['spearman_ci'][1]:+.2f}], nDCG@10% {b['ndcg']:.3f}")
+        print(f"model - {args.within} mean, paired: {d['pooled']['diff']:+.3f} [{d['pooled']['ci'][0]:+.2f}, "
+              f"{d['pooled']['ci'][1]:+.2f}] over all songs, {d['within']['diff']:+.3f} "
+              f"[{d['within']['ci'][0]:+.2f}, {d['within']['ci'][1]:+.2f}] within {args.within}")
 
 
 if __name__ == "__main__":
