@@ -8,7 +8,10 @@ model on one synthetic corpus, rank a second one (other seed, songs no model saw
   the Mid-30 segment and the HL-30 fallback highlight (the issue asks >= 80% for the best
   window; the HL-30 fallback is near 100%, Mid-30 near 45%);
 * the ranking metrics (nDCG / Kendall / Spearman @10%, Spearman over all songs) of ranking by
-  the configured segment's score and by the best window's score, over the same songs.
+  the configured segment's score and by the best window's score, over the same songs;
+* where the best window loses: the Spearman of other reads of the same curve against the
+  segment's score (paired): the curve at the segment, its best window within +-5 s of the
+  segment, and its best window among those that hold a whole chorus / under half a chorus.
 
 It writes ``eval_curve.json`` (the summary) and ``songs.csv`` (each song's ranking row with the
 share of a chorus its best window and its segment cover) under ``--out``.
@@ -41,6 +44,25 @@ from hitrank.thumbnail import find_highlight
 def cover(start: float, end: float, choruses: list) -> float:
     """The largest share of one chorus inside the window [start, end]."""
     return max(max(0.0, min(end, e) - max(start, s)) / (e - s) for s, e in choruses)
+
+
+def curve_reads(ranking: pd.DataFrame, choruses: dict) -> dict[str, np.ndarray]:
+    """Other reads of each song's curve than its maximum, (n_songs,) each: the curve at the
+    configured segment, its maximum within +-5 s of it, over the windows that hold a whole chorus,
+    and over those that hold under half of one (the maximum where a song has no such window)."""
+    reads = {"curve at the configured segment": [], "best window within 5 s of the segment": [],
+             "best window holding a whole chorus": [], "best window holding under half a chorus": []}
+    curves = ranking.attrs["curves"]
+    for song, r in ranking.iterrows():
+        c = curves[r.song_id]
+        near = np.abs(c.starts - r.seg_start)
+        held = np.array([cover(t, t + c.seconds, choruses[song]) for t in c.starts])
+        whole, little = c.scores[held >= 0.99], c.scores[held < 0.5]
+        for key, v in zip(reads, (c.scores[near.argmin()], c.scores[near <= 5.0].max(),
+                                  whole.max() if len(whole) else c.best_score,
+                                  little.max() if len(little) else c.best_score), strict=True):
+            reads[key].append(v)
+    return {k: np.array(v, dtype=float) for k, v in reads.items()}
 
 
 def main() -> None:
@@ -92,12 +114,17 @@ def main() -> None:
     d = paired_difference(y, ranking["best_score"].to_numpy(float), ranking["score"].to_numpy(float),
                           np.zeros(len(y), dtype=int))["pooled"]
     rows["best window - configured segment, spearman_all"] = {"difference": d["diff"], "95% interval": d["ci"]}
+    reads = {}
+    for name, v in curve_reads(ranking, ch).items():
+        d = paired_difference(y, v, ranking["score"].to_numpy(float), np.zeros(len(y), dtype=int))["pooled"]
+        reads[name] = {"spearman_all": spearmanr(y, v).statistic, "minus configured segment": d["diff"],
+                       "95% interval": d["ci"]}
     res = {"n_train": run_summary.get("n_songs", args.train), "n_test": len(ranking), "failures": len(failures),
            "segment": params_segment, "covers_half_a_chorus": {"best window": best, "configured segment": seg,
                                                                 "Mid-30": mid, "HL-30 fallback": hl},
            "unstable": int(ranking.unstable.sum()), "shift_spread_median": float(ranking.shift_spread.median()),
            "between_song_sd": float(ranking.attrs["between_song_sd"]),
-           "reference": ranking.attrs["reference"], "ranking": rows}
+           "reference": ranking.attrs["reference"], "ranking": rows, "other reads of the curve": reads}
     (args.out / "eval_curve.json").write_text(json.dumps(res, indent=2, default=float))
     print(json.dumps(res, indent=2, default=float))
 
