@@ -69,6 +69,8 @@ def _open(path: Path) -> sf.SoundFile:
         return sf.SoundFile(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
         reason = str(exc).split(":")[-1].strip() or type(exc).__name__
+        if "not a regular file" in reason:  # libsndfile's words for a format it does not recognise
+            reason = "unknown or damaged format"
         raise AudioLoadError(path, f"cannot decode ({reason}); not a supported audio file?") from None
     except OSError as exc:
         raise AudioLoadError(path, f"cannot open ({exc.strerror or exc})") from None

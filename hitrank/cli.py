@@ -8,8 +8,10 @@ disk) that stopped it midway; 130 interrupted (Ctrl-C; re-run the same command t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from .commands import (
     similar,
     train,
 )
+from .corpus import ALLOW_OUTSIDE_ENV
 from .demo import DemoResult, run_demo
 from .descriptors.audio import describe_folder
 from .descriptors.extractors import DEFAULT_EXTRACTOR, EXTRACTORS
@@ -54,6 +57,15 @@ def _common() -> argparse.ArgumentParser:
     return p
 
 
+def _outside() -> argparse.ArgumentParser:
+    """``--allow-outside`` for commands that read labels CSVs through the cache (it sets
+    :data:`hitrank.corpus.ALLOW_OUTSIDE_ENV` while the command runs)."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--allow-outside", action="store_true",
+                   help="let a labels CSV point at files outside its folder")
+    return p
+
+
 def _sub(subs, name, help_, examples, parents):
     help_ = help_.replace("%", "%%")  # argparse formats help strings with %
     return subs.add_parser(
@@ -68,6 +80,7 @@ def get_parser() -> argparse.ArgumentParser:
     first, so their segment methods and taggers are among the choices)."""
     import_plugins()
     common = _common()
+    outside = _outside()
     parser = argparse.ArgumentParser(
         prog="hitrank",
         description="Rank songs by how likely they are to be hits, from their audio.",
@@ -127,7 +140,7 @@ def get_parser() -> argparse.ArgumentParser:
           "hitrank cv --config configs/table1/i_siamese_ab_hl30.yaml --labels corpus/labels.csv --out runs/i --folds 5",
           "hitrank cv --config configs/descriptors/topify_smote.yaml --data ../shared/data/spotify_hit_predictor --out runs/topify"]),
     ):
-        p = _sub(subs, name, help_, ex, [common])
+        p = _sub(subs, name, help_, ex, [common, outside])
         p.add_argument("--config", type=Path, help="experiment YAML (see configs/)")
         src = p.add_mutually_exclusive_group(required=True)
         src.add_argument("--store", type=Path, help="feature store made by `hitrank extract`")
@@ -175,7 +188,7 @@ def get_parser() -> argparse.ArgumentParser:
              ["hitrank table1 --labels corpus/labels.csv --out runs/table1",
               "hitrank table1 --labels corpus/labels.csv --out runs/t1 --rows a,c,i --set train.epochs=15",
               "hitrank table1 --labels corpus/labels.csv --out runs/t1 --highlighter other/highlighter.pt"],
-             [common])
+             [common, outside])
     p.add_argument("--labels", type=Path, required=True, help="labels CSV (song_id, path, artist, hit_score)")
     p.add_argument("--out", type=Path, required=True, help="folder: stores/, one run folder per row, "
                    "comparison.csv / .html")
@@ -194,7 +207,8 @@ def get_parser() -> argparse.ArgumentParser:
 
     p = _sub(subs, "rank", "rank a folder of songs with a trained run (fold ensemble) or checkpoint",
              ["hitrank rank new_songs/ --model runs/ab", "hitrank rank new_songs/ --model runs/ab/fold_00.pt "
-              "--out ranking.csv --json", "hitrank rank new_songs/ --model runs/ab --html report.html"], [common])
+              "--out ranking.csv --json", "hitrank rank new_songs/ --model runs/ab --html report.html"],
+             [common, outside])
     p.add_argument("folder", type=Path, help="folder of audio files (recursive), a labels CSV or one audio file")
     p.add_argument("--model", type=Path, required=True, help="run folder or checkpoint .pt")
     p.add_argument("--out", type=Path, help="write the ranking CSV here")
@@ -229,7 +243,7 @@ def get_parser() -> argparse.ArgumentParser:
     p = _sub(subs, "similar", "the reference songs closest to one song (cosine similarity of a song "
              "embedding) and how well it fits the reference catalogue",
              ["hitrank similar demo.mp3 --reference last_year/", "hitrank similar demo.mp3 --model runs/ab",
-              "hitrank similar demo.mp3 --reference chart.csv --embedding ret30 --json"], [common])
+              "hitrank similar demo.mp3 --reference chart.csv --embedding ret30 --json"], [common, outside])
     p.add_argument("song", type=Path, help="an audio file")
     p.add_argument("--reference", type=Path, help="a labels CSV or folder of songs (with --model, default: "
                    "the run's training songs)")
@@ -333,7 +347,7 @@ def get_parser() -> argparse.ArgumentParser:
     p = _sub(subs, "learning-curve", "metrics against the number of labelled training songs "
              "(transfer configs): how many labels a catalogue needs",
              ["hitrank learning-curve --config real/auto --labels labels.csv --sizes 50,100,150,200 "
-              "--within genre --out runs/curve"], [common])
+              "--within genre --out runs/curve"], [common, outside])
     p.add_argument("--config", type=Path, required=True, help="a transfer config (configs/real/)")
     p.add_argument("--labels", type=Path, required=True, help="labels CSV (song_id, path, hit_score, ...)")
     p.add_argument("--sizes", required=True, help="training songs per fold, e.g. 50,100,150,200")
@@ -803,7 +817,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     _setup_logging(args)
     try:
-        return COMMANDS[args.command](args)
+        with _outside_allowed(getattr(args, "allow_outside", False)):
+            return COMMANDS[args.command](args)
     except HitrankError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -815,6 +830,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}; work done so far is saved, run the same command again to resume",
               file=sys.stderr)
         return EXIT_USAGE
+
+
+@contextlib.contextmanager
+def _outside_allowed(allow: bool):
+    """With ``allow``, labels CSVs may point outside their folder while the command runs (its
+    worker processes inherit the setting); the environment is restored afterwards."""
+    if not allow:
+        yield
+        return
+    before = os.environ.get(ALLOW_OUTSIDE_ENV)
+    os.environ[ALLOW_OUTSIDE_ENV] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(ALLOW_OUTSIDE_ENV, None)
+        else:
+            os.environ[ALLOW_OUTSIDE_ENV] = before
 
 
 def _json_dump(obj) -> str:

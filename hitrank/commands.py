@@ -27,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from .config import Config, check_available, highlighter_checkpoint, load_config, with_overrides
+from .constants import AUDIO_EXTENSIONS
 from .cv import group_column, run_cv, run_train
 from .cvreport import comparison_table, load_run, pairwise, write_cv_report
 from .data import Dataset, load_dataset
@@ -44,6 +45,7 @@ from .fileio import atomic_write_text
 from .neighbours import (
     DEFAULT_K,
     MODEL_EMBEDDING,
+    labelled_titles,
     neighbour_columns,
     split_cell,
     store_catalogue,
@@ -51,18 +53,20 @@ from .neighbours import (
 )
 from .rank import rank_folder
 from .ranking_table import (
+    check_provenance,
     merge_rankings,
+    provenance,
     ranking_with_failures,
     read_previous,
     songs_in,
     still_valid,
 )
 from .report import write_ranking_report
-from .runinfo import resolve_model, run_kind
+from .runinfo import add_run_info, model_fingerprint, resolve_model, run_kind
 from .runtime import cached_store_path
 from .segments import params_for
 from .store import FeatureStore
-from .strata import evaluate, paired_difference, stratum_mean_predictions
+from .strata import evaluate, paired_difference, stratum_mean_predictions, within_warnings
 from .thumbnail import parse_highlighter_id
 from .thumbnail.attention import load_highlighter
 from .transfer.learning_curve import learning_curve_command
@@ -218,8 +222,10 @@ def cross_validate(config, overrides=(), *, out: str | os.PathLike, store=None, 
         return descriptor_cv(config, overrides, data=data, out=out, progress=progress)
     if is_transfer_config(config):
         overrides = [*overrides, f"cv.within={within}"] if within else overrides
-        return transfer_cv(config, overrides, labels=_labels_for_transfer(labels), out=out, store=store,
-                           raters=raters, raters_score=raters_score, workers=workers, progress=progress)
+        res = transfer_cv(config, overrides, labels=_labels_for_transfer(labels), out=out, store=store,
+                          raters=raters, raters_score=raters_score, workers=workers, progress=progress)
+        _record_labels(out, labels)
+        return res
     if raters is not None:
         raise ConfigError("--raters reports the label ceiling of transfer runs (configs/real/); "
                           "spectrogram runs do not read it yet")
@@ -231,6 +237,8 @@ def cross_validate(config, overrides=(), *, out: str | os.PathLike, store=None, 
                           distribute=distribute, workers=workers, progress=progress)
     summary = run_cv(exp.cfg, exp.ds, out, progress=progress, ctx=exp.ctx, notes=exp.notes, params=exp.params)
     teardown()
+    if exp.ctx.main:
+        _record_labels(out, labels)
     if within and exp.ctx.main:
         summary["within"] = within_report(out, labels, within, exp.cfg.cv.top_fraction, group_column(exp.cfg))
     if exp.ctx.main and report is not None:
@@ -246,14 +254,25 @@ def train(config, overrides=(), *, out: str | os.PathLike, store=None, labels=No
     if data is not None:
         return descriptor_train(config, overrides, data=data, out=out)
     if is_transfer_config(config):
-        return transfer_train(config, overrides, labels=_labels_for_transfer(labels), out=out, store=store,
-                              workers=workers, progress=progress)
+        res = transfer_train(config, overrides, labels=_labels_for_transfer(labels), out=out, store=store,
+                             workers=workers, progress=progress)
+        _record_labels(out, labels)
+        return res
     exp = load_experiment(config, overrides, store=store, labels=labels, command="train",
                           distribute="data", workers=workers, progress=progress)
     info = run_train(exp.cfg, exp.ds, out, ctx=exp.ctx, params=exp.params)
     teardown()
+    if exp.ctx.main:
+        _record_labels(out, labels)
     return {"kind": "spectrogram", "info": info, "problems": exp.problems, "failures": exp.failures,
             "main": exp.ctx.main, "cfg": exp.cfg}
+
+
+def _record_labels(out, labels) -> None:
+    """Record the labels CSV a run learned from in its run.json (``labels``, absolute): the
+    titles of its training songs as closest songs (:func:`hitrank.neighbours.training_catalogue`)."""
+    if labels is not None and Path(labels).suffix.lower() == ".csv":
+        add_run_info(out, labels=os.path.abspath(labels))
 
 
 def stratum_column(labels: str | os.PathLike, column: str, flag: str = "--within") -> pd.Series:
@@ -295,9 +314,12 @@ def within_report(out: str | os.PathLike, labels: str | os.PathLike, column: str
             log.warning("within-%s intervals resample songs, not %s groups: %s", column, group, exc)
     if column not in pred.columns:  # the strata beside the predictions: compare's baseline rows
         atomic_write_text(out / "predictions.csv", pred.assign(**{column: s}).to_csv(index=False))
-    res = {"column": column, "model": evaluate(y, p, f, s, top, groups=g),
-           "stratum_mean": evaluate(y, base, f, s, top, groups=g),
+    ids = pred["song_id"].to_numpy()
+    res = {"column": column, "model": evaluate(y, p, f, s, top, groups=g, ids=ids),
+           "stratum_mean": evaluate(y, base, f, s, top, groups=g, ids=ids),
            "versus_stratum_mean": paired_difference(y, p, base, f, s, groups=g)}
+    for line in within_warnings(res["model"]["within"], column):
+        log.warning("%s", line)
     summary = json.loads((out / "summary.json").read_text())
     atomic_write_text(out / "summary.json", json.dumps({**summary, "within": res}, indent=2, default=float))
     return res
@@ -361,13 +383,25 @@ def rank(folder, model, *, cache=None, workers: int = 1, device: str = "auto", p
     (``curve``, ``segment``, ``reference``, ``nearest``, ``embedding``) go to
     :func:`hitrank.rank.rank_folder`. Returns ``(ranking DataFrame, failures)``."""
     path = resolve_model(model)
+    if out is not None:  # checked before any song is ranked
+        if Path(out).is_dir():
+            raise HitrankError(f"--out {str(out)!r} is a folder; give the CSV's file name, e.g. "
+                               f"{str(Path(out) / 'ranking.csv')!r}")
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+    made_with = provenance(model, model_fingerprint(path), options)
+    listed = songs_in(folder)
+    if not listed:
+        raise HitrankError(f"{str(folder)!r}: no audio files found (looked for {', '.join(AUDIO_EXTENSIONS)}); "
+                           "nothing to rank")
     previous = read_previous(since) if since is not None else None
     if previous is not None:
-        listed = songs_in(folder)
+        check_provenance(previous, made_with, repr(str(since)))  # before any song is ranked
         options["skip"] = set(still_valid(previous, listed).song_id)
     ranking, failures = RANKERS[run_kind(path)](
         folder, path, cache=cache, workers=workers, device=device, progress=progress,
         highlighter=highlighter, engine=engine, address=address, **options)
+    for column, value in made_with.items():
+        ranking[column] = value
     if previous is not None:
         key = "best_score" if options.get("segment") == "best" else "score"
         ranking, counts = merge_rankings(previous, ranking, listed, key, source=repr(str(since)))
@@ -400,11 +434,17 @@ def similar(song, reference=None, *, model=None, embedding: str | None = None, k
     similarity``; ``.attrs``: ``song``, ``catalogue`` (its name), ``embedding``, ``fit``
     (0-100), ``fit_similarity`` and, with a model, ``score`` and ``percentile``
     """
+    if Path(song).is_dir():
+        raise HitrankError(f"{str(song)!r} is a folder: `similar` takes one audio file (rank a folder with "
+                           "`hitrank rank FOLDER --model RUN --nearest K`)")
     if not Path(song).is_file():
         raise HitrankError(f"{str(song)!r}: no such audio file")
     if k < 1:
         raise HitrankError(f"k={k}: ask for at least one similar song")
     embedding = embedding or (MODEL_EMBEDDING if model is not None else DEFAULT_EMBEDDING)
+    if embedding == MODEL_EMBEDDING and model is None:
+        raise HitrankError(f"--embedding {MODEL_EMBEDDING} compares songs in a trained run's own penultimate "
+                           "layer: give --model RUN, or a pretrained network (--embedding musicnn, ...)")
     if model is not None:
         path = resolve_model(model)
         if run_kind(path) != "spectrogram":
@@ -442,7 +482,8 @@ def similar(song, reference=None, *, model=None, embedding: str | None = None, k
         query = FeatureStore.open(stores[0][0])
         if query.manifest.set_index("song_id").loc[stores[0][1][0], "silent"]:
             raise HitrankError(f"{str(song)!r}: its audio is digital silence; nothing to compare")
-        cat = store_catalogue(stores[1][0], "", embedding, song_ids=stores[1][1])
+        cat = store_catalogue(stores[1][0], f"the songs of {Path(reference).name}", embedding,
+                              song_ids=stores[1][1], titles=labelled_titles(reference))
         cat.name = f"the {len(cat.song_ids)} songs of {Path(reference).name}"
         cols = neighbour_columns(store_vectors(query, stores[0][1], embedding), cat, k)
         i, s = cols.attrs["index"][0], cols.attrs["similarity"][0]

@@ -15,12 +15,16 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import audio
 from .constants import AUDIO_EXTENSIONS
 from .errors import LabelsError
 
 log = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("song_id", "path")
+#: set to 1, labels CSVs may point at files outside their folder in every command (the CLI's
+#: ``--allow-outside`` sets it while a command runs)
+ALLOW_OUTSIDE_ENV = "HITRANK_ALLOW_OUTSIDE"
 
 
 @dataclass(frozen=True)
@@ -100,7 +104,8 @@ def read_text_table(path: str | os.PathLike, what: str = "labels", **kwargs) -> 
 def read_labels(
     csv_path: str | os.PathLike, allow_outside: bool = False
 ) -> tuple[list[SongRef], list[Rejected], list[str]]:
-    """Read a labels CSV.
+    """Read a labels CSV. Paths outside the CSV's folder are refused unless ``allow_outside``
+    or the environment variable :data:`ALLOW_OUTSIDE_ENV` is ``1``.
 
     Returns
     -------
@@ -119,6 +124,7 @@ def read_labels(
             f"{str(csv_path)!r}: missing column(s) {missing}; a labels CSV needs "
             f"{list(REQUIRED_COLUMNS)} and optionally ['artist', 'hit_score'] (found {list(df.columns)})"
         )
+    allow_outside = allow_outside or os.environ.get(ALLOW_OUTSIDE_ENV, "") == "1"
     base = Path(os.path.normpath(csv_path.parent.absolute()))  # "../x/labels.csv" too
     refs, rejected, problems, seen = [], [], [], {}
     for line, row in enumerate(df.to_dict("records"), start=2):
@@ -137,7 +143,7 @@ def read_labels(
         path = Path(os.path.normpath(base / rel))
         if not allow_outside and base not in path.parents:
             rejected.append(Rejected(sid, str(path), f"{where}: path {rel!r} is outside the labels "
-                                     "folder (pass --allow-outside to permit it)"))
+                                     f"folder (pass --allow-outside, or set {ALLOW_OUTSIDE_ENV}=1, to permit it)"))
             continue
         score, problem = _parse_score(row.get("hit_score"))
         if "hit_score" in df.columns and problem:
@@ -163,3 +169,56 @@ def resolve_source(
     if source.exists():
         raise LabelsError(f"{str(source)!r}: expected a folder of audio files, an audio file or a labels .csv")
     raise LabelsError(f"{str(source)!r}: no such folder or labels CSV")
+
+
+def _text(value) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def labelled_names(source: str | os.PathLike | None) -> dict[str, tuple[str, str]]:
+    """``{song_id: (artist, title)}`` from a labels CSV's own ``artist`` and ``title`` columns
+    ('' where a cell or the column is missing); ``{}`` for a folder, an audio file, None or an
+    unreadable CSV (its problems are reported where its songs are read)."""
+    if source is None or Path(source).suffix.lower() != ".csv" or not Path(source).is_file():
+        return {}
+    try:
+        table = read_text_table(source)
+    except LabelsError:
+        return {}
+    if "song_id" not in table or not ({"artist", "title"} & set(table.columns)):
+        return {}
+    artist = table["artist"] if "artist" in table else pd.Series("", index=table.index)
+    title = table["title"] if "title" in table else pd.Series("", index=table.index)
+    names: dict[str, tuple[str, str]] = {}
+    for sid, a, t in zip(table["song_id"].str.strip(), artist, title, strict=True):
+        names.setdefault(sid, (a.strip(), t.strip()))  # a repeated id: its first row, as read_labels
+    return names
+
+
+def song_names(source, song_ids, paths, artists=None) -> tuple[list[str], list[str]]:
+    """Artist and title of each song, for rankings and catalogues: the labels CSV ``source``'s
+    own ``artist`` and ``title`` columns when it is one (``artists``, e.g. a store manifest's
+    artist column, come first), and the files' own tags where those leave a gap
+    (:func:`hitrank.audio.file_tags`).
+
+    Parameters
+    ----------
+    source : the folder, labels CSV or audio file the songs came from (None: tags only)
+    song_ids, paths : (n,) the songs' ids and audio files
+    artists : (n,) known artists ('' or NaN where unknown), or None
+
+    Returns
+    -------
+    (artists, titles) : two lists of n str ('' where nothing names them)
+    """
+    song_ids, paths = list(song_ids), list(paths)
+    known = [_text(a) for a in artists] if artists is not None else [""] * len(song_ids)
+    labelled = labelled_names(source)
+    pairs = [labelled.get(str(s), ("", "")) for s in song_ids]
+    need = [i for i, (k, (a, t)) in enumerate(zip(known, pairs, strict=True)) if not (k or a) or not t]
+    tag_artists, tag_titles = audio.file_tags([paths[i] for i in need])
+    tags = {i: (ta, tt) for i, ta, tt in zip(need, tag_artists, tag_titles, strict=True)}
+    out_artists = [k or a or tags.get(i, ("", ""))[0] for i, (k, (a, _)) in enumerate(zip(known, pairs, strict=True))]
+    out_titles = [t or tags.get(i, ("", ""))[1] for i, (_, t) in enumerate(pairs)]
+    return out_artists, out_titles
+

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -111,6 +111,22 @@ class PotentialCurve:
     @property
     def shift_spread(self) -> float:
         return float(np.std(self.shift_scores)) if len(self.shift_scores) else float("nan")
+
+    def with_window(self, start: float, fold_scores) -> PotentialCurve:
+        """This curve with one more window: the analysed segment at ``start`` (s) scored the way
+        ranking scores it (its own samples, or the released centre-frame rule of the KKBOX
+        model), ``fold_scores`` (n_models,) on the curve's scale. The curve's own windows sit
+        on the whole song's frame grid and may miss the segment by a fraction of a frame, which
+        moves the scores of shift-sensitive models; with it, the best window never scores below
+        the segment that ``rank`` reports."""
+        f = np.asarray(fold_scores, dtype=np.float64).reshape(-1, 1)
+        if f.shape[0] != self.fold_scores.shape[0]:
+            raise ParameterError(f"fold_scores has {f.shape[0]} models' scores; the curve has "
+                                 f"{self.fold_scores.shape[0]}")
+        i = int(np.searchsorted(self.starts, start, side="right"))
+        fold = np.insert(self.fold_scores, i, f[:, 0], axis=1)
+        return replace(self, starts=np.insert(self.starts, i, float(start)), scores=fold.mean(axis=0),
+                       fold_scores=fold)
 
     def to_dict(self, decimals: int = 4) -> dict:
         """JSON-ready summary (the curve rounded to ``decimals``)."""
@@ -338,7 +354,10 @@ def potential_curve(path: str | os.PathLike, model: str | os.PathLike, device: s
         song = params.tags == "song"
         tags = segment_tags(y if song else cut.segment.audio, params.sr, device=str(dev),
                             tagger=params.tagger, scope=params.tags)
+    with torch.inference_mode():
+        seg = score_windows(scorers, cut.mel(params).to(_store_dtype(params)).to(dev)[None], tags)[:, 0]
     curve = song_curve(y, params, scorers, cut.segment.start, cut.segment.duration, tags, hop_seconds, dev)
     if analysed == "best":
-        curve = song_curve(y, params, scorers, curve.best_start, cut.segment.duration, tags, hop_seconds, dev)
-    return curve
+        curve = song_curve(y, params, scorers, curve.with_window(cut.segment.start, seg).best_start,
+                           cut.segment.duration, tags, hop_seconds, dev)
+    return curve.with_window(cut.segment.start, seg)

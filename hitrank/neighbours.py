@@ -43,6 +43,7 @@ import pandas as pd
 import torch
 
 from .audio import file_tags
+from .corpus import labelled_names
 from .errors import ParameterError
 from .fileio import atomic_path
 from .inference import predict
@@ -313,9 +314,17 @@ def training_catalogue(model: str | os.PathLike, embedding: str, scorers,
     if not Path(store, "params.json").is_file():
         return None, (f"the training store {store!r} of {str(run)!r} is gone: pass --reference "
                       "LABELS.csv|FOLDER")
-    cat = store_catalogue(store, f"the training songs of {run.name}", embedding, scorers, device)
+    cat = store_catalogue(store, f"the training songs of {run.name}", embedding, scorers, device,
+                          titles=labelled_titles(info.get("labels")))
     cat.name = f"the {len(cat.song_ids)} training songs of {run.name}"
     return cat, ""
+
+
+def labelled_titles(labels: str | os.PathLike | None) -> dict[str, str] | None:
+    """``{song_id: title}`` from a labels CSV's ``title`` column, or None when there is no such
+    CSV or column (then the files' own tags name the songs)."""
+    named = labelled_names(labels)
+    return {s: t for s, (_, t) in named.items()} if any(t for _, t in named.values()) else None
 
 
 def split_cell(value) -> list[str]:

@@ -33,6 +33,7 @@ import pandas as pd
 import torch
 
 from . import audio, embeddings, neighbours, segments
+from .corpus import song_names
 from .curve import CURVE_HOP_SECONDS, load_scorers, song_curve, unstable
 from .errors import HitrankError, ParameterError
 from .extract import extract
@@ -211,9 +212,7 @@ def rank_folder(
     ood_score = np.nanmean(o, axis=0) if has_ood else np.full(len(ok), np.nan)
     ood = np.nan_to_num(ood_score, nan=0.0) > 1.0
     padded = padded_flags(ok.duration.to_numpy(), params.segment_seconds)
-    artists, titles = audio.file_tags(ok.path)
-    if "artist" in ok:  # a labels CSV names the artists; file tags fill the gaps
-        artists = [a if isinstance(a, str) and a else b for a, b in zip(ok.artist, artists, strict=True)]
+    artists, titles = song_names(folder, ok.song_id, ok.path, ok.artist if "artist" in ok else None)
     ranking = pd.DataFrame({
         "song_id": ok.song_id, "path": ok.path, "artist": artists, "title": titles, "score": mean,
         "score_std": std, "predicted_hit_score": scorers[0].target.invert(mean), "n_models": len(scorers),
@@ -224,6 +223,9 @@ def rank_folder(
     shift = None
     if curve:
         curves = song_curves(store, ok, scorers, params, dev, hop_seconds, progress)
+        for i, sid in enumerate(ok.song_id):  # the analysed segment, as scored above, is a window too
+            if sid in curves:
+                curves[sid] = curves[sid].with_window(float(ok.seg_start[i]), t[:, i])
         got = [curves.get(sid) for sid in ok.song_id]
         ranking["best_start"] = [c.best_start if c else np.nan for c in got]
         ranking["best_end"] = [c.best_end if c else np.nan for c in got]

@@ -10,9 +10,13 @@ does not hold (failed files are tried again), and merges: the previous rows of s
 in the folder at the same path are kept as they are, songs no longer in it (or now at another
 path) are dropped and ranked again if present, the new songs are added, and the whole is
 sorted again (silent songs last) and renumbered. The previous CSV must come from the same
-model and options: its scores are not recomputed, and a CSV with other columns (made without
-``--curve``, say) is refused. A file replaced in place by another recording at the same path
-is not detected.
+model and options, since its scores are not recomputed: every ranked row records them in two
+columns, ``model`` (the name given to ``--model`` and the model's fingerprint,
+``runs/best#3fa2b1c9d0e1``: :func:`hitrank.runinfo.model_fingerprint`) and ``options`` (the
+options that change scores or columns, e.g. ``curve nearest=5 reference=/abs/chart.csv
+segment=best``), and a previous CSV of another fingerprint or other options, or one written
+without these columns, is refused before any song is ranked. A file replaced in place by
+another recording at the same path is not detected.
 """
 
 from __future__ import annotations
@@ -27,6 +31,48 @@ from .corpus import read_text_table, resolve_source
 from .errors import LabelsError
 
 ERROR_COLUMN = "error"  # the reason a file could not be ranked ('' for ranked songs)
+MODEL_COLUMN = "model"  # the model a row was ranked with: NAME#FINGERPRINT
+OPTIONS_COLUMN = "options"  # the options it was ranked with, e.g. 'curve nearest=5 segment=best'
+#: options of ``rank`` that change a row's scores or columns (``rank_folder`` keywords)
+SCORING_OPTIONS = ("curve", "segment", "reference", "nearest", "embedding", "hop_seconds")
+
+
+def provenance(name: str | os.PathLike, fingerprint: str, options: dict) -> dict[str, str]:
+    """The ``model`` and ``options`` cells of a ranking made with the model given as ``name``
+    (fingerprint ``fingerprint``) and ``options`` (``rank_folder`` keywords; those not in
+    :data:`SCORING_OPTIONS`, or None / False, are left out; a reference is made absolute)."""
+    words = []
+    for key in sorted(k for k in options if k in SCORING_OPTIONS):
+        value = options[key]
+        if value is None or value is False:
+            continue
+        if key == "reference":
+            value = os.path.abspath(str(value))
+        words.append(key if value is True else f"{key}={value}")
+    return {MODEL_COLUMN: f"{name}#{fingerprint}", OPTIONS_COLUMN: " ".join(words)}
+
+
+def check_provenance(previous: pd.DataFrame, wanted: dict[str, str], source: str) -> None:
+    """Refuse previous rows ranked with another model or other options than ``wanted``
+    (:func:`provenance`); the model is compared by its fingerprint, not by its name."""
+    if not len(previous):
+        return
+    missing = [c for c in (MODEL_COLUMN, OPTIONS_COLUMN) if c not in previous]
+    if missing:
+        raise LabelsError(f"{source} has no {missing} column: it was written by an older hitrank and does not "
+                          "say which model ranked it; rank the folder again without --since")
+    fingerprints = {str(m).rsplit("#", 1)[-1] for m in previous[MODEL_COLUMN]}
+    want = wanted[MODEL_COLUMN].rsplit("#", 1)[-1]
+    if fingerprints != {want}:
+        other = sorted(set(previous[MODEL_COLUMN]) - {wanted[MODEL_COLUMN]})[:2]
+        raise LabelsError(f"{source} was ranked with another model ({', '.join(map(repr, other))}; this one is "
+                          f"{wanted[MODEL_COLUMN]!r}): its scores cannot be merged; rank with that model, or "
+                          "without --since")
+    options = set(previous[OPTIONS_COLUMN].fillna("").astype(str))
+    if options != {wanted[OPTIONS_COLUMN]}:
+        raise LabelsError(f"{source} was ranked with other options ({', '.join(repr(o) for o in sorted(options))}; "
+                          f"now {wanted[OPTIONS_COLUMN]!r}): rank with the same options (--curve, --segment, "
+                          "--reference, --nearest, --embedding), or without --since")
 
 
 def ranking_with_failures(ranking: pd.DataFrame, failures: list) -> pd.DataFrame:
@@ -43,7 +89,8 @@ def ranking_with_failures(ranking: pd.DataFrame, failures: list) -> pd.DataFrame
 
 #: columns that stay text when a ranking CSV is read back (ids and names may look like numbers;
 #: the ``;``-separated neighbour cells of one neighbour look like one number)
-TEXT_COLUMNS = ("song_id", "path", "artist", "title", "flags", "ood_note", *neighbours.TEXT_COLUMNS)
+TEXT_COLUMNS = ("song_id", "path", "artist", "title", "flags", "ood_note", MODEL_COLUMN, OPTIONS_COLUMN,
+                *neighbours.TEXT_COLUMNS)
 
 
 def read_previous(path: str | os.PathLike) -> pd.DataFrame:
@@ -136,5 +183,6 @@ def merge_rankings(previous: pd.DataFrame, new: pd.DataFrame, listed, key: str =
     return merged, counts
 
 
-__all__ = ["ERROR_COLUMN", "TEXT_COLUMNS", "ranking_with_failures", "read_previous", "songs_in", "still_valid",
+__all__ = ["ERROR_COLUMN", "MODEL_COLUMN", "OPTIONS_COLUMN", "SCORING_OPTIONS", "TEXT_COLUMNS", "provenance",
+           "check_provenance", "ranking_with_failures", "read_previous", "songs_in", "still_valid",
            "merge_rankings"]

@@ -1,7 +1,9 @@
 """Run folders say what they are: ``RUN/run.json`` names the kind of model they hold.
 
 ``{"format": "hitrank-run/1", "kind": "spectrogram" | "descriptor", "command": "cv" |
-"train" | "import", "hitrank": version, "created": ISO time, ...}``. Commands that use a run
+"train" | "import", "hitrank": version, "created": ISO time, ...}`` (``store``: the training
+songs' feature store; ``labels``: the labels CSV ``cv`` / ``train`` learned from, whose titles
+name the training songs as closest songs). Commands that use a run
 (``rank``, ``predict``, ``compare``) read it instead of opening checkpoints to guess. A
 single checkpoint file names its kind itself (:func:`hitrank.payload.checkpoint_kind`).
 Run folders written before run.json existed are recognised from their first checkpoint
@@ -13,6 +15,7 @@ Pretrained models imported with ``hitrank pretrained import`` live under
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -31,7 +34,8 @@ RUN_FILE = "run.json"
 RUN_FORMAT = "hitrank-run/1"
 RUN_KINDS = ("spectrogram", "descriptor", "transfer")  # transfer: models on pretrained embeddings
 #: pretrained models that ``hitrank pretrained import`` can install, and where from
-PRETRAINED = {"yu2018-kkbox": "the authors' KKBOX-trained ret30 CNN + tag DNN with JYnet tags"}
+PRETRAINED = {"yu2018-kkbox": "the authors' KKBOX-trained ret30 CNN + tag DNN with JYnet tags",
+              "yu2018-kkbox-hl30": "the same model on hitrank's HL-30 (fallback highlighter) segment"}
 
 
 def run_folder(model: str | os.PathLike) -> Path:
@@ -47,6 +51,13 @@ def write_run_info(out: str | os.PathLike, kind: str, command: str, **extra) -> 
     info = {"format": RUN_FORMAT, "kind": kind, "command": command, "hitrank": __version__,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra}
     atomic_write_text(Path(out) / RUN_FILE, json.dumps(info, indent=2))
+
+
+def add_run_info(run: str | os.PathLike, **fields) -> None:
+    """Add ``fields`` to a run folder's run.json (atomically); nothing when it has none."""
+    info = read_run_info(run)
+    if info is not None:
+        atomic_write_text(Path(run) / RUN_FILE, json.dumps({**info, **fields}, indent=2))
 
 
 def read_run_info(run: str | os.PathLike) -> dict | None:
@@ -80,6 +91,23 @@ def resolve_model(spec: str | os.PathLike) -> Path:
                               f"weights ({PRETRAINED[name]})")
     raise CheckpointError(f"{name!r}: no such run folder or checkpoint (pretrained models: "
                           f"{', '.join(PRETRAINED)})")
+
+
+FINGERPRINT_CHARS = 12  # hex characters of a model's fingerprint
+
+
+def model_fingerprint(model: str | os.PathLike) -> str:
+    """The first :data:`FINGERPRINT_CHARS` hex characters of the SHA-256 of a model's
+    checkpoints (:func:`find_checkpoints`, names and bytes): equal for the same model however it
+    is named (a relative or absolute path, a pretrained model's name), different after training
+    it again."""
+    h = hashlib.sha256()
+    for path in find_checkpoints(model):
+        h.update(path.name.encode() + b"\0")
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:FINGERPRINT_CHARS]
 
 
 def run_kind(model: str | os.PathLike) -> str:

@@ -14,19 +14,28 @@ Within-stratum metrics
     centred labels minus their minimum over the whole set (one offset for every stratum and
     resample). Reported per stratum with a bootstrap interval over songs (or, with the folds'
     groups, over whole groups: a cluster bootstrap), the mean over strata, and the mean of the
-    per-fold x per-stratum cell correlations.
+    per-fold x per-stratum cell correlations. A song whose stratum is missing (empty) has no
+    stratum to be ranked in: it is left out of every within-stratum figure (it still counts
+    over all songs) and counted (``missing``); :func:`within_warnings` says so. A stratum most
+    of whose songs sit in fold x stratum cells of fewer than :data:`MIN_STRATUM` songs is
+    named (``thin``): centring such cells leaves (almost) nothing to rank.
 Stratum-mean baseline
     Each test song is predicted by its stratum's mean score over the fold's training songs:
-    what "knowing the genre" is worth, next to random and the oracle.
+    what "knowing the genre" is worth, next to random and the oracle. A song with no
+    stratum is predicted by the mean of all the fold's training songs.
 Label reliability and ceiling
     From one row per listener and song: split each song's listeners into two random halves,
     correlate the halves' song scores over songs (Spearman; overall and within stratum),
     average over random splits, correct to the full number of listeners with Spearman-Brown
     (``2r / (1 + r)``). A perfect model of the true preference correlates with the labels at
-    most ``sqrt(reliability)``: the ceiling results are read against.
+    most ``sqrt(reliability)``: the ceiling results are read against. Songs with no stratum are
+    left out of the within-stratum figures. Judgements that are empty, not numbers or not
+    finite are dropped with one warning naming the file, the count, the reasons and some songs.
 """
 
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 import pandas as pd
@@ -41,6 +50,11 @@ N_SPLITS = 200  # random split-halves of the listeners
 CI_LEVEL = 0.95
 MIN_STRATUM = 3  # songs: a stratum with fewer is left out of within-stratum metrics (named)
 SEED_STREAM = 2_718  # mixed into the seed: this module's own random stream
+MISSING = ""  # the stratum of a song whose stratum column is empty (or NaN, None)
+THIN_SHARE = 0.5  # a stratum with more of its songs than this in cells under MIN_STRATUM songs is thin
+N_NAMED = 5  # songs (or strata) named in a warning; the rest are counted
+
+log = logging.getLogger(__name__)
 
 
 def _as_str(values, n: int, what: str) -> np.ndarray:
@@ -48,6 +62,12 @@ def _as_str(values, n: int, what: str) -> np.ndarray:
     if a.shape != (n,):
         raise ParameterError(f"{what} has shape {a.shape}; expected ({n},)")
     return np.array(["" if (v is None or (isinstance(v, float) and np.isnan(v))) else str(v) for v in a])
+
+
+def _named(names, n: int = N_NAMED) -> str:
+    """``a, b, c`` or ``a, b, c ... (12 in all)``."""
+    names = [str(v) for v in names]
+    return ", ".join(names[:n]) + (f" ... ({len(names)} in all)" if len(names) > n else "")
 
 
 def _row_spearman(y: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -117,7 +137,7 @@ def _quantiles(v: np.ndarray) -> list[float]:
 
 
 def within_metrics(y_true, y_pred, folds, strata, top: float = 0.1, n_boot: int = N_BOOT,
-                   seed: int = 0, centre: bool = True, groups=None) -> dict:
+                   seed: int = 0, centre: bool = True, groups=None, ids=None) -> dict:
     """Ranking quality inside each stratum, computed on per-fold centred predictions and labels.
 
     Parameters
@@ -125,7 +145,8 @@ def within_metrics(y_true, y_pred, folds, strata, top: float = 0.1, n_boot: int 
     y_true : (n,) raw scores (any finite values)
     y_pred : (n,) out-of-fold predictions (any monotone scale per fold)
     folds : (n,) test fold of each song (one fold for a single split)
-    strata : (n,) stratum of each song (e.g. genre); '' is a stratum of its own
+    strata : (n,) stratum of each song (e.g. genre); a song whose stratum is missing ('',
+        NaN or None) is left out (it belongs to no stratum) and counted in ``missing``
     top : the top fraction of nDCG / recall inside a stratum
     n_boot : bootstrap resamples (songs resampled inside each stratum)
     seed : seed of the resampler
@@ -136,6 +157,7 @@ def within_metrics(y_true, y_pred, folds, strata, top: float = 0.1, n_boot: int 
         Given, the intervals come from a cluster bootstrap: a stratum's groups are resampled
         with replacement, each with all its songs ('' groups: songs of their own), so songs
         that are not independent (one artist's, one recording's copies) do not narrow them.
+    ids : (n,) song ids, or None: the songs with no stratum are then named in ``missing_ids``
 
     Returns
     -------
@@ -143,8 +165,13 @@ def within_metrics(y_true, y_pred, folds, strata, top: float = 0.1, n_boot: int 
         ``strata``: {name: {"n", "spearman", "spearman_ci", "ndcg", "ndcg_ci", "kendall",
         "recall", "n_top"}}; ``mean``: {"spearman", "spearman_ci", "ndcg", "ndcg_ci"} (the
         mean over strata, its interval from the same resamples); ``cell_mean``: {"spearman",
-        "cells"} (the mean of the Spearman of every fold x stratum cell with 3 songs or more);
-        ``left_out``: strata with fewer than :data:`MIN_STRATUM` songs.
+        "cells"} (the mean of the Spearman of every fold x stratum cell with 3 songs or more;
+        NaN over 0 cells when none has); ``left_out``: strata with fewer than
+        :data:`MIN_STRATUM` songs; ``missing``: the number of songs with no stratum (left out
+        of everything above), ``missing_ids`` their ids (with ``ids``; else []); ``thin``:
+        {stratum: share of its songs in fold x stratum cells of fewer than
+        :data:`MIN_STRATUM` songs} for the reported strata where that share exceeds
+        :data:`THIN_SHARE` (their within-stratum figures carry little or no information).
     """
     y = np.asarray(y_true, dtype=np.float64)
     p = np.asarray(y_pred, dtype=np.float64)
@@ -156,7 +183,16 @@ def within_metrics(y_true, y_pred, folds, strata, top: float = 0.1, n_boot: int 
     folds = np.asarray(folds)
     s = _as_str(strata, n, "strata")
     g_all = _as_str(groups, n, "groups") if groups is not None else None
-    if centre:
+    absent = s == MISSING
+    missing_ids = [] if ids is None else [str(v) for v in _as_str(ids, n, "ids")[absent]]
+    if absent.any():  # songs of no stratum take no part below (not even in the gain offset)
+        keep = ~absent
+        y, p, folds, s = y[keep], p[keep], folds[keep], s[keep]
+        g_all = g_all[keep] if g_all is not None else None
+        n = len(y)
+    if n == 0:
+        pc = g = y
+    elif centre:
         pc, yc = centre_by_cell(p, folds, s), centre_by_cell(y, folds, s)
         g = yc - yc.min()  # one gain offset for the whole set
     else:
@@ -182,23 +218,56 @@ def within_metrics(y_true, y_pred, folds, strata, top: float = 0.1, n_boot: int 
         for key in ("spearman", "ndcg"):
             mean[key] = float(np.mean([v[key] for v in out.values()]))
             mean[f"{key}_ci"] = _quantiles(np.mean(boots[key], axis=0))
-    cells = []
+    cells, small = [], {}  # small: per stratum, its songs in cells under MIN_STRATUM songs
     for (_fold, name), grp in pd.Series(np.arange(n)).groupby([folds, s]):
         if name in out and len(grp) >= MIN_STRATUM:
             i = grp.to_numpy()
             cells.append(float(_row_spearman(y[i][None], p[i][None])[0]))  # a cell: no centring needed
+        elif name in out:
+            small[name] = small.get(name, 0) + len(grp)
+    thin = {name: k / out[name]["n"] for name, k in sorted(small.items()) if k / out[name]["n"] > THIN_SHARE}
     return {"strata": out, "mean": mean,
             "cell_mean": {"spearman": float(np.mean(cells)) if cells else float("nan"),
                           "cells": len(cells)},
-            "left_out": left_out}
+            "left_out": left_out, "missing": int(absent.sum()), "missing_ids": missing_ids, "thin": thin}
+
+
+def within_warnings(within: dict | None, column: str = "stratum") -> list[str]:
+    """What a reader of :func:`within_metrics` results ``within`` must be told, one line each:
+    songs with no stratum (left out of the within-stratum figures) and strata whose songs sit
+    mostly in fold x stratum cells too small to rank in; [] when neither (or no results).
+
+    ``column`` names the stratum column in the lines (e.g. ``genre``).
+    """
+    if not within:
+        return []
+    lines = []
+    k = int(within.get("missing", 0))
+    if k:
+        ids = within.get("missing_ids") or []
+        lines.append(f"{k} song(s) have no {column} ({'e.g. ' + _named(ids) + '; ' if ids else ''}empty or "
+                     f"absent in the labels): they count over all songs but are left out of the within-{column} "
+                     f"metrics, the {column}-mean baseline's within rows and the within-{column} ceiling; "
+                     f"fill in their {column} to include them")
+    thin = within.get("thin") or {}
+    if thin:
+        total = len(within.get("strata", {}))
+        cells = within.get("cell_mean", {}).get("cells", 0)
+        lines.append(f"within {column}: most songs of {len(thin)} of {total} {column} strata ("
+                     + _named(f"{name} {share:.0%}" for name, share in thin.items())
+                     + f") sit in fold x {column} cells of fewer than {MIN_STRATUM} songs"
+                     + (f" (no cell has {MIN_STRATUM})" if cells == 0 else "")
+                     + f"; the per-fold centred within-{column} numbers of those strata are not "
+                     f"meaningful: use fewer folds (--folds) or more songs per {column}")
+    return lines
 
 
 def stratum_mean_predictions(y_true, folds, strata) -> np.ndarray:
     """Out-of-fold predictions of the stratum-mean baseline, ``(n,)``.
 
     Each song of fold ``f`` is predicted by the mean score of the songs of its stratum that
-    are not in fold ``f``; a stratum with no training song there falls back to the mean of
-    all training songs.
+    are not in fold ``f``; a song with no stratum ('', NaN, None), or of a stratum with no
+    training song there, by the mean of all training songs.
     """
     y = np.asarray(y_true, dtype=np.float64)
     folds = np.asarray(folds)
@@ -208,7 +277,7 @@ def stratum_mean_predictions(y_true, folds, strata) -> np.ndarray:
         test, train = folds == f, folds != f
         means = pd.Series(y[train]).groupby(s[train]).mean()
         fallback = float(y[train].mean()) if train.any() else 0.0
-        pred[test] = [means.get(name, fallback) for name in s[test]]
+        pred[test] = [fallback if name == MISSING else means.get(name, fallback) for name in s[test]]
     return pred
 
 
@@ -241,8 +310,9 @@ def read_raters_header(path) -> list[str]:
 def read_raters(path, score: str) -> pd.DataFrame:
     """One row per listener and song -> a frame ``song_id, judgement`` (float).
 
-    Rows whose judgement is missing or not numeric are dropped and counted in the frame's
-    ``attrs["dropped"]``.
+    Rows whose judgement is empty, not a number or not finite are dropped, counted in the
+    frame's ``attrs["dropped"]`` and reported in one logged warning (also ``attrs["warning"]``,
+    '' when none) naming the file, the count, the reasons and the first rows' songs and values.
     """
     df = read_text_table(path, "raters")
     if "song_id" not in df.columns:
@@ -253,9 +323,37 @@ def read_raters(path, score: str) -> pd.DataFrame:
         value = value - pd.to_numeric(df[b], errors="coerce")
     out = pd.DataFrame({"song_id": df["song_id"].str.strip(), "judgement": value})
     ok = np.isfinite(out["judgement"].to_numpy(dtype=np.float64))
+    warning = _dropped_judgements(path, df, [c for c in (a, b) if c is not None], ~ok)
+    if warning:
+        log.warning("%s", warning)
     out = out[ok].reset_index(drop=True)
     out.attrs["dropped"] = int((~ok).sum())
+    out.attrs["warning"] = warning
     return out
+
+
+def _dropped_judgements(path, df: pd.DataFrame, columns: list[str], bad: np.ndarray) -> str:
+    """One line on the rows ``bad`` of a raters file whose judgement cannot be used ('' if none):
+    how many, why (empty, not a number, not finite), the first few (CSV line, song, values)."""
+    if not bad.any():
+        return ""
+    reasons, examples = {}, []
+    for i in np.flatnonzero(bad):
+        cells = {c: str(df[c].iat[i]).strip() for c in columns}
+        why = []
+        for v in cells.values():
+            x = pd.to_numeric(v, errors="coerce") if v else np.nan
+            why.append("empty" if not v else "not a number" if np.isnan(x) and v.lower().lstrip("+-") != "nan"
+                       else "not finite" if not np.isfinite(x) else "")
+        reason = next((w for w in why if w), "not finite")  # two huge cells whose difference overflows
+        reasons[reason] = reasons.get(reason, 0) + 1
+        if len(examples) < N_NAMED:
+            shown = ", ".join(f"{c}={v!r}" for c, v in cells.items())
+            examples.append(f"line {i + 2} {str(df['song_id'].iat[i]).strip()!r} ({shown})")
+    more = " ..." if bad.sum() > N_NAMED else ""
+    return (f"{str(path)!r}: {int(bad.sum())} of {len(df)} judgement rows dropped ("
+            + ", ".join(f"{k} {r}" for r, k in reasons.items()) + f"): {'; '.join(examples)}{more}; "
+            "give each row a finite number or remove it")
 
 
 def split_half_reliability(raters: pd.DataFrame, strata: dict | None = None,
@@ -265,7 +363,8 @@ def split_half_reliability(raters: pd.DataFrame, strata: dict | None = None,
     Parameters
     ----------
     raters : frame with ``song_id`` and ``judgement`` (one row per listener and song)
-    strata : {song_id: stratum} for the within-stratum figures, or None
+    strata : {song_id: stratum} for the within-stratum figures, or None (a song with no
+        stratum, or not in it, takes no part in them)
     n_splits : random splits of each song's listeners into two halves
     seed : seed of the splits
 
@@ -298,9 +397,9 @@ def split_half_reliability(raters: pd.DataFrame, strata: dict | None = None,
     out = {"songs": int(len(ids)), "raters_median": float(np.median([len(g) for g in groups])),
            **_corrected(r)}
     if strata:
-        s = np.array([str(strata.get(i, "")) for i in ids])
+        s = _as_str([strata.get(i, MISSING) for i in ids], len(ids), "strata")
         per = [_row_spearman(halves[:, 0, s == name], halves[:, 1, s == name]).mean()
-               for name in sorted(set(s)) if (s == name).sum() >= MIN_STRATUM]
+               for name in sorted(set(s) - {MISSING}) if (s == name).sum() >= MIN_STRATUM]
         if per:
             out["within"] = _corrected(float(np.mean(per)))
     return out
@@ -314,10 +413,10 @@ def _corrected(r: float) -> dict:
 
 
 def evaluate(y_true, y_pred, folds, strata=None, top: float = 0.1, n_boot: int = N_BOOT,
-             seed: int = 0, groups=None) -> dict:
+             seed: int = 0, groups=None, ids=None) -> dict:
     """Pooled out-of-fold Spearman and nDCG@top over all songs with bootstrap intervals, and,
     with ``strata``, :func:`within_metrics`. ``groups``: cluster bootstrap intervals (see
-    :func:`within_metrics`).
+    :func:`within_metrics`); ``ids``: the song ids, to name the songs with no stratum.
 
     Returns
     -------
@@ -330,7 +429,7 @@ def evaluate(y_true, y_pred, folds, strata=None, top: float = 0.1, n_boot: int =
         raise ParameterError(f"{len(y)} songs; metrics need at least {MIN_STRATUM}")
     one = np.zeros(len(y), dtype=int)  # one set of songs, ranked as they are
     pooled = within_metrics(y, y_pred, one, one, top, n_boot, seed, centre=False, groups=groups)["strata"]["0"]
-    within = (within_metrics(y, y_pred, folds, strata, top, n_boot, seed, groups=groups)
+    within = (within_metrics(y, y_pred, folds, strata, top, n_boot, seed, groups=groups, ids=ids)
               if strata is not None else None)
     return {"pooled": pooled, "within": within, "resampled": "songs" if groups is None else "groups"}
 
@@ -340,7 +439,8 @@ def paired_difference(y_true, pred_a, pred_b, folds, strata=None, n_boot: int = 
     """Spearman of ``a`` minus Spearman of ``b`` on the same songs, with a paired bootstrap
     over songs (resampled inside strata; with ``groups``, whole groups, see
     :func:`within_metrics`): pooled over all songs and, with ``strata``, the mean
-    within-stratum difference (per-fold centred, as :func:`within_metrics`).
+    within-stratum difference (per-fold centred, as :func:`within_metrics`; songs with no
+    stratum take part in the pooled difference only).
 
     Returns ``{"pooled": {"diff", "ci"}, "within": {"diff", "ci"} or None, "resampled":
     "songs" | "groups"}``.
@@ -371,7 +471,7 @@ def paired_difference(y_true, pred_a, pred_b, folds, strata=None, n_boot: int = 
         ac, bc = centre_by_cell(a, folds, s), centre_by_cell(b, folds, s)
         yc = centre_by_cell(y, folds, s)
         per, per_point = [], []
-        for name in sorted(set(s)):
+        for name in sorted(set(s) - {MISSING}):
             idx = np.flatnonzero(s == name)
             if len(idx) < MIN_STRATUM:
                 continue
@@ -384,5 +484,5 @@ def paired_difference(y_true, pred_a, pred_b, folds, strata=None, n_boot: int = 
     return out
 
 
-__all__ = ["within_metrics", "stratum_mean_predictions", "centre_by_cell", "read_raters",
+__all__ = ["within_metrics", "within_warnings", "stratum_mean_predictions", "centre_by_cell", "read_raters",
            "split_half_reliability", "parse_score_spec", "evaluate", "paired_difference"]

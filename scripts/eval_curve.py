@@ -10,8 +10,9 @@ model on one synthetic corpus, rank a second one (other seed, songs no model saw
 * the ranking metrics (nDCG / Kendall / Spearman @10%, Spearman over all songs) of ranking by
   the configured segment's score and by the best window's score, over the same songs;
 * where the best window loses: the Spearman of other reads of the same curve against the
-  segment's score (paired): the curve at the segment, its best window within +-5 s of the
-  segment, and its best window among those that hold a whole chorus / under half a chorus.
+  segment's score (paired): its best window within +-5 s of the segment, and its best window
+  among those that hold a whole chorus / under half a chorus (the segment itself is one of
+  the curve's windows).
 
 It writes ``eval_curve.json`` (the summary) and ``songs.csv`` (each song's ranking row with the
 share of a chorus its best window and its segment cover) under ``--out``.
@@ -47,10 +48,10 @@ def cover(start: float, end: float, choruses: list) -> float:
 
 
 def curve_reads(ranking: pd.DataFrame, choruses: dict) -> dict[str, np.ndarray]:
-    """Other reads of each song's curve than its maximum, (n_songs,) each: the curve at the
-    configured segment, its maximum within +-5 s of it, over the windows that hold a whole chorus,
-    and over those that hold under half of one (the maximum where a song has no such window)."""
-    reads = {"curve at the configured segment": [], "best window within 5 s of the segment": [],
+    """Other reads of each song's curve than its maximum, (n_songs,) each: its maximum within
+    +-5 s of the configured segment, over the windows that hold a whole chorus, and over those
+    that hold under half of one (the maximum where a song has no such window)."""
+    reads = {"best window within 5 s of the segment": [],
              "best window holding a whole chorus": [], "best window holding under half a chorus": []}
     curves = ranking.attrs["curves"]
     for song, r in ranking.iterrows():
@@ -58,7 +59,7 @@ def curve_reads(ranking: pd.DataFrame, choruses: dict) -> dict[str, np.ndarray]:
         near = np.abs(c.starts - r.seg_start)
         held = np.array([cover(t, t + c.seconds, choruses[song]) for t in c.starts])
         whole, little = c.scores[held >= 0.99], c.scores[held < 0.5]
-        for key, v in zip(reads, (c.scores[near.argmin()], c.scores[near <= 5.0].max(),
+        for key, v in zip(reads, (c.scores[near <= 5.0].max(),
                                   whole.max() if len(whole) else c.best_score,
                                   little.max() if len(little) else c.best_score), strict=True):
             reads[key].append(v)

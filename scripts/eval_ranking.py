@@ -45,7 +45,7 @@ def main() -> None:
     df = df[np.isfinite(df["hit_score"]) & np.isfinite(df[args.score])]
     if len(df) < 3:
         raise SystemExit(f"only {len(df)} ranked songs match the labels by file name")
-    s = df[args.within].astype(str).to_numpy() if args.within else None
+    s = df[args.within].fillna("").astype(str).to_numpy() if args.within else None  # empty: no stratum
     group = f"{args.group_by}_label" if f"{args.group_by}_label" in df.columns else args.group_by  # the labels' own
     if args.group_by and group not in df.columns:
         raise SystemExit(f"--group-by {args.group_by!r}: {args.labels!r} has no such column")

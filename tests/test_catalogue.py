@@ -144,7 +144,39 @@ def test_since_ranks_again_songs_of_another_folder_and_refuses_other_options(qui
     assert main(["rank", str(a), "--model", str(quick_run), "--curve", "--since", str(first), "-q", "--nearest", "0",
                  "--cache", str(cache)]) == 2
     err = capsys.readouterr().err
-    assert "was made with other options" in err and "best_score" in err
+    assert "was ranked with other options" in err and "'curve" in err
+
+
+def test_since_refuses_another_model_before_ranking(quick_run, corpus, tmp_path, capsys, monkeypatch):
+    """Every row names its model by fingerprint; a previous CSV of another model is refused
+    even when no song is new (nothing would be ranked to compare columns with), and the same
+    model under another spelling of its path is accepted."""
+    audio = sorted((corpus / "audio").glob("*.wav"))
+    folder = tmp_path / "songs"
+    folder.mkdir()
+    for p in audio[:3]:
+        shutil.copy(p, folder / p.name)
+    first, cache = tmp_path / "first.csv", tmp_path / "cache"
+    assert main(["rank", str(folder), "--model", str(quick_run), "--out", str(first), "-q", "--nearest", "0",
+                 "--cache", str(cache)]) == 0
+    t = pd.read_csv(first, keep_default_na=False)
+    assert t["model"].str.fullmatch(r".+#[0-9a-f]{12}").all() and t["model"].nunique() == 1
+    assert t["options"].eq("nearest=0").all()
+    monkeypatch.chdir(quick_run.parent)  # the same model named by a relative path
+    again = tmp_path / "again.csv"
+    assert main(["rank", str(folder), "--model", quick_run.name, "--out", str(again), "--since", str(first),
+                 "-q", "--nearest", "0", "--cache", str(cache)]) == 0
+    other = t.assign(model=t["model"].str.replace(r"#.*", "#000000000000", regex=True))
+    other.to_csv(tmp_path / "other.csv", index=False)
+    capsys.readouterr()
+    assert main(["rank", str(folder), "--model", str(quick_run), "--out", str(tmp_path / "x.csv"), "--since",
+                 str(tmp_path / "other.csv"), "-q", "--nearest", "0", "--cache", str(cache)]) == 2
+    assert "was ranked with another model" in capsys.readouterr().err
+    assert not (tmp_path / "x.csv").exists()
+    t.drop(columns=["model", "options"]).to_csv(tmp_path / "old.csv", index=False)
+    assert main(["rank", str(folder), "--model", str(quick_run), "--since", str(tmp_path / "old.csv"), "-q",
+                 "--nearest", "0", "--cache", str(cache)]) == 2
+    assert "written by an older hitrank" in capsys.readouterr().err
 
 
 def test_read_previous_restores_types(tmp_path):
@@ -155,3 +187,47 @@ def test_read_previous_restores_types(tmp_path):
     assert t.song_id.tolist() == ["0001", "0002"] and t.title.tolist() == ["007", ""]  # names stay text
     assert t.silent.dtype == bool and str(t.unstable.dtype) == "boolean" and t.unstable.isna().tolist() == [False, True]
     assert t.nearest_similarity.tolist() == ["0.9000", "0.8000"] and t.score.dtype.kind == "f"
+
+
+def test_allow_outside_reaches_every_command_that_reads_labels(quick_run, corpus, tmp_path, capsys):
+    """A labels CSV whose paths leave its folder: refused by `rank` (naming the flag), ranked
+    with `--allow-outside`; the setting does not outlive the command."""
+    from hitrank.corpus import ALLOW_OUTSIDE_ENV
+
+    labels = pd.read_csv(corpus / "labels.csv").head(4)
+    sub = tmp_path / "elsewhere"
+    sub.mkdir()
+    labels.assign(path=[str(corpus / p) for p in labels.path]).to_csv(sub / "labels.csv", index=False)
+    cmd = ["rank", str(sub / "labels.csv"), "--model", str(quick_run), "-q", "--nearest", "0",
+           "--out", str(tmp_path / "r.csv"), "--cache", str(tmp_path / "c")]
+    assert main(cmd) == 1
+    t = pd.read_csv(tmp_path / "r.csv", keep_default_na=False)
+    assert t["error"].str.contains("--allow-outside").all() and len(t) == 4
+    assert main([*cmd, "--allow-outside"]) == 0
+    assert len(pd.read_csv(tmp_path / "r.csv")) == 4 and ALLOW_OUTSIDE_ENV not in os.environ
+    from hitrank.cli import get_parser
+
+    for command in (["cv", "--config", "real/ridge"], ["train", "--config", "real/ridge"],
+                    ["learning-curve", "--config", "real/ridge", "--sizes", "2"]):  # parsed, not run
+        args = get_parser().parse_args([*command, "--labels", "x.csv", "--out", "o", "--allow-outside"])
+        assert args.allow_outside is True
+    args = get_parser().parse_args(["similar", "x.wav", "--reference", "r.csv", "--allow-outside"])
+    assert args.allow_outside is True
+
+
+def test_rank_refuses_an_empty_folder_and_creates_the_out_folder(quick_run, corpus, tmp_path, capsys):
+    empty, text_only = tmp_path / "empty", tmp_path / "text"
+    empty.mkdir()
+    text_only.mkdir()
+    (text_only / "notes.txt").write_text("no audio here")
+    for folder in (empty, text_only):
+        assert main(["rank", str(folder), "--model", str(quick_run), "-q", "--out", str(tmp_path / "x.csv")]) == 2
+        assert "no audio files found" in capsys.readouterr().err
+    assert not (tmp_path / "x.csv").exists()
+    song = sorted((corpus / "audio").glob("*.wav"))[0]
+    out = tmp_path / "new" / "deeper" / "r.csv"  # folders that do not exist yet
+    assert main(["rank", str(song), "--model", str(quick_run), "-q", "--nearest", "0", "--out", str(out),
+                 "--cache", str(tmp_path / "c")]) == 0
+    assert len(pd.read_csv(out)) == 1
+    assert main(["rank", str(song), "--model", str(quick_run), "-q", "--out", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err

@@ -208,6 +208,13 @@ def test_rank_with_curve_reference_and_tags(cv_run, corpus, tmp_path):
     # curve window; the curves are in attrs for the report
     assert list(ranking.best_score) == sorted(ranking.best_score, reverse=True)
     assert set(ranking.attrs["curves"]) == set(ranking.song_id)
+    # the analysed segment, scored as `score` is, is one of the curve's windows: the best window
+    # never scores below it (a model's scores move with sub-frame shifts of its window)
+    assert (ranking.best_score >= ranking.score - 1e-12).all()
+    for _, r in ranking.iterrows():
+        c = ranking.attrs["curves"][r.song_id]
+        at = np.flatnonzero(c.starts == r.seg_start)
+        assert len(at) and np.isclose(c.scores[at], r.score, rtol=0, atol=1e-9).any()
     np.testing.assert_allclose(ranking.best_end - ranking.best_start, 30.0)
     assert ranking.percentile.between(0, 100).all() and (ranking.shift_spread >= 0).all()
     assert (ranking.percentile_lo <= ranking.percentile).all() and (ranking.percentile <= ranking.percentile_hi).all()
@@ -274,5 +281,6 @@ def test_cli_curve_and_api(cv_run, corpus, tmp_path, capsys):
     c = hitrank.potential_curve(folder / "a.wav", cv_run, device="cpu")
     assert c.fold_scores.shape == (3, len(c.starts)) and c.analysed_start == pytest.approx(7.5)
     assert c.best_score == pytest.approx(row["best_score"], abs=1e-4)
+    assert c.best_score >= row["score"] - 1e-4 and np.isclose(c.scores, row["score"], atol=1e-4).any()
     assert main(["rank", str(folder), "--model", str(cv_run), "--segment", "best", "-q"]) == 2
     assert "--curve" in capsys.readouterr().err

@@ -179,6 +179,10 @@ def test_similar_and_nearest_errors(quick_run, corpus, tmp_path, capsys):
     song = sorted((corpus / "audio").glob("*.wav"))[0]
     assert main(["similar", str(song)]) != 0
     assert "--reference" in capsys.readouterr().err
+    assert main(["similar", str(corpus / "audio"), "--reference", str(corpus / "audio")]) != 0
+    assert "is a folder" in capsys.readouterr().err
+    assert main(["similar", str(song), "--reference", str(corpus / "audio"), "--embedding", "model"]) != 0
+    assert "give --model" in capsys.readouterr().err
     assert main(["rank", str(corpus / "audio"), "--model", str(quick_run), "--nearest", "-1", "-q"]) != 0
     assert "nearest=-1" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # argparse lists the choices
@@ -221,3 +225,35 @@ def test_small_catalogues_silent_songs_and_empty_catalogues(rng):
     assert cols.nearest[1] == "" and cols.nearest[2] == "" and np.isnan(cols.fit_similarity[1:]).all()
     with pytest.raises(ParameterError, match="holds no usable song"):
         neighbours.Catalogue("empty", np.array([]), np.array([]), np.array([]), np.array([]), np.zeros((0, 8)), "x")
+
+
+def test_titles_and_artists_come_from_the_labels_csv(quick_run, corpus, tmp_path, capsys):
+    """A labels CSV's own title and artist columns name its songs: in a ranking of it, as the
+    closest songs of a --reference, and as a run's training songs (run.json records the labels
+    CSV the run learned from)."""
+    lab = tmp_path / "lab"
+    (lab / "audio").mkdir(parents=True)
+    labels = pd.read_csv(corpus / "labels.csv")
+    for p in labels.path:
+        shutil.copy(corpus / p, lab / p)
+    titles = {s: f"Title <{i}> & co" for i, s in enumerate(labels.song_id) if i != 3}  # one untitled
+    labels.assign(title=labels.song_id.map(titles).fillna("")).to_csv(lab / "labels.csv", index=False)
+    run = tmp_path / "run"
+    assert main(["train", "--config", "configs/table1/a_simple_cnn_mid30.yaml", "--labels", str(lab / "labels.csv"),
+                 "--out", str(run), "--set", "train.epochs=1", "-q"]) == 0
+    assert json.loads((run / "run.json").read_text())["labels"] == str((lab / "labels.csv").resolve())
+    capsys.readouterr()
+    assert main(["rank", str(lab / "labels.csv"), "--model", str(run), "--json", "-q", "--nearest", "3",
+                 "--cache", str(tmp_path / "c")]) == 0
+    rows = {r["song_id"]: r for r in json.loads(capsys.readouterr().out)["ranking"]}
+    for sid, row in rows.items():
+        assert row["title"] == titles.get(sid, "")
+        assert row["artist"] == labels.set_index("song_id").loc[sid, "artist"]
+        named = dict(zip(row["nearest"].split(";"), row["nearest_title"].split(";"), strict=True))
+        assert all(t == titles.get(s, "") for s, t in named.items())
+    assert main(["rank", str(corpus / labels.path[0]), "--model", str(quick_run),
+                 "--reference", str(lab / "labels.csv"), "--json", "-q", "--nearest", "3",
+                 "--cache", str(tmp_path / "c2")]) == 0
+    row = json.loads(capsys.readouterr().out)["ranking"][0]
+    named = dict(zip(row["nearest"].split(";"), row["nearest_title"].split(";"), strict=True))
+    assert all(t == titles.get(s, "") for s, t in named.items()) and any(named.values())

@@ -44,6 +44,12 @@ def test_import_writes_models_with_provenance_and_licence(imported):
         assert payload["target"]["kind"] == "neg_inv_log10"
     assert (imported / "models" / "jynet" / "jynet.pt").is_file()
     assert main(["pretrained", "import", str(HSP_CNN)]) == 2  # no silent overwrite without --force
+    # every imported model is known by name to `rank --model`, `similar --model` ...
+    from hitrank.pretrained import KKBOX_MODELS
+    from hitrank.runinfo import resolve_model
+
+    for name in KKBOX_MODELS:
+        assert resolve_model(name) == imported / "models" / name
 
 
 def test_the_imported_model_equals_the_released_graph(imported):

@@ -6,7 +6,11 @@ subsets grow), the test folds unchanged: every song is still scored once, by a m
 ``m`` other songs. The pooled out-of-fold Spearman and nDCG@top, and with ``cv.within`` the
 within-stratum Spearman, come with bootstrap intervals over songs, or over whole groups with
 ``cv.group_by`` (:mod:`hitrank.strata`).
-A size larger than a fold's training set is cut to it (the row says so).
+A size between the smallest and the largest fold's training set is cut to each fold's
+training set (``train_songs``, the mean per fold, says so). Sizes larger than the largest
+fold's training set are run once, as one last row whose ``size`` is ``all`` (every fold trains
+on all its training songs; none when that number is itself one of the sizes), with a warning
+naming the sizes and that number: a learning curve cannot go past the songs there are.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from .protocol import (
 
 log = logging.getLogger(__name__)
 
+ALL = "all"  # the size of the row whose folds train on all their training songs
 CURVE_COLUMNS = ("size", "train_songs", "spearman", "spearman_lo", "spearman_hi", "ndcg", "ndcg_lo",
                  "ndcg_hi", "within_spearman", "within_lo", "within_hi", "learners")
 
@@ -51,11 +56,34 @@ def parse_sizes(text: str) -> list[int]:
     return sizes
 
 
+def curve_sizes(sizes: list[int], largest: int, songs: int, folds: int) -> list[tuple[int | str, int]]:
+    """The rows a learning curve runs: ``(size label, songs per fold)``.
+
+    Each size up to ``largest`` (the largest fold's training songs) is a row of its own; the
+    sizes above it are run once, as a last row ``(ALL, largest)`` (none when ``largest`` is
+    itself one of the sizes: that row already trains on all), and a warning names them and
+    ``largest`` (of ``songs`` songs in ``folds`` folds).
+    """
+    rows = [(m, m) for m in sizes if m <= largest]
+    over = [m for m in sizes if m > largest]
+    if over:
+        row = f"the row of size {largest}" if largest in sizes else f"one row of size '{ALL}'"
+        log.warning("--sizes %s: with %d songs in %d folds a fold has at most %d training songs, so "
+                    "a larger size trains on all of them: run once, as %s; label more songs or give "
+                    "sizes up to %d", ",".join(map(str, over)), songs, folds, largest, row, largest)
+        if largest not in sizes:
+            rows.append((ALL, largest))
+    return rows
+
+
 def learning_curve(cfg: TransferConfig, data: Data, sizes: list[int], progress: bool = True) -> pd.DataFrame:
     """Metrics against the number of training songs (see the module docstring).
 
     Returns a DataFrame with columns :data:`CURVE_COLUMNS`, one row per size (``train_songs``:
-    the mean number of training songs actually used per fold).
+    the mean number of training songs actually used per fold); the sizes above the largest
+    fold's training set make one last row of size :data:`ALL` (:func:`curve_sizes`, with a
+    warning). The within-stratum warnings of :func:`hitrank.strata.within_warnings`
+    (the same folds and strata for every size) are logged once.
     """
     from tqdm import tqdm
 
@@ -64,9 +92,10 @@ def learning_curve(cfg: TransferConfig, data: Data, sizes: list[int], progress: 
     splits = make_folds(n, cfg.cv.folds, cfg.cv.fold_seed, groups=groups, ids=data.ids)
     rng = np.random.default_rng([cfg.train.seed, 31])
     orders = [rng.permutation(np.concatenate([tr, va])) for tr, va, _ in splits]  # one order per fold
+    plan = curve_sizes(sizes, max(len(o) for o in orders), n, len(splits))
     rows = []
-    bar = tqdm(total=len(sizes) * len(splits), desc="learning curve", unit="fit", disable=not progress)
-    for m in sizes:
+    bar = tqdm(total=len(plan) * len(splits), desc="learning curve", unit="fit", disable=not progress)
+    for label, m in plan:
         pred, folds, used, learners = np.empty(n), np.empty(n, dtype=int), [], []
         for f, ((_, _, te), order) in enumerate(zip(splits, orders, strict=True)):
             train = np.sort(order[:m])
@@ -80,16 +109,20 @@ def learning_curve(cfg: TransferConfig, data: Data, sizes: list[int], progress: 
                             None if data.weight is None else data.weight[train])
             pred[te], folds[te] = predict_one(model, data.X[te]), f
             bar.update()
-        ev = strata.evaluate(data.y, pred, folds, s, cfg.cv.top_fraction, groups=groups)
+        ev = strata.evaluate(data.y, pred, folds, s, cfg.cv.top_fraction, groups=groups, ids=data.ids)
+        if not rows:
+            for warning in strata.within_warnings(ev["within"], cfg.cv.within or "stratum"):
+                log.warning("%s: %s", cfg.name, warning)
         p, w = ev["pooled"], (ev["within"] or {}).get("mean", {})
-        rows.append({"size": m, "train_songs": float(np.mean(used)), "spearman": p["spearman"],
+        rows.append({"size": label, "train_songs": float(np.mean(used)), "spearman": p["spearman"],
                      "spearman_lo": p["spearman_ci"][0], "spearman_hi": p["spearman_ci"][1],
                      "ndcg": p["ndcg"], "ndcg_lo": p["ndcg_ci"][0], "ndcg_hi": p["ndcg_ci"][1],
                      "within_spearman": w.get("spearman", np.nan),
                      "within_lo": (w.get("spearman_ci") or [np.nan])[0],
                      "within_hi": (w.get("spearman_ci") or [np.nan, np.nan])[1],
                      "learners": ";".join(sorted(set(learners)))})
-        log.info("%d training songs: Spearman %+.3f [%+.3f, %+.3f]", m, p["spearman"], *p["spearman_ci"])
+        log.info("size %s (%.1f training songs per fold): Spearman %+.3f [%+.3f, %+.3f]", label,
+                 float(np.mean(used)), p["spearman"], *p["spearman_ci"])
     bar.close()
     return pd.DataFrame(rows, columns=list(CURVE_COLUMNS))
 

@@ -7,7 +7,8 @@
     chosen learner is fitted on all training songs and scores the test songs. Reported:
     pooled out-of-fold Spearman and nDCG@top with bootstrap intervals; with ``cv.within``
     the same inside each stratum (per-fold centred, :mod:`hitrank.strata`) and the
-    stratum-mean baseline; random and oracle rows; with raters, the label ceiling.
+    stratum-mean baseline; random and oracle rows; with raters, the label ceiling. Songs
+    whose ``cv.within`` value is empty count over all songs only (a warning names them).
 ``train``
     The same inner choice on all songs, then one model on all songs (``RUN/model.pt``),
     with the inner out-of-fold scores of the training songs kept as the model's reference.
@@ -28,8 +29,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .. import audio, embeddings, neighbours, segments, strata
-from ..corpus import read_text_table
+from .. import embeddings, neighbours, segments, strata
+from ..corpus import read_text_table, song_names
 from ..data import make_folds, usable_songs
 from ..errors import ConfigError, HitrankError, LabelsError
 from ..extract import ExtractReport, extract
@@ -275,6 +276,8 @@ def run_transfer_cv(cfg: TransferConfig, data: Data, out, *, raters=None, raters
         log.info("%s fold %d: %s (inner %s)", cfg.name, f, name,
                  ", ".join(f"{c} {v:+.3f}" for c, v in scores.items()) or "-")
     summary = summarize(cfg, data, pred, folds, groups, s, chosen, rated, raters, raters_score)
+    for w in strata.within_warnings(summary["model"]["within"], cfg.cv.within or "stratum"):
+        log.warning("%s: %s", cfg.name, w)
     per_fold = fold_metrics(data.y, pred, folds, cfg.cv.top_fraction)
     for m in METRICS:  # the paper's per-fold means, as spectrogram runs report them (compare)
         summary[f"{m}_mean"], summary[f"{m}_std"] = float(per_fold[m].mean()), float(per_fold[m].std(ddof=1))
@@ -293,9 +296,11 @@ def fold_metrics(y, pred, folds, top: float) -> pd.DataFrame:
 
 def summarize(cfg: TransferConfig, data: Data, pred, folds, groups, s, chosen, rated=None,
               raters=None, raters_score: str = "") -> dict:
-    """The numbers a cv run reports (see the module docstring)."""
+    """The numbers a cv run reports (see the module docstring); ``warnings``: what the reader
+    must be told (songs with no stratum, strata in cells too small to rank in, raters' rows
+    dropped), one line each."""
     y, top = data.y, cfg.cv.top_fraction
-    model = strata.evaluate(y, pred, folds, s, top, groups=groups)
+    model = strata.evaluate(y, pred, folds, s, top, groups=groups, ids=data.ids)
     rnd = random_baseline(y, None, top)["ndcg"]
     summary = {
         "name": cfg.name, "kind": RUN_KIND, "songs": int(len(y)), "n_songs": int(len(y)),
@@ -312,12 +317,15 @@ def summarize(cfg: TransferConfig, data: Data, pred, folds, groups, s, chosen, r
     }
     if s is not None:
         base = strata.stratum_mean_predictions(y, folds, s)
-        summary["stratum_mean"] = strata.evaluate(y, base, folds, s, top, groups=groups)
+        summary["stratum_mean"] = strata.evaluate(y, base, folds, s, top, groups=groups, ids=data.ids)
         summary["versus_stratum_mean"] = strata.paired_difference(y, pred, base, folds, s, groups=groups)
     if rated is not None:
         smap = dict(zip(data.ids, s, strict=True)) if s is not None else None
         summary["ceiling"] = {**strata.split_half_reliability(rated, smap), "raters": str(raters),
                               "score": raters_score, "dropped_rows": rated.attrs.get("dropped", 0)}
+    summary["warnings"] = strata.within_warnings(model["within"], cfg.cv.within or "stratum")
+    if rated is not None and rated.attrs.get("warning"):  # logged when the file was read
+        summary["warnings"].append(rated.attrs["warning"])
     return summary
 
 
@@ -449,9 +457,7 @@ def rank_transfer_folder(folder, model, *, cache=None, workers: int = 1, progres
         ref = Reference(ref["name"], ref["scores"], np.asarray(ref["song_ids"])) if ref is not None else None
         cat, cat_note = neighbours.training_catalogue(model, params.embedding, None) if nearest else (None, "")
     pct, lo, hi = ref.percentiles(mean, std) if ref is not None else (np.full(len(ok), np.nan),) * 3
-    artists, titles = audio.file_tags(ok.path)
-    if "artist" in ok:  # a labels CSV names the artists; file tags fill the gaps
-        artists = [a if isinstance(a, str) and a else b for a, b in zip(ok.artist, artists, strict=True)]
+    artists, titles = song_names(folder, ok.song_id, ok.path, ok.artist if "artist" in ok else None)
     ranking = pd.DataFrame({
         "song_id": ok.song_id, "path": ok.path, "artist": artists, "title": titles, "score": mean,
         "score_std": std, "n_models": len(models), "duration": ok.duration,
@@ -483,7 +489,8 @@ def _transfer_reference(reference, models, params: FeatureParams, workers: int, 
     st, rep = embed_source(src, params, None, workers=workers, progress=progress)
     if rep.failures:
         log.warning("%d reference song(s) of %s could not be embedded", len(rep.failures), src)
-    cat = neighbours.store_catalogue(st.root, "", params.embedding, song_ids=rep.song_ids)
+    cat = neighbours.store_catalogue(st.root, f"the songs of {src.name}", params.embedding, song_ids=rep.song_ids,
+                                     titles=neighbours.labelled_titles(src))
     if len(cat.song_ids) < 2:
         raise HitrankError(f"reference={str(reference)!r}: fewer than 2 of its songs could be used")
     cat.name = f"the {len(cat.song_ids)} songs of {src.name}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..strata import MIN_STRATUM, within_warnings
+
 
 def _ci(d: dict, key: str) -> str:
     lo, hi = d.get(f"{key}_ci", (float("nan"), float("nan")))
@@ -11,8 +13,10 @@ def _ci(d: dict, key: str) -> str:
 def within_lines(column: str, w: dict, base: dict, versus: dict) -> list[str]:
     """The within-stratum block: the model's :func:`hitrank.strata.within_metrics` ``w``, the
     stratum-mean baseline's ``base`` and their paired difference ``versus``."""
-    lines = [f"  within {column} (per-fold centred; mean over {len(w['strata'])} strata, "
-             f"cell mean {w['cell_mean']['spearman']:+.3f} over {w['cell_mean']['cells']} fold x stratum cells):"]
+    cells = w["cell_mean"]["cells"]
+    cell = (f"cell mean {w['cell_mean']['spearman']:+.3f} over {cells} fold x stratum cells" if cells
+            else f"no fold x stratum cell has {MIN_STRATUM} songs")
+    lines = [f"  within {column} (per-fold centred; mean over {len(w['strata'])} strata, {cell}):"]
     if w["mean"]:
         lines.append(f"  {'model':<22} {_ci(w['mean'], 'spearman'):>24} {_ci(w['mean'], 'ndcg'):>24}")
     lines.append(f"  {column + ' mean (baseline)':<22} {base['mean'].get('spearman', 0.0):>+24.3f}   (0 by construction)")
@@ -20,7 +24,11 @@ def within_lines(column: str, w: dict, base: dict, versus: dict) -> list[str]:
         label = f"{name} ({d['n']})"
         lines.append(f"    {label:<20} {_ci(d, 'spearman'):>24} {_ci(d, 'ndcg'):>24}")
     if w["left_out"]:
-        lines.append(f"    strata with fewer than 3 songs, left out: {', '.join(w['left_out'])}")
+        lines.append(f"    strata with fewer than {MIN_STRATUM} songs, left out: {', '.join(w['left_out'])}")
+    if w.get("missing"):
+        ids = w.get("missing_ids") or []
+        lines.append(f"    songs with no {column}, left out: {w['missing']}"
+                     + (f" ({', '.join(ids[:5])}{' ...' if len(ids) > 5 else ''})" if ids else ""))
     lines.append(f"  model - {column} mean, paired over {versus.get('resampled', 'songs')}: all songs {versus['pooled']['diff']:+.3f} "
                  f"[{versus['pooled']['ci'][0]:+.2f}, {versus['pooled']['ci'][1]:+.2f}]"
                  + (f", within {column} {versus['within']['diff']:+.3f} [{versus['within']['ci'][0]:+.2f}, "
@@ -29,18 +37,20 @@ def within_lines(column: str, w: dict, base: dict, versus: dict) -> list[str]:
 
 
 def format_within_report(r: dict) -> str:
-    """The within-stratum report of a spectrogram cv run (:func:`hitrank.commands.within_report`)."""
+    """The within-stratum report of a spectrogram cv run (:func:`hitrank.commands.within_report`),
+    ending with its warnings (:func:`hitrank.strata.within_warnings`), one ``warning:`` line each."""
     lines = [f"  {'':<22} {'Spearman (all songs)':>24} {'nDCG':>24}",
              f"  {'model':<22} {_ci(r['model']['pooled'], 'spearman'):>24} {_ci(r['model']['pooled'], 'ndcg'):>24}",
              f"  {r['column'] + ' mean (baseline)':<22} {_ci(r['stratum_mean']['pooled'], 'spearman'):>24} "
              f"{_ci(r['stratum_mean']['pooled'], 'ndcg'):>24}"]
-    return "\n".join(lines + within_lines(r["column"], r["model"]["within"], r["stratum_mean"]["within"],
-                                          r["versus_stratum_mean"]))
+    lines += within_lines(r["column"], r["model"]["within"], r["stratum_mean"]["within"], r["versus_stratum_mean"])
+    lines += [f"  warning: {w}" for w in within_warnings(r["model"]["within"], r["column"])]
+    return "\n".join(lines)
 
 
 def format_transfer_summary(s: dict) -> str:
     """Pooled and within-stratum metrics with 95% intervals next to the stratum-mean baseline,
-    random, the oracle and the label ceiling, as text lines."""
+    random, the oracle and the label ceiling, and the run's ``warnings``, as text lines."""
     chosen = sorted({c["learner"] for c in s["chosen"]})
     lines = [f"{s['name']}: {s['songs']} songs, {s['folds']} folds grouped by {s['group_by']}"
              + (f" ({s['groups']} groups)" if s.get("groups") else "")
@@ -70,4 +80,5 @@ def format_transfer_summary(s: dict) -> str:
         lines.append(txt)
     if s.get("left_out"):
         lines.append(f"  {len(s['left_out'])} song(s) left out (no features or no usable score): see summary.json")
+    lines += [f"  warning: {w}" for w in s.get("warnings", [])]
     return "\n".join(lines)
