@@ -66,7 +66,7 @@ from .runinfo import add_run_info, model_fingerprint, resolve_model, run_kind
 from .runtime import cached_store_path
 from .segments import params_for
 from .store import FeatureStore
-from .strata import evaluate, paired_difference, stratum_mean_predictions, within_warnings
+from .strata import evaluate, paired_difference, stratum_mean_predictions
 from .thumbnail import parse_highlighter_id
 from .thumbnail.attention import load_highlighter
 from .transfer.learning_curve import learning_curve_command
@@ -318,8 +318,6 @@ def within_report(out: str | os.PathLike, labels: str | os.PathLike, column: str
     res = {"column": column, "model": evaluate(y, p, f, s, top, groups=g, ids=ids),
            "stratum_mean": evaluate(y, base, f, s, top, groups=g, ids=ids),
            "versus_stratum_mean": paired_difference(y, p, base, f, s, groups=g)}
-    for line in within_warnings(res["model"]["within"], column):
-        log.warning("%s", line)
     summary = json.loads((out / "summary.json").read_text())
     atomic_write_text(out / "summary.json", json.dumps({**summary, "within": res}, indent=2, default=float))
     return res
@@ -383,21 +381,24 @@ def rank(folder, model, *, cache=None, workers: int = 1, device: str = "auto", p
     (``curve``, ``segment``, ``reference``, ``nearest``, ``embedding``) go to
     :func:`hitrank.rank.rank_folder`. Returns ``(ranking DataFrame, failures)``."""
     path = resolve_model(model)
+    listed = songs_in(folder)
+    if not listed:
+        raise HitrankError(f"{str(folder)!r}: no audio files found (looked for {', '.join(AUDIO_EXTENSIONS)}); "
+                           "nothing to rank")
     if out is not None:  # checked before any song is ranked
         if Path(out).is_dir():
             raise HitrankError(f"--out {str(out)!r} is a folder; give the CSV's file name, e.g. "
                                f"{str(Path(out) / 'ranking.csv')!r}")
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-    made_with = provenance(model, model_fingerprint(path), options)
-    listed = songs_in(folder)
-    if not listed:
-        raise HitrankError(f"{str(folder)!r}: no audio files found (looked for {', '.join(AUDIO_EXTENSIONS)}); "
-                           "nothing to rank")
+    kind = run_kind(path)
+    # a transfer model compares songs in its own embedding whatever --embedding names (checked there)
+    made_with = provenance(model, model_fingerprint(path),
+                           {k: v for k, v in options.items() if not (kind == "transfer" and k == "embedding")})
     previous = read_previous(since) if since is not None else None
     if previous is not None:
         check_provenance(previous, made_with, repr(str(since)))  # before any song is ranked
         options["skip"] = set(still_valid(previous, listed).song_id)
-    ranking, failures = RANKERS[run_kind(path)](
+    ranking, failures = RANKERS[kind](
         folder, path, cache=cache, workers=workers, device=device, progress=progress,
         highlighter=highlighter, engine=engine, address=address, **options)
     for column, value in made_with.items():

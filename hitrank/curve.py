@@ -9,7 +9,8 @@ every fold model of a run. The curve is the mean over the fold models on the tar
 transformed scale (the log hit score for the default target), like ``rank``'s ``score``.
 
 * **Best window**: the window with the highest curve value (``best_start``, ``best_end``,
-  ``best_score``).
+  ``best_score``). The analysed segment, scored as ``rank`` scores it, is one more window off
+  the grid (:meth:`PotentialCurve.with_window`): ``best_score`` is never below ``score``.
 * **Shift spread**: the standard deviation of the ensemble score over the analysed window
   moved by :data:`SHIFTS_SECONDS` (from -1 s to +1 s, sub-frame shifts included: a move of
   a few tens of milliseconds changes the STFT frames, and the authors' KKBOX CNN is known to

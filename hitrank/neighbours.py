@@ -252,6 +252,17 @@ def _signature(path: Path) -> list:
         return None
 
 
+def _given_titles(titles: dict, ids, paths) -> list[str]:
+    """``titles[song_id]`` for each song, the file's own tag title where that is empty or
+    absent (tags are read for those songs only)."""
+    got = [titles.get(s) or "" for s in ids]
+    gaps = [i for i, t in enumerate(got) if not t]
+    paths = list(paths)
+    for i, t in zip(gaps, file_tags([paths[i] for i in gaps])[1], strict=True):
+        got[i] = t
+    return got
+
+
 def _vectors_and_titles(store: FeatureStore, ok: pd.DataFrame, embedding: str, scorers, device,
                         titles: dict | None) -> tuple[np.ndarray, list]:
     """The catalogue songs' vectors and titles, cached under ``$HITRANK_CACHE/neighbours`` by
@@ -269,12 +280,12 @@ def _vectors_and_titles(store: FeatureStore, ok: pd.DataFrame, embedding: str, s
         try:
             with np.load(cache, allow_pickle=False) as z:
                 if np.array_equal(z["song_ids"], ids):
-                    got = list(z["titles"]) if titles is None else [titles.get(s, "") for s in ids]
+                    got = list(z["titles"]) if titles is None else _given_titles(titles, ids, ok.path)
                     return z["vectors"], got
         except (OSError, ValueError, KeyError):  # a damaged cache file is recomputed
             pass
     vectors = store_vectors(store, ids, embedding, scorers, device)
-    found = file_tags(ok.path)[1] if titles is None else [titles.get(s, "") for s in ids]
+    found = file_tags(ok.path)[1] if titles is None else _given_titles(titles, ids, ok.path)
     found = [t if isinstance(t, str) else "" for t in found]
     cache.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(cache, suffix=".tmp.npz") as tmp:

@@ -136,7 +136,8 @@ def rank_folder(
     Parameters
     ----------
     curve : also compute every song's hit-potential curve (:mod:`hitrank.curve`): every
-        30 s window every ``hop_seconds`` (s) scored by the fold ensemble
+        30 s window every ``hop_seconds`` (s) scored by the fold ensemble, and the analysed
+        segment as one more window
     segment : ``configured`` (rank by the model's segment, Mid-30 / HL-30) or ``best`` (rank
         by the best window's score; needs ``curve``)
     reference : the percentile's reference: None (the run's training songs, when it has

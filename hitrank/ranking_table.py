@@ -35,16 +35,19 @@ MODEL_COLUMN = "model"  # the model a row was ranked with: NAME#FINGERPRINT
 OPTIONS_COLUMN = "options"  # the options it was ranked with, e.g. 'curve nearest=5 segment=best'
 #: options of ``rank`` that change a row's scores or columns (``rank_folder`` keywords)
 SCORING_OPTIONS = ("curve", "segment", "reference", "nearest", "embedding", "hop_seconds")
+#: their defaults: an option spelled out at its default is no other option
+SCORING_DEFAULTS = {"segment": "configured", "nearest": neighbours.DEFAULT_K, "embedding": neighbours.MODEL_EMBEDDING}
 
 
 def provenance(name: str | os.PathLike, fingerprint: str, options: dict) -> dict[str, str]:
     """The ``model`` and ``options`` cells of a ranking made with the model given as ``name``
     (fingerprint ``fingerprint``) and ``options`` (``rank_folder`` keywords; those not in
-    :data:`SCORING_OPTIONS`, or None / False, are left out; a reference is made absolute)."""
+    :data:`SCORING_OPTIONS`, None / False, or at their default (:data:`SCORING_DEFAULTS`) are
+    left out; a reference is made absolute)."""
     words = []
     for key in sorted(k for k in options if k in SCORING_OPTIONS):
         value = options[key]
-        if value is None or value is False:
+        if value is None or value is False or (key in SCORING_DEFAULTS and value == SCORING_DEFAULTS[key]):
             continue
         if key == "reference":
             value = os.path.abspath(str(value))
@@ -183,6 +186,6 @@ def merge_rankings(previous: pd.DataFrame, new: pd.DataFrame, listed, key: str =
     return merged, counts
 
 
-__all__ = ["ERROR_COLUMN", "MODEL_COLUMN", "OPTIONS_COLUMN", "SCORING_OPTIONS", "TEXT_COLUMNS", "provenance",
+__all__ = ["ERROR_COLUMN", "MODEL_COLUMN", "OPTIONS_COLUMN", "SCORING_OPTIONS", "SCORING_DEFAULTS", "TEXT_COLUMNS", "provenance",
            "check_provenance", "ranking_with_failures", "read_previous", "songs_in", "still_valid",
            "merge_rankings"]

@@ -64,7 +64,7 @@ def _as_str(values, n: int, what: str) -> np.ndarray:
     return np.array(["" if (v is None or (isinstance(v, float) and np.isnan(v))) else str(v) for v in a])
 
 
-def _named(names, n: int = N_NAMED) -> str:
+def named_some(names, n: int = N_NAMED) -> str:
     """``a, b, c`` or ``a, b, c ... (12 in all)``."""
     names = [str(v) for v in names]
     return ", ".join(names[:n]) + (f" ... ({len(names)} in all)" if len(names) > n else "")
@@ -245,7 +245,7 @@ def within_warnings(within: dict | None, column: str = "stratum") -> list[str]:
     k = int(within.get("missing", 0))
     if k:
         ids = within.get("missing_ids") or []
-        lines.append(f"{k} song(s) have no {column} ({'e.g. ' + _named(ids) + '; ' if ids else ''}empty or "
+        lines.append(f"{k} song(s) have no {column} ({'e.g. ' + named_some(ids) + '; ' if ids else ''}empty or "
                      f"absent in the labels): they count over all songs but are left out of the within-{column} "
                      f"metrics, the {column}-mean baseline's within rows and the within-{column} ceiling; "
                      f"fill in their {column} to include them")
@@ -254,7 +254,7 @@ def within_warnings(within: dict | None, column: str = "stratum") -> list[str]:
         total = len(within.get("strata", {}))
         cells = within.get("cell_mean", {}).get("cells", 0)
         lines.append(f"within {column}: most songs of {len(thin)} of {total} {column} strata ("
-                     + _named(f"{name} {share:.0%}" for name, share in thin.items())
+                     + named_some(f"{name} {share:.0%}" for name, share in thin.items())
                      + f") sit in fold x {column} cells of fewer than {MIN_STRATUM} songs"
                      + (f" (no cell has {MIN_STRATUM})" if cells == 0 else "")
                      + f"; the per-fold centred within-{column} numbers of those strata are not "

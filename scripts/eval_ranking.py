@@ -21,6 +21,17 @@ import numpy as np
 import pandas as pd
 
 from hitrank import strata
+from hitrank.corpus import read_text_table
+
+
+def _read(path: str) -> pd.DataFrame:
+    """A CSV with every cell as text (hitrank.corpus.read_text_table), ``hit_score`` and the
+    numeric columns of a ranking as numbers (NaN where not numeric)."""
+    t = read_text_table(path)
+    for c in ("hit_score", "score", "best_score", "percentile"):
+        if c in t:
+            t[c] = pd.to_numeric(t[c], errors="coerce")
+    return t
 
 
 def _key(paths: pd.Series) -> pd.Series:
@@ -39,27 +50,34 @@ def main() -> None:
                     "stratum-mean baseline (needs --within) and the paired difference")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    lab, rk = pd.read_csv(args.labels), pd.read_csv(args.ranking)
+    # every cell as text, as `hitrank cv` reads labels (a stratum 'NA' stays a name; '1' stays '1')
+    lab, rk = _read(args.labels), _read(args.ranking)
+    if args.score in rk:
+        rk[args.score] = pd.to_numeric(rk[args.score], errors="coerce")
     lab["key"], rk["key"] = _key(lab["path"]), _key(rk["path"])
     df = rk.merge(lab, on="key", suffixes=("", "_label"))
     df = df[np.isfinite(df["hit_score"]) & np.isfinite(df[args.score])]
     if len(df) < 3:
         raise SystemExit(f"only {len(df)} ranked songs match the labels by file name")
-    s = df[args.within].fillna("").astype(str).to_numpy() if args.within else None  # empty: no stratum
+    s = df[args.within].to_numpy(str) if args.within else None  # '': no stratum
     group = f"{args.group_by}_label" if f"{args.group_by}_label" in df.columns else args.group_by  # the labels' own
     if args.group_by and group not in df.columns:
         raise SystemExit(f"--group-by {args.group_by!r}: {args.labels!r} has no such column")
-    g = df[group].fillna("").astype(str).to_numpy() if args.group_by else None
+    g = df[group].to_numpy(str) if args.group_by else None
     y, pred, one = df["hit_score"].to_numpy(float), df[args.score].to_numpy(float), np.zeros(len(df), dtype=int)
     ev = strata.evaluate(y, pred, one, s, groups=g)
     if args.baseline_labels:
         if s is None:
             raise SystemExit("--baseline-labels needs --within COLUMN (the stratum whose training mean predicts)")
-        train = pd.read_csv(args.baseline_labels)
+        train = _read(args.baseline_labels)
         if args.within not in train.columns:
             raise SystemExit(f"--baseline-labels: {args.baseline_labels!r} has no {args.within!r} column")
-        means = train.groupby(train[args.within].astype(str))["hit_score"].mean()
-        base = pd.Series(s).map(means).fillna(train["hit_score"].mean()).to_numpy(float)
+        train = train[np.isfinite(train["hit_score"])]
+        # the training songs as fold 1, the ranked ones as fold 0: fold 0's stratum means
+        both = strata.stratum_mean_predictions(np.concatenate([train["hit_score"].to_numpy(float), y]),
+                                               np.r_[np.ones(len(train), int), one],
+                                               np.concatenate([train[args.within].to_numpy(str), s]))
+        base = both[len(train):]
         ev["baseline"] = strata.evaluate(y, base, one, s, groups=g)["pooled"]
         ev["model_minus_baseline"] = strata.paired_difference(y, pred, base, one, s, groups=g)
     if args.json:
@@ -77,9 +95,10 @@ def main() -> None:
         b, d = ev["baseline"], ev["model_minus_baseline"]
         print(f"{args.within} mean of the training labels: Spearman {b['spearman']:+.3f} "
               f"[{b['spearman_ci'][0]:+.2f}, {b['spearman_ci'][1]:+.2f}], nDCG@10% {b['ndcg']:.3f}")
+        within = (f", {d['within']['diff']:+.3f} [{d['within']['ci'][0]:+.2f}, {d['within']['ci'][1]:+.2f}] "
+                  f"within {args.within}" if d["within"] else "")
         print(f"model - {args.within} mean, paired: {d['pooled']['diff']:+.3f} [{d['pooled']['ci'][0]:+.2f}, "
-              f"{d['pooled']['ci'][1]:+.2f}] over all songs, {d['within']['diff']:+.3f} "
-              f"[{d['within']['ci'][0]:+.2f}, {d['within']['ci'][1]:+.2f}] within {args.within}")
+              f"{d['pooled']['ci'][1]:+.2f}] over all songs{within}")
 
 
 if __name__ == "__main__":

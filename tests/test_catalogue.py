@@ -166,6 +166,13 @@ def test_since_refuses_another_model_before_ranking(quick_run, corpus, tmp_path,
     again = tmp_path / "again.csv"
     assert main(["rank", str(folder), "--model", quick_run.name, "--out", str(again), "--since", str(first),
                  "-q", "--nearest", "0", "--cache", str(cache)]) == 0
+    # options spelled out at their defaults are the same options
+    plain = tmp_path / "plain.csv"
+    assert main(["rank", str(folder), "--model", str(quick_run), "--out", str(plain), "-q",
+                 "--cache", str(cache)]) == 0
+    assert pd.read_csv(plain, keep_default_na=False)["options"].eq("").all()
+    assert main(["rank", str(folder), "--model", str(quick_run), "--out", str(tmp_path / "p2.csv"), "-q",
+                 "--nearest", "5", "--embedding", "model", "--since", str(plain), "--cache", str(cache)]) == 0
     other = t.assign(model=t["model"].str.replace(r"#.*", "#000000000000", regex=True))
     other.to_csv(tmp_path / "other.csv", index=False)
     capsys.readouterr()

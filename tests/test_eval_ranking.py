@@ -17,8 +17,8 @@ SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "eval_ranking.py"
 
 def _labels(n: int, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    genre = np.array(["rock", "pop", "jazz", "folk"])[np.arange(n) % 4]
-    level = pd.Series(genre).map({"rock": 1.0, "pop": 0.5, "jazz": -0.5, "folk": -1.0}).to_numpy()
+    genre = np.array(["rock", "pop", "jazz", "NA"])[np.arange(n) % 4]  # 'NA': a name (a market), not missing
+    level = pd.Series(genre).map({"rock": 1.0, "pop": 0.5, "jazz": -0.5, "NA": -1.0}).to_numpy()
     return pd.DataFrame({"song_id": [f"s{seed}_{i}" for i in range(n)],
                          "path": [f"audio/{g}/{seed}_{i:03d}.ogg" for i, g in enumerate(genre)],
                          "artist": [f"a{i // 3}" for i in range(n)], "genre": genre,
@@ -43,6 +43,7 @@ def test_baseline_and_paired_difference(tmp_path):
     ev = _run(tmp_path / "test.csv", tmp_path / "ranking.csv", "--within", "genre", "--group-by", "artist",
               "--baseline-labels", tmp_path / "train.csv")
     assert ev["resampled"] == "groups"
+    assert sorted(ev["within"]["strata"]) == ["NA", "jazz", "pop", "rock"]
     assert ev["within"]["mean"]["spearman"] > 0.5  # the ranking follows the labels inside genres
     assert ev["baseline"]["spearman"] > 0.5  # the genres' levels rank the songs over all of them
     # the genre mean is constant inside a genre: the paired within difference is the model's own
@@ -57,3 +58,22 @@ def test_baseline_needs_within(tmp_path):
     out = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "l.csv"), str(tmp_path / "r.csv"),
                           "--baseline-labels", str(tmp_path / "l.csv")], capture_output=True, text=True)
     assert out.returncode != 0 and "--within" in out.stderr
+
+
+def test_cluster_bootstrap_batches_equal_one_resample_at_a_time():
+    """strata._boot scores cluster resamples of one length as one batch: the same values as
+    scoring each resample on its own."""
+    from hitrank import strata
+    from hitrank.metrics import top_metrics_batch
+
+    rng = np.random.default_rng(3)
+    y, p = rng.normal(size=60), rng.normal(size=60)
+    idx = np.arange(60)
+    units = strata._units(idx, np.array([f"g{i % 17}" for i in range(60)]))
+    draws = strata._draw(idx, units, 300, rng)
+    assert len({len(d) for d in draws}) > 1  # resamples of several lengths
+    rho, ndcg = strata._boot(y, p, draws, top=0.1)
+    one = [strata._row_spearman(y[d][None], p[d][None])[0] for d in draws]
+    one_ndcg = [top_metrics_batch(y[d][None], p[d][None], 0.1)["ndcg"][0] for d in draws]
+    np.testing.assert_allclose(rho, one, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(ndcg, one_ndcg, rtol=0, atol=1e-12)

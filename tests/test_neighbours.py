@@ -5,6 +5,7 @@ song found first on real (synthesised) audio."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -238,10 +239,15 @@ def test_titles_and_artists_come_from_the_labels_csv(quick_run, corpus, tmp_path
         shutil.copy(corpus / p, lab / p)
     titles = {s: f"Title <{i}> & co" for i, s in enumerate(labels.song_id) if i != 3}  # one untitled
     labels.assign(title=labels.song_id.map(titles).fillna("")).to_csv(lab / "labels.csv", index=False)
+    y, sr = sf.read(lab / labels.path[3])  # ... whose file has a title tag: it fills the gap
+    with sf.SoundFile(lab / labels.path[3], "w", sr, 1, format="WAV") as f:
+        f.title = "Tagged Title"
+        f.write(y)
+    titles[labels.song_id[3]] = "Tagged Title"
     run = tmp_path / "run"
     assert main(["train", "--config", "configs/table1/a_simple_cnn_mid30.yaml", "--labels", str(lab / "labels.csv"),
                  "--out", str(run), "--set", "train.epochs=1", "-q"]) == 0
-    assert json.loads((run / "run.json").read_text())["labels"] == str((lab / "labels.csv").resolve())
+    assert json.loads((run / "run.json").read_text())["labels"] == os.path.abspath(lab / "labels.csv")
     capsys.readouterr()
     assert main(["rank", str(lab / "labels.csv"), "--model", str(run), "--json", "-q", "--nearest", "3",
                  "--cache", str(tmp_path / "c")]) == 0

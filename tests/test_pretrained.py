@@ -19,6 +19,13 @@ from .conftest import HSP_CNN
 from .conftest import SHARED_AUDIO as AUDIO
 
 
+def test_every_importable_model_is_known_by_name():
+    from hitrank.pretrained import KKBOX_MODELS
+    from hitrank.runinfo import PRETRAINED
+
+    assert set(KKBOX_MODELS) <= set(PRETRAINED)
+
+
 @pytest.fixture
 def imported(imported_cache, monkeypatch):
     """The cache with the released models imported (conftest's ``imported_cache``; skips

@@ -276,8 +276,6 @@ def run_transfer_cv(cfg: TransferConfig, data: Data, out, *, raters=None, raters
         log.info("%s fold %d: %s (inner %s)", cfg.name, f, name,
                  ", ".join(f"{c} {v:+.3f}" for c, v in scores.items()) or "-")
     summary = summarize(cfg, data, pred, folds, groups, s, chosen, rated, raters, raters_score)
-    for w in strata.within_warnings(summary["model"]["within"], cfg.cv.within or "stratum"):
-        log.warning("%s: %s", cfg.name, w)
     per_fold = fold_metrics(data.y, pred, folds, cfg.cv.top_fraction)
     for m in METRICS:  # the paper's per-fold means, as spectrogram runs report them (compare)
         summary[f"{m}_mean"], summary[f"{m}_std"] = float(per_fold[m].mean()), float(per_fold[m].std(ddof=1))

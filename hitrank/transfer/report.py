@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..strata import MIN_STRATUM, within_warnings
+from ..strata import MIN_STRATUM, named_some, within_warnings
 
 
 def _ci(d: dict, key: str) -> str:
@@ -27,8 +27,7 @@ def within_lines(column: str, w: dict, base: dict, versus: dict) -> list[str]:
         lines.append(f"    strata with fewer than {MIN_STRATUM} songs, left out: {', '.join(w['left_out'])}")
     if w.get("missing"):
         ids = w.get("missing_ids") or []
-        lines.append(f"    songs with no {column}, left out: {w['missing']}"
-                     + (f" ({', '.join(ids[:5])}{' ...' if len(ids) > 5 else ''})" if ids else ""))
+        lines.append(f"    songs with no {column}, left out: {w['missing']}" + (f" ({named_some(ids)})" if ids else ""))
     lines.append(f"  model - {column} mean, paired over {versus.get('resampled', 'songs')}: all songs {versus['pooled']['diff']:+.3f} "
                  f"[{versus['pooled']['ci'][0]:+.2f}, {versus['pooled']['ci'][1]:+.2f}]"
                  + (f", within {column} {versus['within']['diff']:+.3f} [{versus['within']['ci'][0]:+.2f}, "
