@@ -381,6 +381,7 @@ def rank(folder, model, *, cache=None, workers: int = 1, device: str = "auto", p
     (``curve``, ``segment``, ``reference``, ``nearest``, ``embedding``) go to
     :func:`hitrank.rank.rank_folder`. Returns ``(ranking DataFrame, failures)``."""
     path = resolve_model(model)
+    kind = run_kind(path)  # reads the checkpoint's kind (a checkpoint holding code is refused here)
     listed = songs_in(folder)
     if not listed:
         raise HitrankError(f"{str(folder)!r}: no audio files found (looked for {', '.join(AUDIO_EXTENSIONS)}); "
@@ -390,7 +391,6 @@ def rank(folder, model, *, cache=None, workers: int = 1, device: str = "auto", p
             raise HitrankError(f"--out {str(out)!r} is a folder; give the CSV's file name, e.g. "
                                f"{str(Path(out) / 'ranking.csv')!r}")
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-    kind = run_kind(path)
     # a transfer model compares songs in its own embedding whatever --embedding names (checked there)
     made_with = provenance(model, model_fingerprint(path),
                            {k: v for k, v in options.items() if not (kind == "transfer" and k == "embedding")})
