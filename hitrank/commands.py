@@ -28,6 +28,7 @@ import pandas as pd
 
 from .config import Config, check_available, highlighter_checkpoint, load_config, with_overrides
 from .constants import AUDIO_EXTENSIONS
+from .corpus import list_folder
 from .cv import group_column, run_cv, run_train
 from .cvreport import comparison_table, load_run, pairwise, write_cv_report
 from .data import Dataset, load_dataset
@@ -382,8 +383,7 @@ def rank(folder, model, *, cache=None, workers: int = 1, device: str = "auto", p
     :func:`hitrank.rank.rank_folder`. Returns ``(ranking DataFrame, failures)``."""
     path = resolve_model(model)
     kind = run_kind(path)  # reads the checkpoint's kind (a checkpoint holding code is refused here)
-    listed = songs_in(folder)
-    if not listed:
+    if Path(folder).is_dir() and not list_folder(folder):
         raise HitrankError(f"{str(folder)!r}: no audio files found (looked for {', '.join(AUDIO_EXTENSIONS)}); "
                            "nothing to rank")
     if out is not None:  # checked before any song is ranked
@@ -397,6 +397,7 @@ def rank(folder, model, *, cache=None, workers: int = 1, device: str = "auto", p
     previous = read_previous(since) if since is not None else None
     if previous is not None:
         check_provenance(previous, made_with, repr(str(since)))  # before any song is ranked
+        listed = songs_in(folder)
         options["skip"] = set(still_valid(previous, listed).song_id)
     ranking, failures = RANKERS[kind](
         folder, path, cache=cache, workers=workers, device=device, progress=progress,
