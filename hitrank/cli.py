@@ -8,10 +8,8 @@ disk) that stopped it midway; 130 interrupted (Ctrl-C; re-run the same command t
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -36,7 +34,7 @@ from .errors import HitrankError
 from .fileio import atomic_write_text
 from .neighbours import DEFAULT_K, MIN_CATALOGUE, MODEL_EMBEDDING, split_cell
 from .pretrained import import_release
-from .runtime import import_plugins
+from .runtime import environment, import_plugins
 from .synth import synthesize
 from .table1 import ROWS, run_table1
 from .thumbnail.files import highlight_files
@@ -817,7 +815,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     _setup_logging(args)
     try:
-        with _outside_allowed(getattr(args, "allow_outside", False)):
+        # --allow-outside: labels CSVs may point outside their folder while the command runs
+        with environment({ALLOW_OUTSIDE_ENV: "1"} if getattr(args, "allow_outside", False) else {}):
             return COMMANDS[args.command](args)
     except HitrankError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -830,24 +829,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}; work done so far is saved, run the same command again to resume",
               file=sys.stderr)
         return EXIT_USAGE
-
-
-@contextlib.contextmanager
-def _outside_allowed(allow: bool):
-    """With ``allow``, labels CSVs may point outside their folder while the command runs (its
-    worker processes inherit the setting); the environment is restored afterwards."""
-    if not allow:
-        yield
-        return
-    before = os.environ.get(ALLOW_OUTSIDE_ENV)
-    os.environ[ALLOW_OUTSIDE_ENV] = "1"
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(ALLOW_OUTSIDE_ENV, None)
-        else:
-            os.environ[ALLOW_OUTSIDE_ENV] = before
 
 
 def _json_dump(obj) -> str:

@@ -70,11 +70,11 @@ def single_thread():
 
 
 @contextlib.contextmanager
-def one_thread_per_worker():
-    """Worker processes inherit the environment: one BLAS/OpenMP thread each (one process
-    per core); the caller's environment is restored afterwards."""
-    saved = {k: os.environ.get(k) for k in THREAD_VARS}
-    os.environ.update({k: "1" for k in THREAD_VARS})
+def environment(values: dict[str, str]):
+    """Set the environment variables ``values`` while the block runs (worker processes started
+    inside it inherit them); the caller's environment is restored afterwards."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
     try:
         yield
     finally:
@@ -83,6 +83,12 @@ def one_thread_per_worker():
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def one_thread_per_worker():
+    """Worker processes inherit the environment: one BLAS/OpenMP thread each (one process
+    per core); the caller's environment is restored afterwards."""
+    return environment({k: "1" for k in THREAD_VARS})
 
 
 def worker_init(log_queue=None, log_level: int = 0) -> None:
