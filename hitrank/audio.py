@@ -128,7 +128,8 @@ def read_frames(path: str | os.PathLike, start: int, n: int) -> np.ndarray:
                 f.seek(start)
             data = f.read(n, dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
-            raise AudioLoadError(path, f"decoding failed at frame {start} ({exc})") from None
+            raise AudioLoadError(path, f"decoding failed reading frames {start} to {start + n} of the file "
+                                  f"(truncated or damaged?): {exc}") from None
     y = to_mono(data)
     if not np.all(np.isfinite(y)):
         raise AudioLoadError(path, "audio contains NaN or infinite samples")

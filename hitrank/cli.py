@@ -2,7 +2,8 @@
 
 Exit codes: 0 everything worked; 1 the command ran but some inputs failed (listed at the end);
 2 bad usage, config or input that stopped the command before any work, or an OS error (full
-disk) that stopped it midway; 130 interrupted (Ctrl-C; re-run the same command to resume).
+disk) that stopped it midway; 3 an unexpected error (a bug in hitrank: its traceback is printed);
+130 interrupted (Ctrl-C; re-run the same command to resume).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import json
 import logging
 import sys
+import traceback
 from pathlib import Path
 
 from . import __version__, commands, segments, tags
@@ -34,6 +36,7 @@ from .errors import HitrankError
 from .fileio import atomic_write_text
 from .neighbours import DEFAULT_K, MIN_CATALOGUE, MODEL_EMBEDDING, split_cell
 from .pretrained import import_release
+from .rank import padded_flags
 from .runtime import environment, import_plugins
 from .synth import synthesize
 from .table1 import ROWS, run_table1
@@ -44,7 +47,9 @@ from .transfer.report import format_transfer_summary, format_within_report
 
 log = logging.getLogger("hitrank")
 
-EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_BUG = 0, 1, 2, 130, 3
+# commands whose work is saved as it goes, so that running them again resumes
+RESUMES = frozenset({"extract", "train", "cv", "rank", "table1", "descriptors", "demo"})
 
 
 def _common() -> argparse.ArgumentParser:
@@ -730,12 +735,19 @@ def cmd_highlight(args) -> int:
     for path, h in highlight_files(args.files, args.method, args.model, plot=args.plot):
         if isinstance(h, HitrankError):
             print(f"error: {h}", file=sys.stderr)
-            failures.append(path)
-        elif args.json:
+            failures.append(str(h))
+            continue
+        # a song shorter than the window: the window runs past its end (zero-padded when extracted)
+        h["padded"] = bool(padded_flags([h["duration"]], h["end"] - h["start"])[0])
+        if args.json:
             print(_json_dump({k: (round(v, 3) if isinstance(v, float) else v) for k, v in h.items()
-                              if k in ("path", "start", "end", "method", "duration", "plot")}))
+                              if k in ("path", "start", "end", "method", "duration", "padded", "plot")}))
         else:
-            print(f"{h['start']:7.1f} {h['end']:7.1f}  {h['method']:<9}  {path}")
+            note = f"  (padded: the song lasts {h['duration']:.1f} s)" if h["padded"] else ""
+            print(f"{h['start']:7.1f} {h['end']:7.1f}  {h['method']:<9}  {path}{note}")
+    if failures:  # each message names its file
+        print(f"{len(failures)} of {len(args.files)} files failed:", *(f"  {m}" for m in failures),
+              sep="\n", file=sys.stderr)
     return EXIT_PARTIAL if failures else EXIT_OK
 
 
@@ -826,9 +838,14 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return EXIT_INTERRUPTED
     except OSError as exc:  # e.g. a full disk while writing a store: stop cleanly, nothing is lost
-        print(f"error: {exc}; work done so far is saved, run the same command again to resume",
-              file=sys.stderr)
+        again = "; work done so far is saved, run the same command again to resume" if args.command in RESUMES else ""
+        print(f"error: {exc}{again}", file=sys.stderr)
         return EXIT_USAGE
+    except Exception:  # noqa: BLE001 - a bug, not the user's input: say so, with its traceback
+        traceback.print_exc()
+        print(f"error: an unexpected error in `hitrank {args.command}` (a bug in hitrank, traceback above); "
+              "please report it with the command you ran", file=sys.stderr)
+        return EXIT_BUG
 
 
 def _json_dump(obj) -> str:

@@ -260,7 +260,9 @@ def run_cv(cfg: Config, ds: Dataset, out: str | os.PathLike, progress: bool = Tr
         write_run_info(out, "spectrogram", "cv", name=cfg.name, store=_store_path(ds))
     barrier(ctx)  # the run folder exists and holds this config before any rank looks at it
     folds = folds_of(cfg, ds)
-    done = [f for f in range(len(folds)) if (out / f"fold_{f:02d}.json").exists()]
+    # a fold is done when its record and its checkpoint are both there (a lost checkpoint is retrained)
+    done = [f for f in range(len(folds))
+            if (out / f"fold_{f:02d}.json").exists() and (out / f"fold_{f:02d}.pt").exists()]
     todo = [f for f in my_folds(ctx, len(folds)) if f not in done]
     barrier(ctx)  # every rank has its list before any fold is marked done
     t0 = time.time()

@@ -134,7 +134,21 @@ def find_checkpoints(model: str | os.PathLike) -> list[Path]:
     if model.is_dir():
         found = sorted(model.glob("fold_*.pt")) or sorted(model.glob("model.pt"))
         if found:
+            _check_no_fold_missing(model, found)
             return found
         raise CheckpointError(f"{str(model)!r}: no fold_*.pt or model.pt in this run folder; "
                               "train one with `hitrank cv` or `hitrank train`")
     raise CheckpointError(f"{str(model)!r}: no such run folder or checkpoint")
+
+
+def _check_no_fold_missing(folder: Path, found: list[Path]) -> None:
+    """Refuse a cross-validation run folder whose record of a trained fold (``fold_XX.json``)
+    has lost its checkpoint (``fold_XX.pt``): its fold ensemble would rank silently with
+    fewer models than it was evaluated with."""
+    have = {p.stem for p in found}
+    missing = sorted(p.stem for p in folder.glob("fold_*.json") if p.stem not in have)
+    if missing:
+        names = ", ".join(f"{m}.pt" for m in missing)
+        raise CheckpointError(f"{str(folder)!r}: {names} missing ({len(found)} of {len(found) + len(missing)} "
+                              "fold checkpoints found), so its fold ensemble is incomplete; put the file back, "
+                              "or run the same `hitrank cv` command again to retrain the fold")

@@ -63,3 +63,27 @@ def test_one_tagger_default_and_its_aliases():
     for name in ("musicnn", "MTT_musicnn", "MTT_vgg", "jynet", "jynet-mtt-std"):
         assert parser.parse_args(["tags", "a.wav", "--model", name]).model == name
     assert tags.resolve_tagger("MTT_musicnn") == tags.resolve_tagger("auto") == tags.DEFAULT_TAGGER
+
+
+def _failing(exc):
+    def command(args):
+        raise exc
+    return command
+
+
+def test_bug_and_os_error_exit_codes(monkeypatch, capsys):
+    import hitrank.cli as cli
+
+    # an unexpected exception is a bug: traceback, one line saying so, exit 3 (not 1, "some inputs failed")
+    monkeypatch.setitem(cli.COMMANDS, "fit", _failing(ZeroDivisionError("division by zero")))
+    assert main(["fit", "--reference", "a.csv", "--candidates", "b.csv"]) == cli.EXIT_BUG == 3
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "ZeroDivisionError" in err and "a bug in hitrank" in err
+    # an OS error stops with one line; only commands that save work as they go promise a resume
+    monkeypatch.setitem(cli.COMMANDS, "fit", _failing(FileNotFoundError(2, "No such file or directory", "p/x.csv")))
+    assert main(["fit", "--reference", "a.csv", "--candidates", "b.csv"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "p/x.csv" in err and "resume" not in err
+    monkeypatch.setitem(cli.COMMANDS, "rank", _failing(OSError(28, "No space left on device")))
+    assert main(["rank", "songs", "--model", "run"]) == 2
+    assert "run the same command again to resume" in capsys.readouterr().err

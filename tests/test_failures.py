@@ -139,7 +139,14 @@ def test_highlight_survives_every_kind(bad_corpus, capsys):
         assert _named(err, d, name) and name not in done, name
     assert {"one_second.wav", "eight_channels.wav", "high_192k.wav", "-leading-dash.wav",
             "ünïcødé ♪.wav", "<img src=x onerror=alert(1)>.wav", "twenty_minutes.flac"} <= done
-    assert all(line.startswith("error: ") for line in err.splitlines() if "failed" not in line)
+    # one error line per file as it fails, then the failures listed again at the end
+    lines, n, summary = __import__("re").split(rf"(\d+) of {len(files)} files failed:\n", err)
+    assert all(line.startswith("error: ") for line in lines.splitlines())
+    assert int(n) == len(lines.splitlines()) == len(summary.splitlines()) >= len(expect_fail) + 1
+    for name in (*expect_fail, SILENT):
+        assert _named(summary, d, name), name
+    padded = {os.path.basename(r["path"]): r["padded"] for r in map(__import__("json").loads, out.splitlines())}
+    assert padded["one_second.wav"] and not padded["twenty_minutes.flac"]
 
 
 @pytest.mark.skipif(__import__("importlib").util.find_spec("musicnn") is None,

@@ -54,6 +54,22 @@ def test_same_seed_same_metrics_and_resume(store, tmp_path):
     assert c["seconds"] >= b["seconds"] > 0
 
 
+def test_lost_fold_checkpoint_refused_then_retrained(store, tmp_path):
+    from hitrank.errors import CheckpointError
+    from hitrank.runinfo import find_checkpoints
+
+    a = _cv(store, tmp_path / "a")
+    (tmp_path / "a" / "fold_01.pt").unlink()
+    # ranking with the two folds left would score differently from the run's evaluation: refused
+    with pytest.raises(CheckpointError, match=r"fold_01\.pt missing \(2 of 3 fold checkpoints"):
+        find_checkpoints(tmp_path / "a")
+    # the same cv command retrains that fold (its record alone is not "done"), identically
+    b = _cv(store, tmp_path / "a")
+    assert len(find_checkpoints(tmp_path / "a")) == 3
+    keys = [k for k in a if k.endswith(("_mean", "_std"))]
+    assert {k: a[k] for k in keys} == {k: b[k] for k in keys}
+
+
 def test_checkpoint_is_plain_and_weights_only(store, tmp_path):
     _cv(store, tmp_path / "r")
     payload = torch.load(tmp_path / "r" / "fold_00.pt", weights_only=True)
