@@ -303,12 +303,23 @@ def song_curve(y: np.ndarray, params: FeatureParams, scorers, analysed_start: fl
         hop = hop_frames(params, hop_seconds, frame_stride(scorers))
         windows, starts = window_mels(mel, params, hop)
         fold = score_song_windows(scorers, mel, windows, hop, tags)
-        last = len(y) - seg
-        firsts = sorted({min(max(0, int(round((analysed_start + s) * params.sr))), last) for s in shifts})
-        crops = np.stack([y[f: f + seg] for f in firsts])
-        shifted = score_windows(scorers, log_mel(crops, params, device=device).to(dtype), tags).mean(axis=0)
     return PotentialCurve(starts, fold.mean(axis=0), fold, params.segment_seconds, duration,
-                          float(analysed_start), shifted)
+                          float(analysed_start), shift_scores(y, params, scorers, analysed_start, tags, device, shifts))
+
+
+def shift_scores(y: np.ndarray, params: FeatureParams, scorers, analysed_start: float,
+                 tags: np.ndarray | None = None, device: torch.device | str = "cpu",
+                 shifts: tuple = SHIFTS_SECONDS) -> np.ndarray:
+    """Fold-ensemble scores of the window at ``analysed_start`` (s) moved by each of ``shifts``
+    (s, clipped to the song): ``(len(set of clipped starts),)``, the curve's scale; ``y``
+    (n_samples,) mono at ``params.sr``, zero-padded here when shorter than a window."""
+    seg = int(round(params.segment_seconds * params.sr))
+    y = np.pad(y, (0, max(0, seg - len(y))))
+    firsts = sorted({min(max(0, int(round((analysed_start + s) * params.sr))), len(y) - seg) for s in shifts})
+    crops = np.stack([y[f: f + seg] for f in firsts])
+    with torch.inference_mode():
+        mel = log_mel(crops, params, device=device).to(_store_dtype(params))
+        return score_windows(scorers, mel, tags).mean(axis=0)
 
 
 def unstable(shift_spread: np.ndarray, between_song_sd: float, share: float = UNSTABLE_SHARE) -> np.ndarray:
@@ -358,7 +369,8 @@ def potential_curve(path: str | os.PathLike, model: str | os.PathLike, device: s
     with torch.inference_mode():
         seg = score_windows(scorers, cut.mel(params).to(_store_dtype(params)).to(dev)[None], tags)[:, 0]
     curve = song_curve(y, params, scorers, cut.segment.start, cut.segment.duration, tags, hop_seconds, dev)
-    if analysed == "best":
-        curve = song_curve(y, params, scorers, curve.with_window(cut.segment.start, seg).best_start,
-                           cut.segment.duration, tags, hop_seconds, dev)
-    return curve.with_window(cut.segment.start, seg)
+    curve = curve.with_window(cut.segment.start, seg)
+    if analysed == "best":  # the shift spread around the best window instead
+        curve = replace(curve, analysed_start=curve.best_start,
+                        shift_scores=shift_scores(y, params, scorers, curve.best_start, tags, dev))
+    return curve

@@ -284,3 +284,21 @@ def test_cli_curve_and_api(cv_run, corpus, tmp_path, capsys):
     assert c.best_score >= row["score"] - 1e-4 and np.isclose(c.scores, row["score"], atol=1e-4).any()
     assert main(["rank", str(folder), "--model", str(cv_run), "--segment", "best", "-q"]) == 2
     assert "--curve" in capsys.readouterr().err
+
+
+def test_potential_curve_best_measures_shifts_around_the_best_window(corpus, cv_run, tmp_path):
+    import soundfile as sf
+
+    import hitrank
+
+    y, sr = sf.read(corpus / "audio" / "song_00004.wav", frames=60 * 22050)
+    sf.write(tmp_path / "a.wav", y, sr)
+    seg = hitrank.potential_curve(tmp_path / "a.wav", cv_run, device="cpu")
+    best = hitrank.potential_curve(tmp_path / "a.wav", cv_run, device="cpu", analysed="best")
+    # one curve, read two ways: the same windows and scores, the shift spread measured elsewhere
+    np.testing.assert_allclose(best.scores, seg.scores, atol=1e-5)
+    assert best.analysed_start == pytest.approx(seg.best_start) and seg.analysed_start == pytest.approx(15.0)
+    assert len(best.shift_scores) > 1 and not np.allclose(best.shift_scores[:1], seg.shift_scores[:1])
+    # its shift scores are the curve's own windows near the best one (scored alone)
+    near = np.abs(best.starts - best.best_start) <= 1.0
+    assert np.min(np.abs(best.shift_scores[:, None] - best.scores[near][None])) < 1e-3
