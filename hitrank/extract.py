@@ -82,9 +82,13 @@ def extract_song(path: str | os.PathLike, params: FeatureParams = FeatureParams(
         if params.contrast:
             extra["contrast"] = cut.contrast_mel(path, params).numpy().astype(params.dtype)
     # checked after the cast: raw power can overflow float16 (hence float32 for log='none')
-    sides = (extra.get(k, 0.0) for k in ("tags", "embedding", "contrast"))
-    if not (np.all(np.isfinite(mel)) and all(np.all(np.isfinite(v)) for v in sides)):
+    if not (np.all(np.isfinite(mel)) and np.all(np.isfinite(extra.get("contrast", 0.0)))):
         raise AudioLoadError(path, "features are not finite (corrupt audio?)")
+    for k in ("tags", "embedding"):  # the audio's log-mel is finite: the network is at fault
+        if not np.all(np.isfinite(extra.get(k, 0.0))):
+            raise AudioLoadError(path, f"the {k} network's output is not finite while the audio's log-mel is: "
+                                       "check its weights (imported ones: `hitrank pretrained import PATH "
+                                       "--force`)")
     if seg.silent:
         log.warning("%r: the analysed segment is digital silence; kept, flagged silent=True "
                     "(ranked last, left out of training)", str(path))

@@ -33,6 +33,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from . import segments
@@ -40,7 +41,7 @@ from .checkpoint import save_checkpoint
 from .errors import CheckpointError, HitrankError
 from .fileio import atomic_write_text
 from .models import build
-from .models.ret30 import CKPT_DIR, CKPT_PREFIX, REPO_URL, ret30_state
+from .models.ret30 import CKPT_DIR, CKPT_PREFIX, CONV_VARS, DENSE_VARS, REPO_URL, ret30_state
 from .runinfo import write_run_info
 from .runtime import models_dir
 from .schema import Config
@@ -91,9 +92,23 @@ def ret30_prefix(folder: str | os.PathLike) -> Path:
 
 def convert_ret30(folder: str | os.PathLike, fusion: str = "trained") -> dict:
     """Read the released ret30 checkpoint under ``folder`` (``ret30.mdl/`` inside it, or the
-    folder itself) and convert it (:func:`hitrank.models.ret30.ret30_state`)."""
+    folder itself) and convert it (:func:`hitrank.models.ret30.ret30_state`).
+
+    Raises
+    ------
+    CheckpointError
+        When a file is missing, truncated or damaged, or a weight ret30 uses is not finite.
+    """
     prefix = ret30_prefix(folder)
-    return ret30_state(read_bundle(prefix), fusion, str(prefix))
+    tensors = read_bundle(prefix)
+    for name in (f"{var}/{part}" for var, _ in CONV_VARS + DENSE_VARS for part in ("kernel", "bias")):
+        bad = int(tensors[name].size - np.count_nonzero(np.isfinite(tensors[name]))) if name in tensors else 0
+        if bad:  # the Adagrad slots, which ret30 does not use, are not checked
+            raise CheckpointError(
+                f"{str(prefix) + '.data-00000-of-00001'!r}: tensor {name!r} has {bad} of "
+                f"{tensors[name].size} values not finite (NaN or inf); the checkpoint is damaged: "
+                f"get a fresh copy of {REPO_URL}")
+    return ret30_state(tensors, fusion, str(prefix))
 
 
 def load_ret30(folder: str | os.PathLike, fusion: str = "trained") -> torch.nn.Module:

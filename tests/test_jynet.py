@@ -351,3 +351,25 @@ def test_kaiser_best_resampling():
     ref = J.resample16(y, 22050, "soxr_hq")
     # a 1 kHz tone is well inside both passbands: the two resamplers agree away from the edges
     assert np.abs(out[1000:15000] - ref[1000:15000]).max() < 1e-3
+
+
+def test_damaged_numpy_files_are_named_without_pickle(tmp_path):
+    """Release files that are not numbers are one CheckpointError naming the file and why
+    (no traceback, never unpickled); a good file loads."""
+    good = tmp_path / "good.npy"
+    np.save(good, np.arange(128.0))
+    np.testing.assert_array_equal(J._load_npy(good), np.arange(128.0))
+    (tmp_path / "text.npy").write_text("0.5\n" * 128)
+    (tmp_path / "short.npy").write_bytes(good.read_bytes()[:-8 * 100])
+    np.save(tmp_path / "objects.npy", np.array([{}] * 3), allow_pickle=True)
+    for name, why in (("text.npy", "not a numpy array file"),
+                      ("short.npy", "truncated or damaged: expected 128 values, found 28"),
+                      ("objects.npy", "pickled")):
+        with pytest.raises(CheckpointError, match=rf"{name}'.*{why}"):
+            J._load_npy(tmp_path / name)
+    np.savez(tmp_path / "w.npz", arr_0=np.ones(3))
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "w.npz").read_bytes()[:100])
+    for name in ("cut.npz", "text.npy"):
+        with pytest.raises(CheckpointError, match=rf"{name}'.*not a valid \.npz archive"):
+            J._load_npz(tmp_path / name)
+    assert list(J._load_npz(tmp_path / "w.npz")) == ["arr_0"]

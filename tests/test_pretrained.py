@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 
 import numpy as np
 import pytest
@@ -149,3 +150,77 @@ def test_extract_records_the_tagger(imported, corpus, tmp_path):
     assert meta["features"]["tagger"] == "jynet"
     tags = np.load(tmp_path / "st" / "tags.npy")
     assert tags.shape == (1, 50) and np.all((tags > 0) & (tags < 1))
+
+
+def _release_copy(folder, damaged: str, write) -> None:
+    """The release files ``pretrained import`` reads, linked into ``folder``, but ``damaged``
+    (a path inside it) written by ``write(path, original path)``; never a copy of the weights."""
+    from hitrank.tags import jynet
+
+    rels = [jynet.MODEL_FILE, jynet.TAGS188_FILE, "LICENSE"] + [
+        f"ret30.mdl/model.ckpt.{ext}" for ext in ("index", "data-00000-of-00001", "meta")] + [
+        f"{jynet.STANDARDISER_DIR.format(n_fft=n)}/{f}" for n in jynet.N_FFTS for f in ("mean.npy", "std.npy")]
+    for rel in rels:
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        if rel == damaged:
+            write(folder / rel, HSP_CNN / rel)
+        else:
+            (folder / rel).symlink_to(HSP_CNN / rel)
+
+
+def _truncate(n_bytes):
+    return lambda path, src: path.write_bytes(src.read_bytes()[:n_bytes])
+
+
+def _npz_with_nan(path, src):
+    with np.load(src) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["arr_0"] = np.full_like(arrays["arr_0"], np.nan)
+    with open(path, "wb") as f:  # np.savez would append .npz to a str path
+        np.savez(f, **arrays)
+
+
+def _ckpt_with_nan(path, src):
+    from hitrank.tags.bundle import read_bundle
+
+    kernel = read_bundle(src.with_name("model.ckpt"))["conv2d/kernel"].astype("<f4").tobytes()
+    data = bytearray(src.read_bytes())
+    offset = data.find(kernel)
+    assert offset >= 0
+    data[offset:offset + 4] = np.float32(np.nan).tobytes()
+    path.write_bytes(bytes(data))
+
+
+STD = "data/standardizers/logmelspec10000.16000_512_512_128.0/std.npy"
+MEAN = STD.replace("std.npy", "mean.npy")
+NPZ = "data/models/model.20160309_111546.npz"
+DATA = "ret30.mdl/model.ckpt.data-00000-of-00001"
+DAMAGES = {  # what the QA made (/tmp/qa5/pt) and more: damaged file, how, what the error says
+    "zero_std": (STD, lambda p, s: np.save(p, np.zeros(128)), r"std\.npy.*128 of 128 standard deviations are <= 0"),
+    "nan_mean": (MEAN, lambda p, s: np.save(p, np.full(128, np.nan)), r"mean\.npy.*mean has 128 of 128 values not finite"),
+    "nan_jynet_weight": (NPZ, _npz_with_nan, r"\.npz.*array arr_0 has 32768 of 32768 values not finite"),
+    "nan_ret30_weight": (DATA, _ckpt_with_nan, r"data-00000-of-00001.*'conv2d/kernel' has 1 of 16384 values not finite"),
+    "truncated_ckpt": (DATA, _truncate(300000), r"data-00000-of-00001.*truncated or damaged: expected 16384 values, found 8760"),
+    "truncated_npz": (NPZ, _truncate(1000000), r"\.npz.*not a valid \.npz archive"),
+    "text_npy": (STD, lambda p, s: p.write_text("not numbers\n"), r"std\.npy.*not a numpy array file"),
+    "truncated_npy": (STD, _truncate(300), r"std\.npy.*truncated or damaged: expected 128 values, found \d+"),
+    "pickled_npy": (STD, lambda p, s: np.save(p, np.array([{}] * 128), allow_pickle=True), r"std\.npy.*pickled"),
+}
+
+
+@pytest.mark.skipif(not (HSP_CNN / "ret30.mdl").is_dir(), reason=f"the authors' released weights are not at {HSP_CNN}")
+@pytest.mark.parametrize("damage", list(DAMAGES))
+def test_damaged_release_is_refused_in_one_line_and_keeps_the_earlier_import(damage, tmp_path, monkeypatch, capsys):
+    rel, write, message = DAMAGES[damage]
+    _release_copy(tmp_path / "release", rel, write)
+    monkeypatch.setenv("HITRANK_CACHE", str(tmp_path / "cache"))
+    earlier = tmp_path / "cache" / "models" / "jynet" / "jynet.pt"  # stands for a good import
+    earlier.parent.mkdir(parents=True)
+    earlier.write_bytes(b"earlier import")
+    capsys.readouterr()
+    assert main(["pretrained", "import", str(tmp_path / "release"), "--force"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and rel in err, err
+    assert re.search(message, err), err
+    assert earlier.read_bytes() == b"earlier import"
+    assert sorted(p.name for p in (tmp_path / "cache" / "models").iterdir()) == ["jynet"]

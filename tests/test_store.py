@@ -38,6 +38,16 @@ def test_store_features_match_direct_extraction(store, corpus):
     assert info["seg_start"] == pytest.approx(row.seg_start)
 
 
+def test_a_network_output_that_is_not_finite_blames_the_network(corpus, monkeypatch):
+    from hitrank import extract as ex
+    from hitrank.errors import AudioLoadError
+
+    path = pd.read_csv(corpus / "labels.csv").path.iloc[0]
+    monkeypatch.setattr(ex, "_song_tags", lambda *a: np.full(50, np.nan, np.float32))
+    with pytest.raises(AudioLoadError, match="tags network's output is not finite while the audio's log-mel is"):
+        ex.extract_song(corpus / path, FeatureParams(tags="segment"))
+
+
 def test_rerun_skips_and_params_are_enforced(store, corpus):
     rep = extract(corpus / "labels.csv", store, progress=False)
     assert rep.ok == 0 and rep.skipped == 24

@@ -153,3 +153,21 @@ def test_fit_with_tags_prefers_the_reference_style(tmp_path, capsys, monkeypatch
     out = json.loads(capsys.readouterr().out)
     assert "tag_beat" in out["columns"] and "tempo" in out["columns"]
     assert out["ranking"][0]["id"] == "drums_new.wav"
+
+
+def test_tags_cli_fails_a_file_whose_tagger_output_is_not_finite(tmp_path, capsys, monkeypatch):
+    """Damaged weights give NaN tags: a failure of that file blaming the model, not the audio,
+    and never a NaN in the output (nor a crash of --json)."""
+    from hitrank import tags
+
+    def nan_tags(y, sr, device="cpu"):
+        return np.full(len(TAGS), np.nan)
+
+    monkeypatch.setitem(tags.TAGGERS, "jynet", tags.Tagger("jynet", nan_tags, nan_tags, lambda: None, ""))
+    sf.write(tmp_path / "drums.wav", np.tile(clips()["drums"], 3), SR)
+    for extra in ([], ["--json"]):
+        assert main(["tags", str(tmp_path / "drums.wav"), "--model", "jynet", *extra]) == 1
+        captured = capsys.readouterr()
+        assert captured.out == "" and "nan" not in captured.err.lower().replace("nan or inf", "")
+        assert "drums.wav" in captured.err and "output is not finite" in captured.err
+        assert "weights" in captured.err and "1 of 1 files failed" in captured.err

@@ -61,6 +61,13 @@ def tag_file(path, model: str = DEFAULT_TAGGER, device: str = "cpu") -> dict:
     -------
     dict with ``path``, ``duration`` (s), ``model``, ``tags`` ({name: probability}) and
     ``top`` (names, best first).
+
+    Raises
+    ------
+    AudioLoadError
+        When the file cannot be decoded or is silent.
+    CheckpointError
+        When the tagger's output is not finite (damaged weights, not the audio).
     """
     if _port(model) in MUSICNN_MODELS:
         from .musicnn import SR, tag_vector
@@ -73,6 +80,10 @@ def tag_file(path, model: str = DEFAULT_TAGGER, device: str = "cpu") -> dict:
         vec = None if _silent(y) else get_tagger(model).song(y, sr, device)
     if vec is None:
         raise AudioLoadError(path, "audio is silent")
+    if not np.all(np.isfinite(vec)):  # the audio decoded and is not silent: the network is at fault
+        raise CheckpointError(f"{str(path)!r}: the {model} tagger's output is not finite (NaN or inf); "
+                              "the audio decoded fine: check the model's weights (JYnet: re-run "
+                              "`hitrank pretrained import PATH --force` from the released files)")
     order = np.argsort(-vec, kind="stable")
     return {"path": str(path), "duration": duration, "model": _port(model),
             "tags": {TAGS[i]: float(vec[i]) for i in range(N_TAGS)},

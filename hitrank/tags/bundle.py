@@ -9,6 +9,7 @@ not sliced. Protobuf messages are decoded by hand (no protobuf dependency).
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 from pathlib import Path
@@ -99,7 +100,8 @@ def read_bundle(prefix: str | os.PathLike) -> dict[str, np.ndarray]:
     Raises
     ------
     CheckpointError
-        when the files are missing or not a TensorBundle of supported tensors.
+        when the files are missing, truncated or damaged, or not a TensorBundle of supported
+        tensors.
     """
     prefix = str(prefix)
     index, shard = Path(prefix + ".index"), Path(prefix + ".data-00000-of-00001")
@@ -109,24 +111,39 @@ def read_bundle(prefix: str | os.PathLike) -> dict[str, np.ndarray]:
     data = index.read_bytes()
     if len(data) < 48 or struct.unpack_from("<Q", data, len(data) - 8)[0] != MAGIC:
         raise CheckpointError(f"{str(index)!r}: not a TensorBundle index (bad footer magic)")
+    try:
+        entries = list(_index_entries(data))
+    except (IndexError, ValueError, struct.error, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{str(index)!r}: TensorBundle index truncated or damaged ({exc}); "
+                              "get a fresh copy of the checkpoint") from None
+    # np.memmap refuses an empty file: an empty shard is a truncated one, reported per tensor
+    raw = np.memmap(shard, dtype=np.uint8, mode="r") if shard.stat().st_size else np.zeros(0, np.uint8)
+    tensors: dict[str, np.ndarray] = {}
+    for name, e in entries:
+        if e["sliced"] or e["shard"] != 0 or e["dtype"] not in _DTYPES:
+            raise CheckpointError(f"{str(index)!r}: tensor {name!r} is sliced, sharded "
+                                  f"or of unsupported dtype {e['dtype']}")
+        dtype = np.dtype(_DTYPES[e["dtype"]]).newbyteorder("<")
+        expected = math.prod(e["shape"])
+        found = max(0, min(e["size"], raw.size - e["offset"])) // dtype.itemsize
+        if e["size"] != expected * dtype.itemsize or found != expected:
+            raise CheckpointError(f"{str(shard)!r}: tensor {name!r} truncated or damaged: expected "
+                                  f"{expected} values, found {found}; get a fresh copy of the checkpoint")
+        buf = np.asarray(raw[e["offset"]:e["offset"] + e["size"]])
+        tensors[name] = buf.view(dtype).reshape(e["shape"]).astype(dtype.newbyteorder("="))
+    return tensors
+
+
+def _index_entries(data: bytes):
+    """Yield (variable name, :func:`_entry`) of a TensorBundle index's table, header left out."""
     footer = data[-48:]
     _, pos = _varint(footer, 0)
     _, pos = _varint(footer, pos)  # metaindex handle (unused)
     idx_off, pos = _varint(footer, pos)
     idx_size, pos = _varint(footer, pos)
-    raw = np.memmap(shard, dtype=np.uint8, mode="r")
-    tensors: dict[str, np.ndarray] = {}
     for _, handle in _block_entries(data, idx_off, idx_size):
         off, p = _varint(handle, 0)
         size, _ = _varint(handle, p)
         for key, value in _block_entries(data, off, size):
-            if not key:  # the bundle header
-                continue
-            e = _entry(value)
-            if e["sliced"] or e["shard"] != 0 or e["dtype"] not in _DTYPES:
-                raise CheckpointError(f"{str(index)!r}: tensor {key.decode()!r} is sliced, sharded "
-                                      f"or of unsupported dtype {e['dtype']}")
-            dtype = np.dtype(_DTYPES[e["dtype"]]).newbyteorder("<")
-            buf = np.asarray(raw[e["offset"]:e["offset"] + e["size"]])
-            tensors[key.decode()] = buf.view(dtype).reshape(e["shape"]).astype(dtype.newbyteorder("="))
-    return tensors
+            if key:  # the empty key is the bundle header
+                yield key.decode(), _entry(value)

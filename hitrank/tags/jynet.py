@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import functools
 import math
+import zipfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -242,7 +244,8 @@ class JYNet(nn.Module):
         Raises
         ------
         CheckpointError
-            If a file is missing or does not hold what the release holds.
+            If a file is missing, truncated or damaged, does not hold what the release holds,
+            or holds values that are not finite (or standard deviations <= 0).
         """
         folder = Path(folder)
         model = _release_file(folder, MODEL_FILE)
@@ -254,21 +257,30 @@ class JYNet(nn.Module):
                 f"{N_TAGS188} (the released tag_list.top188.txt)"
             )
         net = cls(tags188)
-        with np.load(model, allow_pickle=False) as z:
-            if not all(k.startswith("arr_") and k[4:].isdigit() for k in z.files):
-                raise CheckpointError(
-                    f"{str(model)!r}: unexpected arrays {sorted(z.files)[:5]}; "
-                    "expected arr_0 ... arr_30 (Lasagne parameter order)"
-                )
-            net.load_lasagne([z[k] for k in sorted(z.files, key=lambda k: int(k[4:]))])
+        arrays = _load_npz(model)
+        if not all(k.startswith("arr_") and k[4:].isdigit() for k in arrays):
+            raise CheckpointError(
+                f"{str(model)!r}: unexpected arrays {sorted(arrays)[:5]}; "
+                "expected arr_0 ... arr_30 (Lasagne parameter order)"
+            )
+        for key, arr in arrays.items():
+            _check_finite(arr, model, f"array {key}")
+        net.load_lasagne([arrays[k] for k in sorted(arrays, key=lambda k: int(k[4:]))])
         means, stds = [], []
         for n_fft in N_FFTS:
             sub = STANDARDISER_DIR.format(n_fft=n_fft)
             for name, dest in (("mean.npy", means), ("std.npy", stds)):
                 path = _release_file(folder, f"{sub}/{name}")
-                arr = np.load(path, allow_pickle=False)
+                arr = _load_npy(path)
                 if arr.shape != (N_MELS,):
                     raise CheckpointError(f"{str(path)!r}: shape {arr.shape}; expected ({N_MELS},)")
+                _check_finite(arr, path, name[:-4])
+                if name == "std.npy" and not np.all(arr > 0):
+                    raise CheckpointError(
+                        f"{str(path)!r}: {int(np.sum(arr <= 0))} of {arr.size} standard deviations "
+                        f"are <= 0 (min {arr.min():g}); expected > 0: the standardiser is damaged, "
+                        f"get a fresh copy of {RELEASE}"
+                    )
                 dest.append(arr)
         with torch.no_grad():
             net.shipped_mean.copy_(torch.from_numpy(np.stack(means)))
@@ -293,6 +305,56 @@ def _release_file(folder: Path, rel: str) -> Path:
             f"{RELEASE}, which holds {rel}"
         )
     return path
+
+
+#: first bytes of a .npy file (numpy.lib.format)
+NPY_MAGIC = b"\x93NUMPY"
+
+
+def _damaged(path: Path, what: str) -> CheckpointError:
+    return CheckpointError(f"{str(path)!r}: {what}; get a fresh copy of {RELEASE}")
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    """A release ``.npy`` array (never pickled objects); CheckpointError naming the file when
+    it is not a numpy array file or is truncated."""
+    with open(path, "rb") as f:
+        if f.read(len(NPY_MAGIC)) != NPY_MAGIC:
+            raise _damaged(path, "not a numpy array file (no .npy header)")
+        f.seek(0)
+        try:
+            version = np.lib.format.read_magic(f)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, _, dtype = read_header(f)
+        except ValueError as exc:
+            raise _damaged(path, f"not a numpy array file ({exc})") from None
+        if dtype.hasobject:
+            raise _damaged(path, "holds Python objects (pickled data), not numbers")
+        expected, found = math.prod(shape), (path.stat().st_size - f.tell()) // max(dtype.itemsize, 1)
+    if found < expected:
+        raise _damaged(path, f"truncated or damaged: expected {expected} values, found {found}")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise _damaged(path, f"truncated or damaged ({exc})") from None
+
+
+def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of a release ``.npz`` (no pickled objects); CheckpointError naming the file
+    when it is not a valid archive (truncated, damaged, or another kind of file)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError) as exc:
+        raise _damaged(path, f"not a valid .npz archive, truncated or damaged ({exc})") from None
+
+
+def _check_finite(arr: np.ndarray, path: Path, what: str) -> None:
+    bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+    if bad:
+        raise _damaged(path, f"{what} has {bad} of {np.size(arr)} values not finite (NaN or inf); "
+                             "the file is damaged")
 
 
 # ----------------------------------------------------------------------------- front end
