@@ -46,7 +46,7 @@ def table_from_source(source: str | os.PathLike, workers: int = 1, progress: boo
 
 def _rows(table: DescriptorTable, keep: np.ndarray) -> DescriptorTable:
     return DescriptorTable(table.frame[keep].reset_index(drop=True), table.ids[keep],
-                           table.artists[keep], table.sources)
+                           table.artists[keep], table.sources, table.columns)
 
 
 def predict_table(models: list[DescriptorModel], table: DescriptorTable) -> pd.DataFrame:

@@ -36,7 +36,7 @@ class DataConfig:
     target: str = "target"  # target column
     task: str = "classify"  # classify (0/1, or value >= hit_threshold) | regress
     hit_threshold: float = -1.0  # classify: hit = target >= this; -1 = the column is already 0/1
-    transform: str = "none"  # regress: none | log1p (log streams) | log (log of scores in (0, 1))
+    transform: str = "none"  # regress: none | log1p (log streams, takes 0) | log (scores > 0 only)
     keep_hits: float = 1.0  # keep this fraction of hits (seeded) to study class imbalance
     history: bool = False  # add artist-history features (artist's strictly earlier songs only)
     order_column: str = "decade"  # what "earlier" means: decade, released_year, ...

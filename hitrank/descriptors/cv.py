@@ -79,12 +79,18 @@ def split_val(cfg: DescriptorConfig, idx: np.ndarray, y: np.ndarray, seed: int,
     return np.setdiff1d(idx, va), np.sort(va)
 
 
-def train_one(cfg: DescriptorConfig, prep: Prepared, train_idx: np.ndarray, seed: int):
+def train_one(cfg: DescriptorConfig, prep: Prepared, train_idx: np.ndarray, seed: int,
+              where: str = "the table"):
     """Fit scaler, learner and calibration on the rows ``train_idx`` (split by :func:`split_val`;
     refitted on both parts when validating on the latest rows). Returns ``(model, curve,
     (tr, va, scaler, Z))``: the :class:`DescriptorModel`, the per-epoch / per-round curve, the
-    training and validation rows, the scaler and the network inputs of every row."""
+    training and validation rows, the scaler and the network inputs of every row.
+
+    Raises a HitrankError naming ``where`` (e.g. ``fold 2``) when a classifier's training part
+    has no hits or no non-hits: nothing could be learnt or balanced from it.
+    """
     tr, va = split_val(cfg, train_idx, prep.y, seed, prep.order)
+    _check_training_part(cfg, prep.y[tr], prep.y[va], where)
     scaler = Scaler.fit(model_columns(cfg, prep)[0][tr])
     y_std = (0.0, 1.0)
     if cfg.data.task == "regress":
@@ -96,6 +102,22 @@ def train_one(cfg: DescriptorConfig, prep: Prepared, train_idx: np.ndarray, seed
         both = np.sort(np.concatenate([tr, va]))
         parts = refit_any(cfg, parts, Z[both], yz[both])
     return DescriptorModel(cfg, prep.names, scaler, y_std, parts), curve, (tr, va, scaler, Z)
+
+
+def _check_training_part(cfg: DescriptorConfig, ytr: np.ndarray, yva: np.ndarray, where: str) -> None:
+    """A classifier's training part must hold hits and non-hits (the validation part took
+    some of each first)."""
+    if cfg.data.task != "classify":
+        return
+    n_hit, n_other = int(np.sum(ytr == 1)), int(np.sum(ytr == 0))
+    if n_hit and n_other:
+        return
+    raise HitrankError(
+        f"the training part of {where} has {n_hit} hit(s) and {n_other} non-hit(s) "
+        f"({cfg.data.target!r}; the validation part took {int(np.sum(yva == 1))} hit(s)); a "
+        "classifier needs both: give more rows"
+        + (" or a higher data.keep_hits" if cfg.data.keep_hits < 1 else "")
+        + " (in cross-validation: fewer folds, --folds / cv.folds)")
 
 
 def _metrics(cfg: DescriptorConfig, y: np.ndarray, pred: np.ndarray, raw: np.ndarray) -> dict:
@@ -219,7 +241,7 @@ def _run_fold(cfg: DescriptorConfig, prep: Prepared, te: np.ndarray, f: int, out
     """Train on every row but ``te``, test on ``te``; the fold's record (``fold_XX.json``)."""
     seed = cfg.train.seed * 1000 + f
     train_idx = np.setdiff1d(np.arange(len(prep.y)), te)
-    model, curve, (tr, va, scaler, Z) = train_one(cfg, prep, train_idx, seed)
+    model, curve, (tr, va, scaler, Z) = train_one(cfg, prep, train_idx, seed, where=f"fold {f}")
     pred = model.predict(prep)[te]  # inputs of all rows: history looks at earlier rows
     metrics = {cfg.name: _metrics(cfg, prep.y[te], pred, prep.raw[te])}
     Zflat = Z.reshape(len(Z), -1)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import HitrankError, LabelsError
+from ..errors import ConfigError, HitrankError, LabelsError
 from .config import DescriptorConfig
 from .history import history_features, history_sequences
 from .learners import learner
@@ -30,6 +30,10 @@ from .table import (
 log = logging.getLogger(__name__)
 #: rows left out for a bad target that are named one by one in the log (then a count)
 N_LOGGED_PROBLEMS = 10
+#: regression target transforms that need a positive target, and what to use instead
+POSITIVE_ONLY = {"log": "--set data.transform=log1p (takes 0) or --set data.transform=none"}
+#: rows named in such an error before "and N more"
+N_SHOWN = 5
 
 
 @dataclass
@@ -104,6 +108,8 @@ def prepare(cfg: DescriptorConfig, table: DescriptorTable, columns: list[str] | 
     else:
         raw = np.full(len(table), np.nan)
     keep = np.isfinite(raw) if need_target else np.ones(len(table), bool)
+    if d.task == "regress" and need_target and d.transform in POSITIVE_ONLY:
+        _check_positive(d, table, raw, keep)
     if d.task == "regress" and need_target:
         neg = keep & (raw < 0)
         problems += [f"line {i + 2} ({table.ids[i]!r}): {d.target}={raw[i]} is negative"
@@ -151,8 +157,40 @@ def prepare(cfg: DescriptorConfig, table: DescriptorTable, columns: list[str] | 
                                      prep.songs)
         prep.history = (H, hnames + [f"earlier_{c}" for c in prep.names])
     if need_target and len(prep.y) < 10:
-        raise LabelsError(f"{table.sources[0]!r}: only {len(prep.y)} usable rows; need at least 10")
+        why = f" ({len(problems)} left out, e.g. {problems[0]})" if problems else ""
+        raise LabelsError(f"{table.sources[0]!r}: only {len(prep.y)} usable rows{why}; need at least 10")
+    if need_target and d.task == "classify":
+        _check_two_classes(d, table, prep.y)
     return prep, problems
+
+
+def _check_positive(d, table: DescriptorTable, raw: np.ndarray, keep: np.ndarray) -> None:
+    """Raise a ConfigError naming the rows (CSV lines) whose target ``d.transform`` cannot take
+    (a log of 0 or of a negative score), and the transforms that can; never a silent floor."""
+    bad = keep & ~(raw > 0)
+    if bad.any():
+        n_bad = int(bad.sum())
+        shown = [f"line {i + 2} ({table.ids[i]!r}: {raw[i]:g})" for i in np.flatnonzero(bad)[:N_SHOWN]]
+        more = f" and {n_bad - N_SHOWN} more" if n_bad > N_SHOWN else ""
+        raise ConfigError(
+            f"{table.sources[0]!r}: data.transform={d.transform!r} needs {d.target} > 0; {n_bad} "
+            f"row(s) have other values: {', '.join(shown)}{more}. Use {POSITIVE_ONLY[d.transform]}")
+
+
+def _check_two_classes(d, table: DescriptorTable, y: np.ndarray) -> None:
+    """Raise a LabelsError when the usable rows hold one class only: a classifier would learn
+    nothing (and the baselines cannot be fitted)."""
+    n_hit = int(np.sum(y == 1))
+    n_other = int(np.sum(y == 0))
+    if n_hit and n_other:
+        return
+    hit = f"{d.target} >= {d.hit_threshold:g}" if d.hit_threshold >= 0 else f"{d.target} = 1"
+    fix = ("raise data.keep_hits" if d.keep_hits < 1 and n_other else
+           "change data.hit_threshold" if d.hit_threshold >= 0 else "give a table with both")
+    raise LabelsError(
+        f"{table.sources[0]!r}: the target column {d.target!r} has one class only among the "
+        f"{len(y)} usable rows: {n_hit} hit(s) ({hit}), {n_other} non-hit(s); a classifier needs "
+        f"hits and non-hits: {fix}")
 
 
 def _dedup(rows: np.ndarray, songs: np.ndarray, order: np.ndarray, target: np.ndarray,
@@ -166,7 +204,7 @@ def _dedup(rows: np.ndarray, songs: np.ndarray, order: np.ndarray, target: np.nd
     key = songs[rows]
     when = np.where(np.isfinite(order[rows]), order[rows], np.inf)
     srt = np.lexsort((rows, when, key))
-    first = np.r_[True, key[srt][1:] != key[srt][:-1]]
+    first = np.r_[True, key[srt][1:] != key[srt][:-1]][:len(srt)]  # no row: nothing kept
     kept = np.sort(rows[srt[first]])
     uniq, inv, counts = np.unique(key, return_inverse=True, return_counts=True)
     lo, hi = np.full(len(uniq), np.inf), np.full(len(uniq), -np.inf)

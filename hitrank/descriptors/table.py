@@ -8,16 +8,19 @@ Two layouts are recognised and mapped onto the canonical descriptor names of
 * the "Most Streamed Spotify Songs 2023" layout (``danceability_%`` ... in percent, ``bpm``,
   ``key`` as a pitch name, ``mode`` Major/Minor, latin-1, thousands separators).
 
-Bad cells never reach a model: a non-numeric or out-of-range descriptor becomes missing (and
-is imputed with the training median, counted in the log), a row whose *target* is missing or
-bad is left out and reported with its row number.
+Bad cells never reach a model: a blank, non-numeric or out-of-range descriptor becomes missing
+(and is imputed with the training median; one warning per file and column gives the count and
+the first CSV lines), a row whose *target* is missing or bad is left out and reported with its
+row number. A number with a comma is read only when the commas group thousands (``1,234``,
+``-12,345.6``); a decimal comma (``-7,5``) is not a number. Every file must have rows and, when
+several are read together, each must have the columns a model needs (:func:`require_columns`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +49,11 @@ _ARTIST_COLUMNS = ("artist", "artist(s)_name", "artists", "artist_name")
 _URI_COLUMNS = ("uri", "track_uri", "spotify_uri", "track_id", "spotify_id")
 #: song titles (``song_id``, a file name, is not a title)
 _TITLE_COLUMNS = ("track", "track_name", "name", "song_name", "title")
+#: a number whose commas group thousands (``1,234``, ``-12,345.6``): the only text whose commas
+#: are dropped; any other comma (a decimal comma, ``-7,5``) makes the cell not a number
+_THOUSANDS = r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d*)?"
+#: CSV line numbers named in a warning before "..."
+N_LINES_SHOWN = 3
 
 
 @dataclass
@@ -59,12 +67,14 @@ class DescriptorTable:
     ids : (n,) str, a readable name per row (track name or song id; else ``row N``)
     artists : (n,) str, artist per row ('' when the table has none)
     sources : list of str, the files read
+    columns : dict, the columns of each file (canonical names), by file; empty when unknown
     """
 
     frame: pd.DataFrame
     ids: np.ndarray
     artists: np.ndarray
     sources: list
+    columns: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -76,11 +86,28 @@ class DescriptorTable:
 
 def numeric_column(series: pd.Series) -> pd.Series:
     """Numbers from a column that may hold text, thousands separators or blanks (NaN where not
-    a number)."""
+    a number). Commas are dropped only from thousands-grouped numbers (``1,234``); ``-7,5`` (a
+    decimal comma) is not a number, never -75."""
     if series.dtype.kind in "if":
         return series.astype(float)
-    text = series.astype(str).str.replace(",", "", regex=False).str.strip()
+    text = series.astype(str).str.strip()
+    grouped = text.str.fullmatch(_THOUSANDS).fillna(False).astype(bool)
+    text = text.where(~grouped, text.str.replace(",", "", regex=False))
     return pd.to_numeric(text, errors="coerce")
+
+
+def csv_lines(mask) -> str:
+    """The CSV line numbers (header = line 1) of the rows where ``mask`` (n,) bool is true, the
+    first :data:`N_LINES_SHOWN` as plain ints, then ``...`` when there are more."""
+    lines = (np.flatnonzero(np.asarray(mask)) + 2).tolist()
+    return ", ".join(map(str, lines[:N_LINES_SHOWN])) + (", ..." if len(lines) > N_LINES_SHOWN else "")
+
+
+def _looks_semicolon_separated(path: Path, encoding: str) -> bool:
+    """Whether the header line has ``;`` but no comma (a CSV exported with ``;`` separators)."""
+    with open(path, encoding=encoding, errors="replace") as f:
+        header = f.readline()
+    return ";" in header and "," not in header
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -88,13 +115,21 @@ def _read_csv(path: Path) -> pd.DataFrame:
         raise LabelsError(f"{str(path)!r}: no such table (expected a .csv file or a folder of them)")
     for encoding in ("utf-8", "latin-1"):
         try:
-            return pd.read_csv(path, encoding=encoding, dtype=str, keep_default_na=False,
-                               na_values=[""])
+            if _looks_semicolon_separated(path, encoding):
+                raise LabelsError(f"{str(path)!r}: looks ';'-separated (the header has ';' and no "
+                                  "comma); hitrank reads comma-separated CSV: export the table "
+                                  "with ',' as the separator")
+            frame = pd.read_csv(path, encoding=encoding, dtype=str, keep_default_na=False,
+                                na_values=[""])
         except UnicodeDecodeError:
             continue
         except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
             reason = " ".join(str(exc).split())  # one line
             raise LabelsError(f"{str(path)!r}: not a readable CSV table ({reason})") from None
+        if frame.empty:
+            raise LabelsError(f"{str(path)!r}: has no rows (only the header line); give a table "
+                              "with one row per song")
+        return frame
     raise LabelsError(f"{str(path)!r}: neither UTF-8 nor latin-1 text")
 
 
@@ -124,22 +159,25 @@ def _canonicalise(raw: pd.DataFrame, where: str) -> pd.DataFrame:
         pct = f"{name}_%"
         if name not in df and pct in df:
             df[name] = numeric_column(df[pct]) / 100.0
+    # a blank cell is NaN, not text (pandas 3 keeps it through astype(str)): it stays missing
     if "mode" in df:
-        df["mode"] = df["mode"].astype(str).str.strip().map(
-            lambda v: {"major": "1", "minor": "0"}.get(v.lower(), v))
+        df["mode"] = df["mode"].map(
+            lambda v: {"major": "1", "minor": "0"}.get(v.strip().lower(), v) if isinstance(v, str) else v)
     if "key" in df:
-        df["key"] = df["key"].astype(str).str.strip().map(lambda v: str(_PITCHES.get(v, v)))
-    bad_total = 0
+        df["key"] = df["key"].map(lambda v: str(_PITCHES.get(v.strip(), v)) if isinstance(v, str) else v)
     for name, (lo, hi) in DESCRIPTORS.items():
         if name not in df:
             continue
         values = numeric_column(df[name])
+        missing = values.isna()
+        if missing.any():
+            log.warning("%s: %d %s cell(s) blank or not a number, treated as missing and filled "
+                        "with the training median (CSV line(s) %s)", where, int(missing.sum()), name,
+                        csv_lines(missing))
         bad = values.notna() & ~values.between(lo, hi)
-        bad_total += int(bad.sum())
         if bad.any():
-            rows = list(np.flatnonzero(bad.to_numpy())[:3] + 2)
-            log.warning("%s: %d %s value(s) outside [%g, %g] treated as missing (CSV lines %s...)",
-                        where, int(bad.sum()), name, lo, hi, rows)
+            log.warning("%s: %d %s value(s) outside [%g, %g] treated as missing (CSV line(s) %s)",
+                        where, int(bad.sum()), name, lo, hi, csv_lines(bad))
         df[name] = values.where(~bad)
     return df
 
@@ -150,9 +188,10 @@ def read_table(sources) -> DescriptorTable:
     Raises
     ------
     LabelsError
-        when a file is missing or unreadable, or when it has none of the descriptor columns.
+        when a file is missing or unreadable (or looks ``;``-separated), has no rows, or has
+        none of the descriptor columns.
     """
-    frames = []
+    frames, columns = [], {}
     files = _files(sources)
     for path in files:
         raw = _read_csv(path)
@@ -161,6 +200,7 @@ def read_table(sources) -> DescriptorTable:
             raise LabelsError(
                 f"{str(path)!r}: no descriptor columns; expected some of {list(DESCRIPTORS)} "
                 f"(found {list(raw.columns)[:12]})")
+        columns[str(path)] = list(df.columns)
         df["source_file"] = path.name
         frames.append(df)
     frame = pd.concat(frames, ignore_index=True, sort=False)
@@ -169,16 +209,22 @@ def read_table(sources) -> DescriptorTable:
            else np.array([f"row {i + 1}" for i in range(len(frame))]))
     art_col = next((c for c in _ARTIST_COLUMNS if c in frame), None)
     artists = frame[art_col].fillna("").astype(str).to_numpy() if art_col else np.full(len(frame), "")
-    return DescriptorTable(frame, ids, artists, [str(f) for f in files])
+    return DescriptorTable(frame, ids, artists, [str(f) for f in files], columns)
 
 
 def require_columns(table: DescriptorTable, columns, what: str) -> None:
-    """Raise a LabelsError naming the columns of ``columns`` the table lacks."""
-    missing = [c for c in columns if c not in table.frame]
-    if missing:
-        have = sorted(c for c in table.frame.columns if c != "source_file")
-        raise LabelsError(f"{table.sources[0]!r}: {what} needs column(s) {missing}; "
-                          f"the table has {have[:25]}")
+    """Raise a LabelsError naming the file and the columns of ``columns`` it lacks.
+
+    Each file of the table is checked on its own: a column that only some of several files
+    have is an error, never filled in for the rows of the others.
+    """
+    by_file = table.columns or {table.sources[0]: list(table.frame.columns)}
+    for source, have in by_file.items():
+        missing = [c for c in columns if c not in have]
+        if missing:
+            have = sorted(c for c in have if c != "source_file")
+            raise LabelsError(f"{source!r}: {what} needs column(s) {missing}; "
+                              f"the table has {have[:25]}")
 
 
 def target_values(table: DescriptorTable, column: str) -> tuple[np.ndarray, list[str]]:
