@@ -683,7 +683,7 @@ def cmd_tags(args) -> int:
     for path, t in tags.tag_files(args.files, args.model, args.device):
         if isinstance(t, HitrankError):
             print(f"error: {t}", file=sys.stderr)
-            failures.append(path)
+            failures.append(str(t))
         elif args.json:
             print(_json_dump({"path": t["path"], "duration": round(t["duration"], 3), "model": t["model"],
                               "top": t["top"][: args.top],
@@ -691,8 +691,7 @@ def cmd_tags(args) -> int:
         else:
             top = ", ".join(f"{name} {t['tags'][name]:.2f}" for name in t["top"][: args.top])
             print(f"{path}: {top}")
-    if failures:
-        print(f"{len(failures)} of {len(args.files)} files failed", file=sys.stderr)
+    _print_file_failures(failures, len(args.files))
     return EXIT_PARTIAL if failures else EXIT_OK
 
 
@@ -745,10 +744,16 @@ def cmd_highlight(args) -> int:
         else:
             note = f"  (padded: the song lasts {h['duration']:.1f} s)" if h["padded"] else ""
             print(f"{h['start']:7.1f} {h['end']:7.1f}  {h['method']:<9}  {path}{note}")
-    if failures:  # each message names its file
-        print(f"{len(failures)} of {len(args.files)} files failed:", *(f"  {m}" for m in failures),
-              sep="\n", file=sys.stderr)
+    _print_file_failures(failures, len(args.files))
     return EXIT_PARTIAL if failures else EXIT_OK
+
+
+def _print_file_failures(failures: list[str], n_files: int) -> None:
+    """The end of a batch over files: how many failed, then each failure's message again (each
+    names its file)."""
+    if failures:
+        print(f"{len(failures)} of {n_files} files failed:", *(f"  {m}" for m in failures),
+              sep="\n", file=sys.stderr)
 
 
 def cmd_highlighter(args) -> int:
