@@ -87,11 +87,45 @@ def info(path: str | os.PathLike) -> AudioInfo:
     path = Path(path)
     with _open(path) as f:
         result = AudioInfo(str(path), int(f.samplerate), int(f.frames), int(f.channels))
+        riff = f.format in ("WAV", "WAVEX")
     if result.samplerate <= 0 or result.channels <= 0:
         raise AudioLoadError(path, f"invalid header (rate {result.samplerate}, {result.channels} channels)")
     if result.frames <= 0:
         raise AudioLoadError(path, "file holds no audio frames")
+    declared = wav_declared_frames(path) if riff else None
+    if declared is not None and declared > result.frames + 1:  # libsndfile reads what is there
+        raise AudioLoadError(path, f"file is truncated: header claims {declared} frames, only "
+                                   f"{result.frames} present")
     return result
+
+
+#: RIFF data-chunk sizes that mean "unknown" (written by streaming recorders), not a length
+RIFF_UNKNOWN_SIZES = (0, 0xFFFFFFFF)
+
+
+def wav_declared_frames(path: str | os.PathLike) -> int | None:
+    """The frames a WAV file's ``data`` chunk header declares (its size over the ``fmt ``
+    chunk's block size), or None when the header does not say (an unknown size, no ``fmt ``
+    before ``data``, not RIFF). libsndfile trusts the file's length instead, so a cut-off
+    download reads as a shorter song: comparing the two finds it."""
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        block = 0
+        while True:
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return None
+            cid, size = chunk[:4], int.from_bytes(chunk[4:], "little")
+            if cid == b"fmt ":
+                fmt = f.read(size)
+                block = int.from_bytes(fmt[12:14], "little") if len(fmt) >= 14 else 0
+                f.seek(size % 2, os.SEEK_CUR)
+            elif cid == b"data":
+                return size // block if block and size not in RIFF_UNKNOWN_SIZES else None
+            else:
+                f.seek(size + size % 2, os.SEEK_CUR)
 
 
 def to_mono(data: np.ndarray) -> np.ndarray:

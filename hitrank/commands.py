@@ -42,7 +42,7 @@ from .embeddings import DEFAULT_EMBEDDING, DEFAULT_SCOPE, with_embedding
 from .errors import ConfigError, HitrankError
 from .extract import ExtractReport, extract
 from .features import FeatureParams
-from .fileio import atomic_write_text
+from .fileio import atomic_write_text, strict_json
 from .neighbours import (
     DEFAULT_K,
     MODEL_EMBEDDING,
@@ -320,7 +320,7 @@ def within_report(out: str | os.PathLike, labels: str | os.PathLike, column: str
            "stratum_mean": evaluate(y, base, f, s, top, groups=g, ids=ids),
            "versus_stratum_mean": paired_difference(y, p, base, f, s, groups=g)}
     summary = json.loads((out / "summary.json").read_text())
-    atomic_write_text(out / "summary.json", json.dumps({**summary, "within": res}, indent=2, default=float))
+    atomic_write_text(out / "summary.json", strict_json({**summary, "within": res}, indent=2))
     return res
 
 

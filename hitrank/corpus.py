@@ -90,15 +90,26 @@ def _parse_score(value) -> tuple[float, str]:
     return x, ""  # any finite score is a label (net liking is signed); targets check their domain
 
 
+#: groups of rows sharing one audio file named in the labels reader's warning
+N_SHARED = 3
+
+
 def read_text_table(path: str | os.PathLike, what: str = "labels", **kwargs) -> pd.DataFrame:
     """A CSV of user data with every cell as text ('' where empty); one-line LabelsError naming
-    the file when it is missing, unreadable or not a CSV. ``kwargs`` go to ``pandas.read_csv``."""
+    the file when it is missing, unreadable or not a CSV; column names lose the spaces around
+    them. ``kwargs`` go to ``pandas.read_csv``."""
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False, encoding_errors="replace", **kwargs)
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding_errors="replace", **kwargs)
     except FileNotFoundError:
         raise LabelsError(f"{str(path)!r}: {what} file does not exist") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
         raise LabelsError(f"{str(path)!r}: cannot read {what} CSV ({exc})") from None
+    names = [str(c).strip() for c in df.columns]  # ' hit_score ' is hit_score
+    if len(set(names)) < len(names):
+        raise LabelsError(f"{str(path)!r}: column names repeat once spaces around them are removed "
+                          f"({[str(c) for c in df.columns]}); give each column one name")
+    df.columns = names
+    return df
 
 
 def read_labels(
@@ -126,7 +137,7 @@ def read_labels(
         )
     allow_outside = allow_outside or os.environ.get(ALLOW_OUTSIDE_ENV, "") == "1"
     base = Path(os.path.normpath(csv_path.parent.absolute()))  # "../x/labels.csv" too
-    refs, rejected, problems, seen = [], [], [], {}
+    refs, rejected, problems, seen, files = [], [], [], {}, {}
     for line, row in enumerate(df.to_dict("records"), start=2):
         sid, rel = str(row["song_id"]).strip(), str(row["path"]).strip()
         where = f"{csv_path.name}:{line}"
@@ -149,6 +160,14 @@ def read_labels(
         if "hit_score" in df.columns and problem:
             problems.append(f"{where}: song {sid!r}: {problem}")
         refs.append(SongRef(sid, str(path), str(row.get("artist", "") or ""), score))
+        files.setdefault(str(path), []).append((line, sid))
+    shared = [rows for rows in files.values() if len(rows) > 1]
+    if shared:  # the same audio under two ids: it can be trained on and tested on in one fold
+        shown = "; ".join(" = ".join(f"line {ln} {sid!r}" for ln, sid in rows) for rows in shared[:N_SHARED])
+        log.warning("%r: %d audio file(s) are listed under more than one song_id (%s%s); in cross-validation "
+                    "such copies can sit on both sides of a split: give each file one row, or the copies one "
+                    "value in a group column and use --group-by group", str(csv_path), len(shared), shown,
+                    " ..." if len(shared) > N_SHARED else "")
     return refs, rejected, problems
 
 

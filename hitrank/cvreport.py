@@ -145,7 +145,13 @@ def _within_cell(result: dict) -> str:
     if "spearman" not in mean:
         return ""
     lo, hi = mean["spearman_ci"]
-    return f"{mean['spearman']:+.3f} [{lo:+.2f}, {hi:+.2f}]"
+    if not _defined(mean["spearman"]):  # null in summary.json (NaN in memory): every stratum undefined
+        return "n/a"
+    return f"{mean['spearman']:+.3f} " + (f"[{lo:+.2f}, {hi:+.2f}]" if _defined(lo) and _defined(hi) else "[n/a]")
+
+
+def _defined(v) -> bool:
+    return v is not None and np.isfinite(v)
 
 
 def baseline_rows(r: dict) -> list[dict]:

@@ -40,6 +40,7 @@ from .extract import extract
 from .features import FeatureParams
 from .ood import ood_scores
 from .reference import Reference, ranking_reference, training_reference
+from .runinfo import resolve_model, run_kind
 from .runtime import cached_store_path, pick_device
 from .store import FeatureStore
 
@@ -49,6 +50,9 @@ SCORE_CHUNK = 4096  # songs read from the store and scored at once (about 340 MB
 #: a song is flagged ``padded`` when zero padding fills at least this share of the segment
 #: (1.5 s of 30 s): a 29.98 s preview clip is scored on what it is, not flagged
 PADDED_MIN_SHARE = 0.05
+#: the function that ranks a folder with each other kind of run (hitrank.runinfo.RUN_KINDS)
+OTHER_RANKERS = {"transfer": "hitrank.transfer.protocol.rank_transfer_folder(folder, model)",
+                 "descriptor": "hitrank.descriptors.apply.rank_descriptor_folder(folder, model)"}
 MIN_SPREAD_SONGS = 10  # songs needed to use the ranked songs' own spread for ``unstable``
 SEGMENT_CHOICES = ("configured", "best")  # what ``segment=`` ranks by
 NO_OOD_REFERENCE = ("no training-song statistics in this model (an imported pretrained model): "
@@ -183,6 +187,10 @@ def rank_folder(
         raise ParameterError(f"nearest={nearest}; expected 0 (none) or a positive number of songs")
     if embedding != neighbours.MODEL_EMBEDDING:
         embeddings.get(embedding)  # a clear error naming the known ones, before any audio is decoded
+    kind = run_kind(resolve_model(model))
+    if kind in OTHER_RANKERS:
+        raise HitrankError(f"{str(model)!r} is a {kind} run; rank_folder ranks with spectrogram models: use "
+                           f"{OTHER_RANKERS[kind]} (or `hitrank rank`, which takes every kind of run)")
     dev = pick_device(device)
     scorers = load_scorers(model, dev)
     params = FeatureParams.from_dict(scorers[0].feature_params)

@@ -71,14 +71,23 @@ def named_some(names, n: int = N_NAMED) -> str:
 
 
 def _row_spearman(y: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """Spearman rho of each row of ``y`` and ``p`` (B, m) with average ranks; 0 where either
-    row is constant (no ranking information)."""
+    """Spearman rho of each row of the labels ``y`` and the predictions ``p`` (B, m) with
+    average ranks, ``(B,)``: NaN where the row of ``y`` is constant (labels that are all equal
+    rank nothing: there is nothing to agree with), 0 where only ``p`` is (a prediction that
+    ranks nothing, e.g. a stratum-mean baseline after centring)."""
     ry = rankdata(y, axis=1)
     rp = rankdata(p, axis=1)
     ry -= ry.mean(axis=1, keepdims=True)
     rp -= rp.mean(axis=1, keepdims=True)
-    den = np.sqrt((ry ** 2).sum(axis=1) * (rp ** 2).sum(axis=1))
-    return np.where(den > 0, (ry * rp).sum(axis=1) / np.where(den > 0, den, 1.0), 0.0)
+    sy, sp = (ry ** 2).sum(axis=1), (rp ** 2).sum(axis=1)
+    den = np.sqrt(sy * sp)
+    rho = np.where(den > 0, (ry * rp).sum(axis=1) / np.where(den > 0, den, 1.0), 0.0)
+    return np.where(sy > 0, rho, np.nan)
+
+
+def _constant(values: np.ndarray) -> bool:
+    """Whether the values (labels) are all equal: no ranking of them is better than another."""
+    return len(values) == 0 or bool(np.ptp(values) == 0)
 
 
 def centre_by_cell(values, folds, strata) -> np.ndarray:
@@ -132,8 +141,26 @@ def _boot(y: np.ndarray, p: np.ndarray, draws, top: float | None = None) -> tupl
 
 
 def _quantiles(v: np.ndarray) -> list[float]:
+    """The :data:`CI_LEVEL` interval of resampled values ``v`` (n_boot,); resamples whose value
+    is undefined (NaN: they drew labels that are all equal) are left out; [NaN, NaN] when
+    none is defined (an undefined interval)."""
+    v = np.asarray(v, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return [float("nan"), float("nan")]
     a = (1 - CI_LEVEL) / 2
     return [float(np.quantile(v, a)), float(np.quantile(v, 1 - a))]
+
+
+def _one_unit(idx: np.ndarray, units: list[np.ndarray] | None, groups: np.ndarray | None) -> str:
+    """'' when the songs ``idx`` can be resampled (2 units or more); else why not, e.g.
+    ``one group: 'Some Artist'``: a cluster bootstrap of one group redraws the same songs,
+    so its interval would have zero width."""
+    if units is None or len(units) >= 2:
+        return ""
+    g = groups[idx] if groups is not None else np.array([], dtype=str)
+    name = next((str(v) for v in g if v != ""), "")
+    return f"one group: {name!r}" if name else "one song"
 
 
 def within_metrics(y_true, y_pred, folds, strata, top: float = 0.1, n_boot: int = N_BOOT,
@@ -163,10 +190,16 @@ def within_metrics(y_true, y_pred, folds, strata, top: float = 0.1, n_boot: int 
     -------
     dict
         ``strata``: {name: {"n", "spearman", "spearman_ci", "ndcg", "ndcg_ci", "kendall",
-        "recall", "n_top"}}; ``mean``: {"spearman", "spearman_ci", "ndcg", "ndcg_ci"} (the
-        mean over strata, its interval from the same resamples); ``cell_mean``: {"spearman",
-        "cells"} (the mean of the Spearman of every fold x stratum cell with 3 songs or more;
-        NaN over 0 cells when none has); ``left_out``: strata with fewer than
+        "recall", "n_top"} and, where a figure is undefined, "note"}: a stratum whose
+        (centred) labels are all equal has every figure NaN (note ``labels all equal``); one
+        whose songs form a single resampling unit (one group of ``groups``) has its intervals
+        [NaN, NaN] (note ``one group: 'name'``); resamples that draw labels all
+        equal are left out of an interval. ``mean``: {"spearman", "spearman_ci", "ndcg",
+        "ndcg_ci", "strata"} (the mean over the strata whose labels vary, their number, and
+        its interval from the same resamples, [NaN, NaN] when one of them has none; {} when
+        no stratum's labels vary); ``cell_mean``: {"spearman", "cells"} (the mean of the
+        Spearman of every fold x stratum cell with 3 songs or more whose labels vary; NaN
+        over 0 cells when none has); ``left_out``: strata with fewer than
         :data:`MIN_STRATUM` songs; ``missing``: the number of songs with no stratum (left out
         of everything above), ``missing_ids`` their ids (with ``ids``; else []); ``thin``:
         {stratum: share of its songs in fold x stratum cells of fewer than
@@ -199,30 +232,49 @@ def within_metrics(y_true, y_pred, folds, strata, top: float = 0.1, n_boot: int 
         pc, g = p, y - min(float(y.min()), 0.0)
     rng = np.random.default_rng([seed, SEED_STREAM])
     out, boots, left_out = {}, {"spearman": [], "ndcg": []}, []
+    nan2 = [float("nan"), float("nan")]
     for name in sorted(set(s)):
         idx = np.flatnonzero(s == name)
         if len(idx) < MIN_STRATUM:
             left_out.append(name)
             continue
         yi, pi = g[idx], pc[idx]
+        if _constant(yi):  # nothing to rank: every figure undefined, and no part of the mean
+            out[name] = {"n": len(idx), "spearman": float("nan"), "spearman_ci": nan2, "ndcg": float("nan"),
+                         "ndcg_ci": nan2, "kendall": float("nan"), "recall": float("nan"),
+                         "n_top": n_top(len(idx), top), "note": "labels all equal"}
+            continue
         point = top_metrics_batch(yi[None], pi[None], top)
-        b_rho, b_ndcg = _boot(g, pc, _draw(idx, _units(idx, g_all), n_boot, rng), top)
+        units = _units(idx, g_all)
+        note = _one_unit(idx, units, g_all)
+        if note:  # resampling one group redraws the same songs: no interval (nor for the mean)
+            b_rho = b_ndcg = np.full(n_boot, np.nan)
+        else:
+            b_rho, b_ndcg = _boot(g, pc, _draw(idx, units, n_boot, rng), top)
         boots["spearman"].append(b_rho)
         boots["ndcg"].append(b_ndcg)
         out[name] = {"n": len(idx), "spearman": float(_row_spearman(yi[None], pi[None])[0]),
                      "spearman_ci": _quantiles(b_rho), "ndcg": float(point["ndcg"][0]),
                      "ndcg_ci": _quantiles(b_ndcg), "kendall": float(point["kendall"][0]),
                      "recall": float(point["recall"][0]), "n_top": n_top(len(idx), top)}
+        if note:
+            out[name]["note"] = note
+    ranked = [v for v in out.values() if np.isfinite(v["spearman"])]
     mean = {}
-    if out:
+    if ranked:
         for key in ("spearman", "ndcg"):
-            mean[key] = float(np.mean([v[key] for v in out.values()]))
-            mean[f"{key}_ci"] = _quantiles(np.mean(boots[key], axis=0))
+            mean[key] = float(np.mean([v[key] for v in ranked]))
+            mean[f"{key}_ci"] = _quantiles(np.mean(boots[key], axis=0))  # NaN rows: left out
+        if any("note" in v for v in ranked):  # a stratum held fixed would narrow the mean's interval
+            mean["spearman_ci"], mean["ndcg_ci"] = list(nan2), list(nan2)
+        mean["strata"] = len(ranked)
     cells, small = [], {}  # small: per stratum, its songs in cells under MIN_STRATUM songs
     for (_fold, name), grp in pd.Series(np.arange(n)).groupby([folds, s]):
         if name in out and len(grp) >= MIN_STRATUM:
             i = grp.to_numpy()
-            cells.append(float(_row_spearman(y[i][None], p[i][None])[0]))  # a cell: no centring needed
+            rho = float(_row_spearman(y[i][None], p[i][None])[0])  # a cell: no centring needed
+            if np.isfinite(rho):  # a cell whose labels are all equal has no correlation
+                cells.append(rho)
         elif name in out:
             small[name] = small.get(name, 0) + len(grp)
     thin = {name: k / out[name]["n"] for name, k in sorted(small.items()) if k / out[name]["n"] > THIN_SHARE}
@@ -234,8 +286,9 @@ def within_metrics(y_true, y_pred, folds, strata, top: float = 0.1, n_boot: int 
 
 def within_warnings(within: dict | None, column: str = "stratum") -> list[str]:
     """What a reader of :func:`within_metrics` results ``within`` must be told, one line each:
-    songs with no stratum (left out of the within-stratum figures) and strata whose songs sit
-    mostly in fold x stratum cells too small to rank in; [] when neither (or no results).
+    songs with no stratum (left out of the within-stratum figures), strata whose songs sit
+    mostly in fold x stratum cells too small to rank in, strata whose labels are all equal
+    (no figure) and strata of one group (no interval); [] when none (or no results).
 
     ``column`` names the stratum column in the lines (e.g. ``genre``).
     """
@@ -259,7 +312,32 @@ def within_warnings(within: dict | None, column: str = "stratum") -> list[str]:
                      + (f" (no cell has {MIN_STRATUM})" if cells == 0 else "")
                      + f"; the per-fold centred within-{column} numbers of those strata are not "
                      f"meaningful: use fewer folds (--folds) or more songs per {column}")
+    notes = {name: d["note"] for name, d in within.get("strata", {}).items() if d.get("note")}
+    equal = [name for name, note in notes.items() if note == "labels all equal"]
+    told = [name for name in equal if name not in thin]  # thin strata: told above (centring left nothing)
+    if told:
+        lines.append(f"within {column}: the labels of {len(told)} {column} strata ({named_some(told)}) are all "
+                     f"equal inside each fold: their Spearman and nDCG are undefined (n/a) and left out of "
+                     f"the mean over strata; give them songs whose scores differ")
+    single = {name: note for name, note in notes.items() if name not in equal}
+    if single:
+        lines.append(f"within {column}: " + named_some(f"{name} ({note})" for name, note in single.items())
+                     + ": all songs of the stratum are one resampling group, so the cluster bootstrap can only "
+                     "redraw the same songs: no interval (n/a) for them nor for the mean over strata; "
+                     f"group by a finer column (--group-by) or add songs of other groups to each {column}")
     return lines
+
+
+def interval_note(result: dict, what: str = "all songs") -> str:
+    """One line on a :func:`within_metrics` stratum entry (e.g. :func:`evaluate`'s
+    ``pooled``) whose figures are undefined (its ``note``), '' when none: ``what`` names it."""
+    note = result.get("note", "")
+    if not note:
+        return ""
+    if note == "labels all equal":
+        return f"{what}: the labels are all equal: Spearman and nDCG are undefined (n/a); give songs whose scores differ"
+    return (f"{what}: {note}: all songs are one resampling group, so the cluster bootstrap can only redraw "
+            "them; group by a finer column (--group-by)")
 
 
 def stratum_mean_predictions(y_true, folds, strata) -> np.ndarray:
@@ -311,8 +389,9 @@ def read_raters(path, score: str) -> pd.DataFrame:
     """One row per listener and song -> a frame ``song_id, judgement`` (float).
 
     Rows whose judgement is empty, not a number or not finite are dropped, counted in the
-    frame's ``attrs["dropped"]`` and reported in one logged warning (also ``attrs["warning"]``,
-    '' when none) naming the file, the count, the reasons and the first rows' songs and values.
+    frame's ``attrs["dropped"]`` (``attrs["reasons"]``: {reason: rows}; ``attrs["rows"]``:
+    the file's rows) and reported in one logged warning (also ``attrs["warning"]``, '' when
+    none) naming the file, the count, the reasons and the first rows' songs and values.
     """
     df = read_text_table(path, "raters")
     if "song_id" not in df.columns:
@@ -323,20 +402,23 @@ def read_raters(path, score: str) -> pd.DataFrame:
         value = value - pd.to_numeric(df[b], errors="coerce")
     out = pd.DataFrame({"song_id": df["song_id"].str.strip(), "judgement": value})
     ok = np.isfinite(out["judgement"].to_numpy(dtype=np.float64))
-    warning = _dropped_judgements(path, df, [c for c in (a, b) if c is not None], ~ok)
+    warning, reasons = _dropped_judgements(path, df, [c for c in (a, b) if c is not None], ~ok)
     if warning:
         log.warning("%s", warning)
     out = out[ok].reset_index(drop=True)
     out.attrs["dropped"] = int((~ok).sum())
+    out.attrs["reasons"] = reasons
+    out.attrs["rows"] = int(len(df))
     out.attrs["warning"] = warning
     return out
 
 
-def _dropped_judgements(path, df: pd.DataFrame, columns: list[str], bad: np.ndarray) -> str:
+def _dropped_judgements(path, df: pd.DataFrame, columns: list[str], bad: np.ndarray) -> tuple[str, dict]:
     """One line on the rows ``bad`` of a raters file whose judgement cannot be used ('' if none):
-    how many, why (empty, not a number, not finite), the first few (CSV line, song, values)."""
+    how many, why (empty, not a number, not finite), the first few (CSV line, song, values);
+    and {reason: rows}."""
     if not bad.any():
-        return ""
+        return "", {}
     reasons, examples = {}, []
     for i in np.flatnonzero(bad):
         cells = {c: str(df[c].iat[i]).strip() for c in columns}
@@ -353,7 +435,7 @@ def _dropped_judgements(path, df: pd.DataFrame, columns: list[str], bad: np.ndar
     more = " ..." if bad.sum() > N_NAMED else ""
     return (f"{str(path)!r}: {int(bad.sum())} of {len(df)} judgement rows dropped ("
             + ", ".join(f"{k} {r}" for r, k in reasons.items()) + f"): {'; '.join(examples)}{more}; "
-            "give each row a finite number or remove it")
+            "give each row a finite number or remove it"), reasons
 
 
 def split_half_reliability(raters: pd.DataFrame, strata: dict | None = None,
@@ -372,19 +454,23 @@ def split_half_reliability(raters: pd.DataFrame, strata: dict | None = None,
     -------
     dict: ``songs`` (songs with 2 listeners or more), ``raters_median``, ``split_half``,
     ``reliability`` (Spearman-Brown corrected), ``ceiling`` (its square root), and with strata
-    ``within`` {``split_half``, ``reliability``, ``ceiling``} (per-stratum correlations
-    averaged over strata with 3 songs or more).
+    ``within`` {``split_half``, ``reliability``, ``ceiling``, ``strata``} (per-stratum
+    correlations averaged over the strata with 3 songs or more whose judgements vary, and
+    their number); see :func:`_corrected` for the undefined (NaN) cases. ``warnings``: one
+    line each: judgements that do not vary, listeners who disagree, and a ceiling measured on
+    fewer songs or strata than the model's (those of ``strata``' keys, or, without strata,
+    ``raters.attrs["songs"]`` when set).
     """
     if n_splits < 1:
         raise ParameterError(f"n_splits={n_splits}; expected >= 1")
     groups = [g.to_numpy(dtype=np.float64) for _, g in raters.groupby("song_id", sort=True)["judgement"]]
     ids = np.array(sorted(raters["song_id"].unique()))
-    keep = np.array([len(g) >= 2 for g in groups])
+    keep = np.array([len(g) >= 2 for g in groups], dtype=bool)
     groups = [g for g, k in zip(groups, keep, strict=True) if k]
     ids = ids[keep]
     if len(ids) < MIN_STRATUM:
         raise LabelsError(f"the raters file has only {len(ids)} songs with two listeners or more; "
-                          "a split-half reliability needs more")
+                          f"a split-half reliability needs {MIN_STRATUM} or more")
     rng = np.random.default_rng([seed, SEED_STREAM, 1])
     halves = np.empty((n_splits, 2, len(ids)))
     for j, g in enumerate(groups):
@@ -393,21 +479,75 @@ def split_half_reliability(raters: pd.DataFrame, strata: dict | None = None,
             perm = rng.permutation(len(g))
             halves[i, 0, j] = g[perm[:k]].mean()
             halves[i, 1, j] = g[perm[k:]].mean()
-    r = float(_row_spearman(halves[:, 0], halves[:, 1]).mean())
+    r = _mean_defined(_row_spearman(halves[:, 0], halves[:, 1]))
     out = {"songs": int(len(ids)), "raters_median": float(np.median([len(g) for g in groups])),
            **_corrected(r)}
+    warnings = [_reliability_warning(r, "")] if _reliability_warning(r, "") else []
     if strata:
         s = _as_str([strata.get(i, MISSING) for i in ids], len(ids), "strata")
-        per = [_row_spearman(halves[:, 0, s == name], halves[:, 1, s == name]).mean()
+        per = [_mean_defined(_row_spearman(halves[:, 0, s == name], halves[:, 1, s == name]))
                for name in sorted(set(s) - {MISSING}) if (s == name).sum() >= MIN_STRATUM]
+        per = [v for v in per if np.isfinite(v)]  # a stratum whose judgements do not vary has none
         if per:
-            out["within"] = _corrected(float(np.mean(per)))
+            out["within"] = {**_corrected(float(np.mean(per))), "strata": len(per)}
+            if not warnings and _reliability_warning(out["within"]["split_half"], "within strata"):
+                warnings.append(_reliability_warning(out["within"]["split_half"], "within strata"))
+    warnings += _coverage_warning(ids, strata, raters.attrs.get("songs"))
+    out["warnings"] = warnings
     return out
 
 
+def _mean_defined(rho: np.ndarray) -> float:
+    """The mean of the defined (finite) split-half correlations, NaN when none is (every
+    split's first half had all songs equal: judgements that do not vary)."""
+    rho = rho[np.isfinite(rho)]
+    return float(rho.mean()) if len(rho) else float("nan")
+
+
 def _corrected(r: float) -> dict:
-    rel = 2 * r / (1 + r) if r > -1 else float("nan")
-    return {"split_half": r, "reliability": rel, "ceiling": float(np.sqrt(rel)) if rel > 0 else 0.0}
+    """Split-half ``r`` -> {"split_half", "reliability" (Spearman-Brown ``2r / (1 + r)``),
+    "ceiling" (its square root)}. ``r <= 0`` (listeners who do not agree): reliability 0 and
+    no ceiling (NaN); ``r`` NaN (judgements that do not vary): both NaN."""
+    if not np.isfinite(r):
+        return {"split_half": float("nan"), "reliability": float("nan"), "ceiling": float("nan")}
+    if r <= 0:
+        return {"split_half": float(r), "reliability": 0.0, "ceiling": float("nan")}
+    rel = 2 * r / (1 + r)
+    return {"split_half": float(r), "reliability": float(rel), "ceiling": float(np.sqrt(rel))}
+
+
+def _reliability_warning(r: float, where: str) -> str:
+    """One line when split-half ``r`` gives no ceiling ('' when it does); ``where`` e.g.
+    'within strata'."""
+    at = f" {where}" if where else ""
+    if not np.isfinite(r):
+        return (f"label ceiling{at}: the judgements do not vary: no reliability and no ceiling; "
+                "--raters-score must name a column whose values differ between listeners and songs")
+    if r <= 0:
+        return (f"label ceiling{at}: the listeners disagree: split-half {r:+.2f} <= 0, reliability 0 and "
+                "no ceiling; check that --raters-score names the judgement (e.g. liked-disliked) and its sign")
+    return ""
+
+
+def _coverage_warning(ids: np.ndarray, strata: dict | None, n_songs) -> list[str]:
+    """One line when the ceiling is measured on fewer songs (``ids``, those with 2 listeners or
+    more) or strata than the model (its songs: ``strata``' keys, or ``n_songs``; its strata:
+    those of :data:`MIN_STRATUM` songs or more); [] otherwise."""
+    m = len(strata) if strata else (int(n_songs) if n_songs else 0)
+    n = int(np.isin(ids, list(strata)).sum()) if strata else len(ids)
+    parts = [f"{n} of the model's {m} songs"] if m and n < m else []
+    if strata:
+        def ranked(values) -> int:  # strata with enough songs to be ranked in
+            counts = pd.Series([v for v in values if v != MISSING], dtype=object).value_counts()
+            return int((counts >= MIN_STRATUM).sum())
+        big = ranked(_as_str(list(strata.values()), len(strata), "strata"))
+        k = ranked(_as_str([strata.get(i, MISSING) for i in ids], len(ids), "strata"))
+        if k < big:
+            parts.append(f"{k} of its {big} strata")
+    if not parts:
+        return []
+    return [f"the label ceiling is measured on {' and '.join(parts)} (the raters' songs with two listeners "
+            "or more): read it as a guide for those only, or give judgements for the other songs"]
 
 
 
@@ -440,7 +580,9 @@ def paired_difference(y_true, pred_a, pred_b, folds, strata=None, n_boot: int = 
     over songs (resampled inside strata; with ``groups``, whole groups, see
     :func:`within_metrics`): pooled over all songs and, with ``strata``, the mean
     within-stratum difference (per-fold centred, as :func:`within_metrics`; songs with no
-    stratum take part in the pooled difference only).
+    stratum take part in the pooled difference only). Undefined figures are NaN as in
+    :func:`within_metrics`: strata whose labels are all equal are left out of the mean, and
+    a stratum of one group leaves the within interval [NaN, NaN].
 
     Returns ``{"pooled": {"diff", "ci"}, "within": {"diff", "ci"} or None, "resampled":
     "songs" | "groups"}``.
@@ -464,6 +606,8 @@ def paired_difference(y_true, pred_a, pred_b, folds, strata=None, n_boot: int = 
         draw = [np.concatenate(row) for row in zip(*parts, strict=True)]
     full = np.arange(len(y))[None]
     pooled = _boot(y, a, draw)[0] - _boot(y, b, draw)[0]
+    if _one_unit(np.arange(len(y)), _units(np.arange(len(y)), g_all), g_all):
+        pooled = np.full(n_boot, np.nan)  # one group over all songs: no interval
     point = float((_row_spearman(y[full], a[full]) - _row_spearman(y[full], b[full]))[0])
     out = {"pooled": {"diff": point, "ci": _quantiles(pooled)}, "within": None,
            "resampled": "songs" if g_all is None else "groups"}
@@ -473,10 +617,14 @@ def paired_difference(y_true, pred_a, pred_b, folds, strata=None, n_boot: int = 
         per, per_point = [], []
         for name in sorted(set(s) - {MISSING}):
             idx = np.flatnonzero(s == name)
-            if len(idx) < MIN_STRATUM:
+            if len(idx) < MIN_STRATUM or _constant(yc[idx]):  # as within_metrics: nothing to rank
                 continue
-            i = _draw(idx, _units(idx, g_all), n_boot, rng)
-            per.append(_boot(yc, ac, i)[0] - _boot(yc, bc, i)[0])
+            units = _units(idx, g_all)
+            if _one_unit(idx, units, g_all):  # as within_metrics: no interval, nor for the mean
+                per.append(np.full(n_boot, np.nan))
+            else:
+                i = _draw(idx, units, n_boot, rng)
+                per.append(_boot(yc, ac, i)[0] - _boot(yc, bc, i)[0])
             per_point.append(float((_row_spearman(yc[idx][None], ac[idx][None])
                                     - _row_spearman(yc[idx][None], bc[idx][None]))[0]))
         if per:
@@ -484,5 +632,5 @@ def paired_difference(y_true, pred_a, pred_b, folds, strata=None, n_boot: int = 
     return out
 
 
-__all__ = ["within_metrics", "within_warnings", "stratum_mean_predictions", "centre_by_cell", "read_raters",
+__all__ = ["within_metrics", "within_warnings", "interval_note", "stratum_mean_predictions", "centre_by_cell", "read_raters",
            "split_half_reliability", "parse_score_spec", "evaluate", "paired_difference"]

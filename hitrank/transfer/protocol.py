@@ -35,7 +35,7 @@ from ..data import make_folds, usable_songs
 from ..errors import ConfigError, HitrankError, LabelsError
 from ..extract import ExtractReport, extract
 from ..features import FeatureParams
-from ..fileio import atomic_write_text
+from ..fileio import atomic_write_text, strict_json
 from ..metrics import METRICS, ranking_metrics
 from ..payload import load_payload, save_payload
 from ..reference import Reference
@@ -110,6 +110,10 @@ def load_data(cfg: TransferConfig, labels, store=None, *, workers: int = 1, prog
                         ("train.weight", cfg.train.weight)):
         if column and column not in table.columns:  # before any audio is decoded
             raise ConfigError(f"{key}={column!r}: {str(labels)!r} has no such column (columns: {list(table.columns)})")
+    if cfg.cv.group_by and cfg.cv.group_by == cfg.cv.within:
+        raise ConfigError(f"cv.group_by and cv.within are both {cfg.cv.within!r}: folds grouped by the stratum test "
+                          "each stratum with no song of it in training, so the within-stratum figures and the "
+                          "stratum-mean baseline mean nothing; group by another column (e.g. artist)")
     params = feature_params(cfg)
     st, rep = embed_source(labels, params, store, workers=workers, progress=progress)
     man = st.manifest
@@ -127,7 +131,19 @@ def load_data(cfg: TransferConfig, labels, store=None, *, workers: int = 1, prog
     data = Data(ids, X, y, table.reindex(ids).fillna(""), params, st.root, problems, list(rep.failures))
     if cfg.train.weight:
         data.weight = read_weights(data.labels[cfg.train.weight], labels, cfg.train.weight)
+    check_labels(cfg, data, labels)
     return data
+
+
+def check_labels(cfg: TransferConfig, data: Data, labels) -> None:
+    """Refusals before any fitting: hit scores that are all equal (nothing to rank), and
+    scores the target cannot take (e.g. ``log`` of a score <= 0), named for every song at once
+    rather than fold by fold."""
+    y = data.y if data.weight is None else data.y[data.weight > 0]
+    if len(y) and np.all(y == y[0]):
+        raise LabelsError(f"{str(labels)!r}: hit_score is {y[0]:g} for every one of the {len(y)} songs; "
+                          "nothing to rank: give scores that differ")
+    Target.fit(cfg.train.target, y, data.ids if data.weight is None else data.ids[data.weight > 0])
 
 
 def read_weights(values: pd.Series, labels, column: str) -> np.ndarray:
@@ -152,6 +168,12 @@ def label_column(data: Data, column: str, what: str) -> np.ndarray:
         raise ConfigError(f"{what}={column!r}: the labels have no such column (columns: "
                           f"{[c for c in data.labels.columns]})")
     return data.labels[column].astype(str).str.strip().to_numpy()
+
+
+def count_groups(groups: np.ndarray) -> int:
+    """The number of fold groups among ``groups`` (n,): a song with no group ('') is its own
+    (:func:`hitrank.data.make_folds` places such songs one by one)."""
+    return int(len(set(groups[groups != ""])) + (groups == "").sum())
 
 
 def groups_of(cfg: TransferConfig, data: Data) -> np.ndarray | None:
@@ -199,8 +221,7 @@ def choose(cfg: TransferConfig, X, y, ids, groups, s, seed: int, weight=None
     cands = list(cfg.model.candidates)
     if len(cands) == 1:
         return cands[0], {}, None
-    k = min(cfg.cv.inner_folds, len(y))
-    inner = make_folds(len(y), k, cfg.cv.fold_seed + 1 + seed, groups=groups, ids=ids)
+    inner = inner_folds(cfg, ids, groups, seed)
     folds = np.empty(len(y), dtype=int)
     preds = {c: np.empty(len(y)) for c in cands}
     for f, (tr, va, te) in enumerate(inner):
@@ -213,6 +234,19 @@ def choose(cfg: TransferConfig, X, y, ids, groups, s, seed: int, weight=None
     scores = {c: _selection_score(cfg, y, preds[c], folds, svals) for c in cands}
     best = max(cands, key=lambda c: (scores[c], -cands.index(c)))
     return best, scores, preds[best]
+
+
+def inner_folds(cfg: TransferConfig, ids: np.ndarray, groups, seed: int) -> list:
+    """The inner folds of training songs ``ids`` (n,) (``make_folds``), with an error that names
+    ``cv.inner_folds`` when their groups cannot fill them."""
+    n = len(ids)
+    k = min(cfg.cv.inner_folds, n)
+    try:
+        return make_folds(n, k, cfg.cv.fold_seed + 1 + seed, groups=groups, ids=ids)
+    except ConfigError:
+        raise ConfigError(f"cv.inner_folds={k}: the {count_groups(groups) if groups is not None else n} "
+                          f"groups of {n} training songs cannot fill {k} inner folds (they choose the "
+                          "learner); lower it, e.g. --set cv.inner_folds=3, or use fewer outer folds") from None
 
 
 def _take(weight, idx):
@@ -233,12 +267,28 @@ def check_out(out) -> Path:
 
 
 def read_raters_for(data: Data, raters, raters_score: str) -> pd.DataFrame:
-    """The raters' judgements of these songs; LabelsError when too few songs match."""
+    """The raters' judgements of these songs (``attrs["songs"]``: the labels' songs, what the
+    ceiling is measured against); LabelsError naming the file, before any fitting, when it
+    has no rows, no usable judgement, too few of the labels' songs, or too few songs with
+    two listeners or more for a split-half reliability."""
     r = strata.read_raters(raters, raters_score)
+    name, need = str(raters), strata.MIN_STRATUM
+    if r.attrs.get("rows", len(r)) == 0:
+        raise LabelsError(f"{name!r} has no rows (only a header); it needs one row per listener and song")
+    if len(r) == 0:
+        why = ", ".join(f"{k} {reason}" for reason, k in r.attrs.get("reasons", {}).items())
+        raise LabelsError(f"{name!r}: no row has a usable judgement ({r.attrs['rows']} rows: {why}); "
+                          f"--raters-score {raters_score!r} must name numeric column(s)")
     r = r[r.song_id.isin(set(data.ids))]
-    if r.song_id.nunique() < strata.MIN_STRATUM:
-        raise LabelsError(f"{str(raters)!r}: only {r.song_id.nunique()} of its songs have labels and "
+    if r.song_id.nunique() < need:
+        raise LabelsError(f"{name!r}: only {r.song_id.nunique()} of its songs have labels and "
                           "embeddings here; its song_id column must name the labels' songs")
+    rated = int((r.song_id.value_counts() >= 2).sum())
+    if rated < need:
+        raise LabelsError(f"{name!r}: only {rated} of its {r.song_id.nunique()} songs with labels have two "
+                          f"listeners or more; a split-half reliability needs {need} or more: give one row "
+                          "per listener and song, several listeners per song")
+    r.attrs["songs"] = int(len(data.ids))
     return r
 
 
@@ -307,7 +357,7 @@ def summarize(cfg: TransferConfig, data: Data, pred, folds, groups, s, chosen, r
         "embedding": data.params.embedding, "scope": data.params.embedding_scope,
         "target": cfg.train.target, "weight": cfg.train.weight, "candidates": list(cfg.model.candidates),
         "chosen": chosen,
-        "groups": int(len(set(groups))) if groups is not None else None,
+        "groups": count_groups(groups) if groups is not None else None,
         "model": model,
         "random": {"spearman": 0.0, "ndcg": float(rnd["mean"]), "ndcg_ci": [float(rnd["lo"]), float(rnd["hi"])]},
         "oracle": {"spearman": 1.0, "ndcg": float(oracle(y, None, top)["ndcg"])},
@@ -322,8 +372,13 @@ def summarize(cfg: TransferConfig, data: Data, pred, folds, groups, s, chosen, r
         summary["ceiling"] = {**strata.split_half_reliability(rated, smap), "raters": str(raters),
                               "score": raters_score, "dropped_rows": rated.attrs.get("dropped", 0)}
     summary["warnings"] = strata.within_warnings(model["within"], cfg.cv.within or "stratum")
+    if groups is not None and (groups == "").any():
+        summary["warnings"].append(f"{int((groups == '').sum())} song(s) have no {cfg.cv.group_by}: each is a group "
+                                   "of its own (fill the column in if some belong together)")
     if rated is not None and rated.attrs.get("warning"):  # logged when the file was read
         summary["warnings"].append(rated.attrs["warning"])
+    if rated is not None:
+        summary["warnings"] += summary["ceiling"].get("warnings", [])
     return summary
 
 
@@ -333,7 +388,7 @@ def write_run(out: Path, cfg: TransferConfig, data: Data, pred, folds, s, summar
     if s is not None:
         df[cfg.cv.within] = s
     atomic_write_text(out / "predictions.csv", df.to_csv(index=False))
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=float))
+    atomic_write_text(out / "summary.json", strict_json(summary, indent=2))  # undefined figures: null
     write_run_info(out, RUN_KIND, command, embedding=data.params.embedding,
                    scope=data.params.embedding_scope, store=str(Path(data.store).resolve()))
 
@@ -368,10 +423,8 @@ def run_transfer_train(cfg: TransferConfig, data: Data, out, progress: bool = Tr
 
 def _oof(cfg: TransferConfig, name: str, data: Data, groups) -> np.ndarray:
     """Inner out-of-fold scores of learner ``name`` over all songs."""
-    k = min(cfg.cv.inner_folds, len(data.y))
     pred = np.empty(len(data.y))
-    for tr, va, te in make_folds(len(data.y), k, cfg.cv.fold_seed + 1 + cfg.train.seed, groups=groups,
-                                 ids=data.ids):
+    for tr, va, te in inner_folds(cfg, data.ids, groups, cfg.train.seed):
         train = np.concatenate([tr, va])
         pred[te] = predict_one(fit_one(cfg, name, data.X[train], data.y[train], data.ids[train],
                                        cfg.train.seed, _take(data.weight, train)), data.X[te])

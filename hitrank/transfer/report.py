@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
-from ..strata import MIN_STRATUM, named_some, within_warnings
+import math
+
+from ..strata import MIN_STRATUM, interval_note, named_some, within_warnings
+
+NA = "n/a"  # an undefined figure (NaN in the results, null in summary.json)
+
+
+def _num(v, fmt: str) -> str:
+    """``v`` formatted, or n/a when undefined (None, NaN)."""
+    return NA if v is None or not math.isfinite(v) else format(v, fmt)
+
+
+def _interval(lo, hi) -> str:
+    return f"[{NA}]" if NA in (_num(lo, "+.2f"), _num(hi, "+.2f")) else f"[{lo:+.2f}, {hi:+.2f}]"
 
 
 def _ci(d: dict, key: str) -> str:
-    lo, hi = d.get(f"{key}_ci", (float("nan"), float("nan")))
-    return f"{d[key]:+.3f} [{lo:+.2f}, {hi:+.2f}]"
+    lo, hi = d.get(f"{key}_ci") or (float("nan"), float("nan"))
+    return f"{_num(d[key], '+.3f')} {_interval(lo, hi)}"
+
+
+def _diff(d: dict) -> str:
+    return f"{_num(d['diff'], '+.3f')} {_interval(*d['ci'])}"
 
 
 def within_lines(column: str, w: dict, base: dict, versus: dict) -> list[str]:
@@ -16,7 +33,9 @@ def within_lines(column: str, w: dict, base: dict, versus: dict) -> list[str]:
     cells = w["cell_mean"]["cells"]
     cell = (f"cell mean {w['cell_mean']['spearman']:+.3f} over {cells} fold x stratum cells" if cells
             else f"no fold x stratum cell has {MIN_STRATUM} songs")
-    lines = [f"  within {column} (per-fold centred; mean over {len(w['strata'])} strata, {cell}):"]
+    ranked, total = w["mean"].get("strata", len(w["strata"])), len(w["strata"])
+    over = f"{ranked} strata" if ranked == total else f"{ranked} of {total} strata (the others' labels are all equal)"
+    lines = [f"  within {column} (per-fold centred; mean over {over}, {cell}):"]
     if w["mean"]:
         lines.append(f"  {'model':<22} {_ci(w['mean'], 'spearman'):>24} {_ci(w['mean'], 'ndcg'):>24}")
     lines.append(f"  {column + ' mean (baseline)':<22} {base['mean'].get('spearman', 0.0):>+24.3f}   (0 by construction)")
@@ -28,10 +47,9 @@ def within_lines(column: str, w: dict, base: dict, versus: dict) -> list[str]:
     if w.get("missing"):
         ids = w.get("missing_ids") or []
         lines.append(f"    songs with no {column}, left out: {w['missing']}" + (f" ({named_some(ids)})" if ids else ""))
-    lines.append(f"  model - {column} mean, paired over {versus.get('resampled', 'songs')}: all songs {versus['pooled']['diff']:+.3f} "
-                 f"[{versus['pooled']['ci'][0]:+.2f}, {versus['pooled']['ci'][1]:+.2f}]"
-                 + (f", within {column} {versus['within']['diff']:+.3f} [{versus['within']['ci'][0]:+.2f}, "
-                    f"{versus['within']['ci'][1]:+.2f}]" if versus.get("within") else ""))
+    lines.append(f"  model - {column} mean, paired over {versus.get('resampled', 'songs')}: all songs "
+                 f"{_diff(versus['pooled'])}"
+                 + (f", within {column} {_diff(versus['within'])}" if versus.get("within") else ""))
     return lines
 
 
@@ -70,14 +88,22 @@ def format_transfer_summary(s: dict) -> str:
                               s["versus_stratum_mean"])
     c = s.get("ceiling")
     if c:
+        top = _num(c["ceiling"], ".2f")
         txt = (f"  label ceiling ({c['songs']} songs, median {c['raters_median']:.0f} raters; split-half "
-               f"{c['split_half']:+.2f}, Spearman-Brown reliability {c['reliability']:.2f}): a perfect model "
-               f"correlates at most {c['ceiling']:.2f} with these labels")
+               f"{_num(c['split_half'], '+.2f')}, Spearman-Brown reliability {_num(c['reliability'], '.2f')}): "
+               + (f"a perfect model correlates at most {top} with these labels" if top != NA
+                  else "no ceiling (see the warning)"))
         if "within" in c:
-            txt += (f"; within {s['within']}: reliability {c['within']['reliability']:.2f}, "
-                    f"ceiling {c['within']['ceiling']:.2f}")
+            txt += (f"; within {s['within']}: reliability {_num(c['within']['reliability'], '.2f')}, "
+                    f"ceiling {_num(c['within']['ceiling'], '.2f')}")
         lines.append(txt)
     if s.get("left_out"):
         lines.append(f"  {len(s['left_out'])} song(s) left out (no features or no usable score): see summary.json")
-    lines += [f"  warning: {w}" for w in s.get("warnings", [])]
+    warnings = list(s.get("warnings", []))
+    pooled = [("all songs", s["model"]["pooled"])]
+    if "stratum_mean" in s:
+        pooled.append((f"all songs, {s['within']} mean", s["stratum_mean"]["pooled"]))
+    notes = [interval_note(d, what) for what, d in pooled]
+    warnings += [w for w in notes + (c or {}).get("warnings", []) if w and w not in warnings]
+    lines += [f"  warning: {w}" for w in warnings]
     return "\n".join(lines)

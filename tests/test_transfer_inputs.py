@@ -1,0 +1,112 @@
+"""Labels a transfer run must refuse or name before any fitting: folds grouped by the stratum
+itself, scores that are all equal, scores the target cannot take (all of them named at once),
+songs with no group, and inner folds that the groups cannot fill."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hitrank.errors import ConfigError, LabelsError
+from hitrank.features import FeatureParams
+from hitrank.transfer.config import TransferConfig
+from hitrank.transfer.protocol import Data, check_labels, count_groups, run_transfer_cv
+
+
+def _data(rng, n=30, y=None, artists=None):
+    ids = np.array([f"s{i:02d}" for i in range(n)])
+    X = rng.normal(size=(n, 6))
+    y = X[:, 0] + rng.normal(0, 0.5, n) if y is None else np.asarray(y, dtype=float)
+    artists = [f"a{i // 2}" for i in range(n)] if artists is None else artists
+    labels = pd.DataFrame({"song_id": ids, "artist": artists, "genre": [["x", "y", "z"][i % 3] for i in range(n)]},
+                          index=ids)
+    return Data(ids, X, y, labels, FeatureParams(), "")
+
+
+def _cfg(**cv):
+    base = TransferConfig()
+    return replace(base, cv=replace(base.cv, folds=3, **cv))
+
+
+def test_equal_scores_and_scores_the_target_cannot_take_are_refused_before_fitting(rng):
+    with pytest.raises(LabelsError, match=r"hit_score is 0.5 for every one of the 30 songs; nothing to rank"):
+        check_labels(_cfg(), _data(rng, y=np.full(30, 0.5)), "labels.csv")
+    y = np.linspace(-1, 1, 30)  # ten songs <= 0, in every fold: all of them are named at once
+    cfg = replace(_cfg(), train=replace(TransferConfig().train, target="log"))
+    with pytest.raises(Exception, match=r"15 song\(s\)") as err:
+        check_labels(cfg, _data(rng, y=y), "labels.csv")
+    assert "s00" in str(err.value) and "rank" in str(err.value)  # the alternatives
+    check_labels(_cfg(), _data(rng, y=y), "labels.csv")  # the default target takes them
+
+
+def test_songs_with_no_group_count_as_groups_of_their_own_and_are_named(rng, tmp_path):
+    groups = np.array(["a", "a", "", "b", "", ""])
+    assert count_groups(groups) == 5  # a, b and three songs alone
+    artists = [f"a{i // 2}" for i in range(30)]
+    for i in (0, 5, 10):
+        artists[i] = ""
+    s = run_transfer_cv(_cfg(group_by="artist"), _data(rng, artists=artists), tmp_path / "r", progress=False)
+    assert s["groups"] == 15 + 3  # 15 artists (a0, a2, a5 keep one song each) and 3 songs alone
+    assert any("3 song(s) have no artist: each is a group of its own" in w for w in s["warnings"])
+
+
+def test_inner_folds_the_groups_cannot_fill_name_the_inner_folds(rng, tmp_path):
+    cfg = _cfg(group_by="genre")  # three genres: two in each outer training part, five inner folds
+    cfg = replace(cfg, model=replace(cfg.model, candidates=("ridge", "gbdt")))  # chosen by inner folds
+    with pytest.raises(ConfigError, match=r"cv.inner_folds=5: the 2 groups of 20 training songs cannot fill 5 inner"):
+        run_transfer_cv(cfg, _data(rng), tmp_path / "r", progress=False)
+
+
+def test_grouping_by_the_stratum_is_refused_before_any_audio(tmp_path, capsys):
+    from hitrank.cli import main
+
+    (tmp_path / "labels.csv").write_text("song_id,path,hit_score,genre\na,a.wav,0.1,x\nb,b.wav,-0.3,y\n")
+    assert main(["cv", "--config", "real/ridge", "--labels", str(tmp_path / "labels.csv"), "--out",
+                 str(tmp_path / "run"), "--within", "genre", "--group-by", "genre", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "cv.group_by and cv.within are both 'genre'" in err and "group by another column" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_labels_name_audio_listed_twice_and_read_column_names_without_their_spaces(tmp_path, caplog):
+    import logging
+
+    from hitrank.corpus import read_labels
+
+    (tmp_path / "labels.csv").write_text(" song_id , path ,hit_score \na,x.wav,1\nb,y.wav,2\nc,x.wav,3\nd,./y.wav,4\n"
+                                         "e,z.wav,5\n")
+    with caplog.at_level(logging.WARNING, logger="hitrank"):
+        refs, rejected, problems = read_labels(tmp_path / "labels.csv")
+    assert [r.hit_score for r in refs] == [1, 2, 3, 4, 5] and not rejected and not problems
+    msg = caplog.text
+    assert "2 audio file(s) are listed under more than one song_id" in msg
+    assert "line 2 'a' = line 4 'c'" in msg and "line 3 'b' = line 5 'd'" in msg and "--group-by group" in msg
+    (tmp_path / "twice.csv").write_text("song_id,path, path\na,x.wav,y.wav\n")
+    with pytest.raises(LabelsError, match="column names repeat once spaces around them are removed"):
+        read_labels(tmp_path / "twice.csv")
+
+
+def test_rank_folder_names_the_function_that_ranks_with_a_transfer_run(rng, tmp_path):
+    import hitrank
+    from hitrank.errors import HitrankError
+
+    run_transfer_cv(_cfg(), _data(rng), tmp_path / "run", progress=False)
+    with pytest.raises(HitrankError, match=r"is a transfer run; .*rank_transfer_folder\(folder, model\)"):
+        hitrank.rank_folder(tmp_path, tmp_path / "run")
+
+
+def test_summary_json_is_strict_json_with_undefined_figures_as_null(rng, tmp_path):
+    import json
+
+    data = _data(rng, n=36)
+    data.labels["artist"] = [("solo" if g == "x" else f"a{i}") for i, g in enumerate(data.labels["genre"])]
+    s = run_transfer_cv(_cfg(group_by="artist", within="genre"), data, tmp_path / "r", progress=False)
+    assert np.isnan(s["model"]["within"]["strata"]["x"]["spearman_ci"]).all()  # one artist: no interval
+    def refuse(token):
+        raise AssertionError(f"summary.json holds {token}")
+    saved = json.loads((tmp_path / "r" / "summary.json").read_text(), parse_constant=refuse)
+    assert saved["model"]["within"]["strata"]["x"]["spearman_ci"] == [None, None]
+    assert any("one group: 'solo'" in w for w in saved["warnings"])
