@@ -87,7 +87,7 @@ def info(path: str | os.PathLike) -> AudioInfo:
     path = Path(path)
     with _open(path) as f:
         result = AudioInfo(str(path), int(f.samplerate), int(f.frames), int(f.channels))
-        riff = f.format in ("WAV", "WAVEX")
+        riff = f.format in ("WAV", "WAVEX") and f.subtype in FIXED_SIZE_SUBTYPES
     if result.samplerate <= 0 or result.channels <= 0:
         raise AudioLoadError(path, f"invalid header (rate {result.samplerate}, {result.channels} channels)")
     if result.frames <= 0:
@@ -99,8 +99,11 @@ def info(path: str | os.PathLike) -> AudioInfo:
     return result
 
 
-#: RIFF data-chunk sizes that mean "unknown" (written by streaming recorders), not a length
-RIFF_UNKNOWN_SIZES = (0, 0xFFFFFFFF)
+#: WAV encodings with one fixed-size block per frame (compressed ones, e.g. ADPCM, are not)
+FIXED_SIZE_SUBTYPES = ("PCM_U8", "PCM_S8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE", "ULAW", "ALAW")
+#: a RIFF data-chunk size of 0, or this size or larger, is a placeholder that streaming
+#: recorders write (0x7FFFFFFF, 0xFFFFFFFF and near), not a length (a WAV song is far smaller)
+RIFF_PLACEHOLDER_SIZE = 0x7FFF0000
 
 
 def wav_declared_frames(path: str | os.PathLike) -> int | None:
@@ -123,7 +126,7 @@ def wav_declared_frames(path: str | os.PathLike) -> int | None:
                 block = int.from_bytes(fmt[12:14], "little") if len(fmt) >= 14 else 0
                 f.seek(size % 2, os.SEEK_CUR)
             elif cid == b"data":
-                return size // block if block and size not in RIFF_UNKNOWN_SIZES else None
+                return size // block if block and 0 < size < RIFF_PLACEHOLDER_SIZE else None
             else:
                 f.seek(size + size % 2, os.SEEK_CUR)
 

@@ -2,7 +2,7 @@
 
 Exit codes: 0 everything worked; 1 the command ran but some inputs failed (listed at the end);
 2 bad usage, config or input that stopped the command before any work, or an OS error (full
-disk) that stopped it midway; 3 an unexpected error (a bug in hitrank: its traceback is printed);
+disk, out of memory) that stopped it midway; 3 an unexpected error (a bug in hitrank: its traceback is printed);
 130 interrupted (Ctrl-C; re-run the same command to resume).
 """
 
@@ -29,6 +29,7 @@ from .commands import (
 from .corpus import ALLOW_OUTSIDE_ENV
 from .demo import DemoResult, run_demo
 from .descriptors.audio import describe_folder
+from .descriptors.config import is_descriptor_config
 from .descriptors.extractors import DEFAULT_EXTRACTOR, EXTRACTORS
 from .descriptors.fit import fit_sources
 from .embeddings import DEFAULT_EMBEDDING, DEFAULT_SCOPE, EMBEDDINGS, SCOPES
@@ -843,14 +844,32 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return EXIT_INTERRUPTED
     except OSError as exc:  # e.g. a full disk while writing a store: stop cleanly, nothing is lost
-        again = "; work done so far is saved, run the same command again to resume" if args.command in RESUMES else ""
-        print(f"error: {exc}{again}", file=sys.stderr)
+        print(f"error: {exc}{'; work done so far is saved, run the same command again to resume' if _resumes(args) else ''}",
+              file=sys.stderr)
         return EXIT_USAGE
-    except Exception:  # noqa: BLE001 - a bug, not the user's input: say so, with its traceback
+    except Exception as exc:  # noqa: BLE001 - a bug, not the user's input: say so, with its traceback
+        if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":  # incl. torch's CUDA one
+            print(f"error: out of memory in `hitrank {args.command}`; use fewer --workers or a smaller batch "
+                  "(--set train.batch_size=...), or a machine with more memory", file=sys.stderr)
+            return EXIT_USAGE
         traceback.print_exc()
         print(f"error: an unexpected error in `hitrank {args.command}` (a bug in hitrank, traceback above); "
               "please report it with the command you ran", file=sys.stderr)
         return EXIT_BUG
+
+
+def _resumes(args) -> bool:
+    """Whether running this command again resumes its work: transfer configs' cv and train
+    refit from their cached embeddings into a new --out instead, descriptor configs' train
+    starts again (their cv resumes by fold)."""
+    if args.command in ("cv", "train") and getattr(args, "config", None):
+        try:
+            if is_transfer_config(args.config):
+                return False
+            return args.command == "cv" or not is_descriptor_config(args.config)
+        except HitrankError:
+            return False
+    return args.command in RESUMES
 
 
 def _json_dump(obj) -> str:

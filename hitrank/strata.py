@@ -85,6 +85,12 @@ def _row_spearman(y: np.ndarray, p: np.ndarray) -> np.ndarray:
     return np.where(sy > 0, rho, np.nan)
 
 
+def _split_rho(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Spearman of two halves' song scores (B, m) per split, ``(B,)``: NaN where either half
+    is constant (neither half is the labels: a constant one ranks nothing)."""
+    return np.where(np.ptp(b, axis=1) > 0, _row_spearman(a, b), np.nan)
+
+
 def _constant(values: np.ndarray) -> bool:
     """Whether the values (labels) are all equal: no ranking of them is better than another."""
     return len(values) == 0 or bool(np.ptp(values) == 0)
@@ -127,7 +133,9 @@ def _boot(y: np.ndarray, p: np.ndarray, draws, top: float | None = None) -> tupl
     :func:`_draw`: two ``(n_boot,)`` arrays (the second None without ``top``)."""
     if isinstance(draws, np.ndarray):
         rho = _row_spearman(y[draws], p[draws])
-        return rho, (top_metrics_batch(y[draws], p[draws], top)["ndcg"] if top is not None else None)
+        if top is None:
+            return rho, None
+        return rho, np.where(np.isnan(rho), np.nan, top_metrics_batch(y[draws], p[draws], top)["ndcg"])
     # cluster resamples differ in length: those of one length are computed as one batch
     rho, ndcg = np.zeros(len(draws)), (np.zeros(len(draws)) if top is not None else None)
     lengths = np.array([len(i) for i in draws])
@@ -137,6 +145,8 @@ def _boot(y: np.ndarray, p: np.ndarray, draws, top: float | None = None) -> tupl
         rho[rows] = _row_spearman(y[i], p[i])
         if top is not None:
             ndcg[rows] = top_metrics_batch(y[i], p[i], top)["ndcg"]
+    if ndcg is not None:  # a resample of labels all equal has no nDCG either (left out of intervals)
+        ndcg[np.isnan(rho)] = np.nan
     return rho, ndcg
 
 
@@ -479,19 +489,19 @@ def split_half_reliability(raters: pd.DataFrame, strata: dict | None = None,
             perm = rng.permutation(len(g))
             halves[i, 0, j] = g[perm[:k]].mean()
             halves[i, 1, j] = g[perm[k:]].mean()
-    r = _mean_defined(_row_spearman(halves[:, 0], halves[:, 1]))
+    r = _mean_defined(_split_rho(halves[:, 0], halves[:, 1]))
     out = {"songs": int(len(ids)), "raters_median": float(np.median([len(g) for g in groups])),
            **_corrected(r)}
-    warnings = [_reliability_warning(r, "")] if _reliability_warning(r, "") else []
+    warnings = [w for w in [_reliability_warning(r, "")] if w]
     if strata:
         s = _as_str([strata.get(i, MISSING) for i in ids], len(ids), "strata")
-        per = [_mean_defined(_row_spearman(halves[:, 0, s == name], halves[:, 1, s == name]))
+        per = [_mean_defined(_split_rho(halves[:, 0, s == name], halves[:, 1, s == name]))
                for name in sorted(set(s) - {MISSING}) if (s == name).sum() >= MIN_STRATUM]
         per = [v for v in per if np.isfinite(v)]  # a stratum whose judgements do not vary has none
         if per:
             out["within"] = {**_corrected(float(np.mean(per))), "strata": len(per)}
-            if not warnings and _reliability_warning(out["within"]["split_half"], "within strata"):
-                warnings.append(_reliability_warning(out["within"]["split_half"], "within strata"))
+            if not warnings:
+                warnings += [w for w in [_reliability_warning(out["within"]["split_half"], "within strata")] if w]
     warnings += _coverage_warning(ids, strata, raters.attrs.get("songs"))
     out["warnings"] = warnings
     return out
@@ -606,8 +616,9 @@ def paired_difference(y_true, pred_a, pred_b, folds, strata=None, n_boot: int = 
         draw = [np.concatenate(row) for row in zip(*parts, strict=True)]
     full = np.arange(len(y))[None]
     pooled = _boot(y, a, draw)[0] - _boot(y, b, draw)[0]
-    if _one_unit(np.arange(len(y)), _units(np.arange(len(y)), g_all), g_all):
-        pooled = np.full(n_boot, np.nan)  # one group over all songs: no interval
+    if g_all is not None and all(_one_unit(idx, _units(idx, g_all), g_all) for idx in
+                                 (np.flatnonzero(s == name) for name in sorted(set(s)))):
+        pooled = np.full(n_boot, np.nan)  # every stratum one group: resamples redraw the same songs
     point = float((_row_spearman(y[full], a[full]) - _row_spearman(y[full], b[full]))[0])
     out = {"pooled": {"diff": point, "ci": _quantiles(pooled)}, "within": None,
            "resampled": "songs" if g_all is None else "groups"}

@@ -15,13 +15,14 @@ training songs, and the paired difference model minus baseline over the same son
 from __future__ import annotations
 
 import argparse
-import json
 
 import numpy as np
 import pandas as pd
 
 from hitrank import strata
 from hitrank.corpus import read_text_table
+from hitrank.fileio import strict_json
+from hitrank.transfer.report import difference, figure
 
 
 def _read(path: str) -> pd.DataFrame:
@@ -81,25 +82,20 @@ def main() -> None:
         ev["baseline"] = strata.evaluate(y, base, one, s, groups=g)["pooled"]
         ev["model_minus_baseline"] = strata.paired_difference(y, pred, base, one, s, groups=g)
     if args.json:
-        print(json.dumps(ev, indent=2, default=float))
+        print(strict_json(ev, indent=2))  # undefined figures: null
         return
     p = ev["pooled"]
-    print(f"{len(df)} songs: Spearman {p['spearman']:+.3f} [{p['spearman_ci'][0]:+.2f}, {p['spearman_ci'][1]:+.2f}], "
-          f"nDCG@10% {p['ndcg']:.3f} [{p['ndcg_ci'][0]:.2f}, {p['ndcg_ci'][1]:.2f}]")
+    print(f"{len(df)} songs: Spearman {figure(p, 'spearman')}, nDCG@10% {figure(p, 'ndcg')}")
     if ev["within"]:
         w = ev["within"]["mean"]
-        print(f"within {args.within}: Spearman {w['spearman']:+.3f} [{w['spearman_ci'][0]:+.2f}, {w['spearman_ci'][1]:+.2f}]")
+        print(f"within {args.within}: Spearman {figure(w, 'spearman') if w else 'n/a (no stratum has labels that vary)'}")
         for name, d in ev["within"]["strata"].items():
-            print(f"  {name} ({d['n']}): {d['spearman']:+.3f} [{d['spearman_ci'][0]:+.2f}, {d['spearman_ci'][1]:+.2f}]")
+            print(f"  {name} ({d['n']}): {figure(d, 'spearman')}")
     if "baseline" in ev:
         b, d = ev["baseline"], ev["model_minus_baseline"]
-        print(f"{args.within} mean of the training labels: Spearman {b['spearman']:+.3f} "
-              f"[{b['spearman_ci'][0]:+.2f}, {b['spearman_ci'][1]:+.2f}], nDCG@10% {b['ndcg']:.3f}")
-        within = (f", {d['within']['diff']:+.3f} [{d['within']['ci'][0]:+.2f}, {d['within']['ci'][1]:+.2f}] "
-                  f"within {args.within}" if d["within"] else "")
-        print(f"model - {args.within} mean, paired: {d['pooled']['diff']:+.3f} [{d['pooled']['ci'][0]:+.2f}, "
-              f"{d['pooled']['ci'][1]:+.2f}] over all songs{within}")
-
+        print(f"{args.within} mean of the training labels: Spearman {figure(b, 'spearman')}, nDCG@10% {figure(b, 'ndcg')}")
+        within = f", {difference(d['within'])} within {args.within}" if d["within"] else ""
+        print(f"model - {args.within} mean, paired: {difference(d['pooled'])} over all songs{within}")
 
 if __name__ == "__main__":
     main()

@@ -63,3 +63,26 @@ def test_bad_files_raise_named_errors(tmp_path, kind, reason):
     with pytest.raises(AudioLoadError, match=reason) as info:
         audio.load_mid30(p)
     assert str(p) in str(info.value)
+
+
+def test_a_wav_cut_after_its_header_is_truncated_but_a_streamed_wav_is_not(tmp_path):
+    import struct
+
+    from hitrank import audio
+    from hitrank.errors import AudioLoadError
+
+    y = (0.3 * np.sin(np.arange(40 * 22050) / 22050 * 2 * np.pi * 330)).astype(np.float32)
+    sf.write(tmp_path / "full.wav", y, 22050)
+    data = (tmp_path / "full.wav").read_bytes()
+    (tmp_path / "cut.wav").write_bytes(data[: len(data) // 2])
+    with pytest.raises(AudioLoadError, match=r"file is truncated: header claims 882000 frames, only 44\d+ present"):
+        audio.info(tmp_path / "cut.wav")
+    # a recorder writing to a pipe cannot know the length: 0x7FFFFFFF is a placeholder, not a claim
+    streamed = bytearray(data)
+    i = streamed.index(b"data")
+    streamed[i + 4: i + 8] = struct.pack("<I", 0x7FFFFFFF)
+    (tmp_path / "streamed.wav").write_bytes(bytes(streamed))
+    assert audio.info(tmp_path / "streamed.wav").frames == 882000
+    # compressed WAV (blocks of many frames): the block count is not a frame count; not judged
+    sf.write(tmp_path / "adpcm.wav", y, 22050, subtype="IMA_ADPCM")
+    assert audio.info(tmp_path / "adpcm.wav").frames >= 882000  # padded to whole blocks

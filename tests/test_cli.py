@@ -87,3 +87,18 @@ def test_bug_and_os_error_exit_codes(monkeypatch, capsys):
     monkeypatch.setitem(cli.COMMANDS, "rank", _failing(OSError(28, "No space left on device")))
     assert main(["rank", "songs", "--model", "run"]) == 2
     assert "run the same command again to resume" in capsys.readouterr().err
+
+
+def test_out_of_memory_is_not_a_bug_and_transfer_runs_promise_no_resume(monkeypatch, capsys):
+    import hitrank.cli as cli
+
+    monkeypatch.setitem(cli.COMMANDS, "fit", _failing(MemoryError()))
+    assert main(["fit", "--reference", "a.csv", "--candidates", "b.csv"]) == 2
+    err = capsys.readouterr().err
+    assert "out of memory" in err and "Traceback" not in err
+    # cv of a transfer config refits from cached embeddings into a new --out: no resume promised
+    monkeypatch.setitem(cli.COMMANDS, "cv", _failing(OSError(28, "No space left on device")))
+    assert main(["cv", "--config", "real/ridge", "--labels", "l.csv", "--out", "r"]) == 2
+    assert "resume" not in capsys.readouterr().err
+    assert main(["cv", "--config", "table1/a_simple_cnn_mid30", "--labels", "l.csv", "--out", "r"]) == 2
+    assert "run the same command again to resume" in capsys.readouterr().err

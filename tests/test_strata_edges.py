@@ -178,3 +178,24 @@ def test_raters_files_with_nothing_usable_are_refused_by_name_before_any_fitting
         run_transfer_cv(replace(base, cv=replace(base.cv, folds=3)), data, tmp_path / "run", raters=path,
                         raters_score="liked", progress=False)
     assert not list((tmp_path / "run").glob("*.pt"))  # refused before any fold model was written
+
+
+def test_strata_of_one_group_each_leave_the_pooled_paired_difference_without_an_interval(rng):
+    y = rng.normal(size=40)
+    a, b = y + rng.normal(0, 0.5, 40), y + rng.normal(0, 1.0, 40)
+    s = np.repeat(["x", "y"], 20)
+    folds = np.tile(np.arange(4), 10)
+    one_each = np.where(s == "x", "artist1", "artist2")  # resamples could only redraw the same songs
+    d = strata.paired_difference(y, a, b, folds, s, groups=one_each, n_boot=50)
+    assert _nan2(d["pooled"]["ci"]) and np.isfinite(d["pooled"]["diff"])
+    several = np.array([f"a{i % 5}" for i in range(40)])
+    d = strata.paired_difference(y, a, b, folds, s, groups=several, n_boot=50)
+    assert np.all(np.isfinite(d["pooled"]["ci"])) and d["pooled"]["ci"][0] < d["pooled"]["ci"][1]
+
+
+def test_a_resample_of_labels_all_equal_has_no_ndcg_either():
+    y = np.array([1.0, 1.0, 1.0, 2.0])
+    p = np.array([0.1, 0.2, 0.3, 0.4])
+    draws = np.array([[0, 1, 2, 0], [0, 1, 2, 3]])  # the first redraws only equal labels
+    rho, ndcg = strata._boot(y, p, draws, top=0.5)
+    assert np.isnan(rho[0]) and np.isnan(ndcg[0]) and np.isfinite(rho[1]) and np.isfinite(ndcg[1])

@@ -198,7 +198,8 @@ def run_cv(cfg: DescriptorConfig, table: DescriptorTable, out: str | os.PathLike
     names = model_columns(cfg, prep)[1]
     for f, te in enumerate(tqdm(tests, desc=cfg.name, unit="fold", disable=not progress)):
         done = out / f"fold_{f:02d}.json"
-        if done.is_file():
+        # a fold is done when its record (and its checkpoint, when models are saved) is there
+        if done.is_file() and (not save_models or (out / f"fold_{f:02d}.pt").is_file()):
             rec = json.loads(done.read_text())
         else:
             rec = _run_fold(cfg, prep, te, f, out if save_models else None)

@@ -18,12 +18,14 @@ def _interval(lo, hi) -> str:
     return f"[{NA}]" if NA in (_num(lo, "+.2f"), _num(hi, "+.2f")) else f"[{lo:+.2f}, {hi:+.2f}]"
 
 
-def _ci(d: dict, key: str) -> str:
+def figure(d: dict, key: str) -> str:
+    """``d[key] [d[key_ci]]`` as printed (Spearman-style signs; ``n/a`` where undefined)."""
     lo, hi = d.get(f"{key}_ci") or (float("nan"), float("nan"))
     return f"{_num(d[key], '+.3f')} {_interval(lo, hi)}"
 
 
-def _diff(d: dict) -> str:
+def difference(d: dict) -> str:
+    """A paired difference ``{"diff", "ci"}`` as printed (``n/a`` where undefined)."""
     return f"{_num(d['diff'], '+.3f')} {_interval(*d['ci'])}"
 
 
@@ -32,24 +34,24 @@ def within_lines(column: str, w: dict, base: dict, versus: dict) -> list[str]:
     stratum-mean baseline's ``base`` and their paired difference ``versus``."""
     cells = w["cell_mean"]["cells"]
     cell = (f"cell mean {w['cell_mean']['spearman']:+.3f} over {cells} fold x stratum cells" if cells
-            else f"no fold x stratum cell has {MIN_STRATUM} songs")
-    ranked, total = w["mean"].get("strata", len(w["strata"])), len(w["strata"])
+            else f"no fold x stratum cell has {MIN_STRATUM} songs and labels that vary")
+    ranked, total = (w["mean"].get("strata", len(w["strata"])) if w["mean"] else 0), len(w["strata"])
     over = f"{ranked} strata" if ranked == total else f"{ranked} of {total} strata (the others' labels are all equal)"
     lines = [f"  within {column} (per-fold centred; mean over {over}, {cell}):"]
     if w["mean"]:
-        lines.append(f"  {'model':<22} {_ci(w['mean'], 'spearman'):>24} {_ci(w['mean'], 'ndcg'):>24}")
+        lines.append(f"  {'model':<22} {figure(w['mean'], 'spearman'):>24} {figure(w['mean'], 'ndcg'):>24}")
     lines.append(f"  {column + ' mean (baseline)':<22} {base['mean'].get('spearman', 0.0):>+24.3f}   (0 by construction)")
     for name, d in w["strata"].items():
         label = f"{name} ({d['n']})"
-        lines.append(f"    {label:<20} {_ci(d, 'spearman'):>24} {_ci(d, 'ndcg'):>24}")
+        lines.append(f"    {label:<20} {figure(d, 'spearman'):>24} {figure(d, 'ndcg'):>24}")
     if w["left_out"]:
         lines.append(f"    strata with fewer than {MIN_STRATUM} songs, left out: {', '.join(w['left_out'])}")
     if w.get("missing"):
         ids = w.get("missing_ids") or []
         lines.append(f"    songs with no {column}, left out: {w['missing']}" + (f" ({named_some(ids)})" if ids else ""))
     lines.append(f"  model - {column} mean, paired over {versus.get('resampled', 'songs')}: all songs "
-                 f"{_diff(versus['pooled'])}"
-                 + (f", within {column} {_diff(versus['within'])}" if versus.get("within") else ""))
+                 f"{difference(versus['pooled'])}"
+                 + (f", within {column} {difference(versus['within'])}" if versus.get("within") else ""))
     return lines
 
 
@@ -57,9 +59,9 @@ def format_within_report(r: dict) -> str:
     """The within-stratum report of a spectrogram cv run (:func:`hitrank.commands.within_report`),
     ending with its warnings (:func:`hitrank.strata.within_warnings`), one ``warning:`` line each."""
     lines = [f"  {'':<22} {'Spearman (all songs)':>24} {'nDCG':>24}",
-             f"  {'model':<22} {_ci(r['model']['pooled'], 'spearman'):>24} {_ci(r['model']['pooled'], 'ndcg'):>24}",
-             f"  {r['column'] + ' mean (baseline)':<22} {_ci(r['stratum_mean']['pooled'], 'spearman'):>24} "
-             f"{_ci(r['stratum_mean']['pooled'], 'ndcg'):>24}"]
+             f"  {'model':<22} {figure(r['model']['pooled'], 'spearman'):>24} {figure(r['model']['pooled'], 'ndcg'):>24}",
+             f"  {r['column'] + ' mean (baseline)':<22} {figure(r['stratum_mean']['pooled'], 'spearman'):>24} "
+             f"{figure(r['stratum_mean']['pooled'], 'ndcg'):>24}"]
     lines += within_lines(r["column"], r["model"]["within"], r["stratum_mean"]["within"], r["versus_stratum_mean"])
     lines += [f"  warning: {w}" for w in within_warnings(r["model"]["within"], r["column"])]
     return "\n".join(lines)
@@ -79,7 +81,7 @@ def format_transfer_summary(s: dict) -> str:
     if "stratum_mean" in s:
         rows.append((f"{s['within']} mean (baseline)", s["stratum_mean"]["pooled"]))
     for name, d in rows:
-        lines.append(f"  {name:<22} {_ci(d, 'spearman'):>24} {_ci(d, 'ndcg'):>24}")
+        lines.append(f"  {name:<22} {figure(d, 'spearman'):>24} {figure(d, 'ndcg'):>24}")
     r, o = s["random"], s["oracle"]
     lines.append(f"  {'random ranking':<22} {r['spearman']:>+24.3f} {r['ndcg']:>+24.3f}")
     lines.append(f"  {'oracle (the labels)':<22} {o['spearman']:>+24.3f} {o['ndcg']:>+24.3f}")
