@@ -16,6 +16,8 @@ import pickle
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from .errors import CheckpointError
 from .fileio import atomic_torch_save
 
@@ -74,6 +76,15 @@ def load_payload(path: str | os.PathLike, kind: str | None = None) -> dict:
     if kind is not None and found != kind:
         raise CheckpointError(f"{str(path)!r} holds a {found} model, not a {kind} model")
     return {**payload, "kind": found}
+
+
+def check_finite(values, where: str, fix: str) -> None:
+    """Raise a CheckpointError ``"{where} has N of M values not finite (NaN or inf); {fix}"``
+    when an array of weights or statistics (any shape) holds NaN or inf: a damaged file that
+    would otherwise load and make every output NaN."""
+    bad = int(np.size(values) - np.count_nonzero(np.isfinite(values)))
+    if bad:
+        raise CheckpointError(f"{where} has {bad} of {np.size(values)} values not finite (NaN or inf); {fix}")
 
 
 def checkpoint_kind(path: str | os.PathLike) -> str:

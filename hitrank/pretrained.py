@@ -33,7 +33,6 @@ import os
 import shutil
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from . import segments
@@ -42,6 +41,7 @@ from .errors import CheckpointError, HitrankError
 from .fileio import atomic_write_text
 from .models import build
 from .models.ret30 import CKPT_DIR, CKPT_PREFIX, CONV_VARS, DENSE_VARS, REPO_URL, ret30_state
+from .payload import check_finite
 from .runinfo import write_run_info
 from .runtime import models_dir
 from .schema import Config
@@ -101,13 +101,11 @@ def convert_ret30(folder: str | os.PathLike, fusion: str = "trained") -> dict:
     """
     prefix = ret30_prefix(folder)
     tensors = read_bundle(prefix)
+    data = str(prefix) + ".data-00000-of-00001"
     for name in (f"{var}/{part}" for var, _ in CONV_VARS + DENSE_VARS for part in ("kernel", "bias")):
-        bad = int(tensors[name].size - np.count_nonzero(np.isfinite(tensors[name]))) if name in tensors else 0
-        if bad:  # the Adagrad slots, which ret30 does not use, are not checked
-            raise CheckpointError(
-                f"{str(prefix) + '.data-00000-of-00001'!r}: tensor {name!r} has {bad} of "
-                f"{tensors[name].size} values not finite (NaN or inf); the checkpoint is damaged: "
-                f"get a fresh copy of {REPO_URL}")
+        if name in tensors:  # the Adagrad slots, which ret30 does not use, are not checked
+            check_finite(tensors[name], f"{data!r}: tensor {name!r}",
+                         f"the checkpoint is damaged: get a fresh copy of {REPO_URL}")
     return ret30_state(tensors, fusion, str(prefix))
 
 

@@ -35,7 +35,7 @@ import torch
 from . import audio, embeddings, neighbours, segments
 from .corpus import song_names
 from .curve import CURVE_HOP_SECONDS, load_scorers, song_curve, unstable
-from .errors import HitrankError, ParameterError
+from .errors import CheckpointError, HitrankError, ParameterError
 from .extract import extract
 from .features import FeatureParams
 from .ood import ood_scores
@@ -80,6 +80,19 @@ def _flags(ranking: pd.DataFrame) -> list[str]:
     on = {f: ranking[c].to_numpy(dtype=bool) if c in ranking else np.zeros(len(ranking), bool)
           for f, c in cols.items()}
     return ["; ".join(f for f in FLAGS if on[f][i]) for i in range(len(ranking))]
+
+
+def _name_other_ranker(model) -> None:
+    """Called when ``model`` did not load as spectrogram checkpoints: a HitrankError naming
+    the function that ranks with it when it is another kind of run (its kind is read only
+    here, off the path of every ranking); nothing when it is not (its own error stands)."""
+    try:
+        kind = run_kind(resolve_model(model))
+    except HitrankError:
+        return
+    if kind in OTHER_RANKERS:
+        raise HitrankError(f"{str(model)!r} is a {kind} run; rank_folder ranks with spectrogram models: use "
+                           f"{OTHER_RANKERS[kind]} (or `hitrank rank`, which takes every kind of run)") from None
 
 
 def padded_flags(duration: np.ndarray, seconds: float, share: float = PADDED_MIN_SHARE) -> np.ndarray:
@@ -187,12 +200,12 @@ def rank_folder(
         raise ParameterError(f"nearest={nearest}; expected 0 (none) or a positive number of songs")
     if embedding != neighbours.MODEL_EMBEDDING:
         embeddings.get(embedding)  # a clear error naming the known ones, before any audio is decoded
-    kind = run_kind(resolve_model(model))
-    if kind in OTHER_RANKERS:
-        raise HitrankError(f"{str(model)!r} is a {kind} run; rank_folder ranks with spectrogram models: use "
-                           f"{OTHER_RANKERS[kind]} (or `hitrank rank`, which takes every kind of run)")
     dev = pick_device(device)
-    scorers = load_scorers(model, dev)
+    try:
+        scorers = load_scorers(model, dev)
+    except CheckpointError:
+        _name_other_ranker(model)
+        raise
     params = FeatureParams.from_dict(scorers[0].feature_params)
     recorded = scorers[0].config.get("features", {}).get("highlighter", "")
     highlighter = segments.get(params.segment).resolve_highlighter(params, highlighter, recorded)

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from .. import audio
 from ..constants import TAGS
 from ..errors import CheckpointError, HitrankError, ParameterError
-from ..payload import load_payload, model_state, save_payload
+from ..payload import check_finite, load_payload, model_state, save_payload
 
 SR = 16000  # Hz, JYnet's analysis rate
 N_FFTS = (512, 1024, 2048, 4096, 8192, 16384)  # samples, scale 0..5 (win_length = n_fft)
@@ -351,10 +351,7 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
 
 
 def _check_finite(arr: np.ndarray, path: Path, what: str) -> None:
-    bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
-    if bad:
-        raise _damaged(path, f"{what} has {bad} of {np.size(arr)} values not finite (NaN or inf); "
-                             "the file is damaged")
+    check_finite(arr, f"{str(path)!r}: {what}", f"the file is damaged; get a fresh copy of {RELEASE}")
 
 
 # ----------------------------------------------------------------------------- front end

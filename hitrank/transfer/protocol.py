@@ -139,11 +139,12 @@ def check_labels(cfg: TransferConfig, data: Data, labels) -> None:
     """Refusals before any fitting: hit scores that are all equal (nothing to rank), and
     scores the target cannot take (e.g. ``log`` of a score <= 0), named for every song at once
     rather than fold by fold."""
-    y = data.y if data.weight is None else data.y[data.weight > 0]
+    used = slice(None) if data.weight is None else data.weight > 0  # as fit_one fits
+    y = data.y[used]
     if len(y) and np.all(y == y[0]):
         raise LabelsError(f"{str(labels)!r}: hit_score is {y[0]:g} for every one of the {len(y)} songs; "
                           "nothing to rank: give scores that differ")
-    Target.fit(cfg.train.target, y, data.ids if data.weight is None else data.ids[data.weight > 0])
+    Target.fit(cfg.train.target, y, data.ids[used])
 
 
 def read_weights(values: pd.Series, labels, column: str) -> np.ndarray:
