@@ -18,6 +18,7 @@ import pandas as pd
 from . import audio
 from .constants import AUDIO_EXTENSIONS
 from .errors import LabelsError
+from .fileio import row_lines
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,7 @@ def read_text_table(path: str | os.PathLike, what: str = "labels", **kwargs) -> 
         raise LabelsError(f"{str(path)!r}: column names repeat once spaces around them are removed "
                           f"({[str(c) for c in df.columns]}); give each column one name")
     df.columns = names
+    df.attrs["lines"] = row_lines(path, len(df)) if "nrows" not in kwargs else []
     return df
 
 
@@ -138,7 +140,7 @@ def read_labels(
     allow_outside = allow_outside or os.environ.get(ALLOW_OUTSIDE_ENV, "") == "1"
     base = Path(os.path.normpath(csv_path.parent.absolute()))  # "../x/labels.csv" too
     refs, rejected, problems, seen, files = [], [], [], {}, {}
-    for line, row in enumerate(df.to_dict("records"), start=2):
+    for line, row in zip(df.attrs["lines"], df.to_dict("records"), strict=True):
         sid, rel = str(row["song_id"]).strip(), str(row["path"]).strip()
         where = f"{csv_path.name}:{line}"
         if not sid:

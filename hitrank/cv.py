@@ -44,7 +44,7 @@ from .distributed import SINGLE, Context, barrier, my_folds
 from .engines import get_engine
 from .errors import ConfigError, HitrankError
 from .features import FeatureParams
-from .fileio import atomic_write_text
+from .fileio import atomic_write_text, strict_json
 from .metrics import METRICS
 from .runinfo import write_run_info
 from .runtime import pick_device
@@ -404,7 +404,7 @@ def summarize(cfg: Config, out: Path, n_songs: int, seconds: float, device, proc
         "warnings": pooled["warnings"],
         **(notes or {}),
     }
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
+    atomic_write_text(out / "summary.json", strict_json(summary, indent=2))  # undefined: null
     return summary
 
 
@@ -445,5 +445,5 @@ def run_train(cfg: Config, ds: Dataset, out: str | os.PathLike, ctx: Context = S
     pd.DataFrame({"song_id": ds.song_ids[va], "hit_score": ds.scores[va], "pred_z": z_val,
                   "pred": target.inverse(z_val)}).to_csv(out / "validation.csv", index=False)
     info["seconds"] = round(time.time() - t0, 1)
-    atomic_write_text(out / "summary.json", json.dumps(info, indent=2, default=float))
+    atomic_write_text(out / "summary.json", strict_json(info, indent=2))
     return info

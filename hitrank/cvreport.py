@@ -109,6 +109,13 @@ def _read_strata(run: Path, summary: dict, pred: pd.DataFrame | None) -> np.ndar
     return full[column].astype(str).to_numpy() if column in full else None
 
 
+def _undefined_as_nan(summary: dict) -> dict:
+    """``summary.json`` writes an undefined fold statistic (``*_mean``, ``*_std``, ``*_se``) as
+    ``null`` (strict JSON); in memory it is NaN again, printed ``nan``."""
+    return {k: (float("nan") if v is None and k.endswith(("_mean", "_std", "_se")) else v)
+            for k, v in summary.items()}
+
+
 def load_run(run: str | os.PathLike) -> dict:
     """``summary.json``, ``folds.csv`` and ``predictions.csv`` of a spectrogram CV run folder.
 
@@ -122,7 +129,7 @@ def load_run(run: str | os.PathLike) -> dict:
     """
     run = Path(run)
     try:
-        summary = json.loads((run / "summary.json").read_text())
+        summary = _undefined_as_nan(json.loads((run / "summary.json").read_text()))
         folds = pd.read_csv(run / "folds.csv")
     except FileNotFoundError:
         raise HitrankError(f"{str(run)!r}: not a finished CV run (summary.json and folds.csv "

@@ -1,9 +1,11 @@
 """Atomic file writes: a temporary file beside the target, then a rename, so a reader (or a
-crash) never sees a half-written file; strict JSON text for the files other tools read."""
+crash) never sees a half-written file; strict JSON text for the files other tools read; the
+line numbers of a CSV's rows, for messages that name them."""
 
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import math
 import os
@@ -59,3 +61,23 @@ def _finite(v):
     if isinstance(v, float) and not math.isfinite(v):
         return None
     return v
+
+
+def row_lines(path: str | os.PathLike, n_rows: int) -> list[int]:
+    """The line of the file on which each of a CSV's ``n_rows`` data rows starts (1-based; the
+    header is line 1 when nothing precedes it), as ``pandas.read_csv`` reads it: blank and
+    blank-looking lines are skipped, a quoted cell may span lines. Falls back to ``i + 2`` for
+    row ``i`` when the file cannot be read this way or the rows do not match ``n_rows``."""
+    lines, last = [], 0
+    try:
+        with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+            reader = csv.reader(fh)
+            for record in reader:
+                start, last = last + 1, reader.line_num
+                if not record or (len(record) == 1 and not record[0].strip()):
+                    continue  # pandas skips blank lines
+                lines.append(start)
+    except (OSError, csv.Error):
+        lines = []
+    lines = lines[1:]  # the header
+    return lines if len(lines) == n_rows else [i + 2 for i in range(n_rows)]

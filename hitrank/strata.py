@@ -441,7 +441,7 @@ def _dropped_judgements(path, df: pd.DataFrame, columns: list[str], bad: np.ndar
         reasons[reason] = reasons.get(reason, 0) + 1
         if len(examples) < N_NAMED:
             shown = ", ".join(f"{c}={v!r}" for c, v in cells.items())
-            examples.append(f"line {i + 2} {str(df['song_id'].iat[i]).strip()!r} ({shown})")
+            examples.append(f"line {df.attrs['lines'][i]} {str(df['song_id'].iat[i]).strip()!r} ({shown})")
     more = " ..." if bad.sum() > N_NAMED else ""
     return (f"{str(path)!r}: {int(bad.sum())} of {len(df)} judgement rows dropped ("
             + ", ".join(f"{k} {r}" for r, k in reasons.items()) + f"): {'; '.join(examples)}{more}; "

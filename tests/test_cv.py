@@ -79,3 +79,30 @@ def test_spectrogram_cv_groups_folds_by_a_labels_column(corpus, tmp_path, capsys
     assert main(["cv", "--config", "table1/a_simple_cnn_mid30", "--store", str(tmp_path / "nothing"),
                  "--out", str(tmp_path / "x"), "--group-by", "session", "-q"]) == 2
     assert "--labels" in capsys.readouterr().err
+
+
+def test_summary_json_is_strict_and_compare_reads_an_undefined_metric(tmp_path):
+    """Fold records whose metric is undefined (NaN) leave its fold mean undefined:
+    summary.json writes null (strict JSON, which jq and browsers read, where Python's json
+    would write NaN), and the comparison table reads it back and prints nan."""
+    from hitrank.cv import summarize
+    from hitrank.cvreport import comparison_table, load_run
+    from hitrank.metrics import ranking_metrics
+
+    cfg = load_config("table1/a_simple_cnn_mid30")
+    rng = np.random.default_rng(0)
+    for f in range(2):
+        y = rng.lognormal(0, 1, 20)
+        pred = y + rng.normal(0, 0.1, 20)
+        pd.DataFrame({"song_id": [f"s{f}_{i}" for i in range(20)], "fold": f, "hit_score": y,
+                      "pred_z": pred, "pred": pred}).to_csv(tmp_path / f"pred_{f:02d}.csv", index=False)
+        (tmp_path / f"fold_{f:02d}.json").write_text(json.dumps(
+            {"fold": f, "n_test": 20, **ranking_metrics(y, pred, 0.1),
+             "spearman": float("nan")}))
+    summarize(cfg, tmp_path, 40, 1.0, "cpu")
+    text = (tmp_path / "summary.json").read_text()
+    assert "NaN" not in text
+    summary = json.loads(text)
+    assert summary["spearman_mean"] is None and summary["ndcg_mean"] is not None
+    table = comparison_table([load_run(tmp_path)])
+    assert table["spearman"].iloc[-1].startswith("nan")

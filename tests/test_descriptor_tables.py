@@ -136,3 +136,24 @@ def test_a_semicolon_separated_file_is_named_as_such(tmp_path):
     path.write_text("track;energy;loudness\na;0.5;-5\nb, the second;0.5;-5\n")
     with pytest.raises(LabelsError, match=r"looks ';'-separated.*comma-separated CSV"):
         read_table(path)
+
+
+def test_rows_of_several_tables_are_named_by_file_and_line_blank_lines_counted(tmp_path, caplog):
+    """Messages about a row name the line an editor shows: in the row's own file when the
+    table joins several, and counting blank lines, which pandas skips."""
+    df = planted_table(tmp_path / "a.csv", n=60)
+    b = df.head(20).copy()
+    b.loc[3, "streams"] = 0
+    text = b.to_csv(index=False).splitlines()
+    (tmp_path / "b.csv").write_text("\n".join(text[:2] + [""] + text[2:]) + "\n")  # line 3 blank
+    table = read_table([tmp_path / "a.csv", tmp_path / "b.csv"])
+    assert table.where(0) == "a.csv line 2" and table.where(60 + 3) == "b.csv line 6"
+    cfg = quick("topify_mlp", "data.task=regress", "data.target=streams", "data.transform=log",
+                "data.keep_hits=1")
+    with pytest.raises(ConfigError, match=r"a\.csv', '.*b\.csv': data\.transform='log'.*b\.csv line 6 "):
+        prepare(cfg, table)
+    (tmp_path / "c.csv").write_text("track,energy\n\na,0.5\n\nb,abc\n")
+    with caplog.at_level(logging.WARNING, logger="hitrank"):
+        single = read_table(tmp_path / "c.csv")
+    assert single.where(1) == "line 5"
+    assert any("CSV line(s) 5)" in r.getMessage() for r in caplog.records)

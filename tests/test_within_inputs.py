@@ -230,3 +230,22 @@ def test_a_learning_curve_never_labels_a_row_with_more_songs_than_a_fold_has(tmp
     plain = learning_curve(cfg, data, [10, 100][:1] + [30], progress=False)
     assert list(plain["size"]) == [10, 30]
     assert plain.spearman.iloc[1] == table.spearman.iloc[1]  # 'all' is the fold's every training song
+
+
+def test_line_numbers_count_blank_lines_and_quoted_line_breaks(tmp_path, caplog):
+    """A line number in a message is the line an editor shows, also when the file holds blank
+    lines (pandas skips them) or a quoted cell that spans two lines."""
+    from hitrank.corpus import read_labels
+
+    path = tmp_path / "raters.csv"
+    path.write_text('song_id,liked,note\n\ns0,1,ok\n\n\ns1,yes,"two\nlines"\n   \ns2,,x\n')
+    with caplog.at_level(logging.WARNING, logger="hitrank.strata"):
+        r = strata.read_raters(path, "liked")
+    assert len(r) == 1 and r.attrs["dropped"] == 2
+    assert "line 6 's1'" in r.attrs["warning"] and "line 9 's2'" in r.attrs["warning"]
+    (tmp_path / "a.wav").write_bytes(b"")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("song_id,path,hit_score\n\na,a.wav,1\n\na,a.wav,2\n,a.wav,3\n")
+    _, rejected, _ = read_labels(labels)
+    assert [r.reason for r in rejected] == ["labels.csv:5: duplicate song_id (first on line 3)",
+                                            "labels.csv:6: empty song_id"]

@@ -112,14 +112,14 @@ def prepare(cfg: DescriptorConfig, table: DescriptorTable, columns: list[str] | 
         _check_positive(d, table, raw, keep)
     if d.task == "regress" and need_target:
         neg = keep & (raw < 0)
-        problems += [f"line {i + 2} ({table.ids[i]!r}): {d.target}={raw[i]} is negative"
+        problems += [f"{table.where(i)} ({table.ids[i]!r}): {d.target}={raw[i]} is negative"
                      for i in np.flatnonzero(neg)]
         keep &= ~neg
     if d.task == "classify":
         y = raw >= d.hit_threshold if d.hit_threshold >= 0 else raw
         if d.hit_threshold < 0 and need_target:
             bad = keep & ~np.isin(raw, (0.0, 1.0))
-            problems += [f"line {i + 2} ({table.ids[i]!r}): {d.target}={raw[i]} is not 0 or 1 "
+            problems += [f"{table.where(i)} ({table.ids[i]!r}): {d.target}={raw[i]} is not 0 or 1 "
                          "(set data.hit_threshold to classify a numeric column)"
                          for i in np.flatnonzero(bad)]
             keep &= ~bad
@@ -170,10 +170,10 @@ def _check_positive(d, table: DescriptorTable, raw: np.ndarray, keep: np.ndarray
     bad = keep & ~(raw > 0)
     if bad.any():
         n_bad = int(bad.sum())
-        shown = [f"line {i + 2} ({table.ids[i]!r}: {raw[i]:g})" for i in np.flatnonzero(bad)[:N_SHOWN]]
+        shown = [f"{table.where(i)} ({table.ids[i]!r}: {raw[i]:g})" for i in np.flatnonzero(bad)[:N_SHOWN]]
         more = f" and {n_bad - N_SHOWN} more" if n_bad > N_SHOWN else ""
         raise ConfigError(
-            f"{table.sources[0]!r}: data.transform={d.transform!r} needs {d.target} > 0; {n_bad} "
+            f"{', '.join(map(repr, table.sources))}: data.transform={d.transform!r} needs {d.target} > 0; {n_bad} "
             f"row(s) have other values: {', '.join(shown)}{more}. Use {POSITIVE_ONLY[d.transform]}")
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import LabelsError
+from ..fileio import row_lines
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,14 @@ class DescriptorTable:
     def __len__(self) -> int:
         return len(self.frame)
 
+    def where(self, i: int) -> str:
+        """Where row ``i`` came from: ``line N`` of the file (``NAME line N`` when the table joins
+        several files), counted as an editor shows it (the header is line 1)."""
+        line = int(self.frame["source_line"].iat[i]) if "source_line" in self.frame else i + 2
+        if len(self.sources) > 1 and "source_file" in self.frame:
+            return f"{self.frame['source_file'].iat[i]} line {line}"
+        return f"line {line}"
+
     def present(self) -> list[str]:
         """Canonical descriptors that have at least one valid value."""
         return [c for c in DESCRIPTORS if c in self.frame and self.frame[c].notna().any()]
@@ -96,10 +105,10 @@ def numeric_column(series: pd.Series) -> pd.Series:
     return pd.to_numeric(text, errors="coerce")
 
 
-def csv_lines(mask) -> str:
-    """The CSV line numbers (header = line 1) of the rows where ``mask`` (n,) bool is true, the
-    first :data:`N_LINES_SHOWN` as plain ints, then ``...`` when there are more."""
-    lines = (np.flatnonzero(np.asarray(mask)) + 2).tolist()
+def csv_lines(mask, lines) -> str:
+    """The CSV line numbers ``lines`` (n,) int (header = line 1) of the rows where ``mask`` (n,)
+    bool is true, the first :data:`N_LINES_SHOWN` as plain ints, then ``...`` when there are more."""
+    lines = np.asarray(lines)[np.flatnonzero(np.asarray(mask))].tolist()
     return ", ".join(map(str, lines[:N_LINES_SHOWN])) + (", ..." if len(lines) > N_LINES_SHOWN else "")
 
 
@@ -149,7 +158,7 @@ def _files(sources) -> list[Path]:
     return files
 
 
-def _canonicalise(raw: pd.DataFrame, where: str) -> pd.DataFrame:
+def _canonicalise(raw: pd.DataFrame, where: str, lines: list[int]) -> pd.DataFrame:
     df = raw.copy()
     if "duration_ms" not in df and "duration" in df:
         df["duration_ms"] = numeric_column(df["duration"]) * 1000.0
@@ -173,11 +182,11 @@ def _canonicalise(raw: pd.DataFrame, where: str) -> pd.DataFrame:
         if missing.any():
             log.warning("%s: %d %s cell(s) blank or not a number, treated as missing and filled "
                         "with the training median (CSV line(s) %s)", where, int(missing.sum()), name,
-                        csv_lines(missing))
+                        csv_lines(missing, lines))
         bad = values.notna() & ~values.between(lo, hi)
         if bad.any():
             log.warning("%s: %d %s value(s) outside [%g, %g] treated as missing (CSV line(s) %s)",
-                        where, int(bad.sum()), name, lo, hi, csv_lines(bad))
+                        where, int(bad.sum()), name, lo, hi, csv_lines(bad, lines))
         df[name] = values.where(~bad)
     return df
 
@@ -195,13 +204,15 @@ def read_table(sources) -> DescriptorTable:
     files = _files(sources)
     for path in files:
         raw = _read_csv(path)
-        df = _canonicalise(raw, repr(str(path)))
+        lines = row_lines(path, len(raw))
+        df = _canonicalise(raw, repr(str(path)), lines)
         if not any(c in df for c in DESCRIPTORS):
             raise LabelsError(
                 f"{str(path)!r}: no descriptor columns; expected some of {list(DESCRIPTORS)} "
                 f"(found {list(raw.columns)[:12]})")
         columns[str(path)] = list(df.columns)
         df["source_file"] = path.name
+        df["source_line"] = lines
         frames.append(df)
     frame = pd.concat(frames, ignore_index=True, sort=False)
     id_col = next((c for c in _ID_COLUMNS if c in frame), None)
@@ -231,7 +242,7 @@ def target_values(table: DescriptorTable, column: str) -> tuple[np.ndarray, list
     """The numeric target column and one message per row whose target is missing or bad."""
     require_columns(table, [column], "the target")
     y = numeric_column(table.frame[column]).to_numpy(dtype=float)
-    problems = [f"line {i + 2} ({table.ids[i]!r}): {column}={table.frame[column].iloc[i]!r} "
+    problems = [f"{table.where(i)} ({table.ids[i]!r}): {column}={table.frame[column].iloc[i]!r} "
                 "is not a number" for i in np.flatnonzero(~np.isfinite(y))]
     return y, problems
 

@@ -9,7 +9,6 @@ log-standardised hit score; the epoch with the lowest validation MSE is kept.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import time
@@ -24,6 +23,7 @@ from ..corpus import read_labels
 from ..engines import get_engine
 from ..errors import ConfigError, HitrankError
 from ..features import FeatureParams, log_mel
+from ..fileio import atomic_write_text, strict_json
 from ..loop import EpochLoop, run_loop
 from ..payload import save_payload
 from ..runtime import pick_device, seed_everything
@@ -149,7 +149,7 @@ def train_highlighter(labels: str | os.PathLike, out: str | os.PathLike, cfg: Hi
     summary = {**{k: v for k, v in info.items() if k != "songs"}, "seconds": round(time.time() - t0, 1),
                "failed": len(failed), "curves": [{k: c[k] for k in ("epoch", "train_loss", "val_loss")}
                                                  for c in res.curves]}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    atomic_write_text(out / "summary.json", strict_json(summary, indent=2))
     return summary
 
 
