@@ -17,6 +17,7 @@ import soxr
 
 from .constants import SAMPLE_RATE, SEGMENT_SECONDS
 from .errors import AudioLoadError
+from .truncation import OGG_CAPTURE, UNKNOWN_FRAMES, mp3_truncation, ogg_truncation, truncation
 
 SILENCE_PEAK = 1e-5  # linear full-scale; a segment whose peak is below this is treated as silent
 RESAMPLE_QUALITY = "HQ"  # soxr quality, the same as librosa's default 'soxr_hq'
@@ -65,6 +66,10 @@ def _check_path(path: Path) -> None:
 
 def _open(path: Path) -> sf.SoundFile:
     _check_path(path)
+    return _decoder(path)
+
+
+def _decoder(path: Path) -> sf.SoundFile:
     try:
         return sf.SoundFile(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
@@ -77,58 +82,67 @@ def _open(path: Path) -> sf.SoundFile:
 
 
 def info(path: str | os.PathLike) -> AudioInfo:
-    """Read the header of an audio file.
+    """Read the header of an audio file, and check that the file is not cut off.
+
+    Every loader calls this before decoding. A truncated file (a cut-off download or copy) is
+    refused rather than read as a shorter song: see :func:`hitrank.truncation.truncation` for
+    what is judged. A file whose header records no length (a FLAC written as a stream) is
+    refused too: nothing could tell where its middle 30 s are without decoding all of it.
 
     Raises
     ------
     AudioLoadError
-        If the file is missing, empty, unreadable, or not decodable, or has no audio.
+        If the file is missing, empty, unreadable, not decodable, truncated, or has no audio.
     """
     path = Path(path)
-    with _open(path) as f:
-        result = AudioInfo(str(path), int(f.samplerate), int(f.frames), int(f.channels))
-        riff = f.format in ("WAV", "WAVEX") and f.subtype in FIXED_SIZE_SUBTYPES
-    if result.samplerate <= 0 or result.channels <= 0:
-        raise AudioLoadError(path, f"invalid header (rate {result.samplerate}, {result.channels} channels)")
+    _check_path(path)
+    try:
+        result, cut = _header(path)
+    except OSError as exc:  # reading header bytes ourselves
+        raise AudioLoadError(path, f"cannot read ({exc.strerror or exc})") from None
+    if cut:
+        raise AudioLoadError(path, f"file is truncated: {cut}; {TRUNCATED_FIX}")
     if result.frames <= 0:
         raise AudioLoadError(path, "file holds no audio frames")
-    declared = wav_declared_frames(path) if riff else None
-    if declared is not None and declared > result.frames + 1:  # libsndfile reads what is there
-        raise AudioLoadError(path, f"file is truncated: header claims {declared} frames, only "
-                                   f"{result.frames} present")
+    if result.frames >= UNKNOWN_FRAMES:
+        raise AudioLoadError(path, "the header records no length (a FLAC written as a stream?); "
+                                   "re-encode the file, e.g. to WAV or to a FLAC with its length")
     return result
 
 
-#: WAV encodings with one fixed-size block per frame (compressed ones, e.g. ADPCM, are not)
-FIXED_SIZE_SUBTYPES = ("PCM_U8", "PCM_S8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE", "ULAW", "ALAW")
-#: a RIFF data-chunk size of 0, or this size or larger, is a placeholder that streaming
-#: recorders write (0x7FFFFFFF, 0xFFFFFFFF and near), not a length (a WAV song is far smaller)
-RIFF_PLACEHOLDER_SIZE = 0x7FFF0000
+def _header(path: Path) -> tuple[AudioInfo | None, str | None]:
+    """libsndfile's view of a file, and why the file is cut off (None: whole, or not judged)."""
+    # an MP3 is judged before libsndfile opens it: mpg123 prints a warning of its own on a
+    # cut-off one
+    cut = mp3_truncation(path)
+    if cut:
+        return None, cut
+    try:
+        f = _decoder(path)
+    except AudioLoadError:
+        # an Ogg file cut inside its first pages does not even open: say so, if so
+        cut = ogg_truncation(path) if _starts_with(path, OGG_CAPTURE) else None
+        if cut is None:
+            raise
+        return None, cut
+    with f:
+        result = AudioInfo(str(path), int(f.samplerate), int(f.frames), int(f.channels))
+        if result.samplerate <= 0 or result.channels <= 0:
+            raise AudioLoadError(path, f"invalid header (rate {result.samplerate}, "
+                                       f"{result.channels} channels)")
+        return result, truncation(path, f)
 
 
-def wav_declared_frames(path: str | os.PathLike) -> int | None:
-    """The frames a WAV file's ``data`` chunk header declares (its size over the ``fmt ``
-    chunk's block size), or None when the header does not say (an unknown size, no ``fmt ``
-    before ``data``, not RIFF). libsndfile trusts the file's length instead, so a cut-off
-    download reads as a shorter song: comparing the two finds it."""
-    with open(path, "rb") as f:
-        head = f.read(12)
-        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-            return None
-        block = 0
-        while True:
-            chunk = f.read(8)
-            if len(chunk) < 8:
-                return None
-            cid, size = chunk[:4], int.from_bytes(chunk[4:], "little")
-            if cid == b"fmt ":
-                fmt = f.read(size)
-                block = int.from_bytes(fmt[12:14], "little") if len(fmt) >= 14 else 0
-                f.seek(size % 2, os.SEEK_CUR)
-            elif cid == b"data":
-                return size // block if block and 0 < size < RIFF_PLACEHOLDER_SIZE else None
-            else:
-                f.seek(size + size % 2, os.SEEK_CUR)
+#: the advice that ends every "file is truncated" error
+TRUNCATED_FIX = "download, copy or export the file again"
+
+
+def _starts_with(path: Path, magic: bytes) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(magic)) == magic
+    except OSError:
+        return False
 
 
 def to_mono(data: np.ndarray) -> np.ndarray:

@@ -141,7 +141,7 @@ def test_the_registry_states_its_interface():
 LAYERS = {
     0: ("version", "constants", "errors", "fileio", "runtime", "payload", "journal", "runinfo",
         "yamlconfig"),
-    1: ("audio", "features", "corpus", "thumbnail", "thumbnail.fallback", "thumbnail.window",
+    1: ("truncation", "audio", "features", "corpus", "thumbnail", "thumbnail.fallback", "thumbnail.window",
         "thumbnail.attention", "thumbnail.plot", "thumbnail.files", "tags", "tags.bundle",
         "tags.clips", "tags.musicnn", "tags.jynet", "segments", "store", "engines", "synth"),
     2: ("models", "models.registry", "models.layers", "models.cnn", "models.siamese",

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from hitrank import audio
+from hitrank import audio, truncation
 from hitrank.constants import SEGMENT_SAMPLES
 from hitrank.errors import AudioLoadError
 
@@ -77,6 +77,9 @@ def test_a_wav_cut_after_its_header_is_truncated_but_a_streamed_wav_is_not(tmp_p
     (tmp_path / "cut.wav").write_bytes(data[: len(data) // 2])
     with pytest.raises(AudioLoadError, match=r"file is truncated: header claims 882000 frames, only 44\d+ present"):
         audio.info(tmp_path / "cut.wav")
+    (tmp_path / "header.wav").write_bytes(data[:44])  # cut right after its header: truncated, not empty
+    with pytest.raises(AudioLoadError, match=r"file is truncated: header claims 882000 frames, only 0 present"):
+        audio.info(tmp_path / "header.wav")
     # a recorder writing to a pipe cannot know the length: 0x7FFFFFFF is a placeholder, not a claim
     streamed = bytearray(data)
     i = streamed.index(b"data")
@@ -86,3 +89,253 @@ def test_a_wav_cut_after_its_header_is_truncated_but_a_streamed_wav_is_not(tmp_p
     # compressed WAV (blocks of many frames): the block count is not a frame count; not judged
     sf.write(tmp_path / "adpcm.wav", y, 22050, subtype="IMA_ADPCM")
     assert audio.info(tmp_path / "adpcm.wav").frames >= 882000  # padded to whole blocks
+
+
+# ----------------------------------------------------------------------------- cut-off files
+#: the compressed formats soundfile (libsndfile 1.2) writes: suffix -> (format, subtype, Hz)
+COMPRESSED = {"ogg": ("OGG", "VORBIS", 22050), "opus": ("OGG", "OPUS", 48000),
+              "flac": ("FLAC", None, 22050), "mp3": ("MP3", None, 22050)}
+#: the fact each format's "file is truncated" error names
+CUT_REASON = {"ogg": "last Ogg page", "opus": "last Ogg page",
+              "flac": r"the FLAC header \(STREAMINFO\) claims \d+ frames", "mp3": "Xing header claims"}
+SECONDS = (0.01, 0.3, 2.7, 40.0)  # very short (a single audio page or frame) to song length
+
+
+def _song(seconds: float, sr: int) -> np.ndarray:
+    """Two tones, one with a slow vibrato: something for an encoder to code, (n,) float32."""
+    t = np.arange(int(round(seconds * sr))) / sr
+    y = 0.2 * np.sin(2 * np.pi * 330 * t) + 0.1 * np.sin(2 * np.pi * 523 * t + 3 * np.sin(np.pi * t))
+    return y.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory):
+    """``{(suffix, seconds): path}``: whole compressed files, written once."""
+    d = tmp_path_factory.mktemp("whole")
+    files = {}
+    for suffix, (fmt, subtype, sr) in COMPRESSED.items():
+        for seconds in SECONDS:
+            files[suffix, seconds] = d / f"song {seconds} s.{suffix}"
+            sf.write(files[suffix, seconds], _song(seconds, sr), sr, format=fmt, subtype=subtype)
+    return files
+
+
+def _cut(src, dst, keep):
+    """Write the first ``keep`` bytes of ``src`` (a fraction of them when a float) to ``dst``."""
+    data = src.read_bytes()
+    dst.write_bytes(data[: int(len(data) * keep) if isinstance(keep, float) else keep])
+    return dst
+
+
+def _ogg_pages(data: bytes) -> list[int]:
+    """Where the pages of a whole Ogg file start, read from their headers (RFC 3533)."""
+    starts, pos = [], 0
+    while pos < len(data):
+        assert data[pos: pos + 5] == b"OggS\0"
+        starts.append(pos)
+        n = data[pos + 26]
+        pos += 27 + n + sum(data[pos + 27: pos + 27 + n])
+    assert pos == len(data)
+    return starts
+
+
+def _ogg_crc_bitwise(data: bytes) -> int:
+    """Ogg's CRC-32 straight from its definition (RFC 3533: polynomial 0x04C11DB7, MSB first,
+    initial value 0, no final XOR), one bit at a time: the oracle."""
+    crc = 0
+    for byte in data:
+        crc ^= byte << 24
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x04C11DB7 if crc & 0x80000000 else crc << 1) & 0xFFFFFFFF
+    return crc
+
+
+@pytest.mark.parametrize("seconds", SECONDS)
+@pytest.mark.parametrize("suffix", list(COMPRESSED))
+def test_whole_compressed_files_are_accepted(whole, suffix, seconds):
+    p = whole[suffix, seconds]
+    sr = COMPRESSED[suffix][2]
+    assert audio.info(p).frames == int(round(seconds * sr))
+    y, duration = audio.load(p)
+    assert duration == pytest.approx(seconds, abs=1e-3) and len(y) == pytest.approx(seconds * 22050, abs=2)
+
+
+@pytest.mark.parametrize("keep", [0.2, 0.5, 0.9])
+@pytest.mark.parametrize("seconds", [0.3, 40.0])
+@pytest.mark.parametrize("suffix", list(COMPRESSED))
+def test_cut_off_compressed_files_are_refused_by_every_loader(whole, tmp_path, suffix, seconds, keep):
+    # before: a cut Ogg file decoded as a shorter song (40 s cut to 90%: 32.6 s), and a cut
+    # FLAC or MP3 claimed 40 s and decoded less, passing Mid-30 when the window was still there
+    p = _cut(whole[suffix, seconds], tmp_path / f"cut at {keep}.{suffix}", keep)
+    for load in (audio.info, audio.load, audio.load_mid30):
+        with pytest.raises(AudioLoadError, match=rf"file is truncated: .*{CUT_REASON[suffix]}") as err:
+            load(p)
+        message = str(err.value)
+        assert message.startswith(repr(str(p))) and "\n" not in message
+        assert message.endswith("; download, copy or export the file again")
+
+
+def test_an_ogg_file_cut_at_any_byte_is_refused_with_the_reason(whole, tmp_path):
+    src = whole["ogg", 40.0]
+    data = src.read_bytes()
+    pages = _ogg_pages(data)
+    assert len(pages) >= 10
+    for start in pages[1:]:  # the first page starts at byte 0: nothing to open
+        # cut between two pages: every page is whole, the last one does not end the stream
+        p = _cut(src, tmp_path / "between.ogg", start)
+        with pytest.raises(AudioLoadError, match=rf"the page at byte {pages[pages.index(start) - 1]} "
+                                                 "has no end-of-stream flag"):
+            audio.info(p)
+        for inside in (1, 4, 5, 26, 27):  # in the capture pattern, the header, the segment table
+            p = _cut(src, tmp_path / "header.ogg", start + inside)
+            with pytest.raises(AudioLoadError, match=rf"the last Ogg page's header is cut off \({inside} bytes "
+                                                     rf"present at byte {start}\)"):
+                audio.info(p)
+    end = len(data)
+    for n in range(pages[1] + 30, end, 97):  # inside page bodies
+        at = max(s for s in pages if s < n)
+        p = _cut(src, tmp_path / "body.ogg", n)
+        with pytest.raises(AudioLoadError, match=rf"(last Ogg page is cut off \(at byte {at}, {n - at} of)"
+                                                 r"|(header is cut off)"):
+            audio.info(p)
+
+
+def test_ogg_checksum_is_the_bitwise_definition(whole, rng):
+    for n in (0, 1, 3, 27, 300):
+        data = rng.bytes(n)
+        assert truncation._ogg_crc(data) == _ogg_crc_bitwise(data)
+    data = whole["ogg", 0.3].read_bytes()
+    pages = _ogg_pages(data) + [len(data)]
+    for start, end in zip(pages, pages[1:], strict=False):
+        page = data[start: start + 22] + bytes(4) + data[start + 26: end]
+        stored = int.from_bytes(data[start + 22: start + 26], "little")
+        assert truncation._ogg_crc(page) == _ogg_crc_bitwise(page) == stored
+
+
+def _plant_fake_pages(data: bytes, pages: list[int]) -> bytes:
+    """``data`` with a fake page header ("OggS", version 0, no end-of-stream flag, a body
+    claiming 65 kB, past the end of the file) written into the packet data of its last two
+    pages, whose checksums are then fixed: a valid file whose packets hold "OggS"."""
+    fake = b"OggS\0\0" + bytes(20) + b"\xff" + b"\xff" * 255
+    out = bytearray(data)
+    bounds = pages + [len(data)]
+    for start, end in zip(bounds[-3:-1], bounds[-2:], strict=True):
+        body = start + 27 + data[start + 26]
+        assert end - body > len(fake) + 10
+        out[body + 10: body + 10 + len(fake)] = fake
+        out[start + 22: start + 26] = bytes(4)
+        out[start + 22: start + 26] = _ogg_crc_bitwise(bytes(out[start:end])).to_bytes(4, "little")
+    return bytes(out)
+
+
+def test_oggs_inside_packet_data_is_not_taken_for_a_page(whole, tmp_path, monkeypatch):
+    data = whole["ogg", 40.0].read_bytes()
+    pages = _ogg_pages(data)
+    planted = _plant_fake_pages(data, pages)
+    assert planted.count(b"OggS") == len(pages) + 2
+    p = tmp_path / "planted.ogg"
+    p.write_bytes(planted)
+    assert truncation.ogg_truncation(p) is None and audio.info(p).frames == 40 * 22050
+    # the tail window starting anywhere, even just before a fake page: still whole
+    for start in (pages[-2] - 1, pages[-2], pages[-2] + 37, pages[-1] - 1, pages[-1], pages[-1] + 37,
+                  len(data) - 40):
+        monkeypatch.setattr(truncation, "OGG_TAIL_BYTES", len(data) - start)
+        assert truncation.ogg_truncation(p) is None, start
+    monkeypatch.undo()
+    # cut inside the last page, after its fake page: the real last page is cut off
+    cut = _cut(p, tmp_path / "planted cut.ogg", len(data) - 20)
+    with pytest.raises(AudioLoadError, match=rf"the last Ogg page is cut off \(at byte {pages[-1]},"):
+        audio.info(cut)
+
+
+def test_ogg_tail_window_may_start_anywhere(whole, tmp_path, monkeypatch):
+    src = whole["opus", 40.0]  # 300 kB: longer than the tail read
+    data = src.read_bytes()
+    pages = _ogg_pages(data)
+    assert len(data) > truncation.OGG_TAIL_BYTES
+    cut = _cut(src, tmp_path / "cut.opus", pages[-1] + 100)
+    for start in [p + d for p in pages[-3:] for d in (-1, 0, 1, 27)]:
+        monkeypatch.setattr(truncation, "OGG_TAIL_BYTES", len(data) - start)
+        assert truncation.ogg_truncation(src) is None, start  # whole: never refused
+        monkeypatch.setattr(truncation, "OGG_TAIL_BYTES", pages[-1] + 100 - start)
+        reason = truncation.ogg_truncation(cut)
+        if start <= pages[-2]:  # the window holds the whole page before the cut one
+            assert reason.startswith(f"the last Ogg page is cut off (at byte {pages[-1]}, 100 of"), start
+        else:  # no whole page to judge from: not judged (the real window holds two pages)
+            assert reason is None, start
+
+
+def test_ogg_file_with_a_tag_after_its_last_page_is_whole(whole, tmp_path):
+    p = tmp_path / "tagged.ogg"
+    p.write_bytes(whole["ogg", 2.7].read_bytes() + b"TAG" + b"an ID3v1 tag".ljust(125, b"\0"))
+    assert truncation.ogg_truncation(p) is None
+    assert audio.info(p).frames == int(2.7 * 22050)
+
+
+def test_flac_cut_by_one_byte_is_refused_but_a_trailing_tag_is_not(whole, tmp_path):
+    src = whole["flac", 40.0]
+    with pytest.raises(AudioLoadError, match=r"STREAMINFO\) claims 882000 frames \(40.0 s\) and the last"):
+        audio.info(_cut(src, tmp_path / "short.flac", len(src.read_bytes()) - 1))
+    tagged = tmp_path / "tagged.flac"
+    tagged.write_bytes(src.read_bytes() + b"TAG" + bytes(125))
+    assert audio.info(tagged).frames == 882000
+
+
+def test_mp3_xing_size_counts_from_the_first_frame_after_id3v2_tags(whole, tmp_path):
+    mp3 = whole["mp3", 40.0].read_bytes()
+    assert truncation.mp3_xing_stream(whole["mp3", 40.0]) == (0, len(mp3))  # libsndfile writes one
+    body = b"TIT2" + (6).to_bytes(4, "big") + b"\0\0\0title" + bytes(700)  # a title and padding
+    size = bytes((len(body) >> shift) & 0x7F for shift in (21, 14, 7, 0))  # 7 bits a byte
+    tag = b"ID3\x03\0\0" + size + body
+    p = tmp_path / "tagged.mp3"
+    p.write_bytes(tag + mp3)
+    assert truncation.mp3_xing_stream(p) == (len(tag), len(mp3))
+    assert audio.info(p).frames == 882000 and audio.read_tags(p)["title"] == "title"
+    with pytest.raises(AudioLoadError, match=rf"Xing header claims {len(mp3)} bytes of MPEG audio, "
+                                             rf"only {len(mp3) - 1} present"):
+        audio.info(_cut(p, tmp_path / "cut.mp3", len(tag) + len(mp3) - 1))
+
+
+def test_mp3_without_a_xing_header_is_not_judged(whole, tmp_path):
+    """No Xing/Info header, no recorded length: libsndfile estimates one from the file's size
+    and first frame, so a cut-off file is not refused (hitrank does not guess)."""
+    mp3 = whole["mp3", 40.0].read_bytes()
+    xing_frame = 72 * 64000 // 22050  # B: MPEG-2 Layer III at 64 kbit/s, 22050 Hz, no padding
+    assert mp3[:3] == b"\xff\xf3\x80" and mp3[xing_frame: xing_frame + 2] == b"\xff\xf3"
+    p = tmp_path / "bare.mp3"
+    p.write_bytes(mp3[xing_frame:])
+    assert truncation.mp3_xing_stream(p) is None
+    assert audio.info(_cut(p, tmp_path / "bare cut.mp3", 0.5)).frames > 0
+
+
+def test_real_ogg_vorbis_files_are_whole_and_their_cuts_are_not(tmp_path):
+    from .conftest import SHARED_DATA
+
+    folder = SHARED_DATA / "emotify_dev" / "audio"
+    files = sorted(folder.glob("*/*.ogg"))
+    if not files:
+        pytest.skip(f"the Emotify dev songs are not at {folder} (../shared/data/emotify_dev)")
+    assert all(audio.info(f).duration > 20 for f in files)  # none refused (excerpts of 26-61 s)
+    for f in files[:: max(1, len(files) // 3)][:3]:
+        for keep in (0.2, 0.5, 0.9):
+            with pytest.raises(AudioLoadError, match="file is truncated: the last Ogg page is cut off"):
+                audio.info(_cut(f, tmp_path / f"{f.stem} {keep}.ogg", keep))
+
+
+def test_a_flac_whose_header_records_no_length_is_refused_by_name(tmp_path):
+    """A FLAC written as a stream (STREAMINFO total samples 0): libsndfile reports 2**63 - 1
+    frames; hitrank names the file and says to re-encode, not an 'array is too big' later."""
+
+    whole = tmp_path / "whole.flac"
+    sf.write(whole, (0.3 * np.sin(np.arange(22050 * 2) / 10)).astype("float32"), 22050)
+    data = bytearray(whole.read_bytes())
+    at = 8 + 10  # "fLaC", the block header, then STREAMINFO's rate/channels/bits/total field
+    field = int.from_bytes(data[at: at + 8], "big") & ~((1 << 36) - 1)  # total samples: 0
+    data[at: at + 8] = field.to_bytes(8, "big")
+    streamed = tmp_path / "streamed.flac"
+    streamed.write_bytes(bytes(data))
+    assert audio.info(whole).frames == 44100
+    with pytest.raises(AudioLoadError, match=r"streamed\.flac.*records no length.*re-encode"):
+        audio.info(streamed)
+    with pytest.raises(AudioLoadError, match="records no length"):
+        audio.load_mid30(streamed)
