@@ -42,7 +42,7 @@ from .config import Config, check_available, config_from_dict, dump_config
 from .data import Dataset, load_dataset, make_folds
 from .distributed import SINGLE, Context, barrier, my_folds
 from .engines import get_engine
-from .errors import ConfigError, HitrankError
+from .errors import ConfigError, HitrankError, StaleRunError
 from .features import FeatureParams
 from .fileio import atomic_write_text, strict_json
 from .metrics import METRICS
@@ -252,14 +252,15 @@ def run_cv(cfg: Config, ds: Dataset, out: str | os.PathLike, progress: bool = Tr
     device, X, T = prepare(cfg, ds, ctx, params)
     cfg_text = dump_config(cfg)
     cfg_file = out / "config.yaml"
+    folds = folds_of(cfg, ds)
     if ctx.main:
         out.mkdir(parents=True, exist_ok=True)
         if cfg_file.exists() and list(out.glob("fold_*.json")) and not _same_config(cfg_file, cfg):
-            raise ConfigError(f"{str(out)!r} holds a run with another config; use another --out")
+            raise StaleRunError(f"{str(out)!r} holds a run with another config; use another --out")
+        _check_same_songs(out, ds, folds)
         atomic_write_text(cfg_file, cfg_text)
         write_run_info(out, "spectrogram", "cv", name=cfg.name, store=_store_path(ds))
     barrier(ctx)  # the run folder exists and holds this config before any rank looks at it
-    folds = folds_of(cfg, ds)
     # a fold is done when its record and its checkpoint are both there (a lost checkpoint is retrained)
     done = [f for f in range(len(folds))
             if (out / f"fold_{f:02d}.json").exists() and (out / f"fold_{f:02d}.pt").exists()]
@@ -287,6 +288,32 @@ def run_cv(cfg: Config, ds: Dataset, out: str | os.PathLike, progress: bool = Tr
         return None
     seconds = time.time() - t0 + (_earlier_seconds(out) if done else 0.0)  # resumed: all invocations
     return summarize(cfg, out, len(ds), seconds, device, max(processes, ctx.world), notes)
+
+
+def _check_same_songs(out: Path, ds: Dataset, folds: list) -> None:
+    """Refuse to resume in ``out`` when a finished fold tested other songs, or the same songs
+    with other hit scores, than the fold of the same number does now (a store or labels CSV
+    that changed since): its model and metrics belong to another run (``pred_XX.csv`` holds
+    each finished fold's test songs)."""
+    for f, (_, _, te) in enumerate(folds):
+        done = out / f"pred_{f:02d}.csv"
+        if not (out / f"fold_{f:02d}.json").exists() or not done.exists():
+            continue
+        try:
+            before = pd.read_csv(done, dtype={"song_id": str})
+        except (OSError, ValueError, pd.errors.ParserError):
+            continue  # unreadable: the fold is retrained like a lost one
+        now = pd.DataFrame({"song_id": ds.song_ids[te], "hit_score": ds.scores[te]})
+        a, b = before.sort_values("song_id"), now.sort_values("song_id")
+        same = (list(a.song_id) == list(b.song_id)
+                and np.allclose(a.hit_score.to_numpy(float), b.hit_score.to_numpy(float), rtol=1e-9))
+        if not same:
+            what = ("other hit scores" if list(a.song_id) == list(b.song_id)
+                    else f"other songs ({len(a)} test songs then, {len(b)} now)")
+            raise StaleRunError(
+                f"{str(out)!r} holds a run whose fold {f} tested {what} than this one's: the "
+                f"songs or labels changed since; use another --out (or delete the folder to "
+                f"start again)")
 
 
 def _earlier_seconds(out: Path) -> float:

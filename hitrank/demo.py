@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from .config import check_available, load_config
+from .errors import StaleRunError
 from .runtime import cache_root
 from .synth import synthesize
 from .uncertainty import pooled_metrics, random_baseline
@@ -148,7 +150,12 @@ def run_demo(commands: ModuleType, out: str | os.PathLike | None = None, n_songs
     step("cv", folds=folds, epochs=epochs)
     run_dir = out / "runs" / "simple_cnn_hl30"
     cv_report = out / "cv_report.html"
-    cv = commands.cross_validate(cfg, out=run_dir, store=store, progress=progress, report=cv_report)
+    try:
+        cv = commands.cross_validate(cfg, out=run_dir, store=store, progress=progress, report=cv_report)
+    except StaleRunError as exc:  # an earlier demo with other --songs, --epochs or --folds
+        log.warning("%s; the demo trains its run again", exc)
+        shutil.rmtree(run_dir)
+        cv = commands.cross_validate(cfg, out=run_dir, store=store, progress=progress, report=cv_report)
     pred = pd.read_csv(run_dir / "predictions.csv").merge(truth[["song_id", "oracle"]], on="song_id")
     cv_table = score_table(pred.hit_score.to_numpy(), pred.pred.to_numpy(), pred.oracle.to_numpy(),
                            pred.fold.to_numpy(), cfg.cv.top_fraction)

@@ -22,6 +22,12 @@ class ConfigError(HitrankError):
     """A config file or override names an unknown key or has a bad value."""
 
 
+class StaleRunError(ConfigError):
+    """A run folder holds work that does not belong to this run (another config, other songs):
+    resuming would mix the two, so a command refuses it; the demo, whose folder it is, starts
+    the run again."""
+
+
 class StoreError(HitrankError):
     """A feature store is missing, corrupt, or was made with other parameters."""
 

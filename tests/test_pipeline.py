@@ -70,6 +70,28 @@ def test_lost_fold_checkpoint_refused_then_retrained(store, tmp_path):
     assert {k: a[k] for k in keys} == {k: b[k] for k in keys}
 
 
+def test_a_run_folder_of_other_songs_or_labels_is_refused_not_resumed(store, tmp_path):
+    """Finished folds that tested other songs (songs added or removed since) or the same songs
+    with other hit scores belong to another run: cv refuses the folder instead of printing
+    their old metrics under the new song count."""
+    from dataclasses import replace
+
+    from hitrank.errors import StaleRunError
+
+    cfg = load_config(None, QUICK)
+    ds, _ = load_dataset(FeatureStore.open(store))
+    run_cv(cfg, ds, tmp_path / "a", progress=False)
+    keep = np.arange(len(ds)) != 5
+    fewer = replace(ds, song_ids=ds.song_ids[keep], features=ds.features[keep],
+                    scores=ds.scores[keep], artists=ds.artists[keep])
+    with pytest.raises(StaleRunError, match=r"fold \d tested other songs \(\d+ test songs then, \d+ now\).*another --out"):
+        run_cv(cfg, fewer, tmp_path / "a", progress=False)
+    relabelled = replace(ds, scores=ds.scores * 2)
+    with pytest.raises(StaleRunError, match="other hit scores"):
+        run_cv(cfg, relabelled, tmp_path / "a", progress=False)
+    assert run_cv(cfg, ds, tmp_path / "a", progress=False)["n_songs"] == len(ds)  # the same: resumed
+
+
 def test_checkpoint_is_plain_and_weights_only(store, tmp_path):
     _cv(store, tmp_path / "r")
     payload = torch.load(tmp_path / "r" / "fold_00.pt", weights_only=True)
