@@ -71,9 +71,9 @@ def _outside() -> argparse.ArgumentParser:
 
 
 def _sub(subs, name, help_, examples, parents):
-    help_ = help_.replace("%", "%%")  # argparse formats help strings with %
+    # argparse formats a command's help (its line in the command list) with %, not its description
     return subs.add_parser(
-        name, help=help_, description=help_, parents=parents,
+        name, help=help_.replace("%", "%%"), description=help_, parents=parents,
         epilog="examples:\n" + "\n".join(f"  {e}" for e in examples),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -180,8 +180,8 @@ def get_parser() -> argparse.ArgumentParser:
                            help="one row per listener and song (song_id + judgement): report the "
                                 "split-half reliability of the labels and the ceiling it implies")
             p.add_argument("--raters-score", default="", metavar="COLUMN|A-B",
-                           help="the judgement: one numeric column, or the difference of two "
-                                "(e.g. liked-disliked)")
+                           help="the judgement, needed with --raters: one numeric column, or the "
+                                "difference of two (e.g. liked-disliked)")
             p.add_argument("--distribute", default="auto", choices=["auto", "data", "folds"],
                            help="under torchrun: data (DistributedDataParallel, one model at a time) "
                                 "or folds (folds as independent jobs, one per process); auto: folds "
@@ -268,7 +268,8 @@ def get_parser() -> argparse.ArgumentParser:
                         "variant; jynet needs `hitrank pretrained import`)")
     p.add_argument("--top", type=int, default=5, help="tags to print per file (default 5)")
     p.add_argument("--json", action="store_true",
-                   help="one JSON object per file: the full 50-tag vector by name")
+                   help="one JSON object per line (JSON Lines), one line per file: the full 50-tag "
+                        "vector by name")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
 
     p = _sub(subs, "predict", "score every row of a descriptor table with a trained descriptor run",
@@ -314,7 +315,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=["attention", "fallback"],
                    help="attention (needs --model) or fallback (default: attention when --model is given)")
     p.add_argument("--model", type=Path, help="attention highlighter checkpoint")
-    p.add_argument("--json", action="store_true", help="one JSON object per file on stdout")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object per line (JSON Lines) on stdout, one line per file")
     p.add_argument("--plot", type=Path, help="save a PNG of the curve over the spectrogram per file here")
 
     p = _sub(subs, "highlighter", "train the attention highlighter",
@@ -417,20 +419,19 @@ def _engine(args) -> dict:
 
 
 def cmd_extract(args) -> int:
-    rep, params = extract_features(args.source, args.out, segment=args.segment, highlighter=args.highlighter,
-                                   window=args.window, log_scale=args.log, tags=args.tags, tagger=args.tagger,
-                                   progress=_progress(args), allow_outside=args.allow_outside,
-                                   embedding=args.embedding, embedding_scope=args.embedding_scope,
-                                   **_engine(args))
+    rep, _ = extract_features(args.source, args.out, segment=args.segment, highlighter=args.highlighter,
+                              window=args.window, log_scale=args.log, tags=args.tags, tagger=args.tagger,
+                              progress=_progress(args), allow_outside=args.allow_outside,
+                              embedding=args.embedding, embedding_scope=args.embedding_scope,
+                              **_engine(args))
     _print_failures(rep.failures)
     if rep.silent:
         print(f"{len(rep.silent)} song(s) have a silent segment (kept, flagged silent=True: ranked "
               "last, left out of training):", file=sys.stderr)
         for _sid, path in rep.silent:
             print(f"  {path!r}", file=sys.stderr)
-    print(f"{rep.ok} extracted, {rep.skipped} already done, {rep.failed} failed "
-          f"-> {rep.store} (manifest.csv, mel_{params.segment}.npy"
-          + (f", emb_{params.embedding}_{params.embedding_scope}.npy" if params.embedding else "") + ")")
+    print(f"{rep.new} extracted, {rep.skipped} already done, {rep.failed} failed "
+          f"-> {rep.store} ({', '.join(rep.files)})")
     return EXIT_PARTIAL if rep.failed else EXIT_OK
 
 
@@ -574,7 +575,8 @@ def cmd_train(args) -> int:
 def _nearest_args(p, command: str) -> None:
     """--nearest K and --embedding NAME of `rank` and `similar`."""
     p.add_argument("--nearest", "-k", type=int, default=None, metavar="K",
-                   help=f"reference songs listed as closest (default {DEFAULT_K}; with rank, 0 = none)")
+                   help=f"reference songs listed as closest (default {DEFAULT_K}"
+                        + ("; 0 = none)" if command == "rank" else ")"))
     names = [MODEL_EMBEDDING, *EMBEDDINGS]
     p.add_argument("--embedding", choices=names, default=None,
                    help=f"what closeness is measured in: {MODEL_EMBEDDING} (the ranking model's own "
@@ -607,6 +609,7 @@ def cmd_similar(args) -> int:
 
 
 def cmd_rank(args) -> int:
+    _check_top(args)
     ranking, failures = rank(args.folder, args.model, cache=args.cache, device=args.device,
                              progress=_progress(args), highlighter=args.highlighter, out=args.out,
                              html=args.html, embed_audio=args.embed_audio, since=args.since,
@@ -621,23 +624,74 @@ def _rank_options(args) -> dict:
     return {k: v for k, v in given.items() if v is not None and v is not False}
 
 
+def _check_top(args) -> None:
+    """Refuse a negative ``--top`` (rows to print) before any work."""
+    if args.top < 0:
+        raise HitrankError(f"--top {args.top}: expected 0 (print every row) or a positive number of rows")
+
+
+def _shown(ranking, top: int):
+    """The rows of a ranking printed with ``--top`` (0: all)."""
+    return ranking if top == 0 else ranking.head(top)
+
+
+def _table(columns) -> list[str]:
+    """A terminal table: a header line naming the columns, then one line per row.
+
+    Parameters
+    ----------
+    columns : list of (header, cells, align)
+        ``cells`` one str per row; ``align`` ``>`` (right) or ``<`` (left). A column whose
+        cells are all empty is left out (the ranking has no such values).
+    """
+    columns = [(h, c, a) for h, c, a in columns if any(c)]
+    widths = [max(len(h), *map(len, c)) for h, c, _ in columns]
+    lines = zip(*[[h, *c] for h, c, _ in columns], strict=True)
+    return ["  ".join(f"{v:{a}{w}}" for v, (_, _, a), w in zip(line, columns, widths, strict=True)).rstrip()
+            for line in lines]
+
+
+def _missing(value) -> bool:
+    return value is None or value != value  # NaN: no value
+
+
+def _percentile_cell(r) -> str:
+    pct = getattr(r, "percentile", float("nan"))
+    return "" if _missing(pct) else f"{pct:3.0f}% [{r.percentile_lo:.0f}, {r.percentile_hi:.0f}]"
+
+
+def _best_cell(r) -> str:
+    best = getattr(r, "best_score", float("nan"))
+    return "" if _missing(best) else f"{r.best_start:.0f}-{r.best_end:.0f} s {best:+.3f}"
+
+
+def _nearest_cell(r) -> str:
+    ids, sims = split_cell(getattr(r, "nearest", None)), split_cell(getattr(r, "nearest_similarity", None))
+    return f"~ {ids[0]} ({sims[0] if sims else '?'})" if ids else ""
+
+
+def _rank_columns(spread: bool) -> list:
+    """The columns of `rank`'s terminal table (header, cell of a row, alignment); ``spread``:
+    the score's spread over the fold models beside it."""
+    score = (("score +- std", lambda r: f"{r.score:+.3f} +- {r.score_std:.3f}") if spread
+             else ("score", lambda r: f"{r.score:+.3f}"))
+    return [("rank", lambda r: str(r.rank), ">"), (*score, ">"),
+            ("percentile [interval]", _percentile_cell, ">"), ("best window, score", _best_cell, "<"),
+            ("song", lambda r: r.song_id + (f"  [{r.flags}]" if getattr(r, "flags", "") else ""), "<"),
+            ("~ nearest (similarity)", _nearest_cell, "<")]
+
+
 def _print_ranking(args, ranking, failures) -> int:
     if args.json:
         rows = ranking.astype(object).where(ranking.notna(), None).to_dict("records")  # NaN -> null
         print(_json_dump({"ranking": rows, "failures": [
             {"song_id": s, "path": p, "error": r} for s, p, r in failures]}))
     else:
-        shown = ranking if args.top == 0 else ranking.head(args.top)
-        for r in shown.itertuples():
-            spread = f" +- {r.score_std:.3f}" if getattr(r, "n_models", 1) > 1 else ""
-            flags = f"  [{r.flags}]" if getattr(r, "flags", "") else ""
-            pct = getattr(r, "percentile", float("nan"))
-            pct = f"  {pct:3.0f}% [{r.percentile_lo:.0f}, {r.percentile_hi:.0f}]" if pct == pct else ""
-            best = (f"  best {r.best_start:.0f}-{r.best_end:.0f} s {r.best_score:+.3f}"
-                    if getattr(r, "best_score", float("nan")) == getattr(r, "best_score", 0) else "")
-            ids, sims = split_cell(getattr(r, "nearest", None)), split_cell(getattr(r, "nearest_similarity", None))
-            near = f"  ~ {ids[0]} ({sims[0] if sims else '?'})" if ids else ""
-            print(f"{r.rank:>5}  {r.score:+.3f}{spread}{pct}{best}  {r.song_id}{flags}{near}")
+        rows = list(_shown(ranking, args.top).itertuples())
+        spread = any(getattr(r, "n_models", 1) > 1 for r in rows)
+        for line in _table([(name, [cell(r) for r in rows], align)
+                            for name, cell, align in _rank_columns(spread)]):
+            print(line)
         _print_failures(failures, "files")
         if ranking.attrs.get("reference"):
             print(f"percentiles: share of {ranking.attrs['reference']} scoring lower [interval]"
@@ -706,12 +760,13 @@ def cmd_descriptors(args) -> int:
     rep = describe_folder(args.source, args.out, workers=args.workers, progress=_progress(args),
                           allow_outside=args.allow_outside, tags=args.tags, extractor=args.extractor)
     _print_failures(rep.failures)
-    print(f"{rep.ok} described, {rep.skipped} already done, {rep.failed} failed "
+    print(f"{rep.new} described, {rep.skipped} already done, {rep.failed} failed "
           f"-> {args.out / 'descriptors.csv'} (failures.csv)")
     return EXIT_PARTIAL if rep.failed else EXIT_OK
 
 
 def cmd_fit(args) -> int:
+    _check_top(args)
     ranking, n_ref, failures = fit_sources(args.reference, args.candidates, workers=args.workers,
                                            progress=_progress(args), tags=args.tags,
                                            negatives=args.negatives)
@@ -721,9 +776,10 @@ def cmd_fit(args) -> int:
         print(_json_dump({"columns": ranking.attrs["columns"], "ranking": ranking.to_dict("records"),
                           "failures": [{"song_id": s, "path": p, "error": r} for s, p, r in failures]}))
     else:
-        shown = ranking if args.top == 0 else ranking.head(args.top)
-        for r in shown.itertuples():
-            print(f"{r.rank:>5}  {r.fit:+.3f}  {r.id}")
+        shown = _shown(ranking, args.top)
+        for line in _table([("rank", [str(v) for v in shown["rank"]], ">"),
+                            ("fit", [f"{v:+.3f}" for v in shown["fit"]], ">"), ("song", list(shown["id"]), "<")]):
+            print(line)
         _print_failures(failures, "files")
         print(f"ranked {len(ranking)} candidates against {n_ref} reference songs on "
               f"{len(ranking.attrs['columns'])} descriptors" + (f", CSV in {args.out}" if args.out else ""))

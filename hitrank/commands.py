@@ -28,7 +28,7 @@ import pandas as pd
 
 from .config import Config, check_available, highlighter_checkpoint, load_config, with_overrides
 from .constants import AUDIO_EXTENSIONS
-from .corpus import list_folder
+from .corpus import check_training_labels, list_folder
 from .cv import group_column, run_cv, run_train
 from .cvreport import comparison_table, load_run, pairwise, write_cv_report
 from .data import Dataset, load_dataset
@@ -145,6 +145,8 @@ def load_experiment(config: Config | str | os.PathLike | None, overrides: list[s
         raise HitrankError("no data: give a feature store (--store) or a labels CSV (--labels)")
     cfg = _config(config, overrides)
     params = check_available(cfg)
+    if labels is not None:
+        check_training_labels(labels)  # a CSV without hit_score stops here, not after extraction
     group = group_column(cfg)  # a labels column other than artist: read before any extraction
     groups = _group_column(labels, group) if group not in ("", "artist") else None
     ctx = setup(distribute, cfg.cv.folds if command == "cv" else None, cfg.train.device)
@@ -164,21 +166,28 @@ def load_experiment(config: Config | str | os.PathLike | None, overrides: list[s
     for sid, reason in problems:
         log.warning("song %r left out: %s", sid, reason)
     log.debug("%d songs with features and scores", len(ds))
-    notes = check_highlighter_overlap(cfg, opened, set(ds.song_ids))
+    notes = check_highlighter_overlap(cfg, opened, set(ds.song_ids), params)
     return Experiment(cfg, params, ds, ctx, problems, failures, notes)
 
 
-def check_highlighter_overlap(cfg: Config, store: FeatureStore, song_ids: set) -> dict:
+def check_highlighter_overlap(cfg: Config, store: FeatureStore, song_ids: set,
+                              params: FeatureParams | None = None) -> dict:
     """Refuse to evaluate on songs whose hit scores trained the attention highlighter that
     chose their HL-30 windows (test labels would leak into the features), unless
     ``cv.allow_highlighter_overlap``; then the run says so. Songs are matched by resolved
     audio path (the highlighter checkpoint records the paths it was trained on).
+
+    A store made with another highlighter than the config's (``params``: its checked feature
+    parameters, default :func:`~hitrank.config.check_available`) is left to the config/store
+    check of :func:`hitrank.cv.prepare`, which names both.
 
     Returns ``{"highlighter_overlap": n}`` when songs are shared and allowed, else ``{}``.
     """
     kind, _ = parse_highlighter_id(store.params.highlighter) if store.params.highlighter else ("", "")
     if kind != "attention":
         return {}
+    if store.params.highlighter != (params or check_available(cfg)).highlighter:
+        return {}  # not the store the config asks for: refused before training, by name
     info = load_highlighter(cfg.features.highlighter).info
     allowed = cfg.cv.allow_highlighter_overlap
     if "paths" not in info:

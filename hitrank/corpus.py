@@ -23,6 +23,8 @@ from .fileio import row_lines
 log = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("song_id", "path")
+#: what a labels CSV needs to train on (``extract`` and ``rank`` read ``hit_score`` when present)
+TRAINING_COLUMNS = (*REQUIRED_COLUMNS, "hit_score")
 #: set to 1, labels CSVs may point at files outside their folder in every command (the CLI's
 #: ``--allow-outside`` sets it while a command runs)
 ALLOW_OUTSIDE_ENV = "HITRANK_ALLOW_OUTSIDE"
@@ -171,6 +173,32 @@ def read_labels(
                     "value in a group column and use --group-by group", str(csv_path), len(shared), shown,
                     " ..." if len(shared) > N_SHARED else "")
     return refs, rejected, problems
+
+
+def check_training_labels(labels: str | os.PathLike) -> None:
+    """Refuse, before any audio is decoded, labels that cannot train a model: a source that is
+    not a labels CSV, or a CSV without one of :data:`TRAINING_COLUMNS` (only its header is read).
+    The training commands (``cv``, ``train``, ``learning-curve``, ``table1``, ``highlighter
+    train``) call it on their ``--labels``.
+
+    Raises
+    ------
+    LabelsError
+        Naming the file, the missing column(s) and the columns it has.
+    """
+    path = Path(labels)
+    if path.suffix.lower() != ".csv":
+        what = "a folder" if path.is_dir() else "not a .csv file"
+        raise LabelsError(f"{str(path)!r}: {what}; training reads its songs and hit scores from a labels "
+                          f"CSV with the columns {list(TRAINING_COLUMNS)}")
+    columns = list(read_text_table(path, "labels", nrows=0).columns)
+    missing = [c for c in TRAINING_COLUMNS if c not in columns]
+    if missing == ["hit_score"]:
+        raise LabelsError(f"{str(path)!r}: missing column 'hit_score' (training needs a hit score per "
+                          f"song; found {columns})")
+    if missing:
+        raise LabelsError(f"{str(path)!r}: missing column(s) {missing} (training needs a labels CSV with "
+                          f"{list(TRAINING_COLUMNS)}; found {columns})")
 
 
 def resolve_source(

@@ -7,8 +7,9 @@ the result of a job whose worker died (Ray: after Ray's retries, the shard's job
 by one, so only the job that kills its worker fails), instead of stopping the batch. Every engine runs
 the same single-song code path; only the transport differs.
 
-* ``local``: ``workers == 1`` runs in this process; more workers use spawned processes with
-  one BLAS/OpenMP thread each (results in job order).
+* ``local``: ``workers == 1`` (or a batch of one task) runs in this process; more workers use
+  spawned processes with one BLAS/OpenMP thread each, no more than the batch has tasks
+  (results in job order).
 * ``ray``: Ray tasks over shards of the job list, on a local Ray instance (started here and
   stopped at the end) or on a running cluster (``address="auto"`` or ``"HOST:PORT"``). Results
   come back to this process in completion order; at most a few shards per CPU are in flight, so
@@ -23,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import logging.handlers
+import math
 import multiprocessing as mp
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -40,7 +42,15 @@ RAY_INSTALL = "pip install -e '.[ray]' (or pip install 'ray>=2.9')"
 
 @contextlib.contextmanager
 def local_engine(workers: int = 1, address: str | None = None) -> Iterator[Callable]:
-    """This process (``workers == 1``) or a pool of spawned worker processes."""
+    """This process (``workers == 1``) or a pool of spawned worker processes.
+
+    A batch runs in this process when it fills at most one task (``chunksize`` jobs), and a
+    pool gets no more workers than it has tasks: a worker with nothing to do still takes
+    seconds to start. A pool is shut down and its workers joined when the batch ends, before
+    the queues they were handed are released (a worker still starting would otherwise find
+    them gone and print a traceback); on an error or an interrupt its pending tasks are
+    cancelled and nothing waits for the running ones.
+    """
     if address:
         raise HitrankError(f"address={address!r} is for --engine ray; the local engine runs here")
     pool = None
@@ -50,24 +60,27 @@ def local_engine(workers: int = 1, address: str | None = None) -> Iterator[Calla
     def run(fn: Callable, jobs: list, crashed: Callable | None = None,
             chunksize: int = CHUNKSIZE) -> Iterable:
         nonlocal pool, listener
-        if workers <= 1 or len(jobs) <= 1:
+        n_workers = min(workers, math.ceil(len(jobs) / chunksize))  # no worker without a task
+        if n_workers <= 1:
             return map(fn, jobs)
         ctx = mp.get_context("spawn")
         queue = ctx.Queue()
         listener = logging.handlers.QueueListener(queue, _Forward())
         listener.start()
         with one_thread_per_worker():  # the workers are spawned inside map()
-            pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=worker_init,
+            pool = ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=worker_init,
                                        initargs=(queue, _hitrank_level()))
             return pool.map(fn, jobs, chunksize=chunksize)
 
+    finished = False
     try:
         yield run
+        finished = True
     finally:
         if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+            pool.shutdown(wait=finished, cancel_futures=True)
         if listener is not None:
-            listener.stop()
+            listener.stop()  # last: after a finished batch the workers have exited, their records are in
 
 
 class _Forward(logging.Handler):

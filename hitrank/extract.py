@@ -29,15 +29,25 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ExtractReport:
-    """What an extraction run did."""
+    """What an extraction run did, counted over the songs of its source.
+
+    ``ok`` (songs with features after the run) = ``skipped`` (already extracted before it)
+    + ``new`` (extracted by it); ``failed`` songs have none.
+    """
 
     store: Path
     total: int = 0  # songs in the source (including rejected rows)
     skipped: int = 0  # already done before this run
-    ok: int = 0  # extracted in this run
+    new: int = 0  # extracted in this run
     failures: list = field(default_factory=list)  # (song_id, path, reason)
     silent: list = field(default_factory=list)  # (song_id, path): extracted, segment is digital silence
     song_ids: list = field(default_factory=list)  # every song listed in the source this run
+    files: list = field(default_factory=list)  # the store's files (FeatureStore.files), e.g. tags.npy
+
+    @property
+    def ok(self) -> int:
+        """Songs of the source with features after the run (extracted before it or by it)."""
+        return self.skipped + self.new
 
     @property
     def failed(self) -> int:
@@ -202,6 +212,7 @@ def extract(
         done = store.done_ids()
         todo = [r for r in refs if r.song_id not in done]
         report.skipped = len(refs) - len(todo)
+        report.files = store.files
         if report.skipped:
             log.info("%d of %d songs already extracted; %d to go", report.skipped, len(refs), len(todo))
         jobs = [(r.song_id, r.path, params, highlighter) for r in todo]
@@ -216,7 +227,7 @@ def extract(
                         report.failures.append((song_id, paths[song_id], reason))
                     else:
                         store.write(song_id, feats, info, **{k: info.pop(k, None) for k in store.sides})
-                        report.ok += 1
+                        report.new += 1
                         if info.get("silent"):
                             report.silent.append((song_id, paths[song_id]))
                     bar.update()

@@ -131,6 +131,12 @@ class FeatureStore:
         return out
 
     @property
+    def files(self) -> list[str]:
+        """The names of the files a user reads: the manifest, the features and the arrays
+        beside them (:attr:`sides`), e.g. ``['manifest.csv', 'mel_hl30.npy', 'tags.npy']``."""
+        return ["manifest.csv", self.data_path.name, *(path.name for path, _, _ in self.sides.values())]
+
+    @property
     def row_shape(self) -> tuple[int, int]:
         return (self.params.n_mels, self.params.n_frames)
 

@@ -377,6 +377,9 @@ def parse_score_spec(spec: str, columns) -> tuple[str, str | None]:
     """
     columns = list(columns)
     spec = spec.strip()
+    if not spec:
+        raise LabelsError(f"--raters needs --raters-score: the raters file's judgement column, or the "
+                          f"difference of two, e.g. --raters-score liked-disliked (columns: {columns})")
     if spec in columns:
         return spec, None
     if "-" in spec:

@@ -181,12 +181,17 @@ def _layout(rng, tempo: float, n_chorus: int) -> list:
     return secs
 
 
+def song_id(index: int) -> str:
+    """The id (and file name stem) of song ``index``."""
+    return f"song_{index:05d}"
+
+
 def draw_song(index: int, seed: int, artist_id: int, style: ArtistStyle) -> Song:
     """Draw the latent variables and the form of song ``index``."""
     rng = np.random.default_rng([seed, index])
     tempo = float(rng.uniform(*TEMPO_RANGE))
     s = Song(
-        song_id=f"song_{index:05d}", artist=f"artist_{artist_id:04d}", tempo=round(tempo, 3),
+        song_id=song_id(index), artist=f"artist_{artist_id:04d}", tempo=round(tempo, 3),
         key=int(rng.integers(12)), mode=str(rng.choice(["major", "minor"])),
         hook_salience=float(rng.uniform(*SALIENCE_RANGE)), hook_brightness=float(rng.uniform()),
         catchiness=float(rng.uniform()),
@@ -451,10 +456,17 @@ def synthesize(
             for i in range(n_songs)]
     from tqdm import tqdm
 
-    with get_engine("local", workers) as run:
-        rows = list(tqdm(run(_make_one, jobs), total=n_songs, desc="synth", unit="song",
-                         disable=not progress))
-    truth = pd.DataFrame(rows)
+    # a song whose file exists is only drawn (cheap, here); worker processes render the rest,
+    # so a rerun on a finished corpus starts none
+    written = {i for i in range(n_songs) if (out / "audio" / f"{song_id(i)}.{fmt}").exists()}
+    rows = {i: _make_one(jobs[i]) for i in sorted(written)}
+    todo = [job for job in jobs if job[0] not in written]
+    with (get_engine("local", workers) as run,
+          tqdm(total=n_songs, initial=len(written), desc="synth", unit="song", disable=not progress) as bar):
+        for job, row in zip(todo, run(_make_one, todo), strict=True):
+            rows[job[0]] = row
+            bar.update()
+    truth = pd.DataFrame([rows[i] for i in range(n_songs)])
     _write_csv(truth[["song_id", "path", "artist", "hit_score"]], out / "labels.csv")
     _write_csv(truth.drop(columns=["path", "hit_score"]).assign(hit_score=truth["hit_score"]),
                out / "truth.csv")

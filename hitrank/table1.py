@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from . import segments
 from .config import PACKAGED_CONFIGS, Config, check_available, feature_params, load_config
+from .corpus import check_training_labels
 from .errors import ConfigError
 from .fileio import atomic_write_text
 
@@ -110,6 +111,7 @@ def run_table1(commands: ModuleType, labels: str | os.PathLike, out: str | os.Pa
     must not have been trained on these songs (refused otherwise, unless
     ``--set cv.allow_highlighter_overlap=true``).
     """
+    check_training_labels(labels)  # before any store is extracted
     out = Path(out)
     plan = plan_rows(rows, out, overrides, highlighter)
     t0 = time.time()

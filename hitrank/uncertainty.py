@@ -40,6 +40,11 @@ N_RANDOM = 200  # random rankings of the chance baseline
 CI_LEVEL = 0.95
 #: Fewer songs than this in a fold's top fraction: its Kendall/Spearman mean little.
 MIN_RELIABLE_TOP = 10
+#: how :func:`small_top_warning` names each set of songs, and what gives it a larger top fraction
+SMALL_TOP_SETS = {
+    "fold": ("a fold's top fraction", "use more songs, fewer folds, a larger top fraction, or the pooled metrics"),
+    "pooled": ("the pooled out-of-fold top fraction", "use more songs or a larger top fraction"),
+}
 RESAMPLE_STREAM = 7919  # mixed into the seed: the resampler's own random stream
 RANDOM_STREAM = 104729  # the chance baseline's own random stream
 
@@ -113,23 +118,27 @@ def fold_summary(values) -> dict:
     return {"mean": float(v.mean()), "std": std, "se": std / float(np.sqrt(len(v))), "n": len(v)}
 
 
-def small_top_warning(n_top_songs: int) -> str | None:
+def small_top_warning(n_top_songs: int, of: str = "fold") -> str | None:
     """A warning when a top fraction holds too few songs for its rank correlations to mean much.
 
     Parameters
     ----------
-    n_top_songs : songs in the (smallest) fold's true top fraction
+    n_top_songs : songs in the true top fraction
+    of : which set's top fraction, a key of :data:`SMALL_TOP_SETS`: ``fold`` (the smallest
+        fold's) or ``pooled`` (the pooled out-of-fold songs')
 
     Returns
     -------
     The warning text when ``n_top_songs < MIN_RELIABLE_TOP`` (10), else None.
     """
+    if of not in SMALL_TOP_SETS:
+        raise ParameterError(f"of={of!r}; expected one of {list(SMALL_TOP_SETS)}")
     if n_top_songs >= MIN_RELIABLE_TOP:
         return None
-    return (f"only {n_top_songs} songs in a fold's top fraction (fewer than {MIN_RELIABLE_TOP}): "
+    where, remedy = SMALL_TOP_SETS[of]
+    return (f"only {n_top_songs} songs in {where} (fewer than {MIN_RELIABLE_TOP}): "
             "Kendall and Spearman @top over so few songs take only a few values (over 2 songs "
-            "they are +-1) and mean little; use more songs, fewer folds, a larger top "
-            "fraction, or the pooled metrics")
+            f"they are +-1) and mean little; {remedy}")
 
 
 def _fold_means(y: np.ndarray, preds: np.ndarray, folds: np.ndarray, top: float) -> dict:
@@ -193,9 +202,9 @@ def pooled_metrics(y_true, y_pred, folds=None, top: float = 0.1, n_boot: int = N
             warning = small_top_warning(fold_n_top)
             if warning:
                 warnings.append(warning)
-    pooled_warning = small_top_warning(pooled["n_top"])
+    pooled_warning = small_top_warning(pooled["n_top"], "pooled")
     if pooled_warning:
-        warnings.append("pooled: " + pooled_warning)
+        warnings.append(pooled_warning)
     return {"pooled": pooled, "ci": {m: _quantiles(boot[m]) for m in METRICS},
             "per_fold": per_fold, "fold_n_top": fold_n_top, "warnings": warnings,
             "n_songs": len(y), "n_top": pooled["n_top"], "top": top, "n_boot": n_boot,

@@ -69,7 +69,7 @@ def main() -> None:
                 rep = extract(rest, store, params, progress=False)
                 t2 = time.perf_counter()
                 shutil.rmtree(store)
-                print(f"{net:<12} {scope:<8} {(t2 - t1) / max(rep.ok, 1):>8.2f} {t1 - t0:>13.2f}"
+                print(f"{net:<12} {scope:<8} {(t2 - t1) / max(rep.new, 1):>8.2f} {t1 - t0:>13.2f}"
                       + (f"  ({rep.failed} failed)" if rep.failed else ""))
 
 

@@ -68,7 +68,7 @@ def folder_rate(files, workers, copies=None):
                 (folder / f"{c}_{Path(p).name}").symlink_to(p)
         t = time.perf_counter()
         rep = extract(folder, Path(tmp) / "store", FeatureParams(), workers=workers, progress=False)
-        return rep.ok / (time.perf_counter() - t)
+        return rep.new / (time.perf_counter() - t)
 
 
 def pool_startup(workers):

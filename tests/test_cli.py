@@ -102,3 +102,65 @@ def test_out_of_memory_is_not_a_bug_and_transfer_runs_promise_no_resume(monkeypa
     assert "resume" not in capsys.readouterr().err
     assert main(["cv", "--config", "table1/a_simple_cnn_mid30", "--labels", "l.csv", "--out", "r"]) == 2
     assert "run the same command again to resume" in capsys.readouterr().err
+
+
+def _ranking():
+    import pandas as pd
+
+    return pd.DataFrame({"rank": [1, 2], "song_id": ["a.wav", "long name.wav"], "score": [-12.131, 3.5],
+                         "score_std": [0.593, 0.1], "n_models": [3, 3], "percentile": [38.0, float("nan")],
+                         "percentile_lo": [33.0, float("nan")], "percentile_hi": [88.0, float("nan")],
+                         "flags": ["", "unstable"], "nearest": ["b.wav;c.wav", ""],
+                         "nearest_similarity": ["0.4616;0.3", ""]})
+
+
+def test_rank_and_fit_tables_name_their_columns(monkeypatch, capsys):
+    import hitrank.cli as cli
+
+    monkeypatch.setattr(cli, "rank", lambda *a, **k: (_ranking(), []))
+    assert main(["rank", "songs", "--model", "run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    head = lines[0]
+    assert head.split("  ")[0] == "rank" and [h.strip() for h in head.split("  ") if h.strip()] == [
+        "rank", "score +- std", "percentile [interval]", "song", "~ nearest (similarity)"]
+    assert lines[1].split() == ["1", "-12.131", "+-", "0.593", "38%", "[33,", "88]", "a.wav", "~", "b.wav", "(0.4616)"]
+    assert lines[2].split() == ["2", "+3.500", "+-", "0.100", "long", "name.wav", "[unstable]"]
+    # each column starts where its header does; the numbers end where theirs do
+    assert lines[1].index("a.wav") == lines[2].index("long name.wav") == head.index("song")
+    assert lines[1].index("~ b.wav") == head.index("~ nearest")
+    assert lines[1].index("0.593") + len("0.593") == head.index("score +- std") + len("score +- std")
+
+    fit = _ranking().rename(columns={"song_id": "id", "score": "fit"})[["rank", "id", "fit"]]
+    fit.attrs["columns"] = ["tempo"]
+    monkeypatch.setattr(cli, "fit_sources", lambda *a, **k: (fit, 5, []))
+    assert main(["fit", "--reference", "a.csv", "--candidates", "b.csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["rank", "fit", "song"] and lines[1].split() == ["1", "-12.131", "a.wav"]
+
+
+@pytest.mark.parametrize("command", [["rank", "songs", "--model", "run"],
+                                     ["fit", "--reference", "a.csv", "--candidates", "b.csv"]])
+def test_negative_top_is_refused_before_any_work(command, monkeypatch, capsys):
+    import hitrank.cli as cli
+
+    for name in ("rank", "fit_sources"):
+        monkeypatch.setattr(cli, name, _failing(AssertionError("ran")))
+    assert main([*command, "--top", "-1"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: --top -1: expected 0 (print every row) or a positive number of rows"]
+
+
+def _help(command: list[str], capsys) -> str:
+    with pytest.raises(SystemExit):
+        main([*command, "--help"])
+    return " ".join(capsys.readouterr().out.split())  # argparse's line breaks undone
+
+
+def test_help_says_what_the_output_is(capsys):
+    for command in (["tags"], ["highlight"]):  # several files: one object per line, not one document
+        assert "one JSON object per line (JSON Lines)" in _help(command, capsys), command
+    text = _help(["cv"], capsys)
+    assert "Spearman @10%" in text and "%%" not in text  # a description is not %-formatted
+    assert "Spearman @10%" in _help([], capsys)  # the command list is
+    assert "reference songs listed as closest (default 5)" in _help(["similar"], capsys)  # k >= 1 there
+    assert "(default 5; 0 = none)" in _help(["rank"], capsys)

@@ -126,6 +126,37 @@ def test_bad_labels_csv(tmp_path, capsys):
     assert "missing column" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", [
+    ["cv", "--config", "table1/a_simple_cnn_mid30"], ["train", "--config", "table1/a_simple_cnn_mid30"],
+    ["cv", "--config", "real/auto"], ["train", "--config", "real/auto"],
+    ["learning-curve", "--config", "real/auto", "--sizes", "5,10"], ["table1"],
+    ["highlighter", "train", "--config", "highlighter/hit_score"]])
+def test_training_refuses_labels_without_hit_score_before_extracting(command, corpus, tmp_path, capsys,
+                                                                    monkeypatch):
+    """Every command that trains on --labels names the missing hit_score column in one line,
+    before any audio is decoded (no store, no run folder); extract still reads such a CSV."""
+    monkeypatch.setenv("HITRANK_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "audio").symlink_to(corpus / "audio")
+    labels = pd.read_csv(corpus / "labels.csv").head(2).rename(columns={"hit_score": "score"})
+    labels.to_csv(tmp_path / "bad_col.csv", index=False)
+    assert main([*command, "--labels", str(tmp_path / "bad_col.csv"), "--out", str(tmp_path / "run"), "-q"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: {str(tmp_path / 'bad_col.csv')!r}: missing column 'hit_score' (training needs a hit score "
+        "per song; found ['song_id', 'path', 'artist', 'score'])"]
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "run").exists()
+    if command[0] == "cv" and command[2] == "real/auto":  # hit_score is optional where nothing trains
+        assert main(["extract", str(tmp_path / "bad_col.csv"), "--out", str(tmp_path / "st"), "-q"]) == 0
+        assert (pd.read_csv(tmp_path / "st" / "manifest.csv").status == "ok").sum() == 2
+
+
+def test_training_refuses_a_folder_as_labels(corpus, tmp_path, capsys):
+    assert main(["cv", "--config", "table1/a_simple_cnn_mid30", "--labels", str(corpus / "audio"),
+                 "--out", str(tmp_path / "run"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "a folder; training reads its songs and hit scores from a labels CSV" in err
+    assert not (tmp_path / "run").exists()
+
+
 # ----------------------------------------------------------------------------- every command
 def _entries(d):
     return sorted(p for p in d.iterdir())

@@ -44,6 +44,13 @@ def test_cv_refuses_songs_that_trained_the_highlighter(corpus, tmp_path, capsys)
             str(tmp_path / "run"), "--set", f"features.highlighter={hl / 'highlighter.pt'}", *QUICK]
     assert main(args) == 2
     assert "supervised the attention highlighter" in capsys.readouterr().err
+    # the config's own highlighter (the fallback) did not make this store: the mismatch is named
+    # (the fallback was once opened as a checkpoint file)
+    assert main(["cv", "--config", str(TABLE1 / "c_simple_cnn_hl30.yaml"), "--store", str(store), "--out",
+                 str(tmp_path / "run_fallback"), *QUICK]) == 2
+    err = capsys.readouterr().err
+    assert "the config asks for features with highlighter='fallback' but the store was made with " \
+           "highlighter='attention:" in err and "re-extract, or change features.highlighter" in err
     assert main([*args, "--allow-highlighter-overlap"]) == 0
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["highlighter_overlap"] == 24

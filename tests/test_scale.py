@@ -49,6 +49,66 @@ def test_unknown_engine_and_missing_ray_are_clear_errors(monkeypatch):
         pass
 
 
+#: a program that maps a trivial job over a local pool of two workers, the second of which is
+#: slow to start: it is still starting when the batch is done (a rerun on finished work, where
+#: one worker does it all)
+SLOW_WORKER = """
+import os, sys, time
+if __name__ == "__mp_main__":  # a worker process starting: the second one here is slow
+    try:
+        os.close(os.open(os.environ["FIRST_WORKER"], os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        time.sleep(2)
+from hitrank.engines import get_engine
+
+def batch():
+    with get_engine("local", 2) as run:
+        return list(run(abs, list(range(-9, 0))))
+
+if __name__ == "__main__":
+    print(batch())
+"""
+
+
+def test_local_pool_joins_a_worker_still_starting(tmp_path):
+    """The pool's workers are joined before the queues handed to them are released: a worker
+    that started late found its semaphores gone (``SemLock._rebuild ... FileNotFoundError``)
+    and printed a traceback after the command had finished."""
+    (tmp_path / "slow_worker.py").write_text(SLOW_WORKER)
+    res = subprocess.run([sys.executable, str(tmp_path / "slow_worker.py")], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "FIRST_WORKER": str(tmp_path / "first")})
+    assert res.returncode == 0 and res.stdout.strip() == str(list(range(9, 0, -1))), res.stderr
+    assert "Traceback" not in res.stderr, res.stderr
+
+
+def test_local_pool_has_no_idle_workers_and_is_joined(monkeypatch):
+    """No pool for a batch of one task, no more workers than tasks, and workers joined at the
+    end of a batch (not when it stops on an error: running jobs are not waited for)."""
+    made, joined = [], []
+
+    class Pool:  # a stand-in ProcessPoolExecutor that maps here and records its use
+        def __init__(self, workers, **kwargs):
+            made.append(workers)
+
+        def map(self, fn, jobs, chunksize):
+            return map(fn, jobs)
+
+        def shutdown(self, wait, cancel_futures):
+            joined.append(wait)
+
+    monkeypatch.setattr("hitrank.engines.ProcessPoolExecutor", Pool)
+    with get_engine("local", 4) as run:
+        assert list(run(abs, [-1, -2, -3])) == [1, 2, 3]  # one task of CHUNKSIZE jobs: here
+    assert made == [] and joined == []
+    with get_engine("local", 4) as run:
+        assert list(run(abs, list(range(-9, 0)))) == list(range(9, 0, -1))  # three tasks
+    assert made == [3] and joined == [True]
+    with pytest.raises(ValueError), get_engine("local", 2) as run:
+        for _ in run(abs, list(range(-9, 0)), chunksize=1):
+            raise ValueError("the caller stops")
+    assert made == [3, 2] and joined == [True, False]
+
+
 def test_address_needs_the_ray_engine(corpus, tmp_path, capsys):
     from hitrank.cli import main
 
@@ -75,7 +135,7 @@ def test_ray_store_equals_the_single_process_store(corpus, tmp_path):
     labels.iloc[:10].assign(path=lambda d: str(src) + "/" + d.path).to_csv(half, index=False)
     extract(half, tmp_path / "ray", progress=False, allow_outside=True)
     rep = extract(src / "labels.csv", tmp_path / "ray", progress=False, engine="ray", workers=2)
-    assert rep.skipped == 10 and rep.ok == len(labels) - 10
+    assert rep.skipped == 10 and rep.new == len(labels) - 10 and rep.ok == len(labels)
     assert sorted(s for s, _, _ in rep.failures) == sorted(s for s, _, _ in one.failures) == ["broken", "empty"]
     man1, x1 = _store_content(tmp_path / "one")
     man2, x2 = _store_content(tmp_path / "ray")

@@ -50,9 +50,29 @@ def test_a_network_output_that_is_not_finite_blames_the_network(corpus, monkeypa
 
 def test_rerun_skips_and_params_are_enforced(store, corpus):
     rep = extract(corpus / "labels.csv", store, progress=False)
-    assert rep.ok == 0 and rep.skipped == 24
+    assert rep.new == 0 and rep.skipped == 24 and rep.ok == 24  # ok: songs with features after the run
+    assert rep.files == ["manifest.csv", "mel_mid30.npy"]
     with pytest.raises(StoreError, match="other parameters"):
         extract(corpus / "labels.csv", store, FeatureParams(window="hann"), progress=False)
+
+
+def test_extract_summary_names_every_array_of_the_store(store, corpus, tmp_path, capsys):
+    from hitrank.cli import main
+    from hitrank.embeddings import with_embedding
+    from hitrank.segments import params_for
+
+    copy = tmp_path / "st"
+    for name in ("params.json", "manifest.csv", "mel_mid30.npy"):
+        (copy / name).parent.mkdir(exist_ok=True)
+        (copy / name).write_bytes((store / name).read_bytes())
+    assert main(["extract", str(corpus / "labels.csv"), "--out", str(copy)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"0 extracted, 24 already done, 0 failed -> {copy} (manifest.csv, mel_mid30.npy)")
+    # tags, an embedding and contrast windows sit beside the log-mels: the summary names them
+    params = with_embedding(params_for("hl30", None, tags="segment", tagger="musicnn", contrast="median"),
+                            "musicnn", "song")
+    assert FeatureStore(tmp_path / "other", params).files == [
+        "manifest.csv", "mel_hl30.npy", "tags.npy", "emb_musicnn_song.npy", "contrast_hl30.npy"]
 
 
 def test_failures_recorded_and_batch_goes_on(tmp_path, corpus):
@@ -72,7 +92,7 @@ def test_failures_recorded_and_batch_goes_on(tmp_path, corpus):
     os.remove(src / "empty.wav")
     os.symlink(corpus / "audio" / "song_00002.wav", src / "empty.wav")
     rep = extract(src, tmp_path / "st", progress=False)
-    assert rep.ok == 1 and rep.skipped == 2
+    assert rep.new == 1 and rep.skipped == 2 and rep.ok == 3 and rep.failed == 1
 
 
 def test_parallel_equals_serial(tmp_path, corpus, store):

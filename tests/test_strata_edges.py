@@ -180,6 +180,19 @@ def test_raters_files_with_nothing_usable_are_refused_by_name_before_any_fitting
     assert not list((tmp_path / "run").glob("*.pt"))  # refused before any fold model was written
 
 
+def test_raters_without_raters_score_say_what_is_missing(tmp_path, capsys, monkeypatch):
+    from hitrank.cli import main
+
+    monkeypatch.setenv("HITRANK_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "raters.csv").write_text("song_id,liked,disliked\ns00,1,0\n")
+    assert main(["cv", "--config", "real/auto", "--labels", str(tmp_path / "labels.csv"), "--raters",
+                 str(tmp_path / "raters.csv"), "--out", str(tmp_path / "run"), "-q"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: --raters needs --raters-score: the raters file's judgement column, or the difference of two, "
+        "e.g. --raters-score liked-disliked (columns: ['song_id', 'liked', 'disliked'])"]
+    assert not (tmp_path / "cache").exists()  # before any audio
+
+
 def test_strata_of_one_group_each_leave_the_pooled_paired_difference_without_an_interval(rng):
     y = rng.normal(size=40)
     a, b = y + rng.normal(0, 0.5, 40), y + rng.normal(0, 1.0, 40)

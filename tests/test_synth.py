@@ -7,6 +7,7 @@ import soundfile as sf
 from scipy.stats import spearmanr
 
 from hitrank import synth
+from hitrank.engines import CHUNKSIZE
 
 
 def _songs(n=4000, seed=0):
@@ -90,3 +91,20 @@ def test_formats_decode(tmp_path):
         synth.synthesize(tmp_path / fmt, 1, seed=1, fmt=fmt, sr=22050, stereo=True, progress=False)
         info = sf.info(str(tmp_path / fmt / "audio" / f"song_00000.{fmt}"))
         assert info.channels == 2 and info.duration > 90
+
+
+def test_rerun_on_a_finished_corpus_starts_no_workers(tmp_path, monkeypatch):
+    """A rerun only draws the songs whose files exist: no worker process is started for them
+    (a pool torn down while its workers were still starting printed a traceback)."""
+    n = CHUNKSIZE + 1  # two tasks' worth of songs: a pool of two workers, were it started
+    first = synth.synthesize(tmp_path / "c", n, seed=5, sr=16000, progress=False)
+    (tmp_path / "c" / first.path[1]).unlink()  # an interrupted run: one file to render again
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("a worker pool was started")
+
+    monkeypatch.setattr("hitrank.engines.ProcessPoolExecutor", no_pool)
+    again = synth.synthesize(tmp_path / "c", n, seed=5, sr=16000, workers=2, progress=False)
+    pd.testing.assert_frame_equal(first, again)
+    assert (tmp_path / "c" / first.path[1]).exists()
+

@@ -85,7 +85,12 @@ def test_small_top_warning_below_ten():
     assert small_top_warning(2) is not None and small_top_warning(10) is None
     _, y, folds = _corpus(n=200, k=10)  # 20 songs a fold: top 10% = 2 songs
     r = pooled_metrics(y, y, folds, n_boot=20)
-    assert r["fold_n_top"] == 2 and any("only 2 songs" in w for w in r["warnings"])
+    assert r["fold_n_top"] == 2 and any("only 2 songs in a fold's top fraction" in w for w in r["warnings"])
+    # the pooled set is not a fold, and fewer folds do not enlarge it
+    _, y, folds = _corpus(n=50, k=5)
+    (pooled,) = [w for w in pooled_metrics(y, y, folds, n_boot=20)["warnings"] if "a fold" not in w]
+    assert pooled.startswith("only 5 songs in the pooled out-of-fold top fraction (fewer than 10): ")
+    assert "a fold's" not in pooled and "fewer folds" not in pooled
 
 
 def test_random_baseline_and_oracle():

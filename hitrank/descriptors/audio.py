@@ -126,7 +126,7 @@ def describe_folder(source: str | os.PathLike, out: str | os.PathLike, workers: 
                 done[sid] = {"song_id": sid, **desc}
                 journal.append(done[sid])
                 journal.sync()
-                report.ok += 1
+                report.new += 1
     finally:
         journal.close()
         _write_tables(out, refs, done, report.failures)

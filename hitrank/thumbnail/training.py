@@ -19,7 +19,7 @@ import torch
 import yaml
 
 from .. import audio
-from ..corpus import read_labels
+from ..corpus import check_training_labels, read_labels
 from ..engines import get_engine
 from ..errors import ConfigError, HitrankError
 from ..features import FeatureParams, log_mel
@@ -76,6 +76,7 @@ def train_highlighter(labels: str | os.PathLike, out: str | os.PathLike, cfg: Hi
     """Train an attention highlighter on a labels CSV; writes ``OUT/highlighter.pt``."""
     from tqdm import tqdm
 
+    check_training_labels(labels)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     refs, rejected, _ = read_labels(labels)

@@ -30,7 +30,7 @@ import pandas as pd
 import yaml
 
 from .. import embeddings, neighbours, segments, strata
-from ..corpus import read_text_table, song_names
+from ..corpus import check_training_labels, read_text_table, song_names
 from ..data import make_folds, usable_songs
 from ..errors import ConfigError, HitrankError, LabelsError
 from ..extract import ExtractReport, extract
@@ -103,8 +103,7 @@ def read_label_columns(labels) -> pd.DataFrame:
 
 def load_data(cfg: TransferConfig, labels, store=None, *, workers: int = 1, progress: bool = True) -> Data:
     """Embed the songs of a labels CSV (cached) and join them with their labels."""
-    if not str(labels).lower().endswith(".csv"):
-        raise LabelsError(f"{str(labels)!r}: a transfer model learns from a labels CSV (song_id, path, hit_score)")
+    check_training_labels(labels)  # before any audio is decoded
     table = read_label_columns(labels)
     for key, column in (("cv.group_by", cfg.cv.group_by), ("cv.within", cfg.cv.within),
                         ("train.weight", cfg.train.weight)):
