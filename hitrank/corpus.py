@@ -112,7 +112,6 @@ def read_text_table(path: str | os.PathLike, what: str = "labels", **kwargs) -> 
         raise LabelsError(f"{str(path)!r}: column names repeat once spaces around them are removed "
                           f"({[str(c) for c in df.columns]}); give each column one name")
     df.columns = names
-    df.attrs["lines"] = row_lines(path, len(df)) if "nrows" not in kwargs else []
     return df
 
 
@@ -142,7 +141,7 @@ def read_labels(
     allow_outside = allow_outside or os.environ.get(ALLOW_OUTSIDE_ENV, "") == "1"
     base = Path(os.path.normpath(csv_path.parent.absolute()))  # "../x/labels.csv" too
     refs, rejected, problems, seen, files = [], [], [], {}, {}
-    for line, row in zip(df.attrs["lines"], df.to_dict("records"), strict=True):
+    for line, row in zip(row_lines(csv_path, len(df)), df.to_dict("records"), strict=True):
         sid, rel = str(row["song_id"]).strip(), str(row["path"]).strip()
         where = f"{csv_path.name}:{line}"
         if not sid:

@@ -300,20 +300,28 @@ def _check_same_songs(out: Path, ds: Dataset, folds: list) -> None:
         if not (out / f"fold_{f:02d}.json").exists() or not done.exists():
             continue
         try:
-            before = pd.read_csv(done, dtype={"song_id": str})
+            before = _read_predictions(done)
         except (OSError, ValueError, pd.errors.ParserError):
-            continue  # unreadable: the fold is retrained like a lost one
+            continue  # unreadable: summarize names it
         now = pd.DataFrame({"song_id": ds.song_ids[te], "hit_score": ds.scores[te]})
         a, b = before.sort_values("song_id"), now.sort_values("song_id")
         same = (list(a.song_id) == list(b.song_id)
                 and np.allclose(a.hit_score.to_numpy(float), b.hit_score.to_numpy(float), rtol=1e-9))
         if not same:
+            gone, new = sorted(set(a.song_id) - set(b.song_id)), sorted(set(b.song_id) - set(a.song_id))
             what = ("other hit scores" if list(a.song_id) == list(b.song_id)
-                    else f"other songs ({len(a)} test songs then, {len(b)} now)")
+                    else f"other songs ({len(a)} test songs then, {len(b)} now; e.g. "
+                    + (f"{gone[0]!r} gone" if gone else f"{new[0]!r} new") + ")")
             raise StaleRunError(
                 f"{str(out)!r} holds a run whose fold {f} tested {what} than this one's: the "
                 f"songs or labels changed since; use another --out (or delete the folder to "
                 f"start again)")
+
+
+def _read_predictions(path: Path) -> pd.DataFrame:
+    """A fold's ``pred_XX.csv`` with its song ids as written (``001`` stays ``001``, ``NA`` a
+    name, not a missing value)."""
+    return pd.read_csv(path, dtype={"song_id": str}, keep_default_na=False, na_values={"song_id": []})
 
 
 def _earlier_seconds(out: Path) -> float:
@@ -408,7 +416,8 @@ def summarize(cfg: Config, out: Path, n_songs: int, seconds: float, device, proc
     folds = pd.DataFrame(rows)
     folds.to_csv(out / "folds.csv", index=False)
     for stem in ("curves", "pred"):
-        parts = [pd.read_csv(p) for p in sorted(out.glob(f"{stem}_*.csv"))]
+        read = _read_predictions if stem == "pred" else pd.read_csv
+        parts = [read(p) for p in sorted(out.glob(f"{stem}_*.csv"))]
         if parts:
             name = "predictions.csv" if stem == "pred" else "curves.csv"
             pd.concat(parts).to_csv(out / name, index=False)

@@ -43,6 +43,7 @@ from scipy.stats import rankdata
 
 from .corpus import read_text_table
 from .errors import LabelsError, ParameterError
+from .fileio import row_lines
 from .metrics import n_top, top_metrics_batch
 
 N_BOOT = 2000  # bootstrap resamples of the within-stratum intervals
@@ -433,8 +434,10 @@ def _dropped_judgements(path, df: pd.DataFrame, columns: list[str], bad: np.ndar
     if not bad.any():
         return "", {}
     reasons, examples = {}, []
+    lines = row_lines(path, len(df))  # only now: a file with nothing to report is read once
+    text = {c: df[c].to_numpy() for c in [*columns, "song_id"]}
     for i in np.flatnonzero(bad):
-        cells = {c: str(df[c].iat[i]).strip() for c in columns}
+        cells = {c: str(text[c][i]).strip() for c in columns}
         why = []
         for v in cells.values():
             x = pd.to_numeric(v, errors="coerce") if v else np.nan
@@ -444,7 +447,7 @@ def _dropped_judgements(path, df: pd.DataFrame, columns: list[str], bad: np.ndar
         reasons[reason] = reasons.get(reason, 0) + 1
         if len(examples) < N_NAMED:
             shown = ", ".join(f"{c}={v!r}" for c, v in cells.items())
-            examples.append(f"line {df.attrs['lines'][i]} {str(df['song_id'].iat[i]).strip()!r} ({shown})")
+            examples.append(f"line {lines[i]} {str(text['song_id'][i]).strip()!r} ({shown})")
     more = " ..." if bad.sum() > N_NAMED else ""
     return (f"{str(path)!r}: {int(bad.sum())} of {len(df)} judgement rows dropped ("
             + ", ".join(f"{k} {r}" for r, k in reasons.items()) + f"): {'; '.join(examples)}{more}; "

@@ -2,7 +2,7 @@
 
 libsndfile trusts a file's size: a cut-off WAV or Ogg file reads as a shorter song, and a
 cut-off FLAC or MP3 claims its full length and decodes less. Each container records a fact
-that tells: a WAV's ``data`` chunk size, an Ogg stream's end-of-stream page, a FLAC's
+that tells: a WAV's ``data`` chunk size, an Ogg stream's page sizes and checksums, a FLAC's
 STREAMINFO length, an MP3's Xing/Info header. :func:`hitrank.audio.info` asks
 :func:`truncation` (and :func:`mp3_truncation`, before libsndfile opens an MP3) before
 anything is decoded. A file that records no such fact (an MP3 without a Xing header, a
@@ -29,8 +29,8 @@ def truncation(path: str | os.PathLike, f: sf.SoundFile) -> str | None:
     and decodes less (FLAC). What is judged, by ``f.format``:
 
     - WAV (fixed-size encodings): the ``data`` chunk's declared size, :func:`wav_declared_frames`;
-    - OGG (Vorbis, Opus): the last page is whole and ends the stream, :func:`ogg_truncation`;
-    - FLAC: the last frame STREAMINFO claims decodes, :func:`last_frame_decodes`.
+    - OGG (Vorbis, Opus): the last pages are whole, :func:`ogg_truncation`;
+    - FLAC: the last frames STREAMINFO claims decode, :func:`last_frame_decodes`.
 
     MP3 is judged by :func:`info` before the file is opened (:func:`mp3_xing_stream`). A
     compressed WAV (ADPCM) and a FLAC of unknown length record no such fact: not judged.
@@ -111,11 +111,9 @@ def wav_declared_frames(path: str | os.PathLike) -> int | None:
 #: (lacing) table follows; the page body's length is the sum of that table's entries
 OGG_CAPTURE = b"OggS"  # capture pattern that starts every page
 OGG_PAGE_START = OGG_CAPTURE + b"\0"  # the capture pattern and stream_structure_version 0
-OGG_HEADER_TYPE_AT = 5  # header_type flags
 OGG_CRC_AT = 22  # the page's CRC-32, 4 bytes little-endian, computed with these bytes zeroed
 OGG_SEGMENTS_AT = 26  # page_segments: entries in the segment table
 OGG_HEADER_BYTES = 27  # the fixed part of a page header
-OGG_EOS = 0x04  # header_type bit set on the last page of a logical stream (end of stream)
 OGG_MAX_PAGE_BYTES = OGG_HEADER_BYTES + 255 + 255 * 255  # 255 segments of <= 255 bytes
 #: bytes read from a file's end: room for a cut-off page and the whole page before it
 OGG_TAIL_BYTES = 2 * OGG_MAX_PAGE_BYTES
@@ -126,8 +124,12 @@ _BIT_REVERSED = bytes(int(f"{i:08b}"[::-1], 2) for i in range(256))
 def ogg_truncation(path: str | os.PathLike) -> str | None:
     """Why an Ogg file (Vorbis, Opus, ...) is cut off, or None when it ends as a whole one does.
 
-    A complete Ogg file ends with a complete page that carries the end-of-stream flag. libsndfile
-    takes an Ogg file's length from its last page, so a cut-off one reads as a shorter song.
+    libsndfile takes an Ogg file's length from its last page, so a cut-off one reads as a
+    shorter song. A cut shows as a last page whose header or body runs past the end of the file,
+    or (when bytes such as a tag were appended after the cut) as a page whose checksum does not
+    match. A whole last page without the end-of-stream flag is *not* judged: recorders and
+    exporters (Android's, MuseScore's, stream rips) write playable files without it, and a cut
+    that falls exactly between two pages cannot be told from them.
     Only the file's last :data:`OGG_TAIL_BYTES` are read. The walk starts at the first page
     there whose checksum matches (so ``"OggS"`` inside packet data is never taken for a page),
     or at the file's first byte when the file is that short, and goes on page by page, each
@@ -143,8 +145,9 @@ def ogg_truncation(path: str | os.PathLike) -> str | None:
     -------
     str or None
         ``"the last Ogg page is cut off (...)"``, ``"the last Ogg page's header is cut off
-        (...)"`` or ``"the last Ogg page does not end the stream (...)"``; None when the last
-        page is whole and ends the stream, or when no whole page is found to judge from.
+        (...)"`` or ``"the Ogg page at byte N is cut off or damaged (...)"``; None when every
+        page from the first whole one found to the end is whole, or when no whole page is
+        found to judge from.
     """
     size = os.path.getsize(path)
     with open(path, "rb") as f:
@@ -156,7 +159,6 @@ def ogg_truncation(path: str | os.PathLike) -> str | None:
     pos = 0 if offset == 0 and tail.startswith(OGG_PAGE_START) else _next_ogg_page(tail, 0)
     if pos is None:
         return None
-    last = pos
     while pos < len(tail):
         if not OGG_PAGE_START.startswith(tail[pos: pos + len(OGG_PAGE_START)]):
             pos = _next_ogg_page(tail, pos + 1)  # not a page (damage, a tag): resynchronise
@@ -171,10 +173,10 @@ def ogg_truncation(path: str | os.PathLike) -> str | None:
         if end > len(tail):
             return (f"the last Ogg page is cut off (at byte {offset + pos}, "
                     f"{len(tail) - pos} of its {end - pos} bytes present)")
-        last, pos = pos, end
-    if not tail[last + OGG_HEADER_TYPE_AT] & OGG_EOS:
-        return (f"the last Ogg page does not end the stream (the page at byte {offset + last} "
-                f"has no end-of-stream flag; the file was cut between two pages)")
+        if not _is_ogg_page(tail, pos):
+            return (f"the Ogg page at byte {offset + pos} is cut off or damaged (its checksum "
+                    f"does not match; bytes appended after a cut?)")
+        pos = end
     return None
 
 
@@ -217,13 +219,19 @@ def _ogg_crc(data: bytes) -> int:
     return int(f"{reflected:032b}"[::-1], 2)
 
 
+#: frames decoded at a FLAC file's end: at least one block of the largest size FLAC allows
+FLAC_CHECK_FRAMES = 65536
+
+
 def last_frame_decodes(f: sf.SoundFile) -> bool:
-    """Whether the last frame an open file's header claims can be decoded.
+    """Whether the last frames an open file's header claims can be decoded.
 
     A FLAC file's STREAMINFO header records its length, and libsndfile reports it even when
-    the file was cut off; seeking to the last frame (a bisection over the file, a few frames
-    decoded) and decoding it fails then, to the byte. Not used for MP3: mpg123 prints decoder
-    warnings when it starts decoding mid-stream.
+    the file was cut off; seeking to :data:`FLAC_CHECK_FRAMES` before the end (a bisection over
+    the file, a few frames decoded) and decoding to the end falls short then, to the byte.
+    (Seeking to the very last frame fails in libsndfile for whole files that carry an ID3v2
+    tag in front, hence the longer read.) Not used for MP3: mpg123 prints decoder warnings
+    when it starts decoding mid-stream.
 
     Parameters
     ----------
@@ -233,11 +241,12 @@ def last_frame_decodes(f: sf.SoundFile) -> bool:
     Returns
     -------
     bool
-        True when frame ``f.frames - 1`` decodes.
+        True when every frame from ``f.frames - FLAC_CHECK_FRAMES`` to the end decodes.
     """
+    start = max(0, f.frames - FLAC_CHECK_FRAMES)
     try:
-        f.seek(f.frames - 1)
-        return len(f.read(1, dtype="float32")) == 1
+        f.seek(start)
+        return len(f.read(f.frames - start, dtype="float32")) == f.frames - start
     except (sf.LibsndfileError, RuntimeError, ValueError):
         return False
 
