@@ -21,6 +21,7 @@ run's (tested on CPU).
 from __future__ import annotations
 
 import functools
+import hashlib
 import itertools
 import json
 import logging
@@ -46,7 +47,7 @@ from .errors import ConfigError, HitrankError, StaleRunError
 from .features import FeatureParams
 from .fileio import atomic_write_text, strict_json
 from .metrics import METRICS
-from .runinfo import write_run_info
+from .runinfo import read_run_info, write_run_info
 from .runtime import pick_device
 from .store import FeatureStore
 from .targets import Target, check_scores
@@ -259,7 +260,8 @@ def run_cv(cfg: Config, ds: Dataset, out: str | os.PathLike, progress: bool = Tr
             raise StaleRunError(f"{str(out)!r} holds a run with another config; use another --out")
         _check_same_songs(out, ds, folds)
         atomic_write_text(cfg_file, cfg_text)
-        write_run_info(out, "spectrogram", "cv", name=cfg.name, store=_store_path(ds))
+        write_run_info(out, "spectrogram", "cv", name=cfg.name, store=_store_path(ds),
+                       songs=songs_fingerprint(ds))
     barrier(ctx)  # the run folder exists and holds this config before any rank looks at it
     # a fold is done when its record and its checkpoint are both there (a lost checkpoint is retrained)
     done = [f for f in range(len(folds))
@@ -316,6 +318,20 @@ def _check_same_songs(out: Path, ds: Dataset, folds: list) -> None:
                 f"{str(out)!r} holds a run whose fold {f} tested {what} than this one's: the "
                 f"songs or labels changed since; use another --out (or delete the folder to "
                 f"start again)")
+    recorded = (read_run_info(out) or {}).get("songs")
+    if recorded and list(out.glob("fold_*.json")) and recorded != songs_fingerprint(ds):
+        raise StaleRunError(
+            f"{str(out)!r} holds a run trained on other songs or hit scores than this one's (a "
+            f"song of a fold not yet finished changed); use another --out (or delete the folder "
+            f"to start again)")
+
+
+def songs_fingerprint(ds: Dataset) -> str:
+    """16 hex digits of SHA-256 over the songs' ids and hit scores (sorted by id): recorded in
+    ``run.json`` (``songs``) so that a resumed run checks it trains on what it started with."""
+    order = np.argsort(ds.song_ids, kind="stable")
+    text = "\n".join(f"{sid}\t{score!r}" for sid, score in zip(ds.song_ids[order], ds.scores[order].tolist(), strict=True))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _read_predictions(path: Path) -> pd.DataFrame:

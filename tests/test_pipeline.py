@@ -90,6 +90,13 @@ def test_a_run_folder_of_other_songs_or_labels_is_refused_not_resumed(store, tmp
     with pytest.raises(StaleRunError, match="other hit scores"):
         run_cv(cfg, relabelled, tmp_path / "a", progress=False)
     assert run_cv(cfg, ds, tmp_path / "a", progress=False)["n_songs"] == len(ds)  # the same: resumed
+    # a song of a fold not yet finished relabelled: the run's fingerprint of all songs tells
+    preds = pd.read_csv(tmp_path / "a" / "pred_02.csv", dtype={"song_id": str})
+    (tmp_path / "a" / "fold_02.json").unlink()
+    scores = ds.scores.copy()
+    scores[list(ds.song_ids).index(preds.song_id[0])] += 1.0
+    with pytest.raises(StaleRunError, match="trained on other songs or hit scores"):
+        run_cv(cfg, replace(ds, scores=scores), tmp_path / "a", progress=False)
 
 
 def test_checkpoint_is_plain_and_weights_only(store, tmp_path):
