@@ -26,6 +26,7 @@ from .commands import (
     similar,
     train,
 )
+from .constants import TAGS
 from .corpus import ALLOW_OUTSIDE_ENV
 from .demo import DemoResult, run_demo
 from .descriptors.audio import describe_folder
@@ -734,6 +735,8 @@ def cmd_compare(args) -> int:
 
 
 def cmd_tags(args) -> int:
+    if not 1 <= args.top <= len(TAGS):
+        raise HitrankError(f"--top {args.top}: expected 1 to {len(TAGS)} tags per file")
     failures = []
     for path, t in tags.tag_files(args.files, args.model, args.device):
         if isinstance(t, HitrankError):

@@ -20,6 +20,7 @@ from . import segments
 from .errors import CheckpointError, ConfigError
 from .features import CONTRASTS, FeatureParams
 from .models import available, model_class
+from .runinfo import find_checkpoints
 from .runtime import check_device_spec
 from .schema import (  # noqa: F401  (the config's sections, re-exported)
     Config,
@@ -152,6 +153,11 @@ def check_available(cfg: Config) -> FeatureParams:
             check_tagger(params.tagger)
         except CheckpointError as exc:
             raise ConfigError(f"{cfg.name}: features.tags=true: {exc}") from None
+    if cfg.train.init:
+        try:
+            find_checkpoints(cfg.train.init)
+        except CheckpointError as exc:  # before any run folder is written
+            raise ConfigError(f"train.init={cfg.train.init!r} (--init): {exc}") from None
     return params
 
 

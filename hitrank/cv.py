@@ -288,6 +288,8 @@ def run_cv(cfg: Config, ds: Dataset, out: str | os.PathLike, progress: bool = Tr
     barrier(ctx)  # all folds are written
     if not ctx.main:
         return None
+    if (out / "resume").is_dir() and not any((out / "resume").iterdir()):
+        (out / "resume").rmdir()  # every fold finished: nothing left to resume
     seconds = time.time() - t0 + (_earlier_seconds(out) if done else 0.0)  # resumed: all invocations
     return summarize(cfg, out, len(ds), seconds, device, max(processes, ctx.world), notes)
 

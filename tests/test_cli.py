@@ -164,3 +164,12 @@ def test_help_says_what_the_output_is(capsys):
     assert "Spearman @10%" in _help([], capsys)  # the command list is
     assert "reference songs listed as closest (default 5)" in _help(["similar"], capsys)  # k >= 1 there
     assert "(default 5; 0 = none)" in _help(["rank"], capsys)
+
+
+@pytest.mark.parametrize("top", ["-1", "0", "51"])
+def test_tags_top_outside_the_tag_count_is_refused_before_any_work(top, monkeypatch, capsys):
+    import hitrank.cli as cli
+
+    monkeypatch.setattr(cli.tags, "tag_files", _failing(AssertionError("ran")))
+    assert main(["tags", "song.wav", "--top", top]) == 2
+    assert capsys.readouterr().err.splitlines() == [f"error: --top {top}: expected 1 to 50 tags per file"]

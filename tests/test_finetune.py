@@ -143,3 +143,13 @@ def test_the_finetune_configs_load_by_name():
         assert (cfg.features.segment, cfg.features.window, cfg.features.log) == ("mid30", "hann", "none")
     assert frozen.train.freeze == ("conv",) and every.train.freeze == ("none",)
     assert every.train.lr < frozen.train.lr
+
+
+def test_an_init_model_not_imported_is_refused_before_any_folder_is_written(store, tmp_path, capsys):
+    """`--init yu2018-kkbox` with nothing imported (this test's empty HITRANK_CACHE): one line
+    naming the option and how to import, and no run folder left half-made."""
+    out = tmp_path / "run"
+    assert main(["train", "--config", "table1/a_simple_cnn_mid30", "--store", str(store), "--out",
+                 str(out), "--init", "yu2018-kkbox-missing", "--set", "train.epochs=1"]) == 2
+    assert "train.init='yu2018-kkbox-missing' (--init)" in capsys.readouterr().err
+    assert not out.exists()

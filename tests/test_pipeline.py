@@ -204,6 +204,7 @@ def test_cv_killed_mid_fold_resumes_from_the_last_epoch(tmp_path, store, caplog)
     b = pd.read_csv(out / "folds.csv")[cols]
     pd.testing.assert_frame_equal(a, b)
     assert not (out / "resume" / "fold_00").exists()  # states are removed once a fold is done
+    assert not (out / "resume").exists()  # and the folder once every fold is
 
 
 def test_fold_processes_give_the_single_process_results(store, tmp_path):

@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -415,7 +414,7 @@ def run_transfer_train(cfg: TransferConfig, data: Data, out, progress: bool = Tr
               "inner": scores, "select_by": cfg.cv.select_by, "weight": cfg.train.weight, "embedding": data.params.embedding, "scope": data.params.embedding_scope,
               "seconds": round(time.time() - t0, 1), "left_out": [list(p) for p in data.problems]}
     atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    atomic_write_text(out / "train.json", json.dumps(result, indent=2, default=float))
+    atomic_write_text(out / "train.json", strict_json(result, indent=2))  # an undefined inner score: null
     write_run_info(out, RUN_KIND, "train", embedding=data.params.embedding, scope=data.params.embedding_scope,
                    store=str(Path(data.store).resolve()))
     return result
