@@ -29,7 +29,7 @@ import pandas as pd
 from .config import Config, check_available, highlighter_checkpoint, load_config, with_overrides
 from .constants import AUDIO_EXTENSIONS
 from .corpus import check_training_labels, list_folder
-from .cv import group_column, run_cv, run_train
+from .cv import dataset_parts, group_column, run_cv, run_train
 from .cvreport import comparison_table, load_run, pairwise, write_cv_report
 from .data import Dataset, load_dataset
 from .descriptors.apply import predict_table, rank_descriptor_folder
@@ -160,7 +160,7 @@ def load_experiment(config: Config | str | os.PathLike | None, overrides: list[s
             failures = extract_store(cfg, params, labels, store, workers=workers, progress=progress)[1].failures
         barrier(ctx)
     opened = FeatureStore.open(store)
-    ds, problems = load_dataset(opened, contrast=cfg.train.contrast > 0)
+    ds, problems = load_dataset(opened, **dataset_parts(cfg))
     if groups is not None:
         ds.columns[group] = pd.Series(ds.song_ids).map(groups).fillna("").astype(str).str.strip().to_numpy()
     for sid, reason in problems:

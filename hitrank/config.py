@@ -114,6 +114,17 @@ def validate(cfg: Config) -> Config:
     if t.contrast > 0 and not f.contrast:
         raise ConfigError(f"train.contrast={t.contrast} trains each song's segment above its contrast "
                           "window: set features.contrast: median (or lowest), with segment hl30")
+    if not (math.isfinite(t.window_loss) and t.window_loss >= 0):
+        raise ConfigError(f"train.window_loss={t.window_loss}: need a weight >= 0 (0: off)")
+    if t.window_loss > 0:
+        if not f.whole_song:
+            raise ConfigError(f"train.window_loss={t.window_loss} trains on each song's whole log-mel: "
+                              "set features.whole_song: true")
+        if f.tags or p.sampling != "none" or t.bank == "on":
+            raise ConfigError(f"train.window_loss={t.window_loss} trains a rating model on whole songs, "
+                              f"one model at a time: needs features.tags false (got {f.tags}), "
+                              f"pairs.sampling none (got {p.sampling!r}) and train.bank auto or off "
+                              f"(got {t.bank!r})")
     on_pairs = model_class(cfg.model.name).trains_on_pairs
     pair_models = [m for m in available("scorer") if model_class(m).trains_on_pairs]
     if on_pairs and p.sampling == "none":
@@ -138,7 +149,8 @@ def feature_params(cfg: Config) -> FeatureParams:
     f = cfg.features
     return segments.params_for(f.segment, highlighter_checkpoint(cfg), window=f.window, log=f.log,
                                tags=f.tag_scope if f.tags else "",
-                               tagger=cfg.tags.tagger if f.tags else "", contrast=f.contrast)
+                               tagger=cfg.tags.tagger if f.tags else "", contrast=f.contrast,
+                               whole_song=f.whole_song)
 
 
 def check_available(cfg: Config) -> FeatureParams:

@@ -47,12 +47,14 @@ from .errors import ConfigError, HitrankError, StaleRunError
 from .features import FeatureParams
 from .fileio import atomic_write_text, strict_json
 from .metrics import METRICS
+from .models import build
 from .runinfo import read_run_info, write_run_info
 from .runtime import pick_device
 from .store import FeatureStore
 from .targets import Target, check_scores
 from .train import FitResult, predict_all, ranked_last, reduced_precision, scored
 from .uncertainty import fold_summary, pooled_metrics
+from .whole_song import whole_songs
 
 log = logging.getLogger(__name__)
 
@@ -141,11 +143,15 @@ def train_plans(cfg: Config, ds: Dataset, X, T, plans: list[FoldPlan], ctx: Cont
     """Train the jobs of the given folds (banked when ``train.bank`` says so) and choose each
     fold's models; returns one (members, curves, chosen) per plan."""
     jobs = [e[-1] for p in plans for e in p.entries]
+    songs = None
+    if cfg.train.window_loss > 0:  # whole-song training (hitrank.whole_song)
+        stride = int(getattr(build(cfg.model.name, **cfg.model.kwargs), "frame_stride", 0))
+        songs = whole_songs(ds.whole, ds.features, ds.params, cfg.features.contrast, stride, X.device)
     if ctx.writes:
         for job in jobs:
             if job.resume is not None:
                 job.resume.parent.mkdir(parents=True, exist_ok=True)
-    results = fit_many(cfg, X, ds.scores, ds.artists, jobs, T=T, bank=cfg.train.bank, ctx=ctx)
+    results = fit_many(cfg, X, ds.scores, ds.artists, jobs, T=T, bank=cfg.train.bank, ctx=ctx, songs=songs)
     out, start = [], 0
     for p in plans:
         out.append(_choose(cfg, ds, p, results[start: start + len(p.entries)]))
@@ -182,11 +188,20 @@ def folds_of(cfg: Config, ds: Dataset) -> list:
     return make_folds(len(ds), cfg.cv.folds, cfg.cv.fold_seed, groups=fold_groups(cfg, ds), ids=ds.song_ids)
 
 
+def dataset_parts(cfg: Config) -> dict:
+    """What :func:`~hitrank.data.load_dataset` must load beside the features for this config:
+    the contrast windows (``train.contrast``, stacked under the features) and the whole-song
+    log-mels (``train.window_loss``, which scores contrast windows on the whole song)."""
+    whole = cfg.train.window_loss > 0
+    return {"contrast": cfg.train.contrast > 0 and not whole, "whole": whole}
+
+
 def prepare(cfg: Config, ds: Dataset, ctx: Context = SINGLE, params: FeatureParams | None = None
             ) -> tuple[torch.device, torch.Tensor, torch.Tensor | None]:
     """Check the config against the data, then put all features (and tags) on the device
     (under torchrun: this rank's device). With ``train.contrast`` the features of the ``n``
-    songs are followed by those of their contrast windows: ``X`` is ``(2n, n_mels, n_frames)``.
+    songs are followed by those of their contrast windows: ``X`` is ``(2n, n_mels, n_frames)``
+    (not in whole-song training, ``train.window_loss``, which reads them off the whole song).
 
     ``params``: the config's feature parameters when the caller has checked them already
     (:func:`~hitrank.config.check_available`); else they are checked here.
@@ -194,7 +209,7 @@ def prepare(cfg: Config, ds: Dataset, ctx: Context = SINGLE, params: FeaturePara
     want = (params or check_available(cfg)).to_dict()
     if not cfg.features.tags:  # a store with tags also serves the audio-only rows
         want["tags"], want["tagger"] = ds.params.get("tags", ""), ds.params.get("tagger", "")
-    for key in ("window", "log", "segment", "highlighter", "tags", "tagger"):
+    for key in ("window", "log", "segment", "highlighter", "tags", "tagger", "whole_song"):
         if ds.params.get(key, "") != want[key]:
             where = "tags.tagger" if key == "tagger" else f"features.{key}"
             raise ConfigError(f"the config asks for features with {key}={want[key]!r} but the store was "
@@ -208,7 +223,11 @@ def prepare(cfg: Config, ds: Dataset, ctx: Context = SINGLE, params: FeaturePara
     device = pick_device(ctx.device or cfg.train.device)
     T = torch.from_numpy(ds.tags).to(device) if cfg.features.tags else None
     feats = ds.features
-    if cfg.train.contrast > 0:  # rows n..2n-1: the songs' contrast windows (hitrank.train.Training)
+    if cfg.train.window_loss > 0 and ds.whole is None:
+        raise ConfigError(f"train.window_loss={cfg.train.window_loss} trains on whole songs, but the "
+                          "dataset holds no whole-song log-mels; set features.whole_song: true, which "
+                          "extracts them into a new store")
+    if dataset_parts(cfg)["contrast"]:  # rows n..2n-1: the songs' contrast windows (hitrank.train.Training)
         if ds.contrast is None:
             raise ConfigError(f"train.contrast={cfg.train.contrast} needs the songs' contrast windows, "
                               "but the store holds none (or load_dataset was not asked for them); set "
@@ -280,7 +299,8 @@ def run_cv(cfg: Config, ds: Dataset, out: str | os.PathLike, progress: bool = Tr
     else:
         # on a GPU the folds train together in model banks; elsewhere fold by fold (the bank,
         # if it pays on this CPU, then holds one fold's grid points and members)
-        together = device.type == "cuda" and cfg.train.bank != "off" and not ctx.ddp and not cfg.train.contrast
+        together = (device.type == "cuda" and cfg.train.bank != "off" and not ctx.ddp
+                    and not cfg.train.contrast and not cfg.train.window_loss)
         for group in [todo] if together and todo else [[f] for f in todo]:
             run_folds(cfg, ds, X, T, device, out, group, folds, ctx)
             bar.update(len(group))
@@ -397,7 +417,7 @@ def _worker_data(cfg_text: str, params_text: str, source: str):
     """A worker's dataset and device tensors, loaded once per process (the config and its
     feature parameters were checked by the parent)."""
     cfg = config_from_dict(yaml.safe_load(cfg_text))
-    ds, _ = load_dataset(FeatureStore.open(source), contrast=cfg.train.contrast > 0)
+    ds, _ = load_dataset(FeatureStore.open(source), **dataset_parts(cfg))
     return cfg, ds, *prepare(cfg, ds, params=FeatureParams.from_dict(yaml.safe_load(params_text)))
 
 

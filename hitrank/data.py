@@ -28,6 +28,7 @@ import pandas as pd
 from .errors import ConfigError, HitrankError
 from .store import FeatureStore
 from .targets import Target  # noqa: F401  (re-exported: datasets and their targets go together)
+from .whole_song import SongMels
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,9 @@ class Dataset:
     contrast : (n, n_mels, n_frames) features of each song's contrast window, the store's
         dtype like ``features`` (``features.contrast``), or None: not asked for
         (:func:`load_dataset`) or not in the store
+    whole : each song's whole log-mel with where its segment lies
+        (:class:`~hitrank.whole_song.SongMels`; ``features.whole_song``, for
+        ``train.window_loss``), or None
     """
 
     song_ids: np.ndarray
@@ -60,6 +64,7 @@ class Dataset:
     source: str = ""  # the store it was loaded from ('' when built in memory)
     columns: dict = field(default_factory=dict)
     contrast: np.ndarray | None = None
+    whole: SongMels | None = None
 
     def __len__(self) -> int:
         return len(self.song_ids)
@@ -82,12 +87,14 @@ def usable_songs(manifest: pd.DataFrame) -> tuple[list[dict], list[tuple[str, st
     return keep, problems
 
 
-def load_dataset(store: FeatureStore, labels: pd.DataFrame | None = None, contrast: bool = False
-                 ) -> tuple[Dataset, list]:
+def load_dataset(store: FeatureStore, labels: pd.DataFrame | None = None, contrast: bool = False,
+                 whole: bool = False) -> tuple[Dataset, list]:
     """Join a store's finished songs with labels (from the manifest or a labels table).
 
     ``contrast``: also load the songs' contrast windows (``train.contrast``), when the store
-    holds them (``Dataset.contrast``; otherwise None).
+    holds them (``Dataset.contrast``; otherwise None). ``whole``: also load the songs' whole
+    log-mels with their segment starts, durations and highlighter curves
+    (``train.window_loss``; ``Dataset.whole``), when the store holds them.
 
     Songs without usable scores or features are left out and returned as
     ``(song_id, reason)`` problems, so nothing is dropped silently.
@@ -103,7 +110,10 @@ def load_dataset(store: FeatureStore, labels: pd.DataFrame | None = None, contra
     ids = np.array([r["song_id"] for r in keep])
     feats = store.load(list(ids))
     contrast = store.load_contrast(list(ids)) if contrast and store.has_contrast else None
+    songs = store.load_whole(list(ids)) if whole and store.has_whole else None
     bad = np.zeros(len(feats), dtype=bool)
+    if songs is not None:
+        bad |= np.array([not np.isfinite(m).all() for m in songs], dtype=bool)
     for arr in (feats, contrast):
         if arr is None:
             continue
@@ -115,6 +125,7 @@ def load_dataset(store: FeatureStore, labels: pd.DataFrame | None = None, contra
             problems.append((sid, "features contain NaN/inf"))
         ids, feats, keep = ids[~bad], feats[~bad], [r for r, b in zip(keep, bad, strict=True) if not b]
         contrast = contrast[~bad] if contrast is not None else None
+        songs = [m for m, b in zip(songs, bad, strict=True) if not b] if songs is not None else None
     tags = store.load_tags(list(ids)) if store.has_tags else None
     if tags is not None and not np.isfinite(tags).all():
         raise HitrankError(f"{str(store.root)!r}: tags.npy holds NaN/inf; re-extract the store")
@@ -122,6 +133,10 @@ def load_dataset(store: FeatureStore, labels: pd.DataFrame | None = None, contra
                  np.array(["" if pd.isna(r["artist"]) else str(r["artist"]) for r in keep]),
                  store.params.to_dict(), tags, str(store.root) if labels is None else "",
                  contrast=contrast)
+    if songs is not None:
+        ds.whole = SongMels(songs, np.array([float(r["seg_start"]) for r in keep]),
+                            np.array([float(r["duration"]) for r in keep]),
+                            [str(r.get("curve", "") or "") for r in keep])
     return ds, problems
 
 

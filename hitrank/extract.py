@@ -74,7 +74,9 @@ def extract_song(path: str | os.PathLike, params: FeatureParams = FeatureParams(
         ``embedding``, the (embedding_dim,) float32 song embedding of that network
         (:mod:`hitrank.embeddings`) over the segment or the whole song; with
         ``params.contrast`` also ``contrast``, the (n_mels, n_frames) features of the song's
-        contrast window (:meth:`hitrank.segments.Cut.contrast_mel`).
+        contrast window (:meth:`hitrank.segments.Cut.contrast_mel`); with
+        ``params.whole_song`` also ``whole``, the (n_mels, n_song_frames) log-mel of the whole
+        song (:meth:`hitrank.segments.Cut.whole_mel`).
 
     Raises
     ------
@@ -91,8 +93,10 @@ def extract_song(path: str | os.PathLike, params: FeatureParams = FeatureParams(
             extra["embedding"] = _song_embedding(path, params, seg.audio, cut.song)
         if params.contrast:
             extra["contrast"] = cut.contrast_mel(path, params).numpy().astype(params.dtype)
+        if params.whole_song:
+            extra["whole"] = cut.whole_mel(path, params).numpy().astype(params.dtype)
     # checked after the cast: raw power can overflow float16 (hence float32 for log='none')
-    if not (np.all(np.isfinite(mel)) and np.all(np.isfinite(extra.get("contrast", 0.0)))):
+    if not all(np.all(np.isfinite(a)) for a in (mel, extra.get("contrast", 0.0), extra.get("whole", 0.0))):
         raise AudioLoadError(path, "features are not finite (corrupt audio?)")
     for k in ("tags", "embedding"):  # the audio's log-mel is finite: the network is at fault
         if not np.all(np.isfinite(extra.get(k, 0.0))):
@@ -226,7 +230,7 @@ def extract(
                         store.fail(song_id, reason)
                         report.failures.append((song_id, paths[song_id], reason))
                     else:
-                        store.write(song_id, feats, info, **{k: info.pop(k, None) for k in store.sides})
+                        store.write(song_id, feats, info, **{k: info.pop(k, None) for k in store.side_names})
                         report.new += 1
                         if info.get("silent"):
                             report.silent.append((song_id, paths[song_id]))

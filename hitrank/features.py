@@ -54,7 +54,7 @@ MEL_CROPS = ("", "centre")
 CONTRASTS = ("", *CONTRAST_QUANTILES)
 #: FeatureParams fields only training reads: checkpoints leave them out, so that ranking with
 #: a model extracts no more than the model scores
-TRAINING_ONLY = ("contrast",)
+TRAINING_ONLY = ("contrast", "whole_song")
 DEFAULT_TAGGER = "musicnn"  # the tagger of stores made before the tagger was recorded
 
 
@@ -78,6 +78,7 @@ class FeatureParams:
     embedding_dim: int = 0  # its width (recorded so a store can be read without the network)
     mel_crop: str = ""  # '' cut the segment's audio, then its mel | 'centre': see MEL_CROPS (Mid-30 only)
     contrast: str = ""  # '' | 'median' | 'lowest': also store a contrast window per song (CONTRASTS; HL-30 only)
+    whole_song: bool = False  # also store each song's whole log-mel (whole-song training, train.window_loss)
 
     def __post_init__(self):
         if self.window not in WINDOWS:
@@ -92,6 +93,8 @@ class FeatureParams:
             object.__setattr__(self, "tagger", "")
         if self.mel_crop not in MEL_CROPS:
             raise ParameterError(f"mel_crop={self.mel_crop!r}; expected one of {MEL_CROPS}")
+        if not isinstance(self.whole_song, bool):
+            raise ParameterError(f"whole_song={self.whole_song!r}; expected true or false")
         if self.contrast not in CONTRASTS:
             raise ParameterError(f"contrast={self.contrast!r}; expected one of {CONTRASTS}")
         if self.embedding_scope not in EMBEDDING_SCOPES:
@@ -117,7 +120,7 @@ class FeatureParams:
 
     #: fields added after feature caches existed, left out of :meth:`cache_key` while they
     #: hold their default, so that caches made before them stay valid
-    LATE_FIELDS = ("contrast",)
+    LATE_FIELDS = ("contrast", "whole_song")
 
     def cache_key(self) -> dict:
         """The fields that name these features in cache keys: :meth:`to_dict` without the

@@ -30,6 +30,7 @@ class FeaturesConfig:
     tags: bool = False  # add the 50 MTT tag activations through the tag DNN (paper Eq. 4)
     tag_scope: str = "segment"  # tags averaged over the 30 s segment | the whole song
     contrast: str = ""  # '' | median | lowest: also extract each song's contrast window away from the segment, of median or lowest highlighter rating (hl30; for train.contrast)
+    whole_song: bool = False  # also extract each song's whole log-mel (for train.window_loss; about 0.5 MB per 3-minute song)
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class TrainConfig:
     freeze: tuple = (FREEZE_NONE,)  # parameters kept at their train.init values: none | conv | state-dict name prefixes (net.0, base.net.3, ...)
     contrast: float = 0.0  # weight of the within-song hinge (a song's segment above its contrast window, features.contrast); 0 off
     contrast_margin: float = 0.5  # its margin, in standard units of the target
+    window_loss: float = 0.0  # whole-song training: weight of the best 30 s window's rating error (features.whole_song; hitrank.whole_song); 0 off
 
     def __post_init__(self):
         # the checks that need no model; hitrank.train.frozen_parameters checks the names
@@ -102,7 +104,8 @@ class CVConfig:
 
 #: keys added after training states existed: left out of :meth:`Config.state_key` while they
 #: hold their default, so that a run interrupted before they existed resumes after an upgrade
-LATE_KEYS = ("features.contrast", "train.contrast", "train.contrast_margin")
+LATE_KEYS = ("features.contrast", "train.contrast", "train.contrast_margin", "features.whole_song",
+             "train.window_loss")
 
 
 @dataclass(frozen=True)

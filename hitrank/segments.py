@@ -76,6 +76,17 @@ class Cut:
         return log_mel(seg.audio, params)
 
 
+    def whole_mel(self, path, params: FeatureParams) -> torch.Tensor:
+        """The log-mel of the whole song (``params.whole_song``: whole-song training), computed
+        like the segment's: (n_mels, n_song_frames) float32 torch tensor (CPU). The song is
+        decoded again only when the segment method did not decode it (Mid-30); a song shorter
+        than the segment gets the segment's features (zero-padded to ``params.n_frames``)."""
+        song = self.song if self.song is not None else audio.load(path, params.sr)[0]
+        if len(song) < len(self.segment.audio):
+            return log_mel(self.segment.audio, params)
+        return log_mel(song, params)
+
+
 def centre_first(n_samples: int, params: FeatureParams) -> int:
     """The first of the ``params.n_frames`` centre frames that the released ret30 extractor
     keeps of the centred mel of ``n_samples`` samples: ``T // 2 - n_frames // 2`` with

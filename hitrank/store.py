@@ -12,6 +12,9 @@ On-disk layout (readable with plain numpy and pandas)::
     STORE/contrast_<segment>.npy  like mel_<segment>.npy: each song's contrast window (only
                              with ``contrast``: 30 s away from the segment, of median or
                              lowest highlighter rating, for within-song training)
+    STORE/whole_<segment>/<row>.npy  float16, shape (n_mels, n_song_frames): each song's whole
+                             log-mel, one file per song (only with ``whole_song``: whole-song
+                             training, ``train.window_loss``; about 0.5 MB per 3-minute song)
     STORE/manifest.csv       one row per song: song_id, path, row, seg_start, seg_end,
                              duration, padded, status (ok|failed|pending), error, artist, hit_score,
                              silent (the segment is digital silence: kept, flagged), then the
@@ -118,6 +121,17 @@ class FeatureStore:
         return bool(self.params.contrast)
 
     @property
+    def side_names(self) -> tuple[str, ...]:
+        """The names :meth:`write` takes beside the features: those of :attr:`sides`, and
+        ``whole`` when the store holds whole-song log-mels."""
+        return (*self.sides, *(("whole",) if self.has_whole else ()))
+
+    @property
+    def has_whole(self) -> bool:
+        """Whether the store holds each song's whole log-mel (``whole_song``)."""
+        return bool(self.params.whole_song)
+
+    @property
     def sides(self) -> dict[str, tuple[Path, tuple[int, ...], np.dtype]]:
         """The per-song arrays stored beside the features: name -> (file, shape of one
         song's array, dtype): tags (50,), embedding (dim,), contrast (n_mels, n_frames)."""
@@ -134,7 +148,8 @@ class FeatureStore:
     def files(self) -> list[str]:
         """The names of the files a user reads: the manifest, the features and the arrays
         beside them (:attr:`sides`), e.g. ``['manifest.csv', 'mel_hl30.npy', 'tags.npy']``."""
-        return ["manifest.csv", self.data_path.name, *(path.name for path, _, _ in self.sides.values())]
+        return ["manifest.csv", self.data_path.name, *(path.name for path, _, _ in self.sides.values()),
+                *((self._whole_path(0).parent.name + "/",) if self.has_whole else ())]
 
     @property
     def row_shape(self) -> tuple[int, int]:
@@ -300,6 +315,34 @@ class FeatureStore:
                              "features.contrast: median or lowest (segment hl30)")
         return self._load_side("contrast", song_ids)
 
+    def load_whole(self, song_ids: list[str]) -> list[np.ndarray]:
+        """Whole-song log-mels of finished songs: one (n_mels, n_song_frames) :attr:`dtype`
+        array per song, in memory (``whole_song`` stores)."""
+        if not self.has_whole:
+            raise StoreError(f"{str(self.root)!r} holds no whole-song log-mels; extract with "
+                             "features.whole_song: true")
+        missing = [s for s in song_ids if self._records.get(s, {}).get("status") != "ok"]
+        if missing:
+            raise StoreError(f"{str(self.root)!r}: no whole-song log-mel for {len(missing)} song(s), "
+                             f"e.g. {missing[:3]}")
+        out = []
+        for sid in song_ids:
+            path = self._whole_path(int(self._records[sid]["row"]))
+            try:
+                arr = np.load(path, allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                raise StoreError(f"{str(path)!r} (song {sid!r}) cannot be read ({exc}); "
+                                 "re-extract the store") from None
+            if arr.ndim != 2 or arr.shape[0] != self.params.n_mels:
+                raise StoreError(f"{str(path)!r} (song {sid!r}): expected ({self.params.n_mels}, "
+                                 f"frames), found {arr.shape}; re-extract the store")
+            out.append(arr)
+        return out
+
+    def _whole_path(self, row: int) -> Path:
+        """The file of the whole-song log-mel of the song at ``row``."""
+        return self.root / f"whole_{self.params.segment}" / f"{row:07d}.npy"
+
     def _load_side(self, name: str, song_ids: list[str]) -> np.ndarray:
         path, shape, dtype = self.sides[name]
         missing = [s for s in song_ids if self._records.get(s, {}).get("status") != "ok"]
@@ -367,11 +410,14 @@ class FeatureStore:
 
     def write(self, song_id: str, feats: np.ndarray, info: dict, **sides: np.ndarray | None) -> None:
         """Store one song's features and its side arrays (``tags=``, ``embedding=``,
-        ``contrast=``: each store's :attr:`sides`), then record it as done."""
+        ``contrast=``: each store's :attr:`sides`; ``whole=`` with ``whole_song``), then record
+        it as done."""
         rec = self._records[song_id]
-        unknown = set(sides) - set(self.sides)
+        unknown = set(sides) - set(self.side_names)
         if unknown:
-            raise StoreError(f"{str(self.root)!r} stores no {sorted(unknown)} (it holds {list(self.sides)})")
+            raise StoreError(f"{str(self.root)!r} stores no {sorted(unknown)} (it holds {list(self.side_names)})")
+        if self.has_whole:
+            self._write_whole(song_id, int(rec["row"]), sides.get("whole"))
         for name, (path, shape, dtype) in self.sides.items():
             v = sides.get(name)
             t = np.ascontiguousarray(v, dtype=dtype) if v is not None else None
@@ -386,6 +432,22 @@ class FeatureStore:
         _pwrite(self._fd, data.tobytes(), self._offset + int(rec["row"]) * data.nbytes, self.data_path)
         self._append({**rec, **info, "status": "ok", "error": ""})
         self._tick()
+
+    def _write_whole(self, song_id: str, row: int, whole: np.ndarray | None) -> None:
+        """Write one song's whole log-mel to its own file, complete (temporary file, fsync,
+        rename) before the song's journal line."""
+        arr = None if whole is None else np.ascontiguousarray(whole, dtype=self.dtype)
+        if arr is None or arr.ndim != 2 or arr.shape[0] != self.params.n_mels:
+            raise StoreError(f"whole of {song_id!r}: expected shape ({self.params.n_mels}, frames), "
+                             f"got {None if arr is None else arr.shape}")
+        path = self._whole_path(row)
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            np.save(f, arr, allow_pickle=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
 
     def fail(self, song_id: str, reason: str) -> None:
         """Record a failure (the batch goes on)."""

@@ -30,6 +30,7 @@ from .metrics import ranking_metrics
 from .models import build, with_tag_branch
 from .runtime import autocast, seed_everything, use_bf16
 from .schema import FREEZE_CONV, FREEZE_NONE, Config
+from .whole_song import WholeSongs, outputs_per_window
 
 log = logging.getLogger(__name__)
 
@@ -303,6 +304,14 @@ class Training:
         tags the model gets the tag branch of weight ``job.mu``)
     ctx : torchrun context (see :func:`fit`)
     progress : optional callable(str) for one status line per epoch
+    songs : the songs' whole log-mels (:class:`~hitrank.whole_song.WholeSongs`) for
+        whole-song training (``train.window_loss``), else None
+
+    Whole-song training (:mod:`hitrank.whole_song`) draws batches of whole songs: the loss is
+    the segment's rating error plus ``train.window_loss`` times the best window's, plus the
+    within-song hinge with ``train.contrast``; validation scores are the best window's, the
+    result's validation scores and metrics the segment's (as ``rank`` scores songs). The input
+    standardisation then comes from every frame of the training songs.
 
     With ``train.freeze`` (after ``train.init``) the named parameters are frozen
     (:func:`frozen_parameters`: no gradient, not in the optimiser, their batch-norm layers in
@@ -312,11 +321,15 @@ class Training:
 
     def __init__(self, cfg: Config, X: torch.Tensor, scores: np.ndarray, artists: np.ndarray,
                  job: FitJob, tags: torch.Tensor | None = None, ctx: Context = SINGLE,
-                 progress: Callable[[str], None] | None = None):
+                 progress: Callable[[str], None] | None = None, songs: WholeSongs | None = None):
         tc = cfg.train
+        if songs is not None and (ctx.ddp or tags is not None or job.sampling != "none"):
+            raise ConfigError(f"train.window_loss={tc.window_loss} trains a rating model on whole songs in "
+                              "one process: without pairs (pairs.sampling none), tags (features.tags "
+                              "false) or data-parallel torchrun (fold-parallel works)")
         device = X.device
         self.cfg, self.X, self.scores, self.artists, self.job = cfg, X, scores, artists, job
-        self.tags, self.ctx, self.progress = tags, ctx, progress
+        self.tags, self.ctx, self.progress, self.songs = tags, ctx, progress, songs
         seed_everything(job.seed)
         self.rng = np.random.default_rng(job.seed)
         name, kwargs = cfg.model.name, dict(cfg.model.kwargs)
@@ -333,7 +346,9 @@ class Training:
         self.frozen_norms = frozen_norms(model)
         self.model = model.to(device)
         if not frozen:
-            self.model.set_input_stats(*input_stats(X, job.train_idx))
+            self.model.set_input_stats(*(songs.input_stats(job.train_idx) if songs is not None
+                                         else input_stats(X, job.train_idx)))
+        self.n_out = outputs_per_window(self.model, X.shape[1], X.shape[2]) if songs is not None else 0
         self.siamese = job.sampling != "none"
         self.amp = reduced_precision(cfg, device)
         self.step_forward = _step_module(self.model, self.siamese, ctx)
@@ -344,7 +359,7 @@ class Training:
         self.sched = torch.optim.lr_scheduler.ReduceLROnPlateau(self.opt, factor=tc.lr_decay,
                                                                 patience=0)
         self.val_t = torch.as_tensor(job.val_idx, device=device)
-        self.contrast = contrast_rows(cfg, X, len(scores))
+        self.contrast = contrast_rows(cfg, X, len(scores)) if songs is None else None
         self.n_pairs = int(round(cfg.pairs.per_epoch * len(job.train_idx)))
         key = {"config": cfg.state_key(), "sampling": job.sampling, "w": job.w,
                "margin": job.margin, "mu": job.mu, "seed": job.seed,
@@ -367,6 +382,10 @@ class Training:
             m.eval()
         self.total, self.steps = 0.0, 0
         job, bs = self.job, self.cfg.train.batch_size
+        if self.songs is not None:  # whole songs of similar length together
+            self.batches = [torch.as_tensor(b, device=self.z.device)
+                            for b in self.songs.batches(job.train_idx, bs, self.rng)]
+            return True
         if self.siamese:
             items = sample_pairs(job.sampling, job.train_idx, self.scores, self.artists,
                                  self.n_pairs, self.rng)
@@ -383,7 +402,15 @@ class Training:
         With ``train.contrast`` (:func:`contrast_rows`) ``out`` also holds the scores of the
         batch's contrast windows after its songs' (``(2n,)``, or ``(2n,)`` each of fi, fj),
         and the loss adds ``train.contrast`` times the within-song hinge
-        :func:`~hitrank.losses.within_song_loss`."""
+        :func:`~hitrank.losses.within_song_loss`. In whole-song training ``out`` is
+        :meth:`~hitrank.whole_song.WholeSongs.forward`'s (best, segment, contrast, has)."""
+        if self.songs is not None:
+            best, seg, con, has = out
+            z, tc = self.z[b], self.cfg.train
+            loss = rating_loss(seg.float(), z) + tc.window_loss * rating_loss(best.float(), z)
+            if tc.contrast > 0:
+                loss = loss + tc.contrast * within_song_loss(seg.float(), con.float(), has, tc.contrast_margin)
+            return loss
         within = None
         if self.contrast is not None:
             n = len(b)
@@ -414,7 +441,9 @@ class Training:
         share = len(b) * ctx.shards / len(batch)  # averaged over ranks: the whole batch's loss
         inputs = self.contrast.inputs if self.contrast is not None else model_inputs
         with autocast(X.device, self.amp):
-            if self.siamese:
+            if self.songs is not None:
+                out = self.songs.forward(self.model, b.cpu().numpy(), self.n_out)
+            elif self.siamese:
                 (xi, *ti), (xj, *tj) = inputs(X, T, b[:, 0]), inputs(X, T, b[:, 1])
                 out = self.step_forward(xi, xj, *ti, *tj)
             else:
@@ -431,7 +460,10 @@ class Training:
         self.steps += 1
 
     def validation_scores(self) -> np.ndarray:
-        """The model's scores of the validation songs, (n_val,) float64 (standardised units)."""
+        """The model's scores of the validation songs, (n_val,) float64 (standardised units):
+        their segments', or in whole-song training their best windows'."""
+        if self.songs is not None:
+            return self.songs.best_scores(self.model, self.job.val_idx, self.n_out)
         return predict_all(self.ctx, self.model, self.X, self.job.val_idx, self.amp, self.tags)
 
     def end_epoch(self, pred: np.ndarray) -> bool:
@@ -467,6 +499,11 @@ class Training:
             res.payload = (pred, {**scored(self.scores[job.val_idx], pred, self.cfg.cv.top_fraction),
                                   "val_mse": float("nan")})
         pred, metrics = res.payload
+        if self.songs is not None:  # the segment's scores, as rank scores songs
+            pred = predict_all(self.ctx, self.model, self.X, job.val_idx, self.amp, self.tags)
+            z_val = torch.as_tensor(pred, dtype=torch.float32, device=self.z.device)
+            metrics = {**scored(self.scores[job.val_idx], pred, self.cfg.cv.top_fraction),
+                       "val_mse": float(rating_loss(z_val, self.z[self.val_t]))}
         metrics = {**metrics, "val_loss": res.best_value}
         return FitResult(self.model, self.name, self.kwargs, res.best_epoch, pred, metrics, job.w,
                          job.margin, job.sampling, res.curves, seconds, job.mu)
@@ -489,6 +526,7 @@ def fit(
     mu: float | None = None,
     resume: str | os.PathLike | None = None,
     ctx: Context = SINGLE,
+    songs: WholeSongs | None = None,
 ) -> FitResult:
     """Train one model; keep the epoch with the lowest validation loss.
 
@@ -511,10 +549,11 @@ def fit(
         draws the same batches and trains on its slice of each, the model wrapped in
         DistributedDataParallel; only rank 0 writes the training state (each rank its own
         in fold-parallel mode)
+    songs : whole-song training (:class:`Training`), or None
     """
     t0 = time.time()
     job = FitJob(train_idx, val_idx, target, sampling, w, margin, mu, seed, resume)
-    run = Training(cfg, X, scores, artists, job, T, ctx, progress)
+    run = Training(cfg, X, scores, artists, job, T, ctx, progress, songs)
     while run.next_epoch():
         for s in range(len(run.batches)):
             run.step(s)

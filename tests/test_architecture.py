@@ -147,7 +147,7 @@ LAYERS = {
     2: ("models", "models.registry", "models.layers", "models.cnn", "models.siamese",
         "models.tagfusion", "models.descriptor", "models.ret30", "inference", "losses", "metrics",
         "uncertainty", "strata", "ood", "reference", "targets", "schema", "config", "embeddings",
-        "extract"),
+        "extract", "whole_song"),
     3: ("loop", "data", "distributed", "train", "bank", "bank.network", "bank.engines",
         "bank.sizing", "checkpoint", "cv", "thumbnail.training", "descriptors",
         "descriptors.table", "descriptors.history", "descriptors.config", "descriptors.evaluate",
@@ -380,7 +380,7 @@ def test_packaged_configs_resolve_by_name():
     assert "table1/a_simple_cnn_mid30" in packaged_configs()
     assert resolve_config("table1/a_simple_cnn_mid30") == resolve_config("table1/a_simple_cnn_mid30.yaml")
     assert resolve_config("configs/table1/a_simple_cnn_mid30.yaml").is_file()
-    with pytest.raises(ConfigError, match="not a packaged config; packaged: curve/c_simple_cnn_hl30_contrast, descriptors/"):
+    with pytest.raises(ConfigError, match="not a packaged config; packaged: curve/c_simple_cnn_hl30_contrast, curve/c_simple_cnn_hl30_whole, descriptors/"):
         resolve_config("table1/z_nothing")
 
 

@@ -179,18 +179,20 @@ def test_state_key_of_older_runs_unchanged():
     key = load_config(None, []).state_key()
     assert "contrast" not in key["features"] and "contrast" not in key["train"]
     assert "contrast_margin" not in key["train"]
+    assert "whole_song" not in key["features"] and "window_loss" not in key["train"]
     key = load_config(None, [*CONTRAST, "train.contrast=0.5"]).state_key()
     assert key["features"]["contrast"] == "lowest" and key["train"]["contrast"] == 0.5
 
 
 def test_cache_key_of_older_parameters_unchanged():
-    """Feature caches made before ``contrast`` existed keep their folder: the key of default
+    """Feature caches made before ``contrast`` and ``whole_song`` existed keep their folder: the key of default
     parameters is the dict of the older fields."""
-    older = {k: v for k, v in FeatureParams().to_dict().items() if k != "contrast"}
+    older = {k: v for k, v in FeatureParams().to_dict().items() if k not in ("contrast", "whole_song")}
     digest = hashlib.sha1(json.dumps({"source": "/x", **older}, sort_keys=True).encode()).hexdigest()[:16]
     assert cached_store_path("/x", FeatureParams()).name == digest
     assert cached_store_path("/x", FeatureParams(segment="hl30", highlighter="fallback",
                                                  contrast="lowest")).name != digest
+    assert cached_store_path("/x", FeatureParams(whole_song=True)).name != digest
 
 
 def test_cv_with_contrast_ranks_without_contrast_windows(corpus, contrast_store, tmp_path):

@@ -66,6 +66,7 @@ from ..errors import ParameterError
 from ..runtime import cache_root
 from ..schema import Config
 from ..train import FitJob, FitResult, Training, fit, reduced_precision
+from ..whole_song import WholeSongs
 from .engines import Bank
 from .network import (
     CPU_ENGINE,
@@ -180,8 +181,8 @@ def fit_bank(cfg: Config, X: torch.Tensor, scores: np.ndarray, artists: np.ndarr
 
 def fit_many(cfg: Config, X: torch.Tensor, scores: np.ndarray, artists: np.ndarray,
              jobs: list[FitJob], T: torch.Tensor | None = None, bank: str = "auto",
-             progress=None, engine: str | None = None, ctx: Context = SINGLE
-             ) -> list[FitResult]:
+             progress=None, engine: str | None = None, ctx: Context = SINGLE,
+             songs: WholeSongs | None = None) -> list[FitResult]:
     """Train every job; the same results as ``[fit(...) for job in jobs]``, in job order.
 
     Parameters
@@ -197,6 +198,7 @@ def fit_many(cfg: Config, X: torch.Tensor, scores: np.ndarray, artists: np.ndarr
     engine : ``loop`` | ``grouped`` | ``bmm`` | None (``$HITRANK_BANK_ENGINE``, else the
         device default: loop on CPU, bmm on CUDA)
     ctx : torchrun context; the bank is single-process (data-parallel training runs ``off``)
+    songs : whole-song training (:class:`~hitrank.train.Training`; one model at a time), or None
 
     Returns
     -------
@@ -212,10 +214,13 @@ def fit_many(cfg: Config, X: torch.Tensor, scores: np.ndarray, artists: np.ndarr
                                  "pass the tag vectors T or set mu=None")
     if not jobs:
         return []
-    if not _decide(bank, cfg, X, scores, artists, jobs, T, ctx, engine):
+    if songs is not None and bank == "on":
+        raise ParameterError("bank='on' cannot train on whole songs (train.window_loss runs each "
+                             "model alone); use bank 'auto' or 'off'")
+    if songs is not None or not _decide(bank, cfg, X, scores, artists, jobs, T, ctx, engine):
         return [fit(cfg, X, scores, artists, j.train_idx, j.val_idx, j.target, j.sampling, j.w,
                     j.margin, seed=j.seed, progress=job_progress(progress, i),
-                    T=T if j.mu is not None else None, mu=j.mu, resume=j.resume, ctx=ctx)
+                    T=T if j.mu is not None else None, mu=j.mu, resume=j.resume, ctx=ctx, songs=songs)
                 for i, j in enumerate(jobs)]
     engine = pick_engine(engine, X.device)
     per_bank = members_per_bank(cfg, X, jobs, engine)
