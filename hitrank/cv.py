@@ -146,7 +146,9 @@ def train_plans(cfg: Config, ds: Dataset, X, T, plans: list[FoldPlan], ctx: Cont
     songs = None
     if cfg.train.window_loss > 0:  # whole-song training (hitrank.whole_song)
         stride = int(getattr(build(cfg.model.name, **cfg.model.kwargs), "frame_stride", 0))
-        songs = whole_songs(ds.whole, ds.features, ds.params, cfg.features.contrast, stride, X.device)
+        used = np.unique(np.concatenate([np.concatenate([j.train_idx, j.val_idx]) for j in jobs]))
+        songs = whole_songs(ds.whole, ds.features, ds.params, cfg.features.contrast, stride, X.device,
+                            used=used)
     if ctx.writes:
         for job in jobs:
             if job.resume is not None:
@@ -209,7 +211,7 @@ def prepare(cfg: Config, ds: Dataset, ctx: Context = SINGLE, params: FeaturePara
     want = (params or check_available(cfg)).to_dict()
     if not cfg.features.tags:  # a store with tags also serves the audio-only rows
         want["tags"], want["tagger"] = ds.params.get("tags", ""), ds.params.get("tagger", "")
-    for key in ("window", "log", "segment", "highlighter", "tags", "tagger", "whole_song"):
+    for key in ("window", "log", "segment", "highlighter", "tags", "tagger"):
         if ds.params.get(key, "") != want[key]:
             where = "tags.tagger" if key == "tagger" else f"features.{key}"
             raise ConfigError(f"the config asks for features with {key}={want[key]!r} but the store was "
@@ -227,6 +229,9 @@ def prepare(cfg: Config, ds: Dataset, ctx: Context = SINGLE, params: FeaturePara
         raise ConfigError(f"train.window_loss={cfg.train.window_loss} trains on whole songs, but the "
                           "dataset holds no whole-song log-mels; set features.whole_song: true, which "
                           "extracts them into a new store")
+    if cfg.train.window_loss > 0 and ctx.ddp:
+        raise ConfigError(f"train.window_loss={cfg.train.window_loss} trains each model in one process: "
+                          "run it without torchrun --distribute data (fold-parallel torchrun works)")
     if dataset_parts(cfg)["contrast"]:  # rows n..2n-1: the songs' contrast windows (hitrank.train.Training)
         if ds.contrast is None:
             raise ConfigError(f"train.contrast={cfg.train.contrast} needs the songs' contrast windows, "

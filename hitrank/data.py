@@ -136,7 +136,7 @@ def load_dataset(store: FeatureStore, labels: pd.DataFrame | None = None, contra
     if songs is not None:
         ds.whole = SongMels(songs, np.array([float(r["seg_start"]) for r in keep]),
                             np.array([float(r["duration"]) for r in keep]),
-                            [str(r.get("curve", "") or "") for r in keep])
+                            ["" if pd.isna(r.get("curve")) else str(r.get("curve")) for r in keep])
     return ds, problems
 
 

@@ -12,9 +12,10 @@ On-disk layout (readable with plain numpy and pandas)::
     STORE/contrast_<segment>.npy  like mel_<segment>.npy: each song's contrast window (only
                              with ``contrast``: 30 s away from the segment, of median or
                              lowest highlighter rating, for within-song training)
-    STORE/whole_<segment>/<row>.npy  float16, shape (n_mels, n_song_frames): each song's whole
-                             log-mel, one file per song (only with ``whole_song``: whole-song
-                             training, ``train.window_loss``; about 0.5 MB per 3-minute song)
+    STORE/whole_<segment>/<row>.npy  like mel_<segment>.npy's dtype, shape (n_mels,
+                             n_song_frames): each song's whole log-mel, one file per song
+                             (only with ``whole_song``: whole-song training,
+                             ``train.window_loss``; float16: about 0.5 MB per 3-minute song)
     STORE/manifest.csv       one row per song: song_id, path, row, seg_start, seg_end,
                              duration, padded, status (ok|failed|pending), error, artist, hit_score,
                              silent (the segment is digital silence: kept, flagged), then the
@@ -149,7 +150,7 @@ class FeatureStore:
         """The names of the files a user reads: the manifest, the features and the arrays
         beside them (:attr:`sides`), e.g. ``['manifest.csv', 'mel_hl30.npy', 'tags.npy']``."""
         return ["manifest.csv", self.data_path.name, *(path.name for path, _, _ in self.sides.values()),
-                *((self._whole_path(0).parent.name + "/",) if self.has_whole else ())]
+                *((self._whole_folder().name + "/",) if self.has_whole else ())]
 
     @property
     def row_shape(self) -> tuple[int, int]:
@@ -317,7 +318,8 @@ class FeatureStore:
 
     def load_whole(self, song_ids: list[str]) -> list[np.ndarray]:
         """Whole-song log-mels of finished songs: one (n_mels, n_song_frames) :attr:`dtype`
-        array per song, in memory (``whole_song`` stores)."""
+        array per song (``whole_song`` stores), memory-mapped copy-on-write: processes that
+        load the same store share its pages."""
         if not self.has_whole:
             raise StoreError(f"{str(self.root)!r} holds no whole-song log-mels; extract with "
                              "features.whole_song: true")
@@ -329,7 +331,7 @@ class FeatureStore:
         for sid in song_ids:
             path = self._whole_path(int(self._records[sid]["row"]))
             try:
-                arr = np.load(path, allow_pickle=False)
+                arr = np.load(path, mmap_mode="c", allow_pickle=False)
             except (OSError, ValueError) as exc:
                 raise StoreError(f"{str(path)!r} (song {sid!r}) cannot be read ({exc}); "
                                  "re-extract the store") from None
@@ -341,7 +343,10 @@ class FeatureStore:
 
     def _whole_path(self, row: int) -> Path:
         """The file of the whole-song log-mel of the song at ``row``."""
-        return self.root / f"whole_{self.params.segment}" / f"{row:07d}.npy"
+        return self._whole_folder() / f"{row:07d}.npy"
+
+    def _whole_folder(self) -> Path:
+        return self.root / f"whole_{self.params.segment}"
 
     def _load_side(self, name: str, song_ids: list[str]) -> np.ndarray:
         path, shape, dtype = self.sides[name]
@@ -374,6 +379,10 @@ class FeatureStore:
             elif not _same(rec, path, artist, score):
                 rec = {**rec, "path": path, "artist": artist, "hit_score": score}
                 self._append(rec)
+        if self.has_whole:  # a run killed while writing a song's file leaves its temporary file
+            self._whole_folder().mkdir(exist_ok=True)
+            for tmp in self._whole_folder().glob("*.tmp"):
+                tmp.unlink()
         self._sync()
         self._ensure_capacity(next_row)
 
@@ -402,6 +411,12 @@ class FeatureStore:
         self._journal.append(rec)
 
     def _sync(self) -> None:
+        if self._writing and self.has_whole:  # the renames of whole-song files before their records
+            fd = os.open(self._whole_folder(), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         self._journal.sync()
         for fd in (self._fd, *self._side_fd.values()):
             if fd is not None:
@@ -441,7 +456,6 @@ class FeatureStore:
             raise StoreError(f"whole of {song_id!r}: expected shape ({self.params.n_mels}, frames), "
                              f"got {None if arr is None else arr.shape}")
         path = self._whole_path(row)
-        path.parent.mkdir(exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "wb") as f:
             np.save(f, arr, allow_pickle=False)

@@ -323,10 +323,14 @@ class Training:
                  job: FitJob, tags: torch.Tensor | None = None, ctx: Context = SINGLE,
                  progress: Callable[[str], None] | None = None, songs: WholeSongs | None = None):
         tc = cfg.train
-        if songs is not None and (ctx.ddp or tags is not None or job.sampling != "none"):
-            raise ConfigError(f"train.window_loss={tc.window_loss} trains a rating model on whole songs in "
-                              "one process: without pairs (pairs.sampling none), tags (features.tags "
-                              "false) or data-parallel torchrun (fold-parallel works)")
+        if songs is not None:
+            refused = [why for bad, why in (
+                (ctx.ddp, "data-parallel torchrun (fold-parallel works)"),
+                (tags is not None, "a tag branch (set features.tags false)"),
+                (job.sampling != "none", f"pairs.sampling={job.sampling!r} (set none)")) if bad]
+            if refused:
+                raise ConfigError(f"train.window_loss={tc.window_loss} trains a rating model on whole songs "
+                                  f"in one process, not with {' or '.join(refused)}")
         device = X.device
         self.cfg, self.X, self.scores, self.artists, self.job = cfg, X, scores, artists, job
         self.tags, self.ctx, self.progress, self.songs = tags, ctx, progress, songs

@@ -15,12 +15,17 @@ mean of its run of per-frame scores, as :mod:`hitrank.curve` scores them; the lo
   within-song hinge of :func:`hitrank.losses.within_song_loss`), the window chosen on the
   store's highlighter curve by :func:`hitrank.thumbnail.contrast_window`.
 
-Validation (early stopping) is on the best window's squared error. Training batches hold songs
-of similar length (sorted by length, cut into batches, the batch order shuffled), padded to the
-longest; a window that reaches into the padding is never scored.
+The segment and the contrast window are read off the whole-song pass at their start rounded to
+the model's frame stride (within 2 frames, 0.19 s, of the stored segment, whose own edge
+frames differ slightly). Validation (early stopping, and the per-epoch ``val_*`` columns of
+``curves.csv``) is on the best window's squared error. Training batches hold songs of similar
+length (sorted by length with a random jitter of up to :data:`LENGTH_JITTER`, so that batches
+differ from epoch to epoch, cut into batches, the batch order shuffled), padded to the longest;
+a window that reaches into the padding is never scored.
 
-Memory: every song's whole log-mel is held at once (float16: about 0.5 MB per 3-minute song,
-0.3 GB for 600 songs).
+Memory: the store's whole log-mels are memory-mapped (processes share them through the page
+cache); on a GPU the training and validation songs of a fold are copied to it (float16: about
+0.5 MB per 3-minute song, 0.3 GB for 600 songs).
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ VALIDATION_BATCH = 32  # songs per validation pass
 #: a batch of longer songs holds fewer (an hour-long mix trains alone)
 BATCH_FRAMES = 16 * 6460
 STATS_CHUNK = 64  # songs at a time when computing input statistics
+LENGTH_JITTER = 0.1  # songs are sorted into batches by length x U(1 - j, 1 + j)
 
 
 @dataclass
@@ -96,6 +102,8 @@ class WholeSongs:
     Attributes
     ----------
     mels : n tensors (n_mels, n_song_frames) on the device, at least ``n_frames`` frames each
+        (None for the songs no job trains or validates on)
+    lengths : (n,) int, frames of each song
     seg_frame : (n,) int, first frame of each song's segment (a multiple of ``stride``)
     con_frame : (n,) int, first frame of its contrast window, -1 when it has none
     n_frames : frames of one window; hop : frames between scored windows (a multiple of
@@ -103,27 +111,25 @@ class WholeSongs:
     """
 
     mels: list
+    lengths: np.ndarray
     seg_frame: np.ndarray
     con_frame: np.ndarray
     n_frames: int
     hop: int
     stride: int
 
-    @property
-    def lengths(self) -> np.ndarray:
-        return np.array([m.shape[1] for m in self.mels])
-
     def batches(self, idx: np.ndarray, size: int, rng: np.random.Generator,
                 max_frames: int = BATCH_FRAMES) -> list[np.ndarray]:
         """Songs ``idx`` in batches of at most ``size`` songs of similar length (little
-        padding) and at most ``max_frames`` padded frames (one song at least), the batch
-        order drawn from ``rng``."""
+        padding) and at most ``max_frames`` padded frames (one song at least); the length
+        jitter and the batch order are drawn from ``rng``."""
         idx = np.asarray(idx)
-        idx = idx[np.argsort(self.lengths[idx], kind="stable")]
+        jitter = rng.uniform(1 - LENGTH_JITTER, 1 + LENGTH_JITTER, len(idx))
+        idx = idx[np.argsort(self.lengths[idx] * jitter, kind="stable")]
         chunks, start = [], 0
-        for k in range(1, len(idx) + 1):  # sorted: song k - 1 is the batch's longest
+        for k in range(1, len(idx) + 1):
             full = k - start == size or k == len(idx)
-            if not full and (k + 1 - start) * self.lengths[idx[k]] > max_frames:
+            if not full and (k + 1 - start) * self.lengths[idx[start: k + 1]].max() > max_frames:
                 full = True
             if full:
                 chunks.append(idx[start:k])
@@ -203,7 +209,7 @@ class WholeSongs:
 
 
 def whole_songs(songs: SongMels | None, features: np.ndarray, params: dict, contrast: str,
-                stride: int, device: torch.device) -> WholeSongs:
+                stride: int, device: torch.device, used: np.ndarray | None = None) -> WholeSongs:
     """The songs of whole-song training on ``device``.
 
     Parameters
@@ -215,6 +221,8 @@ def whole_songs(songs: SongMels | None, features: np.ndarray, params: dict, cont
     contrast : ``features.contrast`` ('' none | median | lowest)
     stride : the model's frame stride (> 0: a fully convolutional model)
     device : the training device (on the CPU the arrays are not copied)
+    used : indices of the songs that are trained or validated on (None: all); only those are
+        put on the device
 
     Raises
     ------
@@ -232,11 +240,13 @@ def whole_songs(songs: SongMels | None, features: np.ndarray, params: dict, cont
     n_frames = features.shape[-1]
     fps = params["sr"] / params["hop_length"]
     hop = stride * max(1, int(round(TRAIN_HOP_SECONDS * fps / stride)))
-    mels = []
-    for i, m in enumerate(songs.mels):
-        m = features[i] if m.shape[1] < n_frames else m
-        mels.append(torch.from_numpy(np.ascontiguousarray(m)).to(device))
-    last = np.array([m.shape[1] - n_frames for m in mels]) // stride * stride
+    short = np.array([m.shape[1] < n_frames for m in songs.mels], dtype=bool)
+    lengths = np.where(short, n_frames, [m.shape[1] for m in songs.mels]).astype(int)
+    keep = np.zeros(len(songs), dtype=bool)
+    keep[np.arange(len(songs)) if used is None else np.asarray(used, dtype=int)] = True
+    mels = [torch.from_numpy(np.ascontiguousarray(features[i] if short[i] else m)).to(device) if keep[i]
+            else None for i, m in enumerate(songs.mels)]
+    last = (lengths - n_frames) // stride * stride
 
     def frames(seconds):
         return np.minimum(np.round(np.asarray(seconds) * fps / stride).astype(int) * stride, last)
@@ -248,4 +258,4 @@ def whole_songs(songs: SongMels | None, features: np.ndarray, params: dict, cont
         has = np.isfinite(starts)
         con[has] = frames(starts[has])
         con[con == seg] = -1
-    return WholeSongs(mels, seg, con, n_frames, hop, stride)
+    return WholeSongs(mels, lengths, seg, con, n_frames, hop, stride)
