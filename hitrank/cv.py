@@ -226,9 +226,11 @@ def prepare(cfg: Config, ds: Dataset, ctx: Context = SINGLE, params: FeaturePara
     T = torch.from_numpy(ds.tags).to(device) if cfg.features.tags else None
     feats = ds.features
     if cfg.train.window_loss > 0 and ds.whole is None:
-        raise ConfigError(f"train.window_loss={cfg.train.window_loss} trains on whole songs, but the "
-                          "dataset holds no whole-song log-mels; set features.whole_song: true, which "
-                          "extracts them into a new store")
+        where = f"the store {ds.source!r}" if ds.source else "the dataset"
+        raise ConfigError(f"train.window_loss={cfg.train.window_loss} trains on whole songs, but {where} "
+                          "holds no whole-song log-mels (made without features.whole_song); extract "
+                          "into a new store with features.whole_song: true (--labels LABELS.csv "
+                          "instead of --store does it)")
     if cfg.train.window_loss > 0 and ctx.ddp:
         raise ConfigError(f"train.window_loss={cfg.train.window_loss} trains each model in one process: "
                           "run it without torchrun --distribute data (fold-parallel torchrun works)")

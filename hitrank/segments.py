@@ -75,7 +75,6 @@ class Cut:
                          params.segment_seconds, allow_silent=True)
         return log_mel(seg.audio, params)
 
-
     def whole_mel(self, path, params: FeatureParams) -> torch.Tensor:
         """The log-mel of the whole song (``params.whole_song``: whole-song training), computed
         like the segment's: (n_mels, n_song_frames) float32 torch tensor (CPU). The song is

@@ -184,7 +184,8 @@ def test_whole_song_config_errors(whole_store):
     cfg = load_config(None, WHOLE)
     no_whole, _ = load_dataset(FeatureStore.open(whole_store))  # not asked for: not loaded
     assert no_whole.whole is None
-    with pytest.raises(ConfigError, match="holds no whole-song log-mels; set features.whole_song"):
+    with pytest.raises(ConfigError, match="holds no whole-song log-mels .made without features.whole_song.; "
+                                          "extract into a new store"):
         prepare(cfg, no_whole)
     ds, _ = load_dataset(FeatureStore.open(whole_store), whole=True)
     _, X, _ = prepare(cfg, ds)
