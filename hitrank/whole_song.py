@@ -248,14 +248,14 @@ def whole_songs(songs: SongMels | None, features: np.ndarray, params: dict, cont
             else None for i, m in enumerate(songs.mels)]
     last = (lengths - n_frames) // stride * stride
 
-    def frames(seconds):
-        return np.minimum(np.round(np.asarray(seconds) * fps / stride).astype(int) * stride, last)
+    def frames(seconds, which):  # seconds of songs ``which`` -> frames, multiples of the stride
+        return np.minimum(np.round(np.asarray(seconds) * fps / stride).astype(int) * stride, last[which])
 
-    seg = frames(songs.seg_start)
+    seg = frames(songs.seg_start, slice(None))
     con = np.full(len(songs), -1)
     if contrast:
         starts = songs.contrast_starts(contrast, float(params["segment_seconds"]))
         has = np.isfinite(starts)
-        con[has] = frames(starts[has])
+        con[has] = frames(starts[has], has)
         con[con == seg] = -1
     return WholeSongs(mels, lengths, seg, con, n_frames, hop, stride)

@@ -247,6 +247,14 @@ def test_short_songs_train_on_their_padded_segment(tmp_path):
     ws = whole_songs(songs, features, params.to_dict(), "", 4, torch.device("cpu"), used=[0])
     assert ws.lengths.tolist() == [323, 400] and ws.mels[1] is None  # song 1: not used
     assert torch.equal(ws.mels[0], torch.from_numpy(features[0]))
+    # a contrast window only where the song has a curve and room for one
+    curve = np.ones(93)
+    curve[50:80] = 5.0
+    songs = SongMels([np.zeros((128, 100), np.float16), np.ones((128, 1000), np.float16)],
+                     np.array([0.0, 50.0]), np.array([9.0, 92.9]), ["", json.dumps(curve.tolist())])
+    ws = whole_songs(songs, features, params.to_dict(), "median", 4, torch.device("cpu"))
+    assert ws.con_frame[0] == -1 and ws.con_frame[1] >= 0 and ws.con_frame[1] % 4 == 0
+    assert ws.con_frame[1] <= 1000 - 323 and abs(ws.con_frame[1] - ws.seg_frame[1]) >= 15 * 10
 
 
 def test_whole_mels_with_nan_are_left_out(whole_store, monkeypatch):
