@@ -39,6 +39,7 @@ from . import audio, segments
 from .checkpoint import find_checkpoints, load_checkpoint
 from .errors import CheckpointError, ParameterError
 from .features import FeatureParams, log_mel
+from .inference import window_means
 from .runtime import pick_device
 from .tags import segment_tags
 
@@ -177,8 +178,7 @@ def _frame_window_means(model, mel: torch.Tensor, windows: torch.Tensor, hop: in
         log.warning("%s: per-frame scores of the whole song differ from a window's; scoring each "
                     "window on its own", type(model).__name__)
         return None
-    c = torch.cat([whole.new_zeros(1), whole.cumsum(0)]).cpu().numpy()
-    return (c[offsets + n_out] - c[offsets]) / n_out
+    return window_means(whole, torch.as_tensor(offsets), n_out).cpu().numpy()
 
 
 def window_mels(mel: torch.Tensor, params: FeatureParams, hop: int) -> tuple[torch.Tensor, np.ndarray]:

@@ -16,6 +16,27 @@ from .runtime import autocast
 PREDICT_BATCH = 64  # songs per inference batch
 
 
+def window_means(frame_scores: torch.Tensor, starts: torch.Tensor, n_out: int) -> torch.Tensor:
+    """Scores of windows from a fully convolutional model's per-frame scores of a longer input:
+    each window's score is the mean of its run of ``n_out`` per-frame scores (what the model
+    gives that window on its own, for windows starting a multiple of its ``frame_stride`` in).
+
+    Parameters
+    ----------
+    frame_scores : (..., T') per-frame scores of one song (T',) or of a batch (B, T')
+    starts : int tensor, the windows' first per-frame score: (W,) the same windows of every
+        song, or (B, W) windows per song
+    n_out : per-frame scores of one window
+
+    Returns
+    -------
+    (..., W) the windows' scores, in ``frame_scores``' dtype
+    """
+    c = torch.cat([frame_scores.new_zeros(*frame_scores.shape[:-1], 1), frame_scores.cumsum(-1)], -1)
+    starts = starts.to(c.device).expand(*frame_scores.shape[:-1], starts.shape[-1])
+    return (c.gather(-1, starts + n_out) - c.gather(-1, starts)) / n_out
+
+
 def model_inputs(X: torch.Tensor, T: torch.Tensor | None, b: torch.Tensor,
                  tag_rows: torch.Tensor | None = None) -> tuple:
     """Model inputs of songs ``b``: ``(mel,)`` or ``(mel, tags)`` for tag-fusion models.

@@ -49,7 +49,7 @@ import pandas as pd
 from .constants import N_TAGS
 from .errors import StoreError
 from .features import FeatureParams
-from .fileio import atomic_write_text
+from .fileio import atomic_path, atomic_write_text
 from .journal import Journal
 
 log = logging.getLogger(__name__)
@@ -455,13 +455,10 @@ class FeatureStore:
         if arr is None or arr.ndim != 2 or arr.shape[0] != self.params.n_mels:
             raise StoreError(f"whole of {song_id!r}: expected shape ({self.params.n_mels}, frames), "
                              f"got {None if arr is None else arr.shape}")
-        path = self._whole_path(row)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
+        with atomic_path(self._whole_path(row)) as tmp, open(tmp, "wb") as f:
             np.save(f, arr, allow_pickle=False)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
 
     def fail(self, song_id: str, reason: str) -> None:
         """Record a failure (the batch goes on)."""

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from .errors import ConfigError
+from .inference import window_means
 from .thumbnail.window import contrast_window
 
 TRAIN_HOP_SECONDS = 1.0  # s, target hop between the scored windows of a training song
@@ -165,34 +166,31 @@ class WholeSongs:
         -------
         scores : (B, W) float32, window ``w`` starting at frame ``w * hop``
         inside : (B, W) bool, the window lies inside the song (not in the padding)
-        cumulative : (B, L' + 1) cumulative per-frame scores, for :meth:`score_at`
+        frame_scores : (B, L') the per-frame scores, for :meth:`score_at`
         """
         X = self.stack(ids)
         fs = model.frame_scores(X)
-        c = torch.cat([fs.new_zeros(fs.shape[0], 1), fs.cumsum(1)], 1)
         starts = torch.arange((X.shape[-1] - self.n_frames) // self.hop + 1, device=X.device) * self.hop
-        offs = starts // self.stride
-        s = (c[:, offs + n_out] - c[:, offs]) / n_out
+        s = window_means(fs, starts // self.stride, n_out)
         lens = torch.as_tensor(self.lengths[ids], device=X.device)
-        return s, starts[None, :] + self.n_frames <= lens[:, None], c
+        return s, starts[None, :] + self.n_frames <= lens[:, None], fs
 
-    def score_at(self, c: torch.Tensor, n_out: int, frames: np.ndarray) -> torch.Tensor:
+    def score_at(self, fs: torch.Tensor, n_out: int, frames: np.ndarray) -> torch.Tensor:
         """The score of the window starting at frame ``frames[b]`` (a multiple of the stride)
-        of song ``b``, from :meth:`window_scores`' cumulative scores ``c``; (B,)."""
-        o = torch.clamp(torch.as_tensor(frames // self.stride, device=c.device), max=c.shape[1] - 1 - n_out)
-        rows = torch.arange(c.shape[0], device=c.device)
-        return (c[rows, o + n_out] - c[rows, o]) / n_out
+        of song ``b``, from :meth:`window_scores`' per-frame scores ``fs``; (B,)."""
+        o = torch.clamp(torch.as_tensor(frames // self.stride, device=fs.device), max=fs.shape[1] - n_out)
+        return window_means(fs, o[:, None], n_out)[:, 0]
 
     def forward(self, model: torch.nn.Module, ids: np.ndarray, n_out: int):
         """Training scores of songs ``ids``: the best window's (B,), the segment's (B,), the
         contrast window's (B,) (the segment's again where there is none) and which songs have
         a contrast window (B,) bool."""
-        s, inside, c = self.window_scores(model, ids, n_out)
+        s, inside, fs = self.window_scores(model, ids, n_out)
         best = s.masked_fill(~inside, float("-inf")).max(1).values
-        seg = self.score_at(c, n_out, self.seg_frame[ids])
+        seg = self.score_at(fs, n_out, self.seg_frame[ids])
         has = self.con_frame[ids] >= 0
-        con = self.score_at(c, n_out, np.where(has, self.con_frame[ids], self.seg_frame[ids]))
-        return best, seg, con, torch.as_tensor(has, device=c.device)
+        con = self.score_at(fs, n_out, np.where(has, self.con_frame[ids], self.seg_frame[ids]))
+        return best, seg, con, torch.as_tensor(has, device=fs.device)
 
     def best_scores(self, model: torch.nn.Module, idx: np.ndarray, n_out: int) -> np.ndarray:
         """The best window's score of each song ``idx`` (evaluation mode, float32 inputs);
