@@ -157,3 +157,27 @@ def test_rows_of_several_tables_are_named_by_file_and_line_blank_lines_counted(t
         single = read_table(tmp_path / "c.csv")
     assert single.where(1) == "line 5"
     assert any("CSV line(s) 5)" in r.getMessage() for r in caplog.records)
+
+
+def test_summary_json_is_strict_json_with_an_undefined_metric_as_null(tmp_path, monkeypatch):
+    """A metric a fold cannot define (NaN: e.g. the Spearman of a fold whose top 10% is constant) is written
+    as null, never as the bare NaN that jq and browsers refuse."""
+    import json
+
+    from hitrank.descriptors import cv as dcv
+
+    real = dcv.regression_metrics
+
+    def undefined_spearman(*args, **kwargs):
+        return {**real(*args, **kwargs), "spearman@10%": float("nan")}
+
+    monkeypatch.setattr(dcv, "regression_metrics", undefined_spearman)
+    df = planted_table(tmp_path / "t.csv", n=60)
+    table = read_table(_write(tmp_path / "t.csv", df))
+    run_cv(quick("streams_mlp", "train.epochs=1"), table, tmp_path / "run", save_models=False)
+
+    def refuse(name):
+        raise AssertionError(f"summary.json holds {name}")
+
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text(), parse_constant=refuse)
+    assert {r["spearman@10%"]["mean"] for r in summary["results"].values()} == {None}

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import HitrankError
-from ..fileio import atomic_write_text
+from ..fileio import atomic_write_text, strict_json
 from .config import DescriptorConfig, is_descriptor_config, load_descriptor_config
 from .cv import run_cv, start_run, train_one
 from .extractor_names import LEGACY_EXTRACTOR
@@ -29,7 +29,7 @@ def train_table(cfg: DescriptorConfig, table: DescriptorTable, out: str | os.Pat
             "epochs": len(curve), "curve": curve, "sources": table.sources, "dedup": prep.dedup,
             "choice": model.parts.get("choice")}
     model.save(out / "model.pt", info)
-    atomic_write_text(out / "train.json", json.dumps(info, indent=1))
+    atomic_write_text(out / "train.json", strict_json(info, indent=1))
     return info
 
 

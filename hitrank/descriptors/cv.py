@@ -21,7 +21,7 @@ import pandas as pd
 import yaml
 
 from ..errors import HitrankError
-from ..fileio import atomic_write_text
+from ..fileio import atomic_write_text, strict_json
 from ..runinfo import write_run_info
 from .config import DescriptorConfig
 from .evaluate import (
@@ -234,7 +234,7 @@ def run_cv(cfg: DescriptorConfig, table: DescriptorTable, out: str | os.PathLike
         frame.to_csv(out / "importance.csv", index=False)
         summary["importance"] = frame.head(20).to_dict("records")
         _plot_importance(frame, out / "importance.png", cfg)
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
+    atomic_write_text(out / "summary.json", strict_json(summary, indent=1))
     return summary
 
 
