@@ -54,7 +54,7 @@ KKBOX_SR = 22050  # Hz: the yu2018-kkbox model's feature parameters
 KKBOX_WINDOW_SECONDS = 30.0
 
 SCOPES = ("segment", "song")
-DEFAULT_EMBEDDING = "musicnn"  # weights ship with the musicnn wheel; about 2 s per minute of audio on one core
+DEFAULT_EMBEDDING = "musicnn"  # weights ship with the musicnn wheel; about 1 s per minute of audio on one core
 DEFAULT_SCOPE = "song"
 
 
