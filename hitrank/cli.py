@@ -39,7 +39,7 @@ from .fileio import atomic_write_text
 from .neighbours import DEFAULT_K, MIN_CATALOGUE, MODEL_EMBEDDING, split_cell
 from .pretrained import import_release
 from .rank import padded_flags
-from .runtime import environment, import_plugins, keep_freed_memory
+from .runtime import environment, import_plugins
 from .synth import synthesize
 from .table1 import ROWS, run_table1
 from .thumbnail.files import highlight_files
@@ -891,7 +891,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     _setup_logging(args)
-    keep_freed_memory()
     try:
         # --allow-outside: labels CSVs may point outside their folder while the command runs
         with environment({ALLOW_OUTSIDE_ENV: "1"} if getattr(args, "allow_outside", False) else {}):

@@ -94,8 +94,7 @@ def one_thread_per_worker():
 def worker_init(log_queue=None, log_level: int = 0) -> None:
     """Initialiser of a worker process: one torch thread (one worker per core), on Linux a
     worker that dies with its parent (a killed command leaves no orphan still computing or
-    writing) and keeps freed memory for reuse (:func:`keep_freed_memory`), and hitrank's log
-    records sent to the parent through ``log_queue``."""
+    writing), and hitrank's log records sent to the parent through ``log_queue``."""
     import logging
     import logging.handlers
 
@@ -103,48 +102,12 @@ def worker_init(log_queue=None, log_level: int = 0) -> None:
 
     torch.set_num_threads(1)
     die_with_parent()
-    keep_freed_memory()
     import_plugins()
     if log_queue is not None:
         root = logging.getLogger("hitrank")
         root.handlers[:] = [logging.handlers.QueueHandler(log_queue)]
         root.setLevel(log_level)
         root.propagate = False
-
-
-# ----------------------------------------------------------------------------- memory
-MALLOC_VAR = "HITRANK_MALLOC"  # 'system': leave the C allocator's settings as they are
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt() parameters (glibc's malloc.h)
-KEEP_FREED_BYTES = 1 << 30  # blocks up to 1 GiB come from the heap and stay there when freed
-
-
-def keep_freed_memory() -> bool:
-    """Let the C allocator keep large freed blocks for reuse instead of returning them to the
-    kernel (Linux glibc; called by the CLI and by every worker process at its start).
-
-    torch on the CPU allocates each activation afresh. glibc serves a block above its mmap
-    threshold (32 MiB at most) with a new ``mmap`` whose pages the kernel must fault in and
-    zero, and gives it back on ``free``: musicnn's forward pass over a one-minute excerpt
-    (about 20 patches, activations of 100-200 MB) spent more time in the kernel (1.1-1.4 s,
-    500,000 page faults) than computing (0.9 s). With the mmap threshold and the heap's trim
-    threshold at :data:`KEEP_FREED_BYTES` (1 GiB), such blocks are reused and the
-    kernel time falls to about 0.02 s (docs/benchmarks.md, "Memory allocator"). The price: a
-    process's resident memory stays near its peak until it exits.
-
-    Returns whether the setting was applied: False with ``HITRANK_MALLOC=system``, on other
-    platforms, or with another C library.
-    """
-    import ctypes
-    import sys
-
-    if os.environ.get(MALLOC_VAR, "").strip().lower() == "system" or not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # musl and other C libraries
-        return False
-    return bool(mallopt(M_MMAP_THRESHOLD, KEEP_FREED_BYTES)) and bool(mallopt(M_TRIM_THRESHOLD, KEEP_FREED_BYTES))
 
 
 PLUGINS_VAR = "HITRANK_PLUGINS"  # comma-separated modules that register segment methods, models, ...

@@ -25,7 +25,6 @@ from hitrank import embeddings
 from hitrank.corpus import list_folder
 from hitrank.errors import HitrankError
 from hitrank.extract import extract
-from hitrank.runtime import keep_freed_memory
 from hitrank.segments import params_for
 
 
@@ -36,7 +35,6 @@ def main() -> None:
     ap.add_argument("--nets", default=",".join(embeddings.EMBEDDINGS))
     ap.add_argument("--scopes", default="song,segment")
     args = ap.parse_args()
-    keep_freed_memory()  # as the CLI does: musicnn embeds about 1.8x faster (docs/benchmarks.md)
     torch.set_num_threads(1)
     songs = list_folder(args.folder)[: args.files + 1]
     if len(songs) < 2:

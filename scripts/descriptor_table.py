@@ -24,6 +24,17 @@ def cell(r: dict, spread: bool = True, bold: bool = False) -> str:
     return f"**{text}**" if bold else text
 
 
+def read_summary(run: Path) -> dict:
+    """A run's summary.json; an undefined metric (written ``null``, strict JSON) reads as NaN."""
+    s = json.loads((run / "summary.json").read_text())
+    for res in s["results"].values():
+        for r in res.values():
+            for k in ("mean", "std"):
+                if r.get(k) is None:
+                    r[k] = float("nan")
+    return s
+
+
 def dedup_note(s: dict) -> str | None:
     d = s.get("dedup")
     if not d or not d["rows_removed"]:
@@ -48,7 +59,7 @@ def main() -> None:
     args = ap.parse_args()
     by_task: dict = {}
     for run in args.runs:
-        s = json.loads((run / "summary.json").read_text())
+        s = read_summary(run)
         by_task.setdefault(s["task"], []).append((run, s))
     for task, runs in by_task.items():
         cols = SHOW[task]
@@ -59,7 +70,8 @@ def main() -> None:
             how = f"{s['folds']}-fold" if s["split"] == "kfold" else "decade-out"
             rate = f" ({s['prevalence']:.3f})" if s.get("prevalence") is not None else ""
             key = BEST[task]
-            top = max(r[key]["mean"] for r in s["results"].values())
+            top = max((r[key]["mean"] for r in s["results"].values() if r[key]["mean"] == r[key]["mean"]),
+                      default=float("nan"))  # NaN (undefined) never the best
             for i, (model, res) in enumerate(s["results"].items()):
                 head = f"| {run.name} | {how} | {s['n_rows']}{rate} |" if i == 0 else "| | | |"
                 kfold = s["split"] == "kfold"

@@ -155,7 +155,7 @@ LAYERS = {
         "descriptors.cv", "descriptors.commands", "descriptors.extractor_names",
         "descriptors.extractors", "descriptors.audio", "descriptors.apply", "descriptors.fit",
         "transfer", "transfer.config", "transfer.learners", "transfer.protocol",
-        "transfer.learning_curve", "transfer.report", "neighbours", "ranking_table"),
+        "transfer.learning_curve", "transfer.halves", "transfer.report", "neighbours", "ranking_table"),
     4: ("commands", "rank", "curve", "report", "cvreport", "pretrained", "table1", "demo"),
     5: ("cli", "__main__", "hitrank"),
 }

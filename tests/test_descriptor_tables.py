@@ -5,6 +5,9 @@ cannot take, ';'-separated files. Small in-test tables only."""
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -181,3 +184,8 @@ def test_summary_json_is_strict_json_with_an_undefined_metric_as_null(tmp_path, 
 
     summary = json.loads((tmp_path / "run" / "summary.json").read_text(), parse_constant=refuse)
     assert {r["spearman@10%"]["mean"] for r in summary["results"].values()} == {None}
+    # the script that tabulates descriptor runs reads null as an undefined figure
+    script = Path(__file__).resolve().parents[1] / "scripts" / "descriptor_table.py"
+    table = subprocess.run([sys.executable, str(script), str(tmp_path / "run")], capture_output=True, text=True,
+                           check=True).stdout
+    assert "| run |" in table and "nan" in table and "**" in table  # the best Spearman still marked

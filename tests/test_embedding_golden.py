@@ -82,9 +82,13 @@ def test_musicnn_penultimate_is_batch_independent_and_feeds_the_logits():
     from hitrank.tags.musicnn import load_tagger, log_mel, patches, penultimate
 
     y = np.tile(clips()["techno"], 2)  # 13 s: 4 patches
-    whole = penultimate(y)
+    whole = penultimate(y, batch=64)  # all four patches in one pass
     assert whole.shape == (4, 200)
-    np.testing.assert_allclose(penultimate(y, batch=1), whole, atol=1e-5)
+    np.testing.assert_allclose(penultimate(y), whole, atol=1e-5)  # the CPU default: one at a time
+    np.testing.assert_allclose(penultimate(y, batch=3), whole, atol=1e-5)
+    from hitrank.tags.musicnn import patch_batch, taggram
+    assert patch_batch("cpu") == 1 and patch_batch("cuda:0") == 64 and patch_batch("cpu", 8) == 8
+    np.testing.assert_allclose(taggram(y), taggram(y, batch=64), atol=1e-6)
     net = load_tagger("MTT_musicnn")
     x = patches(log_mel(y))
     with torch.no_grad():

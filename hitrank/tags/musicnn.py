@@ -207,14 +207,38 @@ def patches(rep: torch.Tensor) -> torch.Tensor:
     return rep[: n * PATCH].reshape(n, PATCH, N_MELS)
 
 
+# Patches per forward pass. On the CPU one at a time: each activation then stays under glibc's
+# mmap threshold (32 MiB at most) and its memory is reused from the heap; a batch of 64 patches
+# (activations of 170-600 MB) was mapped afresh and page-faulted by the kernel on every pass,
+# which took longer than the computation: one patch per pass embeds a minute of audio in
+# 1.0 s instead of 2.1 s with a third less peak memory (docs/benchmarks.md). A GPU takes them
+# 64 at a time.
+CPU_BATCH, GPU_BATCH = 1, 64
+
+
+def patch_batch(device: str | torch.device, batch: int | None = None) -> int:
+    """Patches per forward pass: ``batch``, or by default :data:`CPU_BATCH` on the CPU and
+    :data:`GPU_BATCH` elsewhere (memory and speed only: the result does not depend on it)."""
+    if batch is None:
+        return CPU_BATCH if torch.device(device).type == "cpu" else GPU_BATCH
+    if batch < 1:
+        raise ParameterError(f"batch={batch}; expected a positive number of patches")
+    return batch
+
+
+def _forward(net: nn.Module, x: torch.Tensor, batch: int, **kwargs) -> torch.Tensor:
+    """``net`` over patches ``x`` (P, 187, 96), ``batch`` at a time, without gradients."""
+    with torch.no_grad():
+        return torch.cat([net(x[i:i + batch], **kwargs) for i in range(0, len(x), batch)])
+
+
 def taggram(y: np.ndarray, model: str = "MTT_musicnn", device: str = "cpu",
-            batch: int = 64) -> np.ndarray:
-    """Per-patch tag probabilities ``(P, 50)`` of 16 kHz mono audio ``y`` (n,)."""
+            batch: int | None = None) -> np.ndarray:
+    """Per-patch tag probabilities ``(P, 50)`` of 16 kHz mono audio ``y`` (n,); ``batch``
+    patches per forward pass (:func:`patch_batch`)."""
     net = load_tagger(model).to(device)
     x = patches(log_mel(y, device))
-    with torch.no_grad():
-        out = [torch.sigmoid(net(x[i:i + batch])) for i in range(0, len(x), batch)]
-    return torch.cat(out).cpu().numpy().astype(np.float64)
+    return torch.sigmoid(_forward(net, x, patch_batch(device, batch))).cpu().numpy().astype(np.float64)
 
 
 def tag_vector(y: np.ndarray, model: str = "MTT_musicnn", device: str = "cpu") -> np.ndarray:
@@ -223,7 +247,7 @@ def tag_vector(y: np.ndarray, model: str = "MTT_musicnn", device: str = "cpu") -
 
 
 def penultimate(y: np.ndarray, model: str = "MTT_musicnn", device: str = "cpu",
-                batch: int = 64) -> np.ndarray:
+                batch: int | None = None) -> np.ndarray:
     """Per-patch penultimate layer of a musicnn model: the pretrained embedding.
 
     Parameters
@@ -234,8 +258,9 @@ def penultimate(y: np.ndarray, model: str = "MTT_musicnn", device: str = "cpu",
         Which checkpoint (:data:`EMBEDDING_MODELS`); MTT_vgg has no penultimate dense layer.
     device : str
         Torch device.
-    batch : int
-        Patches per forward pass (memory only; the result does not depend on it).
+    batch : int or None
+        Patches per forward pass (speed and memory only; the result does not depend on it):
+        None for :func:`patch_batch`'s default (1 on the CPU, 64 on a GPU).
 
     Returns
     -------
@@ -248,10 +273,7 @@ def penultimate(y: np.ndarray, model: str = "MTT_musicnn", device: str = "cpu",
     if model not in EMBEDDING_MODELS:
         raise ParameterError(f"model {model!r} has no penultimate dense layer to embed with; choose "
                              f"one of {list(EMBEDDING_MODELS)}")
-    if batch < 1:
-        raise ParameterError(f"batch={batch}; expected a positive number of patches")
+    batch = patch_batch(device, batch)
     net = load_tagger(model).to(device)
     x = patches(log_mel(y, device))
-    with torch.no_grad():
-        out = [net(x[i:i + batch], features=True) for i in range(0, len(x), batch)]
-    return torch.cat(out).cpu().numpy().astype(np.float32)
+    return _forward(net, x, batch, features=True).cpu().numpy().astype(np.float32)
