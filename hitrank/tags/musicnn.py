@@ -211,7 +211,7 @@ def patches(rep: torch.Tensor) -> torch.Tensor:
 # mmap threshold (32 MiB at most) and its memory is reused from the heap; a batch of 64 patches
 # (activations of 170-600 MB) was mapped afresh and page-faulted by the kernel on every pass,
 # which took longer than the computation: one patch per pass embeds a minute of audio in
-# 1.0 s instead of 2.1 s with a third less peak memory (docs/benchmarks.md). A GPU takes them
+# 1.0 s instead of 2.1 s with 23% less peak memory (docs/benchmarks.md). A GPU takes them
 # 64 at a time.
 CPU_BATCH, GPU_BATCH = 1, 64
 
