@@ -558,7 +558,7 @@ def cmd_train(args) -> int:
         _print_failures(res["failures"])
         inner = ", ".join(f"{k} {v:+.3f}" for k, v in s["inner"].items())
         print(f"trained {s['name']}: {s['learner']} on the {s['embedding']} embedding of {s['songs']} songs"
-              + (f" (inner CV, {s['select_by']}: {inner})" if inner else "") + f" in {s['seconds']:.0f} s -> {args.out / 'model.pt'}")
+              + (f" (inner CV, {s['select_by']}, rule {s.get('select_rule', 'best')}: {inner})" if inner else "") + f" in {s['seconds']:.0f} s -> {args.out / 'model.pt'}")
         return EXIT_PARTIAL if res["failures"] or s["left_out"] else EXIT_OK
     if res["kind"] == "descriptor":
         info = res["info"]

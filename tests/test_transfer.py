@@ -62,6 +62,48 @@ def test_ridge_penalty_is_chosen_by_leave_one_out(rng):
     assert np.abs(strong["coef"]).max() < np.abs(chosen["coef"]).max()
 
 
+def test_one_se_rule_keeps_the_simpler_learner_unless_the_better_one_wins_beyond_the_noise():
+    from hitrank.transfer.protocol import pick
+
+    cands = ["ridge", "gbdt", "mlp_rank"]
+    scores = {"ridge": 0.40, "gbdt": 0.43, "mlp_rank": 0.30}
+    noisy = {"ridge": np.array([0.2, 0.6, 0.3, 0.5, 0.4]), "gbdt": np.array([0.5, 0.4, 0.5, 0.3, 0.45]),
+             "mlp_rank": np.full(5, 0.3)}  # paired differences' se 0.07 > 0.03
+    steady = {"ridge": np.array([0.38, 0.40, 0.41, 0.39, 0.42]), "gbdt": np.array([0.43, 0.44, 0.45, 0.42, 0.46]),
+              "mlp_rank": np.full(5, 0.3)}  # se 0.004 < 0.03
+    assert pick(cands, scores, noisy, "best") == "gbdt"
+    assert pick(cands, scores, noisy, "one_se") == "ridge"
+    assert pick(cands, scores, steady, "one_se") == "gbdt"
+    assert pick(cands, {"ridge": 0.2, "gbdt": 0.1, "mlp_rank": 0.0}, steady, "one_se") == "ridge"
+    undefined = {**noisy, "ridge": np.array([np.nan, np.nan, np.nan, np.nan, 0.4])}  # one usable fold
+    assert pick(cands, scores, undefined, "one_se") == "gbdt"
+
+
+@pytest.mark.parametrize("rule, planted, chosen", [("one_se", "linear", "ridge"), ("one_se", "step", "gbdt"),
+                                                     ("best", "step", "gbdt")])
+def test_inner_cv_choice_follows_the_signal(rule, planted, chosen):
+    from dataclasses import replace
+
+    from hitrank.transfer.config import TransferConfig
+    from hitrank.transfer.protocol import choose
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(150, 10))
+    y = X[:, 0] + 0.3 * rng.normal(size=150) if planted == "linear" else \
+        np.where(np.abs(X[:, 0]) < 0.7, 1.0, 0.0) + 0.1 * rng.normal(size=150)  # not monotone in any feature
+    base = TransferConfig()
+    cfg = replace(base, model=replace(base.model, candidates=("ridge", "gbdt")), cv=replace(base.cv, select_rule=rule))
+    name, scores, _ = choose(cfg, X, y, np.array([f"s{i}" for i in range(150)]), None, None, 0)
+    assert name == chosen, scores
+
+
+def test_an_unknown_select_rule_is_refused_naming_the_choices():
+    from hitrank.transfer.config import transfer_config_from_dict
+
+    with pytest.raises(ConfigError, match="cv.select_rule.*one_se"):
+        transfer_config_from_dict({"branch": "transfer", "cv": {"select_rule": "simplest"}})
+
+
 # ----------------------------------------------------------------------------- within strata
 def _genre_corpus(rng, n_per=50, folds=10):
     genres = np.repeat(["classical", "rock", "pop", "electronic"], n_per)

@@ -16,6 +16,7 @@ from .learners import LEARNERS
 
 BRANCH = "transfer"  # the top-level `branch:` of these configs
 GROUP_BY_SONG = ""  # the paper's folds: songs hashed one by one
+SELECT_RULES = ("one_se", "best")  # how the inner CV picks a learner (protocol.pick)
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,8 @@ class TransferCV:
     inner_folds: int = 5  # inner folds choosing among several candidates (nested: the outer
     #   test songs never take part in the choice)
     select_by: str = "spearman"  # inner metric: spearman (over all songs) | within (inside strata)
+    select_rule: str = "one_se"  # one_se: the simplest candidate (earliest listed) within one
+    #   standard error of the best inner score | best: the highest inner score
     fold_seed: int = 0
     group_by: str = GROUP_BY_SONG  # '' songs one by one | artist | group | any labels column
     within: str = ""  # a labels column (genre, market, label): metrics inside each stratum too
@@ -107,6 +110,7 @@ def validate(cfg: TransferConfig) -> TransferConfig:
         raise ConfigError(f"model.candidates={list(m.candidates)} names a learner twice")
     check_choice("train.target", t.target, TARGETS)
     check_choice("cv.select_by", c.select_by, ("spearman", "within"))
+    check_choice("cv.select_rule", c.select_rule, SELECT_RULES)
     if c.select_by == "within" and not c.within:
         raise ConfigError("cv.select_by=within needs cv.within (a stratum column, e.g. genre)")
     if c.folds < 3 or c.inner_folds < 3:

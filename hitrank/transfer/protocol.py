@@ -209,10 +209,37 @@ def _selection_score(cfg: TransferConfig, y, pred, folds, s) -> float:
     return float(strata._row_spearman(y[None], pred[None])[0])
 
 
+def _fold_scores(cfg: TransferConfig, y, pred, folds, s) -> np.ndarray:
+    """(k,) the selection score inside each inner fold's test songs (NaN where undefined)."""
+    return np.array([_selection_score(cfg, y[m], pred[m], folds[m], s[m])
+                     for m in (folds == f for f in np.unique(folds))], dtype=float)
+
+
+def pick(cands: list[str], scores: dict, fold_scores: dict, rule: str) -> str:
+    """The candidate ``cv.select_rule`` picks from inner-CV ``scores`` {name: pooled score}.
+
+    ``best``: the highest score (ties: the earlier candidate). ``one_se``: the earliest
+    candidate (``model.candidates`` lists them from the simplest) whose score is within one
+    standard error of the best's, the standard error of their paired per-fold differences
+    ``fold_scores`` {name: (k,) score in each inner fold} (the one-standard-error rule: a
+    more complex learner must win by more than the inner folds' noise). Folds where either
+    score is undefined take no part; with fewer than 2 left the best is kept.
+    """
+    best = max(cands, key=lambda c: (scores[c], -cands.index(c)))
+    if rule == "best":
+        return best
+    for c in cands[: cands.index(best)]:
+        d = fold_scores[best] - fold_scores[c]
+        d = d[np.isfinite(d)]
+        if len(d) >= 2 and scores[best] - scores[c] <= d.std(ddof=1) / np.sqrt(len(d)):
+            return c
+    return best
+
+
 def choose(cfg: TransferConfig, X, y, ids, groups, s, seed: int, weight=None
            ) -> tuple[str, dict, np.ndarray | None]:
-    """The candidate with the best inner cross-validated score on these songs only (fitted
-    with sample weights ``weight`` (n,) or None; scored without them).
+    """The candidate ``cv.select_rule`` picks by inner cross-validation on these songs only
+    (:func:`pick`; fitted with sample weights ``weight`` (n,) or None; scored without them).
 
     Returns ``(name, {name: inner score}, inner out-of-fold predictions of the chosen one)``;
     with one candidate no inner folds are run (scores ``{}``, predictions None).
@@ -231,7 +258,9 @@ def choose(cfg: TransferConfig, X, y, ids, groups, s, seed: int, weight=None
                                                _take(weight, train)), X[te])
     svals = s if s is not None else np.zeros(len(y), dtype=int)
     scores = {c: _selection_score(cfg, y, preds[c], folds, svals) for c in cands}
-    best = max(cands, key=lambda c: (scores[c], -cands.index(c)))
+    per_fold = ({c: _fold_scores(cfg, y, preds[c], folds, svals) for c in cands}
+                if cfg.cv.select_rule != "best" else {})
+    best = pick(cands, scores, per_fold, cfg.cv.select_rule)
     return best, scores, preds[best]
 
 
@@ -411,7 +440,8 @@ def run_transfer_train(cfg: TransferConfig, data: Data, out, progress: bool = Tr
                  "name": f"the {len(data.y)} training songs of {out.name} (inner out-of-fold)"}
     save_model(out / MODEL_FILE, model, cfg, data.params, reference)
     result = {"name": cfg.name, "kind": RUN_KIND, "songs": int(len(data.y)), "learner": name,
-              "inner": scores, "select_by": cfg.cv.select_by, "weight": cfg.train.weight, "embedding": data.params.embedding, "scope": data.params.embedding_scope,
+              "inner": scores, "select_by": cfg.cv.select_by, "select_rule": cfg.cv.select_rule,
+              "weight": cfg.train.weight, "embedding": data.params.embedding, "scope": data.params.embedding_scope,
               "seconds": round(time.time() - t0, 1), "left_out": [list(p) for p in data.problems]}
     atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     atomic_write_text(out / "train.json", strict_json(result, indent=2))  # an undefined inner score: null
