@@ -444,7 +444,12 @@ def cmd_learning_curve(args) -> int:
     print(table.to_string(index=False, formatters={c: "{:+.3f}".format for c in table.columns
                                                    if c not in ("size", "train_songs", "learners")}))
     print(f"{res['songs']} songs; table: {res['csv']}" + (f", plot: {res['png']}" if res["png"] else f" ({res['note']})"))
-    return EXIT_OK
+    _print_failures(res["failures"])
+    if res["left_out"]:
+        print(f"{len(res['left_out'])} song(s) left out (no features or no usable score): "
+              + "; ".join(f"{sid!r}: {why}" for sid, why in res["left_out"][:3])
+              + (" ..." if len(res["left_out"]) > 3 else ""), file=sys.stderr)
+    return EXIT_PARTIAL if res["failures"] or res["left_out"] else EXIT_OK
 
 
 def _structure_overrides(args, overrides: list[str]) -> list[str]:

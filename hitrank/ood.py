@@ -7,7 +7,9 @@ per-bin mean ``mu`` and standard deviation ``sd`` of those profiles and the 99th
 ``q99`` of their distance ``d = sqrt(mean_bins(((m - mu) / sd) ** 2))`` (an RMS z-score).
 A song scores ``ood_score = d / q99``: 1 or less is as typical as 99% of the training songs;
 ``ood_score > 1`` flags it out of distribution. The reference is stored in each checkpoint's
-``info["ood"]`` at training time (plain lists), so ranking needs no training data.
+``info["ood"]`` at training time (plain lists), so ranking needs no training data. Transfer
+models (pretrained embeddings) use the same statistic on the song's embedding vector instead
+of the log-mel profile (:func:`profile_reference`, :func:`profile_scores`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ CHUNK = 256  # songs per chunk when computing profiles
 QUANTILE = 0.99  # training songs below this distance are "in distribution"
 STD_FLOOR = 1e-3  # per-bin std floor (constant bins)
 STATISTIC = "rms z-score of the per-bin time-mean log-mel vs the training songs, / its 99th percentile"
+EMBEDDING_STATISTIC = "rms z-score of the song's embedding vs the training songs', / its 99th percentile"
 
 
 def profiles(X: torch.Tensor, idx: np.ndarray | None = None) -> np.ndarray:
@@ -33,16 +36,29 @@ def _distance(m: np.ndarray, mu: np.ndarray, sd: np.ndarray) -> np.ndarray:
     return np.sqrt(np.mean(((m - mu) / sd) ** 2, axis=1))
 
 
-def reference(X: torch.Tensor, train_idx: np.ndarray) -> dict:
-    """The training songs' reference (stored in a checkpoint's ``info["ood"]``)."""
-    m = profiles(X, train_idx)
+def profile_reference(m: np.ndarray, statistic: str = STATISTIC) -> dict:
+    """The reference of training songs' profiles ``m`` (n, d): per-dimension mean and standard
+    deviation and the 99th percentile of their distance (plain lists and floats)."""
+    m = np.asarray(m, dtype=np.float64)
     mu, sd = m.mean(axis=0), np.maximum(m.std(axis=0), STD_FLOOR)
     q = float(np.quantile(_distance(m, mu, sd), QUANTILE)) if len(m) else 1.0
-    return {"statistic": STATISTIC, "mean": mu.tolist(), "std": sd.tolist(), "q99": max(q, 1e-9),
+    return {"statistic": statistic, "mean": mu.tolist(), "std": sd.tolist(), "q99": max(q, 1e-9),
             "n_train": int(len(m))}
 
 
-def ood_scores(X: torch.Tensor, ref: dict) -> np.ndarray:
-    """``d / q99`` of every song of ``X`` against a reference: (n,) float64 (> 1: out of
+def profile_scores(m: np.ndarray, ref: dict) -> np.ndarray:
+    """``d / q99`` of profiles ``m`` (n, d) against a reference: (n,) float64 (> 1: out of
     distribution)."""
-    return _distance(profiles(X), np.asarray(ref["mean"]), np.asarray(ref["std"])) / ref["q99"]
+    m = np.asarray(m, dtype=np.float64)
+    return _distance(m, np.asarray(ref["mean"]), np.asarray(ref["std"])) / ref["q99"]
+
+
+def reference(X: torch.Tensor, train_idx: np.ndarray) -> dict:
+    """The training songs' reference (stored in a checkpoint's ``info["ood"]``)."""
+    return profile_reference(profiles(X, train_idx))
+
+
+def ood_scores(X: torch.Tensor, ref: dict) -> np.ndarray:
+    """``d / q99`` of every song of log-mels ``X`` (n, n_mels, T) against a reference: (n,)
+    float64 (> 1: out of distribution)."""
+    return profile_scores(profiles(X), ref)

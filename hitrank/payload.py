@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -58,6 +59,9 @@ def load_payload(path: str | os.PathLike, kind: str | None = None) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{str(path)!r}: checkpoint file does not exist")
+    damage = _damage(path)
+    if damage:
+        raise CheckpointError(f"{str(path)!r}: {damage}; copy the checkpoint again or retrain it")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
@@ -76,6 +80,25 @@ def load_payload(path: str | os.PathLike, kind: str | None = None) -> dict:
     if kind is not None and found != kind:
         raise CheckpointError(f"{str(path)!r} holds a {found} model, not a {kind} model")
     return {**payload, "kind": found}
+
+
+def _damage(path: Path) -> str:
+    """Why a file cannot be a checkpoint at all ('' when it looks like one): empty, a cut or
+    damaged zip archive (torch's format), or neither a zip nor a pickle (torch's legacy
+    format) - so that such files are not mistaken for ones holding executable objects."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as exc:
+        return f"cannot read the file ({exc.strerror or exc})"
+    if size == 0:
+        return "the file is empty (0 bytes)"
+    if head.startswith(b"PK\x03\x04"):
+        return "" if zipfile.is_zipfile(path) else "the file is truncated or damaged (an incomplete archive)"
+    if not head.startswith(b"\x80"):
+        return "not a PyTorch checkpoint (a damaged file, or another kind of file)"
+    return ""
 
 
 def check_finite(values, where: str, fix: str) -> None:

@@ -39,6 +39,7 @@ from .errors import CheckpointError, HitrankError, ParameterError
 from .extract import extract
 from .features import FeatureParams
 from .ood import ood_scores
+from .ranking_table import flags_column
 from .reference import Reference, ranking_reference, training_reference
 from .runinfo import resolve_model, run_kind
 from .runtime import cached_store_path, pick_device
@@ -69,17 +70,6 @@ def _score_chunk(store: FeatureStore, scorers, ids: list, dev: torch.device) -> 
     o = np.stack([ood_scores(X, s.info["ood"]) if "ood" in s.info else np.full(len(ids), np.nan)
                   for s in scorers])
     return t, o
-
-
-FLAGS = ("silent", "padded", "out_of_distribution", "unstable")  # flag name, in the order shown
-
-
-def _flags(ranking: pd.DataFrame) -> list[str]:
-    """The ``flags`` column: the set flags of each song, ``; ``-separated."""
-    cols = {"silent": "silent", "padded": "padded", "out_of_distribution": "ood", "unstable": "unstable"}
-    on = {f: ranking[c].to_numpy(dtype=bool) if c in ranking else np.zeros(len(ranking), bool)
-          for f, c in cols.items()}
-    return ["; ".join(f for f in FLAGS if on[f][i]) for i in range(len(ranking))]
 
 
 def _name_other_ranker(model) -> None:
@@ -183,8 +173,8 @@ def rank_folder(
         ``score_std`` their spread, ``predicted_hit_score`` the mean mapped back;
         ``ood_score`` (> 1: out of distribution, see :mod:`hitrank.ood`) is averaged over
         the models, NaN for models without a training reference (``ood_note`` says so);
-        ``percentile`` (0-100, NaN without a reference) places ``score`` among the
-        reference's scores. ``ranking.attrs`` holds ``store`` (the feature store),
+        ``percentile`` (0-100, NaN without a reference, and for silent songs) places
+        ``score`` among the reference's scores. ``ranking.attrs`` holds ``store`` (the feature store),
         ``reference`` (its name, or why there is none), ``neighbours`` (the nearest songs'
         catalogue, why there is none, or '' with ``nearest=0``), ``catalogue_paths`` ({reference song id: audio
         path}, with nearest songs), ``between_song_sd`` and, with
@@ -261,8 +251,10 @@ def rank_folder(
         p, lo, hi = ref.percentiles(mean, std, shift)
     else:
         p = lo = hi = np.full(len(ok), np.nan)
-    ranking["percentile"], ranking["percentile_lo"], ranking["percentile_hi"] = p, lo, hi
-    ranking["flags"] = _flags(ranking)
+    silent = ok.silent.astype(bool).to_numpy()  # ranked last, placed nowhere: empty percentile
+    ranking["percentile"], ranking["percentile_lo"], ranking["percentile_hi"] = (
+        np.where(silent, np.nan, v) for v in (p, lo, hi))
+    ranking["flags"] = flags_column(ranking)
     neighbours_note = ""  # none asked for (nearest=0): nothing to say
     if nearest:
         cat, neighbours_note = _catalogue(ref_ranked, reference, model, embedding, scorers, dev)

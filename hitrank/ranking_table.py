@@ -16,7 +16,8 @@ columns, ``model`` (the name given to ``--model`` and the model's fingerprint,
 options that change scores or columns, e.g. ``curve nearest=5 reference=/abs/chart.csv
 segment=best``), and a previous CSV of another fingerprint or other options, or one written
 without these columns, is refused before any song is ranked. A file replaced in place by
-another recording at the same path is not detected.
+another recording at the same path is not detected under ``--since`` (without it, the feature
+store extracts again every file whose size or modification time changed).
 """
 
 from __future__ import annotations
@@ -37,6 +38,16 @@ OPTIONS_COLUMN = "options"  # the options it was ranked with, e.g. 'curve neares
 SCORING_OPTIONS = ("curve", "segment", "reference", "nearest", "embedding", "hop_seconds")
 #: their defaults: an option spelled out at its default is no other option
 SCORING_DEFAULTS = {"segment": "configured", "nearest": neighbours.DEFAULT_K, "embedding": neighbours.MODEL_EMBEDDING}
+FLAGS = ("silent", "padded", "out_of_distribution", "unstable")  # flag name, in the order shown
+FLAG_COLUMNS = {"silent": "silent", "padded": "padded", "out_of_distribution": "ood", "unstable": "unstable"}
+
+
+def flags_column(ranking: pd.DataFrame) -> list[str]:
+    """The ``flags`` column of a ranking: each song's set flags (the boolean columns of
+    :data:`FLAG_COLUMNS` it has), ``; ``-separated in the order of :data:`FLAGS`."""
+    on = {f: ranking[c].to_numpy(dtype=bool) if c in ranking else np.zeros(len(ranking), bool)
+          for f, c in FLAG_COLUMNS.items()}
+    return ["; ".join(f for f in FLAGS if on[f][i]) for i in range(len(ranking))]
 
 
 def provenance(name: str | os.PathLike, fingerprint: str, options: dict) -> dict[str, str]:

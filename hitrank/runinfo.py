@@ -142,13 +142,19 @@ def find_checkpoints(model: str | os.PathLike) -> list[Path]:
 
 
 def _check_no_fold_missing(folder: Path, found: list[Path]) -> None:
-    """Refuse a cross-validation run folder whose record of a trained fold (``fold_XX.json``)
-    has lost its checkpoint (``fold_XX.pt``): its fold ensemble would rank silently with
-    fewer models than it was evaluated with."""
+    """Refuse a cross-validation run folder whose record of a trained fold (``fold_XX.json``,
+    or the number of folds in ``run.json``) has lost its checkpoint (``fold_XX.pt``): its fold
+    ensemble would rank silently with fewer models than it was evaluated with."""
     have = {p.stem for p in found}
-    missing = sorted(p.stem for p in folder.glob("fold_*.json") if p.stem not in have)
+    missing = {p.stem for p in folder.glob("fold_*.json") if p.stem not in have}
+    info = read_run_info(folder)  # a transfer cv records its number of folds here
+    if info is not None and isinstance(info.get("folds"), int) and any(p.name.startswith("fold_") for p in found):
+        missing |= {f"fold_{f:02d}" for f in range(info["folds"])} - have
+    missing = sorted(missing)
     if missing:
         names = ", ".join(f"{m}.pt" for m in missing)
+        again = ("run its `hitrank cv` command again with a new --out" if info is not None and "folds" in info
+                 else "run the same `hitrank cv` command again to retrain the fold")
         raise CheckpointError(f"{str(folder)!r}: {names} missing ({len(found)} of {len(found) + len(missing)} "
-                              "fold checkpoints found), so its fold ensemble is incomplete; put the file back, "
-                              "or run the same `hitrank cv` command again to retrain the fold")
+                              f"fold checkpoints found), so its fold ensemble is incomplete; put the file back, "
+                              f"or {again}")

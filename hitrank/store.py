@@ -18,9 +18,10 @@ On-disk layout (readable with plain numpy and pandas)::
                              ``train.window_loss``; float16: about 0.5 MB per 3-minute song)
     STORE/manifest.csv       one row per song: song_id, path, row, seg_start, seg_end,
                              duration, padded, status (ok|failed|pending), error, artist, hit_score,
-                             silent (the segment is digital silence: kept, flagged), then the
-                             segment method's own fields (HL-30: method, curve), as recorded
-                             in params.json (``manifest_fields``)
+                             silent (the segment is digital silence: kept, flagged), stamp
+                             (the file's size:mtime_ns when planned: a file changed since is
+                             extracted again), then the segment method's own fields (HL-30:
+                             method, curve), as recorded in params.json (``manifest_fields``)
     STORE/journal.jsonl      append-only log the manifest is rebuilt from (internal)
 
 ``np.load(STORE / 'mel_mid30.npy', mmap_mode='r')[manifest.row[manifest.status == 'ok']]``
@@ -56,11 +57,22 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 BASE_COLUMNS = ["song_id", "path", "row", "seg_start", "seg_end", "duration", "padded",
-                "status", "error", "artist", "hit_score", "silent"]
-TEXT_COLUMNS = ("error", "artist")  # '' when missing; segment methods' fields are text too
+                "status", "error", "artist", "hit_score", "silent", "stamp"]
+TEXT_COLUMNS = ("error", "artist", "stamp")  # '' when missing; segment methods' fields are text too
 FSYNC_EVERY = 64  # songs between fsyncs of the data and the journal
 MANIFEST_EVERY = 256  # songs between rewrites of manifest.csv during a run
 GROW_CHUNK = 256  # rows copied at a time when the feature file grows
+
+
+def file_stamp(path: str | os.PathLike) -> str:
+    """``size:mtime_ns`` of a file as the store last saw it ('' when it cannot be read): a file
+    replaced at the same path by another recording changes it (unless the replacement has
+    the same size and its modification time was copied too)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return ""
+    return f"{st.st_size}:{st.st_mtime_ns}"
 
 
 def _same(rec: dict, path: str, artist: str, score: float) -> bool:
@@ -250,7 +262,7 @@ class FeatureStore:
         self._records = self._journal.read()
         if not self._records and (self.root / "manifest.csv").exists():
             df = pd.read_csv(self.root / "manifest.csv", dtype={"song_id": str, "error": str,
-                                                                 "artist": str})
+                                                                 "artist": str, "stamp": str})
             self._records = {r["song_id"]: r for r in df.to_dict("records")}
 
     # ------------------------------------------------------------------ reading
@@ -364,21 +376,32 @@ class FeatureStore:
         """Assign rows to new songs (journalled as pending) and size the feature file.
 
         ``songs`` are (song_id, path, artist, hit_score); known songs keep their row, and
-        their path, artist and score are refreshed.
+        their path, artist and score are refreshed. A known song whose file changed on disk
+        since it was extracted (another path, size or modification time: :func:`file_stamp`)
+        is extracted again; songs of stores older than the stamp keep their features.
         """
         self._writing = True
         next_row = 1 + max((int(r["row"]) for r in self._records.values()), default=-1)
+        changed = []
         for sid, path, artist, score in songs:
-            rec = self._records.get(sid)
+            rec, stamp = self._records.get(sid), file_stamp(path)
             if rec is None:
                 rec = {"song_id": sid, "path": path, "row": next_row, "seg_start": None,
                        "seg_end": None, "duration": None, "padded": False, "status": "pending",
-                       "error": "", "artist": artist, "hit_score": score}
+                       "error": "", "artist": artist, "hit_score": score, "stamp": stamp}
                 next_row += 1
                 self._append(rec)
-            elif not _same(rec, path, artist, score):
-                rec = {**rec, "path": path, "artist": artist, "hit_score": score}
-                self._append(rec)
+                continue
+            old = rec.get("stamp")
+            moved = isinstance(old, str) and bool(old) and old != stamp  # older stores: no stamp
+            if moved and rec["status"] == "ok":
+                changed.append(path)
+                rec = {**rec, "status": "pending"}
+            if moved or not _same(rec, path, artist, score) or old != stamp:
+                self._append({**rec, "path": path, "artist": artist, "hit_score": score, "stamp": stamp})
+        if changed:
+            log.info("%d song(s) changed on disk since they were extracted (e.g. %r): extracting them again",
+                     len(changed), changed[0])
         if self.has_whole:  # a run killed while writing a song's file leaves its temporary file
             self._whole_folder().mkdir(exist_ok=True)
             for tmp in self._whole_folder().glob("*.tmp"):

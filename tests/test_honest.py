@@ -186,6 +186,22 @@ def test_a_checkpoint_holding_code_is_refused_in_one_line(tmp_path, capsys):
     assert not marker.exists()  # nothing ran
 
 
+@pytest.mark.parametrize("damage, reason", [("empty", "empty"), ("text", "not a PyTorch checkpoint"),
+                                           ("random", "not a PyTorch checkpoint"), ("cut", "truncated")])
+def test_a_damaged_checkpoint_is_named_as_damaged_not_as_code(damage, reason, tmp_path, capsys):
+    from hitrank.payload import save_payload
+
+    path = tmp_path / "model.pt"
+    save_payload(path, "transfer", {"x": torch.zeros(1000)})
+    whole = path.read_bytes()
+    path.write_bytes({"empty": b"", "text": b"garbage\n", "random": np.random.default_rng(0).bytes(4000),
+                      "cut": whole[: len(whole) // 2]}[damage])
+    assert main(["rank", str(tmp_path), "--model", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "\n" not in err and reason in err and "model.pt" in err
+    assert "executable" not in err
+
+
 def test_tiny_top_fractions_warn_and_pooled_intervals_are_reported(store, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["cv", "--config", str(TABLE1 / "a_simple_cnn_mid30.yaml"), "--store", str(store), "--out", str(run),

@@ -194,3 +194,37 @@ def test_full_disk_stops_cleanly_and_resumes(tmp_path, corpus, store, monkeypatc
     assert main(["extract", str(corpus / "labels.csv"), "--out", str(out), "-q"]) == 0
     np.testing.assert_array_equal(np.load(store / "mel_mid30.npy"), np.load(out / "mel_mid30.npy"))
     pd.testing.assert_frame_equal(pd.read_csv(store / "manifest.csv"), pd.read_csv(out / "manifest.csv"))
+
+
+def test_a_file_replaced_at_the_same_path_is_extracted_again(tmp_path):
+    """The store keeps each file's size and modification time: a recording replaced in place
+    is not scored from the old one's features; unchanged files are skipped; a store written
+    before the stamp keeps its features."""
+    import shutil
+
+    import soundfile as sf
+
+    folder, sr = tmp_path / "songs", 22050
+    folder.mkdir()
+    t = np.arange(12 * sr) / sr
+    for i, f0 in enumerate((220.0, 880.0, 3520.0)):
+        sf.write(folder / f"s{i}.wav", (0.3 * np.sin(2 * np.pi * f0 * t)).astype(np.float32), sr)
+    store = tmp_path / "store"
+    assert extract(folder, store, progress=False).new == 3
+    rep = extract(folder, store, progress=False)
+    assert rep.new == 0 and rep.skipped == 3
+    first = FeatureStore.open(store)
+    before = dict(zip(first.manifest.song_id, first.load(list(first.manifest.song_id)), strict=True))
+    shutil.copyfile(folder / "s2.wav", folder / "s0.wav")  # another recording, same path
+    os.utime(folder / "s0.wav", ns=(time.time_ns(), time.time_ns() + 10**9))
+    rep = extract(folder, store, progress=False)
+    assert rep.new == 1 and rep.skipped == 2
+    st = FeatureStore.open(store)
+    np.testing.assert_array_equal(st.load(["s0.wav"])[0], before["s2.wav"])
+    assert not np.array_equal(before["s0.wav"], before["s2.wav"])
+    journal = store / "journal.jsonl"  # as an older hitrank wrote it: no stamp
+    lines = [json.loads(line) for line in journal.read_text().splitlines()]
+    journal.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "stamp"}) + "\n" for r in lines))
+    shutil.copyfile(folder / "s1.wav", folder / "s0.wav")
+    assert extract(folder, store, progress=False).new == 0  # nothing to compare with: kept
+    assert extract(folder, store, progress=False).new == 0  # and the stamp is recorded now

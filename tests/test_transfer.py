@@ -299,6 +299,33 @@ def test_cv_train_and_rank_on_real_like_excerpts(real_like, tmp_path, capsys):
 
 
 @needs_musicnn
+def test_transfer_rank_flags_songs_unlike_the_training_songs_and_places_silence_nowhere(real_like, tmp_path):
+    from hitrank.cli import main
+
+    model = tmp_path / "model"
+    assert main(["train", "--config", "real/ridge", "--labels", str(real_like / "labels.csv"), "--out", str(model),
+                 "-q"]) == 0
+    songs = tmp_path / "songs"
+    songs.mkdir()
+    for p in sorted((real_like / "audio" / "b").glob("*.ogg"))[:4]:
+        shutil.copy(p, songs / p.name)
+    rng = np.random.default_rng(0)
+    sf.write(songs / "noise.ogg", rng.uniform(-0.9, 0.9, 7 * SR).astype(np.float32), SR)
+    sf.write(songs / "silence.ogg", np.zeros(7 * SR, np.float32), SR)
+    out = tmp_path / "ranking.csv"
+    assert main(["rank", str(songs), "--model", str(model), "--out", str(out), "-q"]) == 0
+    r = pd.read_csv(out, dtype={"flags": str, "ood_note": str}, keep_default_na=False, na_values=[""])
+    r = r.set_index("song_id")
+    assert {"ood_score", "ood", "ood_note"} <= set(r.columns) and r.ood_note.isna().all()  # all have a reference
+    flags = r["flags"].fillna("")
+    assert r.loc["noise.ogg", "ood_score"] > 1 and "out_of_distribution" in flags["noise.ogg"]
+    like = r.drop(["noise.ogg", "silence.ogg"])
+    assert (like.ood_score < 1).all() and not flags[like.index].str.contains("out_of_distribution").any()
+    assert r.loc["silence.ogg", "rank"] == len(r) and "silent" in flags["silence.ogg"]
+    assert np.isnan(r.loc["silence.ogg", "percentile"]) and like.percentile.between(0, 100).all()
+
+
+@needs_musicnn
 def test_learning_curve_table_and_plot(real_like, tmp_path):
     from hitrank.cli import main
 
@@ -308,6 +335,25 @@ def test_learning_curve_table_and_plot(real_like, tmp_path):
     table = pd.read_csv(out / "learning_curve.csv")
     assert list(table["size"]) == [10, 20, 27] and table.spearman.notna().all()
     assert table.within_spearman.notna().all()
+
+
+@needs_musicnn
+def test_learning_curve_names_songs_it_could_not_use_and_exits_1(real_like, tmp_path, capsys):
+    from hitrank.cli import main
+
+    labels = pd.read_csv(real_like / "labels.csv", dtype=str)
+    labels["path"] = [str(real_like / p) for p in labels.path]
+    labels.loc[3, "hit_score"] = "abc"
+    (tmp_path / "broken.ogg").write_bytes(b"OggS not really")
+    labels.loc[len(labels)] = ["x999", str(tmp_path / "broken.ogg"), "artist99", "a", "g99", "0.5"]
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+    assert main(["learning-curve", "--config", "real/ridge", "--labels", str(tmp_path / "labels.csv"),
+                 "--sizes", "10,20", "--out", str(tmp_path / "lc"), "--set", "cv.folds=4", "-q",
+                 "--allow-outside"]) == 1
+    err = capsys.readouterr().err
+    assert "1 songs failed" in err and "broken.ogg" in err
+    assert "song(s) left out" in err and "x003" in err
+    assert (tmp_path / "lc" / "learning_curve.csv").exists()  # the curve is still drawn
 
 
 @needs_musicnn
@@ -501,6 +547,35 @@ def test_cv_with_equal_weights_predicts_as_without_and_records_the_weight(rng, t
     uneven = run_transfer_cv(cfg, _data(np.random.default_rng(1), weights=np.random.default_rng(2).uniform(1, 60, 40)),
                              tmp_path / "c", progress=False)
     assert uneven["model"]["pooled"]["spearman"] != plain["model"]["pooled"]["spearman"]
+
+
+def test_an_interrupted_cv_leaves_no_checkpoint_and_a_lost_fold_is_refused_by_name(rng, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from hitrank.errors import CheckpointError
+    from hitrank.runinfo import find_checkpoints
+    from hitrank.transfer import protocol
+    from hitrank.transfer.config import TransferConfig
+
+    cfg = replace(TransferConfig(), cv=replace(TransferConfig().cv, folds=4))
+    fit, calls = protocol.fit_one, []
+
+    def interrupted(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return fit(*a, **k)
+
+    monkeypatch.setattr(protocol, "fit_one", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        protocol.run_transfer_cv(cfg, _data(rng), tmp_path / "run", progress=False)
+    assert not list((tmp_path / "run").glob("*.pt"))  # nothing half-done: the same command runs again
+    monkeypatch.setattr(protocol, "fit_one", fit)
+    protocol.run_transfer_cv(cfg, _data(rng), tmp_path / "run", progress=False)
+    assert len(find_checkpoints(tmp_path / "run")) == 4
+    (tmp_path / "run" / "fold_02.pt").unlink()
+    with pytest.raises(CheckpointError, match=r"fold_02\.pt missing \(3 of 4.*new --out"):
+        find_checkpoints(tmp_path / "run")
 
 
 def test_a_missing_weight_column_stops_before_any_audio_and_weight_needs_a_transfer_config(tmp_path, capsys):

@@ -167,7 +167,9 @@ def learning_curve_command(config, overrides=(), *, labels, sizes, out, store=No
                            progress: bool = True) -> dict:
     """``hitrank learning-curve``: the table (also ``out/learning_curve.csv``) and the plot.
 
-    Returns ``{"table": DataFrame, "csv", "png", "note", "songs"}``.
+    Returns ``{"table": DataFrame, "csv", "png", "note", "songs", "failures", "left_out"}``
+    (``failures``: (song_id, path, reason) of audio that could not be embedded; ``left_out``:
+    (song_id, reason) of songs with no usable score or features).
     """
     if not is_transfer_config(config):
         raise ConfigError(f"{str(config)!r}: learning-curve runs transfer configs (branch: transfer, "
@@ -177,4 +179,5 @@ def learning_curve_command(config, overrides=(), *, labels, sizes, out, store=No
     data = load_data(cfg, labels, store, workers=workers, progress=progress)
     table = learning_curve(cfg, data, sizes, progress)
     files = write_curve(table, out, f"{cfg.name}: {len(data.y)} songs, {cfg.cv.folds} folds")
-    return {"table": table, **files, "songs": len(data.y)}
+    return {"table": table, **files, "songs": len(data.y), "failures": data.failures,
+            "left_out": [list(p) for p in data.problems]}

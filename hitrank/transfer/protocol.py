@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .. import embeddings, neighbours, segments, strata
+from .. import embeddings, neighbours, ood, segments, strata
 from ..corpus import check_training_labels, read_text_table, song_names
 from ..data import make_folds, usable_songs
 from ..errors import ConfigError, HitrankError, LabelsError
@@ -37,6 +37,7 @@ from ..features import FeatureParams
 from ..fileio import atomic_write_text, strict_json
 from ..metrics import METRICS, ranking_metrics
 from ..payload import load_payload, save_payload
+from ..ranking_table import flags_column
 from ..reference import Reference
 from ..runinfo import find_checkpoints, write_run_info
 from ..runtime import cached_store_path
@@ -53,6 +54,7 @@ RUN_KIND = "transfer"
 MODEL_FILE = "model.pt"
 FOLD_FILE = "fold_{:02d}.pt"
 MIN_SONGS = 10  # labelled songs with embeddings below which nothing is fitted
+NO_OOD_REFERENCE = "the model was saved before hitrank kept its training songs' embedding statistics"
 
 
 @dataclass
@@ -188,12 +190,14 @@ def strata_of(cfg: TransferConfig, data: Data) -> np.ndarray | None:
 # ----------------------------------------------------------------------------- fitting
 def fit_one(cfg: TransferConfig, name: str, X, y, ids, seed: int, weight=None) -> dict:
     """Fit learner ``name`` on songs ``X`` (n, d) with raw scores ``y`` and sample weights
-    ``weight`` (n,) or None; returns the model ``{"learner", "target", "state"}``. The target
-    is fitted on the songs of positive weight (a song of weight 0 is left out of the fit)."""
+    ``weight`` (n,) or None; returns the model ``{"learner", "target", "state", "ood"}``
+    (``ood``: the training embeddings' reference of :mod:`hitrank.ood`). The target is fitted
+    on the songs of positive weight (a song of weight 0 is left out of the fit)."""
     used = slice(None) if weight is None else np.asarray(weight) > 0
     target = Target.fit(cfg.train.target, y[used], ids[used])
     state = get_learner(name).fit(X, target.transform(y), cfg.model, seed, weight)
-    return {"learner": name, "target": target, "state": state}
+    return {"learner": name, "target": target, "state": state,
+            "ood": ood.profile_reference(X[used], ood.EMBEDDING_STATISTIC)}
 
 
 def predict_one(model: dict, X) -> np.ndarray:
@@ -339,7 +343,7 @@ def run_transfer_cv(cfg: TransferConfig, data: Data, out, *, raters=None, raters
     splits = make_folds(n, k, cfg.cv.fold_seed, groups=groups, ids=data.ids)
     folds = np.empty(n, dtype=int)
     pred = np.empty(n)
-    chosen = []
+    chosen, models = [], []
     for f, (tr, va, te) in enumerate(tqdm(splits, desc="cv folds", unit="fold", disable=not progress)):
         train = np.concatenate([tr, va])
         folds[te] = f
@@ -349,7 +353,7 @@ def run_transfer_cv(cfg: TransferConfig, data: Data, out, *, raters=None, raters
         model = fit_one(cfg, name, data.X[train], data.y[train], data.ids[train], cfg.train.seed + f,
                         _take(data.weight, train))
         pred[te] = predict_one(model, data.X[te])
-        save_model(out / FOLD_FILE.format(f), model, cfg, data.params, reference=None)
+        models.append(model)
         chosen.append({"fold": f, "learner": name, "inner": scores, "test_songs": len(te)})
         log.info("%s fold %d: %s (inner %s)", cfg.name, f, name,
                  ", ".join(f"{c} {v:+.3f}" for c, v in scores.items()) or "-")
@@ -358,6 +362,10 @@ def run_transfer_cv(cfg: TransferConfig, data: Data, out, *, raters=None, raters
     for m in METRICS:  # the paper's per-fold means, as spectrogram runs report them (compare)
         summary[f"{m}_mean"], summary[f"{m}_std"] = float(per_fold[m].mean()), float(per_fold[m].std(ddof=1))
     summary["seconds"] = round(time.time() - t0, 1)
+    # the fold models are written together at the end (seconds): an interrupted cv leaves no
+    # checkpoint behind, so the same command runs again (the embeddings resume from the cache)
+    for f, model in enumerate(models):
+        save_model(out / FOLD_FILE.format(f), model, cfg, data.params, reference=None)
     write_run(out, cfg, data, pred, folds, s, summary, "cv")
     atomic_write_text(out / "folds.csv", per_fold.to_csv(index=False))
     return summary
@@ -417,7 +425,7 @@ def write_run(out: Path, cfg: TransferConfig, data: Data, pred, folds, s, summar
         df[cfg.cv.within] = s
     atomic_write_text(out / "predictions.csv", df.to_csv(index=False))
     atomic_write_text(out / "summary.json", strict_json(summary, indent=2))  # undefined figures: null
-    write_run_info(out, RUN_KIND, command, embedding=data.params.embedding,
+    write_run_info(out, RUN_KIND, command, embedding=data.params.embedding, folds=int(folds.max()) + 1,
                    scope=data.params.embedding_scope, store=str(Path(data.store).resolve()))
 
 
@@ -471,6 +479,8 @@ def save_model(path: Path, model: dict, cfg: TransferConfig, params: FeaturePara
     payload = {"learner": model["learner"], "target": model["target"].to_dict(),
                "state": tensors(model["state"]), "config": cfg.to_dict(),
                "feature_params": params.to_dict()}
+    if model.get("ood") is not None:
+        payload["ood"] = model["ood"]
     if reference is not None:
         payload["reference"] = {"song_ids": reference["song_ids"], "name": reference["name"],
                                 **tensors({"scores": reference["scores"], "hit_scores": reference["hit_scores"]})}
@@ -478,7 +488,8 @@ def save_model(path: Path, model: dict, cfg: TransferConfig, params: FeaturePara
 
 
 def load_model(path) -> dict:
-    """A transfer checkpoint -> ``{"learner", "target", "state", "config", "params", "reference"}``."""
+    """A transfer checkpoint -> ``{"learner", "target", "state", "config", "params", "reference",
+    "ood"}`` (``ood``: None for models saved before it was kept)."""
     p = load_payload(path, RUN_KIND)
     ref = p.get("reference")
     if ref is not None:
@@ -487,7 +498,7 @@ def load_model(path) -> dict:
     return {"learner": p["learner"], "target": Target(**p["target"]),
             "state": {k: v.numpy() for k, v in p["state"].items()},
             "config": transfer_config_from_dict(p["config"]),
-            "params": FeatureParams.from_dict(p["feature_params"]), "reference": ref}
+            "params": FeatureParams.from_dict(p["feature_params"]), "reference": ref, "ood": p.get("ood")}
 
 
 # ----------------------------------------------------------------------------- rank
@@ -504,8 +515,11 @@ def rank_transfer_folder(folder, model, *, cache=None, workers: int = 1, progres
     Returns
     -------
     ranking : DataFrame sorted best first (silent songs last): ``rank, song_id, path, artist,
-        score, score_std, n_models, duration, silent, percentile, percentile_lo, percentile_hi,
-        flags`` and, with ``nearest`` and a catalogue, the columns of
+        title, score, score_std, n_models, duration, silent, ood_score, ood, ood_note,
+        percentile, percentile_lo, percentile_hi, flags`` (``ood_score``: the embedding's
+        distance from the training songs', > 1 flags ``out_of_distribution``, :mod:`hitrank.ood`;
+        a silent song's percentile is empty: it says nothing of the song) and, with
+        ``nearest`` and a catalogue, the columns of
         :func:`hitrank.neighbours.neighbour_columns`. ``score`` is
         the mean over the run's models on their target's scale (a percentile of the training
         songs' scores for the ``rank`` target); ``percentile`` (0-100) places it among the
@@ -530,6 +544,9 @@ def rank_transfer_folder(folder, model, *, cache=None, workers: int = 1, progres
     t = np.stack([predict_one(m, X) for m in models])
     mean = t.mean(axis=0)
     std = t.std(axis=0)
+    o = np.stack([ood.profile_scores(X, m["ood"]) if m.get("ood") else np.full(len(ok), np.nan) for m in models])
+    has_ood = bool(np.isfinite(o).any())
+    ood_score = np.nanmean(o, axis=0) if has_ood else np.full(len(ok), np.nan)
     if reference is not None:
         ref, cat = _transfer_reference(reference, models, params, workers, progress)
     else:
@@ -537,13 +554,17 @@ def rank_transfer_folder(folder, model, *, cache=None, workers: int = 1, progres
         ref = Reference(ref["name"], ref["scores"], np.asarray(ref["song_ids"])) if ref is not None else None
         cat, cat_note = neighbours.training_catalogue(model, params.embedding, None) if nearest else (None, "")
     pct, lo, hi = ref.percentiles(mean, std) if ref is not None else (np.full(len(ok), np.nan),) * 3
+    silent = ok.silent.astype(bool).to_numpy()
+    pct, lo, hi = (np.where(silent, np.nan, v) for v in (pct, lo, hi))  # ranked last, placed nowhere
     artists, titles = song_names(folder, ok.song_id, ok.path, ok.artist if "artist" in ok else None)
     ranking = pd.DataFrame({
         "song_id": ok.song_id, "path": ok.path, "artist": artists, "title": titles, "score": mean,
         "score_std": std, "n_models": len(models), "duration": ok.duration,
-        "silent": ok.silent.astype(bool), "percentile": pct, "percentile_lo": lo, "percentile_hi": hi,
-        "flags": np.where(ok.silent.astype(bool), "silent", ""),
+        "silent": ok.silent.astype(bool), "ood_score": ood_score, "ood": np.nan_to_num(ood_score, nan=0.0) > 1.0,
+        "ood_note": "" if has_ood else NO_OOD_REFERENCE,
+        "percentile": pct, "percentile_lo": lo, "percentile_hi": hi,
     })
+    ranking["flags"] = flags_column(ranking)
     if nearest and cat is not None:
         cols = neighbours.neighbour_columns(neighbours.unit_rows(X), cat, nearest,
                                             valid=~ok.silent.astype(bool).to_numpy())
