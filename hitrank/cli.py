@@ -532,6 +532,9 @@ def _print_descriptor_summary(s: dict) -> None:
 
 
 def cmd_cv(args) -> int:
+    if args.raters_score and args.raters is None:
+        raise HitrankError(f"--raters-score {args.raters_score!r} names the judgement of a raters file: "
+                           "give the file with --raters FILE, or leave --raters-score out")
     res = cross_validate(args.config, _overrides(args), out=args.out, workers=args.workers,
                          distribute=args.distribute, progress=_progress(args), raters=args.raters,
                          raters_score=args.raters_score,

@@ -395,11 +395,12 @@ def rank(folder, model, *, cache=None, workers: int = 1, device: str = "auto", p
     if Path(folder).is_dir() and not list_folder(folder):
         raise HitrankError(f"{str(folder)!r}: no audio files found (looked for {', '.join(AUDIO_EXTENSIONS)}); "
                            "nothing to rank")
-    if out is not None:  # checked before any song is ranked
-        if Path(out).is_dir():
-            raise HitrankError(f"--out {str(out)!r} is a folder; give the CSV's file name, e.g. "
-                               f"{str(Path(out) / 'ranking.csv')!r}")
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
+    for flag, target, example in (("--out", out, "ranking.csv"), ("--html", html, "ranking.html")):
+        if target is not None:  # checked before any song is ranked
+            if Path(target).is_dir():
+                raise HitrankError(f"{flag} {str(target)!r} is a folder; give the file's name, e.g. "
+                                   f"{str(Path(target) / example)!r}")
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
     # a transfer model compares songs in its own embedding whatever --embedding names (checked there)
     made_with = provenance(model, model_fingerprint(path),
                            {k: v for k, v in options.items() if not (kind == "transfer" and k == "embedding")})

@@ -85,6 +85,8 @@ def _parse_score(value) -> tuple[float, str]:
     if value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == "":
         return math.nan, "hit_score is missing"
     try:
+        if "_" in str(value):  # float() reads '0_5' as 5.0: a typo, not a number
+            raise ValueError(value)
         x = float(value)
     except (TypeError, ValueError):
         return math.nan, f"hit_score {value!r} is not a number"
@@ -93,6 +95,10 @@ def _parse_score(value) -> tuple[float, str]:
     return x, ""  # any finite score is a label (net liking is signed); targets check their domain
 
 
+#: encodings a user's CSV is tried in: UTF-8 (a BOM is dropped), then what spreadsheet
+#: programs write on Windows, then Latin-1 (which decodes any bytes)
+TEXT_ENCODINGS = ("utf-8", "cp1252", "latin-1")
+
 #: groups of rows sharing one audio file named in the labels reader's warning
 N_SHARED = 3
 
@@ -100,13 +106,22 @@ N_SHARED = 3
 def read_text_table(path: str | os.PathLike, what: str = "labels", **kwargs) -> pd.DataFrame:
     """A CSV of user data with every cell as text ('' where empty); one-line LabelsError naming
     the file when it is missing, unreadable or not a CSV; column names lose the spaces around
-    them. ``kwargs`` go to ``pandas.read_csv``."""
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding_errors="replace", **kwargs)
-    except FileNotFoundError:
-        raise LabelsError(f"{str(path)!r}: {what} file does not exist") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
-        raise LabelsError(f"{str(path)!r}: cannot read {what} CSV ({exc})") from None
+    them. ``kwargs`` go to ``pandas.read_csv``. A file that is not UTF-8 is read as
+    Windows-1252 (what spreadsheet programs write on Windows), with a warning."""
+    for encoding in TEXT_ENCODINGS:
+        try:
+            df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding=encoding, **kwargs)
+            break
+        except FileNotFoundError:
+            raise LabelsError(f"{str(path)!r}: {what} file does not exist") from None
+        except UnicodeDecodeError:
+            continue
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError) as exc:
+            raise LabelsError(f"{str(path)!r}: cannot read {what} CSV ({exc})") from None
+    else:  # latin-1 decodes any bytes: not reached
+        raise LabelsError(f"{str(path)!r}: cannot decode {what} CSV; save it as UTF-8")
+    if encoding != TEXT_ENCODINGS[0]:
+        log.warning("%r is not UTF-8; read as %s (save it as UTF-8 to be sure of its names)", str(path), encoding)
     names = [str(c).strip() for c in df.columns]  # ' hit_score ' is hit_score
     if len(set(names)) < len(names):
         raise LabelsError(f"{str(path)!r}: column names repeat once spaces around them are removed "

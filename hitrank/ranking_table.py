@@ -75,6 +75,12 @@ def check_provenance(previous: pd.DataFrame, wanted: dict[str, str], source: str
     if missing:
         raise LabelsError(f"{source} has no {missing} column: it was written by an older hitrank and does not "
                           "say which model ranked it; rank the folder again without --since")
+    unmarked = previous[MODEL_COLUMN].fillna("").astype(str).str.strip() == ""
+    if unmarked.any():
+        first = previous.song_id[unmarked].head(3).tolist()
+        raise LabelsError(f"{source}: {int(unmarked.sum())} ranked row(s) have an empty {MODEL_COLUMN!r} cell "
+                          f"(e.g. {first}): the file looks cut short or edited; rank the folder again without "
+                          "--since")
     fingerprints = {str(m).rsplit("#", 1)[-1] for m in previous[MODEL_COLUMN]}
     want = wanted[MODEL_COLUMN].rsplit("#", 1)[-1]
     if fingerprints != {want}:

@@ -395,8 +395,16 @@ def parse_score_spec(spec: str, columns) -> tuple[str, str | None]:
 
 
 def read_raters_header(path) -> list[str]:
-    """The columns of a raters CSV (a one-line LabelsError when it cannot be read)."""
-    return list(read_text_table(path, "raters", nrows=0).columns)
+    """The columns of a raters CSV (a one-line LabelsError when it cannot be read or has no
+    ``song_id`` column)."""
+    columns = list(read_text_table(path, "raters", nrows=0).columns)
+    _need_song_id(path, columns)
+    return columns
+
+
+def _need_song_id(path, columns) -> None:
+    if "song_id" not in columns:
+        raise LabelsError(f"{str(path)!r}: a raters file needs a 'song_id' column (found {list(columns)})")
 
 
 def read_raters(path, score: str) -> pd.DataFrame:
@@ -408,8 +416,7 @@ def read_raters(path, score: str) -> pd.DataFrame:
     none) naming the file, the count, the reasons and the first rows' songs and values.
     """
     df = read_text_table(path, "raters")
-    if "song_id" not in df.columns:
-        raise LabelsError(f"{str(path)!r}: a raters file needs a 'song_id' column (found {list(df.columns)})")
+    _need_song_id(path, df.columns)
     a, b = parse_score_spec(score, df.columns)
     value = pd.to_numeric(df[a], errors="coerce")
     if b is not None:

@@ -16,7 +16,7 @@ import pytest
 
 from hitrank.cli import main
 from hitrank.errors import LabelsError
-from hitrank.ranking_table import merge_rankings, read_previous
+from hitrank.ranking_table import check_provenance, merge_rankings, read_previous
 from hitrank.store import FeatureStore
 
 
@@ -71,6 +71,10 @@ def test_since_refuses_a_file_that_is_not_a_ranking(tmp_path):
         read_previous(bad)
     with pytest.raises(LabelsError, match="does not exist"):
         read_previous(tmp_path / "none.csv")
+    cut = tmp_path / "cut.csv"  # a ranking CSV cut short in its last row: the model cell is lost
+    cut.write_text("rank,song_id,path,score,model,options\n1,a,a.wav,0.5,runs/x#abc,\n2,b,b.wav,0.4\n")
+    with pytest.raises(LabelsError, match=r"1 ranked row\(s\) have an empty 'model' cell \(e.g. \['b'\]\).*cut short"):
+        check_provenance(read_previous(cut), {"model": "runs/x#abc", "options": ""}, "'cut.csv'")
 
 
 def test_merge_puts_silent_songs_last():
@@ -238,3 +242,6 @@ def test_rank_refuses_an_empty_folder_and_creates_the_out_folder(quick_run, corp
     assert len(pd.read_csv(out)) == 1
     assert main(["rank", str(song), "--model", str(quick_run), "-q", "--out", str(tmp_path)]) == 2
     assert "is a folder" in capsys.readouterr().err
+    assert main(["rank", str(song), "--model", str(quick_run), "-q", "--html", str(tmp_path / "new"),
+                 "--cache", str(tmp_path / "c2")]) == 2  # before any song is ranked
+    assert "--html" in capsys.readouterr().err and not (tmp_path / "c2").exists()

@@ -191,6 +191,15 @@ def test_raters_without_raters_score_say_what_is_missing(tmp_path, capsys, monke
         "error: --raters needs --raters-score: the raters file's judgement column, or the difference of two, "
         "e.g. --raters-score liked-disliked (columns: ['song_id', 'liked', 'disliked'])"]
     assert not (tmp_path / "cache").exists()  # before any audio
+    assert main(["cv", "--config", "real/auto", "--labels", str(tmp_path / "labels.csv"), "--raters-score",
+                 "liked-disliked", "--out", str(tmp_path / "run"), "-q"]) == 2
+    assert "--raters-score 'liked-disliked' names the judgement of a raters file" in capsys.readouterr().err
+    (tmp_path / "anon.csv").write_text("listener,liked,disliked\n1,1,0\n")
+    assert main(["cv", "--config", "real/auto", "--labels", str(tmp_path / "labels.csv"), "--raters",
+                 str(tmp_path / "anon.csv"), "--raters-score", "liked-disliked", "--out", str(tmp_path / "run"),
+                 "-q"]) == 2
+    assert "needs a 'song_id' column" in capsys.readouterr().err
+    assert not (tmp_path / "cache").exists()  # before any audio
 
 
 def test_strata_of_one_group_each_leave_the_pooled_paired_difference_without_an_interval(rng):

@@ -9,6 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
+import soundfile as sf
 
 from hitrank.errors import ConfigError, LabelsError
 from hitrank.features import FeatureParams
@@ -89,6 +90,20 @@ def test_labels_name_audio_listed_twice_and_read_column_names_without_their_spac
         read_labels(tmp_path / "twice.csv")
 
 
+def test_labels_saved_by_a_windows_spreadsheet_are_read_and_a_typo_is_no_number(tmp_path, caplog):
+    import logging
+
+    from hitrank.corpus import read_labels
+
+    sf.write(tmp_path / "café.wav", np.zeros(100, np.float32), 22050)
+    (tmp_path / "labels.csv").write_bytes("song_id,path,hit_score\na,café.wav,0.5\nb,café.wav,0_5\n".encode("cp1252"))
+    with caplog.at_level(logging.WARNING, logger="hitrank"):
+        refs, rejected, problems = read_labels(tmp_path / "labels.csv")
+    assert "is not UTF-8; read as cp1252" in caplog.text
+    assert refs[0].path.endswith("café.wav") and refs[0].hit_score == 0.5
+    assert np.isnan(refs[1].hit_score) and any("'0_5' is not a number" in p for p in problems)
+
+
 def test_rank_folder_names_the_function_that_ranks_with_a_transfer_run(rng, tmp_path):
     import hitrank
     from hitrank.errors import HitrankError
@@ -110,3 +125,33 @@ def test_summary_json_is_strict_json_with_undefined_figures_as_null(rng, tmp_pat
     saved = json.loads((tmp_path / "r" / "summary.json").read_text(), parse_constant=refuse)
     assert saved["model"]["within"]["strata"]["x"]["spearman_ci"] == [None, None]
     assert any("one group: 'solo'" in w for w in saved["warnings"])
+
+
+@pytest.mark.parametrize("command", ["cv", "train"])
+def test_an_out_that_is_a_file_or_holds_a_model_is_refused_before_any_audio(command, tmp_path, capsys, monkeypatch):
+    from hitrank.cli import main
+
+    monkeypatch.setenv("HITRANK_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "labels.csv").write_text("song_id,path,hit_score\na,a.wav,1\n")
+    (tmp_path / "taken.csv").write_text("x\n")
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "model.pt").write_bytes(b"")
+    for out, reason in (("taken.csv", "is a file"), ("old", "already holds a model (model.pt)")):
+        assert main([command, "--config", "real/ridge", "--labels", str(tmp_path / "labels.csv"),
+                     "--out", str(tmp_path / out), "-q"]) == 2
+        assert reason in capsys.readouterr().err
+    assert not (tmp_path / "cache").exists()
+
+
+def test_labels_whose_audio_is_not_where_the_csv_says_point_to_the_csv_folder(tmp_path, capsys, monkeypatch):
+    from hitrank.cli import main
+
+    monkeypatch.setenv("HITRANK_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "meta").mkdir()
+    rows = "".join(f"s{i},audio/s{i}.wav,{i}\n" for i in range(12))  # relative to the working folder, not the CSV
+    (tmp_path / "meta" / "labels.csv").write_text("song_id,path,hit_score\n" + rows)
+    assert main(["train", "--config", "real/ridge", "--labels", str(tmp_path / "meta" / "labels.csv"),
+                 "--out", str(tmp_path / "run"), "-q"]) == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert "only 0 songs have embeddings" in err and "12 audio files do not exist" in err
+    assert "relative to its own folder" in err

@@ -202,8 +202,8 @@ def patches(rep: torch.Tensor) -> torch.Tensor:
     """Non-overlapping 187-frame patches ``(P, 187, 96)``; the remainder is dropped."""
     n = rep.shape[0] // PATCH
     if n == 0:
-        raise HitrankError(f"audio too short to tag: {rep.shape[0]} frames, the tagger needs "
-                           f"{PATCH} (about 3 s)")
+        raise HitrankError(f"audio too short for musicnn: {rep.shape[0]} frames of its input, it needs "
+                           f"{PATCH} (about 3 s of audio)")
     return rep[: n * PATCH].reshape(n, PATCH, N_MELS)
 
 

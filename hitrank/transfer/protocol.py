@@ -123,8 +123,11 @@ def load_data(cfg: TransferConfig, labels, store=None, *, workers: int = 1, prog
     for sid, reason in problems:
         log.warning("song %r left out: %s", sid, reason)
     if len(keep) < MIN_SONGS:
+        absent = sum("does not exist" in str(reason) for _, _, reason in rep.failures)
+        hint = (f" ({absent} audio files do not exist: a labels CSV's paths are read relative to its own "
+                "folder, or give absolute paths)" if absent > len(rep.failures) / 2 else "")
         raise HitrankError(f"{str(labels)!r}: only {len(keep)} songs have embeddings and a usable "
-                           f"hit_score; a transfer model needs at least {MIN_SONGS}")
+                           f"hit_score; a transfer model needs at least {MIN_SONGS}{hint}")
     ids = np.array(keep)
     X = st.load_embeddings(list(ids)).astype(np.float64)
     y = man.set_index("song_id").loc[ids, "hit_score"].to_numpy(dtype=np.float64)
@@ -286,15 +289,19 @@ def _take(weight, idx):
 
 
 # ----------------------------------------------------------------------------- cv
-def check_out(out) -> Path:
-    """The run folder to write: refused when it already holds checkpoints (``rank`` would mix
-    them with the new ones), created otherwise."""
+def check_out(out, create: bool = True) -> Path:
+    """The run folder to write: refused when it is a file or already holds checkpoints
+    (``rank`` would mix them with the new ones), created otherwise (``create``; False: only
+    checked, before any audio is decoded)."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {str(out)!r} is a file; a run is a folder: give a new folder's name")
     old = sorted(p.name for p in out.glob("*.pt")) if out.is_dir() else []
     if old:
         raise ConfigError(f"{str(out)!r} already holds a model ({', '.join(old[:3])}"
                           f"{' ...' if len(old) > 3 else ''}); choose a new --out or remove those files")
-    out.mkdir(parents=True, exist_ok=True)
+    if create:
+        out.mkdir(parents=True, exist_ok=True)
     return out
 
 
@@ -606,6 +613,7 @@ def transfer_cv(config, overrides=(), *, labels, out, store=None, raters=None, r
     cfg = load_transfer_config(config, overrides)
     if raters is not None:
         strata.parse_score_spec(raters_score, strata.read_raters_header(raters))  # fail before any audio
+    check_out(out, create=False)
     data = load_data(cfg, labels, store, workers=workers, progress=progress)
     summary = run_transfer_cv(cfg, data, out, raters=raters, raters_score=raters_score, progress=progress)
     return {"kind": RUN_KIND, "summary": summary, "failures": data.failures}
@@ -615,6 +623,7 @@ def transfer_train(config, overrides=(), *, labels, out, store=None, workers: in
                    progress: bool = True) -> dict:
     """``hitrank train`` with a ``branch: transfer`` config."""
     cfg = load_transfer_config(config, overrides)
+    check_out(out, create=False)  # before any audio is decoded
     data = load_data(cfg, labels, store, workers=workers, progress=progress)
     return {"kind": RUN_KIND, "summary": run_transfer_train(cfg, data, out, progress), "failures": data.failures}
 
