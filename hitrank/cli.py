@@ -445,10 +445,12 @@ def cmd_learning_curve(args) -> int:
                                                    if c not in ("size", "train_songs", "learners")}))
     print(f"{res['songs']} songs; table: {res['csv']}" + (f", plot: {res['png']}" if res["png"] else f" ({res['note']})"))
     _print_failures(res["failures"])
-    if res["left_out"]:
-        print(f"{len(res['left_out'])} song(s) left out (no features or no usable score): "
-              + "; ".join(f"{sid!r}: {why}" for sid, why in res["left_out"][:3])
-              + (" ..." if len(res["left_out"]) > 3 else ""), file=sys.stderr)
+    failed = {sid for sid, _, _ in res["failures"]}
+    left = [(sid, why) for sid, why in res["left_out"] if sid not in failed]  # failed files: listed above
+    if left:
+        print(f"{len(left)} song(s) left out (no features or no usable score): "
+              + "; ".join(f"{sid!r}: {why}" for sid, why in left[:3]) + (" ..." if len(left) > 3 else ""),
+              file=sys.stderr)
     return EXIT_PARTIAL if res["failures"] or res["left_out"] else EXIT_OK
 
 
@@ -532,9 +534,6 @@ def _print_descriptor_summary(s: dict) -> None:
 
 
 def cmd_cv(args) -> int:
-    if args.raters_score and args.raters is None:
-        raise HitrankError(f"--raters-score {args.raters_score!r} names the judgement of a raters file: "
-                           "give the file with --raters FILE, or leave --raters-score out")
     res = cross_validate(args.config, _overrides(args), out=args.out, workers=args.workers,
                          distribute=args.distribute, progress=_progress(args), raters=args.raters,
                          raters_score=args.raters_score,

@@ -228,6 +228,9 @@ def cross_validate(config, overrides=(), *, out: str | os.PathLike, store=None, 
     ceiling). ``within``: a labels column; a spectrogram run then also reports metrics inside
     each of its strata (:func:`within_report`; transfer configs take it as ``cv.within``).
     """
+    if raters_score and raters is None:
+        raise HitrankError(f"--raters-score {raters_score!r} names the judgement of a raters file: "
+                           "give the file with --raters FILE, or leave --raters-score out")
     if data is not None:
         return descriptor_cv(config, overrides, data=data, out=out, progress=progress)
     if is_transfer_config(config):

@@ -7,9 +7,11 @@ relative to the CSV's folder (absolute paths are allowed too). This is the layou
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,9 +97,43 @@ def _parse_score(value) -> tuple[float, str]:
     return x, ""  # any finite score is a label (net liking is signed); targets check their domain
 
 
-#: encodings a user's CSV is tried in: UTF-8 (a BOM is dropped), then what spreadsheet
-#: programs write on Windows, then Latin-1 (which decodes any bytes)
-TEXT_ENCODINGS = ("utf-8", "cp1252", "latin-1")
+#: a valid multi-byte UTF-8 sequence: a file holding one is UTF-8 with a few mangled cells,
+#: not a whole file in another encoding
+_UTF8_MULTIBYTE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
+
+
+def _decode_text(path, what: str) -> str:
+    """A user's CSV as text: UTF-8 (a BOM dropped); a file with no UTF-8 text at all as
+    Windows-1252, what spreadsheet programs write on Windows (Latin-1 where that cannot
+    decode it); a UTF-8 file with a few bytes that are not, with those bytes as U+FFFD.
+    Each fallback is warned about, naming the file and the first line concerned; UTF-16 is
+    refused."""
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise LabelsError(f"{str(path)!r}: {what} file does not exist") from None
+    except OSError as exc:
+        raise LabelsError(f"{str(path)!r}: cannot read {what} CSV ({exc.strerror or exc})") from None
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise LabelsError(f"{str(path)!r}: the {what} CSV is UTF-16; save it as UTF-8 (CSV UTF-8 in a spreadsheet)")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+    if _UTF8_MULTIBYTE.search(raw):
+        log.warning("%r: line %d (and maybe others) is not UTF-8, unlike the rest of the file; its "
+                    "bytes read as U+FFFD (save the file as UTF-8)", str(path), line)
+        return raw.decode("utf-8-sig", errors="replace")
+    for encoding in ("cp1252", "latin-1"):
+        try:
+            text = raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        log.warning("%r is not UTF-8 (line %d); read as %s, what spreadsheet programs write on Windows "
+                    "(save it as UTF-8 to be sure of its names)", str(path), line, encoding)
+        return text
+    raise AssertionError("latin-1 decodes any bytes")
+
 
 #: groups of rows sharing one audio file named in the labels reader's warning
 N_SHARED = 3
@@ -106,22 +142,13 @@ N_SHARED = 3
 def read_text_table(path: str | os.PathLike, what: str = "labels", **kwargs) -> pd.DataFrame:
     """A CSV of user data with every cell as text ('' where empty); one-line LabelsError naming
     the file when it is missing, unreadable or not a CSV; column names lose the spaces around
-    them. ``kwargs`` go to ``pandas.read_csv``. A file that is not UTF-8 is read as
-    Windows-1252 (what spreadsheet programs write on Windows), with a warning."""
-    for encoding in TEXT_ENCODINGS:
-        try:
-            df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding=encoding, **kwargs)
-            break
-        except FileNotFoundError:
-            raise LabelsError(f"{str(path)!r}: {what} file does not exist") from None
-        except UnicodeDecodeError:
-            continue
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError) as exc:
-            raise LabelsError(f"{str(path)!r}: cannot read {what} CSV ({exc})") from None
-    else:  # latin-1 decodes any bytes: not reached
-        raise LabelsError(f"{str(path)!r}: cannot decode {what} CSV; save it as UTF-8")
-    if encoding != TEXT_ENCODINGS[0]:
-        log.warning("%r is not UTF-8; read as %s (save it as UTF-8 to be sure of its names)", str(path), encoding)
+    them. ``kwargs`` go to ``pandas.read_csv``. Text that is not UTF-8 is decoded as
+    :func:`_decode_text` says, with a warning."""
+    text = _decode_text(path, what)
+    try:
+        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, **kwargs)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise LabelsError(f"{str(path)!r}: cannot read {what} CSV ({exc})") from None
     names = [str(c).strip() for c in df.columns]  # ' hit_score ' is hit_score
     if len(set(names)) < len(names):
         raise LabelsError(f"{str(path)!r}: column names repeat once spaces around them are removed "

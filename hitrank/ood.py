@@ -22,6 +22,7 @@ QUANTILE = 0.99  # training songs below this distance are "in distribution"
 STD_FLOOR = 1e-3  # per-bin std floor (constant bins)
 STATISTIC = "rms z-score of the per-bin time-mean log-mel vs the training songs, / its 99th percentile"
 EMBEDDING_STATISTIC = "rms z-score of the song's embedding vs the training songs', / its 99th percentile"
+EMBEDDING_FLOOR = 0.1  # an embedding unit's std is at least this share of the median unit's
 
 
 def profiles(X: torch.Tensor, idx: np.ndarray | None = None) -> np.ndarray:
@@ -36,11 +37,16 @@ def _distance(m: np.ndarray, mu: np.ndarray, sd: np.ndarray) -> np.ndarray:
     return np.sqrt(np.mean(((m - mu) / sd) ** 2, axis=1))
 
 
-def profile_reference(m: np.ndarray, statistic: str = STATISTIC) -> dict:
+def profile_reference(m: np.ndarray, statistic: str = STATISTIC, relative_floor: float = 0.0) -> dict:
     """The reference of training songs' profiles ``m`` (n, d): per-dimension mean and standard
-    deviation and the 99th percentile of their distance (plain lists and floats)."""
+    deviation and the 99th percentile of their distance (plain lists and floats). Each
+    standard deviation is at least :data:`STD_FLOOR` and ``relative_floor`` times their
+    median (embeddings: a unit that hardly moves on the training songs must not flag every
+    new song that stirs it a little)."""
     m = np.asarray(m, dtype=np.float64)
-    mu, sd = m.mean(axis=0), np.maximum(m.std(axis=0), STD_FLOOR)
+    sd = m.std(axis=0)
+    floor = max(STD_FLOOR, relative_floor * float(np.median(sd))) if sd.size else STD_FLOOR
+    mu, sd = m.mean(axis=0), np.maximum(sd, floor)
     q = float(np.quantile(_distance(m, mu, sd), QUANTILE)) if len(m) else 1.0
     return {"statistic": statistic, "mean": mu.tolist(), "std": sd.tolist(), "q99": max(q, 1e-9),
             "n_train": int(len(m))}

@@ -64,7 +64,10 @@ def load_payload(path: str | os.PathLike, kind: str | None = None) -> dict:
         raise CheckpointError(f"{str(path)!r}: {damage}; copy the checkpoint again or retrain it")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError as exc:
+        if "global" not in str(exc).lower():  # torch names the class or function it refused
+            raise CheckpointError(f"{str(path)!r}: the file is damaged (its contents cannot be read); copy the "
+                                  "checkpoint again or retrain it") from None
         raise CheckpointError(f"{str(path)!r}: refused: the file holds executable Python objects, "
                               "not plain tensors; hitrank never loads such files (they can run "
                               "code); use a checkpoint written by hitrank") from None

@@ -184,9 +184,10 @@ def merge_rankings(previous: pd.DataFrame, new: pd.DataFrame, listed, key: str =
     if len(keep) and len(new):
         ours, theirs = set(new.columns) - {"rank"}, set(keep.columns) - {"rank"}
         if ours != theirs:
-            raise LabelsError(f"{source} was made with other options: it lacks {sorted(ours - theirs)} and has "
-                              f"{sorted(theirs - ours)} beyond this ranking's columns; rank with the same "
-                              "model and options (--curve, --nearest, --reference ...) or without --since")
+            raise LabelsError(f"{source} was made with other options or by another hitrank version: it lacks "
+                              f"{sorted(ours - theirs)} and has {sorted(theirs - ours)} beyond this ranking's "
+                              "columns; rank with the same model and options (--curve, --nearest, --reference "
+                              "...) or without --since")
     parts = [p.drop(columns="rank", errors="ignore") for p in (keep, new) if len(p)]
     merged = pd.concat(parts, ignore_index=True) if parts else new.drop(columns="rank", errors="ignore")
     if key not in merged:

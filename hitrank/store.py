@@ -377,8 +377,9 @@ class FeatureStore:
 
         ``songs`` are (song_id, path, artist, hit_score); known songs keep their row, and
         their path, artist and score are refreshed. A known song whose file changed on disk
-        since it was extracted (another path, size or modification time: :func:`file_stamp`)
-        is extracted again; songs of stores older than the stamp keep their features.
+        since it was extracted (another size or modification time, :func:`file_stamp`, also
+        after a move to another path) is extracted again; a file that cannot be read now (a
+        drive not mounted) and songs of stores older than the stamp keep their features.
         """
         self._writing = True
         next_row = 1 + max((int(r["row"]) for r in self._records.values()), default=-1)
@@ -393,11 +394,13 @@ class FeatureStore:
                 self._append(rec)
                 continue
             old = rec.get("stamp")
+            if not stamp:  # unreadable now (a drive not mounted): keep what was extracted
+                stamp = old if isinstance(old, str) else ""
             moved = isinstance(old, str) and bool(old) and old != stamp  # older stores: no stamp
             if moved and rec["status"] == "ok":
                 changed.append(path)
                 rec = {**rec, "status": "pending"}
-            if moved or not _same(rec, path, artist, score) or old != stamp:
+            if moved or not _same(rec, path, artist, score) or (old if isinstance(old, str) else "") != stamp:
                 self._append({**rec, "path": path, "artist": artist, "hit_score": score, "stamp": stamp})
         if changed:
             log.info("%d song(s) changed on disk since they were extracted (e.g. %r): extracting them again",

@@ -212,3 +212,18 @@ def test_tiny_top_fractions_warn_and_pooled_intervals_are_reported(store, tmp_pa
     assert "warning:" in out and "pooled out-of-fold" in out
     lo, hi = s["pooled_ci"]["ndcg"]
     assert lo <= s["pooled"]["ndcg"] <= hi
+
+
+def test_an_embedding_unit_that_never_moves_in_training_does_not_flag_every_new_song():
+    from hitrank import ood
+
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=(200, 50))
+    train[:, 0] = 0.0  # a unit silent on every training song
+    new = rng.normal(size=(100, 50))
+    new[:, 0] = 0.05  # stirred a little by the new songs
+    absolute = ood.profile_reference(train)
+    relative = ood.profile_reference(train, relative_floor=ood.EMBEDDING_FLOOR)
+    assert (ood.profile_scores(new, absolute) > 1).mean() > 0.9
+    assert (ood.profile_scores(new, relative) > 1).mean() < 0.1
+    assert (ood.profile_scores(new * 6, relative) > 1).all()  # far away still is

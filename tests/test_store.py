@@ -222,6 +222,14 @@ def test_a_file_replaced_at_the_same_path_is_extracted_again(tmp_path):
     st = FeatureStore.open(store)
     np.testing.assert_array_equal(st.load(["s0.wav"])[0], before["s2.wav"])
     assert not np.array_equal(before["s0.wav"], before["s2.wav"])
+    labels = tmp_path / "labels.csv"  # audio that cannot be read for a while (a drive not mounted) keeps its features
+    labels.write_text("song_id,path,hit_score\n" + "".join(f"s{i}.wav,{folder / f's{i}.wav'},1\n" for i in range(3)))
+    assert extract(labels, store, progress=False, allow_outside=True).skipped == 3
+    folder.rename(tmp_path / "away")
+    rep = extract(labels, store, progress=False, allow_outside=True)
+    assert rep.skipped == 3 and not rep.failures
+    (tmp_path / "away").rename(folder)
+    assert extract(labels, store, progress=False, allow_outside=True).skipped == 3
     journal = store / "journal.jsonl"  # as an older hitrank wrote it: no stamp
     lines = [json.loads(line) for line in journal.read_text().splitlines()]
     journal.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "stamp"}) + "\n" for r in lines))

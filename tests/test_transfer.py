@@ -77,6 +77,8 @@ def test_one_se_rule_keeps_the_simpler_learner_unless_the_better_one_wins_beyond
     assert pick(cands, {"ridge": 0.2, "gbdt": 0.1, "mlp_rank": 0.0}, steady, "one_se") == "ridge"
     undefined = {**noisy, "ridge": np.array([np.nan, np.nan, np.nan, np.nan, 0.4])}  # one usable fold
     assert pick(cands, scores, undefined, "one_se") == "gbdt"
+    nan_first = {**scores, "ridge": np.nan}  # an undefined score ranks last, even listed first
+    assert pick(cands, nan_first, noisy, "best") == "gbdt" and pick(cands, nan_first, noisy, "one_se") == "gbdt"
 
 
 @pytest.mark.parametrize("rule, planted, chosen", [("one_se", "linear", "ridge"), ("one_se", "step", "gbdt"),

@@ -99,9 +99,19 @@ def test_labels_saved_by_a_windows_spreadsheet_are_read_and_a_typo_is_no_number(
     (tmp_path / "labels.csv").write_bytes("song_id,path,hit_score\na,café.wav,0.5\nb,café.wav,0_5\n".encode("cp1252"))
     with caplog.at_level(logging.WARNING, logger="hitrank"):
         refs, rejected, problems = read_labels(tmp_path / "labels.csv")
-    assert "is not UTF-8; read as cp1252" in caplog.text
+    assert "is not UTF-8 (line 2); read as cp1252" in caplog.text
     assert refs[0].path.endswith("café.wav") and refs[0].hit_score == 0.5
     assert np.isnan(refs[1].hit_score) and any("'0_5' is not a number" in p for p in problems)
+    # a UTF-8 file with one cell from elsewhere: the rest keeps its names, that cell is named
+    (tmp_path / "mixed.csv").write_bytes("song_id,path,hit_score\na,café.wav,1\n".encode()
+                                         + "b,café.wav,2\n".encode("cp1252"))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="hitrank"):
+        refs, _, _ = read_labels(tmp_path / "mixed.csv")
+    assert refs[0].path.endswith("café.wav") and "line 3 (and maybe others) is not UTF-8" in caplog.text
+    (tmp_path / "wide.csv").write_bytes("song_id,path,hit_score\na,café.wav,1\n".encode("utf-16"))
+    with pytest.raises(LabelsError, match="is UTF-16; save it as UTF-8"):
+        read_labels(tmp_path / "wide.csv")
 
 
 def test_rank_folder_names_the_function_that_ranks_with_a_transfer_run(rng, tmp_path):

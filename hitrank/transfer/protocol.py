@@ -200,7 +200,7 @@ def fit_one(cfg: TransferConfig, name: str, X, y, ids, seed: int, weight=None) -
     target = Target.fit(cfg.train.target, y[used], ids[used])
     state = get_learner(name).fit(X, target.transform(y), cfg.model, seed, weight)
     return {"learner": name, "target": target, "state": state,
-            "ood": ood.profile_reference(X[used], ood.EMBEDDING_STATISTIC)}
+            "ood": ood.profile_reference(X[used], ood.EMBEDDING_STATISTIC, ood.EMBEDDING_FLOOR)}
 
 
 def predict_one(model: dict, X) -> np.ndarray:
@@ -210,15 +210,18 @@ def predict_one(model: dict, X) -> np.ndarray:
     return model["target"].unstandardise(z)
 
 
-def _selection_score(cfg: TransferConfig, y, pred, folds, s) -> float:
+def _selection_score(cfg: TransferConfig, y, pred, folds, s, undefined: float = 0.0) -> float:
+    """The inner metric ``cv.select_by`` of predictions ``pred``; ``undefined`` when no stratum
+    ranks anything (``within``)."""
     if cfg.cv.select_by == "within":
-        return strata.within_metrics(y, pred, folds, s, cfg.cv.top_fraction, n_boot=1)["mean"].get("spearman", 0.0)
+        mean = strata.within_metrics(y, pred, folds, s, cfg.cv.top_fraction, n_boot=1)["mean"]
+        return float(mean.get("spearman", undefined))
     return float(strata._row_spearman(y[None], pred[None])[0])
 
 
 def _fold_scores(cfg: TransferConfig, y, pred, folds, s) -> np.ndarray:
     """(k,) the selection score inside each inner fold's test songs (NaN where undefined)."""
-    return np.array([_selection_score(cfg, y[m], pred[m], folds[m], s[m])
+    return np.array([_selection_score(cfg, y[m], pred[m], folds[m], s[m], undefined=np.nan)
                      for m in (folds == f for f in np.unique(folds))], dtype=float)
 
 
@@ -227,18 +230,22 @@ def pick(cands: list[str], scores: dict, fold_scores: dict, rule: str) -> str:
 
     ``best``: the highest score (ties: the earlier candidate). ``one_se``: the earliest
     candidate (``model.candidates`` lists them from the simplest) whose score is within one
-    standard error of the best's, the standard error of their paired per-fold differences
-    ``fold_scores`` {name: (k,) score in each inner fold} (the one-standard-error rule: a
-    more complex learner must win by more than the inner folds' noise). Folds where either
-    score is undefined take no part; with fewer than 2 left the best is kept.
+    standard error of the best's: their difference of pooled scores at most the standard
+    error of their paired per-fold differences ``fold_scores`` {name: (k,) score in each
+    inner fold} (the one-standard-error rule: a more complex learner must win by more than
+    the inner folds' noise). Folds where either score is undefined take no part; with fewer
+    than 2 left the best is kept. An undefined (NaN) pooled score ranks last.
     """
-    best = max(cands, key=lambda c: (scores[c], -cands.index(c)))
+    def score(c):  # an undefined inner score ranks below every defined one
+        return scores[c] if np.isfinite(scores[c]) else -np.inf
+
+    best = max(cands, key=lambda c: (score(c), -cands.index(c)))
     if rule == "best":
         return best
     for c in cands[: cands.index(best)]:
         d = fold_scores[best] - fold_scores[c]
         d = d[np.isfinite(d)]
-        if len(d) >= 2 and scores[best] - scores[c] <= d.std(ddof=1) / np.sqrt(len(d)):
+        if np.isfinite(score(c)) and len(d) >= 2 and score(best) - score(c) <= d.std(ddof=1) / np.sqrt(len(d)):
             return c
     return best
 
@@ -370,10 +377,12 @@ def run_transfer_cv(cfg: TransferConfig, data: Data, out, *, raters=None, raters
         summary[f"{m}_mean"], summary[f"{m}_std"] = float(per_fold[m].mean()), float(per_fold[m].std(ddof=1))
     summary["seconds"] = round(time.time() - t0, 1)
     # the fold models are written together at the end (seconds): an interrupted cv leaves no
-    # checkpoint behind, so the same command runs again (the embeddings resume from the cache)
+    # checkpoint behind, so the same command runs again (the embeddings resume from the cache).
+    # run.json (which counts the folds) goes first: a run cut while saving them is refused by
+    # `rank` naming the missing folds, never ranked with part of its ensemble
+    write_run(out, cfg, data, pred, folds, s, summary, "cv")
     for f, model in enumerate(models):
         save_model(out / FOLD_FILE.format(f), model, cfg, data.params, reference=None)
-    write_run(out, cfg, data, pred, folds, s, summary, "cv")
     atomic_write_text(out / "folds.csv", per_fold.to_csv(index=False))
     return summary
 
@@ -432,7 +441,7 @@ def write_run(out: Path, cfg: TransferConfig, data: Data, pred, folds, s, summar
         df[cfg.cv.within] = s
     atomic_write_text(out / "predictions.csv", df.to_csv(index=False))
     atomic_write_text(out / "summary.json", strict_json(summary, indent=2))  # undefined figures: null
-    write_run_info(out, RUN_KIND, command, embedding=data.params.embedding, folds=int(folds.max()) + 1,
+    write_run_info(out, RUN_KIND, command, embedding=data.params.embedding, folds=int(summary["folds"]),
                    scope=data.params.embedding_scope, store=str(Path(data.store).resolve()))
 
 
