@@ -28,7 +28,7 @@ import pandas as pd
 
 from .config import Config, check_available, highlighter_checkpoint, load_config, with_overrides
 from .constants import AUDIO_EXTENSIONS
-from .corpus import check_training_labels, list_folder
+from .corpus import check_training_labels, is_audio_name, list_folder
 from .cv import dataset_parts, group_column, run_cv, run_train
 from .cvreport import comparison_table, load_run, pairwise, write_cv_report
 from .data import Dataset, load_dataset
@@ -381,6 +381,30 @@ def _rank_descriptor(folder, model, *, cache, workers, device, progress, highlig
 RANKERS = {"spectrogram": _rank_spectrogram, "descriptor": _rank_descriptor, "transfer": _rank_transfer}
 
 
+def _check_outputs(folder, reference, out, html) -> None:
+    """Refuse, before any song is ranked, a ``--out`` / ``--html`` that is a folder, one of
+    the inputs (the labels CSV ranked, the ``--reference``), an audio file, or both the same
+    file; create their folders."""
+    inputs = {Path(p).resolve(): what for p, what in ((folder, "the labels CSV ranked"), (reference, "--reference"))
+              if p is not None and Path(p).is_file()}
+    if out is not None and html is not None and Path(out).resolve() == Path(html).resolve():
+        raise HitrankError(f"--out and --html are both {str(out)!r}: give the CSV and the report two names")
+    for flag, target, example in (("--out", out, "ranking.csv"), ("--html", html, "ranking.html")):
+        if target is None:
+            continue
+        t = Path(target)
+        if t.is_dir():
+            raise HitrankError(f"{flag} {str(target)!r} is a folder; give the file's name, e.g. "
+                               f"{str(t / example)!r}")
+        if t.resolve() in inputs:
+            raise HitrankError(f"{flag} {str(target)!r} is {inputs[t.resolve()]}: writing there would replace "
+                               f"it; give another file name, e.g. {str(t.with_name(example))!r}")
+        if t.exists() and is_audio_name(t.name):
+            raise HitrankError(f"{flag} {str(target)!r} is an audio file: writing there would replace it; "
+                               f"give another file name, e.g. {str(t.with_name(example))!r}")
+        t.parent.mkdir(parents=True, exist_ok=True)
+
+
 def rank(folder, model, *, cache=None, workers: int = 1, device: str = "auto", progress: bool = True,
          highlighter=None, engine: str = "local", address: str | None = None,
          out: str | os.PathLike | None = None, html: str | os.PathLike | None = None,
@@ -398,12 +422,7 @@ def rank(folder, model, *, cache=None, workers: int = 1, device: str = "auto", p
     if Path(folder).is_dir() and not list_folder(folder):
         raise HitrankError(f"{str(folder)!r}: no audio files found (looked for {', '.join(AUDIO_EXTENSIONS)}); "
                            "nothing to rank")
-    for flag, target, example in (("--out", out, "ranking.csv"), ("--html", html, "ranking.html")):
-        if target is not None:  # checked before any song is ranked
-            if Path(target).is_dir():
-                raise HitrankError(f"{flag} {str(target)!r} is a folder; give the file's name, e.g. "
-                                   f"{str(Path(target) / example)!r}")
-            Path(target).parent.mkdir(parents=True, exist_ok=True)
+    _check_outputs(folder, options.get("reference"), out, html)
     # a transfer model compares songs in its own embedding whatever --embedding names (checked there)
     made_with = provenance(model, model_fingerprint(path),
                            {k: v for k, v in options.items() if not (kind == "transfer" and k == "embedding")})

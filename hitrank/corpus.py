@@ -83,6 +83,24 @@ def list_folder(folder: str | os.PathLike) -> list[SongRef]:
     return refs
 
 
+NOT_UTF8 = "the file name is not valid UTF-8 (written in another encoding); rename the file"
+
+
+def _utf8(name: str) -> bool:
+    """Whether a file name read from the disk is valid UTF-8 (undecodable bytes come back as
+    surrogates, which no CSV, JSON or journal can hold)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printable(name: str) -> str:
+    """A file name with the bytes that are not UTF-8 shown as U+FFFD, for messages and tables."""
+    return os.fsencode(name).decode("utf-8", errors="replace")
+
+
 def _parse_score(value) -> tuple[float, str]:
     if value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == "":
         return math.nan, "hit_score is missing"
@@ -248,8 +266,13 @@ def resolve_source(
     """A folder, a labels CSV or one audio file -> songs to process and rows refused up front."""
     source = Path(source)
     if source.is_dir():
-        return list_folder(source), []
+        refs = list_folder(source)
+        named = [r for r in refs if _utf8(r.song_id) and _utf8(r.path)]
+        rejected = [Rejected(printable(r.song_id), printable(r.path), NOT_UTF8) for r in refs if r not in named]
+        return named, rejected
     if is_audio_name(source.name) and (source.exists() or source.is_symlink()):
+        if not _utf8(str(source.absolute())):
+            return [], [Rejected(printable(source.name), printable(str(source.absolute())), NOT_UTF8)]
         return [SongRef(source.name, str(source.absolute()))], []  # decoding reports a broken one
     if source.suffix.lower() == ".csv":
         refs, rejected, problems = read_labels(source, allow_outside)

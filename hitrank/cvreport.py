@@ -128,12 +128,18 @@ def load_run(run: str | os.PathLike) -> dict:
     and ``top`` (the run's ``cv.top_fraction``).
     """
     run = Path(run)
+    if not run.is_dir():
+        raise HitrankError(f"{str(run)!r}: not a run folder (`hitrank compare` takes the --out folders of "
+                           "`hitrank cv`)")
     try:
         summary = _undefined_as_nan(json.loads((run / "summary.json").read_text()))
         folds = pd.read_csv(run / "folds.csv")
     except FileNotFoundError:
         raise HitrankError(f"{str(run)!r}: not a finished CV run (summary.json and folds.csv "
                            "are written by `hitrank cv`)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise HitrankError(f"{str(run)!r}: damaged run folder: summary.json or folds.csv cannot be read "
+                           f"({type(exc).__name__}: {str(exc)[:120]}); run `hitrank cv` again") from None
     if "ndcg" not in folds:
         raise HitrankError(f"{str(run)!r}: not a spectrogram CV run (descriptor runs are "
                            "compared with scripts/descriptor_table.py)")

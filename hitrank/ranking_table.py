@@ -109,6 +109,10 @@ def ranking_with_failures(ranking: pd.DataFrame, failures: list) -> pd.DataFrame
 
 #: columns that stay text when a ranking CSV is read back (ids and names may look like numbers;
 #: the ``;``-separated neighbour cells of one neighbour look like one number)
+#: columns ``rank`` writes as numbers (a previous CSV with text in one is refused)
+NUMERIC_COLUMNS = ("rank", "score", "score_std", "predicted_hit_score", "n_models", "seg_start", "seg_end",
+                   "duration", "ood_score", "percentile", "percentile_lo", "percentile_hi", "best_start",
+                   "best_end", "best_score", "shift_spread")
 TEXT_COLUMNS = ("song_id", "path", "artist", "title", "flags", "ood_note", MODEL_COLUMN, OPTIONS_COLUMN,
                 *neighbours.TEXT_COLUMNS)
 
@@ -125,10 +129,14 @@ def read_previous(path: str | os.PathLike) -> pd.DataFrame:
     if ERROR_COLUMN in table:
         table = table[table[ERROR_COLUMN].fillna("") == ""].drop(columns=ERROR_COLUMN)
     score = pd.to_numeric(table["score"], errors="coerce")
-    if score.isna().any():
-        bad = table.song_id[score.isna()].head(3).tolist()
-        raise LabelsError(f"{str(path)!r}: {int(score.isna().sum())} ranked row(s) without a numeric score "
-                          f"(e.g. {bad}); rank the folder again without --since")
+    if not np.isfinite(score.to_numpy(dtype=float)).all():
+        bad = table.song_id[~np.isfinite(score.to_numpy(dtype=float))].head(3).tolist()
+        raise LabelsError(f"{str(path)!r}: {int((~np.isfinite(score.to_numpy(dtype=float))).sum())} ranked row(s) "
+                          f"without a finite numeric score (e.g. {bad}); rank the folder again without --since")
+    twice = table.song_id[table.song_id.duplicated()].unique().tolist()
+    if twice:
+        raise LabelsError(f"{str(path)!r}: song(s) {twice[:3]} appear in more than one row (an edited file?); "
+                          "rank the folder again without --since")
     out = table.copy()
     for c in out.columns:
         values = out[c].fillna("")
@@ -143,6 +151,10 @@ def read_previous(path: str | os.PathLike) -> pd.DataFrame:
             num = pd.to_numeric(values, errors="coerce")
             if num[given].notna().all():  # every given value numeric
                 out[c] = num
+            elif c in NUMERIC_COLUMNS:
+                bad = out.song_id[given & num.isna()].head(3).tolist()
+                raise LabelsError(f"{str(path)!r}: column {c!r} holds text where numbers belong (songs {bad}; an "
+                                  "edited file?); rank the folder again without --since")
     return out.reset_index(drop=True)
 
 

@@ -67,10 +67,16 @@ def test_since_refuses_a_file_that_is_not_a_ranking(tmp_path):
     with pytest.raises(LabelsError, match="not a ranking CSV"):
         read_previous(bad)
     bad.write_text("rank,song_id,path,score\n1,a,a.wav,high\n")
-    with pytest.raises(LabelsError, match="without a numeric score"):
+    with pytest.raises(LabelsError, match="without a finite numeric score"):
         read_previous(bad)
     with pytest.raises(LabelsError, match="does not exist"):
         read_previous(tmp_path / "none.csv")
+    for body, reason in (("1,a,a.wav,inf,50\n", "without a finite numeric score"),
+                         ("1,a,a.wav,0.5,abc\n", "column 'percentile' holds text where numbers belong"),
+                         ("1,a,a.wav,0.5,50\n2,a,a.wav,0.5,50\n", r"song\(s\) \['a'\] appear in more than one row")):
+        bad.write_text("rank,song_id,path,score,percentile\n" + body)  # edited by hand
+        with pytest.raises(LabelsError, match=reason):
+            read_previous(bad)
     cut = tmp_path / "cut.csv"  # a ranking CSV cut short in its last row: the model cell is lost
     cut.write_text("rank,song_id,path,score,model,options\n1,a,a.wav,0.5,runs/x#abc,\n2,b,b.wav,0.4\n")
     with pytest.raises(LabelsError, match=r"1 ranked row\(s\) have an empty 'model' cell \(e.g. \['b'\]\).*cut short"):
@@ -245,3 +251,30 @@ def test_rank_refuses_an_empty_folder_and_creates_the_out_folder(quick_run, corp
     assert main(["rank", str(song), "--model", str(quick_run), "-q", "--html", str(tmp_path / "new"),
                  "--cache", str(tmp_path / "c2")]) == 2  # before any song is ranked
     assert "--html" in capsys.readouterr().err and not (tmp_path / "c2").exists()
+
+
+def test_a_file_name_that_is_not_utf8_fails_alone_and_outputs_never_replace_inputs(quick_run, corpus, tmp_path,
+                                                                                    capsys):
+    import soundfile as sf
+
+    folder = tmp_path / "songs"
+    folder.mkdir()
+    song = sorted((corpus / "audio").glob("*.wav"))[0]
+    shutil.copy(song, folder / "ok.wav")
+    shutil.copy(song, os.fsdecode(bytes(folder) + b"/caf\xe9.wav"))  # written on a Latin-1 system
+    out, cache = tmp_path / "r.csv", tmp_path / "cache"
+    args = ["rank", str(folder), "--model", str(quick_run), "-q", "--nearest", "0", "--cache", str(cache)]
+    assert main([*args, "--out", str(out)]) == 1
+    table = pd.read_csv(out)
+    assert table.song_id.tolist() == ["ok.wav", "caf\ufffd.wav"] and "not valid UTF-8" in table.error.iloc[1]
+    os.rename(os.fsdecode(bytes(folder) + b"/caf\xe9.wav"), folder / "cafe.wav")
+    assert main([*args, "--out", str(out)]) == 0  # the cache holds nothing of the bad name
+    capsys.readouterr()
+    labels = tmp_path / "labels.csv"
+    labels.write_text("song_id,path,hit_score\na,songs/ok.wav,1\n")
+    for extra, reason in ((["--out", str(labels)], "is the labels CSV ranked"),
+                          (["--html", str(folder / "ok.wav")], "is an audio file"),
+                          (["--out", str(out), "--html", str(out)], "--out and --html are both")):
+        assert main(["rank", str(labels), "--model", str(quick_run), "-q", *extra]) == 2
+        assert reason in capsys.readouterr().err
+    assert labels.read_text().startswith("song_id") and sf.info(folder / "ok.wav").frames > 0

@@ -139,3 +139,14 @@ def test_pairwise_columns_and_html(tmp_path):
     assert len(table) == 3 * 3 and (table["songs"] == 300).all() and (table["folds"] == 5).all()
     page = write_cv_report(runs, tmp_path / "r.html").read_text()
     assert "bootstrap" in page and "P(a&gt;b)" in page
+
+
+def test_compare_names_a_damaged_run_folder_and_a_file_given_as_one(tmp_path, capsys):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "summary.json").write_text('{"name": "x", ')  # cut short
+    (tmp_path / "run" / "folds.csv").write_text("fold,ndcg\n0,0.5\n")
+    (tmp_path / "ranking.csv").write_text("rank,song_id\n")
+    for run, reason in ((tmp_path / "run", "damaged run folder"), (tmp_path / "ranking.csv", "not a run folder")):
+        assert main(["compare", str(run), str(run)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error:") and "\n" not in err and reason in err and "Traceback" not in err

@@ -563,3 +563,15 @@ def test_fit_with_negatives_ranks_by_a_classifier(tmp_path):
     assert top.isin(hits).mean() > 0.7
     plain, _, _ = fit_sources(tmp_path / "ref.csv", tmp_path / "cand.csv", progress=False)
     assert plain.attrs["model"] == "fit_rule"
+
+
+def test_a_descriptor_constant_over_the_reference_takes_no_part_in_the_fit():
+    from hitrank.descriptors.fit import PlaylistModel
+
+    rng = np.random.default_rng(0)
+    ref = np.column_stack([rng.normal(size=20), np.full(20, 30000.0)])  # e.g. every preview lasts 30 s
+    model = PlaylistModel(ref)
+    same = np.array([[0.0, 30000.0], [0.0, 31000.0]])  # the second is one second longer
+    far = np.array([[5.0, 30000.0]])
+    fit = model.fit(np.vstack([same, far]))
+    assert fit[0] == pytest.approx(fit[1]) and fit[2] < fit[0]

@@ -75,7 +75,9 @@ class PlaylistModel:
         with np.errstate(all="ignore"):
             self.median = np.nan_to_num(np.nanmedian(ref, axis=0))
         ref = np.where(np.isnan(ref), self.median, ref)
-        self.scale = np.where(ref.std(axis=0) > 1e-12, ref.std(axis=0), 1.0)
+        # a descriptor equal on every reference song (the duration of 30 s previews) has no
+        # spread to measure a candidate against: it takes no part (scale inf: z = 0)
+        self.scale = np.where(ref.std(axis=0) > 1e-12, ref.std(axis=0), np.inf)
         z = (ref - ref.mean(axis=0)) / self.scale
         n = len(ref)
         self.mu = ref.mean(axis=0)
