@@ -107,12 +107,12 @@ def ranking_with_failures(ranking: pd.DataFrame, failures: list) -> pd.DataFrame
     return table
 
 
-#: columns that stay text when a ranking CSV is read back (ids and names may look like numbers;
-#: the ``;``-separated neighbour cells of one neighbour look like one number)
 #: columns ``rank`` writes as numbers (a previous CSV with text in one is refused)
 NUMERIC_COLUMNS = ("rank", "score", "score_std", "predicted_hit_score", "n_models", "seg_start", "seg_end",
                    "duration", "ood_score", "percentile", "percentile_lo", "percentile_hi", "best_start",
                    "best_end", "best_score", "shift_spread")
+#: columns that stay text when a ranking CSV is read back (ids and names may look like numbers;
+#: the ``;``-separated neighbour cells of one neighbour look like one number)
 TEXT_COLUMNS = ("song_id", "path", "artist", "title", "flags", "ood_note", MODEL_COLUMN, OPTIONS_COLUMN,
                 *neighbours.TEXT_COLUMNS)
 
