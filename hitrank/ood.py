@@ -68,3 +68,12 @@ def ood_scores(X: torch.Tensor, ref: dict) -> np.ndarray:
     """``d / q99`` of every song of log-mels ``X`` (n, n_mels, T) against a reference: (n,)
     float64 (> 1: out of distribution)."""
     return profile_scores(profiles(X), ref)
+
+
+def combine(o: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Per-model OOD scores ``o`` (n_models, n) -> ``(ood_score, ood, has_reference)``: the mean
+    over the models that have a reference (NaN for all when none has), the flag
+    ``ood_score > 1`` (False where undefined), and whether any model had a reference."""
+    has = bool(np.isfinite(o).any())
+    score = np.nanmean(o, axis=0) if has else np.full(o.shape[1], np.nan)
+    return score, np.nan_to_num(score, nan=0.0) > 1.0, has

@@ -38,6 +38,7 @@ from .curve import CURVE_HOP_SECONDS, load_scorers, song_curve, unstable
 from .errors import CheckpointError, HitrankError, ParameterError
 from .extract import extract
 from .features import FeatureParams
+from .ood import combine as combine_ood
 from .ood import ood_scores
 from .ranking_table import flags_column
 from .reference import Reference, ranking_reference, training_reference
@@ -220,9 +221,7 @@ def rank_folder(
     o = np.concatenate([p[1] for p in parts], axis=1)
     mean = t.mean(axis=0)
     std = t.std(axis=0) if len(scorers) > 1 else np.zeros(len(ok))
-    has_ood = np.isfinite(o).any()
-    ood_score = np.nanmean(o, axis=0) if has_ood else np.full(len(ok), np.nan)
-    ood = np.nan_to_num(ood_score, nan=0.0) > 1.0
+    ood_score, ood, has_ood = combine_ood(o)
     padded = padded_flags(ok.duration.to_numpy(), params.segment_seconds)
     artists, titles = song_names(folder, ok.song_id, ok.path, ok.artist if "artist" in ok else None)
     ranking = pd.DataFrame({

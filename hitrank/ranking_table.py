@@ -129,10 +129,11 @@ def read_previous(path: str | os.PathLike) -> pd.DataFrame:
     if ERROR_COLUMN in table:
         table = table[table[ERROR_COLUMN].fillna("") == ""].drop(columns=ERROR_COLUMN)
     score = pd.to_numeric(table["score"], errors="coerce")
-    if not np.isfinite(score.to_numpy(dtype=float)).all():
-        bad = table.song_id[~np.isfinite(score.to_numpy(dtype=float))].head(3).tolist()
-        raise LabelsError(f"{str(path)!r}: {int((~np.isfinite(score.to_numpy(dtype=float))).sum())} ranked row(s) "
-                          f"without a finite numeric score (e.g. {bad}); rank the folder again without --since")
+    unscored = ~np.isfinite(score.to_numpy(dtype=float))
+    if unscored.any():
+        bad = table.song_id[unscored].head(3).tolist()
+        raise LabelsError(f"{str(path)!r}: {int(unscored.sum())} ranked row(s) without a finite numeric score "
+                          f"(e.g. {bad}); rank the folder again without --since")
     twice = table.song_id[table.song_id.duplicated()].unique().tolist()
     if twice:
         raise LabelsError(f"{str(path)!r}: song(s) {twice[:3]} appear in more than one row (an edited file?); "

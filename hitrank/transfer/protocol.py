@@ -561,8 +561,7 @@ def rank_transfer_folder(folder, model, *, cache=None, workers: int = 1, progres
     mean = t.mean(axis=0)
     std = t.std(axis=0)
     o = np.stack([ood.profile_scores(X, m["ood"]) if m.get("ood") else np.full(len(ok), np.nan) for m in models])
-    has_ood = bool(np.isfinite(o).any())
-    ood_score = np.nanmean(o, axis=0) if has_ood else np.full(len(ok), np.nan)
+    ood_score, is_ood, has_ood = ood.combine(o)
     if reference is not None:
         ref, cat = _transfer_reference(reference, models, params, workers, progress)
     else:
@@ -576,7 +575,7 @@ def rank_transfer_folder(folder, model, *, cache=None, workers: int = 1, progres
     ranking = pd.DataFrame({
         "song_id": ok.song_id, "path": ok.path, "artist": artists, "title": titles, "score": mean,
         "score_std": std, "n_models": len(models), "duration": ok.duration,
-        "silent": ok.silent.astype(bool), "ood_score": ood_score, "ood": np.nan_to_num(ood_score, nan=0.0) > 1.0,
+        "silent": ok.silent.astype(bool), "ood_score": ood_score, "ood": is_ood,
         "ood_note": "" if has_ood else NO_OOD_REFERENCE,
         "percentile": pct, "percentile_lo": lo, "percentile_hi": hi,
     })
