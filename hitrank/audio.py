@@ -15,11 +15,17 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .constants import SAMPLE_RATE, SEGMENT_SECONDS
+from .constants import SAMPLE_RATE, SEGMENT_SECONDS, UNSUPPORTED_AUDIO_EXTENSIONS
 from .errors import AudioLoadError
 from .truncation import OGG_CAPTURE, UNKNOWN_FRAMES, mp3_truncation, ogg_truncation, truncation
 
 SILENCE_PEAK = 1e-5  # linear full-scale; a segment whose peak is below this is treated as silent
+FRAME_SECONDS = 0.05  # the frames audible_seconds judges
+AUDIBLE_DBFS = -60.0  # a frame quieter than this (RMS, its own mean removed: a DC level) holds no sound
+MIN_AUDIBLE_SECONDS = 0.25  # analysed audio with less sound than this is treated as silent (seven 20 ms
+# clicks of a 6 s metronome hold 0.5 s; one click, a one-sample or a 0.1 s file 0.05-0.15 s)
+FRAMES_AT_ONCE = 1200  # frames judged per step (a minute): a long song needs no float copy of itself
+MAX_PEAK = 10.0  # linear full-scale (+20 dBFS): float samples beyond it are broken levels, not music
 RESAMPLE_QUALITY = "HQ"  # soxr quality, the same as librosa's default 'soxr_hq'
 
 
@@ -48,7 +54,7 @@ class Segment:
     end: float  # s, segment end in the song (start + segment length, even when padded)
     duration: float  # s, duration of the whole song
     padded: bool  # True when the song was shorter than the segment and was zero-padded
-    silent: bool = False  # True when the segment is digital silence (kept only on request)
+    silent: bool = False  # True when the segment holds no sound (is_silent; kept only on request)
 
 
 def _check_path(path: Path) -> None:
@@ -58,6 +64,8 @@ def _check_path(path: Path) -> None:
         raise AudioLoadError(path, "file does not exist")
     if path.is_dir():
         raise AudioLoadError(path, "is a directory, not an audio file")
+    if not path.is_file():
+        raise AudioLoadError(path, "not a regular file (a pipe, socket or device?); save the audio to a file first")
     if not os.access(path, os.R_OK):
         raise AudioLoadError(path, "permission denied (file is not readable)")
     if path.stat().st_size == 0:
@@ -73,6 +81,11 @@ def _decoder(path: Path) -> sf.SoundFile:
     try:
         return sf.SoundFile(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        suffix = path.suffix.lower()
+        if suffix in UNSUPPORTED_AUDIO_EXTENSIONS:  # a WAV named .m4a still decodes (by content)
+            raise AudioLoadError(path, f"the {suffix} format cannot be decoded here (libsndfile reads WAV, FLAC, "
+                                       f"OGG/Opus, MP3, AIFF); convert the file, e.g. `ffmpeg -i IN{suffix} "
+                                       "OUT.flac`") from None
         reason = str(exc).split(":")[-1].strip() or type(exc).__name__
         if "not a regular file" in reason:  # libsndfile's words for a format it does not recognise
             reason = "unknown or damaged format"
@@ -184,6 +197,10 @@ def read_frames(path: str | os.PathLike, start: int, n: int) -> np.ndarray:
     y = to_mono(data)
     if not np.all(np.isfinite(y)):
         raise AudioLoadError(path, "audio contains NaN or infinite samples")
+    peak = _peak(y)
+    if peak > MAX_PEAK:  # only float files can: integer samples end at full scale
+        raise AudioLoadError(path, f"samples reach {peak:.4g} times full scale ({20 * np.log10(peak):+.0f} dBFS): "
+                                   "floating-point audio written without scaling? Rescale it to [-1, 1]")
     return y
 
 
@@ -231,9 +248,68 @@ def load_window(
     return _finish(path, resample(y, sr_in, sr), sr, start, seconds, meta.duration, allow_silent)
 
 
-def is_silent(y: np.ndarray) -> bool:
-    """Whether mono audio ``y`` (n,) is digital silence (peak below :data:`SILENCE_PEAK`)."""
-    return float(np.max(np.abs(y), initial=0.0)) < SILENCE_PEAK
+def _peak(y: np.ndarray) -> float:
+    """The largest absolute sample of ``y`` (n,), without a copy of it."""
+    return max(float(np.max(y, initial=0.0)), -float(np.min(y, initial=0.0)))
+
+
+def audible_seconds(y: np.ndarray, sr: int = SAMPLE_RATE) -> float:
+    """How much of some audio holds sound.
+
+    Parameters
+    ----------
+    y : np.ndarray, shape (n,)
+        Mono audio, linear full scale.
+    sr : int
+        Its sample rate (Hz).
+
+    Returns
+    -------
+    float
+        Seconds in the :data:`FRAME_SECONDS` frames whose RMS, each frame's own mean (a DC
+        level) removed, is above :data:`AUDIBLE_DBFS` (a last partial frame is not judged).
+    """
+    hop = max(1, int(round(sr * FRAME_SECONDS)))
+    n = len(y) // hop
+    least = hop * 10.0 ** (AUDIBLE_DBFS / 10.0)  # a frame's sum of squares at AUDIBLE_DBFS
+    audible = 0
+    for first in range(0, n, FRAMES_AT_ONCE):
+        frames = y[first * hop: min(n, first + FRAMES_AT_ONCE) * hop].reshape(-1, hop).astype(np.float32)
+        frames = frames - frames.mean(axis=1, keepdims=True)
+        audible += int(np.count_nonzero(np.einsum("ij,ij->i", frames, frames) > least))
+    return audible * hop / sr
+
+
+def is_silent(y: np.ndarray, sr: int = SAMPLE_RATE) -> bool:
+    """Whether some audio holds nothing to analyse.
+
+    Parameters
+    ----------
+    y : np.ndarray, shape (n,)
+        Mono audio (an analysed segment, or a whole song).
+    sr : int
+        Its sample rate (Hz).
+
+    Returns
+    -------
+    bool
+        True for digital silence (peak below :data:`SILENCE_PEAK`) and for audio with less than
+        :data:`MIN_AUDIBLE_SECONDS` of sound (:func:`audible_seconds`): a constant (DC) level,
+        one click, a file of a fraction of a second padded to a segment, a segment that falls
+        in a quiet stretch of a song.
+    """
+    if _peak(y) < SILENCE_PEAK:
+        return True
+    return audible_seconds(y, sr) < MIN_AUDIBLE_SECONDS
+
+
+def silence_reason(y: np.ndarray, sr: int = SAMPLE_RATE) -> str:
+    """Why :func:`is_silent` judged mono audio ``y`` (n,) at ``sr`` Hz silent, in words for a
+    message: ``"digital silence"`` or how much sound it found against how much is needed."""
+    if _peak(y) < SILENCE_PEAK:
+        return "digital silence"
+    return (f"{audible_seconds(y, sr):.2f} s above {AUDIBLE_DBFS:.0f} dBFS, at least {MIN_AUDIBLE_SECONDS:g} s "
+            "needed: a constant level, a click, a file too short, or a quiet stretch of the song?")
 
 
 def _finish(path, y: np.ndarray, sr: int, start: float, seconds: float, duration: float,
@@ -245,9 +321,9 @@ def _finish(path, y: np.ndarray, sr: int, start: float, seconds: float, duration
         y = np.pad(y, (0, n_out - len(y)))
     elif len(y) > n_out:
         y = y[:n_out]
-    silent = is_silent(y)
+    silent = is_silent(y, sr)
     if silent and not allow_silent:
-        raise AudioLoadError(path, "audio is silent in the analysed segment")
+        raise AudioLoadError(path, f"audio is silent in the analysed segment ({silence_reason(y, sr)})")
     return Segment(np.ascontiguousarray(y, dtype=np.float32), sr, start, start + seconds, duration,
                    padded, silent)
 

@@ -643,6 +643,21 @@ def _shown(ranking, top: int):
     return ranking if top == 0 else ranking.head(top)
 
 
+def _print_cut(n: int, top: int, what: str) -> None:
+    """Say that ``--top`` left rows out of the terminal table (the CSV and JSON hold them all)."""
+    if 0 < top < n:
+        print(f"(the first {top} of {n} {what}; --top 0 prints all)")
+
+
+def _one_line(cell: str) -> str:
+    """A table cell on one terminal line: control characters (a newline or tab in a file
+    name) shown as escapes."""
+    if cell.isprintable():
+        return cell
+    return "".join(ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii")
+                   for ch in cell)
+
+
 def _table(columns) -> list[str]:
     """A terminal table: a header line naming the columns, then one line per row.
 
@@ -652,7 +667,7 @@ def _table(columns) -> list[str]:
         ``cells`` one str per row; ``align`` ``>`` (right) or ``<`` (left). A column whose
         cells are all empty is left out (the ranking has no such values).
     """
-    columns = [(h, c, a) for h, c, a in columns if any(c)]
+    columns = [(h, [_one_line(v) for v in c], a) for h, c, a in columns if any(c)]
     widths = [max(len(h), *map(len, c)) for h, c, _ in columns]
     lines = zip(*[[h, *c] for h, c, _ in columns], strict=True)
     return ["  ".join(f"{v:{a}{w}}" for v, (_, _, a), w in zip(line, columns, widths, strict=True)).rstrip()
@@ -700,6 +715,7 @@ def _print_ranking(args, ranking, failures) -> int:
         for line in _table([(name, [cell(r) for r in rows], align)
                             for name, cell, align in _rank_columns(spread)]):
             print(line)
+        _print_cut(len(ranking), args.top, "songs")
         _print_failures(failures, "files")
         if ranking.attrs.get("reference"):
             print(f"percentiles: share of {ranking.attrs['reference']} scoring lower [interval]"
@@ -790,6 +806,7 @@ def cmd_fit(args) -> int:
         for line in _table([("rank", [str(v) for v in shown["rank"]], ">"),
                             ("fit", [f"{v:+.3f}" for v in shown["fit"]], ">"), ("song", list(shown["id"]), "<")]):
             print(line)
+        _print_cut(len(ranking), args.top, "candidates")
         _print_failures(failures, "files")
         print(f"ranked {len(ranking)} candidates against {n_ref} reference songs on "
               f"{len(ranking.attrs['columns'])} descriptors" + (f", CSV in {args.out}" if args.out else ""))

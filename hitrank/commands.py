@@ -350,8 +350,14 @@ def _labels_for_transfer(labels):
     return labels
 
 
+def _unused_highlighter(highlighter, kind: str) -> None:
+    if highlighter:
+        log.warning("--highlighter %r is not used: %s models need no highlighter", str(highlighter), kind)
+
+
 def _rank_transfer(folder, model, *, cache, workers, device, progress, highlighter, engine, address,
                    **options):
+    _unused_highlighter(highlighter, "transfer")
     own = {k: options.pop(k) for k in ("skip", "reference", "nearest", "embedding") if k in options}
     if options or engine != "local":
         raise HitrankError(f"{str(model)!r} is a transfer model (pretrained embeddings): --curve, "
@@ -367,6 +373,7 @@ def _rank_spectrogram(folder, model, *, cache, workers, device, progress, highli
 
 def _rank_descriptor(folder, model, *, cache, workers, device, progress, highlighter, engine, address,
                      **options):
+    _unused_highlighter(highlighter, "descriptor")
     if options:  # curve=, segment=, reference=, ..., skip= (hitrank.rank.rank_folder)
         raise HitrankError(f"{str(model)!r} is a descriptor model: --curve, --segment, --reference, "
                            "--nearest, --embedding and --since apply to spectrogram (and --since to "
@@ -472,7 +479,8 @@ def similar(song, reference=None, *, model=None, embedding: str | None = None, k
         raise HitrankError(f"{str(song)!r} is a folder: `similar` takes one audio file (rank a folder with "
                            "`hitrank rank FOLDER --model RUN --nearest K`)")
     if not Path(song).is_file():
-        raise HitrankError(f"{str(song)!r}: no such audio file")
+        raise HitrankError(f"{str(song)!r}: " + ("not a regular file (a pipe, socket or device?)" if Path(song).exists()
+                                                 else "no such audio file"))
     if k < 1:
         raise HitrankError(f"k={k}: ask for at least one similar song")
     embedding = embedding or (MODEL_EMBEDDING if model is not None else DEFAULT_EMBEDDING)
@@ -492,7 +500,7 @@ def similar(song, reference=None, *, model=None, embedding: str | None = None, k
             raise HitrankError(f"no songs to compare {str(song)!r} with: {ranking.attrs.get('neighbours')}")
         row = ranking.iloc[0]
         if bool(row["silent"]):
-            raise HitrankError(f"{str(song)!r}: its analysed segment is digital silence; nothing to compare")
+            raise HitrankError(f"{str(song)!r}: its analysed segment holds no sound (silent); nothing to compare")
         ids = split_cell(row["nearest"])
         extra = {"score": float(row["score"]), "percentile": float(row["percentile"])}
         cat_name = ranking.attrs["neighbours"]
@@ -515,7 +523,7 @@ def similar(song, reference=None, *, model=None, embedding: str | None = None, k
             stores.append((rep.store, rep.song_ids))
         query = FeatureStore.open(stores[0][0])
         if query.manifest.set_index("song_id").loc[stores[0][1][0], "silent"]:
-            raise HitrankError(f"{str(song)!r}: its audio is digital silence; nothing to compare")
+            raise HitrankError(f"{str(song)!r}: its audio holds no sound (silent); nothing to compare")
         cat = store_catalogue(stores[1][0], f"the songs of {Path(reference).name}", embedding,
                               song_ids=stores[1][1], titles=labelled_titles(reference))
         cat.name = f"the {len(cat.song_ids)} songs of {Path(reference).name}"

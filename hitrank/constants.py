@@ -21,6 +21,10 @@ AUDIO_EXTENSIONS = (
     ".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".aif", ".aiff", ".aifc",
     ".au", ".snd", ".caf", ".w64", ".rf64", ".wavex",
 )  # containers libsndfile decodes; anything else is reported, not guessed at
+UNSUPPORTED_AUDIO_EXTENSIONS = (
+    ".m4a", ".m4b", ".m4p", ".mp4", ".aac", ".alac", ".wma", ".asf", ".ape", ".wv", ".mka",
+    ".webm", ".weba", ".amr", ".ac3", ".eac3", ".dts", ".mpc", ".3gp", ".ra", ".dsf", ".dff", ".tta",
+)  # audio formats libsndfile cannot decode: listed like audio, so that each is reported as a failure
 
 #: The 50 MagnaTagATune tags in hitrank's canonical order (musicnn's output order);
 #: every tagger's output and every tags.npy column follow it (map by name, never by index).

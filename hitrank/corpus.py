@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import audio
-from .constants import AUDIO_EXTENSIONS
+from .constants import AUDIO_EXTENSIONS, UNSUPPORTED_AUDIO_EXTENSIONS
 from .errors import LabelsError
 from .fileio import row_lines
 
@@ -52,7 +52,10 @@ class Rejected:
 
 
 def is_audio_name(name: str) -> bool:
-    return name.lower().endswith(AUDIO_EXTENSIONS)
+    """Whether a file of this name is listed as audio: the containers libsndfile decodes, and
+    audio formats it does not (m4a, wma ...: tried, and reported by the decoder in words,
+    never skipped)."""
+    return name.lower().endswith(AUDIO_EXTENSIONS + UNSUPPORTED_AUDIO_EXTENSIONS)
 
 
 def list_folder(folder: str | os.PathLike) -> list[SongRef]:
@@ -260,15 +263,36 @@ def check_training_labels(labels: str | os.PathLike) -> None:
                           f"{list(TRAINING_COLUMNS)}; found {columns})")
 
 
+def _warn_linked(folder: Path, refs: list[SongRef]) -> None:
+    """Warn when one file of a folder is listed under several names (symbolic or hard links):
+    each name is processed, and ranked, as a song of its own."""
+    names: dict[tuple[int, int], list[str]] = {}
+    for r in refs:
+        try:
+            st = os.stat(r.path)
+        except OSError:
+            continue  # reported when it is decoded
+        names.setdefault((st.st_dev, st.st_ino), []).append(r.song_id)
+    linked = [ids for ids in names.values() if len(ids) > 1]
+    if linked:
+        shown = "; ".join(" = ".join(map(repr, ids)) for ids in linked[:N_SHARED])
+        log.warning("%r: %d file(s) appear under more than one name (links: %s%s); each name is processed and "
+                    "ranked as a song of its own", str(folder), len(linked), shown,
+                    " ..." if len(linked) > N_SHARED else "")
+
+
 def resolve_source(
-    source: str | os.PathLike, allow_outside: bool = False
+    source: str | os.PathLike, allow_outside: bool = False, warn: bool = True
 ) -> tuple[list[SongRef], list[Rejected]]:
-    """A folder, a labels CSV or one audio file -> songs to process and rows refused up front."""
+    """A folder, a labels CSV or one audio file -> songs to process and rows refused up front
+    (``warn``: say when a folder lists one file under two names)."""
     source = Path(source)
     if source.is_dir():
         refs = list_folder(source)
         named = [r for r in refs if _utf8(r.song_id) and _utf8(r.path)]
         rejected = [Rejected(printable(r.song_id), printable(r.path), NOT_UTF8) for r in refs if r not in named]
+        if warn:
+            _warn_linked(source, named)
         return named, rejected
     if is_audio_name(source.name) and (source.exists() or source.is_symlink()):
         if not _utf8(str(source.absolute())):

@@ -79,7 +79,7 @@ def usable_songs(manifest: pd.DataFrame) -> tuple[list[dict], list[tuple[str, st
         if rec["status"] != "ok":
             problems.append((rec["song_id"], f"no features ({rec['status']}: {rec['error']})"))
         elif rec.get("silent", False):
-            problems.append((rec["song_id"], "its analysed segment is digital silence"))
+            problems.append((rec["song_id"], "its analysed segment holds no sound (silent)"))
         elif score is None or not math.isfinite(float(score)):
             problems.append((rec["song_id"], f"no usable hit_score ({score!r})"))
         else:

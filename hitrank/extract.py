@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import embeddings, segments
+from . import audio, embeddings, segments
 from .constants import AUDIO_EXTENSIONS
 from .corpus import resolve_source
 from .engines import get_engine
@@ -40,7 +40,7 @@ class ExtractReport:
     skipped: int = 0  # already done before this run
     new: int = 0  # extracted in this run
     failures: list = field(default_factory=list)  # (song_id, path, reason)
-    silent: list = field(default_factory=list)  # (song_id, path): extracted, segment is digital silence
+    silent: list = field(default_factory=list)  # (song_id, path): extracted, segment holds no sound
     song_ids: list = field(default_factory=list)  # every song listed in the source this run
     files: list = field(default_factory=list)  # the store's files (FeatureStore.files), e.g. tags.npy
 
@@ -67,7 +67,7 @@ def extract_song(path: str | os.PathLike, params: FeatureParams = FeatureParams(
     feats : ndarray (n_mels, n_frames), ``params.dtype`` (float16; float32 for raw power)
     info : dict
         ``seg_start``, ``seg_end``, ``duration`` (s), ``padded`` and ``silent`` (the segment
-        is digital silence: kept, flagged); the segment method's
+        holds no sound, audio.is_silent: kept, flagged); the segment method's
         manifest fields (HL-30: ``method`` and ``curve``, the per-second importance curve as a
         JSON list); with ``params.tags`` also ``tags``, the (50,) float32 tag vector of the
         segment or of the whole song, from ``params.tagger``; with ``params.embedding`` also
@@ -104,8 +104,8 @@ def extract_song(path: str | os.PathLike, params: FeatureParams = FeatureParams(
                                        "check its weights (imported ones: `hitrank pretrained import PATH "
                                        "--force`)")
     if seg.silent:
-        log.warning("%r: the analysed segment is digital silence; kept, flagged silent=True "
-                    "(ranked last, left out of training)", str(path))
+        log.warning("%r: the analysed segment holds no sound (%s); kept, flagged silent=True "
+                    "(ranked last, left out of training)", str(path), audio.silence_reason(seg.audio, seg.sr))
     info = {"seg_start": round(seg.start, 4), "seg_end": round(seg.end, 4),
             "duration": round(seg.duration, 4), "padded": bool(seg.padded),
             "silent": bool(seg.silent), **extra}
@@ -209,7 +209,7 @@ def extract(
     if not refs and not rejected and not skip:
         log.warning("%r: no audio files found (looked for %s)", str(source), ", ".join(AUDIO_EXTENSIONS))
     for r in rejected:
-        log.error("%s", r.reason)
+        log.error("%s", f"{r.path!r}: {r.reason}" if r.path else r.reason)
         report.failures.append((r.song_id, r.path, r.reason))
     with FeatureStore.create_or_open(out, params, segments.get(params.segment).manifest_fields) as store:
         store.plan([(r.song_id, r.path, r.artist, r.hit_score) for r in refs])

@@ -28,6 +28,20 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
         raise
 
 
+def output_folder(path: str | os.PathLike, holds: str, error: type[Exception]) -> Path:
+    """``path`` as a folder to write into, created with its parents when new.
+
+    Raises ``error`` (the caller's :class:`hitrank.errors.HitrankError` kind) naming ``path``
+    when a file is there: ``holds`` says what the folder is for (e.g. "a feature store").
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise error(f"{str(path)!r} is a file, not a folder for {holds}: name a folder (--out, --cache) that is "
+                    f"new or holds {holds}")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically, synced to disk."""
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:

@@ -33,6 +33,7 @@ compares descriptor tables).
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import os
 from dataclasses import dataclass
@@ -50,6 +51,8 @@ from .inference import predict
 from .runinfo import read_run_info, run_folder
 from .runtime import cache_dir
 from .store import FeatureStore
+
+log = logging.getLogger(__name__)
 
 MODEL_EMBEDDING = "model"  # the ranking model's own penultimate layer
 DEFAULT_K = 5  # nearest reference songs listed per song
@@ -364,6 +367,9 @@ def neighbour_columns(Q: np.ndarray, cat: Catalogue, k: int = DEFAULT_K,
     if Q.shape[1] != cat.vectors.shape[1]:
         raise ParameterError(f"embedding widths differ: {Q.shape[1]} for the songs, {cat.vectors.shape[1]} "
                              f"for {cat.name} (same --embedding and model needed)")
+    if k > len(cat.song_ids):
+        log.warning("%s: %d song(s), fewer than the %d nearest asked for (--nearest); each song lists all of them",
+                    cat.name, len(cat.song_ids), k)
     index, sims = nearest(cat.centre(Q), cat.centred, k)
     fit_sim = sims.mean(axis=1) if sims.shape[1] else np.full(len(Q), np.nan)
     ok = np.linalg.norm(Q, axis=1) > 0

@@ -7,7 +7,7 @@ log hit score for the default target), where the models are commensurate; the en
 ``score`` is the mean there (for the log target, the geometric mean of predicted hit scores),
 ``score_std`` the spread over the fold models (0 for a single model), and
 ``predicted_hit_score`` the mean mapped back to the hit-score scale. Songs are flagged
-``padded`` (shorter than the segment), ``silent`` (the segment is digital silence: ranked
+``padded`` (shorter than the segment), ``silent`` (the segment holds no sound, :func:`hitrank.audio.is_silent`: ranked
 last) and ``ood`` (features far from the training songs', :mod:`hitrank.ood`; ``ood_note`` says why
 it is empty for models without a training reference, such as imported pretrained models).
 ``padded`` is set only when the zero padding is at least :data:`PADDED_MIN_SHARE` of the
@@ -199,7 +199,9 @@ def rank_folder(
         raise
     params = FeatureParams.from_dict(scorers[0].feature_params)
     recorded = scorers[0].config.get("features", {}).get("highlighter", "")
-    highlighter = segments.get(params.segment).resolve_highlighter(params, highlighter, recorded)
+    given, highlighter = highlighter, segments.get(params.segment).resolve_highlighter(params, highlighter, recorded)
+    if given and highlighter is None:
+        log.warning("--highlighter %r is not used: the model's %s segments need none", str(given), params.segment)
     ref, ref_note, ref_ranked = _reference(
         reference, model, scorers, cache=cache, workers=workers, device=device, progress=progress,
         highlighter=highlighter, engine=engine, address=address, embedding=embedding)

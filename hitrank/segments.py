@@ -172,7 +172,7 @@ class SegmentMethod:
     def cut(self, path: str | os.PathLike, params: FeatureParams, highlighter=None) -> Cut:
         """Decode the segment of the song at ``path``; AudioLoadError on unusable files.
 
-        A segment of digital silence is returned flagged (``segment.silent``), not refused:
+        A segment with no sound (:func:`hitrank.audio.is_silent`) is returned flagged (``segment.silent``), not refused:
         extraction keeps the song and ranking lists it last.
         """
         raise NotImplementedError

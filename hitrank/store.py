@@ -18,7 +18,7 @@ On-disk layout (readable with plain numpy and pandas)::
                              ``train.window_loss``; float16: about 0.5 MB per 3-minute song)
     STORE/manifest.csv       one row per song: song_id, path, row, seg_start, seg_end,
                              duration, padded, status (ok|failed|pending), error, artist, hit_score,
-                             silent (the segment is digital silence: kept, flagged), stamp
+                             silent (the segment holds no sound: kept, flagged), stamp
                              (the file's size:mtime_ns when planned: a file changed since is
                              extracted again), then the segment method's own fields (HL-30:
                              method, curve), as recorded in params.json (``manifest_fields``)
@@ -50,7 +50,7 @@ import pandas as pd
 from .constants import N_TAGS
 from .errors import StoreError
 from .features import FeatureParams
-from .fileio import atomic_path, atomic_write_text
+from .fileio import atomic_path, atomic_write_text, output_folder
 from .journal import Journal
 
 log = logging.getLogger(__name__)
@@ -221,8 +221,7 @@ class FeatureStore:
             ``("method", "curve")`` (``segments.get(params.segment).manifest_fields``);
             recorded in params.json. None: those the store records (a new store: none).
         """
-        root = Path(root)
-        root.mkdir(parents=True, exist_ok=True)
+        root = output_folder(root, "a feature store", StoreError)
         pfile = root / "params.json"
         if pfile.exists():
             store = cls.open(root)

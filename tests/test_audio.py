@@ -65,6 +65,60 @@ def test_bad_files_raise_named_errors(tmp_path, kind, reason):
     assert str(p) in str(info.value)
 
 
+def _silent_or_music(tmp_path, name, y, sr=22050, subtype=None):
+    sf.write(tmp_path / name, y.astype(np.float32), sr, subtype=subtype)
+    return audio.load_mid30(tmp_path / name, allow_silent=True)
+
+
+def test_audio_with_no_sound_to_analyse_is_silent_and_quiet_music_is_not(tmp_path):
+    # before: a DC offset, one click in 40 s, a one-sample or a 0.1 s file were ranked like music
+    sr = 22050
+    t = np.arange(40 * sr) / sr
+    click = np.zeros(40 * sr)
+    click[20 * sr] = 0.9
+    nothing = {"dc.wav": np.full(40 * sr, 0.5), "click.wav": click, "one sample.wav": np.array([0.5]),
+               "tenth.wav": 0.3 * np.sin(2 * np.pi * 440 * t[: sr // 10]),
+               "dither.wav": 1e-4 * np.random.default_rng(0).standard_normal(40 * sr),  # -80 dBFS noise
+               # constant levels that a mean over the whole segment would not remove: a 5 s file
+               # padded to 30 s, a step, a level with a dropout
+               "short dc.wav": np.full(5 * sr, 0.5), "step.wav": np.where(t < 20, 0.0, 0.3),
+               "dropout.wav": np.where(np.abs(t - 20) < 0.05, 0.0, 0.4)}
+    for name, y in nothing.items():
+        seg = _silent_or_music(tmp_path, name, y, subtype="FLOAT")
+        assert seg.silent, name
+        with pytest.raises(AudioLoadError, match=r"silent in the analysed segment \(\d\.\d\d s above -60 dBFS, "
+                                                 r"at least 0.25 s needed: a constant level, a click, a file too short, or a "
+                                                 r"quiet stretch of the song\?\)"):
+            audio.load_mid30(tmp_path / name)
+    assert _silent_or_music(tmp_path, "zeros.wav", np.zeros(40 * sr)).silent
+    with pytest.raises(AudioLoadError, match=r"silent in the analysed segment \(digital silence\)"):
+        audio.load_mid30(tmp_path / "zeros.wav")
+    music = {"quiet.wav": 0.003 * np.sin(2 * np.pi * 220 * t),  # about -53 dBFS RMS: quiet, not silent
+             "two seconds.wav": 0.3 * np.sin(2 * np.pi * 440 * t[: 2 * sr]),  # short: padded, not silent
+             "offset.wav": 0.4 + 0.05 * np.sin(2 * np.pi * 440 * t),  # music on a DC offset
+             # three 0.6 s bursts in the Mid-30 segment (about 2.5 s of frames above -60 dBFS)
+             "bursts.wav": np.where((t % 10) < 0.6, 0.3 * np.sin(2 * np.pi * 440 * t), 0.0),
+             # a 6 s metronome at 70 bpm: seven 20 ms clicks, 0.5 s of frames above -60 dBFS
+             "metronome.wav": np.where((t[: 6 * sr] % (60 / 70)) < 0.02, 0.5 * np.sin(2 * np.pi * 1000 * t[: 6 * sr]), 0)}
+    for name, y in music.items():
+        seg = _silent_or_music(tmp_path, name, y)
+        assert not seg.silent, name
+    assert audio.audible_seconds(np.zeros(10)) == 0.0 and audio.audible_seconds(np.ones(sr) * 0.1, sr) == 0.0
+    assert audio.audible_seconds(0.1 * np.sin(2 * np.pi * 440 * t), sr) == pytest.approx(40.0, abs=0.05)
+
+
+def test_float_samples_far_beyond_full_scale_are_refused_and_a_little_beyond_kept(tmp_path):
+    sr = 22050
+    y = np.sin(2 * np.pi * 440 * np.arange(40 * sr) / sr)
+    sf.write(tmp_path / "unscaled.wav", (3000 * y).astype(np.float32), sr, subtype="FLOAT")
+    for load in (audio.load, audio.load_mid30):
+        with pytest.raises(AudioLoadError, match=r"unscaled.wav': samples reach 3000 times full scale \(\+70 dBFS\): "
+                                                 r"floating-point audio written without scaling\? Rescale"):
+            load(tmp_path / "unscaled.wav")
+    sf.write(tmp_path / "hot.wav", (1.5 * y).astype(np.float32), sr, subtype="FLOAT")  # a hot master: fine
+    assert not audio.load_mid30(tmp_path / "hot.wav").silent
+
+
 def test_a_wav_cut_after_its_header_is_truncated_but_a_streamed_wav_is_not(tmp_path):
     import struct
 

@@ -16,7 +16,12 @@ import pytest
 
 from hitrank.cli import main
 from hitrank.errors import LabelsError
-from hitrank.ranking_table import check_provenance, merge_rankings, read_previous
+from hitrank.ranking_table import (
+    check_provenance,
+    merge_rankings,
+    ranking_with_failures,
+    read_previous,
+)
 from hitrank.store import FeatureStore
 
 
@@ -241,6 +246,17 @@ def test_rank_refuses_an_empty_folder_and_creates_the_out_folder(quick_run, corp
         assert main(["rank", str(folder), "--model", str(quick_run), "-q", "--out", str(tmp_path / "x.csv")]) == 2
         assert "no audio files found" in capsys.readouterr().err
     assert not (tmp_path / "x.csv").exists()
+    (text_only / "Song One.m4a").write_bytes(b"\0\0\0 ftypM4A " + bytes(500))
+    (text_only / "two.WMA").write_bytes(bytes(500))
+    # before: "no audio files found", the two files never named
+    assert main(["rank", str(text_only), "--model", str(quick_run), "-q", "--out", str(tmp_path / "x.csv"),
+                 "--cache", str(tmp_path / "c0")]) == 1
+    err = capsys.readouterr().err
+    for name, suffix in (("Song One.m4a", ".m4a"), ("two.WMA", ".wma")):
+        assert (f"{str(text_only / name)!r}: the {suffix} format cannot be decoded here (libsndfile reads WAV, FLAC, "
+                f"OGG/Opus, MP3, AIFF); convert the file, e.g. `ffmpeg -i IN{suffix} OUT.flac`") in err
+    assert list(pd.read_csv(tmp_path / "x.csv").song_id) == ["Song One.m4a", "two.WMA"]  # failed rows, kept
+    (tmp_path / "x.csv").unlink()
     song = sorted((corpus / "audio").glob("*.wav"))[0]
     out = tmp_path / "new" / "deeper" / "r.csv"  # folders that do not exist yet
     assert main(["rank", str(song), "--model", str(quick_run), "-q", "--nearest", "0", "--out", str(out),
@@ -278,3 +294,56 @@ def test_a_file_name_that_is_not_utf8_fails_alone_and_outputs_never_replace_inpu
         assert main(["rank", str(labels), "--model", str(quick_run), "-q", *extra]) == 2
         assert reason in capsys.readouterr().err
     assert labels.read_text().startswith("song_id") and sf.info(folder / "ok.wav").frames > 0
+
+
+def test_odd_names_stay_on_one_line_links_are_named_and_top_says_what_it_cut(quick_run, corpus, tmp_path, capsys,
+                                                                           caplog):
+    songs = sorted((corpus / "audio").glob("*.wav"))
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    shutil.copy(songs[0], folder / "two\nlines\t.wav")  # before: broke the terminal table in two
+    shutil.copy(songs[1], folder / "b.wav")
+    os.symlink(folder / "b.wav", folder / "b again.wav")  # before: ranked twice without a word
+    assert main(["rank", str(folder), "--model", str(quick_run), "--top", "2", "--nearest", "0",
+                 "--cache", str(tmp_path / "c"), "--out", str(tmp_path / "r.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "1 file(s) appear under more than one name (links: 'b again.wav' = 'b.wav'); each name is " \
+           "processed and ranked as a song of its own" in caplog.text
+    table = out.splitlines()
+    assert table[0].startswith("rank") and len(table[1:3]) == 2
+    assert all(line.split()[0] in "12" for line in table[1:3])  # one line per song
+    assert "(the first 2 of 3 songs; --top 0 prints all)" in out
+    assert "two\nlines\t.wav" in set(pd.read_csv(tmp_path / "r.csv").song_id)  # the CSV keeps the name
+    assert main(["rank", str(folder), "--model", str(quick_run), "--top", "0", "--nearest", "0",
+                 "--cache", str(tmp_path / "c")]) == 0
+    out = capsys.readouterr().out
+    assert "two\\nlines\\t.wav" in out and "the first" not in out
+
+
+def test_names_from_tags_are_never_run_as_spreadsheet_formulas(tmp_path):
+    ranking = pd.DataFrame({"rank": [1, 2], "song_id": ["-a.wav", "b.wav"], "path": ["/x/-a.wav", "/x/b.wav"],
+                            "score": [0.5, 0.1], "title": ['=HYPERLINK("http://x.invalid")', "Plain"],
+                            "artist": ["@me", "-"], "nearest_title": ["+1;x", ""]})
+    table = ranking_with_failures(ranking, [("c.wav", "/x/c.wav", "file is 0 bytes")])
+    assert list(table.title[:2]) == ['\'=HYPERLINK("http://x.invalid")', "Plain"]
+    assert list(table.artist[:2]) == ["'@me", "'-"] and list(table.nearest_title[:2]) == ["'+1;x", ""]
+    assert list(table.song_id) == ["-a.wav", "b.wav", "c.wav"] and table.path[0] == "/x/-a.wav"  # ids stay
+    assert ranking.title[0].startswith("=")  # the ranking itself (JSON, HTML) keeps the name
+    table.to_csv(tmp_path / "r.csv", index=False)
+    back = read_previous(tmp_path / "r.csv")  # --since: kept rows hold the names as they were
+    assert list(back.title) == list(ranking.title) and list(back.artist) == list(ranking.artist)
+    assert list(back.nearest_title) == list(ranking.nearest_title)
+
+
+def test_options_that_do_not_apply_are_named(quick_run, corpus, tmp_path, caplog):
+    songs = sorted((corpus / "audio").glob("*.wav"))
+    folder = tmp_path / "two"
+    folder.mkdir()
+    for p in songs[:2]:
+        shutil.copy(p, folder / p.name)
+    assert main(["rank", str(folder), "--model", str(quick_run), "--highlighter", str(songs[0]),
+                 "--reference", str(folder), "--nearest", "5", "--cache", str(tmp_path / "c")]) == 0
+    # before: both were ignored without a word
+    assert f"--highlighter {str(songs[0])!r} is not used: the model's mid30 segments need none" in caplog.text
+    assert "the 2 songs of two: 2 song(s), fewer than the 5 nearest asked for (--nearest); each song lists all " \
+           "of them" in caplog.text

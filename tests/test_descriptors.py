@@ -575,3 +575,16 @@ def test_a_descriptor_constant_over_the_reference_takes_no_part_in_the_fit():
     far = np.array([[5.0, 30000.0]])
     fit = model.fit(np.vstack([same, far]))
     assert fit[0] == pytest.approx(fit[1]) and fit[2] < fit[0]
+
+
+def test_cli_fit_says_when_no_candidate_file_could_be_described(tmp_path, capsys):
+    planted_table(tmp_path / "ref.csv", n=100)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "memo.m4a").write_bytes(bytes(300))
+    (bad / "empty.wav").write_bytes(b"")
+    assert main(["fit", "--reference", str(tmp_path / "ref.csv"), "--candidates", str(bad), "-q"]) == 2
+    err = capsys.readouterr().err
+    # before: the message named the cache's internal descriptors.csv ("No columns to parse")
+    assert f"{str(bad)!r}: none of its 2 audio file(s) could be described (first: " in err
+    assert "descriptors.csv" not in err

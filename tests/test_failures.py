@@ -2,6 +2,7 @@
 reason, the batch goes on, nothing is lost, and the exit code says whether anything failed."""
 
 import os
+import threading
 
 import numpy as np
 import pandas as pd
@@ -44,6 +45,10 @@ def bad_corpus(tmp_path_factory):
     y[21 * SR] = np.inf
     sf.write(d / "nan.wav", y, SR, subtype="FLOAT")
     expect_fail["nan.wav"] = "NaN"
+    sf.write(d / "unscaled.wav", 3000 * _tone(40), SR, subtype="FLOAT")  # int16 values written as floats
+    expect_fail["unscaled.wav"] = "samples reach 900 times full scale (+59 dBFS)"
+    (d / "phone memo.m4a").write_bytes(b"\0\0\0 ftypM4A " + bytes(2000))  # before: skipped without a word
+    expect_fail["phone memo.m4a"] = "the .m4a format cannot be decoded here"
     sf.write(d / SILENT, np.zeros(SR * 40, np.float32), SR)  # kept and flagged (see SILENT)
     (d / "x.mp3").mkdir()
     expect_fail["x.mp3"] = "directory"
@@ -277,3 +282,26 @@ def test_unreadable_file_is_named(tmp_path, capsys, monkeypatch):
     man = pd.read_csv(tmp_path / "st" / "manifest.csv", keep_default_na=False).set_index("song_id")
     assert man.loc["fine.wav", "status"] == "ok"
     assert "Permission denied" in man.loc["locked.wav", "error"]
+
+
+def test_a_pipe_and_a_store_that_is_a_file_are_named(tmp_path, capsys):
+    d = tmp_path / "songs"
+    d.mkdir()
+    sf.write(d / "ok.wav", _tone(32), SR)
+    os.mkfifo(d / "pipe.wav")
+    # a writer that lets a reader of the pipe see its end, so that a regression fails instead of hanging
+    threading.Thread(target=lambda: open(d / "pipe.wav", "wb").close(), daemon=True).start()
+    assert main(["extract", str(d), "--out", str(tmp_path / "st"), "-q"]) == 1
+    # before: "file is 0 bytes"
+    assert f"{str(d / 'pipe.wav')!r}: not a regular file (a pipe, socket or device?)" in capsys.readouterr().err
+    sf.write(d / "song.m4a", _tone(32), SR, format="WAV")  # a WAV named .m4a decodes by its content
+    assert main(["extract", str(d), "--out", str(tmp_path / "st"), "-q"]) == 1
+    man = pd.read_csv(tmp_path / "st" / "manifest.csv", keep_default_na=False).set_index("song_id")
+    assert man.loc["song.m4a", "status"] == "ok" and man.loc["pipe.wav", "status"] == "failed"
+    (tmp_path / "a file").write_text("")
+    assert main(["extract", str(d), "--out", str(tmp_path / "a file"), "-q"]) == 2
+    # before: "[Errno 17] File exists"
+    assert f"{str(tmp_path / 'a file')!r} is a file, not a folder for a feature store: name a folder" in capsys.readouterr().err
+    assert main(["descriptors", str(d), "--out", str(tmp_path / "a file"), "-q"]) == 2
+    assert f"{str(tmp_path / 'a file')!r} is a file, not a folder for descriptors" in capsys.readouterr().err
+    os.close(os.open(d / "pipe.wav", os.O_RDONLY | os.O_NONBLOCK))  # lets the writer go

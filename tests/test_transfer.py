@@ -298,6 +298,12 @@ def test_cv_train_and_rank_on_real_like_excerpts(real_like, tmp_path, capsys):
     assert all(0 <= r["percentile"] <= 100 for r in rows)
     assert main(["rank", str(ref), "--model", str(model), "--curve", "-q"]) == 2
     assert "--curve" in capsys.readouterr().err
+    one = tmp_path / "one"
+    one.mkdir()
+    shutil.copy(ref / "000.ogg", one / "000.ogg")
+    assert main(["rank", str(ref), "--model", str(model), "-q", "--reference", str(one)]) == 2
+    assert (f"reference={str(one)!r}: 1 of its songs could be used; a percentile needs at least 2 (add songs, "
+            "or rank without --reference)") in capsys.readouterr().err
 
 
 @needs_musicnn

@@ -38,6 +38,10 @@ def table_from_source(source: str | os.PathLike, workers: int = 1, progress: boo
         rep = describe_folder(source, out, workers=workers, progress=progress, tags=tags,
                               extractor=extractor)
         ok = set(rep.song_ids)
+        if rep.ok == 0:
+            first = rep.failures[0] if rep.failures else None
+            raise LabelsError(f"{str(source)!r}: none of its {len(rep.failures)} audio file(s) could be described"
+                              + (f" (first: {first[1]!r}: {first[2]})" if first else ""))
         table = read_table(out / "descriptors.csv")
         keep = table.frame["song_id"].astype(str).isin(ok).to_numpy()
         return _rows(table, keep), rep.failures

@@ -24,7 +24,7 @@ from ..corpus import resolve_source
 from ..engines import get_engine
 from ..errors import AudioLoadError, HitrankError
 from ..extract import ExtractReport
-from ..fileio import atomic_write_text
+from ..fileio import atomic_write_text, output_folder
 from ..journal import Journal
 from ..tags import segment_tags
 from .extractors import (
@@ -93,8 +93,7 @@ def describe_folder(source: str | os.PathLike, out: str | os.PathLike, workers: 
 
     if workers < 1:
         raise HitrankError(f"workers={workers}; need at least 1")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(out, "descriptors", HitrankError)
     meta = out / "descriptors.json"
     if meta.is_file():
         made = json.loads(meta.read_text())

@@ -72,14 +72,15 @@ def tag_file(path, model: str = DEFAULT_TAGGER, device: str = "cpu") -> dict:
     if _port(model) in MUSICNN_MODELS:
         from .musicnn import SR, tag_vector
 
-        y, duration = audio.load(path, SR)
-        vec = None if _silent(y) else tag_vector(_at_least_one_patch(y), _port(model), device)
+        sr = SR
+        y, duration = audio.load(path, sr)
+        vec = None if audio.is_silent(y, sr) else tag_vector(_at_least_one_patch(y), _port(model), device)
     else:
         sr = audio.info(path).samplerate
         y, duration = audio.load(path, sr)
-        vec = None if _silent(y) else get_tagger(model).song(y, sr, device)
+        vec = None if audio.is_silent(y, sr) else get_tagger(model).song(y, sr, device)
     if vec is None:
-        raise AudioLoadError(path, "audio is silent")
+        raise AudioLoadError(path, f"audio is silent ({audio.silence_reason(y, sr)})")
     if not np.all(np.isfinite(vec)):  # the audio decoded and is not silent: the network is at fault
         raise CheckpointError(f"{str(path)!r}: the {model} tagger's output is not finite (NaN or inf); "
                               "the audio decoded fine: check the model's weights (JYnet: re-run "
@@ -88,10 +89,6 @@ def tag_file(path, model: str = DEFAULT_TAGGER, device: str = "cpu") -> dict:
     return {"path": str(path), "duration": duration, "model": _port(model),
             "tags": {TAGS[i]: float(vec[i]) for i in range(N_TAGS)},
             "top": [TAGS[i] for i in order]}
-
-
-def _silent(y) -> bool:
-    return float(np.max(np.abs(y), initial=0.0)) < audio.SILENCE_PEAK
 
 
 def tag_files(paths, model: str = DEFAULT_TAGGER, device: str = "auto"):

@@ -38,7 +38,7 @@ from ..fileio import atomic_write_text, strict_json
 from ..metrics import METRICS, ranking_metrics
 from ..payload import load_payload, save_payload
 from ..ranking_table import flags_column
-from ..reference import Reference
+from ..reference import MIN_REFERENCE, Reference
 from ..runinfo import find_checkpoints, write_run_info
 from ..runtime import cached_store_path
 from ..store import FeatureStore
@@ -607,8 +607,9 @@ def _transfer_reference(reference, models, params: FeatureParams, workers: int, 
         log.warning("%d reference song(s) of %s could not be embedded", len(rep.failures), src)
     cat = neighbours.store_catalogue(st.root, f"the songs of {src.name}", params.embedding, song_ids=rep.song_ids,
                                      titles=neighbours.labelled_titles(src))
-    if len(cat.song_ids) < 2:
-        raise HitrankError(f"reference={str(reference)!r}: fewer than 2 of its songs could be used")
+    if len(cat.song_ids) < MIN_REFERENCE:
+        raise HitrankError(f"reference={str(reference)!r}: {len(cat.song_ids)} of its songs could be used; a "
+                           f"percentile needs at least {MIN_REFERENCE} (add songs, or rank without --reference)")
     cat.name = f"the {len(cat.song_ids)} songs of {src.name}"
     X = st.load_embeddings(list(cat.song_ids)).astype(np.float64)
     return Reference(cat.name, np.mean([predict_one(m, X) for m in models], axis=0), cat.song_ids), cat
