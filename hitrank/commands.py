@@ -547,6 +547,13 @@ def predict(model, data, out: str | os.PathLike | None = None) -> tuple[pd.DataF
     if run_kind(path) != "descriptor":
         raise HitrankError(f"{str(model)!r} is a spectrogram model: it ranks audio folders with "
                            "`hitrank rank`; `predict` scores descriptor tables with descriptor runs")
+    if out is not None:
+        given = [Path(d) for d in (data if isinstance(data, (list, tuple)) else [data])]
+        data_files = [f for d in given for f in (sorted(d.glob("*.csv")) if d.is_dir() else [d])]
+        if Path(out).is_dir() or any(Path(out).resolve() == f.resolve() for f in data_files):
+            raise HitrankError(f"--out {str(out)!r} " + ("is a folder" if Path(out).is_dir() else
+                               "is a table being scored (--data): it would be replaced by the predictions")
+                               + "; name a new CSV file")
     models = load_descriptor_models(path)
     pred = predict_table(models, read_table(data))
     if out is not None:

@@ -48,7 +48,7 @@ from .features import FeatureParams
 from .fileio import atomic_write_text, strict_json
 from .metrics import METRICS
 from .models import build
-from .runinfo import read_run_info, write_run_info
+from .runinfo import check_reuse, read_run_info, write_run_info
 from .runtime import pick_device
 from .store import FeatureStore
 from .targets import Target, check_scores
@@ -275,6 +275,8 @@ def run_cv(cfg: Config, ds: Dataset, out: str | os.PathLike, progress: bool = Tr
     from tqdm import tqdm
 
     out = Path(out)
+    if ctx.main:
+        check_reuse(out, "spectrogram", "cv", cfg.name)
     params = params or check_available(cfg)
     device, X, T = prepare(cfg, ds, ctx, params)
     cfg_text = dump_config(cfg)
@@ -502,6 +504,8 @@ def run_train(cfg: Config, ds: Dataset, out: str | os.PathLike, ctx: Context = S
     summary, the other ranks None. ``params``: as in :func:`run_cv`.
     """
     out = Path(out)
+    if ctx.main:
+        check_reuse(out, "spectrogram", "train", cfg.name)
     device, X, T = prepare(cfg, ds, ctx, params)
     if ctx.main:
         out.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ import os
 import time
 from pathlib import Path
 
-from .errors import CheckpointError
+from .errors import CheckpointError, StaleRunError
 from .fileio import atomic_write_text
 from .payload import checkpoint_kind
 from .runtime import models_dir
@@ -51,6 +51,22 @@ def write_run_info(out: str | os.PathLike, kind: str, command: str, **extra) -> 
     info = {"format": RUN_FORMAT, "kind": kind, "command": command, "hitrank": __version__,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra}
     atomic_write_text(Path(out) / RUN_FILE, json.dumps(info, indent=2))
+
+
+def check_reuse(out: str | os.PathLike, kind: str, command: str, name: str) -> None:
+    """Refuse to write a ``kind`` ``command`` run of config ``name`` into a folder that holds
+    another run (another kind, command or config): its files would be replaced or mixed with
+    the new ones. The same run's folder is fine (an interrupted run resumes there)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise StaleRunError(f"--out {str(out)!r} is a file; a run is a folder: give a new folder's name")
+    info = read_run_info(out)
+    if info is None:
+        return
+    held = (info.get("kind"), info.get("command"), info.get("name", name))
+    if held != (kind, command, name):
+        raise StaleRunError(f"{str(out)!r} holds a {held[0]} `{held[1]}` run of {held[2]!r}; writing a {kind} "
+                            f"`{command}` run of {name!r} there would replace or mix its files: use another --out")
 
 
 def add_run_info(run: str | os.PathLike, **fields) -> None:

@@ -11,7 +11,9 @@ config packaged with hitrank (``table1/a_simple_cnn_mid30``).
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +56,10 @@ def to_plain(obj):
     return obj
 
 
+#: numbers PyYAML (YAML 1.1) leaves as text: an exponent without a dot, e.g. 1e-3, 5E4
+_YAML11_EXPONENT = re.compile(r"[-+]?\d+[eE][-+]?\d+")
+
+
 def _coerce(path: str, value: Any, default: Any):
     """Check/convert ``value`` to the type of the field's default."""
     if isinstance(default, bool):
@@ -65,8 +71,12 @@ def _coerce(path: str, value: Any, default: Any):
             raise ConfigError(f"{path}={value!r}: expected an integer")
         return value
     if isinstance(default, float):
+        if isinstance(value, str) and _YAML11_EXPONENT.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as text; it is a number here
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path}={value!r}: expected a number")
+        if math.isnan(value):
+            raise ConfigError(f"{path}={value!r}: expected a number, not NaN")
         return float(value)
     if isinstance(default, str):
         if isinstance(value, bool):  # YAML 1.1 reads on/off/yes/no as booleans

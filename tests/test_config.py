@@ -85,3 +85,17 @@ def test_tagger_auto_is_the_default_tagger_whatever_is_installed(monkeypatch, tm
     assert load_config(None, ["tags.tagger=jynet"]).tags.tagger == "jynet"
     with pytest.raises(ConfigError, match="tags.tagger='nope'; allowed"):
         load_config(None, ["tags.tagger=nope"])
+
+
+def test_yaml_exponents_without_a_dot_are_numbers_and_nan_is_refused(tmp_path):
+    from hitrank.config import load_config, with_overrides
+    from hitrank.errors import ConfigError
+
+    cfg = load_config("table1/a_simple_cnn_mid30")
+    # before: "train.lr='1e-3': expected a number" (YAML 1.1 reads 1e-3 as text)
+    assert with_overrides(cfg, ["train.lr=1e-3"]).train.lr == pytest.approx(0.001)
+    assert with_overrides(cfg, ["train.lr=5E-4"]).train.lr == pytest.approx(0.0005)
+    with pytest.raises(ConfigError, match=r"train.lr=nan: expected a number, not NaN"):
+        with_overrides(cfg, ["train.lr=.nan"])  # before: a traceback from the optimiser
+    with pytest.raises(ConfigError, match=r"train.lr='1e-3x': expected a number"):
+        with_overrides(cfg, ["train.lr=1e-3x"])

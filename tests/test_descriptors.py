@@ -270,6 +270,22 @@ def test_cli_cv_train_predict(tmp_path, capsys):
         p = pd.read_csv(tmp_path / f"p_{model}.csv")
         assert len(p) == 25 and p.hit_probability.between(0, 1).all()
     assert pd.read_csv(tmp_path / "p_run.csv").n_models.iloc[0] == 3
+    # an --out that is the scored table, or a run folder of another command or kind: refused, nothing lost
+    before = (tmp_path / "new.csv").read_bytes(), (tmp_path / "run" / "summary.json").read_bytes()
+    assert main(["predict", "--model", str(tmp_path / "m"), "--data", str(tmp_path / "new.csv"),
+                 "--out", str(tmp_path / "new.csv")]) == 2
+    assert "is a table being scored (--data): it would be replaced" in capsys.readouterr().err
+    assert main(["train", "--config", CFG + "topify_mlp.yaml", "--data", str(tmp_path / "t.csv"),
+                 "--out", str(tmp_path / "run"), "--set", "train.epochs=3"]) == 2
+    assert (f"{str(tmp_path / 'run')!r} holds a descriptor `cv` run of 'topify_mlp'; writing a descriptor "
+            "`train` run of 'topify_mlp' there would replace or mix its files") in capsys.readouterr().err
+    from hitrank.errors import StaleRunError
+    from hitrank.runinfo import check_reuse
+
+    with pytest.raises(StaleRunError, match="holds a descriptor `train` run of 'topify_mlp'; writing a spectrogram"):
+        check_reuse(tmp_path / "m", "spectrogram", "cv", "a_simple_cnn_mid30")  # what cv and train call first
+    check_reuse(tmp_path / "m", "descriptor", "train", "topify_mlp")  # the same run: it may resume there
+    assert ((tmp_path / "new.csv").read_bytes(), (tmp_path / "run" / "summary.json").read_bytes()) == before
     # a spectrogram config with --data is refused with a pointer to the right configs
     assert main(["cv", "--config", "configs/table1/a_simple_cnn_mid30.yaml", "--data",
                  str(tmp_path / "t.csv"), "--out", str(tmp_path / "x")]) == 2

@@ -22,7 +22,7 @@ import yaml
 
 from ..errors import HitrankError
 from ..fileio import atomic_write_text, strict_json
-from ..runinfo import write_run_info
+from ..runinfo import check_reuse, write_run_info
 from .config import DescriptorConfig
 from .evaluate import (
     CLASSIFY_METRICS,
@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 def start_run(cfg: DescriptorConfig, out: str | os.PathLike, command: str) -> Path:
     """Create the run folder ``out`` with its ``config.yaml`` and ``run.json``."""
     out = Path(out)
+    check_reuse(out, "descriptor", command, cfg.name)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     write_run_info(out, "descriptor", command, name=cfg.name)
