@@ -36,7 +36,7 @@ from .descriptors.apply import predict_table, rank_descriptor_folder
 from .descriptors.commands import cv_command as descriptor_cv
 from .descriptors.commands import train_command as descriptor_train
 from .descriptors.model import load_models as load_descriptor_models
-from .descriptors.table import read_table
+from .descriptors.table import read_table, table_files
 from .distributed import Context, barrier, setup, teardown
 from .embeddings import DEFAULT_EMBEDDING, DEFAULT_SCOPE, with_embedding
 from .errors import ConfigError, HitrankError
@@ -548,9 +548,7 @@ def predict(model, data, out: str | os.PathLike | None = None) -> tuple[pd.DataF
         raise HitrankError(f"{str(model)!r} is a spectrogram model: it ranks audio folders with "
                            "`hitrank rank`; `predict` scores descriptor tables with descriptor runs")
     if out is not None:
-        given = [Path(d) for d in (data if isinstance(data, (list, tuple)) else [data])]
-        data_files = [f for d in given for f in (sorted(d.glob("*.csv")) if d.is_dir() else [d])]
-        if Path(out).is_dir() or any(Path(out).resolve() == f.resolve() for f in data_files):
+        if Path(out).is_dir() or any(Path(out).resolve() == f.resolve() for f in table_files(data)):
             raise HitrankError(f"--out {str(out)!r} " + ("is a folder" if Path(out).is_dir() else
                                "is a table being scored (--data): it would be replaced by the predictions")
                                + "; name a new CSV file")

@@ -25,12 +25,17 @@ from hitrank.ranking_table import (
 from hitrank.store import FeatureStore
 
 
+def _folder_of(songs, folder):
+    """``folder`` (new) holding copies of the audio files ``songs``."""
+    folder.mkdir()
+    for p in songs:
+        shutil.copy(p, folder / p.name)
+    return folder
+
+
 def test_failures_stay_in_the_csv_and_since_ranks_only_new_songs(quick_run, corpus, tmp_path, capsys):
     audio = sorted((corpus / "audio").glob("*.wav"))
-    folder = tmp_path / "songs"
-    folder.mkdir()
-    for p in audio[:6]:
-        shutil.copy(p, folder / p.name)
+    folder = _folder_of(audio[:6], tmp_path / "songs")
     (folder / "broken.mp3").write_bytes(b"not an mp3 at all")
     first = tmp_path / "first.csv"
     cache = tmp_path / "cache"
@@ -167,10 +172,7 @@ def test_since_refuses_another_model_before_ranking(quick_run, corpus, tmp_path,
     even when no song is new (nothing would be ranked to compare columns with), and the same
     model under another spelling of its path is accepted."""
     audio = sorted((corpus / "audio").glob("*.wav"))
-    folder = tmp_path / "songs"
-    folder.mkdir()
-    for p in audio[:3]:
-        shutil.copy(p, folder / p.name)
+    folder = _folder_of(audio[:3], tmp_path / "songs")
     first, cache = tmp_path / "first.csv", tmp_path / "cache"
     assert main(["rank", str(folder), "--model", str(quick_run), "--out", str(first), "-q", "--nearest", "0",
                  "--cache", str(cache)]) == 0
@@ -337,10 +339,7 @@ def test_names_from_tags_are_never_run_as_spreadsheet_formulas(tmp_path):
 
 def test_options_that_do_not_apply_are_named(quick_run, corpus, tmp_path, caplog):
     songs = sorted((corpus / "audio").glob("*.wav"))
-    folder = tmp_path / "two"
-    folder.mkdir()
-    for p in songs[:2]:
-        shutil.copy(p, folder / p.name)
+    folder = _folder_of(songs[:2], tmp_path / "two")
     assert main(["rank", str(folder), "--model", str(quick_run), "--highlighter", str(songs[0]),
                  "--reference", str(folder), "--nearest", "5", "--cache", str(tmp_path / "c")]) == 0
     # before: both were ignored without a word

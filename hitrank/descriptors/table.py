@@ -142,7 +142,9 @@ def _read_csv(path: Path) -> pd.DataFrame:
     raise LabelsError(f"{str(path)!r}: neither UTF-8 nor latin-1 text")
 
 
-def _files(sources) -> list[Path]:
+def table_files(sources) -> list[Path]:
+    """The CSV files that ``sources`` (a path, or a list of them: files, or folders whose
+    ``*.csv`` are read) name, in order; a folder without one, or nothing given, is refused."""
     files: list[Path] = []
     for s in [sources] if isinstance(sources, (str, os.PathLike)) else sources:
         s = Path(s)
@@ -201,7 +203,7 @@ def read_table(sources) -> DescriptorTable:
         none of the descriptor columns.
     """
     frames, columns = [], {}
-    files = _files(sources)
+    files = table_files(sources)
     for path in files:
         raw = _read_csv(path)
         lines = row_lines(path, len(raw))
