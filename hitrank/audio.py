@@ -7,6 +7,7 @@ file and the reason, so a batch can record it and go on.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,12 +20,15 @@ from .constants import SAMPLE_RATE, SEGMENT_SECONDS, UNSUPPORTED_AUDIO_EXTENSION
 from .errors import AudioLoadError
 from .truncation import OGG_CAPTURE, UNKNOWN_FRAMES, mp3_truncation, ogg_truncation, truncation
 
+log = logging.getLogger(__name__)
+
 SILENCE_PEAK = 1e-5  # linear full-scale; a segment whose peak is below this is treated as silent
 FRAME_SECONDS = 0.05  # the frames audible_seconds judges
 AUDIBLE_DBFS = -60.0  # a frame quieter than this (RMS, its own mean removed: a DC level) holds no sound
 MIN_AUDIBLE_SECONDS = 0.25  # analysed audio with less sound than this is treated as silent (seven 20 ms
 # clicks of a 6 s metronome hold 0.5 s; one click, a one-sample or a 0.1 s file 0.05-0.15 s)
 FRAMES_AT_ONCE = 1200  # frames judged per step (a minute): a long song needs no float copy of itself
+CANCELLED_MIX = 0.01  # a down-mix below 1% (-40 dB) of its first channel's RMS: the channels cancel
 MAX_PEAK = 10.0  # linear full-scale (+20 dBFS): float samples beyond it are broken levels, not music
 RESAMPLE_QUALITY = "HQ"  # soxr quality, the same as librosa's default 'soxr_hq'
 
@@ -57,7 +61,9 @@ class Segment:
     silent: bool = False  # True when the segment holds no sound (is_silent; kept only on request)
 
 
-def _check_path(path: Path) -> None:
+def check_file(path: Path) -> None:
+    """AudioLoadError naming ``path`` unless it is a readable, non-empty regular file (a broken
+    link, a missing file, a folder, a pipe or device, no read permission, 0 bytes)."""
     if path.is_symlink() and not path.exists():
         raise AudioLoadError(path, "broken symbolic link")
     if not path.exists():
@@ -73,7 +79,7 @@ def _check_path(path: Path) -> None:
 
 
 def _open(path: Path) -> sf.SoundFile:
-    _check_path(path)
+    check_file(path)
     return _decoder(path)
 
 
@@ -108,7 +114,7 @@ def info(path: str | os.PathLike) -> AudioInfo:
         If the file is missing, empty, unreadable, not decodable, truncated, or has no audio.
     """
     path = Path(path)
-    _check_path(path)
+    check_file(path)
     try:
         result, cut = _header(path)
     except OSError as exc:  # reading header bytes ourselves
@@ -195,6 +201,8 @@ def read_frames(path: str | os.PathLike, start: int, n: int) -> np.ndarray:
             raise AudioLoadError(path, f"decoding failed reading frames {start} to {start + n} of the file "
                                   f"(truncated or damaged?): {exc}") from None
     y = to_mono(data)
+    if data.shape[1] > 1:
+        y = _unless_cancelled(path, data, y)
     if not np.all(np.isfinite(y)):
         raise AudioLoadError(path, "audio contains NaN or infinite samples")
     peak = _peak(y)
@@ -202,6 +210,28 @@ def read_frames(path: str | os.PathLike, start: int, n: int) -> np.ndarray:
         raise AudioLoadError(path, f"samples reach {peak:.4g} times full scale ({20 * np.log10(peak):+.0f} dBFS): "
                                    "floating-point audio written without scaling? Rescale it to [-1, 1]")
     return y
+
+
+_CANCELLED_WARNED: set[str] = set()
+
+
+def _unless_cancelled(path: Path, data: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The down-mix ``y`` (n,) of ``data`` (n, channels), or the first channel when the channels
+    cancel in the mix (a channel in opposite polarity: the mix would be near silence while the
+    channels hold sound), with a warning once per file."""
+    def rms(x: np.ndarray) -> float:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        return float(np.sqrt(np.dot(x, x) / max(len(x), 1)))
+
+    first = data[:, 0]
+    level = rms(first)
+    if level <= 10 ** (AUDIBLE_DBFS / 20) or rms(y) >= CANCELLED_MIX * level:
+        return y
+    if str(path) not in _CANCELLED_WARNED:
+        _CANCELLED_WARNED.add(str(path))
+        log.warning("%r: the channels cancel when mixed to mono (one is in opposite polarity?): "
+                    "analysing the first channel", str(path))
+    return np.ascontiguousarray(first, dtype=np.float32)
 
 
 def mid30_window(duration: float, seconds: float = SEGMENT_SECONDS) -> tuple[float, float]:

@@ -54,6 +54,17 @@ EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_BUG = 0, 1, 2, 130, 3
 RESUMES = frozenset({"extract", "train", "cv", "rank", "table1", "descriptors", "demo"})
 
 
+def _seed(text: str) -> int:
+    """``--seed``: an integer >= 0 (numpy's and torch's generators refuse negative seeds)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value}: a seed must be an integer >= 0")
+    return value
+
+
 def _common() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("common options")
@@ -100,7 +111,7 @@ def get_parser() -> argparse.ArgumentParser:
              [common])
     p.add_argument("out", type=Path, help="output folder")
     p.add_argument("--songs", type=int, default=100, help="number of songs (default 100)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     p.add_argument("--format", default="wav", choices=["wav", "flac", "mp3", "ogg"])
     p.add_argument("--sr", type=int, default=44100, help="sample rate in Hz (default 44100)")
     p.add_argument("--stereo", action="store_true", help="write stereo files")
@@ -160,7 +171,7 @@ def get_parser() -> argparse.ArgumentParser:
                        help="override a config key, e.g. --set train.epochs=2 (repeatable)")
         p.add_argument("--folds", type=int, help="number of folds (overrides cv.folds)")
         p.add_argument("--device", help="auto | cpu | cuda (overrides train.device)")
-        p.add_argument("--seed", type=int, help="random seed (overrides train.seed)")
+        p.add_argument("--seed", type=_seed, help="random seed (overrides train.seed)")
         p.add_argument("--init", help="start from released weights: an imported pretrained model "
                        "(yu2018-kkbox) or a run folder / checkpoint (overrides train.init)")
         p.add_argument("--allow-highlighter-overlap", action="store_true",
@@ -554,6 +565,8 @@ def cmd_cv(args) -> int:
         if "within" in res["summary"]:
             print(format_within_report(res["summary"]["within"]))
         print(f"run folder: {args.out} (summary.json, folds.csv, predictions.csv, fold_XX.pt, report.html)")
+        if _diverged(res["summary"].get("non_finite", 0), res["summary"]["n_songs"], "test", res["cfg"]):
+            return EXIT_PARTIAL
     return EXIT_PARTIAL if res["problems"] else EXIT_OK
 
 
@@ -577,7 +590,20 @@ def cmd_train(args) -> int:
     if res["main"]:
         print(f"trained {res['cfg'].name} on {info['n_train']} songs (validation {info['n_val']}): "
               f"val nDCG {info['val_ndcg']:.4f}, Spearman {info['val_spearman']:.4f} -> {args.out / 'model.pt'}")
+        if _diverged(info.get("non_finite", 0), info["n_val"], "validation", res["cfg"]):
+            return EXIT_PARTIAL
     return EXIT_PARTIAL if res["problems"] else EXIT_OK
+
+
+def _diverged(bad: int, total: int, which: str, cfg) -> bool:
+    """Say on stderr, and return True, when ``bad`` of the ``total`` predictions of a spectrogram
+    run are NaN or inf: the model diverged (ranked last, its metrics mean little)."""
+    if not bad:
+        return False
+    print(f"error: {bad} of {total} {which} predictions are NaN or inf: the model diverged (the metrics "
+          f"above rank them last and mean little); lower train.lr (now {cfg.train.lr:g}), e.g. "
+          f"--set train.lr={cfg.train.lr / 10:g}, and run again with another --out", file=sys.stderr)
+    return True
 
 
 def _nearest_args(p, command: str) -> None:
@@ -763,8 +789,7 @@ def cmd_tags(args) -> int:
     failures = []
     for path, t in tags.tag_files(args.files, args.model, args.device):
         if isinstance(t, HitrankError):
-            print(f"error: {t}", file=sys.stderr)
-            failures.append(str(t))
+            _file_failed(path, t, failures, args.json)
         elif args.json:
             print(_json_dump({"path": t["path"], "duration": round(t["duration"], 3), "model": t["model"],
                               "top": t["top"][: args.top],
@@ -777,9 +802,10 @@ def cmd_tags(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    pred, n_models = predict(args.model, args.data, out=args.out)
+    pred, n_models, failures = predict(args.model, args.data, out=args.out)
+    _print_failures([("", path, reason) for path, reason in failures], "tables")
     print(f"scored {len(pred)} rows with {n_models} model(s) of {args.model} -> {args.out}")
-    return EXIT_OK
+    return EXIT_PARTIAL if failures else EXIT_OK
 
 
 def cmd_descriptors(args) -> int:
@@ -814,11 +840,13 @@ def cmd_fit(args) -> int:
 
 
 def cmd_highlight(args) -> int:
+    if args.method == "fallback" and args.model:
+        log.warning("--model %r is not used: --method fallback finds the highlight without a model "
+                    "(drop --method to use the attention highlighter)", str(args.model))
     failures = []
     for path, h in highlight_files(args.files, args.method, args.model, plot=args.plot):
         if isinstance(h, HitrankError):
-            print(f"error: {h}", file=sys.stderr)
-            failures.append(str(h))
+            _file_failed(path, h, failures, args.json)
             continue
         # a song shorter than the window: the window runs past its end (zero-padded when extracted)
         h["padded"] = bool(padded_flags([h["duration"]], h["end"] - h["start"])[0])
@@ -830,6 +858,15 @@ def cmd_highlight(args) -> int:
             print(f"{h['start']:7.1f} {h['end']:7.1f}  {h['method']:<9}  {path}{note}")
     _print_file_failures(failures, len(args.files))
     return EXIT_PARTIAL if failures else EXIT_OK
+
+
+def _file_failed(path, exc: HitrankError, failures: list[str], json_lines: bool) -> None:
+    """A file of a batch failed: its message on stderr and in ``failures``; with ``--json`` also
+    its line on stdout, ``{"path": ..., "error": ...}`` (one line per file, failed or not)."""
+    print(f"error: {exc}", file=sys.stderr)
+    failures.append(str(exc))
+    if json_lines:
+        print(_json_dump({"path": str(path), "error": str(exc).removeprefix(f"{str(path)!r}: ")}))
 
 
 def _print_file_failures(failures: list[str], n_files: int) -> None:

@@ -24,11 +24,13 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from .audio import check_file
 from .config import Config, check_available, highlighter_checkpoint, load_config, with_overrides
 from .constants import AUDIO_EXTENSIONS
-from .corpus import check_training_labels, is_audio_name, list_folder
+from .corpus import check_training_labels, is_audio_name, list_folder, read_labels
 from .cv import dataset_parts, group_column, run_cv, run_train
 from .cvreport import comparison_table, load_run, pairwise, write_cv_report
 from .data import Dataset, load_dataset
@@ -39,7 +41,7 @@ from .descriptors.model import load_models as load_descriptor_models
 from .descriptors.table import read_table, table_files
 from .distributed import Context, barrier, setup, teardown
 from .embeddings import DEFAULT_EMBEDDING, DEFAULT_SCOPE, with_embedding
-from .errors import ConfigError, HitrankError
+from .errors import ConfigError, HitrankError, LabelsError
 from .extract import ExtractReport, extract
 from .features import FeatureParams
 from .fileio import atomic_write_text, strict_json
@@ -68,6 +70,7 @@ from .runtime import cached_store_path
 from .segments import params_for
 from .store import FeatureStore
 from .strata import evaluate, paired_difference, stratum_mean_predictions
+from .targets import check_differ, check_scores
 from .thumbnail import parse_highlighter_id
 from .thumbnail.attention import load_highlighter
 from .transfer.learning_curve import learning_curve_command
@@ -147,6 +150,7 @@ def load_experiment(config: Config | str | os.PathLike | None, overrides: list[s
     params = check_available(cfg)
     if labels is not None:
         check_training_labels(labels)  # a CSV without hit_score stops here, not after extraction
+        _check_label_scores(cfg, labels)
     group = group_column(cfg)  # a labels column other than artist: read before any extraction
     groups = _group_column(labels, group) if group not in ("", "artist") else None
     ctx = setup(distribute, cfg.cv.folds if command == "cv" else None, cfg.train.device)
@@ -168,6 +172,19 @@ def load_experiment(config: Config | str | os.PathLike | None, overrides: list[s
     log.debug("%d songs with features and scores", len(ds))
     notes = check_highlighter_overlap(cfg, opened, set(ds.song_ids), params)
     return Experiment(cfg, params, ds, ctx, problems, failures, notes)
+
+
+def _check_label_scores(cfg: Config, labels: str | os.PathLike) -> None:
+    """Before any audio is decoded: the labels CSV has at least 3 usable hit scores, they
+    differ, and ``train.target`` can take them (each a LabelsError or ConfigError naming the
+    file or the songs)."""
+    refs = [r for r in read_labels(labels)[0] if np.isfinite(r.hit_score)]
+    if len(refs) < 3:
+        raise LabelsError(f"{str(labels)!r}: only {len(refs)} song(s) with a usable hit_score; training "
+                          "needs at least 3 (to train on, validate and test)")
+    scores = [r.hit_score for r in refs]
+    check_differ(scores, repr(str(labels)))
+    check_scores(cfg.train.target, scores, [r.song_id for r in refs])
 
 
 def check_highlighter_overlap(cfg: Config, store: FeatureStore, song_ids: set,
@@ -478,9 +495,7 @@ def similar(song, reference=None, *, model=None, embedding: str | None = None, k
     if Path(song).is_dir():
         raise HitrankError(f"{str(song)!r} is a folder: `similar` takes one audio file (rank a folder with "
                            "`hitrank rank FOLDER --model RUN --nearest K`)")
-    if not Path(song).is_file():
-        raise HitrankError(f"{str(song)!r}: " + ("not a regular file (a pipe, socket or device?)" if Path(song).exists()
-                                                 else "no such audio file"))
+    check_file(Path(song))
     if k < 1:
         raise HitrankError(f"k={k}: ask for at least one similar song")
     embedding = embedding or (MODEL_EMBEDDING if model is not None else DEFAULT_EMBEDDING)
@@ -540,9 +555,11 @@ def similar(song, reference=None, *, model=None, embedding: str | None = None, k
     return found
 
 
-def predict(model, data, out: str | os.PathLike | None = None) -> tuple[pd.DataFrame, int]:
+def predict(model, data, out: str | os.PathLike | None = None) -> tuple[pd.DataFrame, int, list]:
     """``hitrank predict``: score every row of descriptor tables with a descriptor run;
-    writes the predictions CSV to ``out`` when given. Returns ``(predictions, number of models)``."""
+    writes the predictions CSV to ``out`` when given. A table that cannot be read is skipped
+    when others can. Returns ``(predictions, number of models, failures)``, ``failures`` the
+    ``(path, reason)`` of the skipped tables."""
     path = resolve_model(model)
     if run_kind(path) != "descriptor":
         raise HitrankError(f"{str(model)!r} is a spectrogram model: it ranks audio folders with "
@@ -553,10 +570,11 @@ def predict(model, data, out: str | os.PathLike | None = None) -> tuple[pd.DataF
                                "is a table being scored (--data): it would be replaced by the predictions")
                                + "; name a new CSV file")
     models = load_descriptor_models(path)
-    pred = predict_table(models, read_table(data))
+    failures: list = []
+    pred = predict_table(models, read_table(data, failures))
     if out is not None:
         atomic_write_text(out, pred.to_csv(index=False))
-    return pred, len(models)
+    return pred, len(models), failures
 
 
 def compare(runs, html: str | os.PathLike | None = None) -> tuple[pd.DataFrame, pd.DataFrame | None]:

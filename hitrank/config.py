@@ -39,6 +39,7 @@ from .yamlconfig import (  # noqa: F401  (re-exported: the shared machinery, by 
     apply_overrides,
     build_config,
     check_choice,
+    check_seeds,
     packaged_configs,
     parse_override,
     read_yaml,
@@ -87,6 +88,7 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"pairs.per_epoch={p.per_epoch}: must be > 0")
     if c.processes < 0:
         raise ConfigError(f"cv.processes={c.processes}: 0 (auto), 1 (this process) or more")
+    check_seeds(train__seed=t.seed, cv__fold_seed=c.fold_seed)
     if c.folds < 3:
         raise ConfigError(f"cv.folds={c.folds}: need at least 3 (train, validation and test chunks)")
     if c.artist_aware and c.group_by not in ("", "artist"):

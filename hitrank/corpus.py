@@ -171,6 +171,11 @@ def read_text_table(path: str | os.PathLike, what: str = "labels", **kwargs) -> 
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise LabelsError(f"{str(path)!r}: cannot read {what} CSV ({exc})") from None
     names = [str(c).strip() for c in df.columns]  # ' hit_score ' is hit_score
+    separator = next((s for s in (";", "\t") if len(names) == 1 and s in names[0]), None)
+    if separator:
+        raise LabelsError(f"{str(path)!r}: looks {separator!r}-separated (the header has {separator!r} and no "
+                          f"comma); hitrank reads comma-separated CSV: export the {what} with ',' as the "
+                          "separator")
     if len(set(names)) < len(names):
         raise LabelsError(f"{str(path)!r}: column names repeat once spaces around them are removed "
                           f"({[str(c) for c in df.columns]}); give each column one name")

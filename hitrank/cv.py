@@ -28,6 +28,7 @@ import logging
 import os
 import shutil
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,7 +41,7 @@ from . import ood
 from .bank import FitJob, fit_many
 from .checkpoint import save_checkpoint
 from .config import Config, check_available, config_from_dict, dump_config
-from .data import Dataset, load_dataset, make_folds
+from .data import Dataset, check_fold_sizes, load_dataset, make_folds
 from .distributed import SINGLE, Context, barrier, my_folds
 from .engines import get_engine
 from .errors import ConfigError, HitrankError, StaleRunError
@@ -51,7 +52,7 @@ from .models import build
 from .runinfo import check_reuse, read_run_info, write_run_info
 from .runtime import pick_device
 from .store import FeatureStore
-from .targets import Target, check_scores
+from .targets import Target, check_differ, check_scores
 from .train import FitResult, predict_all, ranked_last, reduced_precision, scored
 from .uncertainty import fold_summary, pooled_metrics
 from .whole_song import whole_songs
@@ -186,8 +187,11 @@ def fold_groups(cfg: Config, ds: Dataset) -> np.ndarray | None:
 
 def folds_of(cfg: Config, ds: Dataset) -> list:
     """The config's k folds of the dataset: (train, validation, test) index arrays per fold
-    (whole groups of :func:`fold_groups` in one chunk; the same songs whichever process asks)."""
-    return make_folds(len(ds), cfg.cv.folds, cfg.cv.fold_seed, groups=fold_groups(cfg, ds), ids=ds.song_ids)
+    (whole groups of :func:`fold_groups` in one chunk; the same songs whichever process asks).
+    Chunks too small to rank are refused (:func:`~hitrank.data.check_fold_sizes`).
+    """
+    return check_fold_sizes(make_folds(len(ds), cfg.cv.folds, cfg.cv.fold_seed, groups=fold_groups(cfg, ds),
+                                       ids=ds.song_ids))
 
 
 def dataset_parts(cfg: Config) -> dict:
@@ -221,6 +225,7 @@ def prepare(cfg: Config, ds: Dataset, ctx: Context = SINGLE, params: FeaturePara
         if not (counts > 1).any():
             raise ConfigError(f"pairs.sampling={cfg.pairs.sampling!r} needs artists with several songs; "
                               "the labels have none (add an 'artist' column)")
+    check_differ(ds.scores, f"the labels of the store {ds.source!r}" if ds.source else "the dataset")
     check_scores(cfg.train.target, ds.scores, ds.song_ids)  # fails early, naming the songs
     device = pick_device(ctx.device or cfg.train.device)
     T = torch.from_numpy(ds.tags).to(device) if cfg.features.tags else None
@@ -291,9 +296,8 @@ def run_cv(cfg: Config, ds: Dataset, out: str | os.PathLike, progress: bool = Tr
         write_run_info(out, "spectrogram", "cv", name=cfg.name, store=_store_path(ds),
                        songs=songs_fingerprint(ds))
     barrier(ctx)  # the run folder exists and holds this config before any rank looks at it
-    # a fold is done when its record and its checkpoint are both there (a lost checkpoint is retrained)
-    done = [f for f in range(len(folds))
-            if (out / f"fold_{f:02d}.json").exists() and (out / f"fold_{f:02d}.pt").exists()]
+    # a fold is done when its record, predictions and checkpoint are there and whole (else retrained)
+    done = [f for f in range(len(folds)) if _fold_done(out, f)]
     todo = [f for f in my_folds(ctx, len(folds)) if f not in done]
     barrier(ctx)  # every rank has its list before any fold is marked done
     t0 = time.time()
@@ -321,6 +325,26 @@ def run_cv(cfg: Config, ds: Dataset, out: str | os.PathLike, progress: bool = Tr
         (out / "resume").rmdir()  # every fold finished: nothing left to resume
     seconds = time.time() - t0 + (_earlier_seconds(out) if done else 0.0)  # resumed: all invocations
     return summarize(cfg, out, len(ds), seconds, device, max(processes, ctx.world), notes)
+
+
+def _fold_done(out: Path, f: int) -> bool:
+    """Whether fold ``f`` of the run folder ``out`` is finished: its record (``fold_XX.json``, a
+    JSON mapping), test predictions (``pred_XX.csv``) and checkpoint (``fold_XX.pt``, a whole
+    torch zip archive) are all there and readable. A damaged one (a truncated copy, a disk
+    that filled up) is named in a warning, and the fold is trained again."""
+    files = [out / f"{stem}_{f:02d}.{ext}" for stem, ext in (("fold", "json"), ("pred", "csv"), ("fold", "pt"))]
+    if not all(p.exists() for p in files):
+        return False
+    record, pred, ckpt = files
+    try:
+        whole = isinstance(json.loads(record.read_text()), dict) and zipfile.is_zipfile(ckpt)
+        _read_predictions(pred)
+    except (OSError, ValueError, pd.errors.ParserError, HitrankError):
+        whole = False
+    if not whole:
+        log.warning("%s: fold %d's files (%s) are damaged; training the fold again",
+                    out, f, ", ".join(p.name for p in files))
+    return whole
 
 
 def _check_same_songs(out: Path, ds: Dataset, folds: list) -> None:
@@ -457,7 +481,9 @@ def summarize(cfg: Config, out: Path, n_songs: int, seconds: float, device, proc
     and standard error over folds of each fold's metrics (``*_mean``, ``*_std``, ``*_se``:
     the paper's protocol), and the pooled out-of-fold metrics (every song scored once by the
     fold model that never saw it) with bootstrap 95% intervals (``pooled``, ``pooled_ci``);
-    ``warnings`` says when a fold's top fraction is too small to mean anything.
+    ``warnings`` says when a fold's top fraction is too small to mean anything;
+    ``non_finite`` counts the test predictions that are NaN or inf (a diverged model: they are
+    ranked last, and the metrics mean little).
     """
     rows = [json.loads(p.read_text()) for p in sorted(out.glob("fold_*.json"))]
     folds = pd.DataFrame(rows)
@@ -484,7 +510,7 @@ def summarize(cfg: Config, out: Path, n_songs: int, seconds: float, device, proc
         **{f"{k}_se": float(np.nan_to_num(v["se"])) for k, v in zip(SUMMARY_METRICS, per_fold, strict=True)},
         "pooled": {k: pooled["pooled"][k] for k in (*METRICS, "kendall_all", "spearman_all", "n_top")},
         "pooled_ci": pooled["ci"], "ci_level": pooled["level"], "fold_n_top": pooled["fold_n_top"],
-        "warnings": pooled["warnings"],
+        "warnings": pooled["warnings"], "non_finite": int((~np.isfinite(pred.pred.to_numpy())).sum()),
         **(notes or {}),
     }
     atomic_write_text(out / "summary.json", strict_json(summary, indent=2))  # undefined: null
@@ -507,12 +533,12 @@ def run_train(cfg: Config, ds: Dataset, out: str | os.PathLike, ctx: Context = S
     if ctx.main:
         check_reuse(out, "spectrogram", "train", cfg.name)
     device, X, T = prepare(cfg, ds, ctx, params)
+    _, va, te = folds_of(cfg, ds)[-1]  # fold k-1 validates on chunk 0 and tests chunk k-1
     if ctx.main:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "config.yaml", dump_config(cfg))
         write_run_info(out, "spectrogram", "train", name=cfg.name, store=_store_path(ds))
     barrier(ctx)
-    _, va, te = folds_of(cfg, ds)[-1]  # fold k-1 validates on chunk 0 and tests chunk k-1
     tr = np.setdiff1d(np.arange(len(ds)), va)
     t0 = time.time()
     plan = plan_fold(cfg, ds, -1, tr, va, te, cfg.train.seed, out / "resume", T is not None)
@@ -520,13 +546,13 @@ def run_train(cfg: Config, ds: Dataset, out: str | os.PathLike, ctx: Context = S
     target = plan.target
     if not ctx.main:
         return None
-    info = {"n_train": len(tr), "n_val": len(va), **chosen,
+    z_val = sum(wt * r.val_pred for wt, r in members)  # the reference of `rank` percentiles
+    info = {"n_train": len(tr), "n_val": len(va), **chosen, "non_finite": int((~np.isfinite(z_val)).sum()),
             **{f"val_{k}": v for k, v in members[0][1].val_metrics.items()}}
     save_checkpoint(out / "model.pt", _members(members), target, cfg.to_dict(), ds.params,
                     {**info, "ood": ood.reference(X, tr)})
     shutil.rmtree(out / "resume", ignore_errors=True)
     pd.DataFrame(curves).to_csv(out / "curves.csv", index=False)
-    z_val = sum(wt * r.val_pred for wt, r in members)  # the reference of `rank` percentiles
     pd.DataFrame({"song_id": ds.song_ids[va], "hit_score": ds.scores[va], "pred_z": z_val,
                   "pred": target.inverse(z_val)}).to_csv(out / "validation.csv", index=False)
     info["seconds"] = round(time.time() - t0, 1)

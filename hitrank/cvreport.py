@@ -109,6 +109,26 @@ def _read_strata(run: Path, summary: dict, pred: pd.DataFrame | None) -> np.ndar
     return full[column].astype(str).to_numpy() if column in full else None
 
 
+def _check_summary(run: Path, summary) -> None:
+    """HitrankError naming the run unless ``summary`` (read from its ``summary.json``) is a
+    mapping whose fold statistics (``ndcg_mean``, ``spearman_std``, ...) and pooled metrics
+    are numbers or null."""
+    def number(v) -> bool:
+        return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+
+    if not isinstance(summary, dict):
+        raise HitrankError(f"{str(run)!r}: damaged run folder: summary.json holds a "
+                           f"{type(summary).__name__}, not a mapping; run `hitrank cv` again")
+    pooled = summary.get("pooled", {})
+    stats = {f"{m}_{s}" for m in (*METRICS, "recall") for s in ("mean", "std", "se")}
+    values = {**{k: v for k, v in summary.items() if k in stats},
+              **({f"pooled.{k}": v for k, v in pooled.items()} if isinstance(pooled, dict) else {"pooled": pooled})}
+    bad = [k for k, v in values.items() if not number(v)]
+    if bad:
+        raise HitrankError(f"{str(run)!r}: damaged run folder: summary.json's {bad[:3]} "
+                           f"{'is' if len(bad) == 1 else 'are'} not a number; run `hitrank cv` again")
+
+
 def _undefined_as_nan(summary: dict) -> dict:
     """``summary.json`` writes an undefined fold statistic (``*_mean``, ``*_std``, ``*_se``) as
     ``null`` (strict JSON); in memory it is NaN again, printed ``nan``."""
@@ -132,7 +152,9 @@ def load_run(run: str | os.PathLike) -> dict:
         raise HitrankError(f"{str(run)!r}: not a run folder (`hitrank compare` takes the --out folders of "
                            "`hitrank cv`)")
     try:
-        summary = _undefined_as_nan(json.loads((run / "summary.json").read_text()))
+        summary = json.loads((run / "summary.json").read_text())
+        _check_summary(run, summary)
+        summary = _undefined_as_nan(summary)
         folds = pd.read_csv(run / "folds.csv")
     except FileNotFoundError:
         raise HitrankError(f"{str(run)!r}: not a finished CV run (summary.json and folds.csv "
@@ -143,6 +165,10 @@ def load_run(run: str | os.PathLike) -> dict:
     if "ndcg" not in folds:
         raise HitrankError(f"{str(run)!r}: not a spectrogram CV run (descriptor runs are "
                            "compared with scripts/descriptor_table.py)")
+    text = [m for m in METRICS if m in folds and not pd.api.types.is_numeric_dtype(folds[m])]
+    if text:
+        raise HitrankError(f"{str(run)!r}: damaged run folder: folds.csv column(s) {text} hold text, "
+                           "not numbers; run `hitrank cv` again")
     curves = pd.read_csv(run / "curves.csv") if (run / "curves.csv").exists() else None
     name = str(summary.get("name", run.name))
     row = name[0] if len(name) > 1 and name[1] == "_" and name[0] in PAPER else ""

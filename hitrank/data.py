@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ConfigError, HitrankError
+from .metrics import MIN_TOP
 from .store import FeatureStore
 from .targets import Target  # noqa: F401  (re-exported: datasets and their targets go together)
 from .whole_song import SongMels
@@ -81,7 +82,7 @@ def usable_songs(manifest: pd.DataFrame) -> tuple[list[dict], list[tuple[str, st
         elif rec.get("silent", False):
             problems.append((rec["song_id"], "its analysed segment holds no sound (silent)"))
         elif score is None or not math.isfinite(float(score)):
-            problems.append((rec["song_id"], f"no usable hit_score ({score!r})"))
+            problems.append((rec["song_id"], "no usable hit_score (missing, not a number or not finite)"))
         else:
             keep.append(rec)
     return keep, problems
@@ -106,7 +107,8 @@ def load_dataset(store: FeatureStore, labels: pd.DataFrame | None = None, contra
     keep, problems = usable_songs(man)
     if len(keep) < 3:
         raise HitrankError(f"{str(store.root)!r}: only {len(keep)} songs have features and a valid "
-                           "hit_score; training needs labelled songs (extract from a labels CSV)")
+                           "hit_score; training needs at least 3 (to train on, validate and test; a store "
+                           "extracted from a folder has no scores: extract from a labels CSV)")
     ids = np.array([r["song_id"] for r in keep])
     feats = store.load(list(ids))
     contrast = store.load_contrast(list(ids)) if contrast and store.has_contrast else None
@@ -184,6 +186,26 @@ def _chunks_by_hash(ids: np.ndarray, k: int, seed: int, groups) -> list[np.ndarr
     chunk_of_unit[order] = np.minimum((midpoint * k / n).astype(np.int64), k - 1)
     chunk_of_song = chunk_of_unit[unit_of_song]
     return [np.flatnonzero(chunk_of_song == c) for c in range(k)]
+
+
+def check_fold_sizes(folds: list) -> list:
+    """``folds`` (``(train, val, test)`` index arrays, :func:`make_folds`), refused when a test
+    chunk (the next fold's validation chunk) holds fewer than
+    :data:`~hitrank.metrics.MIN_TOP` songs, which cannot be ranked.
+
+    Raises
+    ------
+    ConfigError
+        Naming the number of folds and songs, the smallest chunk and a number of folds to try.
+    """
+    k, n = len(folds), sum(len(te) for _, _, te in folds)
+    smallest = min(len(te) for _, _, te in folds)
+    if smallest < MIN_TOP:
+        fewer = max(3, min(k - 1, n // (2 * MIN_TOP)))
+        raise ConfigError(f"cv.folds={k} cuts the {n} songs into chunks as small as {smallest} song(s), but "
+                          f"each test chunk needs at least {MIN_TOP} to rank: use fewer folds (e.g. "
+                          f"--folds {fewer}) or label more songs")
+    return folds
 
 
 def make_folds(n: int, k: int, seed: int, groups=None, ids=None

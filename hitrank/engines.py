@@ -49,7 +49,7 @@ def local_engine(workers: int = 1, address: str | None = None) -> Iterator[Calla
     seconds to start. A pool is shut down and its workers joined when the batch ends, before
     the queues they were handed are released (a worker still starting would otherwise find
     them gone and print a traceback); on an error or an interrupt its pending tasks are
-    cancelled and nothing waits for the running ones.
+    cancelled and its workers stopped (:func:`_stop_workers`) rather than waited for.
     """
     if address:
         raise HitrankError(f"address={address!r} is for --engine ray; the local engine runs here")
@@ -78,9 +78,25 @@ def local_engine(workers: int = 1, address: str | None = None) -> Iterator[Calla
         finished = True
     finally:
         if pool is not None:
+            if not finished:
+                _stop_workers(pool)
             pool.shutdown(wait=finished, cancel_futures=True)
         if listener is not None:
             listener.stop()  # last: after a finished batch the workers have exited, their records are in
+
+
+def _stop_workers(pool: ProcessPoolExecutor, timeout: float = 5.0) -> None:
+    """Terminate the worker processes of ``pool`` and wait (up to ``timeout`` s each) until they
+    are gone: after an error the batch's other tasks are not wanted, and a worker left running
+    (or still starting) past this process's exit prints a traceback of its own when the queues
+    it was handed disappear. Uses the executor's process table (``_processes``; CPython 3.9
+    to 3.13 keep it there); nothing happens where it is missing."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for p in processes:
+        if p.is_alive():
+            p.terminate()
+    for p in processes:
+        p.join(timeout)
 
 
 class _Forward(logging.Handler):

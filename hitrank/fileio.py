@@ -28,8 +28,9 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
         raise
 
 
-def output_folder(path: str | os.PathLike, holds: str, error: type[Exception]) -> Path:
-    """``path`` as a folder to write into, created with its parents when new.
+def output_folder(path: str | os.PathLike, holds: str, error: type[Exception], create: bool = True) -> Path:
+    """``path`` as a folder to write into, created with its parents when new (``create``; False:
+    only checked, e.g. before any work).
 
     Raises ``error`` (the caller's :class:`hitrank.errors.HitrankError` kind) naming ``path``
     when a file is there: ``holds`` says what the folder is for (e.g. "a feature store").
@@ -38,7 +39,8 @@ def output_folder(path: str | os.PathLike, holds: str, error: type[Exception]) -
     if path.exists() and not path.is_dir():
         raise error(f"{str(path)!r} is a file, not a folder for {holds}: name a folder (--out, --cache) that is "
                     f"new or holds {holds}")
-    path.mkdir(parents=True, exist_ok=True)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 

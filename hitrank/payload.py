@@ -44,6 +44,16 @@ def save_payload(path: str | os.PathLike, kind: str, payload: dict) -> None:
     atomic_torch_save({"format": FORMAT, "kind": kind, **payload}, path)
 
 
+def _remedy(path: Path) -> str:
+    """What to do about a damaged checkpoint: import it again when it is an imported pretrained
+    model (``hitrank pretrained import`` writes a ``provenance.json`` beside each), else copy
+    or retrain it."""
+    if (path.parent / "provenance.json").is_file():
+        return ("an imported pretrained model: import it again with `hitrank pretrained import "
+                "HSP_CNN_FOLDER --force`")
+    return "copy the checkpoint again or retrain it"
+
+
 def load_payload(path: str | os.PathLike, kind: str | None = None) -> dict:
     """Load a checkpoint safely (``weights_only=True``); the one reader of every kind.
 
@@ -57,17 +67,21 @@ def load_payload(path: str | os.PathLike, kind: str | None = None) -> dict:
     import torch  # lazily: run folders are read (run.json, kinds) without torch
 
     path = Path(path)
+    if path.is_dir():
+        inside = sorted(p.name for p in path.glob("*.pt"))
+        raise CheckpointError(f"{str(path)!r} is a folder, not a checkpoint file"
+                              + (f" (it holds {', '.join(inside[:5])})" if inside else " (it holds no .pt file)"))
     if not path.is_file():
         raise CheckpointError(f"{str(path)!r}: checkpoint file does not exist")
     damage = _damage(path)
     if damage:
-        raise CheckpointError(f"{str(path)!r}: {damage}; copy the checkpoint again or retrain it")
+        raise CheckpointError(f"{str(path)!r}: {damage}; {_remedy(path)}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "global" not in str(exc).lower():  # torch names the class or function it refused
-            raise CheckpointError(f"{str(path)!r}: the file is damaged (its contents cannot be read); copy the "
-                                  "checkpoint again or retrain it") from None
+            raise CheckpointError(f"{str(path)!r}: the file is damaged (its contents cannot be read); "
+                                  f"{_remedy(path)}") from None
         raise CheckpointError(f"{str(path)!r}: refused: the file holds executable Python objects, "
                               "not plain tensors; hitrank never loads such files (they can run "
                               "code); use a checkpoint written by hitrank") from None

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ConfigError, LabelsError
 
 KINDS = ("log", "raw", "rank", "neg_inv_log10")
 #: what each transform accepts: a test on the raw scores and the words for the error
@@ -24,6 +24,15 @@ DOMAINS = {
     "neg_inv_log10": (lambda y: (y > 0) & (y < 1), "hit scores in (0, 1), like play-count shares"),
 }
 SHOWN = 5  # songs named in an error before "and N more"
+
+
+def check_differ(y, source: str) -> None:
+    """Raise a :class:`LabelsError` when the hit scores ``y`` (n,) are all equal: nothing to
+    rank (every metric would be perfect or undefined). ``source`` names the labels."""
+    y = np.asarray(y, dtype=np.float64)
+    if len(y) and np.all(y == y[0]):
+        raise LabelsError(f"{source}: hit_score is {y[0]:g} for every one of the {len(y)} songs; "
+                          "nothing to rank: give scores that differ")
 
 
 def check_scores(kind: str, y, ids=None) -> None:

@@ -11,6 +11,7 @@ config packaged with hitrank (``table1/a_simple_cnn_mid30``).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import re
@@ -20,6 +21,8 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 #: the configs shipped inside the package (configs/ at the top of the repository points here)
 PACKAGED_CONFIGS = Path(__file__).resolve().parent / "configs"
@@ -103,9 +106,11 @@ def _coerce(path: str, value: Any, default: Any):
 
 def build_config(cls, data: dict, prefix: str = ""):
     """Build the frozen dataclass ``cls`` from a mapping (strict: unknown keys, bad types)."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    if not isinstance(data, dict):
+        where = prefix.rstrip(".") or "the config"
+        raise ConfigError(f"{where}: expected a section of key: value lines ({', '.join(sorted(fields))}), "
+                          f"got {data!r}")
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(f"unknown key(s) {[prefix + k for k in unknown]}; "
@@ -125,6 +130,14 @@ def check_choice(key, value, allowed):
     """ConfigError naming the key and the allowed values unless ``value`` is allowed."""
     if value not in allowed:
         raise ConfigError(f"{key}={value!r}; allowed: {list(allowed)}")
+
+
+def check_seeds(**seeds: int) -> None:
+    """ConfigError naming the key unless every seed (``key=value``, dots as ``__``) is an
+    integer >= 0 (numpy's and torch's generators refuse negative seeds)."""
+    for key, value in seeds.items():
+        if value < 0:
+            raise ConfigError(f"{key.replace('__', '.')}={value}: a seed must be an integer >= 0")
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
@@ -152,6 +165,12 @@ def resolve_config(spec: str | os.PathLike) -> Path:
     path = Path(spec)
     if path.is_file():
         return path
+    if path.is_dir():
+        raise ConfigError(f"{str(spec)!r} is a folder; give a config .yaml file or a packaged config name "
+                          f"(e.g. {packaged_configs()[0]})")
+    if path.exists():
+        raise ConfigError(f"{str(spec)!r}: not a regular file (a pipe, socket or device?); "
+                          "give a config .yaml file")
     name = str(spec).removeprefix("configs/")
     for candidate in (PACKAGED_CONFIGS / name, PACKAGED_CONFIGS / f"{name}.yaml"):
         if candidate.is_file():
@@ -168,16 +187,56 @@ def read_yaml(path: str | os.PathLike | None, overrides: list[str] = ()) -> dict
     data: dict = {}
     if path is not None:
         path = resolve_config(path)
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"{str(path)!r}: config file does not exist") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{str(path)!r}: not valid YAML ({exc})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{str(path)!r}: expected a mapping at the top level")
+        data = load_mapping(path)
         data.setdefault("name", path.stem)
     return apply_overrides(data, overrides)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (plain YAML keeps the
+    last one silently, so a config could say one thing and do another)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ConfigError(f"key {key!r} is given twice (line {key_node.start_mark.line + 1}); "
+                                  "keep one")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_mapping(path: Path) -> dict:
+    """The top-level mapping of the YAML file ``path`` (safe loading, no key given twice);
+    ``{}``, with a warning, for an empty file.
+
+    Raises
+    ------
+    ConfigError
+        In one line naming the file: unreadable, not UTF-8 text, not valid YAML, a key given
+        twice, or not a mapping at the top level.
+    """
+    try:
+        text = path.read_bytes().decode("utf-8")
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+    except FileNotFoundError:
+        raise ConfigError(f"{str(path)!r}: config file does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"{str(path)!r}: cannot read the config ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{str(path)!r}: not UTF-8 text (byte {exc.start}); save the config as UTF-8") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{str(path)!r}: not valid YAML ({' '.join(str(exc).split())})") from None
+    except ConfigError as exc:
+        raise ConfigError(f"{str(path)!r}: {exc}") from None
+    if data is None:
+        log.warning("%r is empty: every setting takes its default", str(path))
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{str(path)!r}: expected a mapping (key: value lines) at the top level, "
+                          f"found {type(data).__name__}")
+    return data
 
 
 def apply_overrides(data: dict, overrides: list[str] = ()) -> dict:

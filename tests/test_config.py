@@ -99,3 +99,52 @@ def test_yaml_exponents_without_a_dot_are_numbers_and_nan_is_refused(tmp_path):
         with_overrides(cfg, ["train.lr=.nan"])  # before: a traceback from the optimiser
     with pytest.raises(ConfigError, match=r"train.lr='1e-3x': expected a number"):
         with_overrides(cfg, ["train.lr=1e-3x"])
+
+
+def test_seeds_must_not_be_negative(tmp_path, capsys):
+    """numpy and torch refuse negative seeds: before, a traceback from a cv worker (spectrogram)
+    or the descriptor trainer; now a one-line error naming the key, for every branch."""
+    from hitrank.cli import main
+    from hitrank.descriptors.config import load_descriptor_config
+    from hitrank.thumbnail.training import load_highlighter_config
+    from hitrank.transfer.config import load_transfer_config
+
+    for load, config, key in ((load_config, None, "train.seed"), (load_config, None, "cv.fold_seed"),
+                              (load_transfer_config, "real/ridge", "train.seed"),
+                              (load_transfer_config, "real/ridge", "cv.fold_seed")):
+        with pytest.raises(ConfigError, match=rf"^{key}=-1: a seed must be an integer >= 0$"):
+            load(config, [f"{key}=-1"])
+    with pytest.raises(ConfigError, match=r"^train.seed=-3: a seed"):
+        load_descriptor_config("descriptors/topify_mlp", ["train.seed=-3"])
+    with pytest.raises(ConfigError, match=r"^seed=-1: a seed"):
+        load_highlighter_config(None, ["seed=-1"])
+    for argv in (["synth", str(tmp_path / "c"), "--seed", "-1"],
+                 ["cv", "--labels", "x.csv", "--out", str(tmp_path / "r"), "--seed", "-2"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+        assert "a seed must be an integer >= 0" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists() and not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"train:\n  epochs: 1\n  epochs: 2\n", r"key 'epochs' is given twice \(line 3\); keep one"),
+    (b"train:\n  lr: 0.1 \xff\n", r"not UTF-8 text \(byte 17\); save the config as UTF-8"),
+    (b"- a\n- b\n", r"expected a mapping \(key: value lines\) at the top level, found list"),
+    (b"train: 5\n", r"train: expected a section of key: value lines \(amp, bank, .*\), got 5"),
+    (b"train: [\n", r"not valid YAML"),
+])
+def test_a_bad_config_file_is_named_in_one_line(tmp_path, content, message):
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=message) as exc:
+        load_config(path)
+    assert "\n" not in str(exc.value)
+
+
+def test_a_folder_or_an_empty_file_as_config(tmp_path, caplog):
+    with pytest.raises(ConfigError, match=r"is a folder; give a config .yaml file or a packaged config name"):
+        load_config(tmp_path)
+    (tmp_path / "empty.yaml").write_text("# nothing yet\n")
+    assert load_config(tmp_path / "empty.yaml").train == load_config(None).train  # the defaults, said so
+    assert "is empty: every setting takes its default" in caplog.text

@@ -106,3 +106,89 @@ def test_summary_json_is_strict_and_compare_reads_an_undefined_metric(tmp_path):
     assert summary["spearman_mean"] is None and summary["ndcg_mean"] is not None
     table = comparison_table([load_run(tmp_path)])
     assert table["spearman"].iloc[-1].startswith("nan")
+
+
+def _labels_with(corpus, tmp_path, scores=None, n=None) -> str:
+    """The corpus's labels (its first ``n`` songs) with other ``scores``, in ``tmp_path``."""
+    (tmp_path / "audio").symlink_to(corpus / "audio")
+    labels = pd.read_csv(corpus / "labels.csv").head(n)
+    if scores is not None:
+        labels["hit_score"] = scores
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+    return str(tmp_path / "labels.csv")
+
+
+@pytest.mark.parametrize("command", ["cv", "train"])
+@pytest.mark.parametrize("case,message", [
+    ("equal", "hit_score is 0.5 for every one of the 24 songs; nothing to rank: give scores that differ"),
+    ("two", "only 2 song(s) with a usable hit_score; training needs at least 3"),
+    ("negative", "train.target='log' needs hit scores > 0"),
+])
+def test_labels_that_cannot_train_are_refused_before_extraction(corpus, tmp_path, capsys, monkeypatch,
+                                                                command, case, message):
+    """Before: every score equal gave exit 0 and nDCG 1.000 (cv); two songs named the cache
+    store; a negative score under the log target was found after extraction."""
+    from hitrank.cli import main
+
+    monkeypatch.setenv("HITRANK_CACHE", str(tmp_path / "cache"))
+    scores = {"equal": 0.5, "two": None, "negative": np.r_[-1.0, np.linspace(0.1, 1, 23)]}[case]
+    labels = _labels_with(corpus, tmp_path, scores, 2 if case == "two" else None)
+    assert main([command, "--labels", labels, "--out", str(tmp_path / "run"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "run").exists()
+
+
+def test_folds_too_small_to_rank_name_a_number_of_folds(store, tmp_path, capsys):
+    """10 songs in 10 folds left one song per test chunk: "need at least 2 songs to rank, got 1"
+    after training (train: its validation chunk). Now a ConfigError before any training."""
+    from hitrank.cli import main
+    from hitrank.data import check_fold_sizes, make_folds
+
+    with pytest.raises(ConfigError, match=r"cv.folds=10 cuts the 10 songs into chunks as small as 1 song\(s\), "
+                                          r"but each test chunk needs at least 2 to rank: use fewer folds "
+                                          r"\(e.g. --folds 3\)"):
+        check_fold_sizes(make_folds(10, 10, 0, ids=[f"s{i}" for i in range(10)]))
+    assert check_fold_sizes(make_folds(10, 5, 0, ids=[f"s{i}" for i in range(10)]))
+    assert main(["train", "--store", str(store), "--out", str(tmp_path / "run"), "--folds", "20", "-q"]) == 2
+    assert "use fewer folds" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_diverged_model_fails_the_run_and_says_why(store, tmp_path, capsys):
+    """lr 1e30 makes every prediction NaN: before, cv and train exited 0 printing metrics of a
+    ranking by nothing (a warning hidden by -q); now exit 1 and a line saying what to change."""
+    from hitrank.cli import main
+
+    for command in ("cv", "train"):
+        out = tmp_path / command
+        assert main([command, "--store", str(store), "--out", str(out), "--folds", "3", "--set", "train.epochs=1",
+                     "--set", "train.lr=1e30", "-q"]) == 1
+        err = capsys.readouterr().err
+        assert "predictions are NaN or inf: the model diverged" in err and "--set train.lr=1e+29" in err
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["non_finite"] == (summary["n_songs"] if command == "cv" else summary["n_val"]) > 0
+    assert main(["cv", "--store", str(store), "--out", str(tmp_path / "fine"), "--folds", "3",
+                 "--set", "train.epochs=1", "-q"]) == 0
+    assert json.loads((tmp_path / "fine" / "summary.json").read_text())["non_finite"] == 0
+
+
+def test_a_resumed_cv_trains_a_damaged_fold_again(store, tmp_path, caplog):
+    """A fold whose record or checkpoint was cut short (a full disk, a partial copy) counted as
+    done: a JSONDecodeError traceback (record), or success with a checkpoint that `rank`
+    refused later. Now the fold is named and trained again."""
+    import zipfile
+
+    from hitrank.cli import main
+
+    args = ["cv", "--store", str(store), "--out", str(tmp_path / "run"), "--folds", "3", "--set", "train.epochs=1", "-q"]
+    assert main(args) == 0
+    before = pd.read_csv(tmp_path / "run" / "predictions.csv")
+    (tmp_path / "run" / "fold_01.json").write_text('{"ndcg": 0.3')
+    pt = tmp_path / "run" / "fold_02.pt"
+    pt.write_bytes(pt.read_bytes()[:1000])
+    assert main(args) == 0
+    assert "fold 1's files" in caplog.text and "fold 2's files" in caplog.text and "fold 0's" not in caplog.text
+    assert zipfile.is_zipfile(pt) and json.loads((tmp_path / "run" / "fold_01.json").read_text())["fold"] == 1
+    after = pd.read_csv(tmp_path / "run" / "predictions.csv")
+    assert len(after) == len(before) and set(after.song_id) == set(before.song_id)

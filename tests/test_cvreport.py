@@ -150,3 +150,17 @@ def test_compare_names_a_damaged_run_folder_and_a_file_given_as_one(tmp_path, ca
         assert main(["compare", str(run), str(run)]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("error:") and "\n" not in err and reason in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("summary,reason", [
+    ("[1, 2]", "summary.json holds a list, not a mapping"),
+    ('{"name": "x", "ndcg_mean": "abc"}', "summary.json's ['ndcg_mean'] is not a number"),
+])
+def test_compare_names_a_summary_of_the_wrong_shape(tmp_path, capsys, summary, reason):
+    """Before: AttributeError / ValueError tracebacks (exit 3)."""
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "summary.json").write_text(summary)
+    (tmp_path / "run" / "folds.csv").write_text("fold,ndcg\n0,0.5\n")
+    assert main(["compare", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {str(tmp_path / 'run')!r}: damaged run folder: {reason}; run `hitrank cv` again"

@@ -270,6 +270,15 @@ def test_cli_cv_train_predict(tmp_path, capsys):
         p = pd.read_csv(tmp_path / f"p_{model}.csv")
         assert len(p) == 25 and p.hit_probability.between(0, 1).all()
     assert pd.read_csv(tmp_path / "p_run.csv").n_models.iloc[0] == 3
+    # a folder of tables, one unreadable: the others are scored, the bad one named, exit 1 (before: exit 2, nothing)
+    (tmp_path / "tables").mkdir()
+    new.to_csv(tmp_path / "tables" / "a.csv", index=False)
+    (tmp_path / "tables" / "b.csv").write_text("energy,danceability\n")  # a header and no row
+    assert main(["predict", "--model", str(tmp_path / "m"), "--data", str(tmp_path / "tables"),
+                 "--out", str(tmp_path / "p_tables.csv")]) == 1
+    out, err = capsys.readouterr()
+    assert f"1 tables failed:\n  {str(tmp_path / 'tables' / 'b.csv')!r}: has no rows" in err
+    assert "scored 25 rows" in out and len(pd.read_csv(tmp_path / "p_tables.csv")) == 25
     # an --out that is the scored table, or a run folder of another command or kind: refused, nothing lost
     before = (tmp_path / "new.csv").read_bytes(), (tmp_path / "run" / "summary.json").read_bytes()
     assert main(["predict", "--model", str(tmp_path / "m"), "--data", str(tmp_path / "new.csv"),

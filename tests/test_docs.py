@@ -264,7 +264,7 @@ def fill_placeholders(parser, argv: list[str]) -> list[str]:
             continue
         if action.choices:
             out[i] = str(next(iter(action.choices)))
-        elif action.type in (int, float):
+        elif action.type not in (None, str, Path):  # int, float and the numbers hitrank checks (--seed)
             out[i] = "1"
     return out
 

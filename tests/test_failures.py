@@ -176,9 +176,14 @@ def test_highlight_survives_every_kind(bad_corpus, capsys):
     files = [str(p) for p in _entries(d)]
     assert main(["highlight", *files, "--json", "-q"]) == 1
     out, err = capsys.readouterr()
-    done = {os.path.basename(__import__("json").loads(line)["path"]) for line in out.splitlines()}
+    rows = [__import__("json").loads(line) for line in out.splitlines()]
+    assert len(rows) == len(files)  # one JSON line per file, failed ones with their error
+    failed = {os.path.basename(r["path"]): r["error"] for r in rows if "error" in r}
+    rows = [r for r in rows if "error" not in r]
+    done = {os.path.basename(r["path"]) for r in rows}
     for name in (*expect_fail, SILENT):
-        assert _named(err, d, name) and name not in done, name
+        assert _named(err, d, name) and name not in done and name in failed, name
+    assert "NaN" in failed["nan.wav"] and not failed["nan.wav"].startswith("'")
     assert {"one_second.wav", "eight_channels.wav", "high_192k.wav", "-leading-dash.wav",
             "ünïcødé ♪.wav", "<img src=x onerror=alert(1)>.wav", "twenty_minutes.flac"} <= done
     # one error line per file as it fails, then the failures listed again at the end
@@ -187,7 +192,7 @@ def test_highlight_survives_every_kind(bad_corpus, capsys):
     assert int(n) == len(lines.splitlines()) == len(summary.splitlines()) >= len(expect_fail) + 1
     for name in (*expect_fail, SILENT):
         assert _named(summary, d, name), name
-    padded = {os.path.basename(r["path"]): r["padded"] for r in map(__import__("json").loads, out.splitlines())}
+    padded = {os.path.basename(r["path"]): r["padded"] for r in rows}
     assert padded["one_second.wav"] and not padded["twenty_minutes.flac"]
 
 
@@ -202,9 +207,12 @@ def test_tags_survives_every_kind(bad_corpus, capsys):
     assert main(["tags", *files, "--json", "-q"]) == 1
     out, err = capsys.readouterr()
     rows = [json.loads(line) for line in out.splitlines()]
+    assert len(rows) == len(files)  # one JSON line per file, failed ones with their error
+    failed = {os.path.basename(r["path"]) for r in rows if "error" in r}
+    rows = [r for r in rows if "error" not in r]
     done = {os.path.basename(r["path"]) for r in rows}
     for name in (*expect_fail, SILENT):
-        assert _named(err, d, name) and name not in done, name
+        assert _named(err, d, name) and name not in done and name in failed, name
     assert {"one_second.wav", "low_8k.wav", "-leading-dash.wav",
             "twenty_minutes.flac"} <= done
     assert all(np.isfinite(list(r["tags"].values())).all() for r in rows)
@@ -305,3 +313,102 @@ def test_a_pipe_and_a_store_that_is_a_file_are_named(tmp_path, capsys):
     assert main(["descriptors", str(d), "--out", str(tmp_path / "a file"), "-q"]) == 2
     assert f"{str(tmp_path / 'a file')!r} is a file, not a folder for descriptors" in capsys.readouterr().err
     os.close(os.open(d / "pipe.wav", os.O_RDONLY | os.O_NONBLOCK))  # lets the writer go
+
+
+# ----------------------------------------------------------------------------- misuse of commands
+def test_a_highlighter_folder_an_unused_model_and_a_folder_for_a_checkpoint(tmp_path, capsys, caplog):
+    """`highlight --model` takes the --out folder of `highlighter train` (before: "checkpoint
+    file does not exist"); another folder is named as a folder; a model given to --method
+    fallback is said to be unused (before: ignored without a word)."""
+    import torch
+
+    from hitrank.features import FeatureParams
+    from hitrank.payload import save_payload
+    from hitrank.thumbnail.attention import CHECKPOINT_NAME, AttentionHighlighter
+
+    torch.manual_seed(0)
+    (tmp_path / "hl").mkdir()
+    save_payload(tmp_path / "hl" / CHECKPOINT_NAME, "highlighter", {
+        "kwargs": {}, "feature_params": FeatureParams().to_dict(), "target": {},
+        "state_dict": AttentionHighlighter().state_dict(), "info": {}})
+    sf.write(tmp_path / "song.wav", _tone(45), SR)
+    assert main(["highlight", str(tmp_path / "song.wav"), "--model", str(tmp_path / "hl"), "--json", "-q"]) == 0
+    assert __import__("json").loads(capsys.readouterr().out)["method"] == "attention"
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "fold_00.pt").write_bytes(b"")
+    assert main(["highlight", str(tmp_path / "song.wav"), "--model", str(tmp_path / "run"), "-q"]) == 2
+    assert f"{str(tmp_path / 'run')!r} is a folder, not a checkpoint file (it holds fold_00.pt)" in capsys.readouterr().err
+    assert main(["highlight", str(tmp_path / "song.wav"), "--method", "fallback", "--model", "x.pt"]) == 0
+    assert "--model 'x.pt' is not used: --method fallback finds the highlight without a model" in caplog.text
+
+
+def test_a_damaged_imported_model_says_to_import_it_again(tmp_path, monkeypatch, capsys):
+    """An imported model is not copied or retrained by hand: its error names `pretrained import --force`."""
+    from hitrank.runtime import models_dir
+
+    monkeypatch.setenv("HITRANK_CACHE", str(tmp_path / "cache"))
+    folder = models_dir() / "yu2018-kkbox"
+    folder.mkdir(parents=True)
+    (folder / "model.pt").write_bytes(b"PK\x03\x04" + bytes(100))
+    (folder / "run.json").write_text('{"format": "hitrank-run/1", "kind": "spectrogram", "command": "import", '
+                                     '"name": "yu2018-kkbox", "pretrained": true}')
+    (folder / "provenance.json").write_text("{}")
+    sf.write(tmp_path / "song.wav", _tone(31), SR)
+    assert main(["rank", str(tmp_path / "song.wav"), "--model", "yu2018-kkbox", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "import it again with `hitrank pretrained import HSP_CNN_FOLDER --force`" in err, err
+
+
+@pytest.mark.parametrize("separator", [";", "\t"])
+def test_labels_with_another_separator_are_named(tmp_path, capsys, separator):
+    """Before: "missing column(s) ['song_id', 'path', ...] (found ['song_id;path;hit_score'])"."""
+    sf.write(tmp_path / "a.wav", _tone(31), SR)
+    (tmp_path / "labels.csv").write_text(f"song_id{separator}path{separator}hit_score\na{separator}a.wav{separator}1\n")
+    assert main(["extract", str(tmp_path / "labels.csv"), "--out", str(tmp_path / "st"), "-q"]) == 2
+    assert (f"looks {separator!r}-separated (the header has {separator!r} and no comma); hitrank reads "
+            "comma-separated CSV") in capsys.readouterr().err
+
+
+def test_stereo_whose_channels_cancel_is_analysed_from_one_channel(tmp_path, caplog):
+    """Left = -right mixes to digital silence: before, flagged silent without a reason."""
+    from hitrank.audio import is_silent, load
+
+    y = _tone(31)
+    sf.write(tmp_path / "anti.wav", np.stack([y, -y], 1), SR, subtype="FLOAT")
+    sf.write(tmp_path / "stereo.wav", np.stack([y, 0.5 * y], 1), SR, subtype="FLOAT")
+    got, _ = load(tmp_path / "anti.wav", SR)
+    assert not is_silent(got, SR) and np.allclose(got, y, atol=1e-6)
+    assert "the channels cancel when mixed to mono" in caplog.text
+    caplog.clear()
+    assert np.allclose(load(tmp_path / "stereo.wav", SR)[0], 0.75 * y, atol=1e-6)  # an ordinary mix
+    assert "cancel" not in caplog.text
+
+
+def test_learning_curve_refuses_an_out_file_before_any_work(corpus, tmp_path, capsys, monkeypatch):
+    """Before: "[Errno 17] File exists" after every size was fitted."""
+    monkeypatch.setenv("HITRANK_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "taken").write_text("")
+    assert main(["learning-curve", "--config", "real/ridge", "--labels", str(corpus / "labels.csv"),
+                 "--sizes", "5,10", "--out", str(tmp_path / "taken"), "-q"]) == 2
+    assert f"{str(tmp_path / 'taken')!r} is a file, not a folder for a learning curve" in capsys.readouterr().err
+    assert not (tmp_path / "cache").exists()
+
+
+def test_a_failing_worker_pool_is_stopped_not_left_running():
+    """After an error the local engine terminates its workers (before: left running past the
+    command's end, a worker still starting printed a SemLock traceback of its own)."""
+    from hitrank.engines import get_engine
+
+    with pytest.raises(ZeroDivisionError):
+        with get_engine("local", 2) as run:
+            results = run(_divide_slowly, [0, 1, 2, 3], chunksize=1)
+            pool_processes = list(__import__("multiprocessing").active_children())
+            list(results)
+    assert pool_processes and not any(p.is_alive() for p in pool_processes)
+
+
+def _divide_slowly(x):
+    import time
+
+    time.sleep(0 if x == 0 else 20)
+    return 1 / x

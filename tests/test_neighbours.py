@@ -176,7 +176,7 @@ def test_similar_in_a_pretrained_embedding(corpus, tmp_path, capsys):
 
 def test_similar_and_nearest_errors(quick_run, corpus, tmp_path, capsys):
     assert main(["similar", str(tmp_path / "missing.wav"), "--reference", str(corpus / "audio")]) != 0
-    assert "no such audio file" in capsys.readouterr().err
+    assert "missing.wav': file does not exist" in capsys.readouterr().err
     song = sorted((corpus / "audio").glob("*.wav"))[0]
     assert main(["similar", str(song)]) != 0
     assert "--reference" in capsys.readouterr().err

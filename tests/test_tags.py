@@ -82,7 +82,8 @@ def test_tags_cli_on_synthesised_music(tmp_path, capsys):
     assert main(["tags", *files, "--json"]) == 1
     captured = capsys.readouterr()
     rows = [json.loads(line) for line in captured.out.splitlines()]
-    assert [Path(r["path"]).name for r in rows] == ["drums.wav", "piano.flac", "short.wav"]
+    assert [Path(r["path"]).name for r in rows] == ["drums.wav", "piano.flac", "short.wav", "broken.wav"]
+    assert set(rows.pop()) == {"path", "error"}  # a failed file has its line too
     assert all(list(r["tags"]) == list(TAGS) for r in rows)
     drums, piano = rows[0]["tags"], rows[1]["tags"]
     assert {"beat", "drums"} & set(rows[0]["top"][:2]) and drums["classical"] < 0.1
@@ -169,6 +170,10 @@ def test_tags_cli_fails_a_file_whose_tagger_output_is_not_finite(tmp_path, capsy
     for extra in ([], ["--json"]):
         assert main(["tags", str(tmp_path / "drums.wav"), "--model", "jynet", *extra]) == 1
         captured = capsys.readouterr()
-        assert captured.out == "" and "nan" not in captured.err.lower().replace("nan or inf", "")
+        if extra:  # the file's JSON line holds its error, no tag
+            assert set(json.loads(captured.out)) == {"path", "error"}
+        else:
+            assert captured.out == ""
+        assert "nan" not in captured.err.lower().replace("nan or inf", "")
         assert "drums.wav" in captured.err and "output is not finite" in captured.err
         assert "weights" in captured.err and "1 of 1 files failed" in captured.err

@@ -115,5 +115,6 @@ def test_cli_highlight_json(corpus, tmp_path, capsys):
     code = main(["highlight", str(corpus / "audio" / "song_00001.wav"), str(bad), "--json"])
     assert code == 1
     out = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
-    assert len(out) == 1 and set(out[0]) >= {"path", "start", "end", "method"}
+    assert len(out) == 2 and set(out[0]) >= {"path", "start", "end", "method"}
     assert out[0]["end"] - out[0]["start"] == 30
+    assert out[1]["path"] == str(bad) and out[1]["error"].startswith("cannot decode")  # one line per file

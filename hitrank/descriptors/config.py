@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 
 from ..errors import ConfigError
-from ..yamlconfig import Plain, build_config, check_choice, read_yaml
+from ..yamlconfig import Plain, build_config, check_choice, check_seeds, read_yaml
 from .extractor_names import DEFAULT_EXTRACTOR, EXTRACTOR_NAMES
 from .learners import LEARNERS, learner
 
@@ -124,6 +124,7 @@ def validate(cfg: DescriptorConfig) -> DescriptorConfig:
     check_choice("cv.split", c.split, SPLITS)
     check_choice("data.dedup", d.dedup, DEDUPS)
     check_choice("cv.val_split", c.val_split, VAL_SPLITS)
+    check_seeds(train__seed=t.seed)
     if not 0 < d.keep_hits <= 1:
         raise ConfigError(f"data.keep_hits={d.keep_hits}: must be in (0, 1]")
     if d.task == "regress" and (b.method != "none" or b.class_weight or d.keep_hits != 1):

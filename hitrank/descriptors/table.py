@@ -193,36 +193,57 @@ def _canonicalise(raw: pd.DataFrame, where: str, lines: list[int]) -> pd.DataFra
     return df
 
 
-def read_table(sources) -> DescriptorTable:
+def read_table(sources, failures: list | None = None) -> DescriptorTable:
     """Read one or more descriptor CSVs (or folders of them) into a :class:`DescriptorTable`.
+
+    ``failures``: a list to collect ``(path, reason)`` of the files that cannot be read, which
+    are then skipped (scoring goes on with the others); None (training): the first such file
+    stops the reading.
 
     Raises
     ------
     LabelsError
         when a file is missing or unreadable (or looks ``;``-separated), has no rows, or has
-        none of the descriptor columns.
+        none of the descriptor columns (with ``failures``: only when no file can be read).
     """
-    frames, columns = [], {}
+    frames, columns, read = [], {}, []
     files = table_files(sources)
     for path in files:
-        raw = _read_csv(path)
-        lines = row_lines(path, len(raw))
-        df = _canonicalise(raw, repr(str(path)), lines)
-        if not any(c in df for c in DESCRIPTORS):
-            raise LabelsError(
-                f"{str(path)!r}: no descriptor columns; expected some of {list(DESCRIPTORS)} "
-                f"(found {list(raw.columns)[:12]})")
-        columns[str(path)] = list(df.columns)
-        df["source_file"] = path.name
-        df["source_line"] = lines
+        try:
+            df = _read_one(path)
+        except LabelsError as exc:
+            if failures is None or len(files) == 1:
+                raise
+            failures.append((str(path), str(exc).removeprefix(f"{str(path)!r}: ")))
+            continue
+        columns[str(path)] = [c for c in df.columns if c not in ("source_file", "source_line")]
         frames.append(df)
+        read.append(path)
+    if not frames:
+        raise LabelsError(f"none of the {len(files)} tables can be read; the first: {failures[0][0]!r}: "
+                          f"{failures[0][1]}")
     frame = pd.concat(frames, ignore_index=True, sort=False)
     id_col = next((c for c in _ID_COLUMNS if c in frame), None)
     ids = (frame[id_col].fillna("").astype(str).to_numpy() if id_col
            else np.array([f"row {i + 1}" for i in range(len(frame))]))
     art_col = next((c for c in _ARTIST_COLUMNS if c in frame), None)
     artists = frame[art_col].fillna("").astype(str).to_numpy() if art_col else np.full(len(frame), "")
-    return DescriptorTable(frame, ids, artists, [str(f) for f in files], columns)
+    return DescriptorTable(frame, ids, artists, [str(f) for f in read], columns)
+
+
+def _read_one(path: Path) -> pd.DataFrame:
+    """One descriptor CSV with canonical column names, its ``source_file`` and ``source_line``
+    (LabelsError naming the file when it cannot be read or has no descriptor column)."""
+    raw = _read_csv(path)
+    lines = row_lines(path, len(raw))
+    df = _canonicalise(raw, repr(str(path)), lines)
+    if not any(c in df for c in DESCRIPTORS):
+        raise LabelsError(
+            f"{str(path)!r}: no descriptor columns; expected some of {list(DESCRIPTORS)} "
+            f"(found {list(raw.columns)[:12]})")
+    df["source_file"] = path.name
+    df["source_line"] = lines
+    return df
 
 
 def require_columns(table: DescriptorTable, columns, what: str) -> None:

@@ -22,6 +22,7 @@ import logging
 import math
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -33,6 +34,7 @@ from ..payload import load_payload
 
 log = logging.getLogger(__name__)
 
+CHECKPOINT_NAME = "highlighter.pt"  # in the --out folder of `hitrank highlighter train`
 CHUNK_FRAMES = 32  # frames per chunk: 32 x 2048 / 22050 = 2.97 s
 SILENCE_DB = 10.0 * math.log10(DB_AMIN)  # -100 dB: silence on hitrank's dB log-mel scale
 
@@ -149,8 +151,11 @@ class Highlighter:
 
 
 def load_highlighter(path: str | os.PathLike) -> Highlighter:
-    """Load a highlighter checkpoint safely (``weights_only=True``)."""
-    return Highlighter(load_payload(path, "highlighter"), str(path))
+    """Load a highlighter checkpoint safely (``weights_only=True``): the ``.pt`` file, or the
+    folder ``hitrank highlighter train --out`` wrote (its ``highlighter.pt``)."""
+    inside = Path(path) / CHECKPOINT_NAME
+    file = inside if inside.is_file() else path
+    return Highlighter(load_payload(file, "highlighter"), str(path))
 
 
 @functools.lru_cache(maxsize=4)

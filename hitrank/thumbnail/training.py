@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from .. import audio
 from ..corpus import check_training_labels, read_labels
@@ -28,8 +27,8 @@ from ..loop import EpochLoop, run_loop
 from ..payload import save_payload
 from ..runtime import pick_device, seed_everything
 from ..targets import Target
-from ..yamlconfig import build_config, parse_override, resolve_config
-from .attention import AttentionHighlighter, HighlighterTrainConfig, batch_chunks
+from ..yamlconfig import build_config, check_seeds, load_mapping, parse_override, resolve_config
+from .attention import CHECKPOINT_NAME, AttentionHighlighter, HighlighterTrainConfig, batch_chunks
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +36,7 @@ log = logging.getLogger(__name__)
 def load_highlighter_config(path: str | os.PathLike | None, overrides=()) -> HighlighterTrainConfig:
     data = {}
     if path:
-        try:
-            data = yaml.safe_load(resolve_config(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{str(path)!r}: cannot read highlighter config ({exc})") from None
+        data = load_mapping(resolve_config(path))
     for item in overrides:
         keys, value = parse_override(item)
         if len(keys) != 1:  # the highlighter config is flat: a dotted key is a mistake
@@ -53,6 +49,7 @@ def load_highlighter_config(path: str | os.PathLike | None, overrides=()) -> Hig
                           "needs the tag branch, issue #6)")
     if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0 or not 0 < cfg.val_fraction < 1:
         raise ConfigError("epochs, batch_size >= 1, lr > 0 and 0 < val_fraction < 1 are required")
+    check_seeds(seed=cfg.seed)
     return cfg
 
 
@@ -144,7 +141,7 @@ def train_highlighter(labels: str | os.PathLike, out: str | os.PathLike, cfg: Hi
             "n_val": len(va), "songs": sorted(ids), "paths": sorted(paths),
             "labels": str(Path(labels).absolute()),
             "labels_sha1": hashlib.sha1(Path(labels).read_bytes()).hexdigest()}
-    save_payload(out / "highlighter.pt", "highlighter", {
+    save_payload(out / CHECKPOINT_NAME, "highlighter", {
         "kwargs": {}, "feature_params": params.to_dict(), "target": target.to_dict(),
         "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "info": info})
     summary = {**{k: v for k, v in info.items() if k != "songs"}, "seconds": round(time.time() - t0, 1),

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from .. import embeddings, segments
 from ..errors import ConfigError
 from ..targets import KINDS as TARGETS
-from ..yamlconfig import Plain, build_config, check_choice, read_yaml
+from ..yamlconfig import Plain, build_config, check_choice, check_seeds, read_yaml
 from .learners import LEARNERS
 
 BRANCH = "transfer"  # the top-level `branch:` of these configs
@@ -113,6 +113,7 @@ def validate(cfg: TransferConfig) -> TransferConfig:
     check_choice("cv.select_rule", c.select_rule, SELECT_RULES)
     if c.select_by == "within" and not c.within:
         raise ConfigError("cv.select_by=within needs cv.within (a stratum column, e.g. genre)")
+    check_seeds(train__seed=t.seed, cv__fold_seed=c.fold_seed)
     if c.folds < 3 or c.inner_folds < 3:
         raise ConfigError(f"cv.folds={c.folds}, cv.inner_folds={c.inner_folds}: need at least 3 each")
     if not 0 < c.top_fraction <= 1:

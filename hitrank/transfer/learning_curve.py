@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .. import strata
-from ..data import make_folds
+from ..data import check_fold_sizes, make_folds
 from ..errors import ConfigError, ParameterError
-from ..fileio import atomic_write_text
+from ..fileio import atomic_write_text, output_folder
 from .config import TransferConfig, load_transfer_config
 from .protocol import (
     Data,
@@ -89,7 +88,7 @@ def learning_curve(cfg: TransferConfig, data: Data, sizes: list[int], progress: 
 
     groups, s = groups_of(cfg, data), strata_of(cfg, data)
     n = len(data.y)
-    splits = make_folds(n, cfg.cv.folds, cfg.cv.fold_seed, groups=groups, ids=data.ids)
+    splits = check_fold_sizes(make_folds(n, cfg.cv.folds, cfg.cv.fold_seed, groups=groups, ids=data.ids))
     rng = np.random.default_rng([cfg.train.seed, 31])
     orders = [rng.permutation(np.concatenate([tr, va])) for tr, va, _ in splits]  # one order per fold
     plan = curve_sizes(sizes, max(len(o) for o in orders), n, len(splits))
@@ -132,8 +131,7 @@ def write_curve(table: pd.DataFrame, out: str | os.PathLike, title: str = "") ->
 
     Returns ``{"csv": path, "png": path or None, "note": why no plot}``.
     """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(out, "a learning curve", ConfigError)
     atomic_write_text(out / "learning_curve.csv", table.to_csv(index=False))
     try:
         import matplotlib
@@ -176,6 +174,7 @@ def learning_curve_command(config, overrides=(), *, labels, sizes, out, store=No
                           "e.g. --config real/auto); a spectrogram CNN needs thousands of songs")
     cfg = load_transfer_config(config, overrides)
     sizes = parse_sizes(sizes) if isinstance(sizes, str) else list(sizes)
+    output_folder(out, "a learning curve", ConfigError, create=False)  # before any audio is decoded
     data = load_data(cfg, labels, store, workers=workers, progress=progress)
     table = learning_curve(cfg, data, sizes, progress)
     files = write_curve(table, out, f"{cfg.name}: {len(data.y)} songs, {cfg.cv.folds} folds")

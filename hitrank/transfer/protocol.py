@@ -30,7 +30,7 @@ import yaml
 
 from .. import embeddings, neighbours, ood, segments, strata
 from ..corpus import check_training_labels, read_text_table, song_names
-from ..data import make_folds, usable_songs
+from ..data import check_fold_sizes, make_folds, usable_songs
 from ..errors import ConfigError, HitrankError, LabelsError
 from ..extract import ExtractReport, extract
 from ..features import FeatureParams
@@ -42,7 +42,7 @@ from ..reference import MIN_REFERENCE, Reference
 from ..runinfo import find_checkpoints, write_run_info
 from ..runtime import cached_store_path
 from ..store import FeatureStore
-from ..targets import Target
+from ..targets import Target, check_differ
 from ..uncertainty import oracle, random_baseline
 from ..yamlconfig import read_yaml
 from .config import TransferConfig, load_transfer_config, transfer_config_from_dict
@@ -144,9 +144,7 @@ def check_labels(cfg: TransferConfig, data: Data, labels) -> None:
     rather than fold by fold."""
     used = slice(None) if data.weight is None else data.weight > 0  # as fit_one fits
     y = data.y[used]
-    if len(y) and np.all(y == y[0]):
-        raise LabelsError(f"{str(labels)!r}: hit_score is {y[0]:g} for every one of the {len(y)} songs; "
-                          "nothing to rank: give scores that differ")
+    check_differ(y, repr(str(labels)))
     Target.fit(cfg.train.target, y, data.ids[used])
 
 
@@ -354,7 +352,7 @@ def run_transfer_cv(cfg: TransferConfig, data: Data, out, *, raters=None, raters
     k = cfg.cv.folds
     if n < k:
         raise ConfigError(f"cv.folds={k} but only {n} songs; lower cv.folds")
-    splits = make_folds(n, k, cfg.cv.fold_seed, groups=groups, ids=data.ids)
+    splits = check_fold_sizes(make_folds(n, k, cfg.cv.fold_seed, groups=groups, ids=data.ids))
     folds = np.empty(n, dtype=int)
     pred = np.empty(n)
     chosen, models = [], []
