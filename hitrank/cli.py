@@ -9,6 +9,7 @@ disk, out of memory) that stopped it midway; 3 an unexpected error (a bug in hit
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import sys
@@ -372,6 +373,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="folder for learning_curve.csv / .png")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key (repeatable)")
+    p.add_argument("--folds", type=int, help="number of folds (overrides cv.folds)")
     p.add_argument("--group-by", metavar="artist|group|COLUMN", help="folds that never split a group")
     p.add_argument("--within", metavar="COLUMN", help="within-stratum Spearman too")
     p.add_argument("--workers", type=int, default=1, help="extraction workers")
@@ -448,7 +450,8 @@ def cmd_extract(args) -> int:
 
 
 def cmd_learning_curve(args) -> int:
-    res = learning_curve(args.config, _structure_overrides(args, list(args.overrides)),
+    folds = [f"cv.folds={args.folds}"] if args.folds is not None else []
+    res = learning_curve(args.config, _structure_overrides(args, list(args.overrides) + folds),
                                  labels=args.labels, sizes=args.sizes, out=args.out, workers=args.workers,
                                  progress=_progress(args))
     table = res["table"]
@@ -472,21 +475,27 @@ def _structure_overrides(args, overrides: list[str]) -> list[str]:
     transfer = is_transfer_config(args.config)
     group = getattr(args, "group_by", None)
     if group:
-        overrides.append(f"cv.group_by={group}")
+        overrides.append(f"cv.group_by={_text(group)}")
         if not transfer:
             overrides.append("cv.artist_aware=false")  # the flag names the grouping alone
     weight = getattr(args, "weight", None)
     if weight and not transfer:
         raise HitrankError(f"--weight {weight!r}: sample weights apply to transfer configs (configs/real/)")
     if weight:
-        overrides.append(f"train.weight={weight}")
+        overrides.append(f"train.weight={_text(weight)}")
     within = getattr(args, "within", None)
     if within and transfer:
-        overrides.append(f"cv.within={within}")
+        overrides.append(f"cv.within={_text(within)}")
     elif within and args.command != "cv":
         raise HitrankError(f"--within {within!r}: `{args.command}` takes it with transfer configs "
                            "(configs/real/); spectrogram runs report strata in `hitrank cv`")
     return overrides
+
+
+def _text(value) -> str:
+    """A flag's value as a ``--set`` item's YAML text that reads back as that very string (a
+    column named ``null``, ``yes``, ``2020`` or ``market #1`` stays that name)."""
+    return json.dumps(str(value))
 
 
 def _overrides(args) -> list[str]:
@@ -503,7 +512,7 @@ def _overrides(args) -> list[str]:
     for flag, key in ((args.folds, "cv.folds"), (args.device, "train.device"), (args.seed, "train.seed"),
                       (args.init, "train.init")):
         if flag is not None:
-            overrides.append(f"{key}={flag}")
+            overrides.append(f"{key}={_text(flag) if key in ('train.device', 'train.init') else flag}")
     if args.allow_highlighter_overlap:
         overrides.append("cv.allow_highlighter_overlap=true")
     return overrides
@@ -550,23 +559,23 @@ def cmd_cv(args) -> int:
                          raters_score=args.raters_score,
                          within="" if is_transfer_config(args.config) else args.within or "", **_sources(args))
     if res["kind"] == "transfer":
-        _print_failures(res["failures"])
         print(format_transfer_summary(res["summary"]))
         print(f"run folder: {args.out} (summary.json, predictions.csv, fold_XX.pt)")
+        _print_failures(res["failures"])  # at the end, after the results
         return EXIT_PARTIAL if res["failures"] or res["summary"]["left_out"] else EXIT_OK
     if res["kind"] == "descriptor":
         s = res["summary"]
         _print_descriptor_summary(s)
         print(f"run folder: {args.out} (summary.json, folds.csv, predictions.csv, importance.csv/png, fold_XX.pt)")
         return EXIT_PARTIAL if s["n_left_out"] else EXIT_OK
-    _print_failures(res["failures"])
     if res["main"]:
         _print_summary(res["summary"])
         if "within" in res["summary"]:
             print(format_within_report(res["summary"]["within"]))
         print(f"run folder: {args.out} (summary.json, folds.csv, predictions.csv, fold_XX.pt, report.html)")
-        if _diverged(res["summary"].get("non_finite", 0), res["summary"]["n_songs"], "test", res["cfg"]):
-            return EXIT_PARTIAL
+    _print_failures(res["failures"])  # at the end, after the results
+    if res["main"] and _diverged(res["summary"].get("non_finite", 0), res["summary"]["n_songs"], "test", res["cfg"]):
+        return EXIT_PARTIAL
     return EXIT_PARTIAL if res["problems"] else EXIT_OK
 
 
@@ -575,23 +584,23 @@ def cmd_train(args) -> int:
                 progress=_progress(args), **_sources(args))
     if res["kind"] == "transfer":
         s = res["summary"]
-        _print_failures(res["failures"])
         inner = ", ".join(f"{k} {v:+.3f}" for k, v in s["inner"].items())
         print(f"trained {s['name']}: {s['learner']} on the {s['embedding']} embedding of {s['songs']} songs"
               + (f" (inner CV, {s['select_by']}, rule {s.get('select_rule', 'best')}: {inner})" if inner else "") + f" in {s['seconds']:.0f} s -> {args.out / 'model.pt'}")
+        _print_failures(res["failures"])
         return EXIT_PARTIAL if res["failures"] or s["left_out"] else EXIT_OK
     if res["kind"] == "descriptor":
         info = res["info"]
         print(f"trained {info['name']} on {info['n_train']} rows (validation {info['n_val']}, "
               f"{info['n_left_out']} left out) -> {args.out / 'model.pt'}")
         return EXIT_PARTIAL if info["n_left_out"] else EXIT_OK
-    _print_failures(res["failures"])
     info = res["info"]
     if res["main"]:
         print(f"trained {res['cfg'].name} on {info['n_train']} songs (validation {info['n_val']}): "
               f"val nDCG {info['val_ndcg']:.4f}, Spearman {info['val_spearman']:.4f} -> {args.out / 'model.pt'}")
-        if _diverged(info.get("non_finite", 0), info["n_val"], "validation", res["cfg"]):
-            return EXIT_PARTIAL
+    _print_failures(res["failures"])
+    if res["main"] and _diverged(info.get("non_finite", 0), info["n_val"], "validation", res["cfg"]):
+        return EXIT_PARTIAL
     return EXIT_PARTIAL if res["problems"] else EXIT_OK
 
 
@@ -629,11 +638,12 @@ def cmd_similar(args) -> int:
         head = {k: (None if isinstance(v, float) and v != v else v) for k, v in a.items()}  # NaN -> null
         print(_json_dump({**head, "similar": rows}))
         return EXIT_OK
-    print(f"{a['song']}: closest of {a['catalogue']} ({a['embedding']} embedding, cosine similarity)")
+    print(f"{_one_line(str(a['song']))}: closest of {_one_line(str(a['catalogue']))} ({a['embedding']} "
+          "embedding, cosine similarity)")
     for r in found.itertuples():
         hit = f"  hit score {r.hit_score:.4g}" if r.hit_score == r.hit_score else ""
-        title = f"  {r.title}" if r.title else ""
-        print(f"{r.rank:>3}  {r.similarity:.3f}  {r.song_id}{title}{hit}")
+        title = f"  {_one_line(str(r.title))}" if r.title else ""
+        print(f"{r.rank:>3}  {r.similarity:.3f}  {_one_line(str(r.song_id))}{title}{hit}")
     if a["fit"] == a["fit"]:
         print(f"fit to the reference: {a['fit']:.0f} (mean similarity to its {len(found)} closest, "
               f"{a['fit_similarity']:.3f}, as a percentile of the reference songs' own)")
@@ -819,6 +829,7 @@ def cmd_descriptors(args) -> int:
 
 def cmd_fit(args) -> int:
     _check_top(args)
+    commands.check_outputs(None, args.reference, args.out, None)
     ranking, n_ref, failures = fit_sources(args.reference, args.candidates, workers=args.workers,
                                            progress=_progress(args), tags=args.tags,
                                            negatives=args.negatives)
@@ -964,8 +975,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return EXIT_INTERRUPTED
     except OSError as exc:  # e.g. a full disk while writing a store: stop cleanly, nothing is lost
-        print(f"error: {exc}{'; work done so far is saved, run the same command again to resume' if _resumes(args) else ''}",
-              file=sys.stderr)
+        print(f"error: {_os_error(exc, _resumes(args))}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:  # noqa: BLE001 - a bug, not the user's input: say so, with its traceback
         if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":  # incl. torch's CUDA one
@@ -976,6 +986,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: an unexpected error in `hitrank {args.command}` (a bug in hitrank, traceback above); "
               "please report it with the command you ran", file=sys.stderr)
         return EXIT_BUG
+
+
+#: what an OS error means for a path hitrank was writing, and what to do about it
+_OS_ERRORS = {
+    errno.ENOTDIR: ("a part of the path is a file, not a folder", "choose another output path"),
+    errno.EEXIST: ("a file is there where a folder must be made", "choose another output path"),
+    errno.EISDIR: ("it is a folder, not a file", "choose another output path"),
+    errno.EROFS: ("the file system is read-only", "choose another output path"),
+    errno.ENOSPC: ("no space left on the device", "free some space"),
+}
+
+
+def _os_error(exc: OSError, resumes: bool) -> str:
+    """One line for an OS error that stopped a command: the path and what went wrong in words,
+    what to do, and whether running again resumes."""
+    if exc.errno in _OS_ERRORS and exc.filename:
+        what, fix = _OS_ERRORS[exc.errno]
+        return f"{str(exc.filename)!r}: {what}; {fix}" + (" (work done so far is saved)" if resumes else "")
+    return f"{exc}" + ("; work done so far is saved, run the same command again to resume" if resumes else "")
 
 
 def _resumes(args) -> bool:

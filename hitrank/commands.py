@@ -69,7 +69,7 @@ from .runinfo import add_run_info, model_fingerprint, resolve_model, run_kind
 from .runtime import cached_store_path
 from .segments import params_for
 from .store import FeatureStore
-from .strata import evaluate, paired_difference, stratum_mean_predictions
+from .strata import check_strata, evaluate, paired_difference, stratum_mean_predictions
 from .targets import check_differ, check_scores
 from .thumbnail import parse_highlighter_id
 from .thumbnail.attention import load_highlighter
@@ -251,7 +251,7 @@ def cross_validate(config, overrides=(), *, out: str | os.PathLike, store=None, 
     if data is not None:
         return descriptor_cv(config, overrides, data=data, out=out, progress=progress)
     if is_transfer_config(config):
-        overrides = [*overrides, f"cv.within={within}"] if within else overrides
+        overrides = [*overrides, f"cv.within={json.dumps(within)}"] if within else overrides
         res = transfer_cv(config, overrides, labels=_labels_for_transfer(labels), out=out, store=store,
                           raters=raters, raters_score=raters_score, workers=workers, progress=progress)
         _record_labels(out, labels)
@@ -261,8 +261,8 @@ def cross_validate(config, overrides=(), *, out: str | os.PathLike, store=None, 
                           "spectrogram runs do not read it yet")
     if within and labels is None:
         raise ConfigError(f"--within {within!r} reads the stratum from a labels CSV: give --labels")
-    if within:
-        stratum_column(labels, within)  # a missing column stops the run before any work
+    if within:  # a missing or degenerate column stops the run before any work
+        check_strata(stratum_column(labels, within).to_numpy(), within)
     exp = load_experiment(config, overrides, store=store, labels=labels, command="cv",
                           distribute=distribute, workers=workers, progress=progress)
     summary = run_cv(exp.cfg, exp.ds, out, progress=progress, ctx=exp.ctx, notes=exp.notes, params=exp.params)
@@ -405,7 +405,7 @@ def _rank_descriptor(folder, model, *, cache, workers, device, progress, highlig
 RANKERS = {"spectrogram": _rank_spectrogram, "descriptor": _rank_descriptor, "transfer": _rank_transfer}
 
 
-def _check_outputs(folder, reference, out, html) -> None:
+def check_outputs(folder, reference, out, html) -> None:
     """Refuse, before any song is ranked, a ``--out`` / ``--html`` that is a folder, one of
     the inputs (the labels CSV ranked, the ``--reference``), an audio file, or both the same
     file; create their folders."""
@@ -446,7 +446,7 @@ def rank(folder, model, *, cache=None, workers: int = 1, device: str = "auto", p
     if Path(folder).is_dir() and not list_folder(folder):
         raise HitrankError(f"{str(folder)!r}: no audio files found (looked for {', '.join(AUDIO_EXTENSIONS)}); "
                            "nothing to rank")
-    _check_outputs(folder, options.get("reference"), out, html)
+    check_outputs(folder, options.get("reference"), out, html)
     # a transfer model compares songs in its own embedding whatever --embedding names (checked there)
     made_with = provenance(model, model_fingerprint(path),
                            {k: v for k, v in options.items() if not (kind == "transfer" and k == "embedding")})

@@ -254,8 +254,11 @@ def make_folds(n: int, k: int, seed: int, groups=None, ids=None
                               "need unique ids")
         chunks = _chunks_by_hash(ids, k, seed, groups)
         if any(len(c) == 0 for c in chunks):
-            raise ConfigError(f"cv.group_by: the groups cannot fill {k} folds (an empty "
-                              "chunk); lower cv.folds")
+            g = np.asarray(groups).astype(str) if groups is not None else ids
+            units = len(set(g[g != ""])) + int((g == "").sum())
+            raise ConfigError(f"cv.group_by: {units} group(s) of songs cannot fill {k} folds (a fold would test "
+                              "no song): " + ("lower cv.folds (--folds)" if units >= 3 else
+                                             "group by another column, or drop --group-by"))
     elif groups is None:
         rng = np.random.default_rng([seed, 4242])
         chunks = np.array_split(rng.permutation(n), k)

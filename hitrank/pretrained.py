@@ -154,12 +154,12 @@ def import_release(path: str | os.PathLike, force: bool = False, fusion: str = "
     if not folder.is_dir():
         raise CheckpointError(f"{str(folder)!r}: not a folder; pass a checkout of {SOURCE} or a folder "
                               "holding its ret30.mdl/ and data/")
+    net = jynet.JYNet.from_release(folder)  # checks every JYnet file before anything is written
+    ret30 = convert_ret30(folder, fusion=fusion)  # a folder that is not the release is named first
     targets = [jynet_checkpoint().parent] + [models_dir() / n for n in KKBOX_MODELS]
     existing = [t for t in targets if t.exists()]
     if existing and not force:
         raise HitrankError(f"already imported: {', '.join(map(str, existing))}; pass --force to replace")
-    net = jynet.JYNet.from_release(folder)  # checks every JYnet file before anything is written
-    ret30 = convert_ret30(folder, fusion=fusion)
     licence = folder / "LICENSE"
     jfiles = [jynet.MODEL_FILE, jynet.TAGS188_FILE] + [
         f"{jynet.STANDARDISER_DIR.format(n_fft=n)}/{f}" for n in jynet.N_FFTS for f in ("mean.npy", "std.npy")]

@@ -188,7 +188,7 @@ def rank_folder(
         raise ParameterError("segment='best' ranks by the best window of each song's curve: "
                              "pass curve=True (--curve)")
     if int(nearest) < 0:
-        raise ParameterError(f"nearest={nearest}; expected 0 (none) or a positive number of songs")
+        raise ParameterError(f"--nearest {nearest}: expected 0 (none) or a positive number of songs")
     if embedding != neighbours.MODEL_EMBEDDING:
         embeddings.get(embedding)  # a clear error naming the known ones, before any audio is decoded
     dev = pick_device(device)

@@ -42,7 +42,7 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from .corpus import read_text_table
-from .errors import LabelsError, ParameterError
+from .errors import ConfigError, LabelsError, ParameterError
 from .fileio import row_lines
 from .metrics import n_top, top_metrics_batch
 
@@ -293,6 +293,35 @@ def within_metrics(y_true, y_pred, folds, strata, top: float = 0.1, n_boot: int 
             "cell_mean": {"spearman": float(np.mean(cells)) if cells else float("nan"),
                           "cells": len(cells)},
             "left_out": left_out, "missing": int(absent.sum()), "missing_ids": missing_ids, "thin": thin}
+
+
+def check_strata(values, column: str, flag: str = "--within") -> None:
+    """Refuse a stratum column that cannot stratify: the label itself (``hit_score``), or
+    values ``(n,)`` (``''`` where empty) with fewer than two strata of two songs or more
+    (every song in one stratum: the within metrics would repeat the pooled ones and the
+    stratum-mean baseline would be one constant; every song in a stratum of its own:
+    nothing to rank inside them).
+
+    Raises
+    ------
+    ConfigError
+        Naming the flag, the column and what it holds.
+    """
+    name = f"{flag}={column!r}" if "." in flag else f"{flag} {column!r}"
+    if column == "hit_score":
+        raise ConfigError(f"{name} is the label itself; give a column that groups songs (genre, market, label)")
+    s = pd.Series(np.asarray(values, dtype=object)).fillna(MISSING).astype(str).str.strip()
+    counts = s[s != MISSING].value_counts()
+    if len(counts) == 0:
+        raise ConfigError(f"{name}: the column is empty for every song; fill it in, or drop {flag}")
+    if len(counts) == 1:
+        raise ConfigError(f"{name}: every song with a value there is in one stratum ({counts.index[0]!r}): the "
+                          f"within metrics would repeat the pooled ones; give a column with several strata, "
+                          f"or drop {flag}")
+    if (counts >= 2).sum() < 2:
+        raise ConfigError(f"{name}: {len(counts)} strata, but at most one holds two songs or more: nothing to "
+                          f"rank inside them; give a column that groups songs (genre, market, label), or "
+                          f"drop {flag}")
 
 
 def within_warnings(within: dict | None, column: str = "stratum") -> list[str]:

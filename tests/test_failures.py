@@ -412,3 +412,29 @@ def _divide_slowly(x):
 
     time.sleep(0 if x == 0 else 20)
     return 1 / x
+
+
+def test_an_output_path_through_a_file_is_named_in_words(tmp_path, capsys):
+    """Before: "[Errno 17] File exists: 'afile'; ... run the same command again to resume"
+    (rerunning fails the same way), and `fit --out FOLDER` failed after the work on its temp file."""
+    from hitrank.cli import _os_error
+
+    (tmp_path / "afile").write_text("")
+    try:
+        (tmp_path / "afile" / "x").mkdir(parents=True)
+    except OSError as exc:
+        assert _os_error(exc, True) == (f"{str(tmp_path / 'afile' / 'x')!r}: a part of the path is a file, not a "
+                                        "folder; choose another output path (work done so far is saved)")
+    assert _os_error(OSError(5, "Input/output error"), False) == "[Errno 5] Input/output error"
+    sf.write(tmp_path / "a.wav", _tone(31), SR)
+    assert main(["fit", "--reference", str(tmp_path), "--candidates", str(tmp_path), "--out", str(tmp_path), "-q"]) == 2
+    assert f"--out {str(tmp_path)!r} is a folder; give the file's name" in capsys.readouterr().err
+
+
+def test_groups_that_cannot_fill_the_folds_are_counted():
+    from hitrank.data import make_folds
+    from hitrank.errors import ConfigError
+
+    ids = [f"s{i}" for i in range(12)]
+    with pytest.raises(ConfigError, match=r"2 group\(s\) of songs cannot fill 3 folds .*group by another column"):
+        make_folds(12, 3, 0, groups=np.array(["a", "b"] * 6), ids=ids)

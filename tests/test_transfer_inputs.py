@@ -165,3 +165,37 @@ def test_labels_whose_audio_is_not_where_the_csv_says_point_to_the_csv_folder(tm
     err = capsys.readouterr().err.splitlines()[-1]
     assert "only 0 songs have embeddings" in err and "12 audio files do not exist" in err
     assert "relative to its own folder" in err
+
+
+def test_too_few_weighted_songs_and_strata_that_cannot_stratify_are_refused(rng, tmp_path):
+    """Before: 2 songs with a positive weight gave folds that predicted one constant (exit 0);
+    --within on a column of one stratum, of singletons, or the label itself reported a bogus
+    stratum-mean baseline (exit 0)."""
+    data = _data(rng)
+    data.weight = np.r_[5.0, 5.0, np.zeros(28)]
+    cfg = replace(_cfg(), train=replace(TransferConfig().train, weight="n_raters"))
+    with pytest.raises(LabelsError, match=r"train.weight='n_raters' is > 0 for only 2 of the 30 songs; a transfer "
+                                          r"model learns from those only and needs at least 10"):
+        check_labels(cfg, data, "labels.csv")
+    data.labels["one"], data.labels["own"], data.labels["empty"] = "pop", data.ids, ""
+    for column, message in (("one", r"every song with a value there is in one stratum \('pop'\)"),
+                            ("own", r"30 strata, but at most one holds two songs or more"),
+                            ("empty", r"the column is empty for every song"),
+                            ("hit_score", r"is the label itself")):
+        if column == "hit_score":
+            data.labels["hit_score"] = data.y
+        with pytest.raises(ConfigError, match=rf"^cv.within='{column}'(: .*| ){message}"):
+            run_transfer_cv(_cfg(within=column), data, tmp_path / column, progress=False)
+        assert not (tmp_path / column).exists()  # refused before the run folder is made
+    s = run_transfer_cv(_cfg(within="genre"), _data(rng), tmp_path / "ok", progress=False)
+    assert s["within"] == "genre"
+
+
+@pytest.mark.parametrize("name", ["market #1", "null", "yes", "2020", "%x", "a: b"])
+def test_column_flags_are_taken_as_written(name):
+    """--within, --group-by and --weight became `--set key=VALUE` items read as YAML: `market #1`
+    named the column `market` (a comment), `null` dropped the flag, `yes` became 'on'."""
+    from hitrank.cli import _text
+    from hitrank.yamlconfig import parse_override
+
+    assert parse_override(f"cv.within={_text(name)}") == (["cv", "within"], name)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -175,6 +176,9 @@ def learning_curve_command(config, overrides=(), *, labels, sizes, out, store=No
     cfg = load_transfer_config(config, overrides)
     sizes = parse_sizes(sizes) if isinstance(sizes, str) else list(sizes)
     output_folder(out, "a learning curve", ConfigError, create=False)  # before any audio is decoded
+    if (Path(out) / "run.json").exists():
+        raise ConfigError(f"--out {str(out)!r} holds a run of `hitrank cv` or `train`: the learning curve's files "
+                          "would be mixed into it; use another --out")
     data = load_data(cfg, labels, store, workers=workers, progress=progress)
     table = learning_curve(cfg, data, sizes, progress)
     files = write_curve(table, out, f"{cfg.name}: {len(data.y)} songs, {cfg.cv.folds} folds")

@@ -139,11 +139,16 @@ def load_data(cfg: TransferConfig, labels, store=None, *, workers: int = 1, prog
 
 
 def check_labels(cfg: TransferConfig, data: Data, labels) -> None:
-    """Refusals before any fitting: hit scores that are all equal (nothing to rank), and
+    """Refusals before any fitting: fewer than :data:`MIN_SONGS` songs with a positive
+    ``train.weight``, hit scores that are all equal (nothing to rank), and
     scores the target cannot take (e.g. ``log`` of a score <= 0), named for every song at once
     rather than fold by fold."""
     used = slice(None) if data.weight is None else data.weight > 0  # as fit_one fits
     y = data.y[used]
+    if data.weight is not None and len(y) < MIN_SONGS:
+        raise LabelsError(f"{str(labels)!r}: train.weight={cfg.train.weight!r} is > 0 for only {len(y)} of the "
+                          f"{len(data.y)} songs; a transfer model learns from those only and needs at least "
+                          f"{MIN_SONGS}: give more songs a weight, or drop --weight")
     check_differ(y, repr(str(labels)))
     Target.fit(cfg.train.target, y, data.ids[used])
 
@@ -184,8 +189,14 @@ def groups_of(cfg: TransferConfig, data: Data) -> np.ndarray | None:
 
 
 def strata_of(cfg: TransferConfig, data: Data) -> np.ndarray | None:
+    """The ``cv.within`` stratum of each song ``(n,)`` (``''`` where empty), refused when it
+    cannot stratify (:func:`hitrank.strata.check_strata`); None without ``cv.within``."""
     w = cfg.cv.within
-    return None if not w else label_column(data, w, "cv.within")
+    if not w:
+        return None
+    values = label_column(data, w, "cv.within")
+    strata.check_strata(values, w, "cv.within")
+    return values
 
 
 # ----------------------------------------------------------------------------- fitting
@@ -346,13 +357,13 @@ def run_transfer_cv(cfg: TransferConfig, data: Data, out, *, raters=None, raters
 
     t0 = time.time()
     rated = read_raters_for(data, raters, raters_score) if raters is not None else None  # before any fitting
-    out = check_out(out)
     groups, s = groups_of(cfg, data), strata_of(cfg, data)
     n = len(data.y)
     k = cfg.cv.folds
     if n < k:
         raise ConfigError(f"cv.folds={k} but only {n} songs; lower cv.folds")
     splits = check_fold_sizes(make_folds(n, k, cfg.cv.fold_seed, groups=groups, ids=data.ids))
+    out = check_out(out)
     folds = np.empty(n, dtype=int)
     pred = np.empty(n)
     chosen, models = [], []
@@ -452,8 +463,8 @@ def run_transfer_train(cfg: TransferConfig, data: Data, out, progress: bool = Tr
     percentile of a new song is its place among them.
     """
     t0 = time.time()
-    out = check_out(out)
     groups, s = groups_of(cfg, data), strata_of(cfg, data)
+    out = check_out(out)
     name, scores, ref = choose(cfg, data.X, data.y, data.ids, groups, s, cfg.train.seed, data.weight)
     if ref is None:  # one candidate: its inner out-of-fold scores are still the honest reference
         ref = _oof(cfg, name, data, groups)
