@@ -47,6 +47,7 @@ from .thumbnail.files import highlight_files
 from .thumbnail.training import load_highlighter_config, train_highlighter
 from .transfer.protocol import is_transfer_config
 from .transfer.report import format_transfer_summary, format_within_report
+from .yamlconfig import override_text
 
 log = logging.getLogger("hitrank")
 
@@ -327,7 +328,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", type=Path, help="audio files")
     p.add_argument("--method", choices=["attention", "fallback"],
                    help="attention (needs --model) or fallback (default: attention when --model is given)")
-    p.add_argument("--model", type=Path, help="attention highlighter checkpoint")
+    p.add_argument("--model", type=Path, help="attention highlighter: its checkpoint, or the --out folder of "
+                   "`hitrank highlighter train`")
     p.add_argument("--json", action="store_true",
                    help="one JSON object per line (JSON Lines) on stdout, one line per file")
     p.add_argument("--plot", type=Path, help="save a PNG of the curve over the spectrogram per file here")
@@ -410,7 +412,7 @@ def cmd_synth(args) -> int:
 
 def _print_failures(failures, what="songs") -> None:
     if failures:
-        print(f"{len(failures)} {what} failed:", file=sys.stderr)
+        print(f"{len(failures)} {what.removesuffix('s') if len(failures) == 1 else what} failed:", file=sys.stderr)
         for _sid, path, reason in failures:
             print(f"  {path!r}: {reason}", file=sys.stderr)
 
@@ -475,27 +477,21 @@ def _structure_overrides(args, overrides: list[str]) -> list[str]:
     transfer = is_transfer_config(args.config)
     group = getattr(args, "group_by", None)
     if group:
-        overrides.append(f"cv.group_by={_text(group)}")
+        overrides.append(f"cv.group_by={override_text(group)}")
         if not transfer:
             overrides.append("cv.artist_aware=false")  # the flag names the grouping alone
     weight = getattr(args, "weight", None)
     if weight and not transfer:
         raise HitrankError(f"--weight {weight!r}: sample weights apply to transfer configs (configs/real/)")
     if weight:
-        overrides.append(f"train.weight={_text(weight)}")
+        overrides.append(f"train.weight={override_text(weight)}")
     within = getattr(args, "within", None)
     if within and transfer:
-        overrides.append(f"cv.within={_text(within)}")
+        overrides.append(f"cv.within={override_text(within)}")
     elif within and args.command != "cv":
         raise HitrankError(f"--within {within!r}: `{args.command}` takes it with transfer configs "
                            "(configs/real/); spectrogram runs report strata in `hitrank cv`")
     return overrides
-
-
-def _text(value) -> str:
-    """A flag's value as a ``--set`` item's YAML text that reads back as that very string (a
-    column named ``null``, ``yes``, ``2020`` or ``market #1`` stays that name)."""
-    return json.dumps(str(value))
 
 
 def _overrides(args) -> list[str]:
@@ -512,7 +508,7 @@ def _overrides(args) -> list[str]:
     for flag, key in ((args.folds, "cv.folds"), (args.device, "train.device"), (args.seed, "train.seed"),
                       (args.init, "train.init")):
         if flag is not None:
-            overrides.append(f"{key}={_text(flag) if key in ('train.device', 'train.init') else flag}")
+            overrides.append(f"{key}={override_text(flag) if key in ('train.device', 'train.init') else flag}")
     if args.allow_highlighter_overlap:
         overrides.append("cv.allow_highlighter_overlap=true")
     return overrides
@@ -813,8 +809,8 @@ def cmd_tags(args) -> int:
 
 def cmd_predict(args) -> int:
     pred, n_models, failures = predict(args.model, args.data, out=args.out)
-    _print_failures([("", path, reason) for path, reason in failures], "tables")
     print(f"scored {len(pred)} rows with {n_models} model(s) of {args.model} -> {args.out}")
+    _print_failures([("", path, reason) for path, reason in failures], "tables")
     return EXIT_PARTIAL if failures else EXIT_OK
 
 
@@ -829,7 +825,8 @@ def cmd_descriptors(args) -> int:
 
 def cmd_fit(args) -> int:
     _check_top(args)
-    commands.check_outputs(None, args.reference, args.out, None)
+    commands.check_outputs({args.reference: "--reference", args.candidates: "--candidates",
+                            args.negatives: "--negatives"}, args.out, None)
     ranking, n_ref, failures = fit_sources(args.reference, args.candidates, workers=args.workers,
                                            progress=_progress(args), tags=args.tags,
                                            negatives=args.negatives)
@@ -988,23 +985,30 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BUG
 
 
-#: what an OS error means for a path hitrank was writing, and what to do about it
+#: what an OS error on a path means, in words
 _OS_ERRORS = {
-    errno.ENOTDIR: ("a part of the path is a file, not a folder", "choose another output path"),
-    errno.EEXIST: ("a file is there where a folder must be made", "choose another output path"),
-    errno.EISDIR: ("it is a folder, not a file", "choose another output path"),
-    errno.EROFS: ("the file system is read-only", "choose another output path"),
-    errno.ENOSPC: ("no space left on the device", "free some space"),
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EEXIST: "a file is there where a folder must be made",
+    errno.EISDIR: "it is a folder, not a file",
+    errno.EROFS: "the file system is read-only",
+    errno.ENOSPC: "no space left on the device",
 }
 
 
 def _os_error(exc: OSError, resumes: bool) -> str:
-    """One line for an OS error that stopped a command: the path and what went wrong in words,
-    what to do, and whether running again resumes."""
-    if exc.errno in _OS_ERRORS and exc.filename:
-        what, fix = _OS_ERRORS[exc.errno]
-        return f"{str(exc.filename)!r}: {what}; {fix}" + (" (work done so far is saved)" if resumes else "")
-    return f"{exc}" + ("; work done so far is saved, run the same command again to resume" if resumes else "")
+    """One line for an OS error that stopped a command: the path (the target of a failed
+    rename, not its temporary file) and what went wrong in words, then what to do: a disk that
+    filled up is freed and the command run again (it resumes where it can); a path that cannot
+    be used is changed."""
+    again = "; work done so far is saved, run the same command again to resume" if resumes else ""
+    path = exc.filename2 or exc.filename
+    if exc.errno not in _OS_ERRORS or not path:
+        return f"{exc}{again}"
+    if exc.errno == errno.ENOSPC:
+        return (f"{str(path)!r}: {_OS_ERRORS[exc.errno]}; free some space, then run the same command again"
+                + (" to resume (work done so far is saved)" if resumes else ""))
+    return f"{str(path)!r}: {_OS_ERRORS[exc.errno]}; check the path (an output: choose another)" + (
+        " (work done so far is saved)" if resumes else "")
 
 
 def _resumes(args) -> bool:

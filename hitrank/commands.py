@@ -45,6 +45,7 @@ from .errors import ConfigError, HitrankError, LabelsError
 from .extract import ExtractReport, extract
 from .features import FeatureParams
 from .fileio import atomic_write_text, strict_json
+from .metrics import MIN_TOP
 from .neighbours import (
     DEFAULT_K,
     MODEL_EMBEDDING,
@@ -81,6 +82,7 @@ from .transfer.protocol import (
     transfer_cv,
     transfer_train,
 )
+from .yamlconfig import override_text
 
 log = logging.getLogger(__name__)
 
@@ -175,13 +177,19 @@ def load_experiment(config: Config | str | os.PathLike | None, overrides: list[s
 
 
 def _check_label_scores(cfg: Config, labels: str | os.PathLike) -> None:
-    """Before any audio is decoded: the labels CSV has at least 3 usable hit scores, they
-    differ, and ``train.target`` can take them (each a LabelsError or ConfigError naming the
-    file or the songs)."""
+    """Before any audio is decoded: the labels CSV has enough usable hit scores for the folds
+    (:data:`~hitrank.metrics.MIN_TOP` per chunk: 2 x ``cv.folds``), they differ, and
+    ``train.target`` can take them (each a LabelsError or ConfigError naming the file or the
+    songs)."""
     refs = [r for r in read_labels(labels)[0] if np.isfinite(r.hit_score)]
-    if len(refs) < 3:
-        raise LabelsError(f"{str(labels)!r}: only {len(refs)} song(s) with a usable hit_score; training "
-                          "needs at least 3 (to train on, validate and test)")
+    k = cfg.cv.folds
+    if len(refs) < MIN_TOP * k:
+        fewer = len(refs) // MIN_TOP
+        hint = (f"use fewer folds (--folds {fewer}) or label more songs" if fewer >= 3
+                else f"label at least {3 * MIN_TOP} songs")
+        raise LabelsError(f"{str(labels)!r}: only {len(refs)} song(s) with a usable hit_score; cv.folds={k} needs "
+                          f"at least {MIN_TOP * k} ({MIN_TOP} to rank in each fold's test and validation chunk): "
+                          + hint)
     scores = [r.hit_score for r in refs]
     check_differ(scores, repr(str(labels)))
     check_scores(cfg.train.target, scores, [r.song_id for r in refs])
@@ -251,7 +259,7 @@ def cross_validate(config, overrides=(), *, out: str | os.PathLike, store=None, 
     if data is not None:
         return descriptor_cv(config, overrides, data=data, out=out, progress=progress)
     if is_transfer_config(config):
-        overrides = [*overrides, f"cv.within={json.dumps(within)}"] if within else overrides
+        overrides = [*overrides, f"cv.within={override_text(within)}"] if within else overrides
         res = transfer_cv(config, overrides, labels=_labels_for_transfer(labels), out=out, store=store,
                           raters=raters, raters_score=raters_score, workers=workers, progress=progress)
         _record_labels(out, labels)
@@ -405,12 +413,12 @@ def _rank_descriptor(folder, model, *, cache, workers, device, progress, highlig
 RANKERS = {"spectrogram": _rank_spectrogram, "descriptor": _rank_descriptor, "transfer": _rank_transfer}
 
 
-def check_outputs(folder, reference, out, html) -> None:
+def check_outputs(sources: dict, out, html) -> None:
     """Refuse, before any song is ranked, a ``--out`` / ``--html`` that is a folder, one of
-    the inputs (the labels CSV ranked, the ``--reference``), an audio file, or both the same
-    file; create their folders."""
-    inputs = {Path(p).resolve(): what for p, what in ((folder, "the labels CSV ranked"), (reference, "--reference"))
-              if p is not None and Path(p).is_file()}
+    the input files (``sources``: path or None -> what it is, e.g. ``{labels: "the labels CSV
+    ranked", reference: "--reference"}``), an audio file, or both the same file; create their
+    folders."""
+    inputs = {Path(p).resolve(): what for p, what in sources.items() if p is not None and Path(p).is_file()}
     if out is not None and html is not None and Path(out).resolve() == Path(html).resolve():
         raise HitrankError(f"--out and --html are both {str(out)!r}: give the CSV and the report two names")
     for flag, target, example in (("--out", out, "ranking.csv"), ("--html", html, "ranking.html")):
@@ -446,7 +454,7 @@ def rank(folder, model, *, cache=None, workers: int = 1, device: str = "auto", p
     if Path(folder).is_dir() and not list_folder(folder):
         raise HitrankError(f"{str(folder)!r}: no audio files found (looked for {', '.join(AUDIO_EXTENSIONS)}); "
                            "nothing to rank")
-    check_outputs(folder, options.get("reference"), out, html)
+    check_outputs({folder: "the labels CSV ranked", options.get("reference"): "--reference"}, out, html)
     # a transfer model compares songs in its own embedding whatever --embedding names (checked there)
     made_with = provenance(model, model_fingerprint(path),
                            {k: v for k, v in options.items() if not (kind == "transfer" and k == "embedding")})

@@ -327,21 +327,24 @@ def run_cv(cfg: Config, ds: Dataset, out: str | os.PathLike, progress: bool = Tr
     return summarize(cfg, out, len(ds), seconds, device, max(processes, ctx.world), notes)
 
 
-def _fold_done(out: Path, f: int) -> bool:
+def _fold_done(out: Path, f: int, warn: bool = True) -> bool:
     """Whether fold ``f`` of the run folder ``out`` is finished: its record (``fold_XX.json``, a
-    JSON mapping), test predictions (``pred_XX.csv``) and checkpoint (``fold_XX.pt``, a whole
-    torch zip archive) are all there and readable. A damaged one (a truncated copy, a disk
-    that filled up) is named in a warning, and the fold is trained again."""
+    JSON mapping with ``n_test``), test predictions (``pred_XX.csv``: its columns, one row per
+    test song) and checkpoint (``fold_XX.pt``, a whole torch zip archive) are all there and
+    readable. A damaged one (a truncated copy, a disk that filled up) is named in a warning
+    (``warn``), and the fold is trained again."""
     files = [out / f"{stem}_{f:02d}.{ext}" for stem, ext in (("fold", "json"), ("pred", "csv"), ("fold", "pt"))]
     if not all(p.exists() for p in files):
         return False
     record, pred, ckpt = files
     try:
-        whole = isinstance(json.loads(record.read_text()), dict) and zipfile.is_zipfile(ckpt)
-        _read_predictions(pred)
+        row = json.loads(record.read_text())
+        table = _read_predictions(pred)
+        whole = (isinstance(row, dict) and zipfile.is_zipfile(ckpt) and len(table) == row.get("n_test")
+                 and {"song_id", "fold", "hit_score", "pred_z", "pred"} <= set(table.columns))
     except (OSError, ValueError, pd.errors.ParserError, HitrankError):
         whole = False
-    if not whole:
+    if not whole and warn:
         log.warning("%s: fold %d's files (%s) are damaged; training the fold again",
                     out, f, ", ".join(p.name for p in files))
     return whole
@@ -353,13 +356,9 @@ def _check_same_songs(out: Path, ds: Dataset, folds: list) -> None:
     that changed since): its model and metrics belong to another run (``pred_XX.csv`` holds
     each finished fold's test songs)."""
     for f, (_, _, te) in enumerate(folds):
-        done = out / f"pred_{f:02d}.csv"
-        if not (out / f"fold_{f:02d}.json").exists() or not done.exists():
-            continue
-        try:
-            before = _read_predictions(done)
-        except (OSError, ValueError, pd.errors.ParserError):
-            continue  # unreadable: summarize names it
+        if not _fold_done(out, f, warn=False):
+            continue  # not finished, or damaged: trained again (the run names it)
+        before = _read_predictions(out / f"pred_{f:02d}.csv")
         now = pd.DataFrame({"song_id": ds.song_ids[te], "hit_score": ds.scores[te]})
         a, b = before.sort_values("song_id"), now.sort_values("song_id")
         same = (list(a.song_id) == list(b.song_id)

@@ -201,10 +201,11 @@ def check_fold_sizes(folds: list) -> list:
     k, n = len(folds), sum(len(te) for _, _, te in folds)
     smallest = min(len(te) for _, _, te in folds)
     if smallest < MIN_TOP:
-        fewer = max(3, min(k - 1, n // (2 * MIN_TOP)))
+        fewer = min(k - 1, n // MIN_TOP)  # chunks of MIN_TOP songs or more, without groups
+        hint = (f"use fewer folds (e.g. --folds {fewer}; groups of songs may need fewer still) or label more "
+                "songs" if fewer >= 3 else f"label at least {3 * MIN_TOP} songs")
         raise ConfigError(f"cv.folds={k} cuts the {n} songs into chunks as small as {smallest} song(s), but "
-                          f"each test chunk needs at least {MIN_TOP} to rank: use fewer folds (e.g. "
-                          f"--folds {fewer}) or label more songs")
+                          f"each test chunk needs at least {MIN_TOP} to rank: {hint}")
     return folds
 
 

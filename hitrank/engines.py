@@ -89,9 +89,12 @@ def _stop_workers(pool: ProcessPoolExecutor, timeout: float = 5.0) -> None:
     """Terminate the worker processes of ``pool`` and wait (up to ``timeout`` s each) until they
     are gone: after an error the batch's other tasks are not wanted, and a worker left running
     (or still starting) past this process's exit prints a traceback of its own when the queues
-    it was handed disappear. Uses the executor's process table (``_processes``; CPython 3.9
-    to 3.13 keep it there); nothing happens where it is missing."""
+    it was handed disappear. ``ProcessPoolExecutor.terminate_workers`` where Python has it
+    (3.14); before, the executor's process table (``_processes``; CPython 3.9 to 3.13 keep it
+    there); nothing happens where neither is found."""
     processes = list((getattr(pool, "_processes", None) or {}).values())
+    if hasattr(pool, "terminate_workers"):
+        pool.terminate_workers()
     for p in processes:
         if p.is_alive():
             p.terminate()

@@ -11,6 +11,7 @@ config packaged with hitrank (``table1/a_simple_cnn_mid30``).
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import os
@@ -24,6 +25,7 @@ from .errors import ConfigError
 
 log = logging.getLogger(__name__)
 
+MAX_SEED = 2**32 - 1  # the largest seed (numpy's legacy generators' limit; torch takes it too)
 #: the configs shipped inside the package (configs/ at the top of the repository points here)
 PACKAGED_CONFIGS = Path(__file__).resolve().parent / "configs"
 
@@ -134,10 +136,17 @@ def check_choice(key, value, allowed):
 
 def check_seeds(**seeds: int) -> None:
     """ConfigError naming the key unless every seed (``key=value``, dots as ``__``) is an
-    integer >= 0 (numpy's and torch's generators refuse negative seeds)."""
+    integer from 0 to :data:`MAX_SEED` (numpy's and torch's generators refuse negative seeds,
+    torch's those of 64 bits and more)."""
     for key, value in seeds.items():
-        if value < 0:
-            raise ConfigError(f"{key.replace('__', '.')}={value}: a seed must be an integer >= 0")
+        if not 0 <= value <= MAX_SEED:
+            raise ConfigError(f"{key.replace('__', '.')}={value}: a seed must be an integer from 0 to {MAX_SEED}")
+
+
+def override_text(value) -> str:
+    """``value`` as the YAML text of a ``--set key=VALUE`` item that reads back as that very
+    string (a column named ``null``, ``yes``, ``2020`` or ``market #1`` stays that name)."""
+    return json.dumps(str(value))
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
@@ -165,16 +174,16 @@ def resolve_config(spec: str | os.PathLike) -> Path:
     path = Path(spec)
     if path.is_file():
         return path
+    name = str(spec).removeprefix("configs/")
+    for candidate in (PACKAGED_CONFIGS / name, PACKAGED_CONFIGS / f"{name}.yaml"):
+        if candidate.is_file():  # before a folder of the same name here (runs/table1/a_... )
+            return candidate
     if path.is_dir():
         raise ConfigError(f"{str(spec)!r} is a folder; give a config .yaml file or a packaged config name "
                           f"(e.g. {packaged_configs()[0]})")
     if path.exists():
         raise ConfigError(f"{str(spec)!r}: not a regular file (a pipe, socket or device?); "
                           "give a config .yaml file")
-    name = str(spec).removeprefix("configs/")
-    for candidate in (PACKAGED_CONFIGS / name, PACKAGED_CONFIGS / f"{name}.yaml"):
-        if candidate.is_file():
-            return candidate
     raise ConfigError(f"{str(spec)!r}: config file does not exist and is not a packaged config; "
                       f"packaged: {', '.join(packaged_configs())}")
 
@@ -199,7 +208,12 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults`: PyYAML merges those itself
+                continue
             key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, (str, int, float, bool)) and key is not None:
+                raise ConfigError(f"a key that is a {type(key).__name__} (line {key_node.start_mark.line + 1}); "
+                                  "keys are names")
             if key in seen:
                 raise ConfigError(f"key {key!r} is given twice (line {key_node.start_mark.line + 1}); "
                                   "keep one")

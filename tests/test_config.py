@@ -112,7 +112,7 @@ def test_seeds_must_not_be_negative(tmp_path, capsys):
     for load, config, key in ((load_config, None, "train.seed"), (load_config, None, "cv.fold_seed"),
                               (load_transfer_config, "real/ridge", "train.seed"),
                               (load_transfer_config, "real/ridge", "cv.fold_seed")):
-        with pytest.raises(ConfigError, match=rf"^{key}=-1: a seed must be an integer >= 0$"):
+        with pytest.raises(ConfigError, match=rf"^{key}=-1: a seed must be an integer from 0 to 4294967295$"):
             load(config, [f"{key}=-1"])
     with pytest.raises(ConfigError, match=r"^train.seed=-3: a seed"):
         load_descriptor_config("descriptors/topify_mlp", ["train.seed=-3"])
@@ -148,3 +148,23 @@ def test_a_folder_or_an_empty_file_as_config(tmp_path, caplog):
     (tmp_path / "empty.yaml").write_text("# nothing yet\n")
     assert load_config(tmp_path / "empty.yaml").train == load_config(None).train  # the defaults, said so
     assert "is empty: every setting takes its default" in caplog.text
+
+
+def test_yaml_merge_keys_still_work_and_a_list_as_key_is_named(tmp_path):
+    """The duplicate-key check must leave YAML merge keys (`<<: *base`) to PyYAML."""
+    (tmp_path / "merge.yaml").write_text("base: &b {epochs: 3, lr: 0.01}\n", encoding="utf-8")
+    path = tmp_path / "c.yaml"
+    path.write_text("x: &b\n  epochs: 3\n  lr: 0.01\ntrain:\n  <<: *b\n  lr: 0.02\n")
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['x'\]"):  # the anchor's holder is not a section
+        load_config(path)
+    path.write_text("train: &b\n  epochs: 3\n  lr: 0.01\n")
+    assert load_config(path).train.epochs == 3
+    from hitrank.yamlconfig import load_mapping
+
+    path.write_text("base: &b\n  epochs: 3\n  lr: 0.01\ntrain:\n  <<: *b\n  lr: 0.02\n")
+    assert load_mapping(path)["train"] == {"epochs": 3, "lr": 0.02}  # merged, the explicit key wins
+    path.write_text("? [a, b]\n: 1\n")
+    with pytest.raises(ConfigError, match=r"a key that is a list \(line 1\); keys are names"):
+        load_mapping(path)
+    with pytest.raises(ConfigError, match=r"train.seed=4294967296: a seed must be an integer from 0 to 4294967295"):
+        load_config(None, ["train.seed=4294967296"])

@@ -121,7 +121,8 @@ def _labels_with(corpus, tmp_path, scores=None, n=None) -> str:
 @pytest.mark.parametrize("command", ["cv", "train"])
 @pytest.mark.parametrize("case,message", [
     ("equal", "hit_score is 0.5 for every one of the 24 songs; nothing to rank: give scores that differ"),
-    ("two", "only 2 song(s) with a usable hit_score; training needs at least 3"),
+    ("two", "only 2 song(s) with a usable hit_score; cv.folds=10 needs at least 20 (2 to rank in each fold's "
+            "test and validation chunk): label at least 6 songs"),
     ("negative", "train.target='log' needs hit scores > 0"),
 ])
 def test_labels_that_cannot_train_are_refused_before_extraction(corpus, tmp_path, capsys, monkeypatch,
@@ -147,9 +148,11 @@ def test_folds_too_small_to_rank_name_a_number_of_folds(store, tmp_path, capsys)
 
     with pytest.raises(ConfigError, match=r"cv.folds=10 cuts the 10 songs into chunks as small as 1 song\(s\), "
                                           r"but each test chunk needs at least 2 to rank: use fewer folds "
-                                          r"\(e.g. --folds 3\)"):
+                                          r"\(e.g. --folds 5;"):
         check_fold_sizes(make_folds(10, 10, 0, ids=[f"s{i}" for i in range(10)]))
     assert check_fold_sizes(make_folds(10, 5, 0, ids=[f"s{i}" for i in range(10)]))
+    with pytest.raises(ConfigError, match=r"label at least 6 songs"):  # 5 songs: no number of folds will do
+        check_fold_sizes(make_folds(5, 3, 0, ids=[f"s{i}" for i in range(5)]))
     assert main(["train", "--store", str(store), "--out", str(tmp_path / "run"), "--folds", "20", "-q"]) == 2
     assert "use fewer folds" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
@@ -187,8 +190,10 @@ def test_a_resumed_cv_trains_a_damaged_fold_again(store, tmp_path, caplog):
     (tmp_path / "run" / "fold_01.json").write_text('{"ndcg": 0.3')
     pt = tmp_path / "run" / "fold_02.pt"
     pt.write_bytes(pt.read_bytes()[:1000])
+    pred = tmp_path / "run" / "pred_00.csv"
+    pred.write_text("\n".join(pred.read_text().splitlines()[:-2]) + "\n")  # two rows cut off: still parses
     assert main(args) == 0
-    assert "fold 1's files" in caplog.text and "fold 2's files" in caplog.text and "fold 0's" not in caplog.text
+    assert "fold 1's files" in caplog.text and "fold 2's files" in caplog.text and "fold 0's files" in caplog.text
     assert zipfile.is_zipfile(pt) and json.loads((tmp_path / "run" / "fold_01.json").read_text())["fold"] == 1
     after = pd.read_csv(tmp_path / "run" / "predictions.csv")
     assert len(after) == len(before) and set(after.song_id) == set(before.song_id)

@@ -277,7 +277,7 @@ def test_cli_cv_train_predict(tmp_path, capsys):
     assert main(["predict", "--model", str(tmp_path / "m"), "--data", str(tmp_path / "tables"),
                  "--out", str(tmp_path / "p_tables.csv")]) == 1
     out, err = capsys.readouterr()
-    assert f"1 tables failed:\n  {str(tmp_path / 'tables' / 'b.csv')!r}: has no rows" in err
+    assert f"1 table failed:\n  {str(tmp_path / 'tables' / 'b.csv')!r}: has no rows" in err
     assert "scored 25 rows" in out and len(pd.read_csv(tmp_path / "p_tables.csv")) == 25
     # an --out that is the scored table, or a run folder of another command or kind: refused, nothing lost
     before = (tmp_path / "new.csv").read_bytes(), (tmp_path / "run" / "summary.json").read_bytes()

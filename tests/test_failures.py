@@ -1,6 +1,7 @@
 """A corpus of bad and odd inputs: every file is either extracted or failed with a named
 reason, the batch goes on, nothing is lost, and the exit code says whether anything failed."""
 
+import errno
 import os
 import threading
 
@@ -382,6 +383,11 @@ def test_stereo_whose_channels_cancel_is_analysed_from_one_channel(tmp_path, cap
     caplog.clear()
     assert np.allclose(load(tmp_path / "stereo.wav", SR)[0], 0.75 * y, atol=1e-6)  # an ordinary mix
     assert "cancel" not in caplog.text
+    bad = y.copy()
+    bad[SR * 10] = np.nan  # NaN in one channel only: refused, not taken for a cancelling mix
+    sf.write(tmp_path / "nan_right.wav", np.stack([y, bad], 1), SR, subtype="FLOAT")
+    with pytest.raises(Exception, match="NaN or infinite samples"):
+        load(tmp_path / "nan_right.wav", SR)
 
 
 def test_learning_curve_refuses_an_out_file_before_any_work(corpus, tmp_path, capsys, monkeypatch):
@@ -420,15 +426,26 @@ def test_an_output_path_through_a_file_is_named_in_words(tmp_path, capsys):
     from hitrank.cli import _os_error
 
     (tmp_path / "afile").write_text("")
-    try:
+    with pytest.raises(OSError) as exc:
         (tmp_path / "afile" / "x").mkdir(parents=True)
-    except OSError as exc:
-        assert _os_error(exc, True) == (f"{str(tmp_path / 'afile' / 'x')!r}: a part of the path is a file, not a "
-                                        "folder; choose another output path (work done so far is saved)")
+    assert _os_error(exc.value, True) == (f"{str(tmp_path / 'afile' / 'x')!r}: a part of the path is a file, not a "
+                                          "folder; check the path (an output: choose another) (work done so far is saved)")
+    (tmp_path / "folder.csv").mkdir()
+    with pytest.raises(OSError) as exc:  # the atomic write's rename: the target is named, not its temporary file
+        os.replace(tmp_path / "afile", tmp_path / "folder.csv")
+    assert _os_error(exc.value, False).startswith(f"{str(tmp_path / 'folder.csv')!r}: it is a folder, not a file")
+    assert _os_error(OSError(errno.ENOSPC, "No space left on device", "x"), True) == (
+        "'x': no space left on the device; free some space, then run the same command again to resume (work "
+        "done so far is saved)")
     assert _os_error(OSError(5, "Input/output error"), False) == "[Errno 5] Input/output error"
     sf.write(tmp_path / "a.wav", _tone(31), SR)
     assert main(["fit", "--reference", str(tmp_path), "--candidates", str(tmp_path), "--out", str(tmp_path), "-q"]) == 2
     assert f"--out {str(tmp_path)!r} is a folder; give the file's name" in capsys.readouterr().err
+    (tmp_path / "cands.csv").write_text("energy\n0.5\n")
+    assert main(["fit", "--reference", str(tmp_path), "--candidates", str(tmp_path / "cands.csv"),
+                 "--out", str(tmp_path / "cands.csv"), "-q"]) == 2  # before: the candidates replaced by the ranking
+    assert "is --candidates: writing there would replace it" in capsys.readouterr().err
+    assert (tmp_path / "cands.csv").read_text() == "energy\n0.5\n"
 
 
 def test_groups_that_cannot_fill_the_folds_are_counted():

@@ -359,7 +359,7 @@ def test_learning_curve_names_songs_it_could_not_use_and_exits_1(real_like, tmp_
                  "--sizes", "10,20", "--out", str(tmp_path / "lc"), "--set", "cv.folds=4", "-q",
                  "--allow-outside"]) == 1
     err = capsys.readouterr().err
-    assert "1 songs failed" in err and "broken.ogg" in err
+    assert "1 song failed" in err and "broken.ogg" in err
     assert "song(s) left out" in err and "x003" in err
     assert (tmp_path / "lc" / "learning_curve.csv").exists()  # the curve is still drawn
 

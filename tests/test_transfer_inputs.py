@@ -195,7 +195,12 @@ def test_too_few_weighted_songs_and_strata_that_cannot_stratify_are_refused(rng,
 def test_column_flags_are_taken_as_written(name):
     """--within, --group-by and --weight became `--set key=VALUE` items read as YAML: `market #1`
     named the column `market` (a comment), `null` dropped the flag, `yes` became 'on'."""
-    from hitrank.cli import _text
+    import argparse
+
+    from hitrank.cli import _structure_overrides
     from hitrank.yamlconfig import parse_override
 
-    assert parse_override(f"cv.within={_text(name)}") == (["cv", "within"], name)
+    args = argparse.Namespace(config="real/ridge", command="cv", group_by=name, weight=name, within=name)
+    items = _structure_overrides(args, [])
+    assert [parse_override(i) for i in items] == [(["cv", "group_by"], name), (["train", "weight"], name),
+                                                  (["cv", "within"], name)]
