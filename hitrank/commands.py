@@ -460,6 +460,8 @@ def rank(folder, model, *, cache=None, workers: int = 1, device: str = "auto", p
                            {k: v for k, v in options.items() if not (kind == "transfer" and k == "embedding")})
     previous = read_previous(since) if since is not None else None
     if previous is not None:
+        if previous.empty:
+            log.warning("--since %r holds no ranked song: every song is ranked anew", str(since))
         check_provenance(previous, made_with, repr(str(since)))  # before any song is ranked
         listed = songs_in(folder)
         options["skip"] = set(still_valid(previous, listed).song_id)

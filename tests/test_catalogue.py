@@ -33,7 +33,7 @@ def _folder_of(songs, folder):
     return folder
 
 
-def test_failures_stay_in_the_csv_and_since_ranks_only_new_songs(quick_run, corpus, tmp_path, capsys):
+def test_failures_stay_in_the_csv_and_since_ranks_only_new_songs(quick_run, corpus, tmp_path, capsys, caplog):
     audio = sorted((corpus / "audio").glob("*.wav"))
     folder = _folder_of(audio[:6], tmp_path / "songs")
     (folder / "broken.mp3").write_bytes(b"not an mp3 at all")
@@ -69,6 +69,11 @@ def test_failures_stay_in_the_csv_and_since_ranks_only_new_songs(quick_run, corp
     assert main(["rank", str(folder), "--model", str(quick_run), "--out", str(full), "-q", "--nearest", "0",
                  "--cache", str(cache)]) == 0
     assert list(pd.read_csv(full).song_id) == list(t2.song_id)
+    # a previous CSV holding only its header (every row deleted): said, and everything ranked anew
+    (tmp_path / "header.csv").write_text(first.read_text().splitlines()[0] + "\n")
+    assert main(["rank", str(folder), "--model", str(quick_run), "--out", str(tmp_path / "third.csv"), "--since",
+                 str(tmp_path / "header.csv"), "--nearest", "0", "--cache", str(cache)]) == 0
+    assert "holds no ranked song: every song is ranked anew" in caplog.text
 
 
 def test_since_refuses_a_file_that_is_not_a_ranking(tmp_path):

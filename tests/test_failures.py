@@ -446,6 +446,8 @@ def test_an_output_path_through_a_file_is_named_in_words(tmp_path, capsys):
                  "--out", str(tmp_path / "cands.csv"), "-q"]) == 2  # before: the candidates replaced by the ranking
     assert "is --candidates: writing there would replace it" in capsys.readouterr().err
     assert (tmp_path / "cands.csv").read_text() == "energy\n0.5\n"
+    assert main(["fit", "--reference", str(tmp_path / "a.wav"), "--candidates", str(tmp_path), "-q"]) == 2
+    assert f"{str(tmp_path / 'a.wav')!r} is one audio file; give the folder" in capsys.readouterr().err
 
 
 def test_groups_that_cannot_fill_the_folds_are_counted():

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..corpus import list_folder
+from ..corpus import is_audio_name, list_folder
 from ..errors import LabelsError
 from ..runtime import cache_dir
 from .audio import describe_folder
@@ -31,6 +31,9 @@ def table_from_source(source: str | os.PathLike, workers: int = 1, progress: boo
     """A descriptor table from a CSV, or from a folder of audio (described with ``extractor``,
     cached; with the 50 ``tag_*`` columns when ``tags``)."""
     source = Path(source)
+    if source.is_file() and is_audio_name(source.name):
+        raise LabelsError(f"{str(source)!r} is one audio file; give the folder of audio that holds the songs "
+                          "(or a descriptor CSV)")
     if source.is_dir() and not list_folder(source) and not any(source.glob("*.csv")):
         raise LabelsError(f"{str(source)!r}: the folder holds no audio files and no .csv tables")
     if source.is_dir() and list_folder(source):  # audio (a folder of CSV tables is a table)
