@@ -187,7 +187,7 @@ def test_full_disk_stops_cleanly_and_resumes(tmp_path, corpus, store, monkeypatc
     out = tmp_path / "st"
     assert main(["extract", str(corpus / "labels.csv"), "--out", str(out), "-q"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "No space left on device" in err and "resume" in err and "\n" not in err
+    assert "no space left on the device; free some space" in err and "resume" in err and "\n" not in err
     man = pd.read_csv(out / "manifest.csv")
     assert (man.status == "ok").sum() == 5 and len(man) == 24  # nothing lost, the rest pending
     monkeypatch.setattr(store_mod, "_pwrite", real)
