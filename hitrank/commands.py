@@ -33,7 +33,7 @@ from .constants import AUDIO_EXTENSIONS
 from .corpus import check_training_labels, is_audio_name, list_folder, read_labels
 from .cv import dataset_parts, group_column, run_cv, run_train
 from .cvreport import comparison_table, load_run, pairwise, write_cv_report
-from .data import Dataset, load_dataset
+from .data import Dataset, fewer_folds_hint, load_dataset
 from .descriptors.apply import predict_table, rank_descriptor_folder
 from .descriptors.commands import cv_command as descriptor_cv
 from .descriptors.commands import train_command as descriptor_train
@@ -184,12 +184,9 @@ def _check_label_scores(cfg: Config, labels: str | os.PathLike) -> None:
     refs = [r for r in read_labels(labels)[0] if np.isfinite(r.hit_score)]
     k = cfg.cv.folds
     if len(refs) < MIN_TOP * k:
-        fewer = len(refs) // MIN_TOP
-        hint = (f"use fewer folds (--folds {fewer}) or label more songs" if fewer >= 3
-                else f"label at least {3 * MIN_TOP} songs")
         raise LabelsError(f"{str(labels)!r}: only {len(refs)} song(s) with a usable hit_score; cv.folds={k} needs "
                           f"at least {MIN_TOP * k} ({MIN_TOP} to rank in each fold's test and validation chunk): "
-                          + hint)
+                          + fewer_folds_hint(len(refs), k))
     scores = [r.hit_score for r in refs]
     check_differ(scores, repr(str(labels)))
     check_scores(cfg.train.target, scores, [r.song_id for r in refs])

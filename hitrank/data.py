@@ -201,12 +201,20 @@ def check_fold_sizes(folds: list) -> list:
     k, n = len(folds), sum(len(te) for _, _, te in folds)
     smallest = min(len(te) for _, _, te in folds)
     if smallest < MIN_TOP:
-        fewer = min(k - 1, n // MIN_TOP)  # chunks of MIN_TOP songs or more, without groups
-        hint = (f"use fewer folds (e.g. --folds {fewer}; groups of songs may need fewer still) or label more "
-                "songs" if fewer >= 3 else f"label at least {3 * MIN_TOP} songs")
         raise ConfigError(f"cv.folds={k} cuts the {n} songs into chunks as small as {smallest} song(s), but "
-                          f"each test chunk needs at least {MIN_TOP} to rank: {hint}")
+                          f"each test chunk needs at least {MIN_TOP} to rank: "
+                          + fewer_folds_hint(n, k, "; groups of songs may need fewer still"))
     return folds
+
+
+def fewer_folds_hint(n: int, k: int, note: str = "") -> str:
+    """What to do when ``n`` songs in ``k`` folds leave a chunk under :data:`~hitrank.metrics.MIN_TOP`
+    songs: the most folds whose chunks (without groups) hold that many, or, under 3 x MIN_TOP
+    songs, label more (``note`` follows the number of folds)."""
+    fewer = min(k - 1, n // MIN_TOP)
+    if fewer < 3:
+        return f"label at least {3 * MIN_TOP} songs"
+    return f"use fewer folds (e.g. --folds {fewer}{note}) or label more songs"
 
 
 def make_folds(n: int, k: int, seed: int, groups=None, ids=None
