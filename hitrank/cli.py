@@ -18,6 +18,7 @@ from pathlib import Path
 
 from . import __version__, commands, segments, tags
 from .commands import (
+    FAILURES_FILE,
     compare,
     cross_validate,
     extract_features,
@@ -410,9 +411,12 @@ def cmd_synth(args) -> int:
     return EXIT_OK
 
 
-def _print_failures(failures, what="songs") -> None:
+def _print_failures(failures, what="songs", listed=None) -> None:
+    """The failed files on stderr, one line each (``listed``: the file that also lists them)."""
     if failures:
-        print(f"{len(failures)} {what.removesuffix('s') if len(failures) == 1 else what} failed:", file=sys.stderr)
+        also = f" (also listed in {str(listed)!r})" if listed is not None else ""
+        print(f"{len(failures)} {what.removesuffix('s') if len(failures) == 1 else what} failed{also}:",
+              file=sys.stderr)
         for _sid, path, reason in failures:
             print(f"  {path!r}: {reason}", file=sys.stderr)
 
@@ -557,7 +561,7 @@ def cmd_cv(args) -> int:
     if res["kind"] == "transfer":
         print(format_transfer_summary(res["summary"]))
         print(f"run folder: {args.out} (summary.json, predictions.csv, fold_XX.pt)")
-        _print_failures(res["failures"])  # at the end, after the results
+        _print_failures(res["failures"], listed=args.out / FAILURES_FILE)  # at the end, after the results
         return EXIT_PARTIAL if res["failures"] or res["summary"]["left_out"] else EXIT_OK
     if res["kind"] == "descriptor":
         s = res["summary"]
@@ -569,7 +573,7 @@ def cmd_cv(args) -> int:
         if "within" in res["summary"]:
             print(format_within_report(res["summary"]["within"]))
         print(f"run folder: {args.out} (summary.json, folds.csv, predictions.csv, fold_XX.pt, report.html)")
-    _print_failures(res["failures"])  # at the end, after the results
+    _print_failures(res["failures"], listed=args.out / FAILURES_FILE)  # at the end, after the results
     if res["main"] and _diverged(res["summary"].get("non_finite", 0), res["summary"]["n_songs"], "test", res["cfg"]):
         return EXIT_PARTIAL
     return EXIT_PARTIAL if res["problems"] else EXIT_OK
@@ -583,7 +587,7 @@ def cmd_train(args) -> int:
         inner = ", ".join(f"{k} {v:+.3f}" for k, v in s["inner"].items())
         print(f"trained {s['name']}: {s['learner']} on the {s['embedding']} embedding of {s['songs']} songs"
               + (f" (inner CV, {s['select_by']}, rule {s.get('select_rule', 'best')}: {inner})" if inner else "") + f" in {s['seconds']:.0f} s -> {args.out / 'model.pt'}")
-        _print_failures(res["failures"])
+        _print_failures(res["failures"], listed=args.out / FAILURES_FILE)
         return EXIT_PARTIAL if res["failures"] or s["left_out"] else EXIT_OK
     if res["kind"] == "descriptor":
         info = res["info"]
@@ -594,7 +598,7 @@ def cmd_train(args) -> int:
     if res["main"]:
         print(f"trained {res['cfg'].name} on {info['n_train']} songs (validation {info['n_val']}): "
               f"val nDCG {info['val_ndcg']:.4f}, Spearman {info['val_spearman']:.4f} -> {args.out / 'model.pt'}")
-    _print_failures(res["failures"])
+    _print_failures(res["failures"], listed=args.out / FAILURES_FILE)
     if res["main"] and _diverged(info.get("non_finite", 0), info["n_val"], "validation", res["cfg"]):
         return EXIT_PARTIAL
     return EXIT_PARTIAL if res["problems"] else EXIT_OK

@@ -88,6 +88,8 @@ log = logging.getLogger(__name__)
 
 #: where ``cv`` writes its HTML report, relative to the run folder
 CV_REPORT = "report.html"
+#: the songs of a cv or train run whose audio could not be used (song_id, path, error)
+FAILURES_FILE = "failures.csv"
 
 
 def extract_features(source: str | os.PathLike, out: str | os.PathLike, *, segment: str = "mid30",
@@ -260,6 +262,7 @@ def cross_validate(config, overrides=(), *, out: str | os.PathLike, store=None, 
         res = transfer_cv(config, overrides, labels=_labels_for_transfer(labels), out=out, store=store,
                           raters=raters, raters_score=raters_score, workers=workers, progress=progress)
         _record_labels(out, labels)
+        record_failures(out, res["failures"])
         return res
     if raters is not None:
         raise ConfigError("--raters reports the label ceiling of transfer runs (configs/real/); "
@@ -274,6 +277,7 @@ def cross_validate(config, overrides=(), *, out: str | os.PathLike, store=None, 
     teardown()
     if exp.ctx.main:
         _record_labels(out, labels)
+        record_failures(out, exp.failures)
     if within and exp.ctx.main:
         summary["within"] = within_report(out, labels, within, exp.cfg.cv.top_fraction, group_column(exp.cfg))
     if exp.ctx.main and report is not None:
@@ -292,6 +296,7 @@ def train(config, overrides=(), *, out: str | os.PathLike, store=None, labels=No
         res = transfer_train(config, overrides, labels=_labels_for_transfer(labels), out=out, store=store,
                              workers=workers, progress=progress)
         _record_labels(out, labels)
+        record_failures(out, res["failures"])
         return res
     exp = load_experiment(config, overrides, store=store, labels=labels, command="train",
                           distribute="data", workers=workers, progress=progress)
@@ -299,6 +304,7 @@ def train(config, overrides=(), *, out: str | os.PathLike, store=None, labels=No
     teardown()
     if exp.ctx.main:
         _record_labels(out, labels)
+        record_failures(out, exp.failures)
     return {"kind": "spectrogram", "info": info, "problems": exp.problems, "failures": exp.failures,
             "main": exp.ctx.main, "cfg": exp.cfg}
 
@@ -308,6 +314,18 @@ def _record_labels(out, labels) -> None:
     titles of its training songs as closest songs (:func:`hitrank.neighbours.training_catalogue`)."""
     if labels is not None and Path(labels).suffix.lower() == ".csv":
         add_run_info(out, labels=os.path.abspath(labels))
+
+
+def record_failures(out, failures) -> None:
+    """Write the songs whose audio could not be used to the run folder's ``failures.csv``
+    (columns ``song_id``, ``path``, ``error``), or remove a stale one when none failed (a
+    resumed run whose files were mended)."""
+    path = Path(out) / FAILURES_FILE
+    if failures:
+        frame = pd.DataFrame([tuple(map(str, f)) for f in failures], columns=["song_id", "path", "error"])
+        atomic_write_text(path, frame.to_csv(index=False))
+    else:
+        path.unlink(missing_ok=True)
 
 
 def stratum_column(labels: str | os.PathLike, column: str, flag: str = "--within") -> pd.Series:

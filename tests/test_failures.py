@@ -269,6 +269,8 @@ def test_rank_train_and_cv_survive_every_kind(bad_corpus, store, tmp_path, capsy
         err = capsys.readouterr().err
         for name in expect_fail:
             assert name in err, (cmd, name)
+        listed = pd.read_csv(tmp_path / cmd / "failures.csv", keep_default_na=False)  # kept with the run
+        assert set(expect_fail) <= set(listed.song_id) and listed.error.str.len().min() > 0, cmd
     assert json.loads((tmp_path / "cv" / "summary.json").read_text())["n_songs"] >= 20
 
 

@@ -307,6 +307,45 @@ def test_cv_train_and_rank_on_real_like_excerpts(real_like, tmp_path, capsys):
 
 
 @needs_musicnn
+def test_a_finished_run_runs_again_in_its_folder_and_lists_the_files_that_failed(real_like, tmp_path, capsys):
+    """Before: running a finished transfer cv or train again into its --out was refused
+    ("already holds a model"); the files that failed were listed on the terminal only."""
+    from hitrank.cli import main
+
+    table = pd.read_csv(real_like / "labels.csv").head(12)
+    for p in table.path:
+        (tmp_path / p).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(real_like / p, tmp_path / p)
+    (tmp_path / "broken.ogg").write_bytes(b"OggS" + bytes(64))
+    broken = pd.concat([table, pd.DataFrame([{"song_id": "bad", "path": "broken.ogg",
+                                              "hit_score": 0.2}])])
+    broken.to_csv(tmp_path / "labels.csv", index=False)
+    run, model = tmp_path / "cv", tmp_path / "model"
+    cv = ["cv", "--config", "real/ridge", "--labels", str(tmp_path / "labels.csv"), "--out", str(run),
+          "--folds", "3", "-q"]
+    assert main(cv) == 1  # one file failed: partial
+    err = capsys.readouterr().err
+    assert f"1 song failed (also listed in {str(run / 'failures.csv')!r})" in err and "broken.ogg" in err
+    failed = pd.read_csv(run / "failures.csv")
+    assert list(failed.columns) == ["song_id", "path", "error"] and failed.song_id.tolist() == ["bad"]
+    first = json.loads((run / "summary.json").read_text())
+    table.to_csv(tmp_path / "labels.csv", index=False)  # the broken row dropped: the same songs
+    assert main(cv) == 0
+    again = json.loads((run / "summary.json").read_text())
+    assert again["model"] == first["model"] and not (run / "failures.csv").exists()
+    assert main([*cv, "--set", "cv.fold_seed=3"]) == 2  # another config: refused, the run kept
+    assert "already holds a model (fold_00.pt, fold_01.pt, fold_02.pt) of another config" in capsys.readouterr().err
+    table.assign(hit_score=table.hit_score[::-1].to_numpy()).to_csv(tmp_path / "labels.csv", index=False)
+    assert main(cv) == 2
+    assert "trained on other songs or hit scores" in capsys.readouterr().err
+    assert json.loads((run / "summary.json").read_text())["model"] == first["model"]
+    train = ["train", "--config", "real/ridge", "--labels", str(tmp_path / "labels.csv"), "--out", str(model), "-q"]
+    assert main(train) == 0 and main(train) == 0
+    table.to_csv(tmp_path / "labels.csv", index=False)
+    assert main(train) == 2 and "trained on other songs or hit scores" in capsys.readouterr().err
+
+
+@needs_musicnn
 def test_transfer_rank_flags_songs_unlike_the_training_songs_and_places_silence_nowhere(real_like, tmp_path):
     from hitrank.cli import main
 
@@ -509,6 +548,18 @@ def test_a_song_of_weight_zero_is_a_song_left_out(name, rng):
 def test_bad_sample_weights_are_refused(weight):
     with pytest.raises(ParameterError, match="weights"):
         LEARNERS["ridge"].fit(np.eye(2), np.array([0.0, 1.0]), TransferModel(), 0, np.array(weight))
+
+
+@pytest.mark.parametrize("name", ["ridge", "gbdt"])
+def test_weights_near_the_float_limit_fit_as_their_ratios(name, rng):
+    # their sum overflows to inf: rescaled by the largest first, they fit as the same ratios
+    X, y = _planted(rng, 30, 4)
+    w = np.where(np.arange(30) % 3 == 0, 3.0, 1.0)
+    learner = LEARNERS[name]
+    huge = learner.predict(learner.fit(X, y, TransferModel(), 0, w / 3 * 1e308), X)
+    small = learner.predict(learner.fit(X, y, TransferModel(), 0, w), X)
+    assert np.isfinite(huge).all()
+    np.testing.assert_allclose(huge, small, atol=1e-8)
 
 
 def test_weight_column_errors_name_the_file_the_column_and_the_songs():

@@ -88,12 +88,12 @@ def sample_weights(weight, n: int) -> np.ndarray | None:
     if w.shape != (n,) or not np.isfinite(w).all() or (w < 0).any():
         raise ParameterError(f"sample weights must be finite and >= 0 with shape ({n},), got shape "
                              f"{w.shape}, min {np.nanmin(w) if w.size else float('nan')}")
-    positive = w > 0
-    if not positive.any():
+    if not (w > 0).any():
         raise ParameterError(f"all {n} sample weights are 0: nothing to fit")
     if (w == w[0]).all():
         return None
-    return w * (positive.sum() / w.sum())
+    w = w / w.max()  # first: a sum of weights near 1e308 would overflow to inf
+    return w * ((w > 0).sum() / w.sum())
 
 
 def _scaler(X: np.ndarray, w: np.ndarray | None = None) -> dict:

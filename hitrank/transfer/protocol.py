@@ -39,7 +39,7 @@ from ..metrics import METRICS, ranking_metrics
 from ..payload import load_payload, save_payload
 from ..ranking_table import flags_column
 from ..reference import MIN_REFERENCE, Reference
-from ..runinfo import find_checkpoints, write_run_info
+from ..runinfo import find_checkpoints, read_run_info, write_run_info
 from ..runtime import cached_store_path
 from ..store import FeatureStore
 from ..targets import Target, check_differ
@@ -305,20 +305,61 @@ def _take(weight, idx):
 
 
 # ----------------------------------------------------------------------------- cv
-def check_out(out, create: bool = True) -> Path:
+def check_out(out, create: bool = True, *, cfg: TransferConfig | None = None, command: str = "",
+              data: Data | None = None) -> Path:
     """The run folder to write: refused when it is a file or already holds checkpoints
     (``rank`` would mix them with the new ones), created otherwise (``create``; False: only
-    checked, before any audio is decoded)."""
+    checked, before any audio is decoded).
+
+    A folder that holds a finished ``command`` run of the same config ``cfg`` (and, once
+    ``data`` is known, of the same songs and hit scores) is taken: the run is deterministic,
+    so running it again writes the same models and refreshes its report (e.g. with
+    ``--raters`` added), as an interrupted spectrogram run resumes into its folder.
+    """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {str(out)!r} is a file; a run is a folder: give a new folder's name")
     old = sorted(p.name for p in out.glob("*.pt")) if out.is_dir() else []
     if old:
-        raise ConfigError(f"{str(out)!r} already holds a model ({', '.join(old[:3])}"
-                          f"{' ...' if len(old) > 3 else ''}); choose a new --out or remove those files")
+        held = f"{str(out)!r} already holds a model ({', '.join(old[:3])}{' ...' if len(old) > 3 else ''})"
+        why = _other_run(out, cfg, command, data)
+        if why:
+            raise ConfigError(f"{held} {why}; choose a new --out or remove those files")
+        log.info("%s of the same config and labels: running it again there", held)
     if create:
         out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+def _other_run(out: Path, cfg: TransferConfig | None, command: str, data: Data | None) -> str:
+    """Why the checkpoints in ``out`` are not a finished ``command`` run of ``cfg`` on the
+    songs of ``data`` (``''``: they are; ``data`` None: the songs are not compared yet)."""
+    if cfg is None:
+        return "of another run"
+    try:
+        info = read_run_info(out) or {}
+        held = read_yaml(out / "config.yaml") if (out / "config.yaml").is_file() else None
+    except (ConfigError, HitrankError):
+        return "of another run (its run.json or config.yaml is unreadable)"
+    if info.get("kind") != RUN_KIND or info.get("command") != command or held is None:
+        return f"that is not a finished transfer `{command}` run"
+    if held != yaml.safe_load(yaml.safe_dump(cfg.to_dict(), sort_keys=False)):
+        return f"of another config ({held.get('name', '?')!r} with other settings)"
+    if data is None:
+        return ""
+    try:
+        if command == "cv":
+            saved = pd.read_csv(out / "predictions.csv", dtype={"song_id": str}, keep_default_na=False)
+            ids, y = saved["song_id"].to_numpy(), saved["hit_score"].to_numpy(dtype=np.float64)
+        else:
+            ref = load_model(out / MODEL_FILE)["reference"] or {}
+            ids, y = np.asarray(ref.get("song_ids", []), dtype=str), np.asarray(ref.get("hit_scores", []))
+    except (OSError, ValueError, KeyError, HitrankError):
+        return "whose songs cannot be read back"
+    if len(ids) != len(data.ids) or not (np.asarray(ids, dtype=str) == data.ids.astype(str)).all() \
+            or not np.allclose(y, data.y, rtol=1e-12, atol=0):
+        return "trained on other songs or hit scores"
+    return ""
 
 
 def read_raters_for(data: Data, raters, raters_score: str) -> pd.DataFrame:
@@ -363,7 +404,7 @@ def run_transfer_cv(cfg: TransferConfig, data: Data, out, *, raters=None, raters
     if n < k:
         raise ConfigError(f"cv.folds={k} but only {n} songs; lower cv.folds")
     splits = check_fold_sizes(make_folds(n, k, cfg.cv.fold_seed, groups=groups, ids=data.ids))
-    out = check_out(out)
+    out = check_out(out, cfg=cfg, command="cv", data=data)
     folds = np.empty(n, dtype=int)
     pred = np.empty(n)
     chosen, models = [], []
@@ -464,7 +505,7 @@ def run_transfer_train(cfg: TransferConfig, data: Data, out, progress: bool = Tr
     """
     t0 = time.time()
     groups, s = groups_of(cfg, data), strata_of(cfg, data)
-    out = check_out(out)
+    out = check_out(out, cfg=cfg, command="train", data=data)
     name, scores, ref = choose(cfg, data.X, data.y, data.ids, groups, s, cfg.train.seed, data.weight)
     if ref is None:  # one candidate: its inner out-of-fold scores are still the honest reference
         ref = _oof(cfg, name, data, groups)
@@ -631,7 +672,7 @@ def transfer_cv(config, overrides=(), *, labels, out, store=None, raters=None, r
     cfg = load_transfer_config(config, overrides)
     if raters is not None:
         strata.parse_score_spec(raters_score, strata.read_raters_header(raters))  # fail before any audio
-    check_out(out, create=False)
+    check_out(out, create=False, cfg=cfg, command="cv")
     data = load_data(cfg, labels, store, workers=workers, progress=progress)
     summary = run_transfer_cv(cfg, data, out, raters=raters, raters_score=raters_score, progress=progress)
     return {"kind": RUN_KIND, "summary": summary, "failures": data.failures}
@@ -641,7 +682,7 @@ def transfer_train(config, overrides=(), *, labels, out, store=None, workers: in
                    progress: bool = True) -> dict:
     """``hitrank train`` with a ``branch: transfer`` config."""
     cfg = load_transfer_config(config, overrides)
-    check_out(out, create=False)  # before any audio is decoded
+    check_out(out, create=False, cfg=cfg, command="train")  # before any audio is decoded
     data = load_data(cfg, labels, store, workers=workers, progress=progress)
     return {"kind": RUN_KIND, "summary": run_transfer_train(cfg, data, out, progress), "failures": data.failures}
 
