@@ -1,5 +1,23 @@
+"""The ``hitrank`` command (``python -m hitrank``): the CLI, imported inside :func:`run` so
+that Ctrl-C while Python is still importing it stops with the CLI's one line (exit 130)
+rather than a traceback."""
+
 import sys
 
-from .cli import main
 
-sys.exit(main())
+def run() -> int:
+    """Import and run :func:`hitrank.cli.main`; the exit status."""
+    try:
+        from .cli import EXIT_INTERRUPTED, main
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    try:
+        return main()
+    except KeyboardInterrupt:  # between the CLI's own handlers (e.g. while its logging starts)
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(run())

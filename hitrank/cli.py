@@ -41,6 +41,7 @@ from .fileio import atomic_write_text
 from .neighbours import DEFAULT_K, MIN_CATALOGUE, MODEL_EMBEDDING, split_cell
 from .pretrained import import_release
 from .rank import padded_flags
+from .ranking_table import ranking_with_failures
 from .runtime import environment, import_plugins
 from .synth import synthesize
 from .table1 import ROWS, run_table1
@@ -574,7 +575,8 @@ def cmd_cv(args) -> int:
             print(format_within_report(res["summary"]["within"]))
         print(f"run folder: {args.out} (summary.json, folds.csv, predictions.csv, fold_XX.pt, report.html)")
     _print_failures(res["failures"], listed=args.out / FAILURES_FILE)  # at the end, after the results
-    if res["main"] and _diverged(res["summary"].get("non_finite", 0), res["summary"]["n_songs"], "test", res["cfg"]):
+    if res["main"] and _diverged(res["summary"].get("non_finite", 0), res["summary"]["n_songs"], "test",
+                                    res["cfg"].train.lr):
         return EXIT_PARTIAL
     return EXIT_PARTIAL if res["problems"] else EXIT_OK
 
@@ -599,19 +601,20 @@ def cmd_train(args) -> int:
         print(f"trained {res['cfg'].name} on {info['n_train']} songs (validation {info['n_val']}): "
               f"val nDCG {info['val_ndcg']:.4f}, Spearman {info['val_spearman']:.4f} -> {args.out / 'model.pt'}")
     _print_failures(res["failures"], listed=args.out / FAILURES_FILE)
-    if res["main"] and _diverged(info.get("non_finite", 0), info["n_val"], "validation", res["cfg"]):
+    if res["main"] and _diverged(info.get("non_finite", 0), info["n_val"], "validation", res["cfg"].train.lr):
         return EXIT_PARTIAL
     return EXIT_PARTIAL if res["problems"] else EXIT_OK
 
 
-def _diverged(bad: int, total: int, which: str, cfg) -> bool:
+def _diverged(bad: int, total: int, which: str, lr: float, what: str = "") -> bool:
     """Say on stderr, and return True, when ``bad`` of the ``total`` predictions of a spectrogram
-    run are NaN or inf: the model diverged (ranked last, its metrics mean little)."""
+    run (``what``: which one, e.g. a table1 row) are NaN or inf: the model diverged (ranked
+    last, its metrics mean little); ``lr`` its ``train.lr``."""
     if not bad:
         return False
-    print(f"error: {bad} of {total} {which} predictions are NaN or inf: the model diverged (the metrics "
-          f"above rank them last and mean little); lower train.lr (now {cfg.train.lr:g}), e.g. "
-          f"--set train.lr={cfg.train.lr / 10:g}, and run again with another --out", file=sys.stderr)
+    print(f"error: {what}{bad} of {total} {which} predictions are NaN or inf: the model diverged (the metrics "
+          f"above rank them last and mean little); lower train.lr (now {lr:g}), e.g. "
+          f"--set train.lr={lr / 10:g}, and run again with another --out", file=sys.stderr)
     return True
 
 
@@ -779,7 +782,9 @@ def cmd_table1(args) -> int:
         print(res["pairs"].to_string(index=False))
     print(f"\n{len(res['rows'])} rows in {res['seconds']:.0f} s; run folders in {args.out}, "
           f"comparison in {res['html']}")
-    return EXIT_PARTIAL if res["failures"] else EXIT_OK
+    for d in res["diverged"]:
+        _diverged(d["non_finite"], d["songs"], "test", d["lr"], f"row ({d['row']}) {d['name']}: ")
+    return EXIT_PARTIAL if res["failures"] or res["diverged"] else EXIT_OK
 
 
 def cmd_compare(args) -> int:
@@ -834,8 +839,8 @@ def cmd_fit(args) -> int:
     ranking, n_ref, failures = fit_sources(args.reference, args.candidates, workers=args.workers,
                                            progress=_progress(args), tags=args.tags,
                                            negatives=args.negatives)
-    if args.out:
-        atomic_write_text(args.out, ranking.to_csv(index=False))
+    if args.out:  # the failed files too, as `rank --out` lists them
+        atomic_write_text(args.out, ranking_with_failures(ranking, failures, "id").to_csv(index=False))
     if args.json:
         print(_json_dump({"columns": ranking.attrs["columns"], "ranking": ranking.to_dict("records"),
                           "failures": [{"song_id": s, "path": p, "error": r} for s, p, r in failures]}))
@@ -996,6 +1001,8 @@ _OS_ERRORS = {
     errno.EISDIR: "it is a folder, not a file",
     errno.EROFS: "the file system is read-only",
     errno.ENOSPC: "no space left on the device",
+    errno.ENOENT: "no such file or folder",
+    errno.EACCES: "permission denied",
 }
 
 

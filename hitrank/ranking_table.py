@@ -95,9 +95,9 @@ def check_provenance(previous: pd.DataFrame, wanted: dict[str, str], source: str
                           "--reference, --nearest, --embedding), or without --since")
 
 
-#: columns of names read from the files' own tags: a cell a spreadsheet would run as a
-#: formula (one starting with :data:`FORMULA_START`) is written with a leading apostrophe
-TAG_COLUMNS = ("artist", "title", "nearest_title")
+#: columns of names (file names, paths, the files' own tags): a cell a spreadsheet would run
+#: as a formula (one starting with :data:`FORMULA_START`) is written with a leading apostrophe
+NAME_COLUMNS = ("song_id", "path", "artist", "title", "nearest", "nearest_title")
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -106,25 +106,25 @@ def _not_a_formula(cell):
 
 
 def _as_written(cell: str) -> str:
-    """A tag column's cell read back from the CSV: without the apostrophe :func:`_not_a_formula`
+    """A name column's cell read back from the CSV: without the apostrophe :func:`_not_a_formula`
     put before a name that looks like a formula."""
     return cell[1:] if cell.startswith("'") and cell[1:].startswith(FORMULA_START) else cell
 
 
-def ranking_with_failures(ranking: pd.DataFrame, failures: list) -> pd.DataFrame:
-    """The CSV's table: ``ranking`` then one row per failed file (song_id, path, error); names
-    from tags that a spreadsheet would take for a formula (``=HYPERLINK(...)``) start with
-    an apostrophe (:data:`TAG_COLUMNS`)."""
+def ranking_with_failures(ranking: pd.DataFrame, failures: list, id_column: str = "song_id") -> pd.DataFrame:
+    """The CSV's table: ``ranking`` then one row per failed file (``id_column``, path, error);
+    names from tags that a spreadsheet would take for a formula (``=HYPERLINK(...)``) start
+    with an apostrophe (:data:`NAME_COLUMNS` and ``id_column``)."""
     table = ranking.copy()
-    for column in TAG_COLUMNS:
-        if column in table:
-            table[column] = table[column].map(_not_a_formula)
     table[ERROR_COLUMN] = ""
     if failures:
-        failed = pd.DataFrame([{"song_id": s, "path": p, ERROR_COLUMN: str(r)} for s, p, r in failures])
+        failed = pd.DataFrame([{id_column: s, "path": p, ERROR_COLUMN: str(r)} for s, p, r in failures])
         ints = [c for c in table.columns if pd.api.types.is_integer_dtype(table[c])]
         table = pd.concat([table, failed], ignore_index=True)
         table[ints] = table[ints].astype("Int64")  # ranks stay whole numbers, empty for failed files
+    for column in {*NAME_COLUMNS, id_column}:
+        if column in table:
+            table[column] = table[column].map(_not_a_formula)
     return table
 
 
@@ -141,7 +141,7 @@ TEXT_COLUMNS = ("song_id", "path", "artist", "title", "flags", "ood_note", MODEL
 def read_previous(path: str | os.PathLike) -> pd.DataFrame:
     """A ranking CSV written by ``rank --out``: its ranked rows (failed files left out, they are
     tried again), with numeric and boolean columns restored (booleans with empty cells as
-    pandas' nullable ``boolean``) and names from tags as they were (:data:`TAG_COLUMNS`)."""
+    pandas' nullable ``boolean``) and names as they were (:data:`NAME_COLUMNS`)."""
     table = read_text_table(path, "ranking")
     missing = {"song_id", "path", "score"} - set(table.columns)
     if missing:
@@ -163,7 +163,7 @@ def read_previous(path: str | os.PathLike) -> pd.DataFrame:
     for c in out.columns:
         values = out[c].fillna("")
         if c in TEXT_COLUMNS:
-            out[c] = values.map(_as_written) if c in TAG_COLUMNS else values
+            out[c] = values.map(_as_written) if c in NAME_COLUMNS else values
             continue
         low, given = values.str.lower(), values != ""
         if given.any() and low[given].isin(["true", "false"]).all():

@@ -54,6 +54,13 @@ SEED_STREAM = 2_718  # mixed into the seed: this module's own random stream
 MISSING = ""  # the stratum of a song whose stratum column is empty (or NaN, None)
 THIN_SHARE = 0.5  # a stratum with more of its songs than this in cells under MIN_STRATUM songs is thin
 N_NAMED = 5  # songs (or strata) named in a warning; the rest are counted
+#: a raters file's column naming the listener, the first of these it has: a listener's second
+#: row for one song is dropped (an export appended twice would count each listener twice)
+RATER_COLUMNS = ("rater", "rater_id", "listener", "listener_id", "user", "user_id", "participant",
+                 "participant_id", "respondent")
+#: rows a raters file's first and last rows must share, in order, to be taken for an export
+#: appended to itself (fewer: listeners who answered alike, as happens in a narrow file)
+MIN_APPENDED = 10
 
 log = logging.getLogger(__name__)
 
@@ -455,12 +462,58 @@ def read_raters(path, score: str) -> pd.DataFrame:
     warning, reasons = _dropped_judgements(path, df, [c for c in (a, b) if c is not None], ~ok)
     if warning:
         log.warning("%s", warning)
-    out = out[ok].reset_index(drop=True)
-    out.attrs["dropped"] = int((~ok).sum())
-    out.attrs["reasons"] = reasons
+    repeated, repeat_warning = _repeated_rows(path, df, ok)
+    if repeat_warning:
+        log.warning("%s", repeat_warning)
+    out = out[ok & ~repeated].reset_index(drop=True)
+    out.attrs["dropped"] = int((~ok).sum() + repeated.sum())
+    out.attrs["reasons"] = {**reasons, **({"repeated listener": int(repeated.sum())} if repeated.any() else {})}
     out.attrs["rows"] = int(len(df))
-    out.attrs["warning"] = warning
+    out.attrs["warning"] = "; ".join(w for w in (warning, repeat_warning) if w)
     return out
+
+
+def _appended_copy(df: pd.DataFrame) -> int:
+    """The largest ``k`` >= :data:`MIN_APPENDED` (at most half the rows) such that the last
+    ``k`` rows of ``df`` equal its first ``k``, in order (an export appended to itself, with
+    or without rows between); 0 when there is none."""
+    n = len(df)
+    if n < 2 * MIN_APPENDED:
+        return 0
+    h = pd.util.hash_pandas_object(df, index=False).to_numpy()
+    return next((k for k in range(n // 2, MIN_APPENDED - 1, -1) if np.array_equal(h[:k], h[n - k:])), 0)
+
+
+def _repeated_rows(path, df: pd.DataFrame, ok: np.ndarray) -> tuple[np.ndarray, str]:
+    """Rows of a raters file that count a listener twice: with a listener column
+    (:data:`RATER_COLUMNS`), each usable row (``ok``) after a listener's first for a song is
+    dropped (the mask, True there) and named in a warning; without one, a repeated row cannot
+    be told from a listener who answered alike, so nothing is dropped, and a warning says
+    when the file looks appended to itself (:func:`_appended_copy`)."""
+    none = np.zeros(len(df), dtype=bool)
+    rater = next((c for c in RATER_COLUMNS if c in df.columns), None)
+    if rater is None:
+        k = _appended_copy(df)
+        if not k:
+            return none, ""
+        lines = row_lines(path, len(df))
+        return none, (f"{str(path)!r}: its last {k} rows (from line {lines[len(df) - k]}) repeat its first {k} "
+                      "in the same order, as a file appended to itself would: each of those listeners would "
+                      "count twice and overstate the ceiling; remove the copy, or add a listener column "
+                      f"({RATER_COLUMNS[0]!r}) so that repeats are dropped")
+    who = df[rater].fillna("").astype(str).str.strip()
+    key = pd.DataFrame({"rater": who, "song": df["song_id"].fillna("").astype(str).str.strip()})
+    counted = ok & (who != "").to_numpy()  # a row with no listener cannot repeat one
+    repeated = none.copy()
+    repeated[counted] = key[counted].duplicated().to_numpy()
+    if not repeated.any():
+        return none, ""
+    lines = row_lines(path, len(df))
+    shown = "; ".join(f"line {lines[i]} ({rater}={who.iloc[i]!r}, song {key.song.iloc[i]!r})"
+                      for i in np.flatnonzero(repeated)[:N_NAMED])
+    return repeated, (f"{str(path)!r}: {int(repeated.sum())} row(s) judge a song a listener has already judged "
+                      f"(column {rater!r}), dropped: {shown}{' ...' if repeated.sum() > N_NAMED else ''}; each "
+                      "listener counts once per song")
 
 
 def _dropped_judgements(path, df: pd.DataFrame, columns: list[str], bad: np.ndarray) -> tuple[str, dict]:

@@ -100,7 +100,9 @@ def extract_stores(commands: ModuleType, rows: list[Row], labels: str | os.PathL
 def run_table1(commands: ModuleType, labels: str | os.PathLike, out: str | os.PathLike, rows=ROWS,
                overrides: list[str] = (), highlighter=None, workers: int = 1,
                progress: bool = True) -> dict:
-    """Extract, cross-validate every row, compare; returns ``{"rows", "table", "pairs", ...}``.
+    """Extract, cross-validate every row, compare; returns ``{"rows", "table", "pairs", ...}``
+    (``diverged``: the rows whose model predicted NaN or inf for some test songs, with their
+    counts and ``train.lr``).
 
     ``commands`` is the command layer, :mod:`hitrank.commands` (the CLI passes it): its
     ``extract_store``, ``cross_validate`` and ``compare`` do the work exactly as the commands
@@ -118,10 +120,14 @@ def run_table1(commands: ModuleType, labels: str | os.PathLike, out: str | os.Pa
     failures = extract_stores(commands, plan, labels, out, workers, progress)
     total = sum(r.cfg.cv.folds for r in plan)
     bar = tqdm(total=total, desc="table1", unit="fold", disable=not progress)
-    done_folds = 0
+    done_folds, diverged = 0, []
     for row in plan:
         bar.set_postfix_str(f"row ({row.letter}) {row.cfg.name}")
-        commands.cross_validate(row.cfg, out=row.out, store=row.store, progress=False, report=None)
+        res = commands.cross_validate(row.cfg, out=row.out, store=row.store, progress=False, report=None)
+        bad = (res.get("summary") or {}).get("non_finite", 0)
+        if bad:  # a diverged row: its metrics rank NaN predictions last and mean little
+            diverged.append({"row": row.letter, "name": row.cfg.name, "non_finite": int(bad),
+                             "songs": int(res["summary"]["n_songs"]), "lr": float(row.cfg.train.lr)})
         done_folds += row.cfg.cv.folds
         bar.update(row.cfg.cv.folds)
         log.info("row (%s) done: %s (%d of %d folds, %.0f s so far)", row.letter, row.out, done_folds,
@@ -132,4 +138,4 @@ def run_table1(commands: ModuleType, labels: str | os.PathLike, out: str | os.Pa
     if pairs is not None:
         atomic_write_text(out / "pairs.csv", pairs.to_csv(index=False))
     return {"rows": [r.out for r in plan], "table": table, "pairs": pairs, "failures": failures,
-            "seconds": time.time() - t0, "html": out / "comparison.html"}
+            "diverged": diverged, "seconds": time.time() - t0, "html": out / "comparison.html"}

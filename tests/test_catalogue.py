@@ -334,12 +334,16 @@ def test_names_from_tags_are_never_run_as_spreadsheet_formulas(tmp_path):
     table = ranking_with_failures(ranking, [("c.wav", "/x/c.wav", "file is 0 bytes")])
     assert list(table.title[:2]) == ['\'=HYPERLINK("http://x.invalid")', "Plain"]
     assert list(table.artist[:2]) == ["'@me", "'-"] and list(table.nearest_title[:2]) == ["'+1;x", ""]
-    assert list(table.song_id) == ["-a.wav", "b.wav", "c.wav"] and table.path[0] == "/x/-a.wav"  # ids stay
+    # file names are anyone's too (demos from strangers): ids, and paths that start like a formula
+    assert list(table.song_id) == ["'-a.wav", "b.wav", "c.wav"] and table.path[0] == "/x/-a.wav"
     assert ranking.title[0].startswith("=")  # the ranking itself (JSON, HTML) keeps the name
     table.to_csv(tmp_path / "r.csv", index=False)
     back = read_previous(tmp_path / "r.csv")  # --since: kept rows hold the names as they were
     assert list(back.title) == list(ranking.title) and list(back.artist) == list(ranking.artist)
-    assert list(back.nearest_title) == list(ranking.nearest_title)
+    assert list(back.nearest_title) == list(ranking.nearest_title) and list(back.song_id) == list(ranking.song_id)
+    fit = ranking_with_failures(pd.DataFrame({"rank": [1], "id": ["=cmd.wav"], "fit": [0.1]}),
+                                [("@x.wav", "=rel/@x.wav", "file is 0 bytes")], "id")
+    assert list(fit["id"]) == ["'=cmd.wav", "'@x.wav"] and fit.path[1] == "'=rel/@x.wav"
 
 
 def test_options_that_do_not_apply_are_named(quick_run, corpus, tmp_path, caplog):

@@ -1,6 +1,8 @@
 import subprocess
 import sys
+from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from hitrank import __version__
@@ -27,6 +29,27 @@ def test_every_command_has_help_with_examples(name, capsys):
 def test_module_entry_point_and_version():
     out = subprocess.run([sys.executable, "-m", "hitrank", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and __version__ in out.stdout
+
+
+def test_ctrl_c_while_the_cli_is_imported_is_one_line_not_a_traceback(monkeypatch, capsys):
+    """Before: Ctrl-C in the second or so that Python spends importing the CLI (torch, pandas)
+    printed a KeyboardInterrupt traceback."""
+    from importlib.abc import MetaPathFinder
+
+    from hitrank.__main__ import run
+
+    class Interrupted(MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "hitrank.cli":
+                raise KeyboardInterrupt
+            return None
+
+    monkeypatch.delitem(sys.modules, "hitrank.cli")
+    monkeypatch.setattr(sys, "meta_path", [Interrupted(), *sys.meta_path])
+    assert run() == 130
+    assert capsys.readouterr().err == "interrupted\n"
+    entry = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    assert 'hitrank = "hitrank.__main__:run"' in entry  # the installed command goes through run()
 
 
 def test_public_api():
@@ -114,7 +137,7 @@ def _ranking():
                          "nearest_similarity": ["0.4616;0.3", ""]})
 
 
-def test_rank_and_fit_tables_name_their_columns(monkeypatch, capsys):
+def test_rank_and_fit_tables_name_their_columns(monkeypatch, capsys, tmp_path):
     import hitrank.cli as cli
 
     monkeypatch.setattr(cli, "rank", lambda *a, **k: (_ranking(), []))
@@ -136,6 +159,18 @@ def test_rank_and_fit_tables_name_their_columns(monkeypatch, capsys):
     assert main(["fit", "--reference", "a.csv", "--candidates", "b.csv"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["rank", "fit", "song"] and lines[1].split() == ["1", "-12.131", "a.wav"]
+    # --out keeps the files that failed, as rank's CSV does (before: they were on the terminal only)
+    failed = [("c.wav", "/songs/c.wav", "file is empty (0 bytes)")]
+    fit = fit.assign(path=["/songs/a.wav", "/songs/long name.wav"])  # candidates from a folder of audio
+    fit.attrs["columns"] = ["tempo"]
+    monkeypatch.setattr(cli, "fit_sources", lambda *a, **k: (fit, 5, failed))
+    monkeypatch.chdir(tmp_path)
+    assert main(["fit", "--reference", "a.csv", "--candidates", "b.csv", "--out", "fit.csv", "-q"]) == 1
+    table = pd.read_csv(tmp_path / "fit.csv", keep_default_na=False)
+    assert list(table.columns) == ["rank", "id", "fit", "path", "error"] and len(table) == 3
+    assert table.iloc[-1][["rank", "id", "path", "error"]].tolist() == ["", "c.wav", "/songs/c.wav",
+                                                                       "file is empty (0 bytes)"]
+    assert (table.error[:-1] == "").all()
 
 
 @pytest.mark.parametrize("command", [["rank", "songs", "--model", "run"],

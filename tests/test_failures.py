@@ -11,6 +11,7 @@ import pytest
 import soundfile as sf
 
 from hitrank.cli import main
+from hitrank.fileio import atomic_write_text
 
 SR = 22050
 #: digital silence: extract and rank keep it, flagged (ranked last; left out of training);
@@ -440,6 +441,10 @@ def test_an_output_path_through_a_file_is_named_in_words(tmp_path, capsys):
         "'x': no space left on the device; free some space, then run the same command again to resume (work "
         "done so far is saved)")
     assert _os_error(OSError(5, "Input/output error"), False) == "[Errno 5] Input/output error"
+    with pytest.raises(OSError) as exc:  # an atomic write into a folder that is gone: the file asked for is named
+        atomic_write_text(tmp_path / "gone" / "summary.json", "{}")
+    assert _os_error(exc.value, True).startswith(f"{str(tmp_path / 'gone' / 'summary.json')!r}: no such file or "
+                                                 "folder; check the path")
     sf.write(tmp_path / "a.wav", _tone(31), SR)
     assert main(["fit", "--reference", str(tmp_path), "--candidates", str(tmp_path), "--out", str(tmp_path), "-q"]) == 2
     assert f"--out {str(tmp_path)!r} is a folder; give the file's name" in capsys.readouterr().err

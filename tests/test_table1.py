@@ -24,6 +24,34 @@ def test_rows_are_parsed_and_checked():
         row_configs("a,z")
 
 
+def test_a_diverged_row_fails_table1_and_names_the_row(tmp_path, capsys, monkeypatch):
+    """Before: a row whose model diverged (every prediction NaN) was one more line of the
+    comparison and table1 exited 0; cv and train said so, table1 did not."""
+    from types import SimpleNamespace
+
+    from hitrank import cli
+
+    labels = tmp_path / "labels.csv"
+    labels.write_text("song_id,path,hit_score\n" + "".join(f"s{i},s{i}.wav,{i}\n" for i in range(12)))
+    runs = []
+
+    def cross_validate(cfg, out, **_):
+        out.mkdir(parents=True)
+        runs.append(cfg.name)
+        return {"summary": {"n_songs": 12, "non_finite": 12 if len(runs) == 2 else 0}}
+
+    fake = SimpleNamespace(
+        extract_store=lambda cfg, params, labels, out, **_: (out, SimpleNamespace(failures=[])),
+        cross_validate=cross_validate,
+        compare=lambda outs, html: (pd.DataFrame({"row": [o.name for o in outs]}), None))
+    monkeypatch.setattr(cli, "commands", fake)
+    assert main(["table1", "--labels", str(labels), "--out", str(tmp_path / "t1"), "--rows", "a,b", "-q",
+                 "--set", "train.lr=0.5"]) == 1
+    err = capsys.readouterr().err
+    assert len(runs) == 2 and f"error: row (b) {runs[1]}: 12 of 12 test predictions are NaN or inf" in err
+    assert "row (a)" not in err and "--set train.lr=0.05" in err
+
+
 @needs_musicnn
 @pytest.mark.slow  # minutes on 2 cores: run by .ci/run with -m 'slow or scale'
 def test_table1_runs_the_twelve_rows(corpus, tmp_path, monkeypatch, capsys):

@@ -200,6 +200,41 @@ def test_dropped_judgements_are_warned_with_the_file_the_count_the_reasons_and_t
     assert not caplog.records
 
 
+def test_a_listener_counted_twice_is_dropped_or_warned_and_unknown_songs_are_counted(tmp_path, caplog, rng):
+    """Before: a raters file appended twice doubled every song's listeners (ceiling 1.00, no
+    warning), and rows of songs the labels lack (or whose ids differ in case) were dropped
+    silently whenever some rows matched."""
+    from hitrank.transfer.protocol import read_raters_for
+
+    rows = [f"u{k},s{i},{int(rng.random() < 0.5)}" for i in range(6) for k in range(3)]
+    path = tmp_path / "raters.csv"
+    path.write_text("\n".join(["rater,song_id,liked", *rows, *rows[:4]]) + "\n")  # 4 rows again
+    with caplog.at_level(logging.WARNING, logger="hitrank.strata"):
+        r = strata.read_raters(path, "liked")
+    assert len(r) == 18 and r.attrs["dropped"] == 4 and r.attrs["reasons"] == {"repeated listener": 4}
+    assert "4 row(s) judge a song a listener has already judged (column 'rater'), dropped: line 20 (rater='u0', " \
+           "song 's0')" in r.attrs["warning"]
+    plain = tmp_path / "plain.csv"  # no listener column: nothing dropped, the copies said
+    plain.write_text("\n".join(["song_id,liked", *[x.split(",", 1)[1] for x in rows * 2]]) + "\n")
+    r = strata.read_raters(plain, "liked")
+    assert len(r) == 36 and r.attrs["dropped"] == 0
+    assert "its last 18 rows (from line 20) repeat its first 18 in the same order" in r.attrs["warning"]
+    few = tmp_path / "few.csv"  # listeners who answered alike: a few repeats are no sign of a copy
+    few.write_text("\n".join(["song_id,liked", *[x.split(",", 1)[1] for x in rows], "s0,1"]) + "\n")
+    assert strata.read_raters(few, "liked").attrs["warning"] == ""
+    data = _data(rng, n=6)
+    data.ids = np.array([f"s{i}" for i in range(6)])
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_text("\n".join(["song_id,liked", *[x.split(",", 1)[1] for x in rows],
+                                 "S0,1", "S0,0", "zz,1"]) + "\n")
+    with caplog.at_level(logging.WARNING, logger="hitrank.transfer.protocol"):
+        r = read_raters_for(data, mixed, "liked")
+    assert len(r) == 18
+    assert ("3 of 21 judgement rows (2 songs: 'S0', 'zz') are of songs with no label or no embedding here and "
+            "take no part in the ceiling; 1 of them differ from a labels song_id only in upper/lower case") in \
+        r.attrs["warning"]
+
+
 # ----------------------------------------------------------------------------- learning curve
 def test_curve_sizes_above_every_fold_training_set_collapse_to_one_row_with_a_warning(caplog):
     from hitrank.transfer.learning_curve import ALL, curve_sizes

@@ -375,7 +375,21 @@ def read_raters_for(data: Data, raters, raters_score: str) -> pd.DataFrame:
         why = ", ".join(f"{k} {reason}" for reason, k in r.attrs.get("reasons", {}).items())
         raise LabelsError(f"{name!r}: no row has a usable judgement ({r.attrs['rows']} rows: {why}); "
                           f"--raters-score {raters_score!r} must name numeric column(s)")
-    r = r[r.song_id.isin(set(data.ids))]
+    known = r.song_id.isin(set(data.ids))
+    if (~known).any() and known.any():  # all unknown: refused below
+        unknown = r.song_id[~known]
+        lower = {str(i).lower() for i in data.ids}
+        case = sorted({u for u in unknown if str(u).lower() in lower})
+        first = ", ".join(repr(u) for u in unknown.unique()[:strata.N_NAMED])
+        more = " ..." if unknown.nunique() > strata.N_NAMED else ""
+        hint = (f"; {len(case)} of them differ from a labels song_id only in upper/lower case (song ids must "
+                "match exactly)" if case else "")
+        note = (f"{name!r}: {int((~known).sum())} of {len(r)} judgement rows ({unknown.nunique()} songs: {first}"
+                f"{more}) are of songs with no label or no embedding here and take no part in the "
+                f"ceiling{hint}")
+        log.warning("%s", note)
+        r.attrs["warning"] = "; ".join(w for w in (r.attrs.get("warning", ""), note) if w)
+    r = r[known]
     if r.song_id.nunique() < need:
         raise LabelsError(f"{name!r}: only {r.song_id.nunique()} of its songs have labels and "
                           "embeddings here; its song_id column must name the labels' songs")
