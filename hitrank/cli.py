@@ -12,6 +12,7 @@ import argparse
 import errno
 import json
 import logging
+import math
 import sys
 import traceback
 from pathlib import Path
@@ -462,8 +463,9 @@ def cmd_learning_curve(args) -> int:
                                  labels=args.labels, sizes=args.sizes, out=args.out, workers=args.workers,
                                  progress=_progress(args))
     table = res["table"]
-    print(table.to_string(index=False, formatters={c: "{:+.3f}".format for c in table.columns
-                                                   if c not in ("size", "train_songs", "learners")}))
+    print(table.to_string(index=False, na_rep="n/a", formatters={
+        c: (lambda v: f"{v:+.3f}" if math.isfinite(v) else "n/a") for c in table.columns
+        if c not in ("size", "train_songs", "learners", "within_thin")}))
     print(f"{res['songs']} songs; table: {res['csv']}" + (f", plot: {res['png']}" if res["png"] else f" ({res['note']})"))
     _print_failures(res["failures"])
     failed = {sid for sid, _, _ in res["failures"]}

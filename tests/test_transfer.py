@@ -671,3 +671,9 @@ def test_a_transfer_run_with_strata_shows_the_stratum_mean_baseline_in_compare_a
     assert float(table.set_index("run").loc["run: oracle (the labels)", "spearman"]) == 1.0
     page = (tmp_path / "cmp.html").read_text()
     assert "run: genre mean" in page and "run: random ranking" in page
+    assert "thin" not in within["run"]
+    # ten folds of 40 songs in 3 genres: one or two songs per cell; compare says so, as cv did
+    run_transfer_cv(replace(cfg, cv=replace(cfg.cv, folds=10)), _data(rng), tmp_path / "thin", progress=False)
+    table, _ = compare([tmp_path / "thin"])
+    assert table.set_index("run").loc["thin", "spearman within genre"].endswith(
+        "(thin: 3 of 3 strata in cells too small to rank in)")

@@ -171,10 +171,12 @@ def test_strata_whose_songs_sit_in_cells_too_small_to_rank_are_named_and_warned(
                                     n_boot=20)
     text = "\n".join(within_lines("genre", res, base["within"], diff))
     assert "no fold x stratum cell has 3 songs" in text and "nan" not in text
+    assert "rock (10, thin)" in text and "once centred in cells too small to rank in" in text
     # two folds: five songs per cell, nothing to warn about
     few = strata.within_metrics(y, pred, folds % 2, genres, n_boot=50)
     assert few["thin"] == {} and strata.within_warnings(few, "genre") == []
     assert "cell mean" in within_lines("genre", few, base["within"], diff)[0]
+    assert ", thin)" not in "\n".join(within_lines("genre", few, base["within"], diff))
 
 
 # ----------------------------------------------------------------------------- raters
@@ -265,6 +267,21 @@ def test_a_learning_curve_never_labels_a_row_with_more_songs_than_a_fold_has(tmp
     plain = learning_curve(cfg, data, [10, 100][:1] + [30], progress=False)
     assert list(plain["size"]) == [10, 30]
     assert plain.spearman.iloc[1] == table.spearman.iloc[1]  # 'all' is the fold's every training song
+
+
+def test_a_learning_curve_names_the_strata_too_thin_to_rank_in(caplog):
+    """Before: 10 folds of 40 songs in 4 genres (one song per fold x genre cell) wrote
+    within-stratum figures to learning_curve.csv with nothing to say they mean nothing (the
+    warning went to the terminal only)."""
+    from hitrank.transfer.config import TransferConfig
+    from hitrank.transfer.learning_curve import learning_curve
+
+    base = TransferConfig()
+    data = _data(np.random.default_rng(3))
+    thin = learning_curve(replace(base, cv=replace(base.cv, folds=10, within="genre")), data, [20], progress=False)
+    assert thin.within_thin.tolist() == [";".join(sorted(GENRES))]
+    fine = learning_curve(replace(base, cv=replace(base.cv, folds=3, within="genre")), data, [20], progress=False)
+    assert fine.within_thin.tolist() == [""]
 
 
 def test_line_numbers_count_blank_lines_and_quoted_line_breaks(tmp_path, caplog):

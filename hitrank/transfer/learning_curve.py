@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 ALL = "all"  # the size of the row whose folds train on all their training songs
 CURVE_COLUMNS = ("size", "train_songs", "spearman", "spearman_lo", "spearman_hi", "ndcg", "ndcg_lo",
-                 "ndcg_hi", "within_spearman", "within_lo", "within_hi", "learners")
+                 "ndcg_hi", "within_spearman", "within_lo", "within_hi", "within_thin", "learners")
 
 
 def parse_sizes(text: str) -> list[int]:
@@ -83,7 +83,9 @@ def learning_curve(cfg: TransferConfig, data: Data, sizes: list[int], progress: 
     the mean number of training songs actually used per fold); the sizes above the largest
     fold's training set make one last row of size :data:`ALL` (:func:`curve_sizes`, with a
     warning). The within-stratum warnings of :func:`hitrank.strata.within_warnings`
-    (the same folds and strata for every size) are logged once.
+    (the same folds and strata for every size) are logged once; ``within_thin`` names the
+    strata whose songs mostly sit in fold x stratum cells too small to rank in (';'-joined:
+    their within-stratum figures carry little information).
     """
     from tqdm import tqdm
 
@@ -120,6 +122,7 @@ def learning_curve(cfg: TransferConfig, data: Data, sizes: list[int], progress: 
                      "within_spearman": w.get("spearman", np.nan),
                      "within_lo": (w.get("spearman_ci") or [np.nan])[0],
                      "within_hi": (w.get("spearman_ci") or [np.nan, np.nan])[1],
+                     "within_thin": ";".join(sorted((ev["within"] or {}).get("thin", {}))),
                      "learners": ";".join(sorted(set(learners)))})
         log.info("size %s (%.1f training songs per fold): Spearman %+.3f [%+.3f, %+.3f]", label,
                  float(np.mean(used)), p["spearman"], *p["spearman_ci"])

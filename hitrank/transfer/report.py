@@ -36,13 +36,15 @@ def within_lines(column: str, w: dict, base: dict, versus: dict) -> list[str]:
     cell = (f"cell mean {w['cell_mean']['spearman']:+.3f} over {cells} fold x stratum cells" if cells
             else f"no fold x stratum cell has {MIN_STRATUM} songs and labels that vary")
     ranked, total = (w["mean"].get("strata", len(w["strata"])) if w["mean"] else 0), len(w["strata"])
-    over = f"{ranked} strata" if ranked == total else f"{ranked} of {total} strata (the others' labels are all equal)"
+    thin = w.get("thin") or {}
+    why = "their labels are all equal" + (" once centred in cells too small to rank in" if thin else "")
+    over = f"{ranked} strata" if ranked == total else f"{ranked} of {total} strata (the others rank nothing: {why})"
     lines = [f"  within {column} (per-fold centred; mean over {over}, {cell}):"]
     if w["mean"]:
         lines.append(f"  {'model':<22} {figure(w['mean'], 'spearman'):>24} {figure(w['mean'], 'ndcg'):>24}")
     lines.append(f"  {column + ' mean (baseline)':<22} {base['mean'].get('spearman', 0.0):>+24.3f}   (0 by construction)")
     for name, d in w["strata"].items():
-        label = f"{name} ({d['n']})"
+        label = f"{name} ({d['n']}{', thin' if name in thin else ''})"  # thin: see the warning
         lines.append(f"    {label:<20} {figure(d, 'spearman'):>24} {figure(d, 'ndcg'):>24}")
     if w["left_out"]:
         lines.append(f"    strata with fewer than {MIN_STRATUM} songs, left out: {', '.join(w['left_out'])}")
