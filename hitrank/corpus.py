@@ -7,11 +7,13 @@ relative to the CSV's folder (absolute paths are allowed too). This is the layou
 
 from __future__ import annotations
 
+import csv
 import io
 import logging
 import math
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,12 +125,20 @@ def _parse_score(value) -> tuple[float, str]:
 _UTF8_MULTIBYTE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
 
 
+#: the first bytes of files given where a CSV belongs, and what they are
+BINARY_KINDS = ((b"RIFF", "WAV audio"), (b"OggS", "Ogg audio"), (b"fLaC", "FLAC audio"), (b"ID3", "MP3 audio"),
+                (b"\xff\xfb", "MP3 audio"), (b"\xff\xf3", "MP3 audio"), (b"\xff\xf2", "MP3 audio"),
+                (b"PK\x03\x04", "a zip file or an Excel workbook (.xlsx): save it as CSV"),
+                (b"\xd0\xcf\x11\xe0", "an old Excel workbook (.xls): save it as CSV"), (b"%PDF", "a PDF"))
+
+
 def _decode_text(path, what: str) -> str:
     """A user's CSV as text: UTF-8 (a BOM dropped); a file with no UTF-8 text at all as
     Windows-1252, what spreadsheet programs write on Windows (Latin-1 where that cannot
     decode it); a UTF-8 file with a few bytes that are not, with those bytes as U+FFFD.
-    Each fallback is warned about, naming the file and the first line concerned; UTF-16 is
-    refused."""
+    Each fallback is warned about, naming the file and the first line concerned; UTF-16,
+    audio, workbooks and other binary files (:data:`BINARY_KINDS`, or a NUL byte in the first
+    4 KiB) are refused."""
     try:
         raw = Path(path).read_bytes()
     except FileNotFoundError:
@@ -137,6 +147,10 @@ def _decode_text(path, what: str) -> str:
         raise LabelsError(f"{str(path)!r}: cannot read {what} CSV ({exc.strerror or exc})") from None
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise LabelsError(f"{str(path)!r}: the {what} CSV is UTF-16; save it as UTF-8 (CSV UTF-8 in a spreadsheet)")
+    kind = next((k for magic, k in BINARY_KINDS if raw.startswith(magic)), "binary data" if b"\0" in raw[:4096] else "")
+    if kind:
+        raise LabelsError(f"{str(path)!r}: not a text CSV (it looks like {kind}); give the {what} as a "
+                          "comma-separated text file (CSV UTF-8 in a spreadsheet)")
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -160,14 +174,34 @@ def _decode_text(path, what: str) -> str:
 N_SHARED = 3
 
 
+def _check_row_widths(text: str, path, what: str) -> None:
+    """LabelsError naming the first line that holds more cells than the header (a comma inside
+    an unquoted name, a pasted row): pandas would take its first cells for an index and shift
+    the rest. Empty cells at a row's end (spreadsheets write them) are no cells."""
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
+    if header is None:
+        return
+    for record in reader:
+        while record and not record[-1].strip():
+            record = record[:-1]
+        if len(record) > len(header):
+            raise LabelsError(f"{str(path)!r}: line {reader.line_num} has {len(record)} cells, the header "
+                              f"{len(header)} ({', '.join(header)}); quote cells that hold a comma (\"a, b\") "
+                              f"or fix the {what} row")
+
+
 def read_text_table(path: str | os.PathLike, what: str = "labels", **kwargs) -> pd.DataFrame:
     """A CSV of user data with every cell as text ('' where empty); one-line LabelsError naming
     the file when it is missing, unreadable or not a CSV; column names lose the spaces around
     them. ``kwargs`` go to ``pandas.read_csv``. Text that is not UTF-8 is decoded as
     :func:`_decode_text` says, with a warning."""
     text = _decode_text(path, what)
-    try:
-        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, **kwargs)
+    _check_row_widths(text, path, what)
+    try:  # index_col=False: a row's empty trailing cells never shift its columns (nor warn)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", pd.errors.ParserWarning)
+            df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, index_col=False, **kwargs)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise LabelsError(f"{str(path)!r}: cannot read {what} CSV ({exc})") from None
     names = [str(c).strip() for c in df.columns]  # ' hit_score ' is hit_score

@@ -373,6 +373,28 @@ def test_labels_with_another_separator_are_named(tmp_path, capsys, separator):
             "comma-separated CSV") in capsys.readouterr().err
 
 
+def test_audio_a_workbook_or_binary_given_as_a_csv_is_named_as_such(tmp_path, capsys):
+    """Before: a WAV given as raters printed its RIFF header as the columns it found, and random
+    bytes were called ';'-separated."""
+    sf.write(tmp_path / "a.wav", _tone(31), SR)
+    (tmp_path / "audio.csv").write_bytes((tmp_path / "a.wav").read_bytes())
+    (tmp_path / "book.csv").write_bytes(b"PK\x03\x04" + bytes(200))
+    (tmp_path / "noise.csv").write_bytes(b"song_id,x\n" + bytes(range(256)) * 3)
+    for name, kind in (("audio.csv", "WAV audio"), ("book.csv", "a zip file or an Excel workbook (.xlsx): save it as CSV"),
+                       ("noise.csv", "binary data")):
+        assert main(["extract", str(tmp_path / name), "--out", str(tmp_path / "st"), "-q"]) == 2
+        assert f"{str(tmp_path / name)!r}: not a text CSV (it looks like {kind}" in capsys.readouterr().err
+    # a row with more cells than the header: named, not read with its columns shifted
+    from hitrank.corpus import read_text_table
+    from hitrank.errors import LabelsError
+
+    (tmp_path / "wide.csv").write_text("song_id,liked\ns1,1,,\ns2,1,0,extra\n")
+    with pytest.raises(LabelsError, match=r"wide.csv': line 3 has 4 cells, the header 2 \(song_id, liked\)"):
+        read_text_table(tmp_path / "wide.csv", "raters")
+    (tmp_path / "wide.csv").write_text("song_id,liked\ns1,1,,\ns2,0\n")  # empty cells at the end: no cells
+    assert read_text_table(tmp_path / "wide.csv").to_dict("list") == {"song_id": ["s1", "s2"], "liked": ["1", "0"]}
+
+
 def test_stereo_whose_channels_cancel_is_analysed_from_one_channel(tmp_path, caplog):
     """Left = -right mixes to digital silence: before, flagged silent without a reason."""
     from hitrank.audio import is_silent, load
