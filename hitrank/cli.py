@@ -145,7 +145,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--embedding", default="", choices=list(EMBEDDINGS),
                    help="also store a pretrained network's song embedding (penultimate layer): "
                         + "; ".join(f"{n}: {e.layer}, {e.dim}-d" for n, e in EMBEDDINGS.items()))
-    p.add_argument("--embedding-scope", default=DEFAULT_SCOPE, choices=list(SCOPES),
+    p.add_argument("--embedding-scope", default=None, choices=list(SCOPES),
                    help=f"with --embedding: average over the whole song or the 30 s segment (default {DEFAULT_SCOPE})")
     _engine_args(p, "worker processes (default 1; with --engine ray: CPUs of the local Ray "
                     "instance, default all)")
@@ -441,11 +441,13 @@ def _engine(args) -> dict:
 
 
 def cmd_extract(args) -> int:
+    if args.embedding_scope and not args.embedding:
+        log.warning("--embedding-scope %s is not used: it applies with --embedding NAME", args.embedding_scope)
     rep, _ = extract_features(args.source, args.out, segment=args.segment, highlighter=args.highlighter,
-                              window=args.window, log_scale=args.log, tags=args.tags, tagger=args.tagger,
-                              progress=_progress(args), allow_outside=args.allow_outside,
-                              embedding=args.embedding, embedding_scope=args.embedding_scope,
-                              **_engine(args))
+                              window=args.window, log_scale=args.log, tags=args.tags,
+                              tagger=args.tagger, progress=_progress(args),
+                              allow_outside=args.allow_outside, embedding=args.embedding,
+                              embedding_scope=args.embedding_scope or DEFAULT_SCOPE, **_engine(args))
     _print_failures(rep.failures)
     if rep.silent:
         print(f"{len(rep.silent)} song(s) have a silent segment (kept, flagged silent=True: ranked "

@@ -175,13 +175,19 @@ N_SHARED = 3
 
 
 def _check_row_widths(text: str, path, what: str) -> None:
-    """LabelsError naming the first line that holds more cells than the header (a comma inside
-    an unquoted name, a pasted row): pandas would take its first cells for an index and shift
-    the rest. Empty cells at a row's end (spreadsheets write them) are no cells."""
+    """LabelsError naming a column name the header repeats (spaces around names ignored), or
+    the first line that holds more cells than the header (a comma inside an unquoted name, a
+    pasted row): pandas would take its first cells for an index and shift the rest. Empty
+    cells at a row's end (spreadsheets write them) are no cells."""
     reader = csv.reader(io.StringIO(text))
     header = next(reader, None)
     if header is None:
         return
+    names = [h.strip() for h in header]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:  # pandas would read the second as 'name.1'
+        raise LabelsError(f"{str(path)!r}: column name(s) {twice} appear more than once in the header "
+                          f"({', '.join(header)}); give each column one name")
     for record in reader:
         while record and not record[-1].strip():
             record = record[:-1]
@@ -210,9 +216,6 @@ def read_text_table(path: str | os.PathLike, what: str = "labels", **kwargs) -> 
         raise LabelsError(f"{str(path)!r}: looks {separator!r}-separated (the header has {separator!r} and no "
                           f"comma); hitrank reads comma-separated CSV: export the {what} with ',' as the "
                           "separator")
-    if len(set(names)) < len(names):
-        raise LabelsError(f"{str(path)!r}: column names repeat once spaces around them are removed "
-                          f"({[str(c) for c in df.columns]}); give each column one name")
     df.columns = names
     return df
 

@@ -58,6 +58,8 @@ N_NAMED = 5  # songs (or strata) named in a warning; the rest are counted
 #: row for one song is dropped (an export appended twice would count each listener twice)
 RATER_COLUMNS = ("rater", "rater_id", "listener", "listener_id", "user", "user_id", "participant",
                  "participant_id", "respondent")
+#: judgements larger than this (in absolute value) are divided by the largest before any sum
+HUGE_JUDGEMENT = 1e100
 #: rows a raters file's first and last rows must share, in order, to be taken for an export
 #: appended to itself (fewer: listeners who answered alike, as happens in a narrow file)
 MIN_APPENDED = 10
@@ -466,6 +468,9 @@ def read_raters(path, score: str) -> pd.DataFrame:
     if repeat_warning:
         log.warning("%s", repeat_warning)
     out = out[ok & ~repeated].reset_index(drop=True)
+    big = float(out["judgement"].abs().max()) if len(out) else 0.0
+    if big > HUGE_JUDGEMENT:  # sums of such numbers overflow; the reliability does not depend on the scale
+        out["judgement"] = out["judgement"] / big
     out.attrs["dropped"] = int((~ok).sum() + repeated.sum())
     out.attrs["reasons"] = {**reasons, **({"repeated listener": int(repeated.sum())} if repeated.any() else {})}
     out.attrs["rows"] = int(len(df))

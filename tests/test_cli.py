@@ -88,6 +88,23 @@ def test_one_tagger_default_and_its_aliases():
     assert tags.resolve_tagger("MTT_musicnn") == tags.resolve_tagger("auto") == tags.DEFAULT_TAGGER
 
 
+def test_an_embedding_scope_without_an_embedding_is_named_as_unused(monkeypatch, caplog):
+    from types import SimpleNamespace
+
+    import hitrank.cli as cli
+
+    calls = []
+    rep = SimpleNamespace(failures=[], silent=[], new=0, skipped=0, failed=0, store="s", files=[])
+    monkeypatch.setattr(cli, "extract_features", lambda *a, **k: calls.append(k) or (rep, None))
+    assert main(["extract", "a", "--out", "s", "--embedding-scope", "segment"]) == 0
+    assert "--embedding-scope segment is not used: it applies with --embedding NAME" in caplog.text
+    caplog.clear()
+    assert main(["extract", "a", "--out", "s", "--embedding", "musicnn", "--embedding-scope", "segment"]) == 0
+    assert main(["extract", "a", "--out", "s", "--embedding", "musicnn"]) == 0
+    assert "not used" not in caplog.text
+    assert [c["embedding_scope"] for c in calls] == ["segment", "segment", "song"]  # the default: the whole song
+
+
 def _failing(exc):
     def command(args):
         raise exc

@@ -86,7 +86,10 @@ def test_labels_name_audio_listed_twice_and_read_column_names_without_their_spac
     assert "2 audio file(s) are listed under more than one song_id" in msg
     assert "line 2 'a' = line 4 'c'" in msg and "line 3 'b' = line 5 'd'" in msg and "--group-by group" in msg
     (tmp_path / "twice.csv").write_text("song_id,path, path\na,x.wav,y.wav\n")
-    with pytest.raises(LabelsError, match="column names repeat once spaces around them are removed"):
+    with pytest.raises(LabelsError, match=r"column name\(s\) \['path'\] appear more than once in the header"):
+        read_labels(tmp_path / "twice.csv")
+    (tmp_path / "twice.csv").write_text("song_id,liked,liked\na,1,0\n")  # before: read as 'liked' and 'liked.1'
+    with pytest.raises(LabelsError, match=r"\['liked'\] appear more than once"):
         read_labels(tmp_path / "twice.csv")
 
 

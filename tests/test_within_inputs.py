@@ -237,6 +237,21 @@ def test_a_listener_counted_twice_is_dropped_or_warned_and_unknown_songs_are_cou
         r.attrs["warning"]
 
 
+def test_judgements_near_the_float_limit_give_the_reliability_of_their_ratios(tmp_path, rng):
+    """Before: judgements of 1e308 overflowed in the song means (numpy warnings on the terminal)."""
+    import warnings
+
+    values = rng.random((12, 6)) + np.arange(12)[:, None] * 0.1
+    for name, scale in (("small.csv", 1.0), ("huge.csv", 8e307)):
+        (tmp_path / name).write_text("song_id,liked\n" + "".join(
+            f"s{i},{float(v) * scale!r}\n" for i in range(12) for v in values[i]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        huge = strata.split_half_reliability(strata.read_raters(tmp_path / "huge.csv", "liked"), n_splits=20)
+    small = strata.split_half_reliability(strata.read_raters(tmp_path / "small.csv", "liked"), n_splits=20)
+    assert huge["reliability"] == pytest.approx(small["reliability"]) and np.isfinite(huge["reliability"])
+
+
 # ----------------------------------------------------------------------------- learning curve
 def test_curve_sizes_above_every_fold_training_set_collapse_to_one_row_with_a_warning(caplog):
     from hitrank.transfer.learning_curve import ALL, curve_sizes
