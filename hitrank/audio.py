@@ -7,6 +7,7 @@ file and the reason, so a batch can record it and go on.
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import os
@@ -66,7 +67,14 @@ def check_file(path: Path) -> None:
     """AudioLoadError naming ``path`` unless it is a readable, non-empty regular file (a broken
     link, a missing file, a folder, a pipe or device, no read permission, 0 bytes)."""
     if path.is_symlink() and not path.exists():
-        raise AudioLoadError(path, "broken symbolic link")
+        try:
+            path.resolve(strict=True)
+        except RuntimeError:  # Python < 3.13: a loop is a RuntimeError, since 3.13 an OSError (ELOOP)
+            raise AudioLoadError(path, "symbolic link loop (links that point to each other)") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise AudioLoadError(path, "symbolic link loop (links that point to each other)") from None
+        raise AudioLoadError(path, "broken symbolic link (its target does not exist)")
     if not path.exists():
         raise AudioLoadError(path, "file does not exist")
     if path.is_dir():

@@ -230,13 +230,13 @@ class FeatureStore:
                         if params.to_dict()[k] != v}
                 raise StoreError(
                     f"{str(root)!r} holds features made with other parameters "
-                    f"(stored vs requested: {diff}); use another --out folder"
+                    f"(stored vs requested: {diff}); use another store folder (extract --out, rank --cache)"
                 )
             if fields is not None and not store._fields_recorded:
                 store.fields = tuple(fields)  # an older store: the segment method knows them
             elif fields is not None and tuple(fields) != store.fields:
                 raise StoreError(f"{str(root)!r} has the manifest columns {list(store.fields)} of its "
-                                 f"segment method, not {list(fields)}; use another --out folder")
+                                 f"segment method, not {list(fields)}; use another store folder (extract --out, rank --cache)")
         else:
             fields = tuple(fields or ())
             atomic_write_text(pfile, json.dumps(

@@ -56,6 +56,8 @@ def bad_corpus(tmp_path_factory):
     expect_fail["x.mp3"] = "directory"
     os.symlink(d / "nowhere.wav", d / "dangling.wav")
     expect_fail["dangling.wav"] = "broken symbolic link"
+    os.symlink("loop.wav", d / "loop.wav")  # a link to itself
+    expect_fail["loop.wav"] = "symbolic link loop"
     # cut-off compressed files: a Vorbis file would read as a shorter song (the cut Ogg page
     # tells), an MP3 and a FLAC claim 45 s and decode less (the Xing header, STREAMINFO tell)
     for name, keep, reason in (("truncated.mp3", 0.5, "its Xing header claims"),
