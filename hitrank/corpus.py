@@ -8,6 +8,7 @@ relative to the CSV's folder (absolute paths are allowed too). This is the layou
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import logging
 import math
@@ -132,6 +133,12 @@ BINARY_KINDS = ((b"RIFF", "WAV audio"), (b"OggS", "Ogg audio"), (b"fLaC", "FLAC 
                 (b"\xd0\xcf\x11\xe0", "an old Excel workbook (.xls): save it as CSV"), (b"%PDF", "a PDF"))
 
 
+@functools.lru_cache(maxsize=256)
+def _warn_once(message: str) -> None:
+    """Log ``message`` once per process (a file read twice, its header first, warns once)."""
+    log.warning("%s", message)
+
+
 def _decode_text(path, what: str) -> str:
     """A user's CSV as text: UTF-8 (a BOM dropped); a file with no UTF-8 text at all as
     Windows-1252, what spreadsheet programs write on Windows (Latin-1 where that cannot
@@ -156,16 +163,16 @@ def _decode_text(path, what: str) -> str:
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
     if _UTF8_MULTIBYTE.search(raw):
-        log.warning("%r: line %d (and maybe others) is not UTF-8, unlike the rest of the file; its "
-                    "bytes read as U+FFFD (save the file as UTF-8)", str(path), line)
+        _warn_once(f"{str(path)!r}: line {line} (and maybe others) is not UTF-8, unlike the rest of the file; "
+                   "its bytes read as U+FFFD (save the file as UTF-8)")
         return raw.decode("utf-8-sig", errors="replace")
     for encoding in ("cp1252", "latin-1"):
         try:
             text = raw.decode(encoding)
         except UnicodeDecodeError:
             continue
-        log.warning("%r is not UTF-8 (line %d); read as %s, what spreadsheet programs write on Windows "
-                    "(save it as UTF-8 to be sure of its names)", str(path), line, encoding)
+        _warn_once(f"{str(path)!r} is not UTF-8 (line {line}); read as {encoding}, what spreadsheet programs "
+                   "write on Windows (save it as UTF-8 to be sure of its names)")
         return text
     raise AssertionError("latin-1 decodes any bytes")
 

@@ -446,7 +446,8 @@ def _need_song_id(path, columns) -> None:
 
 
 def read_raters(path, score: str) -> pd.DataFrame:
-    """One row per listener and song -> a frame ``song_id, judgement`` (float).
+    """One row per listener and song -> a frame ``song_id, judgement`` (float; TRUE/FALSE
+    cells, as spreadsheets write checkboxes, are 1/0).
 
     Rows whose judgement is empty, not a number or not finite are dropped, counted in the
     frame's ``attrs["dropped"]`` (``attrs["reasons"]``: {reason: rows}; ``attrs["rows"]``:
@@ -456,9 +457,9 @@ def read_raters(path, score: str) -> pd.DataFrame:
     df = read_text_table(path, "raters")
     _need_song_id(path, df.columns)
     a, b = parse_score_spec(score, df.columns)
-    value = pd.to_numeric(df[a], errors="coerce")
+    value = _judgement_values(df[a])
     if b is not None:
-        value = value - pd.to_numeric(df[b], errors="coerce")
+        value = value - _judgement_values(df[b])
     out = pd.DataFrame({"song_id": df["song_id"].str.strip(), "judgement": value})
     ok = np.isfinite(out["judgement"].to_numpy(dtype=np.float64))
     warning, reasons = _dropped_judgements(path, df, [c for c in (a, b) if c is not None], ~ok)
@@ -487,6 +488,14 @@ def _appended_copy(df: pd.DataFrame) -> int:
         return 0
     h = pd.util.hash_pandas_object(df, index=False).to_numpy()
     return next((k for k in range(n // 2, MIN_APPENDED - 1, -1) if np.array_equal(h[:k], h[n - k:])), 0)
+
+
+def _judgement_values(cells: pd.Series) -> pd.Series:
+    """A raters column as numbers (NaN where not one): TRUE/FALSE, as spreadsheets write
+    checkboxes, are 1 and 0."""
+    text = cells.astype(str).str.strip()
+    flags = text.str.lower().map({"true": "1", "false": "0"})
+    return pd.to_numeric(flags.fillna(text), errors="coerce")
 
 
 def _repeated_rows(path, df: pd.DataFrame, ok: np.ndarray) -> tuple[np.ndarray, str]:

@@ -105,6 +105,8 @@ def test_labels_saved_by_a_windows_spreadsheet_are_read_and_a_typo_is_no_number(
     assert "is not UTF-8 (line 2); read as cp1252" in caplog.text
     assert refs[0].path.endswith("café.wav") and refs[0].hit_score == 0.5
     assert np.isnan(refs[1].hit_score) and any("'0_5' is not a number" in p for p in problems)
+    read_labels(tmp_path / "labels.csv")  # read again (a header first, then the rows): warned once
+    assert caplog.text.count("is not UTF-8") == 1
     # a UTF-8 file with one cell from elsewhere: the rest keeps its names, that cell is named
     (tmp_path / "mixed.csv").write_bytes("song_id,path,hit_score\na,café.wav,1\n".encode()
                                          + "b,café.wav,2\n".encode("cp1252"))

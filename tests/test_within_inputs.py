@@ -237,6 +237,13 @@ def test_a_listener_counted_twice_is_dropped_or_warned_and_unknown_songs_are_cou
         r.attrs["warning"]
 
 
+def test_checkbox_judgements_read_as_one_and_zero(tmp_path):
+    """Before: TRUE/FALSE cells (a spreadsheet's checkboxes) were dropped as not numbers."""
+    (tmp_path / "r.csv").write_text("song_id,liked,disliked\ns1,TRUE,FALSE\ns1,false,true\ns2, True ,0\ns2,yes,0\n")
+    r = strata.read_raters(tmp_path / "r.csv", "liked-disliked")
+    assert r.judgement.tolist() == [1.0, -1.0, 1.0] and r.attrs["reasons"] == {"not a number": 1}
+
+
 def test_judgements_near_the_float_limit_give_the_reliability_of_their_ratios(tmp_path, rng):
     """Before: judgements of 1e308 overflowed in the song means (numpy warnings on the terminal)."""
     import warnings
