@@ -112,7 +112,8 @@ def _read_strata(run: Path, summary: dict, pred: pd.DataFrame | None) -> np.ndar
 def _check_summary(run: Path, summary) -> None:
     """HitrankError naming the run unless ``summary`` (read from its ``summary.json``) is a
     mapping whose fold statistics (``ndcg_mean``, ``spearman_std``, ...) and pooled metrics
-    are numbers or null."""
+    are numbers or null, and whose counts (``n_songs``, ``songs``, ``folds``) are whole
+    numbers >= 0."""
     def number(v) -> bool:
         return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
 
@@ -124,9 +125,12 @@ def _check_summary(run: Path, summary) -> None:
     values = {**{k: v for k, v in summary.items() if k in stats},
               **({f"pooled.{k}": v for k, v in pooled.items()} if isinstance(pooled, dict) else {"pooled": pooled})}
     bad = [k for k, v in values.items() if not number(v)]
+    bad += [k for k in ("n_songs", "songs", "folds") if k in summary  # counts: whole numbers >= 0
+            and not (isinstance(summary[k], int) and not isinstance(summary[k], bool) and summary[k] >= 0)]
     if bad:
         raise HitrankError(f"{str(run)!r}: damaged run folder: summary.json's {bad[:3]} "
-                           f"{'is' if len(bad) == 1 else 'are'} not a number; run `hitrank cv` again")
+                           f"{'is' if len(bad) == 1 else 'are'} not a number (or not a count); run `hitrank cv` "
+                           "again")
 
 
 def _undefined_as_nan(summary: dict) -> dict:
@@ -148,6 +152,8 @@ def load_run(run: str | os.PathLike) -> dict:
     and ``top`` (the run's ``cv.top_fraction``).
     """
     run = Path(run)
+    if not run.exists():
+        raise HitrankError(f"{str(run)!r} does not exist (`hitrank compare` takes the --out folders of `hitrank cv`)")
     if not run.is_dir():
         raise HitrankError(f"{str(run)!r}: not a run folder (`hitrank compare` takes the --out folders of "
                            "`hitrank cv`)")

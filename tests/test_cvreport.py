@@ -146,7 +146,8 @@ def test_compare_names_a_damaged_run_folder_and_a_file_given_as_one(tmp_path, ca
     (tmp_path / "run" / "summary.json").write_text('{"name": "x", ')  # cut short
     (tmp_path / "run" / "folds.csv").write_text("fold,ndcg\n0,0.5\n")
     (tmp_path / "ranking.csv").write_text("rank,song_id\n")
-    for run, reason in ((tmp_path / "run", "damaged run folder"), (tmp_path / "ranking.csv", "not a run folder")):
+    for run, reason in ((tmp_path / "run", "damaged run folder"), (tmp_path / "ranking.csv", "not a run folder"),
+                        (tmp_path / "typo", "typo' does not exist")):
         assert main(["compare", str(run), str(run)]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("error:") and "\n" not in err and reason in err and "Traceback" not in err
@@ -154,7 +155,9 @@ def test_compare_names_a_damaged_run_folder_and_a_file_given_as_one(tmp_path, ca
 
 @pytest.mark.parametrize("summary,reason", [
     ("[1, 2]", "summary.json holds a list, not a mapping"),
-    ('{"name": "x", "ndcg_mean": "abc"}', "summary.json's ['ndcg_mean'] is not a number"),
+    ('{"name": "x", "ndcg_mean": "abc"}', "summary.json's ['ndcg_mean'] is not a number (or not a count)"),
+    ('{"name": "x", "n_songs": -3, "folds": "three"}',  # an edited file: before, shown as it was
+     "summary.json's ['n_songs', 'folds'] are not a number (or not a count)"),
 ])
 def test_compare_names_a_summary_of_the_wrong_shape(tmp_path, capsys, summary, reason):
     """Before: AttributeError / ValueError tracebacks (exit 3)."""
