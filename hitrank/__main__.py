@@ -2,6 +2,7 @@
 that Ctrl-C while Python is still importing it stops with the CLI's one line (exit 130)
 rather than a traceback."""
 
+import signal
 import sys
 
 
@@ -9,9 +10,9 @@ def run() -> int:
     """Import and run :func:`hitrank.cli.main`; the exit status."""
     try:
         from .cli import EXIT_INTERRUPTED, main
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # the CLI's EXIT_INTERRUPTED is not imported yet: the shell's 128 + SIGINT
         print("interrupted", file=sys.stderr)
-        return 130
+        return 128 + signal.SIGINT
     try:
         return main()
     except KeyboardInterrupt:  # between the CLI's own handlers (e.g. while its logging starts)

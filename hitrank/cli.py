@@ -1028,8 +1028,8 @@ def _os_error(exc: OSError, resumes: bool) -> str:
 
 def _resumes(args) -> bool:
     """Whether running this command again resumes its work: transfer configs' cv and train
-    refit from their cached embeddings into a new --out instead, descriptor configs' train
-    starts again (their cv resumes by fold)."""
+    run again whole from their cached embeddings (into the same --out), descriptor configs'
+    train starts again (their cv resumes by fold)."""
     if args.command in ("cv", "train") and getattr(args, "config", None):
         try:
             if is_transfer_config(args.config):

@@ -152,9 +152,11 @@ def _decode_text(path, what: str) -> str:
         raise LabelsError(f"{str(path)!r}: {what} file does not exist") from None
     except OSError as exc:
         raise LabelsError(f"{str(path)!r}: cannot read {what} CSV ({exc.strerror or exc})") from None
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+    head = raw[:4096]
+    no_bom = len(head) >= 4 and (set(head[1::2]) == {0} or set(head[::2]) == {0})  # ASCII text as UTF-16
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or no_bom:
         raise LabelsError(f"{str(path)!r}: the {what} CSV is UTF-16; save it as UTF-8 (CSV UTF-8 in a spreadsheet)")
-    kind = next((k for magic, k in BINARY_KINDS if raw.startswith(magic)), "binary data" if b"\0" in raw[:4096] else "")
+    kind = next((k for magic, k in BINARY_KINDS if raw.startswith(magic)), "binary data" if b"\0" in head else "")
     if kind:
         raise LabelsError(f"{str(path)!r}: not a text CSV (it looks like {kind}); give the {what} as a "
                           "comma-separated text file (CSV UTF-8 in a spreadsheet)")
@@ -182,26 +184,31 @@ N_SHARED = 3
 
 
 def _check_row_widths(text: str, path, what: str) -> None:
-    """LabelsError naming a column name the header repeats (spaces around names ignored), or
-    the first line that holds more cells than the header (a comma inside an unquoted name, a
-    pasted row): pandas would take its first cells for an index and shift the rest. Empty
-    cells at a row's end (spreadsheets write them) are no cells."""
-    reader = csv.reader(io.StringIO(text))
-    header = next(reader, None)
-    if header is None:
+    """LabelsError naming a column name the header repeats (spaces around names ignored; empty
+    names, which spreadsheets write for empty columns, may repeat), or the first line that
+    holds more cells than the header (a comma inside an unquoted name, a pasted row): pandas
+    would take its first cells for an index and shift the rest. Empty cells at a row's end
+    (spreadsheets write them) are no cells. A file the csv module cannot parse (an open
+    quote, a huge cell) is left to pandas, whose error names it."""
+    reader = csv.reader(io.StringIO(text, newline=""))  # newline="": CR, LF and CRLF lines alike
+    try:
+        header = next(reader, None)
+        if header is None:
+            return
+        names = [h.strip() for h in header]
+        twice = sorted({n for n in names if n and names.count(n) > 1})
+        if twice:  # pandas would read the second as 'name.1'
+            raise LabelsError(f"{str(path)!r}: column name(s) {twice} appear more than once in the header "
+                              f"({', '.join(header)}); give each column one name")
+        for record in reader:
+            while record and not record[-1].strip():
+                record = record[:-1]
+            if len(record) > len(header):
+                raise LabelsError(f"{str(path)!r}: line {reader.line_num} has {len(record)} cells, the header "
+                                  f"{len(header)} ({', '.join(header)}); quote cells that hold a comma "
+                                  f"(\"a, b\") or fix the {what} row")
+    except csv.Error:
         return
-    names = [h.strip() for h in header]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:  # pandas would read the second as 'name.1'
-        raise LabelsError(f"{str(path)!r}: column name(s) {twice} appear more than once in the header "
-                          f"({', '.join(header)}); give each column one name")
-    for record in reader:
-        while record and not record[-1].strip():
-            record = record[:-1]
-        if len(record) > len(header):
-            raise LabelsError(f"{str(path)!r}: line {reader.line_num} has {len(record)} cells, the header "
-                              f"{len(header)} ({', '.join(header)}); quote cells that hold a comma (\"a, b\") "
-                              f"or fix the {what} row")
 
 
 def read_text_table(path: str | os.PathLike, what: str = "labels", **kwargs) -> pd.DataFrame:

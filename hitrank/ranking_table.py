@@ -101,14 +101,19 @@ NAME_COLUMNS = ("song_id", "path", "artist", "title", "nearest", "nearest_title"
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
+#: what gets the apostrophe: a formula's start, and an apostrophe itself (so that a name that
+#: starts with one, ``'=x.wav``, reads back as it was)
+ESCAPED_START = (*FORMULA_START, "'")
+
+
 def _not_a_formula(cell):
-    return "'" + cell if isinstance(cell, str) and cell.startswith(FORMULA_START) else cell
+    return "'" + cell if isinstance(cell, str) and cell.startswith(ESCAPED_START) else cell
 
 
 def _as_written(cell: str) -> str:
     """A name column's cell read back from the CSV: without the apostrophe :func:`_not_a_formula`
-    put before a name that looks like a formula."""
-    return cell[1:] if cell.startswith("'") and cell[1:].startswith(FORMULA_START) else cell
+    put before a name that looks like a formula or starts with an apostrophe."""
+    return cell[1:] if cell.startswith("'") and cell[1:].startswith(ESCAPED_START) else cell
 
 
 def ranking_with_failures(ranking: pd.DataFrame, failures: list, id_column: str = "song_id") -> pd.DataFrame:

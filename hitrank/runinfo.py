@@ -169,7 +169,8 @@ def _check_no_fold_missing(folder: Path, found: list[Path]) -> None:
     missing = sorted(missing)
     if missing:
         names = ", ".join(f"{m}.pt" for m in missing)
-        again = ("run its `hitrank cv` command again with a new --out" if info is not None and "folds" in info
+        again = ("run the same `hitrank cv` command again (a transfer run is run again whole, from its cached "
+                 "embeddings)" if info is not None and "folds" in info
                  else "run the same `hitrank cv` command again to retrain the fold")
         raise CheckpointError(f"{str(folder)!r}: {names} missing ({len(found)} of {len(found) + len(missing)} "
                               f"fold checkpoints found), so its fold ensemble is incomplete; put the file back, "

@@ -60,8 +60,9 @@ RATER_COLUMNS = ("rater", "rater_id", "listener", "listener_id", "user", "user_i
                  "participant_id", "respondent")
 #: judgements larger than this (in absolute value) are divided by the largest before any sum
 HUGE_JUDGEMENT = 1e100
-#: rows a raters file's first and last rows must share, in order, to be taken for an export
-#: appended to itself (fewer: listeners who answered alike, as happens in a narrow file)
+#: rows a raters file's first and last rows must share, in order (and at least a quarter of its
+#: rows), to be taken for an export appended to itself (fewer: listeners who answered alike, as
+#: happens in a narrow file)
 MIN_APPENDED = 10
 
 log = logging.getLogger(__name__)
@@ -447,7 +448,9 @@ def _need_song_id(path, columns) -> None:
 
 def read_raters(path, score: str) -> pd.DataFrame:
     """One row per listener and song -> a frame ``song_id, judgement`` (float; TRUE/FALSE
-    cells, as spreadsheets write checkboxes, are 1/0).
+    cells, as spreadsheets write checkboxes, are 1/0; judgements beyond
+    :data:`HUGE_JUDGEMENT` divided by the largest). A listener's second row for one song
+    is dropped, and a file that looks appended to itself warned about (:func:`_repeated_rows`).
 
     Rows whose judgement is empty, not a number or not finite are dropped, counted in the
     frame's ``attrs["dropped"]`` (``attrs["reasons"]``: {reason: rows}; ``attrs["rows"]``:
@@ -480,14 +483,17 @@ def read_raters(path, score: str) -> pd.DataFrame:
 
 
 def _appended_copy(df: pd.DataFrame) -> int:
-    """The largest ``k`` >= :data:`MIN_APPENDED` (at most half the rows) such that the last
-    ``k`` rows of ``df`` equal its first ``k``, in order (an export appended to itself, with
-    or without rows between); 0 when there is none."""
+    """The largest ``k`` (at least :data:`MIN_APPENDED` and a quarter of the rows, at most
+    half) such that the last ``k`` rows of ``df`` equal its first ``k``, in order (an export
+    appended to itself, with or without rows between); 0 when there is none. Only the ``k``
+    whose last block starts with the first row are compared."""
     n = len(df)
     if n < 2 * MIN_APPENDED:
         return 0
     h = pd.util.hash_pandas_object(df, index=False).to_numpy()
-    return next((k for k in range(n // 2, MIN_APPENDED - 1, -1) if np.array_equal(h[:k], h[n - k:])), 0)
+    least = max(MIN_APPENDED, n // 4)
+    starts = np.flatnonzero(h == h[0])  # the last k rows start at n - k
+    return next((n - i for i in starts if least <= n - i <= n // 2 and np.array_equal(h[:n - i], h[i:])), 0)
 
 
 def _judgement_values(cells: pd.Series) -> pd.Series:
@@ -512,9 +518,9 @@ def _repeated_rows(path, df: pd.DataFrame, ok: np.ndarray) -> tuple[np.ndarray, 
             return none, ""
         lines = row_lines(path, len(df))
         return none, (f"{str(path)!r}: its last {k} rows (from line {lines[len(df) - k]}) repeat its first {k} "
-                      "in the same order, as a file appended to itself would: each of those listeners would "
-                      "count twice and overstate the ceiling; remove the copy, or add a listener column "
-                      f"({RATER_COLUMNS[0]!r}) so that repeats are dropped")
+                      "in the same order, as a file appended to itself would: if it is one, its listeners count "
+                      "twice and overstate the ceiling (remove the copy); a listener column "
+                      f"({RATER_COLUMNS[0]!r}) lets hitrank tell repeats from listeners who answered alike")
     who = df[rater].fillna("").astype(str).str.strip()
     key = pd.DataFrame({"rater": who, "song": df["song_id"].fillna("").astype(str).str.strip()})
     counted = ok & (who != "").to_numpy()  # a row with no listener cannot repeat one

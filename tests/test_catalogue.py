@@ -341,6 +341,10 @@ def test_names_from_tags_are_never_run_as_spreadsheet_formulas(tmp_path):
     back = read_previous(tmp_path / "r.csv")  # --since: kept rows hold the names as they were
     assert list(back.title) == list(ranking.title) and list(back.artist) == list(ranking.artist)
     assert list(back.nearest_title) == list(ranking.nearest_title) and list(back.song_id) == list(ranking.song_id)
+    odd = pd.DataFrame({"rank": [1, 2, 3], "song_id": ["'=x.wav", "=x.wav", "'plain.wav"], "path": ["/a"] * 3,
+                        "score": [0.3, 0.2, 0.1]})
+    ranking_with_failures(odd, []).to_csv(tmp_path / "odd.csv", index=False)
+    assert list(read_previous(tmp_path / "odd.csv").song_id) == list(odd.song_id)  # a name's own apostrophe kept
     fit = ranking_with_failures(pd.DataFrame({"rank": [1], "id": ["=cmd.wav"], "fit": [0.1]}),
                                 [("@x.wav", "=rel/@x.wav", "file is 0 bytes")], "id")
     assert list(fit["id"]) == ["'=cmd.wav", "'@x.wav"] and fit.path[1] == "'=rel/@x.wav"

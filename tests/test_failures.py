@@ -395,6 +395,15 @@ def test_audio_a_workbook_or_binary_given_as_a_csv_is_named_as_such(tmp_path, ca
         read_text_table(tmp_path / "wide.csv", "raters")
     (tmp_path / "wide.csv").write_text("song_id,liked\ns1,1,,\ns2,0\n")  # empty cells at the end: no cells
     assert read_text_table(tmp_path / "wide.csv").to_dict("list") == {"song_id": ["s1", "s2"], "liked": ["1", "0"]}
+    # what spreadsheets write, read as before: empty columns (empty names may repeat), CR-only
+    # line ends (Excel for Mac); an open quote is pandas' one-line error, not a traceback
+    (tmp_path / "sheet.csv").write_text("song_id,liked,,\ns1,1,,\n")
+    assert list(read_text_table(tmp_path / "sheet.csv").liked) == ["1"]
+    (tmp_path / "mac.csv").write_bytes(b"song_id,liked\rs1,1\rs2,0\r")
+    assert list(read_text_table(tmp_path / "mac.csv").song_id) == ["s1", "s2"]
+    (tmp_path / "open.csv").write_text('song_id,liked\ns0,"1\n' + "s1,1\n" * 9000)
+    with pytest.raises(LabelsError, match="cannot read raters CSV"):
+        read_text_table(tmp_path / "open.csv", "raters")
 
 
 def test_stereo_whose_channels_cancel_is_analysed_from_one_channel(tmp_path, caplog):

@@ -333,16 +333,23 @@ def test_a_finished_run_runs_again_in_its_folder_and_lists_the_files_that_failed
     assert main(cv) == 0
     again = json.loads((run / "summary.json").read_text())
     assert again["model"] == first["model"] and not (run / "failures.csv").exists()
-    assert main([*cv, "--set", "cv.fold_seed=3"]) == 2  # another config: refused, the run kept
-    assert "already holds a model (fold_00.pt, fold_01.pt, fold_02.pt) of another config" in capsys.readouterr().err
-    table.assign(hit_score=table.hit_score[::-1].to_numpy()).to_csv(tmp_path / "labels.csv", index=False)
-    assert main(cv) == 2
-    assert "trained on other songs or hit scores" in capsys.readouterr().err
+    assert main([*cv, "--set", "cv.fold_seed=3"]) == 2  # another config: refused, naming the setting
+    assert ("already holds a model (fold_00.pt, fold_01.pt, fold_02.pt) of another config (cv.fold_seed: 0 there, "
+            "3 now)") in capsys.readouterr().err
+    table.iloc[::-1].to_csv(tmp_path / "labels.csv", index=False)  # the same labels in another order: taken
+    assert main(cv) == 0
     assert json.loads((run / "summary.json").read_text())["model"] == first["model"]
+    grouped = [*cv[:-4], str(tmp_path / "grouped"), "--folds", "3", "-q", "--group-by", "artist"]
+    assert main(grouped) == 0
+    table.assign(artist=[f"a{i % 4}" for i in range(12)]).to_csv(tmp_path / "labels.csv", index=False)  # other groups
+    assert main(grouped) == 2
+    assert "trained on other labels (other songs, hit scores, or group" in capsys.readouterr().err
+    table.assign(hit_score=table.hit_score[::-1].to_numpy()).to_csv(tmp_path / "labels.csv", index=False)
+    assert main(cv) == 2 and "trained on other labels" in capsys.readouterr().err
     train = ["train", "--config", "real/ridge", "--labels", str(tmp_path / "labels.csv"), "--out", str(model), "-q"]
     assert main(train) == 0 and main(train) == 0
     table.to_csv(tmp_path / "labels.csv", index=False)
-    assert main(train) == 2 and "trained on other songs or hit scores" in capsys.readouterr().err
+    assert main(train) == 2 and "trained on other labels" in capsys.readouterr().err
 
 
 @needs_musicnn

@@ -117,6 +117,9 @@ def test_labels_saved_by_a_windows_spreadsheet_are_read_and_a_typo_is_no_number(
     (tmp_path / "wide.csv").write_bytes("song_id,path,hit_score\na,café.wav,1\n".encode("utf-16"))
     with pytest.raises(LabelsError, match="is UTF-16; save it as UTF-8"):
         read_labels(tmp_path / "wide.csv")
+    (tmp_path / "wide.csv").write_bytes("song_id,path,hit_score\na,b.wav,1\n".encode("utf-16-le"))  # no BOM
+    with pytest.raises(LabelsError, match="is UTF-16; save it as UTF-8"):
+        read_labels(tmp_path / "wide.csv")
 
 
 def test_rank_folder_names_the_function_that_ranks_with_a_transfer_run(rng, tmp_path):

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from hitrank import strata
+from hitrank.errors import LabelsError
 
 GENRES = ("classical", "electronic", "pop", "rock")
 
@@ -235,6 +236,10 @@ def test_a_listener_counted_twice_is_dropped_or_warned_and_unknown_songs_are_cou
     assert ("3 of 21 judgement rows (2 songs: 'S0', 'zz') are of songs with no label or no embedding here and "
             "take no part in the ceiling; 1 of them differ from a labels song_id only in upper/lower case") in \
         r.attrs["warning"]
+    upper = tmp_path / "upper.csv"  # every id in upper case: refused, saying why
+    upper.write_text("\n".join(["song_id,liked", *[x.split(",", 1)[1].upper() for x in rows]]) + "\n")
+    with pytest.raises(LabelsError, match=r"only 0 of its songs .*; 6 of them differ from a labels song_id only"):
+        read_raters_for(data, upper, "liked")
 
 
 def test_checkbox_judgements_read_as_one_and_zero(tmp_path):

@@ -18,6 +18,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import time
@@ -312,9 +314,9 @@ def check_out(out, create: bool = True, *, cfg: TransferConfig | None = None, co
     checked, before any audio is decoded).
 
     A folder that holds a finished ``command`` run of the same config ``cfg`` (and, once
-    ``data`` is known, of the same songs and hit scores) is taken: the run is deterministic,
-    so running it again writes the same models and refreshes its report (e.g. with
-    ``--raters`` added), as an interrupted spectrogram run resumes into its folder.
+    ``data`` is known, of the same labels: :func:`labels_digest`) is taken: the run is
+    deterministic, so running it again writes the same models and refreshes its report (e.g.
+    with ``--raters`` added), as an interrupted spectrogram run resumes into its folder.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -325,15 +327,32 @@ def check_out(out, create: bool = True, *, cfg: TransferConfig | None = None, co
         why = _other_run(out, cfg, command, data)
         if why:
             raise ConfigError(f"{held} {why}; choose a new --out or remove those files")
-        log.info("%s of the same config and labels: running it again there", held)
+        if data is not None:
+            log.info("%s of the same config and labels: running it again there", held)
     if create:
         out.mkdir(parents=True, exist_ok=True)
     return out
 
 
+def labels_digest(cfg: TransferConfig, data: Data) -> str:
+    """A digest of what a run learns from besides the embeddings: each song's id and hit score
+    and its values of the columns the config reads (``cv.group_by``, ``cv.within``,
+    ``train.weight``), whatever the songs' order (recorded in run.json; :func:`check_out`)."""
+    columns = [c for c in (cfg.cv.group_by, cfg.cv.within, cfg.train.weight) if c]
+    cells = [data.labels[c].astype(str).str.strip().tolist() if c in data.labels else [""] * len(data.ids)
+             for c in columns]
+    rows = sorted(zip(data.ids.astype(str).tolist(), map(repr, data.y.tolist()), *cells, strict=True))
+    return hashlib.sha256(json.dumps([columns, rows]).encode()).hexdigest()[:16]
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    return {k2: v2 for k, v in d.items()
+            for k2, v2 in (_flat(v, f"{prefix}{k}.").items() if isinstance(v, dict) else [(f"{prefix}{k}", v)])}
+
+
 def _other_run(out: Path, cfg: TransferConfig | None, command: str, data: Data | None) -> str:
     """Why the checkpoints in ``out`` are not a finished ``command`` run of ``cfg`` on the
-    songs of ``data`` (``''``: they are; ``data`` None: the songs are not compared yet)."""
+    labels of ``data`` (``''``: they are; ``data`` None: the labels are not compared yet)."""
     if cfg is None:
         return "of another run"
     try:
@@ -341,24 +360,16 @@ def _other_run(out: Path, cfg: TransferConfig | None, command: str, data: Data |
         held = read_yaml(out / "config.yaml") if (out / "config.yaml").is_file() else None
     except (ConfigError, HitrankError):
         return "of another run (its run.json or config.yaml is unreadable)"
-    if info.get("kind") != RUN_KIND or info.get("command") != command or held is None:
+    if info.get("kind") != RUN_KIND or info.get("command") != command or not isinstance(held, dict):
         return f"that is not a finished transfer `{command}` run"
-    if held != yaml.safe_load(yaml.safe_dump(cfg.to_dict(), sort_keys=False)):
-        return f"of another config ({held.get('name', '?')!r} with other settings)"
-    if data is None:
-        return ""
-    try:
-        if command == "cv":
-            saved = pd.read_csv(out / "predictions.csv", dtype={"song_id": str}, keep_default_na=False)
-            ids, y = saved["song_id"].to_numpy(), saved["hit_score"].to_numpy(dtype=np.float64)
-        else:
-            ref = load_model(out / MODEL_FILE)["reference"] or {}
-            ids, y = np.asarray(ref.get("song_ids", []), dtype=str), np.asarray(ref.get("hit_scores", []))
-    except (OSError, ValueError, KeyError, HitrankError):
-        return "whose songs cannot be read back"
-    if len(ids) != len(data.ids) or not (np.asarray(ids, dtype=str) == data.ids.astype(str)).all() \
-            or not np.allclose(y, data.y, rtol=1e-12, atol=0):
-        return "trained on other songs or hit scores"
+    now = _flat(yaml.safe_load(yaml.safe_dump(cfg.to_dict(), sort_keys=False)))
+    then = _flat(held)
+    differ = sorted(k for k in now.keys() | then.keys() if now.get(k) != then.get(k))
+    if differ:
+        shown = ", ".join(f"{k}: {then.get(k)!r} there, {now.get(k)!r} now" for k in differ[:3])
+        return f"of another config ({shown}{' ...' if len(differ) > 3 else ''})"
+    if data is not None and info.get("labels_digest") != labels_digest(cfg, data):
+        return "trained on other labels (other songs, hit scores, or group, stratum or weight values)"
     return ""
 
 
@@ -376,14 +387,14 @@ def read_raters_for(data: Data, raters, raters_score: str) -> pd.DataFrame:
         raise LabelsError(f"{name!r}: no row has a usable judgement ({r.attrs['rows']} rows: {why}); "
                           f"--raters-score {raters_score!r} must name numeric column(s)")
     known = r.song_id.isin(set(data.ids))
+    unknown = r.song_id[~known]
+    lower = {str(i).lower() for i in data.ids}
+    case = sorted({u for u in unknown if str(u).lower() in lower})
+    hint = (f"; {len(case)} of them differ from a labels song_id only in upper/lower case (song ids must "
+            "match exactly)" if case else "")
     if (~known).any() and known.any():  # all unknown: refused below
-        unknown = r.song_id[~known]
-        lower = {str(i).lower() for i in data.ids}
-        case = sorted({u for u in unknown if str(u).lower() in lower})
         first = ", ".join(repr(u) for u in unknown.unique()[:strata.N_NAMED])
         more = " ..." if unknown.nunique() > strata.N_NAMED else ""
-        hint = (f"; {len(case)} of them differ from a labels song_id only in upper/lower case (song ids must "
-                "match exactly)" if case else "")
         note = (f"{name!r}: {int((~known).sum())} of {len(r)} judgement rows ({unknown.nunique()} songs: {first}"
                 f"{more}) are of songs with no label or no embedding here and take no part in the "
                 f"ceiling{hint}")
@@ -392,7 +403,7 @@ def read_raters_for(data: Data, raters, raters_score: str) -> pd.DataFrame:
     r = r[known]
     if r.song_id.nunique() < need:
         raise LabelsError(f"{name!r}: only {r.song_id.nunique()} of its songs have labels and "
-                          "embeddings here; its song_id column must name the labels' songs")
+                          f"embeddings here; its song_id column must name the labels' songs{hint}")
     rated = int((r.song_id.value_counts() >= 2).sum())
     if rated < need:
         raise LabelsError(f"{name!r}: only {rated} of its {r.song_id.nunique()} songs with labels have two "
@@ -506,7 +517,8 @@ def write_run(out: Path, cfg: TransferConfig, data: Data, pred, folds, s, summar
     atomic_write_text(out / "predictions.csv", df.to_csv(index=False))
     atomic_write_text(out / "summary.json", strict_json(summary, indent=2))  # undefined figures: null
     write_run_info(out, RUN_KIND, command, embedding=data.params.embedding, folds=int(summary["folds"]),
-                   scope=data.params.embedding_scope, store=str(Path(data.store).resolve()))
+                   scope=data.params.embedding_scope, store=str(Path(data.store).resolve()),
+                   labels_digest=labels_digest(cfg, data))
 
 
 # ----------------------------------------------------------------------------- train
@@ -534,7 +546,7 @@ def run_transfer_train(cfg: TransferConfig, data: Data, out, progress: bool = Tr
     atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     atomic_write_text(out / "train.json", strict_json(result, indent=2))  # an undefined inner score: null
     write_run_info(out, RUN_KIND, "train", embedding=data.params.embedding, scope=data.params.embedding_scope,
-                   store=str(Path(data.store).resolve()))
+                   store=str(Path(data.store).resolve()), labels_digest=labels_digest(cfg, data))
     return result
 
 
