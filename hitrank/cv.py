@@ -287,17 +287,20 @@ def run_cv(cfg: Config, ds: Dataset, out: str | os.PathLike, progress: bool = Tr
     cfg_text = dump_config(cfg)
     cfg_file = out / "config.yaml"
     folds = folds_of(cfg, ds)
+    # a fold is done when its record, predictions and checkpoint are there and whole (else retrained)
+    done = []
     if ctx.main:
         out.mkdir(parents=True, exist_ok=True)
         if cfg_file.exists() and list(out.glob("fold_*.json")) and not _same_config(cfg_file, cfg):
             raise StaleRunError(f"{str(out)!r} holds a run with another config; use another --out")
-        _check_same_songs(out, ds, folds)
+        done = [f for f in range(len(folds)) if _fold_done(out, f)]
+        _check_same_songs(out, ds, folds, done)
         atomic_write_text(cfg_file, cfg_text)
         write_run_info(out, "spectrogram", "cv", name=cfg.name, store=_store_path(ds),
                        songs=songs_fingerprint(ds))
     barrier(ctx)  # the run folder exists and holds this config before any rank looks at it
-    # a fold is done when its record, predictions and checkpoint are there and whole (else retrained)
-    done = [f for f in range(len(folds)) if _fold_done(out, f)]
+    if not ctx.main:
+        done = [f for f in range(len(folds)) if _fold_done(out, f, warn=False)]
     todo = [f for f in my_folds(ctx, len(folds)) if f not in done]
     barrier(ctx)  # every rank has its list before any fold is marked done
     t0 = time.time()
@@ -350,14 +353,14 @@ def _fold_done(out: Path, f: int, warn: bool = True) -> bool:
     return whole
 
 
-def _check_same_songs(out: Path, ds: Dataset, folds: list) -> None:
-    """Refuse to resume in ``out`` when a finished fold tested other songs, or the same songs
-    with other hit scores, than the fold of the same number does now (a store or labels CSV
-    that changed since): its model and metrics belong to another run (``pred_XX.csv`` holds
-    each finished fold's test songs)."""
-    for f, (_, _, te) in enumerate(folds):
-        if not _fold_done(out, f, warn=False):
-            continue  # not finished, or damaged: trained again (the run names it)
+def _check_same_songs(out: Path, ds: Dataset, folds: list, done: list[int]) -> None:
+    """Refuse to resume in ``out`` when a finished fold (one of ``done``, :func:`_fold_done`)
+    tested other songs, or the same songs with other hit scores, than the fold of the same
+    number does now (a store or labels CSV that changed since): its model and metrics belong
+    to another run (``pred_XX.csv`` holds each finished fold's test songs). Folds not done
+    are trained again."""
+    for f in done:
+        te = folds[f][2]
         before = _read_predictions(out / f"pred_{f:02d}.csv")
         now = pd.DataFrame({"song_id": ds.song_ids[te], "hit_score": ds.scores[te]})
         a, b = before.sort_values("song_id"), now.sort_values("song_id")
