@@ -903,7 +903,11 @@ def cmd_highlighter(args) -> int:
     s = train_highlighter(args.labels, args.out, cfg, workers=args.workers, progress=_progress(args))
     print(f"trained highlighter on {s['n_train']} songs (validation {s['n_val']}, best epoch "
           f"{s['best_epoch']}, val MSE {s['val_loss']:.4f}) -> {args.out / 'highlighter.pt'}")
-    return EXIT_OK
+    if s["left_out"]:
+        print(f"{len(s['left_out'])} labels row(s) left out (named in the warnings above; summary.json "
+              "left_out)", file=sys.stderr)
+    _print_failures(s["failures"], listed=args.out / "summary.json")
+    return EXIT_PARTIAL if s["failures"] or s["left_out"] else EXIT_OK
 
 
 def cmd_pretrained(args) -> int:

@@ -2,6 +2,7 @@
 reason, the batch goes on, nothing is lost, and the exit code says whether anything failed."""
 
 import errno
+import json
 import os
 import threading
 
@@ -204,8 +205,6 @@ def test_highlight_survives_every_kind(bad_corpus, capsys):
                     reason="pip install --no-deps musicnn==0.1.0")
 @pytest.mark.slow  # minutes on 2 cores: run by .ci/run with -m 'slow or scale'
 def test_tags_survives_every_kind(bad_corpus, capsys):
-    import json
-
     d, expect_fail = bad_corpus
     files = [str(p) for p in _entries(d)]  # the 20-minute song is 400 patches: the slowest test
     assert main(["tags", *files, "--json", "-q"]) == 1
@@ -240,7 +239,6 @@ def test_descriptors_survive_every_kind(bad_corpus, tmp_path, capsys):
 
 
 def test_rank_train_and_cv_survive_every_kind(bad_corpus, store, tmp_path, capsys, monkeypatch):
-    import json
     import shutil
 
     monkeypatch.setenv("HITRANK_CACHE", str(tmp_path / "cache"))
@@ -404,6 +402,35 @@ def test_audio_a_workbook_or_binary_given_as_a_csv_is_named_as_such(tmp_path, ca
     (tmp_path / "open.csv").write_text('song_id,liked\ns0,"1\n' + "s1,1\n" * 9000)
     with pytest.raises(LabelsError, match="cannot read raters CSV"):
         read_text_table(tmp_path / "open.csv", "raters")
+
+
+def test_highlighter_training_names_what_it_leaves_out(corpus, tmp_path, capsys, caplog):
+    """Before: rows with a bad score, silent and missing files were dropped without a word
+    (exit 0), and a score <= 0 was refused as 'row 0' with a --set that does not exist."""
+    import shutil
+
+    songs = sorted((corpus / "audio").glob("*.wav"))[:10]
+    rows = ["song_id,path,hit_score"]
+    for i, p in enumerate(songs):
+        shutil.copy(p, tmp_path / p.name)
+        rows.append(f"g{i},{p.name},{i + 1}")
+    sf.write(tmp_path / "silence.wav", np.zeros(SR * 20, np.float32), SR)
+    rows += ["typo,a.wav,abc", "quiet,silence.wav,3", "gone,missing.wav,2", "neg,silence.wav,-0.5"]
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    args = ["highlighter", "train", "--labels", str(tmp_path / "labels.csv"), "--out", str(tmp_path / "hl"),
+            "--set", "epochs=1", "-q"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "needs scores > 0; 1 song(s) have other scores: neg (-0.5); correct or remove those rows" in err
+    assert not (tmp_path / "hl").exists()  # refused before any work
+    (tmp_path / "labels.csv").write_text("\n".join(rows[:-1]) + "\n")
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "1 labels row(s) left out" in err and "2 songs failed" in err
+    assert "silence.wav': holds no sound (silent)" in err and "missing.wav" in err
+    assert "'abc' is not a number" in caplog.text
+    summary = json.loads((tmp_path / "hl" / "summary.json").read_text())
+    assert sorted(f[0] for f in summary["failures"]) == ["gone", "quiet"] and summary["n_train"] + summary["n_val"] == 10
 
 
 def test_stereo_whose_channels_cancel_is_analysed_from_one_channel(tmp_path, caplog):

@@ -20,7 +20,7 @@ import torch
 from .. import audio
 from ..corpus import check_training_labels, read_labels
 from ..engines import get_engine
-from ..errors import ConfigError, HitrankError
+from ..errors import ConfigError, HitrankError, LabelsError
 from ..features import FeatureParams, log_mel
 from ..fileio import atomic_write_text, strict_json
 from ..loop import EpochLoop, run_loop
@@ -54,9 +54,12 @@ def load_highlighter_config(path: str | os.PathLike | None, overrides=()) -> Hig
 
 
 def song_mel(path: str, params: FeatureParams) -> np.ndarray:
-    """Whole-song log-mel (n_mels, T) float16."""
+    """Whole-song log-mel (n_mels, T) float16; AudioLoadError for a song that holds no sound
+    (nothing to learn where its highlight is)."""
     torch.set_num_threads(1)
     y, _ = audio.load(path, params.sr)
+    if audio.is_silent(y, params.sr):
+        raise audio.AudioLoadError(path, "holds no sound (silent): nothing to learn a highlight from")
     return log_mel(y, params).numpy().astype(np.float16)
 
 
@@ -70,14 +73,28 @@ def _mel_job(args):
 
 def train_highlighter(labels: str | os.PathLike, out: str | os.PathLike, cfg: HighlighterTrainConfig,
                       workers: int = 1, progress: bool = True) -> dict:
-    """Train an attention highlighter on a labels CSV; writes ``OUT/highlighter.pt``."""
+    """Train an attention highlighter on a labels CSV; writes ``OUT/highlighter.pt``.
+
+    The highlighter learns the log of the hit scores (play counts, shares): scores <= 0 are
+    refused before any audio is decoded, naming the songs. Rows the labels reader refuses and
+    scores that are missing or not numbers are named in warnings and left out
+    (``left_out``); files that cannot be decoded or hold no sound are left out too
+    (``failures``: (song_id, path, reason)).
+    """
     from tqdm import tqdm
 
     check_training_labels(labels)
+    refs, rejected, problems = read_labels(labels)
+    for line in [r.reason for r in rejected] + problems:
+        log.warning("%s", line)
+    refs = [r for r in refs if np.isfinite(r.hit_score)]
+    low = [f"{r.song_id} ({r.hit_score:g})" for r in refs if r.hit_score <= 0]
+    if low:
+        raise LabelsError(f"{str(labels)!r}: the highlighter learns the log of the hit scores (play counts, "
+                          f"shares), which needs scores > 0; {len(low)} song(s) have other scores: "
+                          f"{', '.join(low[:5])}{' ...' if len(low) > 5 else ''}; correct or remove those rows")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    refs, rejected, _ = read_labels(labels)
-    refs = [r for r in refs if np.isfinite(r.hit_score)]
     rng = np.random.default_rng(cfg.seed)
     order = rng.permutation(len(refs))
     if cfg.max_songs:
@@ -98,7 +115,10 @@ def train_highlighter(labels: str | os.PathLike, out: str | os.PathLike, cfg: Hi
             ids.append(r.song_id)
             paths.append(str(Path(r.path).resolve()))
     if len(mels) < 10:
-        raise HitrankError(f"only {len(mels)} usable labelled songs; the highlighter needs at least 10")
+        gone = (f" ({len(rejected) + len(problems)} row(s) refused or without a usable score, {len(failed)} "
+                "file(s) that could not be used; see the warnings above)" if rejected or problems or failed else "")
+        raise HitrankError(f"{str(labels)!r}: only {len(mels)} usable labelled songs{gone}; the highlighter needs "
+                           "at least 10")
     scores = np.array(scores)
     n_val = max(2, int(round(cfg.val_fraction * len(mels))))
     tr, va = np.arange(n_val, len(mels)), np.arange(n_val)
@@ -145,7 +165,8 @@ def train_highlighter(labels: str | os.PathLike, out: str | os.PathLike, cfg: Hi
         "kwargs": {}, "feature_params": params.to_dict(), "target": target.to_dict(),
         "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "info": info})
     summary = {**{k: v for k, v in info.items() if k != "songs"}, "seconds": round(time.time() - t0, 1),
-               "failed": len(failed), "curves": [{k: c[k] for k in ("epoch", "train_loss", "val_loss")}
+               "failed": len(failed), "failures": [list(f) for f in failed],
+               "left_out": [[r.song_id, r.reason] for r in rejected] + [["", p] for p in problems], "curves": [{k: c[k] for k in ("epoch", "train_loss", "val_loss")}
                                                  for c in res.curves]}
     atomic_write_text(out / "summary.json", strict_json(summary, indent=2))
     return summary
