@@ -139,6 +139,19 @@ def _warn_once(message: str) -> None:
     log.warning("%s", message)
 
 
+def refuse_binary(path, head: bytes, what: str) -> None:
+    """LabelsError naming ``path`` when the first bytes ``head`` of a file given as a CSV are
+    UTF-16 text (with or without a byte-order mark), audio, a workbook or other binary data
+    (:data:`BINARY_KINDS`, or a NUL byte); ``what`` names the CSV (labels, raters, table)."""
+    no_bom = len(head) >= 4 and (set(head[1::2]) == {0} or set(head[::2]) == {0})  # ASCII text as UTF-16
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or no_bom:
+        raise LabelsError(f"{str(path)!r}: the {what} CSV is UTF-16; save it as UTF-8 (CSV UTF-8 in a spreadsheet)")
+    kind = next((k for magic, k in BINARY_KINDS if head.startswith(magic)), "binary data" if b"\0" in head else "")
+    if kind:
+        raise LabelsError(f"{str(path)!r}: not a text CSV (it looks like {kind}); give the {what} as a "
+                          "comma-separated text file (CSV UTF-8 in a spreadsheet)")
+
+
 def _decode_text(path, what: str) -> str:
     """A user's CSV as text: UTF-8 (a BOM dropped); a file with no UTF-8 text at all as
     Windows-1252, what spreadsheet programs write on Windows (Latin-1 where that cannot
@@ -152,14 +165,7 @@ def _decode_text(path, what: str) -> str:
         raise LabelsError(f"{str(path)!r}: {what} file does not exist") from None
     except OSError as exc:
         raise LabelsError(f"{str(path)!r}: cannot read {what} CSV ({exc.strerror or exc})") from None
-    head = raw[:4096]
-    no_bom = len(head) >= 4 and (set(head[1::2]) == {0} or set(head[::2]) == {0})  # ASCII text as UTF-16
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or no_bom:
-        raise LabelsError(f"{str(path)!r}: the {what} CSV is UTF-16; save it as UTF-8 (CSV UTF-8 in a spreadsheet)")
-    kind = next((k for magic, k in BINARY_KINDS if raw.startswith(magic)), "binary data" if b"\0" in head else "")
-    if kind:
-        raise LabelsError(f"{str(path)!r}: not a text CSV (it looks like {kind}); give the {what} as a "
-                          "comma-separated text file (CSV UTF-8 in a spreadsheet)")
+    refuse_binary(path, raw[:4096], what)
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

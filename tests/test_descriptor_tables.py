@@ -162,6 +162,34 @@ def test_rows_of_several_tables_are_named_by_file_and_line_blank_lines_counted(t
     assert any("CSV line(s) 5)" in r.getMessage() for r in caplog.records)
 
 
+def test_a_constant_target_an_empty_column_blank_rows_and_a_workbook_are_named(tmp_path, caplog):
+    """Before: a regression target equal in every row trained and reported nDCG 1.000 (exit 0);
+    a column of text only was 'filled with the training median' (0); a row of commas became a
+    song; an .xlsx saved as .csv 'has no rows'."""
+    df = planted_table(tmp_path / "t.csv", n=60)
+    regress = ("data.task=regress", "data.target=streams", "data.transform=log1p", "data.keep_hits=1")
+    table = read_table(_write(tmp_path / "c.csv", df.assign(streams=5)))
+    with pytest.raises(LabelsError, match=r"'streams' is 5 in every one of the 60 usable rows: nothing to learn"):
+        prepare(quick("topify_mlp", *regress), table)
+    table = read_table(_write(tmp_path / "e.csv", df.assign(energy="abc")))
+    with pytest.raises(LabelsError, match=r"column\(s\) \['energy'\] hold no number in any of the 60 rows"):
+        prepare(quick("topify_mlp", "data.keep_hits=1"), table)
+    columns = [c for c in df.columns if c not in ("track", "artist", "target", "streams", "decade")]
+    with caplog.at_level(logging.WARNING, logger="hitrank"):  # predicting: named, filled, not refused
+        prepare(quick("topify_mlp"), table, columns=columns, need_target=False)
+    assert "filled with the model's training median" in caplog.text
+    text = df.to_csv(index=False).splitlines()
+    (tmp_path / "b.csv").write_text("\n".join([*text[:3], ",,,,", *text[3:]]) + "\n")  # line 4: commas only
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="hitrank"):
+        blank = read_table(tmp_path / "b.csv")
+    assert len(blank) == 60 and "1 row(s) with no value in any cell skipped (line 4)" in caplog.text
+    assert blank.where(2) == "line 5"  # the rows after it keep their lines
+    (tmp_path / "book.csv").write_bytes(b"PK\x03\x04" + bytes(300))
+    with pytest.raises(LabelsError, match=r"book\.csv': not a text CSV \(it looks like a zip file or an Excel"):
+        read_table(tmp_path / "book.csv")
+
+
 def test_summary_json_is_strict_json_with_an_undefined_metric_as_null(tmp_path, monkeypatch):
     """A metric a fold cannot define (NaN: e.g. the Spearman of a fold whose top 10% is constant) is written
     as null, never as the bare NaN that jq and browsers refuse."""

@@ -159,9 +159,27 @@ def prepare(cfg: DescriptorConfig, table: DescriptorTable, columns: list[str] | 
     if need_target and len(prep.y) < 10:
         why = f" ({len(problems)} left out, e.g. {problems[0]})" if problems else ""
         raise LabelsError(f"{table.sources[0]!r}: only {len(prep.y)} usable rows{why}; need at least 10")
+    _check_some_values(table, prep.X, columns, need_target)
     if need_target and d.task == "classify":
         _check_two_classes(d, table, prep.y)
+    if need_target and d.task == "regress" and np.ptp(prep.raw) == 0:
+        raise LabelsError(f"{table.sources[0]!r}: the target column {d.target!r} is {prep.raw[0]:g} in every one of "
+                          f"the {len(prep.raw)} usable rows: nothing to learn or rank; give a table whose targets "
+                          "differ")
     return prep, problems
+
+
+def _check_some_values(table: DescriptorTable, X: np.ndarray, columns: list[str], need_target: bool) -> None:
+    """An input column with no number in any row (``X`` (n, k)): refused when training (its
+    'training median' would be a made-up 0), warned about when predicting (filled with the
+    model's training median)."""
+    empty = [c for j, c in enumerate(columns) if not np.isfinite(X[:, j]).any()]
+    if not empty:
+        return
+    what = f"{table.sources[0]!r}: column(s) {empty} hold no number in any of the {len(X)} rows"
+    if need_target:
+        raise LabelsError(f"{what}; fill them in, or use a config without them")
+    log.warning("%s: filled with the model's training median; their part of the prediction means nothing", what)
 
 
 def _check_positive(d, table: DescriptorTable, raw: np.ndarray, keep: np.ndarray) -> None:

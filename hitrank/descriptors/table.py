@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..corpus import refuse_binary
 from ..errors import LabelsError
 from ..fileio import row_lines
 
@@ -122,6 +123,11 @@ def _looks_semicolon_separated(path: Path, encoding: str) -> bool:
 def _read_csv(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise LabelsError(f"{str(path)!r}: no such table (expected a .csv file or a folder of them)")
+    try:
+        with open(path, "rb") as f:
+            refuse_binary(path, f.read(4096), "table")
+    except OSError as exc:
+        raise LabelsError(f"{str(path)!r}: cannot read the table ({exc.strerror or exc})") from None
     for encoding in ("utf-8", "latin-1"):
         try:
             if _looks_semicolon_separated(path, encoding):
@@ -236,6 +242,13 @@ def _read_one(path: Path) -> pd.DataFrame:
     (LabelsError naming the file when it cannot be read or has no descriptor column)."""
     raw = _read_csv(path)
     lines = row_lines(path, len(raw))
+    blank = raw.isna().all(axis=1).to_numpy()  # a row of empty cells (only commas): no song
+    if blank.any():
+        log.warning("%r: %d row(s) with no value in any cell skipped (line %s)", str(path), int(blank.sum()),
+                    ", ".join(str(lines[i]) for i in np.flatnonzero(blank)[:5]))
+        raw, lines = raw[~blank].reset_index(drop=True), [v for v, b in zip(lines, blank, strict=True) if not b]
+        if raw.empty:
+            raise LabelsError(f"{str(path)!r}: has no rows with a value; give a table with one row per song")
     df = _canonicalise(raw, repr(str(path)), lines)
     if not any(c in df for c in DESCRIPTORS):
         raise LabelsError(
