@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -399,6 +400,22 @@ def test_cli_fit_ranks_candidates(tmp_path, capsys):
                  "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert len(out["ranking"]) == 20 and out["ranking"][-1]["id"] == "song 1"
+
+
+def test_fit_refuses_sources_of_different_extractors_and_names_shared_songs(tmp_path, capsys, caplog):
+    """Before: a librosa descriptors.csv was fitted against audio described by hybrid (other
+    scales; fit scores near -680), and negatives equal to the reference went unremarked."""
+    for name, extractor in (("a", "librosa"), ("b", "hybrid"), ("c", "librosa")):
+        (tmp_path / name).mkdir()
+        planted_table(tmp_path / name / "descriptors.csv", n=60, seed=ord(name))
+        (tmp_path / name / "descriptors.json").write_text(json.dumps({"tags": False, "extractor": extractor}))
+    a, b, c = (str(tmp_path / n / "descriptors.csv") for n in "abc")
+    assert main(["fit", "--reference", a, "--candidates", b, "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "described by different extractors" in err and "--extractor librosa" in err and "--extractor hybrid" in err
+    with caplog.at_level(logging.WARNING, logger="hitrank"):
+        assert main(["fit", "--reference", a, "--candidates", c, "--negatives", a, "-q", "--json"]) == 0
+    assert "60 song(s) are in both --reference and --negatives" in caplog.text
 
 
 # ----------------------------------------------------------------------------- real tables

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .. import audio
-from ..constants import TAGS
+from ..constants import AUDIO_EXTENSIONS, TAGS
 from ..corpus import resolve_source
 from ..engines import get_engine
 from ..errors import AudioLoadError, HitrankError
@@ -106,6 +106,8 @@ def describe_folder(source: str | os.PathLike, out: str | os.PathLike, workers: 
                                "another --out folder")
     atomic_write_text(meta, json.dumps({"tags": tags, "extractor": extractor, "format": 2}))
     refs, rejected = resolve_source(source, allow_outside)
+    if not refs and not rejected:  # as `extract` says it
+        log.warning("%r: no audio files found (looked for %s)", str(source), ", ".join(AUDIO_EXTENSIONS))
     report = ExtractReport(out, total=len(refs) + len(rejected), song_ids=[r.song_id for r in refs])
     report.failures += [(r.song_id, r.path, r.reason) for r in rejected]
     journal = Journal(out / "descriptors.jsonl")

@@ -3,9 +3,7 @@ tables and a descriptor config (``configs/descriptors/``)."""
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
 import numpy as np
 
@@ -13,9 +11,8 @@ from ..errors import HitrankError
 from ..fileio import atomic_write_text, strict_json
 from .config import DescriptorConfig, is_descriptor_config, load_descriptor_config
 from .cv import run_cv, start_run, train_one
-from .extractor_names import LEGACY_EXTRACTOR
 from .prepare import log_left_out, prepare
-from .table import DescriptorTable, read_table
+from .table import DescriptorTable, extractors_of, read_table
 
 
 def train_table(cfg: DescriptorConfig, table: DescriptorTable, out: str | os.PathLike) -> dict:
@@ -44,14 +41,11 @@ def _load_checked(config, overrides) -> DescriptorConfig:
 def check_extractor(cfg: DescriptorConfig, table: DescriptorTable) -> None:
     """Refuse a ``descriptors.csv`` computed with another extractor than the config's
     ``data.extractor`` (the model would meet other descriptors when it ranks audio)."""
-    for src in map(Path, table.sources):
-        meta = src.parent / "descriptors.json"
-        if src.name == "descriptors.csv" and meta.is_file():
-            made = json.loads(meta.read_text()).get("extractor", LEGACY_EXTRACTOR)
-            if made != cfg.data.extractor:
-                raise HitrankError(f"{str(src)!r} was made by `hitrank descriptors --extractor {made}` "
-                                   f"but the config says data.extractor={cfg.data.extractor!r}; "
-                                   f"use --set data.extractor={made} or describe the audio again")
+    for src, made in extractors_of(table).items():
+        if made != cfg.data.extractor:
+            raise HitrankError(f"{src!r} was made by `hitrank descriptors --extractor {made}` "
+                               f"but the config says data.extractor={cfg.data.extractor!r}; "
+                               f"use --set data.extractor={made} or describe the audio again")
 
 
 def _checked_inputs(config, overrides, data) -> tuple[DescriptorConfig, DescriptorTable]:

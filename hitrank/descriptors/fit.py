@@ -35,7 +35,7 @@ from .config import DataConfig, DescModelConfig, DescriptorConfig, DescTrainConf
 from .evaluate import roc_auc
 from .fitting import fit_gbdt, fit_network, network_scores
 from .prepare import Scaler
-from .table import DESCRIPTORS, DescriptorTable, numeric_column
+from .table import DESCRIPTORS, DescriptorTable, extractors_of, numeric_column
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +219,29 @@ def fit_sources(reference, candidates, workers: int = 1, progress: bool = True, 
     cand, f2 = table_from_source(candidates, workers, progress, tags=tags)
     neg, f3 = (table_from_source(negatives, workers, progress, tags=tags) if negatives is not None
                else (None, []))
+    _check_same_extractor({reference: ref, candidates: cand, negatives: neg})
+    if neg is not None:
+        both = sorted(set(map(str, ref.ids)) & set(map(str, neg.ids)))
+        if both:
+            log.warning("%d song(s) are in both --reference and --negatives (e.g. %s): the classifier "
+                        "learns them as fitting and as not fitting", len(both), ", ".join(map(repr, both[:3])))
     return rank_candidates(ref, cand, neg), len(ref), f1 + f2 + f3
+
+
+def _check_same_extractor(tables: dict) -> None:
+    """HitrankError when the sources' descriptors come from different extractors (a
+    ``descriptors.csv`` of ``hitrank descriptors --extractor librosa`` against audio described
+    now with the default): their descriptors are not on one scale."""
+    made = {}
+    for source, table in tables.items():
+        if table is not None:
+            for extractor in set(extractors_of(table).values()):
+                made.setdefault(extractor, str(source))
+    if len(made) > 1:
+        shown = "; ".join(f"{src!r}: --extractor {e}" for e, src in made.items())
+        raise HitrankError(f"the sources were described by different extractors ({shown}); fit compares "
+                           "descriptors across them: describe them the same way (hitrank descriptors "
+                           "--extractor NAME)")
 
 
 def evaluate_two_playlists(a: np.ndarray, b: np.ndarray, folds: int = 10, seed: int = 0) -> dict:

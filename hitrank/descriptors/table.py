@@ -18,6 +18,7 @@ several are read together, each must have the columns a model needs (:func:`requ
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ import pandas as pd
 from ..corpus import refuse_binary
 from ..errors import LabelsError
 from ..fileio import row_lines
+from .extractor_names import LEGACY_EXTRACTOR
 
 log = logging.getLogger(__name__)
 
@@ -257,6 +259,21 @@ def _read_one(path: Path) -> pd.DataFrame:
     df["source_file"] = path.name
     df["source_line"] = lines
     return df
+
+
+def extractors_of(table: DescriptorTable) -> dict[str, str]:
+    """{source: extractor} for the ``descriptors.csv`` sources of ``table`` that
+    ``hitrank descriptors`` made (its ``descriptors.json`` beside them records the extractor;
+    older folders: :data:`LEGACY_EXTRACTOR`). Other tables (Spotify's) are not in it."""
+    made = {}
+    for src in map(Path, table.sources):
+        meta = src.parent / "descriptors.json"
+        if src.name == "descriptors.csv" and meta.is_file():
+            try:
+                made[str(src)] = json.loads(meta.read_text()).get("extractor", LEGACY_EXTRACTOR)
+            except (OSError, ValueError, AttributeError):
+                raise LabelsError(f"{str(meta)!r}: unreadable; describe the audio again into a new folder") from None
+    return made
 
 
 def require_columns(table: DescriptorTable, columns, what: str) -> None:
