@@ -606,6 +606,12 @@ def compare(runs, html: str | os.PathLike | None = None) -> tuple[pd.DataFrame, 
     """``hitrank compare``: the Table-1 style table of CV run folders next to the paper's rows
     and, for several runs, the paired tests; an HTML page with plots at ``html`` when given.
     Returns ``(table, pairs or None)``."""
+    seen: dict[str, str] = {}
+    for r in runs:
+        key = os.path.realpath(r)
+        if key in seen:
+            log.warning("%r and %r are the same run: its pairs with itself compare nothing", seen[key], str(r))
+        seen.setdefault(key, str(r))
     loaded = [load_run(r) for r in runs]
     table = comparison_table(loaded)
     pairs = pairwise(loaded) if len(loaded) > 1 else None

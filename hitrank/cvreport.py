@@ -169,8 +169,9 @@ def load_run(run: str | os.PathLike) -> dict:
         raise HitrankError(f"{str(run)!r}: damaged run folder: summary.json or folds.csv cannot be read "
                            f"({type(exc).__name__}: {str(exc)[:120]}); run `hitrank cv` again") from None
     if "ndcg" not in folds:
-        raise HitrankError(f"{str(run)!r}: not a spectrogram CV run (descriptor runs are "
-                           "compared with scripts/descriptor_table.py)")
+        raise HitrankError(f"{str(run)!r}: not a spectrogram or transfer CV run (`compare` reads their "
+                           "per-fold nDCG; a descriptor run's summary.json holds its metrics per model, "
+                           "and the repository's scripts/descriptor_table.py tabulates them)")
     text = [m for m in METRICS if m in folds and not pd.api.types.is_numeric_dtype(folds[m])]
     if text:
         raise HitrankError(f"{str(run)!r}: damaged run folder: folds.csv column(s) {text} hold text, "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import shutil
 
 import numpy as np
@@ -657,7 +658,8 @@ def test_a_missing_weight_column_stops_before_any_audio_and_weight_needs_a_trans
     assert "transfer configs" in capsys.readouterr().err
 
 
-def test_a_transfer_run_with_strata_shows_the_stratum_mean_baseline_in_compare_and_the_report(rng, tmp_path):
+def test_a_transfer_run_with_strata_shows_the_stratum_mean_baseline_in_compare_and_the_report(rng, tmp_path,
+                                                                                           caplog):
     from dataclasses import replace
 
     from hitrank.commands import compare
@@ -679,6 +681,9 @@ def test_a_transfer_run_with_strata_shows_the_stratum_mean_baseline_in_compare_a
     page = (tmp_path / "cmp.html").read_text()
     assert "run: genre mean" in page and "run: random ranking" in page
     assert "thin" not in within["run"]
+    with caplog.at_level(logging.WARNING, logger="hitrank"):  # the same run twice: said
+        compare([tmp_path / "run", tmp_path / "run" / "."])
+    assert "are the same run" in caplog.text
     # ten folds of 40 songs in 3 genres: one or two songs per cell; compare says so, as cv did
     run_transfer_cv(replace(cfg, cv=replace(cfg.cv, folds=10)), _data(rng), tmp_path / "thin", progress=False)
     table, _ = compare([tmp_path / "thin"])

@@ -219,6 +219,9 @@ def fit_sources(reference, candidates, workers: int = 1, progress: bool = True, 
     cand, f2 = table_from_source(candidates, workers, progress, tags=tags)
     neg, f3 = (table_from_source(negatives, workers, progress, tags=tags) if negatives is not None
                else (None, []))
+    if len(ref) < 2:
+        raise HitrankError(f"--reference {str(reference)!r}: {len(ref)} usable song(s); the fit needs at least 2 "
+                           "(add songs)")
     _check_same_extractor({reference: ref, candidates: cand, negatives: neg})
     if neg is not None:
         both = sorted(set(map(str, ref.ids)) & set(map(str, neg.ids)))
