@@ -136,7 +136,7 @@ def test_out_of_memory_is_not_a_bug_and_transfer_runs_promise_no_resume(monkeypa
     assert main(["fit", "--reference", "a.csv", "--candidates", "b.csv"]) == 2
     err = capsys.readouterr().err
     assert "out of memory" in err and "Traceback" not in err
-    # cv of a transfer config refits from cached embeddings into a new --out: no resume promised
+    # cv of a transfer config runs again whole from its cached embeddings: no resume promised
     monkeypatch.setitem(cli.COMMANDS, "cv", _failing(OSError(28, "No space left on device")))
     assert main(["cv", "--config", "real/ridge", "--labels", "l.csv", "--out", "r"]) == 2
     assert "resume" not in capsys.readouterr().err

@@ -638,11 +638,15 @@ def test_an_interrupted_cv_leaves_no_checkpoint_and_a_lost_fold_is_refused_by_na
         protocol.run_transfer_cv(cfg, _data(rng), tmp_path / "run", progress=False)
     assert not list((tmp_path / "run").glob("*.pt"))  # nothing half-done: the same command runs again
     monkeypatch.setattr(protocol, "fit_one", fit)
-    protocol.run_transfer_cv(cfg, _data(rng), tmp_path / "run", progress=False)
+    data = _data(rng)
+    protocol.run_transfer_cv(cfg, data, tmp_path / "run", progress=False)
     assert len(find_checkpoints(tmp_path / "run")) == 4
     (tmp_path / "run" / "fold_02.pt").unlink()
-    with pytest.raises(CheckpointError, match=r"fold_02\.pt missing \(3 of 4.*new --out"):
+    with pytest.raises(CheckpointError, match=r"fold_02\.pt missing \(3 of 4.*run the same `hitrank cv` command "
+                                              r"again \(a transfer run is run again whole"):
         find_checkpoints(tmp_path / "run")
+    protocol.run_transfer_cv(cfg, data, tmp_path / "run", progress=False)  # what the message says to do
+    assert len(find_checkpoints(tmp_path / "run")) == 4
 
 
 def test_a_missing_weight_column_stops_before_any_audio_and_weight_needs_a_transfer_config(tmp_path, capsys):
