@@ -21,7 +21,6 @@ run's (tested on CPU).
 from __future__ import annotations
 
 import functools
-import hashlib
 import itertools
 import json
 import logging
@@ -49,7 +48,7 @@ from .features import FeatureParams
 from .fileio import atomic_write_text, strict_json
 from .metrics import METRICS
 from .models import build
-from .runinfo import check_reuse, read_run_info, write_run_info
+from .runinfo import check_reuse, read_run_info, rows_fingerprint, write_run_info
 from .runtime import pick_device
 from .store import FeatureStore
 from .targets import Target, check_differ, check_scores
@@ -384,11 +383,9 @@ def _check_same_songs(out: Path, ds: Dataset, folds: list, done: list[int]) -> N
 
 
 def songs_fingerprint(ds: Dataset) -> str:
-    """16 hex digits of SHA-256 over the songs' ids and hit scores (sorted by id): recorded in
+    """The songs' ids and hit scores as :func:`hitrank.runinfo.rows_fingerprint`: recorded in
     ``run.json`` (``songs``) so that a resumed run checks it trains on what it started with."""
-    order = np.argsort(ds.song_ids, kind="stable")
-    text = "\n".join(f"{sid}\t{score!r}" for sid, score in zip(ds.song_ids[order], ds.scores[order].tolist(), strict=True))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return rows_fingerprint(zip(map(str, ds.song_ids), map(repr, ds.scores.tolist()), strict=True))
 
 
 def _read_predictions(path: Path) -> pd.DataFrame:

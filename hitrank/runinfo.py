@@ -44,6 +44,14 @@ def run_folder(model: str | os.PathLike) -> Path:
     return path.parent if path.is_file() else path
 
 
+def rows_fingerprint(rows) -> str:
+    """16 hex digits of SHA-256 over ``rows`` (tuples of text: a song's id, its hit score's
+    ``repr``, ...), sorted, so that their order does not count: recorded in ``run.json`` so
+    that a run written again, or resumed, checks it learns from what it started with."""
+    text = "\n".join("\t".join(row) for row in sorted(rows))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def write_run_info(out: str | os.PathLike, kind: str, command: str, **extra) -> None:
     """Write ``out/run.json`` (atomically)."""
     if kind not in RUN_KINDS:

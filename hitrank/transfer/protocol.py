@@ -18,8 +18,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import time
@@ -41,7 +39,7 @@ from ..metrics import METRICS, ranking_metrics
 from ..payload import load_payload, save_payload
 from ..ranking_table import flags_column
 from ..reference import MIN_REFERENCE, Reference
-from ..runinfo import find_checkpoints, read_run_info, write_run_info
+from ..runinfo import find_checkpoints, read_run_info, rows_fingerprint, write_run_info
 from ..runtime import cached_store_path
 from ..store import FeatureStore
 from ..targets import Target, check_differ
@@ -337,12 +335,13 @@ def check_out(out, create: bool = True, *, cfg: TransferConfig | None = None, co
 def labels_digest(cfg: TransferConfig, data: Data) -> str:
     """A digest of what a run learns from besides the embeddings: each song's id and hit score
     and its values of the columns the config reads (``cv.group_by``, ``cv.within``,
-    ``train.weight``), whatever the songs' order (recorded in run.json; :func:`check_out`)."""
+    ``train.weight``), whatever the songs' order (:func:`hitrank.runinfo.rows_fingerprint`,
+    recorded in run.json; :func:`check_out`)."""
     columns = [c for c in (cfg.cv.group_by, cfg.cv.within, cfg.train.weight) if c]
     cells = [data.labels[c].astype(str).str.strip().tolist() if c in data.labels else [""] * len(data.ids)
              for c in columns]
-    rows = sorted(zip(data.ids.astype(str).tolist(), map(repr, data.y.tolist()), *cells, strict=True))
-    return hashlib.sha256(json.dumps([columns, rows]).encode()).hexdigest()[:16]
+    return rows_fingerprint([("columns", *columns), *zip(data.ids.astype(str).tolist(), map(repr, data.y.tolist()),
+                                                         *cells, strict=True)])
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
