@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import itertools
 import logging
 import math
 import os
@@ -189,13 +190,14 @@ def _decode_text(path, what: str) -> str:
 N_SHARED = 3
 
 
-def _check_row_widths(text: str, path, what: str) -> None:
+def _check_row_widths(text: str, path, what: str, nrows: int | None = None) -> None:
     """LabelsError naming a column name the header repeats (spaces around names ignored; empty
     names, which spreadsheets write for empty columns, may repeat), or the first line that
     holds more cells than the header (a comma inside an unquoted name, a pasted row): pandas
     would take its first cells for an index and shift the rest. Empty cells at a row's end
     (spreadsheets write them) are no cells. A file the csv module cannot parse (an open
-    quote, a huge cell) is left to pandas, whose error names it."""
+    quote, a huge cell) is left to pandas, whose error names it. ``nrows``: only the rows that
+    will be read (a header-only read, ``nrows=0``, checks the header)."""
     reader = csv.reader(io.StringIO(text, newline=""))  # newline="": CR, LF and CRLF lines alike
     try:
         header = next(reader, None)
@@ -206,7 +208,7 @@ def _check_row_widths(text: str, path, what: str) -> None:
         if twice:  # pandas would read the second as 'name.1'
             raise LabelsError(f"{str(path)!r}: column name(s) {twice} appear more than once in the header "
                               f"({', '.join(header)}); give each column one name")
-        for record in reader:
+        for record in itertools.islice(reader, nrows):
             while record and not record[-1].strip():
                 record = record[:-1]
             if len(record) > len(header):
@@ -223,7 +225,7 @@ def read_text_table(path: str | os.PathLike, what: str = "labels", **kwargs) -> 
     them. ``kwargs`` go to ``pandas.read_csv``. Text that is not UTF-8 is decoded as
     :func:`_decode_text` says, with a warning."""
     text = _decode_text(path, what)
-    _check_row_widths(text, path, what)
+    _check_row_widths(text, path, what, kwargs.get("nrows"))
     try:  # index_col=False: a row's empty trailing cells never shift its columns (nor warn)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", pd.errors.ParserWarning)
