@@ -207,6 +207,12 @@ def check_fold_sizes(folds: list) -> list:
     return folds
 
 
+def count_groups(groups: np.ndarray) -> int:
+    """The number of fold groups among ``groups`` (n,) str: a song with no group ('') is its own
+    (:func:`make_folds` places such songs one by one)."""
+    return int(len(set(groups[groups != ""])) + (groups == "").sum())
+
+
 def fewer_folds_hint(n: int, k: int, note: str = "") -> str:
     """What to do when ``n`` songs in ``k`` folds leave a chunk under :data:`~hitrank.metrics.MIN_TOP`
     songs: the most folds whose chunks (without groups) hold that many, or, under 3 x MIN_TOP
@@ -263,8 +269,7 @@ def make_folds(n: int, k: int, seed: int, groups=None, ids=None
                               "need unique ids")
         chunks = _chunks_by_hash(ids, k, seed, groups)
         if any(len(c) == 0 for c in chunks):
-            g = np.asarray(groups).astype(str) if groups is not None else ids
-            units = len(set(g[g != ""])) + int((g == "").sum())
+            units = count_groups(np.asarray(groups).astype(str)) if groups is not None else len(ids)
             raise ConfigError(f"cv.group_by: {units} group(s) of songs cannot fill {k} folds (a fold would test "
                               "no song): " + ("lower cv.folds (--folds)" if units >= 3 else
                                              "group by another column, or drop --group-by"))

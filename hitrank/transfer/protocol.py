@@ -30,7 +30,7 @@ import yaml
 
 from .. import embeddings, neighbours, ood, segments, strata
 from ..corpus import check_training_labels, read_text_table, song_names
-from ..data import check_fold_sizes, make_folds, usable_songs
+from ..data import check_fold_sizes, count_groups, make_folds, usable_songs
 from ..errors import ConfigError, HitrankError, LabelsError
 from ..extract import ExtractReport, extract
 from ..features import FeatureParams
@@ -175,12 +175,6 @@ def label_column(data: Data, column: str, what: str) -> np.ndarray:
         raise ConfigError(f"{what}={column!r}: the labels have no such column (columns: "
                           f"{[c for c in data.labels.columns]})")
     return data.labels[column].astype(str).str.strip().to_numpy()
-
-
-def count_groups(groups: np.ndarray) -> int:
-    """The number of fold groups among ``groups`` (n,): a song with no group ('') is its own
-    (:func:`hitrank.data.make_folds` places such songs one by one)."""
-    return int(len(set(groups[groups != ""])) + (groups == "").sum())
 
 
 def groups_of(cfg: TransferConfig, data: Data) -> np.ndarray | None:
