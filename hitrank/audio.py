@@ -11,6 +11,9 @@ import errno
 import functools
 import logging
 import os
+import sys
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,6 +90,58 @@ def check_file(path: Path) -> None:
         raise AudioLoadError(path, "file is 0 bytes")
 
 
+#: bytes of the decoder's own notes kept per call (a damaged MP3 makes libmpg123 write many)
+DECODER_NOTE_BYTES = 2000
+
+
+#: words of libmpg123's notes that say it dropped data and decoded on (``Skipped 16 bytes``)
+DAMAGE_NOTES = ("Skipped", "error")
+
+
+@contextmanager
+def decoder_notes(path):
+    """Catch what the decoding libraries write straight to the process's stderr while ``path``
+    is opened or read, and log it with the file's name.
+
+    libmpg123, libsndfile's MP3 decoder, writes notes such as ``Note: Illegal Audio-MPEG-Header
+    ... Trying to resync...`` to file descriptor 2 itself, naming no file: in a batch nobody
+    could tell which file they are about. They are logged at debug level (``-v``); when the file
+    then decodes although the decoder skipped damaged bytes, a warning names it (once per file
+    and process: its audio may hold a glitch). When it fails, hitrank's own error names the file
+    and the reason. Where file descriptor 2 cannot be redirected the notes go through as before.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    failed = False
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            notes = " ".join(caught.read(DECODER_NOTE_BYTES).decode("utf-8", errors="replace").split())
+            if notes:
+                log.debug("%r: the decoder noted: %s", str(path), notes)
+            if notes and not failed and any(w in notes for w in DAMAGE_NOTES):
+                _warn_damaged(str(path))
+
+
+@functools.lru_cache(maxsize=64)
+def _warn_damaged(path: str) -> None:
+    """The warning of :func:`decoder_notes`, once per file (the last 64 files remembered)."""
+    log.warning("%r: the decoder skipped damaged data and went on (-v shows its notes); the audio "
+                "may hold a glitch: download, copy or export the file again if it sounds wrong", path)
+
+
 def _open(path: Path) -> sf.SoundFile:
     check_file(path)
     return _decoder(path)
@@ -125,7 +180,8 @@ def info(path: str | os.PathLike) -> AudioInfo:
     path = Path(path)
     check_file(path)
     try:
-        result, cut = _header(path)
+        with decoder_notes(path):
+            result, cut = _header(path)
     except OSError as exc:  # reading header bytes ourselves
         raise AudioLoadError(path, f"cannot read ({exc.strerror or exc})") from None
     if cut:
@@ -201,7 +257,7 @@ def read_frames(path: str | os.PathLike, start: int, n: int) -> np.ndarray:
         On decode errors, truncated data in the middle of a file, and NaN/inf samples.
     """
     path = Path(path)
-    with _open(path) as f:
+    with decoder_notes(path), _open(path) as f:
         try:
             if start > 0:
                 f.seek(start)
@@ -400,7 +456,7 @@ def read_tags(path: str | os.PathLike) -> dict:
     for FLAC / OGG, LIST-INFO for WAV): ``{'artist': ..., 'title': ..., ...}``, only the
     non-empty ones; ``{}`` when the file has none or cannot be opened."""
     try:
-        with sf.SoundFile(str(path)) as f:
+        with decoder_notes(path), sf.SoundFile(str(path)) as f:
             tags = f.copy_metadata()
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError):
         return {}

@@ -30,14 +30,14 @@ from .commands import (
     train,
 )
 from .constants import TAGS
-from .corpus import ALLOW_OUTSIDE_ENV
+from .corpus import ALLOW_OUTSIDE_ENV, Rejected, audio_arguments
 from .demo import DemoResult, run_demo
 from .descriptors.audio import describe_folder
 from .descriptors.config import is_descriptor_config
 from .descriptors.extractors import DEFAULT_EXTRACTOR, EXTRACTORS
 from .descriptors.fit import fit_sources
 from .embeddings import DEFAULT_EMBEDDING, DEFAULT_SCOPE, EMBEDDINGS, SCOPES
-from .errors import HitrankError
+from .errors import AudioLoadError, HitrankError
 from .fileio import atomic_write_text
 from .neighbours import DEFAULT_K, MIN_CATALOGUE, MODEL_EMBEDDING, split_cell
 from .pretrained import import_release
@@ -277,9 +277,10 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="extraction worker processes (default 1)")
 
     p = _sub(subs, "tags", "music tags of audio files (pretrained MagnaTagATune tagger, musicnn port)",
-             ["hitrank tags song.wav", "hitrank tags *.mp3 --json", "hitrank tags song.wav --model MTT_vgg --top 10"],
+             ["hitrank tags song.wav", "hitrank tags *.mp3 --json", "hitrank tags songs/ --json",
+              "hitrank tags song.wav --model MTT_vgg --top 10"],
              [common])
-    p.add_argument("files", nargs="+", type=Path, help="audio files")
+    p.add_argument("files", nargs="+", type=Path, help="audio files, or folders of them (searched recursively)")
     p.add_argument("--model", default=tags.DEFAULT_TAGGER, choices=tags.tag_models(),
                    help=f"tagger (default {tags.DEFAULT_TAGGER}; MTT_musicnn is musicnn, MTT_vgg its VGG "
                         "variant; jynet needs `hitrank pretrained import`)")
@@ -327,8 +328,8 @@ def get_parser() -> argparse.ArgumentParser:
 
     p = _sub(subs, "highlight", "find the 30 s highlight of audio files (HL-30)",
              ["hitrank highlight song.wav", "hitrank highlight *.mp3 --method attention --model runs/hl/highlighter.pt --json",
-              "hitrank highlight song.wav --plot plots/"], [common])
-    p.add_argument("files", nargs="+", type=Path, help="audio files")
+              "hitrank highlight songs/ --plot plots/"], [common])
+    p.add_argument("files", nargs="+", type=Path, help="audio files, or folders of them (searched recursively)")
     p.add_argument("--method", choices=["attention", "fallback"],
                    help="attention (needs --model) or fallback (default: attention when --model is given)")
     p.add_argument("--model", type=Path, help="attention highlighter: its checkpoint, or the --out folder of "
@@ -806,17 +807,20 @@ def cmd_tags(args) -> int:
     if not 1 <= args.top <= len(TAGS):
         raise HitrankError(f"--top {args.top}: expected 1 to {len(TAGS)} tags per file")
     failures = []
-    for path, t in tags.tag_files(args.files, args.model, args.device):
+    n_files, results = _audio_results(args.files, lambda files: tags.tag_files(files, args.model, args.device))
+    for path, t in results:
         if isinstance(t, HitrankError):
             _file_failed(path, t, failures, args.json)
         elif args.json:
             print(_json_dump({"path": t["path"], "duration": round(t["duration"], 3), "model": t["model"],
-                              "top": t["top"][: args.top],
+                              "padded": t["padded"], "top": t["top"][: args.top],
                               "tags": {k: round(v, 6) for k, v in t["tags"].items()}}))
         else:
             top = ", ".join(f"{name} {t['tags'][name]:.2f}" for name in t["top"][: args.top])
-            print(f"{path}: {top}")
-    _print_file_failures(failures, len(args.files))
+            note = f"  (padded: the song lasts {t['duration']:.1f} s, shorter than the tagger's 3 s input)" \
+                if t["padded"] else ""
+            print(f"{path}: {top}{note}")
+    _print_file_failures(failures, n_files)
     return EXIT_PARTIAL if failures else EXIT_OK
 
 
@@ -865,7 +869,9 @@ def cmd_highlight(args) -> int:
         log.warning("--model %r is not used: --method fallback finds the highlight without a model "
                     "(drop --method to use the attention highlighter)", str(args.model))
     failures = []
-    for path, h in highlight_files(args.files, args.method, args.model, plot=args.plot):
+    n_files, results = _audio_results(args.files,
+                                      lambda files: highlight_files(files, args.method, args.model, plot=args.plot))
+    for path, h in results:
         if isinstance(h, HitrankError):
             _file_failed(path, h, failures, args.json)
             continue
@@ -877,8 +883,23 @@ def cmd_highlight(args) -> int:
         else:
             note = f"  (padded: the song lasts {h['duration']:.1f} s)" if h["padded"] else ""
             print(f"{h['start']:7.1f} {h['end']:7.1f}  {h['method']:<9}  {path}{note}")
-    _print_file_failures(failures, len(args.files))
+    _print_file_failures(failures, n_files)
     return EXIT_PARTIAL if failures else EXIT_OK
+
+
+def _audio_results(paths, run):
+    """``(path, result)`` of each file of ``tags``/``highlight`` in order (a folder: its audio
+    files, as ``rank`` lists them), ``run(files)`` yielding those of the files; an argument
+    refused before decoding (a folder without audio) gets its AudioLoadError in its place.
+    Returns ``(number of files, generator)``."""
+    entries = audio_arguments(paths)
+
+    def results():
+        done = run([e for e in entries if not isinstance(e, Rejected)])
+        for e in entries:
+            yield (e.path, AudioLoadError(e.path, e.reason)) if isinstance(e, Rejected) else next(done)
+
+    return len(entries), results()
 
 
 def _file_failed(path, exc: HitrankError, failures: list[str], json_lines: bool) -> None:

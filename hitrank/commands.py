@@ -29,8 +29,7 @@ import pandas as pd
 
 from .audio import check_file
 from .config import Config, check_available, highlighter_checkpoint, load_config, with_overrides
-from .constants import AUDIO_EXTENSIONS
-from .corpus import check_training_labels, is_audio_name, list_folder, read_labels
+from .corpus import check_training_labels, is_audio_name, list_folder, no_audio_found, read_labels
 from .cv import dataset_parts, group_column, run_cv, run_train
 from .cvreport import comparison_table, load_run, pairwise, write_cv_report
 from .data import Dataset, fewer_folds_hint, load_dataset
@@ -261,8 +260,7 @@ def cross_validate(config, overrides=(), *, out: str | os.PathLike, store=None, 
         overrides = [*overrides, f"cv.within={override_text(within)}"] if within else overrides
         res = transfer_cv(config, overrides, labels=_labels_for_transfer(labels), out=out, store=store,
                           raters=raters, raters_score=raters_score, workers=workers, progress=progress)
-        _record_labels(out, labels)
-        record_failures(out, res["failures"])
+        _record_inputs(out, labels, res["failures"])
         return res
     if raters is not None:
         raise ConfigError("--raters reports the label ceiling of transfer runs (configs/real/); "
@@ -276,8 +274,7 @@ def cross_validate(config, overrides=(), *, out: str | os.PathLike, store=None, 
     summary = run_cv(exp.cfg, exp.ds, out, progress=progress, ctx=exp.ctx, notes=exp.notes, params=exp.params)
     teardown()
     if exp.ctx.main:
-        _record_labels(out, labels)
-        record_failures(out, exp.failures)
+        _record_inputs(out, labels, exp.failures)
     if within and exp.ctx.main:
         summary["within"] = within_report(out, labels, within, exp.cfg.cv.top_fraction, group_column(exp.cfg))
     if exp.ctx.main and report is not None:
@@ -295,25 +292,26 @@ def train(config, overrides=(), *, out: str | os.PathLike, store=None, labels=No
     if is_transfer_config(config):
         res = transfer_train(config, overrides, labels=_labels_for_transfer(labels), out=out, store=store,
                              workers=workers, progress=progress)
-        _record_labels(out, labels)
-        record_failures(out, res["failures"])
+        _record_inputs(out, labels, res["failures"])
         return res
     exp = load_experiment(config, overrides, store=store, labels=labels, command="train",
                           distribute="data", workers=workers, progress=progress)
     info = run_train(exp.cfg, exp.ds, out, ctx=exp.ctx, params=exp.params)
     teardown()
     if exp.ctx.main:
-        _record_labels(out, labels)
-        record_failures(out, exp.failures)
+        _record_inputs(out, labels, exp.failures)
     return {"kind": "spectrogram", "info": info, "problems": exp.problems, "failures": exp.failures,
             "main": exp.ctx.main, "cfg": exp.cfg}
 
 
-def _record_labels(out, labels) -> None:
-    """Record the labels CSV a run learned from in its run.json (``labels``, absolute): the
-    titles of its training songs as closest songs (:func:`hitrank.neighbours.training_catalogue`)."""
+def _record_inputs(out, labels, failures) -> None:
+    """What a finished ``cv``/``train`` run folder keeps of its inputs: the labels CSV it learned
+    from in its run.json (``labels``, absolute: the titles of its training songs as closest
+    songs, :func:`hitrank.neighbours.training_catalogue`), and the songs whose audio could not
+    be used in ``failures.csv`` (:func:`record_failures`)."""
     if labels is not None and Path(labels).suffix.lower() == ".csv":
         add_run_info(out, labels=os.path.abspath(labels))
+    record_failures(out, failures)
 
 
 def record_failures(out, failures) -> None:
@@ -467,8 +465,7 @@ def rank(folder, model, *, cache=None, workers: int = 1, device: str = "auto", p
     path = resolve_model(model)
     kind = run_kind(path)  # reads the checkpoint's kind (a checkpoint holding code is refused here)
     if Path(folder).is_dir() and not list_folder(folder):
-        raise HitrankError(f"{str(folder)!r}: no audio files found (looked for {', '.join(AUDIO_EXTENSIONS)}); "
-                           "nothing to rank")
+        raise no_audio_found(folder, "rank")
     check_outputs({folder: "the labels CSV ranked", options.get("reference"): "--reference"}, out, html)
     # a transfer model compares songs in its own embedding whatever --embedding names (checked there)
     made_with = provenance(model, model_fingerprint(path),

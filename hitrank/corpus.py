@@ -372,6 +372,35 @@ def resolve_source(
     raise LabelsError(f"{str(source)!r}: no such folder or labels CSV")
 
 
+#: why a folder given for its audio is refused when it holds none
+NO_AUDIO = f"no audio files found (looked for {', '.join(AUDIO_EXTENSIONS)})"
+
+
+def no_audio_found(folder: str | os.PathLike, doing: str) -> LabelsError:
+    """The refusal of a folder that holds no audio file (``doing``: what it was given for,
+    e.g. ``rank``)."""
+    return LabelsError(f"{str(folder)!r}: {NO_AUDIO}; nothing to {doing}")
+
+
+def audio_arguments(paths) -> list[str | Rejected]:
+    """The files a command over audio files (``tags``, ``highlight``) runs on, in the order
+    given: each argument as it is, a folder replaced by its audio files (recursive and sorted,
+    as ``rank`` lists them, each as the folder joined with its relative path). A folder without
+    audio, or a file in one whose name is not UTF-8, is a :class:`Rejected` in its place; the
+    files are decoded by the command, which reports a bad one.
+    """
+    entries: list[str | Rejected] = []
+    for arg in map(str, paths):
+        if not Path(arg).is_dir():
+            entries.append(arg)
+            continue
+        refs, bad = resolve_source(arg)
+        by_id = {r.song_id: os.path.join(arg, r.song_id) for r in refs}
+        by_id.update({r.song_id: Rejected(r.song_id, os.path.join(arg, r.song_id), r.reason) for r in bad})
+        entries += [by_id[k] for k in sorted(by_id)] or [Rejected(arg, arg, NO_AUDIO)]
+    return entries
+
+
 def _text(value) -> str:
     return value if isinstance(value, str) else ""
 

@@ -292,14 +292,15 @@ def run_cv(cfg: Config, ds: Dataset, out: str | os.PathLike, progress: bool = Tr
         out.mkdir(parents=True, exist_ok=True)
         if cfg_file.exists() and list(out.glob("fold_*.json")) and not _same_config(cfg_file, cfg):
             raise StaleRunError(f"{str(out)!r} holds a run with another config; use another --out")
-        done = [f for f in range(len(folds)) if _fold_done(out, f)]
-        _check_same_songs(out, ds, folds, done)
+        finished = {f: t for f in range(len(folds)) if (t := _finished_fold(out, f)) is not None}
+        _check_same_songs(out, ds, folds, finished)
+        done = list(finished)
         atomic_write_text(cfg_file, cfg_text)
         write_run_info(out, "spectrogram", "cv", name=cfg.name, store=_store_path(ds),
                        songs=songs_fingerprint(ds))
     barrier(ctx)  # the run folder exists and holds this config before any rank looks at it
     if not ctx.main:
-        done = [f for f in range(len(folds)) if _fold_done(out, f, warn=False)]
+        done = [f for f in range(len(folds)) if _finished_fold(out, f, warn=False) is not None]
     todo = [f for f in my_folds(ctx, len(folds)) if f not in done]
     barrier(ctx)  # every rank has its list before any fold is marked done
     t0 = time.time()
@@ -329,15 +330,15 @@ def run_cv(cfg: Config, ds: Dataset, out: str | os.PathLike, progress: bool = Tr
     return summarize(cfg, out, len(ds), seconds, device, max(processes, ctx.world), notes)
 
 
-def _fold_done(out: Path, f: int, warn: bool = True) -> bool:
-    """Whether fold ``f`` of the run folder ``out`` is finished: its record (``fold_XX.json``, a
-    JSON mapping with ``n_test``), test predictions (``pred_XX.csv``: its columns, one row per
-    test song) and checkpoint (``fold_XX.pt``, a whole torch zip archive) are all there and
-    readable. A damaged one (a truncated copy, a disk that filled up) is named in a warning
-    (``warn``), and the fold is trained again."""
+def _finished_fold(out: Path, f: int, warn: bool = True) -> pd.DataFrame | None:
+    """Fold ``f``'s test predictions (``pred_XX.csv``) when the fold is finished in the run
+    folder ``out``, else None: its record (``fold_XX.json``, a JSON mapping with ``n_test``),
+    test predictions (its columns, one row per test song) and checkpoint (``fold_XX.pt``, a
+    whole torch zip archive) are all there and readable. A damaged one (a truncated copy, a
+    disk that filled up) is named in a warning (``warn``), and the fold is trained again."""
     files = [out / f"{stem}_{f:02d}.{ext}" for stem, ext in (("fold", "json"), ("pred", "csv"), ("fold", "pt"))]
     if not all(p.exists() for p in files):
-        return False
+        return None
     record, pred, ckpt = files
     try:
         row = json.loads(record.read_text())
@@ -349,18 +350,17 @@ def _fold_done(out: Path, f: int, warn: bool = True) -> bool:
     if not whole and warn:
         log.warning("%s: fold %d's files (%s) are damaged; training the fold again",
                     out, f, ", ".join(p.name for p in files))
-    return whole
+    return table if whole else None
 
 
-def _check_same_songs(out: Path, ds: Dataset, folds: list, done: list[int]) -> None:
-    """Refuse to resume in ``out`` when a finished fold (one of ``done``, :func:`_fold_done`)
-    tested other songs, or the same songs with other hit scores, than the fold of the same
-    number does now (a store or labels CSV that changed since): its model and metrics belong
-    to another run (``pred_XX.csv`` holds each finished fold's test songs). Folds not done
-    are trained again."""
-    for f in done:
+def _check_same_songs(out: Path, ds: Dataset, folds: list, finished: dict) -> None:
+    """Refuse to resume in ``out`` when a finished fold (``finished``: fold -> its test
+    predictions, :func:`_finished_fold`) tested other songs, or the same songs with other hit
+    scores, than the fold of the same number does now (a store or labels CSV that changed
+    since): its model and metrics belong to another run. Folds not finished are trained
+    again."""
+    for f, before in finished.items():
         te = folds[f][2]
-        before = _read_predictions(out / f"pred_{f:02d}.csv")
         now = pd.DataFrame({"song_id": ds.song_ids[te], "hit_score": ds.scores[te]})
         a, b = before.sort_values("song_id"), now.sort_values("song_id")
         same = (list(a.song_id) == list(b.song_id)

@@ -15,8 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from . import audio, embeddings, segments
-from .constants import AUDIO_EXTENSIONS
-from .corpus import resolve_source
+from .corpus import no_audio_found, resolve_source
 from .engines import get_engine
 from .errors import AudioLoadError, HitrankError
 from .features import FeatureParams
@@ -206,8 +205,8 @@ def extract(
         rejected = [r for r in rejected if r.song_id not in skip]
         log.info("%d of %d songs left out (done before)", listed - len(refs) - len(rejected), listed)
     report = ExtractReport(Path(out), total=len(refs) + len(rejected), song_ids=[r.song_id for r in refs])
-    if not refs and not rejected and not skip:
-        log.warning("%r: no audio files found (looked for %s)", str(source), ", ".join(AUDIO_EXTENSIONS))
+    if not refs and not rejected and not skip:  # before the store is made
+        raise no_audio_found(source, "extract")
     for r in rejected:
         log.error("%s", f"{r.path!r}: {r.reason}" if r.path else r.reason)
         report.failures.append((r.song_id, r.path, r.reason))

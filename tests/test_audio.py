@@ -65,6 +65,37 @@ def test_bad_files_raise_named_errors(tmp_path, kind, reason):
     assert str(p) in str(info.value)
 
 
+def test_mp3_decoder_notes_name_their_file(tmp_path, capfd, caplog):
+    # libmpg123 writes "Note: Illegal Audio-MPEG-Header ..." to file descriptor 2 itself,
+    # naming no file; hitrank logs it with the file's name instead
+    caplog.set_level("DEBUG", logger="hitrank.audio")
+    text = tmp_path / "notes.mp3"
+    text.write_text("this is not audio\n" * 100)
+    with pytest.raises(AudioLoadError, match="cannot decode"):
+        audio.load(text)
+    assert "Illegal Audio-MPEG-Header" not in capfd.readouterr().err
+    assert any(repr(str(text)) in r.message and "Illegal Audio-MPEG-Header" in r.message
+               for r in caplog.records if r.levelname == "DEBUG")
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]  # the error names it
+    # bytes of junk inside a whole MP3: it decodes, the skip is warned about once per file
+    sr = 22050
+    sf.write(tmp_path / "m.mp3", 0.3 * np.sin(2 * np.pi * 440 * np.arange(10 * sr) / sr), sr, format="MP3")
+    whole = (tmp_path / "m.mp3").read_bytes()
+    damaged = tmp_path / "damaged.mp3"
+    damaged.write_bytes(whole[: len(whole) // 2] + bytes(400) + whole[len(whole) // 2:])
+    caplog.clear()
+    for _ in range(2):
+        y, duration = audio.load(damaged)
+        assert duration == pytest.approx(10, abs=0.1) and np.isfinite(y).all()
+    assert "Note:" not in capfd.readouterr().err
+    warned = [r.message for r in caplog.records if r.levelname == "WARNING"]
+    assert warned == [f"{str(damaged)!r}: the decoder skipped damaged data and went on (-v shows its notes); "
+                      "the audio may hold a glitch: download, copy or export the file again if it sounds wrong"]
+    caplog.clear()
+    audio.load(tmp_path / "m.mp3")  # a whole file: nothing to say
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
 def _silent_or_music(tmp_path, name, y, sr=22050, subtype=None):
     sf.write(tmp_path / name, y.astype(np.float32), sr, subtype=subtype)
     return audio.load_mid30(tmp_path / name, allow_silent=True)

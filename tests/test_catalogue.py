@@ -252,6 +252,12 @@ def test_rank_refuses_an_empty_folder_and_creates_the_out_folder(quick_run, corp
     for folder in (empty, text_only):
         assert main(["rank", str(folder), "--model", str(quick_run), "-q", "--out", str(tmp_path / "x.csv")]) == 2
         assert "no audio files found" in capsys.readouterr().err
+        # so do extract and descriptors (they made an empty store / folder and exited 0 before)
+        for command, doing in (("extract", "extract"), ("descriptors", "describe")):
+            assert main([command, str(folder), "--out", str(tmp_path / command), "-q"]) == 2
+            assert (f"{str(folder)!r}: no audio files found (looked for .wav, "
+                    in capsys.readouterr().err.split(f"; nothing to {doing}")[0])
+            assert not (tmp_path / command).exists()
     assert not (tmp_path / "x.csv").exists()
     (text_only / "Song One.m4a").write_bytes(b"\0\0\0 ftypM4A " + bytes(500))
     (text_only / "two.WMA").write_bytes(bytes(500))

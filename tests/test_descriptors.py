@@ -275,11 +275,18 @@ def test_cli_cv_train_predict(tmp_path, capsys):
     (tmp_path / "tables").mkdir()
     new.to_csv(tmp_path / "tables" / "a.csv", index=False)
     (tmp_path / "tables" / "b.csv").write_text("energy,danceability\n")  # a header and no row
+    new.head(3).to_csv(tmp_path / "tables" / "c.csv", index=False)
     assert main(["predict", "--model", str(tmp_path / "m"), "--data", str(tmp_path / "tables"),
                  "--out", str(tmp_path / "p_tables.csv")]) == 1
     out, err = capsys.readouterr()
     assert f"1 table failed:\n  {str(tmp_path / 'tables' / 'b.csv')!r}: has no rows" in err
-    assert "scored 25 rows" in out and len(pd.read_csv(tmp_path / "p_tables.csv")) == 25
+    p = pd.read_csv(tmp_path / "p_tables.csv")
+    assert "scored 28 rows" in out and len(p) == 28
+    # each row says which table and line it came from (row alone counts through every table)
+    assert list(p.columns[:5]) == ["row", "source", "line", "id", "artist"]
+    assert list(p.source) == ["a.csv"] * 25 + ["c.csv"] * 3
+    assert list(p.line) == [*range(2, 27), 2, 3, 4] and list(p.row) == list(range(1, 29))
+    assert np.allclose(p.hit_probability[25:], p.hit_probability[:3])  # the same songs, the same scores
     # an --out that is the scored table, or a run folder of another command or kind: refused, nothing lost
     before = (tmp_path / "new.csv").read_bytes(), (tmp_path / "run" / "summary.json").read_bytes()
     assert main(["predict", "--model", str(tmp_path / "m"), "--data", str(tmp_path / "new.csv"),

@@ -201,6 +201,27 @@ def test_highlight_survives_every_kind(bad_corpus, capsys):
     assert padded["one_second.wav"] and not padded["twenty_minutes.flac"]
 
 
+def test_highlight_takes_a_folder_for_its_audio_files(tmp_path, capsys):
+    import soundfile as sf
+
+    sr = 22050
+    t = np.arange(40 * sr) / sr
+    song = (0.3 * np.sin(2 * np.pi * 220 * t) * (1 + (t > 20))).astype(np.float32)  # louder after 20 s
+    (tmp_path / "album" / "disc 2").mkdir(parents=True)
+    sf.write(tmp_path / "album" / "b.wav", song, sr)
+    sf.write(tmp_path / "album" / "disc 2" / "a.flac", song[: 5 * sr], sr)
+    (tmp_path / "album" / "notes.txt").write_text("not audio")
+    (tmp_path / "empty").mkdir()
+    assert main(["highlight", str(tmp_path / "album"), str(tmp_path / "empty"), "--json", "-q"]) == 1
+    out, err = capsys.readouterr()
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["path"] for r in rows] == [str(tmp_path / "album" / "b.wav"), str(tmp_path / "album" / "disc 2/a.flac"),
+                                         str(tmp_path / "empty")]
+    assert [r.get("padded") for r in rows] == [False, True, None]
+    assert rows[2]["error"].startswith("no audio files found (looked for .wav")
+    assert "1 of 3 files failed:" in err
+
+
 @pytest.mark.skipif(__import__("importlib").util.find_spec("musicnn") is None,
                     reason="pip install --no-deps musicnn==0.1.0")
 @pytest.mark.slow  # minutes on 2 cores: run by .ci/run with -m 'slow or scale'

@@ -90,6 +90,18 @@ def test_tags_cli_on_synthesised_music(tmp_path, capsys):
     assert "piano" in rows[1]["top"][:3] and piano["techno"] < 0.1
     assert "broken.wav" in captured.err and "1 of 4 files failed:\n  " in captured.err
     assert captured.err.split("files failed:\n")[1].count("broken.wav") == 1  # listed again at the end
+    assert [r["padded"] for r in rows] == [False, False, True]  # 1 s: its tags describe silence too
+    # a folder stands for its audio files (recursive, sorted); one without audio is a failure
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "short.wav").rename(tmp_path / "sub" / "short.wav")
+    (tmp_path / "no audio").mkdir()
+    assert main(["tags", str(tmp_path), str(tmp_path / "no audio"), "--top", "2"]) == 1
+    captured = capsys.readouterr()
+    assert [line.split(":")[0] for line in captured.out.splitlines()] == [
+        str(tmp_path / n) for n in ("drums.wav", "piano.flac", "sub/short.wav")]
+    assert "(padded: the song lasts 1.0 s" in captured.out.splitlines()[2]
+    assert "2 of 5 files failed:" in captured.err  # broken.wav and the folder without audio
+    assert f"{str(tmp_path / 'no audio')!r}: no audio files found (looked for .wav" in captured.err
 
 
 @NEEDS_MUSICNN

@@ -57,8 +57,10 @@ def _rows(table: DescriptorTable, keep: np.ndarray) -> DescriptorTable:
 
 
 def predict_table(models: list[DescriptorModel], table: DescriptorTable) -> pd.DataFrame:
-    """One row per input row: ``row, id, artist, score`` (probability or predicted target),
-    ``score_std`` over the fold models, ``n_models``."""
+    """One row per input row: ``row`` (in the rows of every table read, in order), ``source``
+    and ``line`` (the file it came from and its line there, as an editor counts them: the
+    header is line 1), ``id, artist``, the score (probability or predicted target; its name in
+    ``attrs["score"]``), ``score_std`` over the fold models, ``n_models``."""
     cfg = models[0].cfg
     prep, _ = prepare(cfg, table, columns=models[0].columns, need_target=False)
     preds = np.stack([m.predict(prep) for m in models])
@@ -66,10 +68,15 @@ def predict_table(models: list[DescriptorModel], table: DescriptorTable) -> pd.D
         name = f"predicted_{cfg.data.transform}_{cfg.data.target}"
     else:
         name = "hit_probability" if cfg.data.task == "classify" else "predicted_" + cfg.data.target
-    return pd.DataFrame({
-        "row": prep.rows + 1, "id": prep.ids, "artist": prep.artists,
+    frame = table.frame
+    source = frame["source_file"].to_numpy()[prep.rows] if "source_file" in frame else ""
+    line = frame["source_line"].to_numpy()[prep.rows] if "source_line" in frame else prep.rows + 2
+    pred = pd.DataFrame({
+        "row": prep.rows + 1, "source": source, "line": line, "id": prep.ids, "artist": prep.artists,
         name: preds.mean(axis=0), "score_std": preds.std(axis=0), "n_models": len(models),
     })
+    pred.attrs["score"] = name
+    return pred
 
 
 def rank_descriptor_folder(folder, model, cache=None, workers: int = 1, progress: bool = True):
@@ -81,7 +88,7 @@ def rank_descriptor_folder(folder, model, cache=None, workers: int = 1, progress
     if len(table) == 0:
         return pd.DataFrame(columns=["rank", "song_id", "path", "score"]), failures
     pred = predict_table(models, table)
-    score_col = pred.columns[3]
+    score_col = pred.attrs["score"]
     ranking = pd.DataFrame({
         "song_id": table.frame["song_id"].astype(str).to_numpy(), "path": table.frame["path"].to_numpy(),
         "score": pred[score_col].to_numpy(), "score_std": pred["score_std"].to_numpy(),

@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from .. import audio
-from ..constants import AUDIO_EXTENSIONS, TAGS
-from ..corpus import resolve_source
+from ..constants import TAGS
+from ..corpus import no_audio_found, resolve_source
 from ..engines import get_engine
 from ..errors import AudioLoadError, HitrankError
 from ..extract import ExtractReport
@@ -93,6 +93,9 @@ def describe_folder(source: str | os.PathLike, out: str | os.PathLike, workers: 
 
     if workers < 1:
         raise HitrankError(f"workers={workers}; need at least 1")
+    refs, rejected = resolve_source(source, allow_outside)
+    if not refs and not rejected:  # as `extract` and `rank` refuse it, before --out is made
+        raise no_audio_found(source, "describe")
     out = output_folder(out, "descriptors", HitrankError)
     meta = out / "descriptors.json"
     if meta.is_file():
@@ -105,9 +108,6 @@ def describe_folder(source: str | os.PathLike, out: str | os.PathLike, workers: 
                                f"{made.get('extractor', LEGACY_EXTRACTOR)}, not {extractor}; use "
                                "another --out folder")
     atomic_write_text(meta, json.dumps({"tags": tags, "extractor": extractor, "format": 2}))
-    refs, rejected = resolve_source(source, allow_outside)
-    if not refs and not rejected:  # as `extract` says it
-        log.warning("%r: no audio files found (looked for %s)", str(source), ", ".join(AUDIO_EXTENSIONS))
     report = ExtractReport(out, total=len(refs) + len(rejected), song_ids=[r.song_id for r in refs])
     report.failures += [(r.song_id, r.path, r.reason) for r in rejected]
     journal = Journal(out / "descriptors.jsonl")

@@ -59,8 +59,10 @@ def tag_file(path, model: str = DEFAULT_TAGGER, device: str = "cpu") -> dict:
 
     Returns
     -------
-    dict with ``path``, ``duration`` (s), ``model``, ``tags`` ({name: probability}) and
-    ``top`` (names, best first).
+    dict with ``path``, ``duration`` (s), ``model``, ``tags`` ({name: probability}),
+    ``top`` (names, best first) and ``padded`` (True when the song is shorter than the
+    tagger's input, one 3 s patch for musicnn, and was zero-padded to it: its tags describe
+    partly silence).
 
     Raises
     ------
@@ -74,8 +76,10 @@ def tag_file(path, model: str = DEFAULT_TAGGER, device: str = "cpu") -> dict:
 
         sr = SR
         y, duration = audio.load(path, sr)
+        padded = len(_at_least_one_patch(y)) > len(y)
         vec = None if audio.is_silent(y, sr) else tag_vector(_at_least_one_patch(y), _port(model), device)
-    else:
+    else:  # JYnet pools over time: any length is its input
+        padded = False
         sr = audio.info(path).samplerate
         y, duration = audio.load(path, sr)
         vec = None if audio.is_silent(y, sr) else get_tagger(model).song(y, sr, device)
@@ -88,7 +92,7 @@ def tag_file(path, model: str = DEFAULT_TAGGER, device: str = "cpu") -> dict:
     order = np.argsort(-vec, kind="stable")
     return {"path": str(path), "duration": duration, "model": _port(model),
             "tags": {TAGS[i]: float(vec[i]) for i in range(N_TAGS)},
-            "top": [TAGS[i] for i in order]}
+            "top": [TAGS[i] for i in order], "padded": bool(padded)}
 
 
 def tag_files(paths, model: str = DEFAULT_TAGGER, device: str = "auto"):
