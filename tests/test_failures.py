@@ -220,6 +220,13 @@ def test_highlight_takes_a_folder_for_its_audio_files(tmp_path, capsys):
     assert [r.get("padded") for r in rows] == [False, True, None]
     assert rows[2]["error"].startswith("no audio files found (looked for .wav")
     assert "1 of 3 files failed:" in err
+    # files of one name in different folders: each plot keeps the folders that tell them apart
+    sf.write(tmp_path / "album" / "disc 2" / "b.wav", song[::-1], sr)
+    assert main(["highlight", str(tmp_path / "album"), "--json", "-q", "--plot", str(tmp_path / "plots")]) == 0
+    plots = [json.loads(line)["plot"] for line in capsys.readouterr().out.splitlines()]
+    assert plots == [str(tmp_path / "plots" / name) for name in
+                     ("album/b.wav.highlight.png", "a.flac.highlight.png", "disc 2/b.wav.highlight.png")]
+    assert all(os.path.getsize(p) > 1000 for p in plots)
 
 
 @pytest.mark.skipif(__import__("importlib").util.find_spec("musicnn") is None,

@@ -7,6 +7,7 @@ attention highlighter (torch) and draws curves (:mod:`.plot`, matplotlib when ca
 from __future__ import annotations
 
 import os
+from pathlib import PurePath
 
 from ..errors import HitrankError
 from . import find_highlight
@@ -19,7 +20,10 @@ def highlight_files(paths, method: str | None = None, model_path=None, plot=None
     PNG written into that folder, as ``result["plot"]``), or ``(path, HitrankError)`` for a
     file that fails (the batch goes on).
 
-    ``method`` defaults to ``attention`` when ``model_path`` is given, else ``fallback``.
+    ``method`` defaults to ``attention`` when ``model_path`` is given, else ``fallback``. A
+    plot is named after its file (``song.wav.highlight.png``); files of one name in different
+    folders keep as many of their folders as tell them apart (``a/song.wav.highlight.png``,
+    ``b/song.wav.highlight.png``), so that no plot replaces another.
     """
     method = method or ("attention" if model_path else "fallback")
     model = None
@@ -27,13 +31,32 @@ def highlight_files(paths, method: str | None = None, model_path=None, plot=None
         if not model_path:
             raise HitrankError("--method attention needs --model CKPT (or use --method fallback)")
         model = load_highlighter(model_path)
-    for path in paths:
+    paths = list(paths)
+    names = distinct_tails(paths)
+    for path, name in zip(paths, names, strict=True):
         try:
             h = find_highlight(path, method, model)
         except HitrankError as exc:
             yield path, exc
             continue
         if plot:
-            os.makedirs(plot, exist_ok=True)
-            h["plot"] = str(plot_highlight(h, plot))
+            os.makedirs(os.path.join(plot, os.path.dirname(name)), exist_ok=True)
+            h["plot"] = str(plot_highlight(h, plot, name))
         yield path, h
+
+
+def distinct_tails(paths) -> list[str]:
+    """The shortest end of each path (its file name, then as many parent folders as needed)
+    that no other path of ``paths`` shares, as a relative POSIX path; a file given twice gets
+    one name. ``['x/a/s.wav', 'x/b/s.wav', 't.wav']`` -> ``['a/s.wav', 'b/s.wav', 't.wav']``."""
+    parts = [PurePath(os.path.abspath(p)).parts[1:] or (str(p),) for p in paths]
+    n = [1] * len(parts)
+    while True:
+        owners: dict[tuple, set] = {}
+        for own, k in zip(parts, n, strict=True):
+            owners.setdefault(own[-k:], set()).add(own)
+        longer = [i for i, own in enumerate(parts) if len(owners[own[-n[i]:]]) > 1 and n[i] < len(own)]
+        if not longer:
+            return ["/".join(own[-k:]) for own, k in zip(parts, n, strict=True)]
+        for i in longer:
+            n[i] += 1

@@ -10,8 +10,9 @@ from ..errors import HitrankError
 from ..features import FeatureParams, log_mel
 
 
-def plot_highlight(h: dict, folder: Path) -> Path:
-    """Save ``folder/<file name>.highlight.png``; ``h`` is :func:`find_highlight`'s result."""
+def plot_highlight(h: dict, folder: Path, name: str | None = None) -> Path:
+    """Save ``folder/<name>.highlight.png`` (``name``: the file's name by default, or a relative
+    path whose folders exist); ``h`` is :func:`find_highlight`'s result."""
     try:
         import matplotlib
 
@@ -34,7 +35,7 @@ def plot_highlight(h: dict, folder: Path) -> Path:
     ax.set_ylabel("mel bin")
     ax.set_title(f"{Path(h['path']).name}: highlight {h['start']:.0f}-{h['end']:.0f} s")
     fig.tight_layout()
-    out = folder / (Path(h["path"]).name + ".highlight.png")
+    out = Path(folder) / ((name or Path(h["path"]).name) + ".highlight.png")
     fig.savefig(out, dpi=80)
     plt.close(fig)
     return out
