@@ -215,8 +215,17 @@ def rank_folder(
     # only songs in the folder now (the cache may remember songs since removed)
     ok = man[(man.status == "ok") & man.song_id.isin(set(rep.song_ids))].reset_index(drop=True)
     failures = list(rep.failures)
-    if len(ok) == 0:
-        return pd.DataFrame(columns=["rank", "song_id", "path", "score"]), failures
+    cat, neighbours_note = (_catalogue(ref_ranked, reference, model, embedding, scorers, dev) if nearest
+                            else (None, ""))  # "": none asked for (nearest=0), nothing to say
+    if cat is not None:
+        neighbours_note = cat.name
+    context = {"store": str(store_dir), "reference": ref.name if ref is not None else ref_note,
+               "neighbours": neighbours_note, "segment": segment,
+               **({"catalogue_paths": dict(zip(cat.song_ids, cat.paths, strict=True))} if cat is not None else {})}
+    if len(ok) == 0:  # nothing to rank (every file failed, or all were ranked before: --since)
+        empty = pd.DataFrame(columns=["rank", "song_id", "path", "score"])
+        empty.attrs.update(context, between_song_sd=ref.sd if ref is not None else np.nan)
+        return empty, failures  # with the context a merged --since ranking reports with
     parts = [_score_chunk(store, scorers, list(ids), dev)
              for ids in np.array_split(ok.song_id.to_numpy(), -(-len(ok) // SCORE_CHUNK))]
     t = np.concatenate([p[0] for p in parts], axis=1)  # (n_models, n_songs), transformed scale
@@ -256,26 +265,18 @@ def rank_folder(
     ranking["percentile"], ranking["percentile_lo"], ranking["percentile_hi"] = (
         np.where(silent, np.nan, v) for v in (p, lo, hi))
     ranking["flags"] = flags_column(ranking)
-    neighbours_note = ""  # none asked for (nearest=0): nothing to say
-    if nearest:
-        cat, neighbours_note = _catalogue(ref_ranked, reference, model, embedding, scorers, dev)
-        if cat is not None:
-            vectors = neighbours.store_vectors(store, ok.song_id, embedding, scorers, dev)
-            cols = neighbours.neighbour_columns(vectors, cat, nearest, valid=~ok.silent.astype(bool).to_numpy())
-            for c in neighbours.COLUMNS:
-                ranking[c] = cols[c].to_numpy()
-            neighbours_note = cat.name
-            ranking.attrs["catalogue_paths"] = dict(zip(cat.song_ids, cat.paths, strict=True))
+    if cat is not None:
+        vectors = neighbours.store_vectors(store, ok.song_id, embedding, scorers, dev)
+        cols = neighbours.neighbour_columns(vectors, cat, nearest, valid=~ok.silent.astype(bool).to_numpy())
+        for c in neighbours.COLUMNS:
+            ranking[c] = cols[c].to_numpy()
     # a silent segment says nothing about the song: it goes last, flagged, whatever its score
     key = "best_score" if segment == "best" else "score"
     ranking = ranking.sort_values(["silent", key], ascending=[True, False], kind="stable",
                                   na_position="last").reset_index(drop=True)
     ranking.insert(0, "rank", np.arange(1, len(ranking) + 1))
-    ranking.attrs["store"] = str(store_dir)  # for the HTML report (log-mel images, curves, tags)
-    ranking.attrs["reference"] = ref.name if ref is not None else ref_note
-    ranking.attrs["neighbours"] = neighbours_note
-    ranking.attrs["between_song_sd"] = between
-    ranking.attrs["segment"] = segment
+    # the store for the HTML report (log-mel images, curves, tags), the reference's and the catalogue's names
+    ranking.attrs.update(context, between_song_sd=between)
     return ranking, failures
 
 

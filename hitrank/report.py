@@ -363,13 +363,15 @@ def write_ranking_report(ranking: pd.DataFrame, failures: list, out: str | os.Pa
 
 
 def _row(r: dict, ex: dict, pc, out_dir: Path, embed_audio: bool, artist: str, ref_name: str,
-         has_pct: bool, frac: float, near_col: bool, links: dict | None = None) -> str:
-    """One song's ``<tr>``, every name escaped."""
+         has_pct: bool, frac: float, near_col: bool, links: dict | None = None, analysed: str | None = None) -> str:
+    """One song's ``<tr>``, every name escaped; ``analysed``: what was analysed, in words, for
+    rankings without a segment (``seg_start``: a model of whole songs), else None."""
     esc = html.escape
     sid, path = str(r["song_id"]), str(r["path"])
     start = _num(r.get("seg_start"), 0.0)
     end = _num(r.get("seg_end"), start + 30)
     dur = _num(r.get("duration"), 0.0)
+    segment = f"{start:.0f}-{end:.0f} s" if analysed is None else analysed
     std = _num(r.get("score_std"), 0.0)
     spread = f' <span class="sd">&plusmn; {std:.3f}</span>' if std > 0 else ""
     src = _audio_src(path, out_dir, embed_audio) if Path(path).is_file() else ""
@@ -399,7 +401,7 @@ def _row(r: dict, ex: dict, pc, out_dir: Path, embed_audio: bool, artist: str, r
             f'<td>{esc(artist)}</td>'
             f'<td class="score"><div class="bar" style="width:{100 * frac:.1f}%"></div>'
             f'<span>{float(r["score"]):+.3f}</span>{spread}{pct}</td>'
-            f'<td class="seg">{start:.0f}-{end:.0f} s</td><td>{audio}{jumps}</td><td>{img}{curve}</td>'
+            f'<td class="seg">{esc(segment)}</td><td>{audio}{jumps}</td><td>{img}{curve}</td>'
             f'<td class="tags">{tags}</td>{near}</tr>')
 
 
@@ -415,6 +417,10 @@ def _page(ranking: pd.DataFrame, attrs: dict, failures: list, out: Path, model: 
     scores = ranking["score"].to_numpy(dtype=float) if len(ranking) else np.zeros(0)
     lo, hi = (float(scores.min()), float(scores.max())) if len(scores) else (0.0, 1.0)
     links = _catalogue_links(attrs.get("catalogue_paths", {}), out.parent) if near_col else {}
+    # a model of whole songs (a transfer run's song embedding, descriptors) analysed no segment
+    analysed = None if "seg_start" in ranking else str(attrs.get("analysed") or "n/a")
+    players = ("players start at the analysed 30 s segment (the highlight for HL-30 models)"
+               if analysed is None else f"players start at the beginning (analysed: {esc(analysed)})")
     first, data = [], []
     for k, r in enumerate(ranking.to_dict("records")):
         sid = str(r["song_id"])
@@ -422,7 +428,7 @@ def _page(ranking: pd.DataFrame, attrs: dict, failures: list, out: Path, model: 
         pc = curves.get(sid)
         frac = 0.0 if hi == lo else (float(r["score"]) - lo) / (hi - lo)
         row = _row(r, extras.get(sid, {}), pc, out.parent, embed_audio, artist, ref_name, has_pct, frac, near_col,
-                   links)
+                   links, analysed)
         if k < PAGE_ROWS:
             first.append(row)
         name = (sid + " " + artist + " " + _text(r.get("title"))).lower()
@@ -454,7 +460,7 @@ def _page(ranking: pd.DataFrame, attrs: dict, failures: list, out: Path, model: 
         notes="".join(f"<div class=\"meta\">{n}</div>" for n in notes),
         title=esc(f"hitrank ranking: {Path(str(model)).name}"), model=esc(str(model)),
         when=time.strftime("%Y-%m-%d %H:%M"), n=len(ranking), rows="\n".join(first), failed=failed,
-        n_failed=len(failures), script=SCRIPT, style=STYLE, near_head=near_head, page_rows=PAGE_ROWS,
+        n_failed=len(failures), script=SCRIPT, style=STYLE, near_head=near_head, page_rows=PAGE_ROWS, players=players,
         data=_json_block(data))
 
 
@@ -565,7 +571,7 @@ TEMPLATE = """<!DOCTYPE html>
 <body>
 <h1>{title}</h1>
 <div class="meta">model <code>{model}</code> &middot; {n} songs ranked, {n_failed} failed &middot; {when}
-&middot; players start at the analysed 30 s segment (the highlight for HL-30 models)</div>
+&middot; {players}</div>
 {notes}
 <input id="q" type="search" placeholder="filter by name" aria-label="filter by name">
 <span class="meta"><span id="shown">{n}</span> shown, {page_rows} per page</span>

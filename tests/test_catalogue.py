@@ -69,6 +69,13 @@ def test_failures_stay_in_the_csv_and_since_ranks_only_new_songs(quick_run, corp
     assert main(["rank", str(folder), "--model", str(quick_run), "--out", str(full), "-q", "--nearest", "0",
                  "--cache", str(cache)]) == 0
     assert list(pd.read_csv(full).song_id) == list(t2.song_id)
+    # --since a ranking that holds every song: nothing new, the context of the report kept
+    # (before: no feature store for the log-mel strips, no reference for the percentiles)
+    from hitrank.commands import rank
+
+    again, _ = rank(folder, quick_run, cache=cache, since=full, nearest=0, progress=False)
+    assert list(again.song_id) == list(t2.song_id) and again.attrs["since"]["new"] == 0
+    assert again.attrs["store"] == str(cache) and again.attrs["reference"]
     # a previous CSV holding only its header (every row deleted): said, and everything ranked anew
     (tmp_path / "header.csv").write_text(first.read_text().splitlines()[0] + "\n")
     assert main(["rank", str(folder), "--model", str(quick_run), "--out", str(tmp_path / "third.csv"), "--since",

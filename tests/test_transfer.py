@@ -281,6 +281,20 @@ def test_cv_train_and_rank_on_real_like_excerpts(real_like, tmp_path, capsys):
     joined = ranking.merge(truth, on="key")
     assert spearmanr(joined.score, joined.hit_score)[0] > 0.5  # seen songs: a sanity check
     assert ranking.percentile.between(0, 100).all()
+    # --since a ranking that holds every song: nothing new, and the same report as a full run
+    # (before: no percentile in words, no log-mel strips, no closest songs' catalogue)
+    page = tmp_path / "again.html"
+    assert main(["rank", str(real_like / "audio"), "--model", str(model), "--out", str(tmp_path / "again.csv"),
+                 "--since", str(out), "--html", str(page), "-q"]) == 0
+    text = page.read_text()
+    assert text.count("higher than") == 36 and text.count('class="mel"') == 36
+    assert "closest: the songs nearest in sound among the 36 training songs" in text
+    assert text.count('class="seg">the whole song<') == 36  # a whole-song embedding: no 30 s segment
+    assert "players start at the beginning (analysed: the whole song)" in text
+    # a cv run's fold models: percentiles among its out-of-fold scores (before: none, in garbled words)
+    capsys.readouterr()
+    assert main(["rank", str(real_like / "audio" / "a"), "--model", str(run), "--json", "-q", "--nearest", "0"]) == 0
+    assert all(0 <= r["percentile"] <= 100 for r in json.loads(capsys.readouterr().out)["ranking"])
     # the nearest training songs, in the run's own embedding: each excerpt is its own closest
     near = joined.nearest.str.split(";").str[0]
     assert (near == joined.song_id_y).mean() > 0.9 and joined.nearest_score.notna().all()

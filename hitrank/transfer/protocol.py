@@ -38,8 +38,8 @@ from ..fileio import atomic_write_text, strict_json
 from ..metrics import METRICS, ranking_metrics
 from ..payload import load_payload, save_payload
 from ..ranking_table import flags_column
-from ..reference import MIN_REFERENCE, Reference
-from ..runinfo import find_checkpoints, read_run_info, rows_fingerprint, write_run_info
+from ..reference import MIN_REFERENCE, OOF_FILE, Reference
+from ..runinfo import find_checkpoints, read_run_info, rows_fingerprint, run_folder, write_run_info
 from ..runtime import cached_store_path
 from ..store import FeatureStore
 from ..targets import Target, check_differ
@@ -623,20 +623,29 @@ def rank_transfer_folder(folder, model, *, cache=None, workers: int = 1, progres
     man = st.manifest
     ok = man[(man.status == "ok") & man.song_id.isin(set(rep.song_ids))].reset_index(drop=True)
     failures = list(rep.failures)
-    if len(ok) == 0:
-        return pd.DataFrame(columns=["rank", "song_id", "path", "score"]), failures
+    if reference is not None:
+        ref, cat = _transfer_reference(reference, models, params, workers, progress)
+        cat_note = ""
+    else:
+        ref = models[0]["reference"]
+        ref = Reference(ref["name"], ref["scores"], np.asarray(ref["song_ids"])) if ref is not None else None
+        ref, ref_note = (ref, "") if ref is not None else _out_of_fold_reference(model)
+        cat, cat_note = neighbours.training_catalogue(model, params.embedding, None) if nearest else (None, "")
+    use_cat = bool(nearest) and cat is not None
+    context = {"store": str(st.root), "reference": ref.name if ref is not None else ref_note,
+               "analysed": "the whole song" if params.embedding_scope == "song" else f"its {params.segment} segment",
+               "neighbours": cat.name if use_cat else ("" if not nearest else cat_note),
+               **({"catalogue_paths": dict(zip(cat.song_ids, cat.paths, strict=True))} if use_cat else {})}
+    if len(ok) == 0:  # nothing to rank (every file failed, or all were ranked before: --since)
+        empty = pd.DataFrame(columns=["rank", "song_id", "path", "score"])
+        empty.attrs.update(context)
+        return empty, failures  # with the context a merged --since ranking reports with
     X = st.load_embeddings(list(ok.song_id)).astype(np.float64)
     t = np.stack([predict_one(m, X) for m in models])
     mean = t.mean(axis=0)
     std = t.std(axis=0)
     o = np.stack([ood.profile_scores(X, m["ood"]) if m.get("ood") else np.full(len(ok), np.nan) for m in models])
     ood_score, is_ood, has_ood = ood.combine(o)
-    if reference is not None:
-        ref, cat = _transfer_reference(reference, models, params, workers, progress)
-    else:
-        ref = models[0]["reference"]
-        ref = Reference(ref["name"], ref["scores"], np.asarray(ref["song_ids"])) if ref is not None else None
-        cat, cat_note = neighbours.training_catalogue(model, params.embedding, None) if nearest else (None, "")
     pct, lo, hi = ref.percentiles(mean, std) if ref is not None else (np.full(len(ok), np.nan),) * 3
     silent = ok.silent.astype(bool).to_numpy()
     pct, lo, hi = (np.where(silent, np.nan, v) for v in (pct, lo, hi))  # ranked last, placed nowhere
@@ -649,20 +658,32 @@ def rank_transfer_folder(folder, model, *, cache=None, workers: int = 1, progres
         "percentile": pct, "percentile_lo": lo, "percentile_hi": hi,
     })
     ranking["flags"] = flags_column(ranking)
-    if nearest and cat is not None:
+    if use_cat:
         cols = neighbours.neighbour_columns(neighbours.unit_rows(X), cat, nearest,
                                             valid=~ok.silent.astype(bool).to_numpy())
         for c in neighbours.COLUMNS:
             ranking[c] = cols[c].to_numpy()
-        ranking.attrs["neighbours"] = cat.name
-        ranking.attrs["catalogue_paths"] = dict(zip(cat.song_ids, cat.paths, strict=True))
-    else:
-        ranking.attrs["neighbours"] = "" if not nearest else cat_note
     ranking = ranking.sort_values(["silent", "score"], ascending=[True, False], kind="stable").reset_index(drop=True)
     ranking.insert(0, "rank", np.arange(1, len(ranking) + 1))
-    ranking.attrs["store"] = str(st.root)
-    ranking.attrs["reference"] = ref.name if ref is not None else "none: a cv run's fold models (train one)"
+    ranking.attrs.update(context)
     return ranking, failures
+
+
+def _out_of_fold_reference(model) -> tuple[Reference | None, str]:
+    """A ``cv`` run's reference: every training song's out-of-fold score (``predictions.csv``,
+    ``pred`` on the target's scale, as each fold model scored it), or None and why not."""
+    path = run_folder(model) / OOF_FILE
+    try:
+        pred = pd.read_csv(path, usecols=["song_id", "pred"], dtype={"song_id": str})
+        scores = pred["pred"].to_numpy(dtype=np.float64)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        return None, (f"none: {str(path)!r} cannot be read as a cv run's out-of-fold scores "
+                      f"({type(exc).__name__}); pass --reference LABELS.csv|FOLDER")
+    keep = np.isfinite(scores)
+    if keep.sum() < MIN_REFERENCE:
+        return None, f"none: {str(path)!r} holds {int(keep.sum())} finite scores; pass --reference LABELS.csv|FOLDER"
+    return Reference(f"the {int(keep.sum())} training songs of {run_folder(model).name} (out-of-fold)",
+                     scores[keep], pred["song_id"].to_numpy()[keep]), ""
 
 
 def _transfer_reference(reference, models, params: FeatureParams, workers: int, progress: bool):
