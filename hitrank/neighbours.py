@@ -45,11 +45,13 @@ import torch
 
 from .audio import file_tags
 from .corpus import labelled_names
+from .embeddings import with_embedding
 from .errors import ParameterError
+from .extract import extract
 from .fileio import atomic_path
 from .inference import predict
 from .runinfo import read_run_info, run_folder
-from .runtime import cache_dir
+from .runtime import cache_dir, cached_store_path
 from .store import FeatureStore
 
 log = logging.getLogger(__name__)
@@ -316,9 +318,13 @@ def store_catalogue(store_dir: str | os.PathLike, name: str, embedding: str, sco
 
 
 def training_catalogue(model: str | os.PathLike, embedding: str, scorers,
-                       device: torch.device | str = "cpu") -> tuple[Catalogue | None, str]:
+                       device: torch.device | str = "cpu", progress: bool = False) -> tuple[Catalogue | None, str]:
     """The training songs of a run as a catalogue (from the feature store its ``run.json``
-    records), or None and why not, in words with the fix."""
+    records), or None and why not, in words with the fix.
+
+    A pretrained network's ``embedding`` that the training store does not hold is extracted
+    from the labels CSV the run learned from (``run.json``'s ``labels``) into a cached store
+    of its own, once, as the ranked songs' is."""
     run = run_folder(model)
     info = read_run_info(run) or {}
     store = info.get("store", "")
@@ -328,8 +334,18 @@ def training_catalogue(model: str | os.PathLike, embedding: str, scorers,
     if not Path(store, "params.json").is_file():
         return None, (f"the training store {store!r} of {str(run)!r} is gone: pass --reference "
                       "LABELS.csv|FOLDER")
+    song_ids = None
+    params = FeatureStore.open(store).params
+    if embedding != MODEL_EMBEDDING and params.embedding != embedding:
+        labels = info.get("labels", "")
+        if not labels or not Path(labels).is_file():
+            return None, (f"the training store of {str(run)!r} holds no {embedding!r} embedding and no labels "
+                          "CSV of the run is at hand to extract it from: pass --reference LABELS.csv|FOLDER")
+        stored = with_embedding(params, embedding, "song")
+        rep = extract(labels, cached_store_path(labels, stored), stored, progress=progress)
+        store, song_ids = rep.store, rep.song_ids
     cat = store_catalogue(store, f"the training songs of {run.name}", embedding, scorers, device,
-                          titles=labelled_titles(info.get("labels")))
+                          song_ids=song_ids, titles=labelled_titles(info.get("labels")))
     cat.name = f"the {len(cat.song_ids)} training songs of {run.name}"
     return cat, ""
 

@@ -215,7 +215,7 @@ def rank_folder(
     # only songs in the folder now (the cache may remember songs since removed)
     ok = man[(man.status == "ok") & man.song_id.isin(set(rep.song_ids))].reset_index(drop=True)
     failures = list(rep.failures)
-    cat, neighbours_note = (_catalogue(ref_ranked, reference, model, embedding, scorers, dev) if nearest
+    cat, neighbours_note = (_catalogue(ref_ranked, reference, model, embedding, scorers, dev, progress) if nearest
                             else (None, ""))  # "": none asked for (nearest=0), nothing to say
     if cat is not None:
         neighbours_note = cat.name
@@ -303,7 +303,7 @@ def _reference(reference, model, scorers, **rank_kwargs) -> tuple[Reference | No
 
 
 def _catalogue(ref_ranked, reference, model, embedding: str, scorers,
-               dev) -> tuple[neighbours.Catalogue | None, str]:
+               dev, progress: bool = False) -> tuple[neighbours.Catalogue | None, str]:
     """The catalogue of the nearest songs: the ranked reference songs, else the run's
     training songs; or None and why not."""
     if ref_ranked is not None:
@@ -315,4 +315,4 @@ def _catalogue(ref_ranked, reference, model, embedding: str, scorers,
         return cat, ""
     if isinstance(reference, Reference):
         return None, "a Reference object holds scores only: pass a labels CSV or folder for the nearest songs"
-    return neighbours.training_catalogue(model, embedding, scorers, dev)
+    return neighbours.training_catalogue(model, embedding, scorers, dev, progress)

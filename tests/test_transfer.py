@@ -322,6 +322,25 @@ def test_cv_train_and_rank_on_real_like_excerpts(real_like, tmp_path, capsys):
 
 
 @needs_musicnn
+def test_a_spectrogram_run_finds_its_training_songs_closest_in_a_pretrained_embedding(real_like, tmp_path, capsys):
+    """Before: `rank --model RUN --embedding musicnn` of a spectrogram run stopped (exit 2, after
+    extracting the ranked songs) with "<its training store> holds no 'musicnn' embedding:
+    extract it with --embedding musicnn", which the user had just asked for."""
+    from hitrank.cli import main
+
+    run = tmp_path / "cnn"
+    assert main(["train", "--config", "table1/a_simple_cnn_mid30", "--labels", str(real_like / "labels.csv"),
+                 "--out", str(run), "--set", "train.epochs=1", "--set", "train.target=rank", "-q"]) == 0
+    capsys.readouterr()
+    assert main(["rank", str(real_like / "audio" / "a"), "--model", str(run), "--embedding", "musicnn",
+                 "--nearest", "2", "--json", "-q"]) == 0
+    rows = json.loads(capsys.readouterr().out)["ranking"]
+    assert len(rows) == 12
+    for r in rows:  # each excerpt was a training song: its own closest, in musicnn's embedding
+        assert r["nearest"].split(";")[0] == "x" + r["song_id"].removesuffix(".ogg") and float(r["nearest_similarity"].split(";")[0]) > 0.99
+
+
+@needs_musicnn
 def test_a_finished_run_runs_again_in_its_folder_and_lists_the_files_that_failed(real_like, tmp_path, capsys):
     """Before: running a finished transfer cv or train again into its --out was refused
     ("already holds a model"); the files that failed were listed on the terminal only."""
