@@ -43,6 +43,7 @@ from .neighbours import DEFAULT_K, MIN_CATALOGUE, MODEL_EMBEDDING, split_cell
 from .pretrained import import_release
 from .rank import padded_flags
 from .ranking_table import ranking_with_failures
+from .reference import percentile_text
 from .runtime import environment, import_plugins
 from .synth import synthesize
 from .table1 import ROWS, run_table1
@@ -231,7 +232,10 @@ def get_parser() -> argparse.ArgumentParser:
               "--out ranking.csv --json", "hitrank rank new_songs/ --model runs/ab --html report.html"],
              [common, outside])
     p.add_argument("folder", type=Path, help="folder of audio files (recursive), a labels CSV or one audio file")
-    p.add_argument("--model", type=Path, required=True, help="run folder or checkpoint .pt")
+    p.add_argument("--model", type=Path, required=True,
+                   help="run folder of `hitrank train` or `cv` (spectrogram, transfer or descriptor), a "
+                        "checkpoint .pt, or an imported pretrained model's name (yu2018-kkbox, "
+                        "yu2018-kkbox-hl30: `hitrank pretrained import`)")
     p.add_argument("--out", type=Path, help="write the ranking CSV here")
     p.add_argument("--json", action="store_true", help="print the ranking as JSON on stdout")
     p.add_argument("--html", type=Path, help="write a self-contained HTML report here (players start "
@@ -593,7 +597,10 @@ def cmd_train(args) -> int:
         s = res["summary"]
         inner = ", ".join(f"{k} {v:+.3f}" for k, v in s["inner"].items())
         print(f"trained {s['name']}: {s['learner']} on the {s['embedding']} embedding of {s['songs']} songs"
-              + (f" (inner CV, {s['select_by']}, rule {s.get('select_rule', 'best')}: {inner})" if inner else "") + f" in {s['seconds']:.0f} s -> {args.out / 'model.pt'}")
+              + (f" (inner CV, {s['select_by']}, rule {s.get('select_rule', 'best')}: {inner}; {s['why']})"
+                 if inner else "")
+              + f"; fitted in {s['seconds']:.0f} s, {s['total_seconds']:.0f} s with the embeddings -> "
+                f"{args.out / 'model.pt'}")
         _print_failures(res["failures"], listed=args.out / FAILURES_FILE)
         return EXIT_PARTIAL if res["failures"] or s["left_out"] else EXIT_OK
     if res["kind"] == "descriptor":
@@ -632,8 +639,9 @@ def _nearest_args(p, command: str) -> None:
     p.add_argument("--embedding", choices=names, default=None,
                    help=f"what closeness is measured in: {MODEL_EMBEDDING} (the ranking model's own "
                         f"penultimate layer{', the default' if command == 'rank' else '; needs --model'}) or a "
-                        f"pretrained network over the whole song ({', '.join(EMBEDDINGS)}; default without "
-                        f"--model: {DEFAULT_EMBEDDING})")
+                        f"pretrained network over the whole song ({', '.join(EMBEDDINGS)}"
+                        + (f"; default without --model: {DEFAULT_EMBEDDING})" if command != "rank" else
+                           "); a transfer run always compares in its own embedding)"))
 
 
 def cmd_similar(args) -> int:
@@ -724,7 +732,7 @@ def _missing(value) -> bool:
 
 def _percentile_cell(r) -> str:
     pct = getattr(r, "percentile", float("nan"))
-    return "" if _missing(pct) else f"{pct:3.0f}% [{r.percentile_lo:.0f}, {r.percentile_hi:.0f}]"
+    return "" if _missing(pct) else percentile_text(pct, r.percentile_lo, r.percentile_hi)
 
 
 def _best_cell(r) -> str:
@@ -737,13 +745,14 @@ def _nearest_cell(r) -> str:
     return f"~ {ids[0]} ({sims[0] if sims else '?'})" if ids else ""
 
 
-def _rank_columns(spread: bool) -> list:
+def _rank_columns(spread: bool, interval: bool = True) -> list:
     """The columns of `rank`'s terminal table (header, cell of a row, alignment); ``spread``:
-    the score's spread over the fold models beside it."""
+    the score's spread over the fold models beside it; ``interval``: some percentile has one."""
     score = (("score +- std", lambda r: f"{r.score:+.3f} +- {r.score_std:.3f}") if spread
              else ("score", lambda r: f"{r.score:+.3f}"))
     return [("rank", lambda r: str(r.rank), ">"), (*score, ">"),
-            ("percentile [interval]", _percentile_cell, ">"), ("best window, score", _best_cell, "<"),
+            ("percentile [interval]" if interval else "percentile", _percentile_cell, ">"),
+            ("best window, score", _best_cell, "<"),
             ("song", lambda r: r.song_id + (f"  [{r.flags}]" if getattr(r, "flags", "") else ""), "<"),
             ("~ nearest (similarity)", _nearest_cell, "<")]
 
@@ -756,13 +765,16 @@ def _print_ranking(args, ranking, failures) -> int:
     else:
         rows = list(_shown(ranking, args.top).itertuples())
         spread = any(getattr(r, "n_models", 1) > 1 for r in rows)
+        interval = any("[" in _percentile_cell(r) for r in rows)
         for line in _table([(name, [cell(r) for r in rows], align)
-                            for name, cell, align in _rank_columns(spread)]):
+                            for name, cell, align in _rank_columns(spread, interval)]):
             print(line)
         _print_cut(len(ranking), args.top, "songs")
         _print_failures(failures, "files")
         if ranking.attrs.get("reference"):
-            print(f"percentiles: share of {ranking.attrs['reference']} scoring lower [interval]"
+            print(f"percentiles: share of {ranking.attrs['reference']} scoring lower"
+                  + (" [interval]" if interval else
+                     " (one model: no spread, no interval)")
                   if "percentile" in ranking and ranking["percentile"].notna().any()
                   else f"no percentile: {ranking.attrs['reference']}")
         if ranking.attrs.get("since"):

@@ -45,13 +45,11 @@ import torch
 
 from .audio import file_tags
 from .corpus import labelled_names
-from .embeddings import with_embedding
 from .errors import ParameterError
-from .extract import extract
 from .fileio import atomic_path
 from .inference import predict
 from .runinfo import read_run_info, run_folder
-from .runtime import cache_dir, cached_store_path
+from .runtime import cache_dir
 from .store import FeatureStore
 
 log = logging.getLogger(__name__)
@@ -318,13 +316,13 @@ def store_catalogue(store_dir: str | os.PathLike, name: str, embedding: str, sco
 
 
 def training_catalogue(model: str | os.PathLike, embedding: str, scorers,
-                       device: torch.device | str = "cpu", progress: bool = False) -> tuple[Catalogue | None, str]:
+                       device: torch.device | str = "cpu", embedded=None) -> tuple[Catalogue | None, str]:
     """The training songs of a run as a catalogue (from the feature store its ``run.json``
     records), or None and why not, in words with the fix.
 
-    A pretrained network's ``embedding`` that the training store does not hold is extracted
-    from the labels CSV the run learned from (``run.json``'s ``labels``) into a cached store
-    of its own, once, as the ranked songs' is."""
+    ``embedded``: ``(store folder, song ids)`` holding the training songs' ``embedding`` when
+    the training store lacks that pretrained network's (extracted by the caller from the
+    run's labels CSV, :func:`training_sources`)."""
     run = run_folder(model)
     info = read_run_info(run) or {}
     store = info.get("store", "")
@@ -335,19 +333,30 @@ def training_catalogue(model: str | os.PathLike, embedding: str, scorers,
         return None, (f"the training store {store!r} of {str(run)!r} is gone: pass --reference "
                       "LABELS.csv|FOLDER")
     song_ids = None
-    params = FeatureStore.open(store).params
-    if embedding != MODEL_EMBEDDING and params.embedding != embedding:
-        labels = info.get("labels", "")
-        if not labels or not Path(labels).is_file():
+    if embedding != MODEL_EMBEDDING and FeatureStore.open(store).params.embedding != embedding:
+        if embedded is None:
             return None, (f"the training store of {str(run)!r} holds no {embedding!r} embedding and no labels "
                           "CSV of the run is at hand to extract it from: pass --reference LABELS.csv|FOLDER")
-        stored = with_embedding(params, embedding, "song")
-        rep = extract(labels, cached_store_path(labels, stored), stored, progress=progress)
-        store, song_ids = rep.store, rep.song_ids
+        store, song_ids = embedded
     cat = store_catalogue(store, f"the training songs of {run.name}", embedding, scorers, device,
                           song_ids=song_ids, titles=labelled_titles(info.get("labels")))
     cat.name = f"the {len(cat.song_ids)} training songs of {run.name}"
     return cat, ""
+
+
+def training_sources(model: str | os.PathLike, embedding: str):
+    """What the training songs of a run need to be embedded by a pretrained network its
+    training store lacks: ``(labels CSV, the store's FeatureParams)``, or None when the store
+    already holds ``embedding`` (or the model's own), or the run records no usable store or
+    labels CSV (:func:`training_catalogue` then says why)."""
+    info = read_run_info(run_folder(model)) or {}
+    store, labels = info.get("store", ""), info.get("labels", "")
+    if embedding == MODEL_EMBEDDING or not store or not Path(store, "params.json").is_file():
+        return None
+    params = FeatureStore.open(store).params
+    if params.embedding == embedding or not labels or not Path(labels).is_file():
+        return None
+    return labels, params
 
 
 def labelled_titles(labels: str | os.PathLike | None) -> dict[str, str] | None:
@@ -408,4 +417,4 @@ def neighbour_columns(Q: np.ndarray, cat: Catalogue, k: int = DEFAULT_K,
 
 __all__ = ["MODEL_EMBEDDING", "DEFAULT_K", "COLUMNS", "TEXT_COLUMNS", "Catalogue", "unit_rows", "scoring_head", "model_vectors",
            "nearest", "fit_percentile", "neighbour_columns", "split_cell", "store_vectors", "store_catalogue",
-           "training_catalogue"]
+           "training_catalogue", "training_sources"]

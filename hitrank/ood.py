@@ -15,6 +15,7 @@ of the log-mel profile (:func:`profile_reference`, :func:`profile_scores`).
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import torch
 
 CHUNK = 256  # songs per chunk when computing profiles
@@ -70,10 +71,13 @@ def ood_scores(X: torch.Tensor, ref: dict) -> np.ndarray:
     return profile_scores(profiles(X), ref)
 
 
-def combine(o: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+def combine(o: np.ndarray) -> tuple[np.ndarray, pd.arrays.BooleanArray, bool]:
     """Per-model OOD scores ``o`` (n_models, n) -> ``(ood_score, ood, has_reference)``: the mean
     over the models that have a reference (NaN for all when none has), the flag
-    ``ood_score > 1`` (False where undefined), and whether any model had a reference."""
+    ``ood_score > 1`` (a nullable boolean: missing where the score is undefined, so that
+    "not measured" never reads as "in distribution"), and whether any model had a reference."""
     has = bool(np.isfinite(o).any())
-    score = np.nanmean(o, axis=0) if has else np.full(o.shape[1], np.nan)
-    return score, np.nan_to_num(score, nan=0.0) > 1.0, has
+    score = np.full(o.shape[1], np.nan)
+    measured = np.isfinite(o).any(axis=0)
+    score[measured] = np.nanmean(o[:, measured], axis=0)
+    return score, pd.array(np.where(measured, score > 1.0, None), dtype="boolean"), has

@@ -315,4 +315,11 @@ def _catalogue(ref_ranked, reference, model, embedding: str, scorers,
         return cat, ""
     if isinstance(reference, Reference):
         return None, "a Reference object holds scores only: pass a labels CSV or folder for the nearest songs"
-    return neighbours.training_catalogue(model, embedding, scorers, dev, progress)
+    embedded = None
+    sources = neighbours.training_sources(model, embedding)
+    if sources is not None:  # a pretrained network the training store lacks: embed its songs (cached)
+        labels, params = sources
+        stored = embeddings.with_embedding(params, embedding, "song")
+        rep = extract(labels, cached_store_path(labels, stored), stored, progress=progress)
+        embedded = (rep.store, rep.song_ids)
+    return neighbours.training_catalogue(model, embedding, scorers, dev, embedded)

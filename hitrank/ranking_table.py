@@ -45,8 +45,8 @@ FLAG_COLUMNS = {"silent": "silent", "padded": "padded", "out_of_distribution": "
 def flags_column(ranking: pd.DataFrame) -> list[str]:
     """The ``flags`` column of a ranking: each song's set flags (the boolean columns of
     :data:`FLAG_COLUMNS` it has), ``; ``-separated in the order of :data:`FLAGS`."""
-    on = {f: ranking[c].to_numpy(dtype=bool) if c in ranking else np.zeros(len(ranking), bool)
-          for f, c in FLAG_COLUMNS.items()}
+    on = {f: ranking[c].fillna(False).to_numpy(dtype=bool) if c in ranking else np.zeros(len(ranking), bool)
+          for f, c in FLAG_COLUMNS.items()}  # an empty cell (ood not measured) sets no flag
     return ["; ".join(f for f in FLAGS if on[f][i]) for i in range(len(ranking))]
 
 

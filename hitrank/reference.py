@@ -102,10 +102,19 @@ class Reference:
 
 
 def describe(percentile: float, lo: float, hi: float, name: str) -> str:
-    """The percentile in words: ``higher than 87% [78, 93] of <name>`` ('' when unknown)."""
+    """The percentile in words: ``higher than 87% [78, 93] of <name>`` ('' when unknown; no
+    interval when it has no width: one model, whose score has no spread)."""
     if not np.isfinite(percentile):
         return ""
-    return f"higher than {percentile:.0f}% [{lo:.0f}, {hi:.0f}] of {name}"
+    return f"higher than {percentile_text(percentile, lo, hi)} of {name}"
+
+
+def percentile_text(percentile: float, lo: float, hi: float) -> str:
+    """``87% [78, 93]``, or ``87%`` when the interval rounds to one value (a single model's
+    score has no spread over models: a ``[87, 87]`` would look like certainty)."""
+    if f"{lo:.0f}" == f"{hi:.0f}":
+        return f"{percentile:.0f}%"
+    return f"{percentile:.0f}% [{lo:.0f}, {hi:.0f}]"
 
 
 def training_reference(model: str | os.PathLike, target: Target) -> tuple[Reference | None, str]:

@@ -165,6 +165,7 @@ def test_percentile_is_the_rank_among_the_reference(rng):
     p0, lo0, hi0 = ref.percentiles(new, np.zeros(7))
     np.testing.assert_allclose(p0, lo0) and np.testing.assert_allclose(p0, hi0)
     assert describe(87.2, 78.4, 93.0, "X") == "higher than 87% [78, 93] of X" and describe(np.nan, 0, 0, "X") == ""
+    assert describe(87.2, 87.2, 87.4, "X") == "higher than 87% of X"  # one model: no spread, no interval
     with pytest.raises(ParameterError, match="at least 2"):
         Reference("tiny", [1.0, np.nan], ["a", "b"])
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import re
 import shutil
 
 import numpy as np
@@ -69,15 +70,22 @@ def test_one_se_rule_keeps_the_simpler_learner_unless_the_better_one_wins_beyond
     cands = ["ridge", "gbdt", "mlp_rank"]
     scores = {"ridge": 0.40, "gbdt": 0.43, "mlp_rank": 0.30}
     noisy = {"ridge": np.array([0.2, 0.6, 0.3, 0.5, 0.4]), "gbdt": np.array([0.5, 0.4, 0.5, 0.3, 0.45]),
-             "mlp_rank": np.full(5, 0.3)}  # paired differences' se 0.07 > 0.03
+             "mlp_rank": np.full(5, 0.3)}  # paired differences' se 0.10 > 0.03
     steady = {"ridge": np.array([0.38, 0.40, 0.41, 0.39, 0.42]), "gbdt": np.array([0.43, 0.44, 0.45, 0.42, 0.46]),
-              "mlp_rank": np.full(5, 0.3)}  # se 0.004 < 0.03
+              "mlp_rank": np.full(5, 0.3)}  # se 0.003 < 0.03
     assert pick(cands, scores, noisy, "best") == "gbdt"
     assert pick(cands, scores, noisy, "one_se") == "ridge"
     assert pick(cands, scores, steady, "one_se") == "gbdt"
     assert pick(cands, {"ridge": 0.2, "gbdt": 0.1, "mlp_rank": 0.0}, steady, "one_se") == "ridge"
     undefined = {**noisy, "ridge": np.array([np.nan, np.nan, np.nan, np.nan, 0.4])}  # one usable fold
     assert pick(cands, scores, undefined, "one_se") == "gbdt"
+    # the reason, as `train` prints it: the gap to the best and the standard error it was held to
+    from hitrank.transfer.protocol import pick_reason
+
+    assert pick_reason(cands, scores, noisy, "one_se", "ridge") == "ridge 0.030 below gbdt, within its standard error 0.102"
+    assert pick_reason(cands, scores, steady, "one_se", "gbdt") == "ridge 0.030 below gbdt, more than its standard error 0.003"
+    assert pick_reason(cands, scores, noisy, "best", "gbdt") == "the highest inner score (gbdt)"
+    assert pick_reason(cands, scores, undefined, "one_se", "gbdt") == "ridge: no standard error"
     nan_first = {**scores, "ridge": np.nan}  # an undefined score ranks last, even listed first
     assert pick(cands, nan_first, noisy, "best") == "gbdt" and pick(cands, nan_first, noisy, "one_se") == "gbdt"
 
@@ -96,8 +104,8 @@ def test_inner_cv_choice_follows_the_signal(rule, planted, chosen):
         np.where(np.abs(X[:, 0]) < 0.7, 1.0, 0.0) + 0.1 * rng.normal(size=150)  # not monotone in any feature
     base = TransferConfig()
     cfg = replace(base, model=replace(base.model, candidates=("ridge", "gbdt")), cv=replace(base.cv, select_rule=rule))
-    name, scores, _ = choose(cfg, X, y, np.array([f"s{i}" for i in range(150)]), None, None, 0)
-    assert name == chosen, scores
+    name, scores, _, why = choose(cfg, X, y, np.array([f"s{i}" for i in range(150)]), None, None, 0)
+    assert name == chosen, (scores, why)
 
 
 def test_an_unknown_select_rule_is_refused_naming_the_choices():
@@ -271,6 +279,10 @@ def test_cv_train_and_rank_on_real_like_excerpts(real_like, tmp_path, capsys):
     model = tmp_path / "model"
     assert main(["train", "--config", "real/auto", "--labels", str(real_like / "labels.csv"),
                  "--out", str(model), "--set", "model.mlp_rank.epochs=20", "-q"]) == 0
+    printed = capsys.readouterr().out  # why the learner was chosen, and the time with the embeddings
+    assert re.search(r"; (ridge [0-9.]+ below \w+, (within|more than) its standard error [0-9.]+|the highest inner "
+                     r"score \(ridge\))", printed), printed
+    assert re.search(r"; fitted in \d+ s, \d+ s with the embeddings -> ", printed)
     out = tmp_path / "ranking.csv"
     assert main(["rank", str(real_like / "audio"), "--model", str(model), "--out", str(out), "-q"]) == 0
     ranking = pd.read_csv(out)
@@ -319,6 +331,18 @@ def test_cv_train_and_rank_on_real_like_excerpts(real_like, tmp_path, capsys):
     assert main(["rank", str(ref), "--model", str(model), "-q", "--reference", str(one)]) == 2
     assert (f"reference={str(one)!r}: 1 of its songs could be used; a percentile needs at least 2 (add songs, "
             "or rank without --reference)") in capsys.readouterr().err
+
+
+@needs_musicnn
+def test_train_says_that_within_is_not_used_unless_it_chooses_the_learner(real_like, tmp_path, caplog):
+    from hitrank.cli import main
+
+    train = ["train", "--config", "real/ridge", "--labels", str(real_like / "labels.csv"), "--within", "genre", "-q"]
+    assert main([*train, "--out", str(tmp_path / "a")]) == 0
+    assert "cv.within='genre' (--within) is not used by `train`: it reports no metrics" in caplog.text
+    caplog.clear()
+    assert main([*train, "--out", str(tmp_path / "b"), "--set", "cv.select_by=within"]) == 0
+    assert "is not used" not in caplog.text
 
 
 @needs_musicnn

@@ -99,7 +99,7 @@ def repeated_halves(cfg: TransferConfig, data: Data, stratum: np.ndarray, group:
             tr, te = np.flatnonzero(train), np.flatnonzero(~train)
             weight = None if data.weight is None else data.weight[tr]
             fit_seed = cfg.train.seed + 2 * split + side
-            name, _, _ = choose(cfg, data.X[tr], data.y[tr], data.ids[tr], group[tr], stratum[tr], fit_seed, weight)
+            name, *_ = choose(cfg, data.X[tr], data.y[tr], data.ids[tr], group[tr], stratum[tr], fit_seed, weight)
             model = fit_one(cfg, name, data.X[tr], data.y[tr], data.ids[tr], fit_seed, weight)
             pred = predict_one(model, data.X[te])
             base = strata.stratum_mean_predictions(data.y, np.where(train, 0, 1), stratum)[te]

@@ -102,7 +102,7 @@ def learning_curve(cfg: TransferConfig, data: Data, sizes: list[int], progress: 
         for f, ((_, _, te), order) in enumerate(zip(splits, orders, strict=True)):
             train = np.sort(order[:m])
             used.append(len(train))
-            name, _, _ = choose(cfg, data.X[train], data.y[train], data.ids[train],
+            name, *_ = choose(cfg, data.X[train], data.y[train], data.ids[train],
                                 None if groups is None else groups[train],
                                 None if s is None else s[train], cfg.train.seed + f,
                                 None if data.weight is None else data.weight[train])
