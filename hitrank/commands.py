@@ -65,7 +65,14 @@ from .ranking_table import (
     still_valid,
 )
 from .report import write_ranking_report
-from .runinfo import add_run_info, model_fingerprint, resolve_model, run_kind
+from .runinfo import (
+    add_run_info,
+    model_fingerprint,
+    read_run_info,
+    resolve_model,
+    run_folder,
+    run_kind,
+)
 from .runtime import cached_store_path
 from .segments import params_for
 from .store import FeatureStore
@@ -504,7 +511,8 @@ def similar(song, reference=None, *, model=None, embedding: str | None = None, k
     song : an audio file
     reference : a labels CSV or folder of songs (with ``model``, default: the run's training
         songs)
-    model : a spectrogram run folder or checkpoint; needed for ``embedding="model"``
+    model : a spectrogram or transfer run folder or checkpoint; needed for ``embedding="model"``
+        (a transfer run's own embedding is the pretrained network it was trained on)
     embedding : ``model`` (default with a model) or a registered network (default without:
         :data:`hitrank.embeddings.DEFAULT_EMBEDDING`, over the whole song)
 
@@ -526,11 +534,15 @@ def similar(song, reference=None, *, model=None, embedding: str | None = None, k
                            "layer: give --model RUN, or a pretrained network (--embedding musicnn, ...)")
     if model is not None:
         path = resolve_model(model)
-        if run_kind(path) != "spectrogram":
-            raise HitrankError(f"{str(model)!r} is a {run_kind(path)} run: `similar --model` takes spectrogram "
-                               "models; leave --model out to compare songs in a pretrained embedding")
-        ranking, failures = rank_folder(song, path, reference=reference, nearest=k, embedding=embedding,
-                                        cache=cache, workers=workers, device=device, progress=progress)
+        kind = run_kind(path)
+        if kind not in ("spectrogram", "transfer"):
+            raise HitrankError(f"{str(model)!r} is a {kind} run: `similar --model` takes spectrogram and "
+                               "transfer models; leave --model out to compare songs in a pretrained embedding")
+        ranking, failures = RANKERS[kind](song, path, reference=reference, nearest=k, embedding=embedding,
+                                          cache=cache, workers=workers, device=device, progress=progress,
+                                          highlighter=None, engine="local", address=None)
+        if kind == "transfer":  # its own embedding is the pretrained network it learned on
+            embedding = (read_run_info(run_folder(path)) or {}).get("embedding") or embedding
         if failures:
             raise HitrankError(f"{str(song)!r}: {failures[0][2]}")
         if "nearest" not in ranking:

@@ -41,7 +41,7 @@ from .features import FeatureParams
 from .ood import combine as combine_ood
 from .ood import ood_scores
 from .ranking_table import flags_column
-from .reference import Reference, ranking_reference, training_reference
+from .reference import Reference, ranking_reference, training_reference, warn_if_coarse
 from .runinfo import resolve_model, run_kind
 from .runtime import cached_store_path, pick_device
 from .store import FeatureStore
@@ -205,6 +205,7 @@ def rank_folder(
     ref, ref_note, ref_ranked = _reference(
         reference, model, scorers, cache=cache, workers=workers, device=device, progress=progress,
         highlighter=highlighter, engine=engine, address=address, embedding=embedding)
+    warn_if_coarse(ref)
     own = embedding == neighbours.MODEL_EMBEDDING  # else a network's song embedding is stored too
     stored = params if own else embeddings.with_embedding(params, embedding, "song")
     store_dir = Path(cache) if cache else cached_store_path(folder, stored)

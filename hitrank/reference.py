@@ -27,6 +27,7 @@ middle.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
@@ -41,6 +42,19 @@ INTERVAL_SDS = 1.0  # half-width of the percentile interval, in score spreads (a
 OOF_FILE = "predictions.csv"  # cv runs: every song's out-of-fold prediction (``pred``, raw scale)
 VALIDATION_FILE = "validation.csv"  # train runs: the validation songs' predictions (``pred``)
 MIN_REFERENCE = 2  # songs a reference needs for a percentile to mean anything
+#: a reference of fewer songs gives coarse percentiles (one song is a step of 100/n points): warned
+FEW_REFERENCE = 20
+
+log = logging.getLogger(__name__)
+
+
+def warn_if_coarse(ref: Reference | None) -> None:
+    """Warn when a ranking's percentiles rest on fewer than :data:`FEW_REFERENCE` songs (a
+    small run's validation songs: ``100%`` may mean "above 4 songs")."""
+    if ref is not None and 0 < len(ref.scores) < FEW_REFERENCE:
+        log.warning("percentiles against %s: %d songs, steps of %.0f points; read them as coarse, or pass "
+                    "--reference LABELS.csv|FOLDER with a larger catalogue", ref.name, len(ref.scores),
+                    100 / len(ref.scores))
 
 
 @dataclass

@@ -166,6 +166,18 @@ def test_percentile_is_the_rank_among_the_reference(rng):
     np.testing.assert_allclose(p0, lo0) and np.testing.assert_allclose(p0, hi0)
     assert describe(87.2, 78.4, 93.0, "X") == "higher than 87% [78, 93] of X" and describe(np.nan, 0, 0, "X") == ""
     assert describe(87.2, 87.2, 87.4, "X") == "higher than 87% of X"  # one model: no spread, no interval
+
+
+def test_a_small_reference_is_warned_about_as_coarse(caplog):
+    from hitrank.reference import FEW_REFERENCE, warn_if_coarse
+
+    warn_if_coarse(Reference("the 4 validation songs of r", [0.1, 0.2, 0.3, 0.4], list("abcd")))
+    assert "percentiles against the 4 validation songs of r: 4 songs, steps of 25 points" in caplog.text
+    caplog.clear()
+    n = FEW_REFERENCE
+    warn_if_coarse(Reference("enough", np.arange(n, dtype=float), [str(i) for i in range(n)]))
+    warn_if_coarse(None)
+    assert not caplog.text
     with pytest.raises(ParameterError, match="at least 2"):
         Reference("tiny", [1.0, np.nan], ["a", "b"])
 

@@ -325,6 +325,10 @@ def test_cv_train_and_rank_on_real_like_excerpts(real_like, tmp_path, capsys):
     assert all(0 <= r["percentile"] <= 100 for r in rows)
     assert main(["rank", str(ref), "--model", str(model), "--curve", "-q"]) == 2
     assert "--curve" in capsys.readouterr().err
+    # `similar --model` with a transfer run: its training songs, in its own embedding (was refused)
+    assert main(["similar", str(ref / "000.ogg"), "--model", str(model), "-k", "2", "--json", "-q"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["embedding"] == "musicnn" and [r["song_id"] for r in found["similar"]][0] == "x000"
     one = tmp_path / "one"
     one.mkdir()
     shutil.copy(ref / "000.ogg", one / "000.ogg")

@@ -38,7 +38,7 @@ from ..fileio import atomic_write_text, strict_json
 from ..metrics import METRICS, ranking_metrics
 from ..payload import load_payload, save_payload
 from ..ranking_table import flags_column
-from ..reference import MIN_REFERENCE, OOF_FILE, Reference
+from ..reference import MIN_REFERENCE, OOF_FILE, Reference, warn_if_coarse
 from ..runinfo import find_checkpoints, read_run_info, rows_fingerprint, run_folder, write_run_info
 from ..runtime import cached_store_path
 from ..store import FeatureStore
@@ -657,6 +657,7 @@ def rank_transfer_folder(folder, model, *, cache=None, workers: int = 1, progres
         ref = Reference(ref["name"], ref["scores"], np.asarray(ref["song_ids"])) if ref is not None else None
         ref, ref_note = (ref, "") if ref is not None else _out_of_fold_reference(model)
         cat, cat_note = neighbours.training_catalogue(model, params.embedding, None) if nearest else (None, "")
+    warn_if_coarse(ref)
     use_cat = bool(nearest) and cat is not None
     context = {"store": str(st.root), "reference": ref.name if ref is not None else ref_note,
                "analysed": "the whole song" if params.embedding_scope == "song" else f"its {params.segment} segment",
