@@ -883,6 +883,7 @@ def cmd_highlight(args) -> int:
     failures = []
     n_files, results = _audio_results(args.files,
                                       lambda files: highlight_files(files, args.method, args.model, plot=args.plot))
+    header_shown = False
     for path, h in results:
         if isinstance(h, HitrankError):
             _file_failed(path, h, failures, args.json)
@@ -894,6 +895,9 @@ def cmd_highlight(args) -> int:
                               if k in ("path", "start", "end", "method", "duration", "padded", "plot")}))
         else:
             note = f"  (padded: the song lasts {h['duration']:.1f} s)" if h["padded"] else ""
+            if not header_shown:
+                print(f"{'start s':>7} {'end s':>7}  {'method':<9}  file")
+                header_shown = True
             print(f"{h['start']:7.1f} {h['end']:7.1f}  {h['method']:<9}  {path}{note}")
     _print_file_failures(failures, n_files)
     return EXIT_PARTIAL if failures else EXIT_OK

@@ -53,6 +53,7 @@ from .neighbours import (
     split_cell,
     store_catalogue,
     store_vectors,
+    training_paths,
 )
 from .rank import rank_folder
 from .ranking_table import (
@@ -489,6 +490,7 @@ def rank(folder, model, *, cache=None, workers: int = 1, device: str = "auto", p
         highlighter=highlighter, engine=engine, address=address, **options)
     for column, value in made_with.items():
         ranking[column] = value
+    _warn_training_songs(ranking, path)
     if previous is not None:
         key = "best_score" if options.get("segment") == "best" else "score"
         ranking, counts = merge_rankings(previous, ranking, listed, key, source=repr(str(since)))
@@ -500,6 +502,19 @@ def rank(folder, model, *, cache=None, workers: int = 1, device: str = "auto", p
         write_ranking_report(ranking, failures, html, str(model), store_dir=ranking.attrs.get("store"),
                              embed_audio=embed_audio)
     return ranking, failures
+
+
+def _warn_training_songs(ranking: pd.DataFrame, model) -> None:
+    """Warn when ranked songs are songs the model learned from: their scores are in-sample
+    (a model fits its training songs better than it will score new ones)."""
+    if not len(ranking) or "path" not in ranking:
+        return
+    seen = training_paths(model)
+    known = [sid for sid, p in zip(ranking.song_id, ranking.path, strict=True) if os.path.realpath(str(p)) in seen]
+    if known:
+        log.warning("%d of the %d ranked songs are songs %s learned from (e.g. %s): their scores are "
+                    "in-sample (fitted to their own labels), not what it would give them as new songs",
+                    len(known), len(ranking), run_folder(model).name, ", ".join(repr(str(s)) for s in known[:3]))
 
 
 def similar(song, reference=None, *, model=None, embedding: str | None = None, k: int = DEFAULT_K,

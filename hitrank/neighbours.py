@@ -359,6 +359,16 @@ def training_sources(model: str | os.PathLike, embedding: str):
     return labels, params
 
 
+def training_paths(model: str | os.PathLike) -> set[str]:
+    """The audio files a run learned from (the real paths of its training store's songs, as
+    ``run.json`` records the store), empty when it records none or the store is gone."""
+    store = (read_run_info(run_folder(model)) or {}).get("store", "")
+    if not store or not Path(store, "params.json").is_file():
+        return set()
+    man = FeatureStore.open(store).manifest
+    return {os.path.realpath(p) for p in man.loc[man.status == "ok", "path"].astype(str)}
+
+
 def labelled_titles(labels: str | os.PathLike | None) -> dict[str, str] | None:
     """``{song_id: title}`` from a labels CSV's ``title`` column, or None when there is no such
     CSV or column (then the files' own tags name the songs)."""
@@ -417,4 +427,4 @@ def neighbour_columns(Q: np.ndarray, cat: Catalogue, k: int = DEFAULT_K,
 
 __all__ = ["MODEL_EMBEDDING", "DEFAULT_K", "COLUMNS", "TEXT_COLUMNS", "Catalogue", "unit_rows", "scoring_head", "model_vectors",
            "nearest", "fit_percentile", "neighbour_columns", "split_cell", "store_vectors", "store_catalogue",
-           "training_catalogue", "training_sources"]
+           "training_catalogue", "training_paths", "training_sources"]

@@ -36,6 +36,7 @@ import pandas as pd
 
 from .errors import ConfigError, ParameterError
 from .runinfo import run_folder
+from .runtime import models_dir
 from .targets import Target
 
 INTERVAL_SDS = 1.0  # half-width of the percentile interval, in score spreads (about 68%)
@@ -159,6 +160,10 @@ def training_reference(model: str | os.PathLike, target: Target) -> tuple[Refere
             what = "training songs" if how == "out-of-fold" else "validation songs"
             return Reference(f"the {len(pred)} {what} of {run.name} ({how})", scores,
                              pred["song_id"].astype(str).to_numpy()), ""
+    if run.resolve().parent == models_dir().resolve():  # `hitrank pretrained import` put it there
+        return None, (f"{run.name} is an imported pretrained model: no training songs of it are at hand to "
+                      "compare with; pass --reference LABELS.csv|FOLDER (a catalogue you know, scored by "
+                      "the same model)")
     return None, (f"{str(run)!r} holds no {OOF_FILE} (cv) or {VALIDATION_FILE} (train): no training "
                   "songs to compare with; pass --reference LABELS.csv|FOLDER (scored by the same model), "
                   "or re-run `hitrank train` / `hitrank cv` to write them")

@@ -274,7 +274,7 @@ def _nearest_html(r: dict, links: dict | None = None) -> str:
             except ValueError:
                 with_num.append(v)
         if i < len(truth) and truth[i]:
-            with_num.append(f"hit {truth[i]}")
+            with_num.append(f"hit {_short(truth[i])}")
         name = (f'<a href="{esc(links[sid], quote=True)}" target="_blank">{esc(label)}</a>' if sid in links
                 else esc(label))
         parts.append(name + (f" ({esc(', '.join(with_num))})" if with_num else ""))
@@ -462,6 +462,15 @@ def _page(ranking: pd.DataFrame, attrs: dict, failures: list, out: Path, model: 
         when=time.strftime("%Y-%m-%d %H:%M"), n=len(ranking), rows="\n".join(first), failed=failed,
         n_failed=len(failures), script=SCRIPT, style=STYLE, near_head=near_head, page_rows=PAGE_ROWS, players=players,
         data=_json_block(data))
+
+
+def _short(value: str) -> str:
+    """A number written in a CSV cell, to 4 significant digits for reading (``0.586957`` ->
+    ``0.587``); text that is not a number as it is."""
+    try:
+        return f"{float(value):.4g}"
+    except ValueError:
+        return value
 
 
 def _text(value) -> str:

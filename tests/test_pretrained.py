@@ -58,6 +58,12 @@ def test_import_writes_models_with_provenance_and_licence(imported):
 
     for name in KKBOX_MODELS:
         assert resolve_model(name) == imported / "models" / name
+    # no training songs to place a score among: said as such (before: "re-run `hitrank train`")
+    from hitrank.reference import training_reference
+    from hitrank.targets import Target
+
+    ref, why = training_reference(resolve_model("yu2018-kkbox"), Target("log"))
+    assert ref is None and why.startswith("yu2018-kkbox is an imported pretrained model: no training songs")
 
 
 def test_the_imported_model_equals_the_released_graph(imported):

@@ -257,7 +257,7 @@ def real_like(tmp_path_factory):
 
 
 @needs_musicnn
-def test_cv_train_and_rank_on_real_like_excerpts(real_like, tmp_path, capsys):
+def test_cv_train_and_rank_on_real_like_excerpts(real_like, tmp_path, capsys, caplog):
     from hitrank.cli import main
 
     run = tmp_path / "cv"
@@ -285,6 +285,7 @@ def test_cv_train_and_rank_on_real_like_excerpts(real_like, tmp_path, capsys):
     assert re.search(r"; fitted in \d+ s, \d+ s with the embeddings -> ", printed)
     out = tmp_path / "ranking.csv"
     assert main(["rank", str(real_like / "audio"), "--model", str(model), "--out", str(out), "-q"]) == 0
+    assert "36 of the 36 ranked songs are songs model learned from (e.g. " in caplog.text  # in-sample scores
     ranking = pd.read_csv(out)
     assert {"path", "score", "percentile"} <= set(ranking.columns) and len(ranking) == 36
     truth = pd.read_csv(real_like / "labels.csv")
