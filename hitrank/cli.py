@@ -741,8 +741,11 @@ def _best_cell(r) -> str:
 
 
 def _nearest_cell(r) -> str:
+    """The closest song, by its title where it has one (else its id), and the similarity."""
     ids, sims = split_cell(getattr(r, "nearest", None)), split_cell(getattr(r, "nearest_similarity", None))
-    return f"~ {ids[0]} ({sims[0] if sims else '?'})" if ids else ""
+    titles = split_cell(getattr(r, "nearest_title", None))
+    name = titles[0] if titles and titles[0] else (ids[0] if ids else "")
+    return f"~ {name} ({sims[0] if sims else '?'})" if ids else ""
 
 
 def _rank_columns(spread: bool, interval: bool = True) -> list:

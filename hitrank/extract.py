@@ -221,9 +221,13 @@ def extract(
         jobs = [(r.song_id, r.path, params, highlighter) for r in todo]
         paths = {r.song_id: r.path for r in todo}
         bar = tqdm(total=len(jobs), desc="extract", unit="song", disable=not progress)
+        # without a progress bar (output to a file or pipe: a batch job's log), a line per tenth
+        step = max(10, len(jobs) // 10)
+        if not progress and jobs:
+            log.info("extracting %d songs into %s", len(jobs), out)
         try:
             with get_engine(engine, workers, address) as run:
-                for song_id, feats, info, reason in run(_job, jobs, _crashed):
+                for done, (song_id, feats, info, reason) in enumerate(run(_job, jobs, _crashed), 1):
                     if feats is None:
                         log.error("%r: %s", paths[song_id], reason)
                         store.fail(song_id, reason)
@@ -234,6 +238,8 @@ def extract(
                         if info.get("silent"):
                             report.silent.append((song_id, paths[song_id]))
                     bar.update()
+                    if not progress and (done % step == 0 or done == len(jobs)):
+                        log.info("%d of %d songs extracted (%d failed)", done, len(jobs), len(report.failures))
         finally:
             bar.close()
     return report

@@ -90,8 +90,11 @@ def check_provenance(previous: pd.DataFrame, wanted: dict[str, str], source: str
                           "without --since")
     options = set(previous[OPTIONS_COLUMN].fillna("").astype(str))
     if options != {wanted[OPTIONS_COLUMN]}:
-        raise LabelsError(f"{source} was ranked with other options ({', '.join(repr(o) for o in sorted(options))}; "
-                          f"now {wanted[OPTIONS_COLUMN]!r}): rank with the same options (--curve, --segment, "
+        def said(o: str) -> str:
+            return repr(o) if o else "the defaults"
+
+        raise LabelsError(f"{source} was ranked with other options ({', '.join(said(o) for o in sorted(options))}; "
+                          f"now {said(wanted[OPTIONS_COLUMN])}): rank with the same options (--curve, --segment, "
                           "--reference, --nearest, --embedding), or without --since")
 
 

@@ -103,6 +103,9 @@ def test_since_refuses_a_file_that_is_not_a_ranking(tmp_path):
     cut.write_text("rank,song_id,path,score,model,options\n1,a,a.wav,0.5,runs/x#abc,\n2,b,b.wav,0.4\n")
     with pytest.raises(LabelsError, match=r"1 ranked row\(s\) have an empty 'model' cell \(e.g. \['b'\]\).*cut short"):
         check_provenance(read_previous(cut), {"model": "runs/x#abc", "options": ""}, "'cut.csv'")
+    cut.write_text("rank,song_id,path,score,model,options\n1,a,a.wav,0.5,runs/x#abc,\n")  # ranked with the defaults
+    with pytest.raises(LabelsError, match=r"with other options \(the defaults; now 'nearest=3'\)"):
+        check_provenance(read_previous(cut), {"model": "runs/x#abc", "options": "nearest=3"}, "'cut.csv'")
 
 
 def test_merge_puts_silent_songs_last():

@@ -169,6 +169,10 @@ def test_rank_and_fit_tables_name_their_columns(monkeypatch, capsys, tmp_path):
     assert lines[1].index("a.wav") == lines[2].index("long name.wav") == head.index("song")
     assert lines[1].index("~ b.wav") == head.index("~ nearest")
     assert lines[1].index("0.593") + len("0.593") == head.index("score +- std") + len("score +- std")
+    # the closest song by its title where it has one
+    monkeypatch.setattr(cli, "rank", lambda *a, **k: (_ranking().assign(nearest_title=["Song B;", ""]), []))
+    assert main(["rank", "songs", "--model", "run"]) == 0
+    assert "  ~ Song B (0.4616)" in capsys.readouterr().out.splitlines()[1]
 
     fit = _ranking().rename(columns={"song_id": "id", "score": "fit"})[["rank", "id", "fit"]]
     fit.attrs["columns"] = ["tempo"]

@@ -369,7 +369,8 @@ def test_a_highlighter_folder_an_unused_model_and_a_folder_for_a_checkpoint(tmp_
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "fold_00.pt").write_bytes(b"")
     assert main(["highlight", str(tmp_path / "song.wav"), "--model", str(tmp_path / "run"), "-q"]) == 2
-    assert f"{str(tmp_path / 'run')!r} is a folder, not a checkpoint file (it holds fold_00.pt)" in capsys.readouterr().err
+    assert (f"{str(tmp_path / 'run')!r} is not a highlighter run: it holds no highlighter.pt (it holds fold_00.pt: "
+            "a ranking model?)") in capsys.readouterr().err
     assert main(["highlight", str(tmp_path / "song.wav"), "--method", "fallback", "--model", "x.pt"]) == 0
     assert "--model 'x.pt' is not used: --method fallback finds the highlight without a model" in caplog.text
 

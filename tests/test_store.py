@@ -236,3 +236,18 @@ def test_a_file_replaced_at_the_same_path_is_extracted_again(tmp_path):
     shutil.copyfile(folder / "s1.wav", folder / "s0.wav")
     assert extract(folder, store, progress=False).new == 0  # nothing to compare with: kept
     assert extract(folder, store, progress=False).new == 0  # and the stamp is recorded now
+
+
+def test_extraction_without_a_progress_bar_logs_its_progress(tmp_path, caplog):
+    """A batch job's log (stderr to a file: no progress bar) says what extraction is doing."""
+    import soundfile as sf
+
+    caplog.set_level("INFO", logger="hitrank.extract")
+    sr = 22050
+    for i in range(12):
+        sf.write(tmp_path / f"s{i:02d}.wav", 0.2 * np.sin(2 * np.pi * (200 + 20 * i) * np.arange(sr) / sr), sr)
+    rep = extract(tmp_path, tmp_path / "store", FeatureParams(), progress=False)
+    assert rep.new == 12
+    lines = [r.message for r in caplog.records if r.name == "hitrank.extract"]
+    assert lines == [f"extracting 12 songs into {tmp_path / 'store'}", "10 of 12 songs extracted (0 failed)",
+                     "12 of 12 songs extracted (0 failed)"]

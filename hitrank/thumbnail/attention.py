@@ -29,6 +29,7 @@ import torch
 import torch.nn as nn
 
 from ..constants import DB_AMIN, N_MELS
+from ..errors import CheckpointError
 from ..features import FeatureParams, log_mel
 from ..payload import load_payload
 
@@ -154,6 +155,11 @@ def load_highlighter(path: str | os.PathLike) -> Highlighter:
     """Load a highlighter checkpoint safely (``weights_only=True``): the ``.pt`` file, or the
     folder ``hitrank highlighter train --out`` wrote (its ``highlighter.pt``)."""
     inside = Path(path) / CHECKPOINT_NAME
+    if Path(path).is_dir() and not inside.is_file():
+        held = sorted(p.name for p in Path(path).glob("*.pt"))[:3]
+        raise CheckpointError(f"{str(path)!r} is not a highlighter run: it holds no {CHECKPOINT_NAME}"
+                              + (f" (it holds {', '.join(held)}: a ranking model?)" if held else "")
+                              + "; give the --out folder of `hitrank highlighter train` or its checkpoint")
     file = inside if inside.is_file() else path
     return Highlighter(load_payload(file, "highlighter"), str(path))
 
