@@ -13,6 +13,8 @@ import logging
 import os
 import sys
 import tempfile
+import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,16 +92,20 @@ def check_file(path: Path) -> None:
         raise AudioLoadError(path, "file is 0 bytes")
 
 
-#: bytes of the decoder's own notes kept per call (a damaged MP3 makes libmpg123 write many)
+#: bytes of the decoder's own notes shown with ``-v`` (a damaged MP3 makes libmpg123 write many)
 DECODER_NOTE_BYTES = 2000
-
-
-#: words of libmpg123's notes that say it dropped data and decoded on (``Skipped 16 bytes``)
-DAMAGE_NOTES = ("Skipped", "error")
+#: bytes of them searched for signs that it dropped data
+DECODER_SCAN_BYTES = 1 << 16
+#: libmpg123's words when it dropped data and decoded on (``Note: Skipped 16 bytes in input.``,
+#: ``[src/libmpg123/layer3.c:...] error: part2_3_length ...``)
+DAMAGE_NOTES = ("Skipped ", "] error: ")
+#: held while file descriptor 2 is redirected: one capture at a time (a nested or concurrent
+#: one passes the notes through instead of redirecting the redirection)
+_CAPTURE = threading.Lock()
 
 
 @contextmanager
-def decoder_notes(path):
+def decoder_notes(path: str | os.PathLike) -> Iterator[None]:
     """Catch what the decoding libraries write straight to the process's stderr while ``path``
     is opened or read, and log it with the file's name.
 
@@ -108,30 +114,41 @@ def decoder_notes(path):
     could tell which file they are about. They are logged at debug level (``-v``); when the file
     then decodes although the decoder skipped damaged bytes, a warning names it (once per file
     and process: its audio may hold a glitch). When it fails, hitrank's own error names the file
-    and the reason. Where file descriptor 2 cannot be redirected the notes go through as before.
+    and the reason. Only the main thread captures, one capture at a time; where file descriptor
+    2 cannot be redirected (closed, no temporary file) the notes go through as before.
     """
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):
+    saved = caught = None
+    if threading.current_thread() is threading.main_thread() and _CAPTURE.acquire(blocking=False):
+        try:
+            caught = tempfile.TemporaryFile()
+            if sys.stderr is not None:  # None when Python started with file descriptor 2 closed
+                sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError):
+            if caught is not None:
+                caught.close()
+            _CAPTURE.release()
+            saved = None
+    if saved is None:
         yield
         return
     failed = False
-    with tempfile.TemporaryFile() as caught:
+    try:
         os.dup2(caught.fileno(), 2)
-        try:
-            yield
-        except BaseException:
-            failed = True
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+        yield
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        _CAPTURE.release()
+        with caught:
             caught.seek(0)
-            notes = " ".join(caught.read(DECODER_NOTE_BYTES).decode("utf-8", errors="replace").split())
-            if notes:
-                log.debug("%r: the decoder noted: %s", str(path), notes)
-            if notes and not failed and any(w in notes for w in DAMAGE_NOTES):
+            text = caught.read(DECODER_SCAN_BYTES).decode("utf-8", errors="replace")
+        if text.strip():
+            log.debug("%r: the decoder noted: %s", str(path), " ".join(text[:DECODER_NOTE_BYTES].split()))
+            if not failed and any(w in text for w in DAMAGE_NOTES):
                 _warn_damaged(str(path))
 
 

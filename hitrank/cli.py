@@ -30,14 +30,14 @@ from .commands import (
     train,
 )
 from .constants import TAGS
-from .corpus import ALLOW_OUTSIDE_ENV, Rejected, audio_arguments
+from .corpus import ALLOW_OUTSIDE_ENV, audio_results
 from .demo import DemoResult, run_demo
 from .descriptors.audio import describe_folder
 from .descriptors.config import is_descriptor_config
 from .descriptors.extractors import DEFAULT_EXTRACTOR, EXTRACTORS
 from .descriptors.fit import fit_sources
 from .embeddings import DEFAULT_EMBEDDING, DEFAULT_SCOPE, EMBEDDINGS, SCOPES
-from .errors import AudioLoadError, HitrankError
+from .errors import HitrankError
 from .fileio import atomic_write_text
 from .neighbours import DEFAULT_K, MIN_CATALOGUE, MODEL_EMBEDDING, split_cell
 from .pretrained import import_release
@@ -760,6 +760,13 @@ def _rank_columns(spread: bool, interval: bool = True) -> list:
             ("~ nearest (similarity)", _nearest_cell, "<")]
 
 
+def _has_spread(ranking) -> bool:
+    """Whether some song's score has a spread (several models disagree, or --curve's window
+    shifts move it): then its percentile has an interval."""
+    return any(c in ranking and bool((ranking[c].astype(float).fillna(0) > 0).any())
+               for c in ("score_std", "shift_spread"))
+
+
 def _print_ranking(args, ranking, failures) -> int:
     if args.json:
         rows = ranking.astype(object).where(ranking.notna(), None).to_dict("records")  # NaN -> null
@@ -776,8 +783,8 @@ def _print_ranking(args, ranking, failures) -> int:
         _print_failures(failures, "files")
         if ranking.attrs.get("reference"):
             print(f"percentiles: share of {ranking.attrs['reference']} scoring lower"
-                  + (" [interval]" if interval else
-                     " (one model: no spread, no interval)")
+                  + (" [interval]" if _has_spread(ranking) else " (one model: its score has no spread, "
+                     "the percentile no interval)")
                   if "percentile" in ranking and ranking["percentile"].notna().any()
                   else f"no percentile: {ranking.attrs['reference']}")
         if ranking.attrs.get("since"):
@@ -822,7 +829,7 @@ def cmd_tags(args) -> int:
     if not 1 <= args.top <= len(TAGS):
         raise HitrankError(f"--top {args.top}: expected 1 to {len(TAGS)} tags per file")
     failures = []
-    n_files, results = _audio_results(args.files, lambda files: tags.tag_files(files, args.model, args.device))
+    n_files, results = audio_results(args.files, lambda files: tags.tag_files(files, args.model, args.device))
     for path, t in results:
         if isinstance(t, HitrankError):
             _file_failed(path, t, failures, args.json)
@@ -884,7 +891,7 @@ def cmd_highlight(args) -> int:
         log.warning("--model %r is not used: --method fallback finds the highlight without a model "
                     "(drop --method to use the attention highlighter)", str(args.model))
     failures = []
-    n_files, results = _audio_results(args.files,
+    n_files, results = audio_results(args.files,
                                       lambda files: highlight_files(files, args.method, args.model, plot=args.plot))
     header_shown = False
     for path, h in results:
@@ -904,21 +911,6 @@ def cmd_highlight(args) -> int:
             print(f"{h['start']:7.1f} {h['end']:7.1f}  {h['method']:<9}  {path}{note}")
     _print_file_failures(failures, n_files)
     return EXIT_PARTIAL if failures else EXIT_OK
-
-
-def _audio_results(paths, run):
-    """``(path, result)`` of each file of ``tags``/``highlight`` in order (a folder: its audio
-    files, as ``rank`` lists them), ``run(files)`` yielding those of the files; an argument
-    refused before decoding (a folder without audio) gets its AudioLoadError in its place.
-    Returns ``(number of files, generator)``."""
-    entries = audio_arguments(paths)
-
-    def results():
-        done = run([e for e in entries if not isinstance(e, Rejected)])
-        for e in entries:
-            yield (e.path, AudioLoadError(e.path, e.reason)) if isinstance(e, Rejected) else next(done)
-
-    return len(entries), results()
 
 
 def _file_failed(path, exc: HitrankError, failures: list[str], json_lines: bool) -> None:

@@ -29,7 +29,14 @@ import pandas as pd
 
 from .audio import check_file
 from .config import Config, check_available, highlighter_checkpoint, load_config, with_overrides
-from .corpus import check_training_labels, is_audio_name, list_folder, no_audio_found, read_labels
+from .corpus import (
+    check_training_labels,
+    is_audio_name,
+    list_folder,
+    no_audio_found,
+    read_labels,
+    reference_source,
+)
 from .cv import dataset_parts, group_column, run_cv, run_train
 from .cvreport import comparison_table, load_run, pairwise, write_cv_report
 from .data import Dataset, fewer_folds_hint, load_dataset
@@ -69,7 +76,6 @@ from .report import write_ranking_report
 from .runinfo import (
     add_run_info,
     model_fingerprint,
-    read_run_info,
     resolve_model,
     run_folder,
     run_kind,
@@ -557,7 +563,7 @@ def similar(song, reference=None, *, model=None, embedding: str | None = None, k
                                           cache=cache, workers=workers, device=device, progress=progress,
                                           highlighter=None, engine="local", address=None)
         if kind == "transfer":  # its own embedding is the pretrained network it learned on
-            embedding = (read_run_info(run_folder(path)) or {}).get("embedding") or embedding
+            embedding = ranking.attrs.get("embedding", embedding)
         if failures:
             raise HitrankError(f"{str(song)!r}: {failures[0][2]}")
         if "nearest" not in ranking:
@@ -577,6 +583,7 @@ def similar(song, reference=None, *, model=None, embedding: str | None = None, k
     else:
         if reference is None:
             raise HitrankError("similar without --model compares with --reference LABELS.csv|FOLDER: give one")
+        reference_source(reference)
         params = with_embedding(FeatureParams(), embedding, "song")
         stores = []
         for src, where in ((song, cache), (reference, None)):

@@ -16,6 +16,7 @@ import math
 import os
 import re
 import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import pandas as pd
 
 from . import audio
 from .constants import AUDIO_EXTENSIONS, UNSUPPORTED_AUDIO_EXTENSIONS
-from .errors import LabelsError
+from .errors import AudioLoadError, LabelsError
 from .fileio import row_lines
 
 log = logging.getLogger(__name__)
@@ -373,16 +374,28 @@ def resolve_source(
 
 
 #: why a folder given for its audio is refused when it holds none
-NO_AUDIO = f"no audio files found (looked for {', '.join(AUDIO_EXTENSIONS)})"
+NO_AUDIO = (f"no audio files found (looked for {', '.join(AUDIO_EXTENSIONS)}; folders whose names start "
+            "with '.' are skipped)")
 
 
 def no_audio_found(folder: str | os.PathLike, doing: str) -> LabelsError:
     """The refusal of a folder that holds no audio file (``doing``: what it was given for,
-    e.g. ``rank``)."""
-    return LabelsError(f"{str(folder)!r}: {NO_AUDIO}; nothing to {doing}")
+    e.g. ``rank``, ``compare with (--reference)``)."""
+    return LabelsError(f"{str(folder)!r}: {NO_AUDIO}; nothing to {doing}: check the path")
 
 
-def audio_arguments(paths) -> list[str | Rejected]:
+def reference_source(reference: str | os.PathLike) -> Path:
+    """A ``--reference`` (a labels CSV or a folder of songs to compare with), checked before
+    any song is ranked: LabelsError when it does not exist or is a folder without audio."""
+    src = Path(reference)
+    if not src.exists():
+        raise LabelsError(f"reference={str(reference)!r}: no such labels CSV or folder")
+    if src.is_dir() and not list_folder(src):
+        raise no_audio_found(src, "compare with (--reference)")
+    return src
+
+
+def audio_arguments(paths: Iterable[str | os.PathLike]) -> list[str | Rejected]:
     """The files a command over audio files (``tags``, ``highlight``) runs on, in the order
     given: each argument as it is, a folder replaced by its audio files (recursive and sorted,
     as ``rank`` lists them, each as the folder joined with its relative path). A folder without
@@ -394,11 +407,28 @@ def audio_arguments(paths) -> list[str | Rejected]:
         if not Path(arg).is_dir():
             entries.append(arg)
             continue
-        refs, bad = resolve_source(arg)
-        by_id = {r.song_id: os.path.join(arg, r.song_id) for r in refs}
-        by_id.update({r.song_id: Rejected(r.song_id, os.path.join(arg, r.song_id), r.reason) for r in bad})
-        entries += [by_id[k] for k in sorted(by_id)] or [Rejected(arg, arg, NO_AUDIO)]
+        named = {r.song_id for r in resolve_source(arg)[0]}  # (and a warning for a file listed twice)
+        listed = [os.path.join(arg, r.song_id) if r.song_id in named else
+                  Rejected(printable(r.song_id), printable(os.path.join(arg, r.song_id)), NOT_UTF8)
+                  for r in list_folder(arg)]  # in rank's order
+        entries += listed or [Rejected(arg, arg, NO_AUDIO)]
     return entries
+
+
+def audio_results(paths, run) -> tuple[int, Iterator[tuple[str, object]]]:
+    """``(path, result)`` of each file of a command over audio files, in the order given (a
+    folder: its audio files, :func:`audio_arguments`): ``run(files)`` returns an iterator of
+    ``(path, result)`` of the files, called here so that its usage errors raise before any
+    file; an argument refused before decoding (a folder without audio) gets its
+    :class:`AudioLoadError` in its place. Returns ``(number of files, iterator)``."""
+    entries = audio_arguments(paths)
+    done = run([e for e in entries if not isinstance(e, Rejected)])
+
+    def results():
+        for e in entries:
+            yield (e.path, AudioLoadError(e.path, e.reason)) if isinstance(e, Rejected) else next(done)
+
+    return len(entries), results()
 
 
 def _text(value) -> str:

@@ -25,6 +25,11 @@ from .tags import check_tagger, segment_tags
 
 log = logging.getLogger(__name__)
 
+#: without a progress bar, extraction logs about this many progress lines ...
+PROGRESS_LINES = 10
+#: ... each after at least this many songs
+PROGRESS_LINE_MIN_SONGS = 10
+
 
 @dataclass
 class ExtractReport:
@@ -222,13 +227,15 @@ def extract(
         paths = {r.song_id: r.path for r in todo}
         bar = tqdm(total=len(jobs), desc="extract", unit="song", disable=not progress)
         # without a progress bar (output to a file or pipe: a batch job's log), a line per tenth
-        step = max(10, len(jobs) // 10)
+        step = max(PROGRESS_LINE_MIN_SONGS, len(jobs) // PROGRESS_LINES)
+        failed_here = 0
         if not progress and jobs:
             log.info("extracting %d songs into %s", len(jobs), out)
         try:
             with get_engine(engine, workers, address) as run:
-                for done, (song_id, feats, info, reason) in enumerate(run(_job, jobs, _crashed), 1):
+                for n_done, (song_id, feats, info, reason) in enumerate(run(_job, jobs, _crashed), 1):
                     if feats is None:
+                        failed_here += 1
                         log.error("%r: %s", paths[song_id], reason)
                         store.fail(song_id, reason)
                         report.failures.append((song_id, paths[song_id], reason))
@@ -238,8 +245,8 @@ def extract(
                         if info.get("silent"):
                             report.silent.append((song_id, paths[song_id]))
                     bar.update()
-                    if not progress and (done % step == 0 or done == len(jobs)):
-                        log.info("%d of %d songs extracted (%d failed)", done, len(jobs), len(report.failures))
+                    if not progress and (n_done % step == 0 or n_done == len(jobs)):
+                        log.info("extracted %d of %d songs (%d of them failed)", n_done, len(jobs), failed_here)
         finally:
             bar.close()
     return report

@@ -46,6 +46,7 @@ import torch
 from .audio import file_tags
 from .corpus import labelled_names
 from .errors import ParameterError
+from .features import FeatureParams
 from .fileio import atomic_path
 from .inference import predict
 from .runinfo import read_run_info, run_folder
@@ -344,7 +345,7 @@ def training_catalogue(model: str | os.PathLike, embedding: str, scorers,
     return cat, ""
 
 
-def training_sources(model: str | os.PathLike, embedding: str):
+def training_sources(model: str | os.PathLike, embedding: str) -> tuple[str, FeatureParams] | None:
     """What the training songs of a run need to be embedded by a pretrained network its
     training store lacks: ``(labels CSV, the store's FeatureParams)``, or None when the store
     already holds ``embedding`` (or the model's own), or the run records no usable store or

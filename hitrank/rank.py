@@ -33,7 +33,7 @@ import pandas as pd
 import torch
 
 from . import audio, embeddings, neighbours, segments
-from .corpus import song_names
+from .corpus import reference_source, song_names
 from .curve import CURVE_HOP_SECONDS, load_scorers, song_curve, unstable
 from .errors import CheckpointError, HitrankError, ParameterError
 from .extract import extract
@@ -216,7 +216,11 @@ def rank_folder(
     # only songs in the folder now (the cache may remember songs since removed)
     ok = man[(man.status == "ok") & man.song_id.isin(set(rep.song_ids))].reset_index(drop=True)
     failures = list(rep.failures)
-    cat, neighbours_note = (_catalogue(ref_ranked, reference, model, embedding, scorers, dev, progress) if nearest
+    # the closest songs' catalogue; for nothing to rank, only when a --since ranking reports with it
+    want = bool(nearest) and (len(ok) > 0 or bool(skip))
+    extracting = {"workers": workers, "progress": progress, "highlighter": highlighter, "engine": engine,
+                  "address": address}
+    cat, neighbours_note = (_catalogue(ref_ranked, reference, model, embedding, scorers, dev, extracting) if want
                             else (None, ""))  # "": none asked for (nearest=0), nothing to say
     if cat is not None:
         neighbours_note = cat.name
@@ -288,9 +292,7 @@ def _reference(reference, model, scorers, **rank_kwargs) -> tuple[Reference | No
         return reference, "", None
     if reference is None:
         return (*training_reference(model, scorers[0].target), None)
-    src = Path(reference)
-    if not src.exists():
-        raise ParameterError(f"reference={str(reference)!r}: no such labels CSV or folder")
+    src = reference_source(reference)
     cache = rank_kwargs.pop("cache")
     ref_cache = Path(cache).with_name(Path(cache).name + "_reference") if cache else None
     ranked, failed = rank_folder(src, model, cache=ref_cache, nearest=0, **rank_kwargs)
@@ -304,7 +306,7 @@ def _reference(reference, model, scorers, **rank_kwargs) -> tuple[Reference | No
 
 
 def _catalogue(ref_ranked, reference, model, embedding: str, scorers,
-               dev, progress: bool = False) -> tuple[neighbours.Catalogue | None, str]:
+               dev, extracting: dict | None = None) -> tuple[neighbours.Catalogue | None, str]:
     """The catalogue of the nearest songs: the ranked reference songs, else the run's
     training songs; or None and why not."""
     if ref_ranked is not None:
@@ -321,6 +323,12 @@ def _catalogue(ref_ranked, reference, model, embedding: str, scorers,
     if sources is not None:  # a pretrained network the training store lacks: embed its songs (cached)
         labels, params = sources
         stored = embeddings.with_embedding(params, embedding, "song")
-        rep = extract(labels, cached_store_path(labels, stored), stored, progress=progress)
+        rep = extract(labels, cached_store_path(labels, stored), stored, **(extracting or {}))
+        usable = FeatureStore.open(rep.store).manifest
+        usable = usable[(usable.status == "ok") & ~usable.silent.astype(bool) & usable.song_id.isin(set(rep.song_ids))]
+        if usable.empty:
+            return None, (f"no training song of {Path(labels).name} could be embedded by {embedding} "
+                          f"({len(rep.failures)} failed: is their audio on this machine?); pass --reference "
+                          "LABELS.csv|FOLDER, or --nearest 0")
         embedded = (rep.store, rep.song_ids)
     return neighbours.training_catalogue(model, embedding, scorers, dev, embedded)

@@ -418,7 +418,7 @@ def _page(ranking: pd.DataFrame, attrs: dict, failures: list, out: Path, model: 
     lo, hi = (float(scores.min()), float(scores.max())) if len(scores) else (0.0, 1.0)
     links = _catalogue_links(attrs.get("catalogue_paths", {}), out.parent) if near_col else {}
     # a model of whole songs (a transfer run's song embedding, descriptors) analysed no segment
-    analysed = None if "seg_start" in ranking else str(attrs.get("analysed") or "n/a")
+    analysed = None if "seg_start" in ranking else str(attrs.get("analysed") or "-")
     players = ("players start at the analysed 30 s segment (the highlight for HL-30 models)"
                if analysed is None else f"players start at the beginning (analysed: {esc(analysed)})")
     first, data = [], []

@@ -96,6 +96,28 @@ def test_mp3_decoder_notes_name_their_file(tmp_path, capfd, caplog):
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
 
 
+def test_decoder_notes_restore_stderr_when_nested_or_without_a_stderr(tmp_path, monkeypatch):
+    import os
+    import sys
+
+    def where():
+        st = os.fstat(2)
+        return st.st_dev, st.st_ino
+
+    before = where()
+    with audio.decoder_notes("outer"):
+        with audio.decoder_notes("inner"):  # one capture at a time: the inner one passes through
+            pass
+        with pytest.raises(KeyError):
+            with audio.decoder_notes("inner"):
+                raise KeyError("x")
+    assert where() == before
+    monkeypatch.setattr(sys, "stderr", None)  # Python started with file descriptor 2 closed
+    sf.write(tmp_path / "t.wav", np.zeros(100, np.float32) + 0.1, 22050)
+    assert audio.info(tmp_path / "t.wav").frames == 100
+    assert where() == before
+
+
 def _silent_or_music(tmp_path, name, y, sr=22050, subtype=None):
     sf.write(tmp_path / name, y.astype(np.float32), sr, subtype=subtype)
     return audio.load_mid30(tmp_path / name, allow_silent=True)

@@ -249,5 +249,5 @@ def test_extraction_without_a_progress_bar_logs_its_progress(tmp_path, caplog):
     rep = extract(tmp_path, tmp_path / "store", FeatureParams(), progress=False)
     assert rep.new == 12
     lines = [r.message for r in caplog.records if r.name == "hitrank.extract"]
-    assert lines == [f"extracting 12 songs into {tmp_path / 'store'}", "10 of 12 songs extracted (0 failed)",
-                     "12 of 12 songs extracted (0 failed)"]
+    assert lines == [f"extracting 12 songs into {tmp_path / 'store'}", "extracted 10 of 12 songs (0 of them failed)",
+                     "extracted 12 of 12 songs (0 of them failed)"]

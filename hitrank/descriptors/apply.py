@@ -96,4 +96,5 @@ def rank_descriptor_folder(folder, model, cache=None, workers: int = 1, progress
     })
     ranking = ranking.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
     ranking.insert(0, "rank", np.arange(1, len(ranking) + 1))
+    ranking.attrs["analysed"] = "the whole song (its first 10 minutes)"  # for the HTML report
     return ranking, failures

@@ -99,11 +99,14 @@ def tag_files(paths, model: str = DEFAULT_TAGGER, device: str = "auto"):
     """Tag each file: yields ``(path, tag_file result)``, or ``(path, HitrankError)`` for a file
     that fails (the batch goes on). Missing tagger weights stop before the first file."""
 
-    _check_model(model)  # missing weights are one error, not one per file
-    dev = str(pick_device(device))
+    _check_model(model)  # missing weights are one error, not one per file, raised here (not lazily)
+    return _tag_each(list(paths), model, str(pick_device(device)))
+
+
+def _tag_each(paths: list, model: str, device: str):
     for path in paths:
         try:
-            yield path, tag_file(path, model, dev)
+            yield path, tag_file(path, model, device)
         except HitrankError as exc:
             yield path, exc
 

@@ -27,13 +27,15 @@ def highlight_files(paths, method: str | None = None, model_path=None, plot=None
     """
     method = method or ("attention" if model_path else "fallback")
     model = None
-    if method == "attention":
+    if method == "attention":  # a usage error stops the batch here, before any file (not lazily)
         if not model_path:
             raise HitrankError("--method attention needs --model CKPT (or use --method fallback)")
         model = load_highlighter(model_path)
-    paths = list(paths)
-    names = distinct_tails(paths)
-    for path, name in zip(paths, names, strict=True):
+    return _highlight_each(list(paths), method, model, plot)
+
+
+def _highlight_each(paths: list, method: str, model, plot):
+    for path, name in zip(paths, distinct_tails(paths), strict=True):
         try:
             h = find_highlight(path, method, model)
         except HitrankError as exc:
@@ -45,7 +47,7 @@ def highlight_files(paths, method: str | None = None, model_path=None, plot=None
         yield path, h
 
 
-def distinct_tails(paths) -> list[str]:
+def distinct_tails(paths: list[str]) -> list[str]:
     """The shortest end of each path (its file name, then as many parent folders as needed)
     that no other path of ``paths`` shares, as a relative POSIX path; a file given twice gets
     one name. ``['x/a/s.wav', 'x/b/s.wav', 't.wav']`` -> ``['a/s.wav', 'b/s.wav', 't.wav']``."""

@@ -29,7 +29,7 @@ import pandas as pd
 import yaml
 
 from .. import embeddings, neighbours, ood, segments, strata
-from ..corpus import check_training_labels, read_text_table, song_names
+from ..corpus import check_training_labels, read_text_table, reference_source, song_names
 from ..data import check_fold_sizes, count_groups, make_folds, usable_songs
 from ..errors import ConfigError, HitrankError, LabelsError
 from ..extract import ExtractReport, extract
@@ -651,7 +651,7 @@ def rank_transfer_folder(folder, model, *, cache=None, workers: int = 1, progres
     failures = list(rep.failures)
     if reference is not None:
         ref, cat = _transfer_reference(reference, models, params, workers, progress)
-        cat_note = ""
+        cat_note = ref_note = ""
     else:
         ref = models[0]["reference"]
         ref = Reference(ref["name"], ref["scores"], np.asarray(ref["song_ids"])) if ref is not None else None
@@ -660,6 +660,7 @@ def rank_transfer_folder(folder, model, *, cache=None, workers: int = 1, progres
     warn_if_coarse(ref)
     use_cat = bool(nearest) and cat is not None
     context = {"store": str(st.root), "reference": ref.name if ref is not None else ref_note,
+               "embedding": params.embedding,
                "analysed": "the whole song" if params.embedding_scope == "song" else f"its {params.segment} segment",
                "neighbours": cat.name if use_cat else ("" if not nearest else cat_note),
                **({"catalogue_paths": dict(zip(cat.song_ids, cat.paths, strict=True))} if use_cat else {})}
@@ -700,15 +701,16 @@ def _out_of_fold_reference(model) -> tuple[Reference | None, str]:
     """A ``cv`` run's reference: every training song's out-of-fold score (``predictions.csv``,
     ``pred`` on the target's scale, as each fold model scored it), or None and why not."""
     path = run_folder(model) / OOF_FILE
-    try:
-        pred = pd.read_csv(path, usecols=["song_id", "pred"], dtype={"song_id": str})
+    try:  # song ids as written ("NA" is an id), scores as numbers
+        pred = pd.read_csv(path, usecols=["song_id", "pred"], dtype={"song_id": str}, keep_default_na=False,
+                           na_values={"pred": ["", "nan", "NaN"]})
         scores = pred["pred"].to_numpy(dtype=np.float64)
     except (OSError, ValueError, pd.errors.ParserError) as exc:
-        return None, (f"none: {str(path)!r} cannot be read as a cv run's out-of-fold scores "
+        return None, (f"{str(path)!r} cannot be read as a cv run's out-of-fold scores "
                       f"({type(exc).__name__}); pass --reference LABELS.csv|FOLDER")
     keep = np.isfinite(scores)
     if keep.sum() < MIN_REFERENCE:
-        return None, f"none: {str(path)!r} holds {int(keep.sum())} finite scores; pass --reference LABELS.csv|FOLDER"
+        return None, f"{str(path)!r} holds {int(keep.sum())} finite scores; pass --reference LABELS.csv|FOLDER"
     return Reference(f"the {int(keep.sum())} training songs of {run_folder(model).name} (out-of-fold)",
                      scores[keep], pred["song_id"].to_numpy()[keep]), ""
 
@@ -716,9 +718,7 @@ def _out_of_fold_reference(model) -> tuple[Reference | None, str]:
 def _transfer_reference(reference, models, params: FeatureParams, workers: int, progress: bool):
     """A labels CSV or folder as the percentile's reference (its songs scored by ``models``)
     and the nearest songs' catalogue."""
-    src = Path(reference)
-    if not src.exists():
-        raise HitrankError(f"reference={str(reference)!r}: no such labels CSV or folder")
+    src = reference_source(reference)
     st, rep = embed_source(src, params, None, workers=workers, progress=progress)
     if rep.failures:
         log.warning("%d reference song(s) of %s could not be embedded", len(rep.failures), src)
