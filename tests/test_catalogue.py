@@ -269,6 +269,9 @@ def test_rank_refuses_an_empty_folder_and_creates_the_out_folder(quick_run, corp
                     in capsys.readouterr().err.split(f"; nothing to {doing}")[0])
             assert not (tmp_path / command).exists()
     assert not (tmp_path / "x.csv").exists()
+    song = sorted((corpus / "audio").glob("*.wav"))[0]
+    assert main(["rank", str(song), "--model", str(quick_run), "-q", "--reference", str(empty)]) == 2
+    assert f"{str(empty)!r}: no audio files found" in capsys.readouterr().err.split("; nothing to compare with")[0]
     (text_only / "Song One.m4a").write_bytes(b"\0\0\0 ftypM4A " + bytes(500))
     (text_only / "two.WMA").write_bytes(bytes(500))
     # before: "no audio files found", the two files never named

@@ -367,6 +367,21 @@ def test_a_spectrogram_run_finds_its_training_songs_closest_in_a_pretrained_embe
     assert len(rows) == 12
     for r in rows:  # each excerpt was a training song: its own closest, in musicnn's embedding
         assert r["nearest"].split(";")[0] == "x" + r["song_id"].removesuffix(".ogg") and float(r["nearest_similarity"].split(";")[0]) > 0.99
+    # a run whose training audio is not on this machine: ranked all the same, the note says why
+    # there are no nearest songs (before: exit 2, "catalogue ... holds no usable song")
+    table = pd.read_csv(real_like / "labels.csv").head(24)
+    for p in table.path:
+        (tmp_path / "copy" / p).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(real_like / p, tmp_path / "copy" / p)
+    table.to_csv(tmp_path / "copy" / "labels.csv", index=False)
+    moved = tmp_path / "moved"
+    assert main(["train", "--config", "table1/a_simple_cnn_mid30", "--labels", str(tmp_path / "copy" / "labels.csv"),
+                 "--out", str(moved), "--set", "train.epochs=1", "--set", "train.target=rank", "-q"]) == 0
+    shutil.rmtree(tmp_path / "copy" / "audio")
+    capsys.readouterr()
+    assert main(["rank", str(real_like / "audio" / "a"), "--model", str(moved), "--embedding", "musicnn", "-q"]) == 0
+    assert "no nearest songs: no training song of labels.csv could be embedded by musicnn (24 failed" in (
+        capsys.readouterr().out)
 
 
 @needs_musicnn
