@@ -285,17 +285,23 @@ def rank_folder(
     return ranking, failures
 
 
+#: ``reference`` of the ranking of a reference's own songs: no percentile of theirs is needed
+_SCORES_ONLY = object()
+
+
 def _reference(reference, model, scorers, **rank_kwargs) -> tuple[Reference | None, str, pd.DataFrame | None]:
     """The percentile's reference, why there is none (in words) and the reference songs'
     ranking (None unless ``reference`` is a labels CSV or folder)."""
     if isinstance(reference, Reference):
         return reference, "", None
+    if reference is _SCORES_ONLY:  # the reference songs themselves: their scores are all that is used
+        return None, "", None
     if reference is None:
         return (*training_reference(model, scorers[0].target), None)
     src = reference_source(reference)
     cache = rank_kwargs.pop("cache")
     ref_cache = Path(cache).with_name(Path(cache).name + "_reference") if cache else None
-    ranked, failed = rank_folder(src, model, cache=ref_cache, nearest=0, **rank_kwargs)
+    ranked, failed = rank_folder(src, model, cache=ref_cache, nearest=0, reference=_SCORES_ONLY, **rank_kwargs)
     if failed:
         log.warning("%d reference song(s) of %s could not be scored", len(failed), src)
     if "silent" not in ranked:

@@ -254,7 +254,7 @@ def test_allow_outside_reaches_every_command_that_reads_labels(quick_run, corpus
     assert args.allow_outside is True
 
 
-def test_rank_refuses_an_empty_folder_and_creates_the_out_folder(quick_run, corpus, tmp_path, capsys):
+def test_rank_refuses_an_empty_folder_and_creates_the_out_folder(quick_run, corpus, tmp_path, capsys, caplog):
     empty, text_only = tmp_path / "empty", tmp_path / "text"
     empty.mkdir()
     text_only.mkdir()
@@ -270,6 +270,12 @@ def test_rank_refuses_an_empty_folder_and_creates_the_out_folder(quick_run, corp
             assert not (tmp_path / command).exists()
     assert not (tmp_path / "x.csv").exists()
     song = sorted((corpus / "audio").glob("*.wav"))[0]
+    # percentiles against a catalogue of 24 songs: no word of the run's few validation songs
+    # (the reference songs' own ranking computed and warned about them before)
+    caplog.set_level("WARNING", logger="hitrank.reference")
+    assert main(["rank", str(song), "--model", str(quick_run), "--reference", str(corpus / "audio"),
+                 "--nearest", "0", "--cache", str(tmp_path / "c_ref")]) == 0
+    assert "validation songs" not in caplog.text
     assert main(["rank", str(song), "--model", str(quick_run), "-q", "--reference", str(empty)]) == 2
     assert f"{str(empty)!r}: no audio files found" in capsys.readouterr().err.split("; nothing to compare with")[0]
     (text_only / "Song One.m4a").write_bytes(b"\0\0\0 ftypM4A " + bytes(500))
