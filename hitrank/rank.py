@@ -228,7 +228,7 @@ def rank_folder(
                "neighbours": neighbours_note, "segment": segment,
                **({"catalogue_paths": dict(zip(cat.song_ids, cat.paths, strict=True))} if cat is not None else {})}
     if len(ok) == 0:  # nothing to rank (every file failed, or all were ranked before: --since)
-        empty = pd.DataFrame(columns=["rank", "song_id", "path", "score"])
+        empty = pd.DataFrame(columns=RANKING_COLUMNS)  # what --since checks the previous rows against
         empty.attrs.update(context, between_song_sd=ref.sd if ref is not None else np.nan)
         return empty, failures  # with the context a merged --since ranking reports with
     parts = [_score_chunk(store, scorers, list(ids), dev)
@@ -283,6 +283,12 @@ def rank_folder(
     # the store for the HTML report (log-mel images, curves, tags), the reference's and the catalogue's names
     ranking.attrs.update(context, between_song_sd=between)
     return ranking, failures
+
+
+#: the columns every ranking of a spectrogram model has (options add ``best_*``, ``nearest*``)
+RANKING_COLUMNS = ["rank", "song_id", "path", "artist", "title", "score", "score_std", "predicted_hit_score",
+                   "n_models", "seg_start", "seg_end", "duration", "padded", "silent", "ood_score", "ood",
+                   "ood_note", "percentile", "percentile_lo", "percentile_hi", "flags"]
 
 
 #: ``reference`` of the ranking of a reference's own songs: no percentile of theirs is needed

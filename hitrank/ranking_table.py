@@ -212,7 +212,9 @@ def merge_rankings(previous: pd.DataFrame, new: pd.DataFrame, listed, key: str =
     ------
     LabelsError
         When the previous rows and the new ones have different columns (the previous CSV was
-        made with other options, e.g. without ``--curve``): merging would sort them apart.
+        made with other options, e.g. without ``--curve``): merging would sort them apart; with
+        nothing new (``new`` empty, listing the columns every ranking of its model has), when
+        the previous rows lack one of them (an edited CSV).
 
     Returns
     -------
@@ -223,13 +225,15 @@ def merge_rankings(previous: pd.DataFrame, new: pd.DataFrame, listed, key: str =
     if not isinstance(listed, dict):
         listed = {s: p for s, p in zip(previous.song_id, previous.path, strict=True) if s in set(listed)}
     keep = still_valid(previous, listed)
-    if len(keep) and len(new):
-        ours, theirs = set(new.columns) - {"rank"}, set(keep.columns) - {"rank"}
-        if ours != theirs:
-            raise LabelsError(f"{source} was made with other options or by another hitrank version: it lacks "
-                              f"{sorted(ours - theirs)} and has {sorted(theirs - ours)} beyond this ranking's "
-                              "columns; rank with the same model and options (--curve, --nearest, --reference "
-                              "...) or without --since")
+    ours, theirs = set(new.columns) - {"rank"}, set(keep.columns) - {"rank"}
+    if len(keep) and len(new) and ours != theirs:
+        raise LabelsError(f"{source} was made with other options or by another hitrank version: it lacks "
+                          f"{sorted(ours - theirs)} and has {sorted(theirs - ours)} beyond this ranking's "
+                          "columns; rank with the same model and options (--curve, --nearest, --reference "
+                          "...) or without --since")
+    if len(keep) and not len(new) and ours - theirs:  # nothing new: the columns every such ranking has
+        raise LabelsError(f"{source} lacks {sorted(ours - theirs)}, which every ranking of this model has: it "
+                          "was edited or made by another hitrank version; rank without --since")
     parts = [p.drop(columns="rank", errors="ignore") for p in (keep, new) if len(p)]
     merged = pd.concat(parts, ignore_index=True) if parts else new.drop(columns="rank", errors="ignore")
     if key not in merged:

@@ -76,6 +76,13 @@ def test_failures_stay_in_the_csv_and_since_ranks_only_new_songs(quick_run, corp
     again, _ = rank(folder, quick_run, cache=cache, since=full, nearest=0, progress=False)
     assert list(again.song_id) == list(t2.song_id) and again.attrs["since"]["new"] == 0
     assert again.attrs["store"] == str(cache) and again.attrs["reference"]
+    # ... and a previous CSV that lost a column every ranking has is refused (before: merged without it)
+    from hitrank.rank import RANKING_COLUMNS
+
+    assert set(RANKING_COLUMNS) <= set(pd.read_csv(full).columns)
+    pd.read_csv(full, keep_default_na=False).drop(columns=["flags"]).to_csv(tmp_path / "edited.csv", index=False)
+    with pytest.raises(LabelsError, match=r"lacks \['flags'\], which every ranking of this model has"):
+        rank(folder, quick_run, cache=cache, since=tmp_path / "edited.csv", nearest=0, progress=False)
     # a previous CSV holding only its header (every row deleted): said, and everything ranked anew
     (tmp_path / "header.csv").write_text(first.read_text().splitlines()[0] + "\n")
     assert main(["rank", str(folder), "--model", str(quick_run), "--out", str(tmp_path / "third.csv"), "--since",

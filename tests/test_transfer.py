@@ -288,6 +288,9 @@ def test_cv_train_and_rank_on_real_like_excerpts(real_like, tmp_path, capsys, ca
     assert "36 of the 36 ranked songs are songs model learned from (e.g. " in caplog.text  # in-sample scores
     ranking = pd.read_csv(out)
     assert {"path", "score", "percentile"} <= set(ranking.columns) and len(ranking) == 36
+    from hitrank.transfer.protocol import RANKING_COLUMNS
+
+    assert set(RANKING_COLUMNS) <= set(ranking.columns)  # what --since checks an edited CSV against
     truth = pd.read_csv(real_like / "labels.csv")
     truth["key"] = truth.path.str.split("/").str[-2:].str.join("/")
     ranking["key"] = ranking.path.str.split("/").str[-2:].str.join("/")

@@ -665,7 +665,7 @@ def rank_transfer_folder(folder, model, *, cache=None, workers: int = 1, progres
                "neighbours": cat.name if use_cat else ("" if not nearest else cat_note),
                **({"catalogue_paths": dict(zip(cat.song_ids, cat.paths, strict=True))} if use_cat else {})}
     if len(ok) == 0:  # nothing to rank (every file failed, or all were ranked before: --since)
-        empty = pd.DataFrame(columns=["rank", "song_id", "path", "score"])
+        empty = pd.DataFrame(columns=RANKING_COLUMNS)  # what --since checks the previous rows against
         empty.attrs.update(context)
         return empty, failures  # with the context a merged --since ranking reports with
     X = st.load_embeddings(list(ok.song_id)).astype(np.float64)
@@ -695,6 +695,11 @@ def rank_transfer_folder(folder, model, *, cache=None, workers: int = 1, progres
     ranking.insert(0, "rank", np.arange(1, len(ranking) + 1))
     ranking.attrs.update(context)
     return ranking, failures
+
+
+#: the columns every ranking of a transfer model has (``nearest*`` added with closest songs)
+RANKING_COLUMNS = ["rank", "song_id", "path", "artist", "title", "score", "score_std", "n_models", "duration",
+                   "silent", "ood_score", "ood", "ood_note", "percentile", "percentile_lo", "percentile_hi", "flags"]
 
 
 def _out_of_fold_reference(model) -> tuple[Reference | None, str]:
