@@ -254,9 +254,9 @@ def pick(cands: list[str], scores: dict, fold_scores: dict, rule: str) -> str:
 
 
 def pick_reason(cands: list[str], scores: dict, fold_scores: dict, rule: str, chosen: str) -> str:
-    """Why :func:`pick` chose ``chosen``, in words: under ``one_se``, the standard error each
-    simpler candidate was held to (``ridge +0.523 is 0.056 below gbdt, more than its standard
-    error 0.030``)."""
+    """Why :func:`pick` chose ``chosen``, in words: under ``one_se``, each simpler candidate's
+    gap to the best and the standard error it was held to (``ridge 0.056 below gbdt, more than
+    its standard error 0.030``)."""
     finite = {c: v for c, v in scores.items() if np.isfinite(v)}
     if not finite:
         return "no inner score is defined: the first candidate"
