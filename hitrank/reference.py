@@ -132,7 +132,7 @@ def percentile_text(percentile: float, lo: float, hi: float) -> str:
     return f"{percentile:.0f}% [{lo:.0f}, {hi:.0f}]"
 
 
-def training_reference(model: str | os.PathLike, target: Target) -> tuple[Reference | None, str]:
+def training_reference(model: str | os.PathLike, target: Target | None) -> tuple[Reference | None, str]:
     """The default reference of a run: its training songs' out-of-fold (cv) or validation
     (train) scores, mapped to the target's transformed scale.
 
@@ -140,7 +140,8 @@ def training_reference(model: str | os.PathLike, target: Target) -> tuple[Refere
     ----------
     model : the resolved run folder or checkpoint file
     target : the run's target (a fold model's: predictions are mapped from raw hit scores to
-        its transformed scale, where the fold models are commensurate)
+        its transformed scale, where the fold models are commensurate); None when the
+        predictions are on the ranked scores' scale already (a transfer ``cv`` run's)
 
     Returns
     -------
@@ -150,16 +151,22 @@ def training_reference(model: str | os.PathLike, target: Target) -> tuple[Refere
     for file, how in ((OOF_FILE, "out-of-fold"), (VALIDATION_FILE, "validation")):
         path = run / file
         if path.is_file():
-            pred = pd.read_csv(path)
+            # song ids as written ("NA" is an id), predictions as numbers
+            pred = pd.read_csv(path, dtype={"song_id": str}, keep_default_na=False,
+                               na_values={"pred": ["", "nan", "NaN"]})
             if not {"song_id", "pred"} <= set(pred.columns):
                 return None, f"{str(path)!r} has no song_id/pred columns"
             try:
-                scores = target.unstandardise(target.transform(pred["pred"].to_numpy(dtype=np.float64)))
+                raw = pred["pred"].to_numpy(dtype=np.float64)
+                scores = raw if target is None else target.unstandardise(target.transform(raw))
             except ConfigError as exc:
                 return None, f"{str(path)!r}: its predictions do not fit the model's target ({exc})"
             what = "training songs" if how == "out-of-fold" else "validation songs"
-            return Reference(f"the {len(pred)} {what} of {run.name} ({how})", scores,
-                             pred["song_id"].astype(str).to_numpy()), ""
+            n = int(np.isfinite(scores).sum())
+            try:
+                return Reference(f"the {n} {what} of {run.name} ({how})", scores, pred["song_id"].to_numpy()), ""
+            except ParameterError as exc:  # fewer than MIN_REFERENCE finite scores
+                return None, f"{str(path)!r}: {exc}; pass --reference LABELS.csv|FOLDER"
     if run.resolve().parent == models_dir().resolve():  # `hitrank pretrained import` put it there
         return None, (f"{run.name} is an imported pretrained model: no training songs of it are at hand to "
                       "compare with; pass --reference LABELS.csv|FOLDER (a catalogue you know, scored by "

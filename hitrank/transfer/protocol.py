@@ -38,8 +38,8 @@ from ..fileio import atomic_write_text, strict_json
 from ..metrics import METRICS, ranking_metrics
 from ..payload import load_payload, save_payload
 from ..ranking_table import flags_column
-from ..reference import MIN_REFERENCE, OOF_FILE, Reference, warn_if_coarse
-from ..runinfo import find_checkpoints, read_run_info, rows_fingerprint, run_folder, write_run_info
+from ..reference import MIN_REFERENCE, Reference, training_reference, warn_if_coarse
+from ..runinfo import find_checkpoints, read_run_info, rows_fingerprint, write_run_info
 from ..runtime import cached_store_path
 from ..store import FeatureStore
 from ..targets import Target, check_differ
@@ -655,7 +655,7 @@ def rank_transfer_folder(folder, model, *, cache=None, workers: int = 1, progres
     else:
         ref = models[0]["reference"]
         ref = Reference(ref["name"], ref["scores"], np.asarray(ref["song_ids"])) if ref is not None else None
-        ref, ref_note = (ref, "") if ref is not None else _out_of_fold_reference(model)
+        ref, ref_note = (ref, "") if ref is not None else training_reference(model, None)  # a cv run's
         cat, cat_note = neighbours.training_catalogue(model, params.embedding, None) if nearest else (None, "")
     warn_if_coarse(ref)
     use_cat = bool(nearest) and cat is not None
@@ -700,24 +700,6 @@ def rank_transfer_folder(folder, model, *, cache=None, workers: int = 1, progres
 #: the columns every ranking of a transfer model has (``nearest*`` added with closest songs)
 RANKING_COLUMNS = ["rank", "song_id", "path", "artist", "title", "score", "score_std", "n_models", "duration",
                    "silent", "ood_score", "ood", "ood_note", "percentile", "percentile_lo", "percentile_hi", "flags"]
-
-
-def _out_of_fold_reference(model) -> tuple[Reference | None, str]:
-    """A ``cv`` run's reference: every training song's out-of-fold score (``predictions.csv``,
-    ``pred`` on the target's scale, as each fold model scored it), or None and why not."""
-    path = run_folder(model) / OOF_FILE
-    try:  # song ids as written ("NA" is an id), scores as numbers
-        pred = pd.read_csv(path, usecols=["song_id", "pred"], dtype={"song_id": str}, keep_default_na=False,
-                           na_values={"pred": ["", "nan", "NaN"]})
-        scores = pred["pred"].to_numpy(dtype=np.float64)
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
-        return None, (f"{str(path)!r} cannot be read as a cv run's out-of-fold scores "
-                      f"({type(exc).__name__}); pass --reference LABELS.csv|FOLDER")
-    keep = np.isfinite(scores)
-    if keep.sum() < MIN_REFERENCE:
-        return None, f"{str(path)!r} holds {int(keep.sum())} finite scores; pass --reference LABELS.csv|FOLDER"
-    return Reference(f"the {int(keep.sum())} training songs of {run_folder(model).name} (out-of-fold)",
-                     scores[keep], pred["song_id"].to_numpy()[keep]), ""
 
 
 def _transfer_reference(reference, models, params: FeatureParams, workers: int, progress: bool):
