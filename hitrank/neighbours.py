@@ -345,14 +345,21 @@ def training_catalogue(model: str | os.PathLike, embedding: str, scorers,
     return cat, ""
 
 
+def _training_store(info: dict) -> str:
+    """The training feature store a run's ``run.json`` (``info``) records, or '' when it records
+    none or the store is gone (:func:`training_catalogue` says which, in words)."""
+    store = info.get("store", "")
+    return store if store and Path(store, "params.json").is_file() else ""
+
+
 def training_sources(model: str | os.PathLike, embedding: str) -> tuple[str, FeatureParams] | None:
     """What the training songs of a run need to be embedded by a pretrained network its
     training store lacks: ``(labels CSV, the store's FeatureParams)``, or None when the store
     already holds ``embedding`` (or the model's own), or the run records no usable store or
     labels CSV (:func:`training_catalogue` then says why)."""
     info = read_run_info(run_folder(model)) or {}
-    store, labels = info.get("store", ""), info.get("labels", "")
-    if embedding == MODEL_EMBEDDING or not store or not Path(store, "params.json").is_file():
+    store, labels = _training_store(info), info.get("labels", "")
+    if embedding == MODEL_EMBEDDING or not store:
         return None
     params = FeatureStore.open(store).params
     if params.embedding == embedding or not labels or not Path(labels).is_file():
@@ -363,8 +370,8 @@ def training_sources(model: str | os.PathLike, embedding: str) -> tuple[str, Fea
 def training_paths(model: str | os.PathLike) -> set[str]:
     """The audio files a run learned from (the real paths of its training store's songs, as
     ``run.json`` records the store), empty when it records none or the store is gone."""
-    store = (read_run_info(run_folder(model)) or {}).get("store", "")
-    if not store or not Path(store, "params.json").is_file():
+    store = _training_store(read_run_info(run_folder(model)) or {})
+    if not store:
         return set()
     man = FeatureStore.open(store).manifest
     return {os.path.realpath(p) for p in man.loc[man.status == "ok", "path"].astype(str)}
