@@ -770,8 +770,10 @@ def _has_spread(ranking) -> bool:
 def _print_ranking(args, ranking, failures) -> int:
     if args.json:
         rows = ranking.astype(object).where(ranking.notna(), None).to_dict("records")  # NaN -> null
-        print(_json_dump({"ranking": rows, "failures": [
-            {"song_id": s, "path": p, "error": r} for s, p, r in failures]}))
+        doc = {"ranking": rows, "failures": [{"song_id": s, "path": p, "error": r} for s, p, r in failures]}
+        if ranking.attrs.get("since"):  # counts and the new songs' ids, best first
+            doc["since"] = ranking.attrs["since"]
+        print(_json_dump(doc))
     else:
         rows = list(_shown(ranking, args.top).itertuples())
         spread = any(getattr(r, "n_models", 1) > 1 for r in rows)
@@ -791,12 +793,23 @@ def _print_ranking(args, ranking, failures) -> int:
             c = ranking.attrs["since"]
             print(f"--since {args.since}: {c['kept']} songs kept from it, {c['new']} new, "
                   f"{c['dropped']} no longer in the folder")
+            _print_new_songs(ranking, c.get("new_songs", []))
         if ranking.attrs.get("neighbours"):
             print(f"nearest songs (~): of {ranking.attrs['neighbours']}" if "nearest" in ranking
                   else f"no nearest songs: {ranking.attrs['neighbours']}")
         where = (f", CSV in {args.out}" if args.out else "") + (f", report in {args.html}" if args.html else "")
         print(f"ranked {len(ranking)} songs with {args.model}{where}")
     return EXIT_PARTIAL if failures else EXIT_OK
+
+
+def _print_new_songs(ranking, new_songs, shown: int = 10) -> None:
+    """Where ``rank --since``'s new songs landed: their ranks, best first (the first ``shown``)."""
+    if not new_songs:
+        return
+    where = dict(zip(ranking.song_id.astype(str), ranking["rank"], strict=True))
+    cells = [f"#{where[s]} {s}" for s in new_songs[:shown]]
+    more = f", and {len(new_songs) - shown} more" if len(new_songs) > shown else ""
+    print("new songs: " + ", ".join(cells) + more)
 
 
 def cmd_table1(args) -> int:

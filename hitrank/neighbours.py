@@ -316,14 +316,22 @@ def store_catalogue(store_dir: str | os.PathLike, name: str, embedding: str, sco
                      vectors, embedding)
 
 
+def _holds(params: FeatureParams, embedding: str, scope: str) -> bool:
+    """Whether a store of ``params`` holds ``embedding`` pooled over ``scope``: the query songs'
+    vectors and the catalogue's must average over the same audio to be compared."""
+    return (params.embedding, params.embedding_scope) == (embedding, scope)
+
+
 def training_catalogue(model: str | os.PathLike, embedding: str, scorers,
-                       device: torch.device | str = "cpu", embedded=None) -> tuple[Catalogue | None, str]:
+                       device: torch.device | str = "cpu", embedded=None,
+                       scope: str = "song") -> tuple[Catalogue | None, str]:
     """The training songs of a run as a catalogue (from the feature store its ``run.json``
     records), or None and why not, in words with the fix.
 
     ``embedded``: ``(store folder, song ids)`` holding the training songs' ``embedding`` when
-    the training store lacks that pretrained network's (extracted by the caller from the
-    run's labels CSV, :func:`training_sources`)."""
+    the training store lacks that pretrained network's pooled over ``scope`` (the query songs'
+    scope: ``song`` for ``--embedding NAME``, a transfer run's own), extracted by the caller
+    from the run's labels CSV (:func:`training_sources`)."""
     run = run_folder(model)
     info = read_run_info(run) or {}
     store = info.get("store", "")
@@ -334,10 +342,11 @@ def training_catalogue(model: str | os.PathLike, embedding: str, scorers,
         return None, (f"the training store {store!r} of {str(run)!r} is gone: pass --reference "
                       "LABELS.csv|FOLDER")
     song_ids = None
-    if embedding != MODEL_EMBEDDING and FeatureStore.open(store).params.embedding != embedding:
+    if embedding != MODEL_EMBEDDING and not _holds(FeatureStore.open(store).params, embedding, scope):
         if embedded is None:
-            return None, (f"the training store of {str(run)!r} holds no {embedding!r} embedding and no labels "
-                          "CSV of the run is at hand to extract it from: pass --reference LABELS.csv|FOLDER")
+            return None, (f"the training store of {str(run)!r} holds no {embedding!r} embedding of the {scope} "
+                          "scope and no labels CSV of the run is at hand to extract it from: pass --reference "
+                          "LABELS.csv|FOLDER")
         store, song_ids = embedded
     cat = store_catalogue(store, f"the training songs of {run.name}", embedding, scorers, device,
                           song_ids=song_ids, titles=labelled_titles(info.get("labels")))
@@ -352,17 +361,19 @@ def _training_store(info: dict) -> str:
     return store if store and Path(store, "params.json").is_file() else ""
 
 
-def training_sources(model: str | os.PathLike, embedding: str) -> tuple[str, FeatureParams] | None:
+def training_sources(model: str | os.PathLike, embedding: str,
+                     scope: str = "song") -> tuple[str, FeatureParams] | None:
     """What the training songs of a run need to be embedded by a pretrained network its
-    training store lacks: ``(labels CSV, the store's FeatureParams)``, or None when the store
-    already holds ``embedding`` (or the model's own), or the run records no usable store or
-    labels CSV (:func:`training_catalogue` then says why)."""
+    training store lacks (pooled over ``scope``): ``(labels CSV, the store's FeatureParams)``,
+    or None when the store already holds ``embedding`` of that scope (or ``embedding`` is the
+    model's own), or the run records no usable store or labels CSV
+    (:func:`training_catalogue` then says why)."""
     info = read_run_info(run_folder(model)) or {}
     store, labels = _training_store(info), info.get("labels", "")
     if embedding == MODEL_EMBEDDING or not store:
         return None
     params = FeatureStore.open(store).params
-    if params.embedding == embedding or not labels or not Path(labels).is_file():
+    if _holds(params, embedding, scope) or not labels or not Path(labels).is_file():
         return None
     return labels, params
 

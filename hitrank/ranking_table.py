@@ -220,7 +220,8 @@ def merge_rankings(previous: pd.DataFrame, new: pd.DataFrame, listed, key: str =
     -------
     merged : DataFrame, ``new``'s ``attrs`` kept
     counts : ``kept``, ``new`` and ``dropped`` (previous songs no longer listed, or now at
-        another path) songs
+        another path) songs; also in ``merged.attrs["since"]`` with ``new_songs``, the new
+        songs' ids, best first (the terminal and ``--json`` say where they landed)
     """
     if not isinstance(listed, dict):
         listed = {s: p for s, p in zip(previous.song_id, previous.path, strict=True) if s in set(listed)}
@@ -246,7 +247,8 @@ def merge_rankings(previous: pd.DataFrame, new: pd.DataFrame, listed, key: str =
     merged.insert(0, "rank", np.arange(1, len(merged) + 1))
     merged.attrs = dict(new.attrs)
     counts = {"kept": len(keep), "new": len(new), "dropped": len(previous) - len(keep)}
-    merged.attrs["since"] = counts
+    new_ids = set(new.song_id.astype(str)) if len(new) else set()
+    merged.attrs["since"] = {**counts, "new_songs": [s for s in merged.song_id.astype(str) if s in new_ids]}
     return merged, counts
 
 

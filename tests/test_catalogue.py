@@ -4,6 +4,7 @@ songs (here at a small size; docs/ranking.md states the 10,000-song measurement)
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -58,6 +59,9 @@ def test_failures_stay_in_the_csv_and_since_ranks_only_new_songs(quick_run, corp
     printed = capsys.readouterr().out
     assert "5 songs kept from it, 3 new, 1 no longer in the folder" in printed
     t2 = pd.read_csv(second)
+    added = [audio[6].name, audio[7].name, "broken.mp3.wav"]  # where the new songs landed, best first
+    rows = t2[t2.song_id.isin(added)]
+    assert "new songs: " + ", ".join(f"#{r} {s}" for r, s in zip(rows["rank"], rows.song_id, strict=True)) + "\n" in printed
     assert sorted(t2.song_id) == sorted(p.name for p in folder.iterdir())
     assert list(t2["rank"]) == list(range(1, 9)) and t2.score.is_monotonic_decreasing
     # kept rows are the previous ones, not recomputed
@@ -75,6 +79,7 @@ def test_failures_stay_in_the_csv_and_since_ranks_only_new_songs(quick_run, corp
 
     again, _ = rank(folder, quick_run, cache=cache, since=full, nearest=0, progress=False)
     assert list(again.song_id) == list(t2.song_id) and again.attrs["since"]["new"] == 0
+    assert again.attrs["since"]["new_songs"] == []
     assert again.attrs["store"] == str(cache) and again.attrs["reference"]
     # ... and a previous CSV that lost a column every ranking has is refused (before: merged without it)
     from hitrank.rank import RANKING_COLUMNS
@@ -85,9 +90,12 @@ def test_failures_stay_in_the_csv_and_since_ranks_only_new_songs(quick_run, corp
         rank(folder, quick_run, cache=cache, since=tmp_path / "edited.csv", nearest=0, progress=False)
     # a previous CSV holding only its header (every row deleted): said, and everything ranked anew
     (tmp_path / "header.csv").write_text(first.read_text().splitlines()[0] + "\n")
+    capsys.readouterr()
     assert main(["rank", str(folder), "--model", str(quick_run), "--out", str(tmp_path / "third.csv"), "--since",
-                 str(tmp_path / "header.csv"), "--nearest", "0", "--cache", str(cache)]) == 0
+                 str(tmp_path / "header.csv"), "--nearest", "0", "--cache", str(cache), "--json"]) == 0
     assert "holds no ranked song: every song is ranked anew" in caplog.text
+    doc = json.loads(capsys.readouterr().out)  # --json says which songs are new, best first
+    assert doc["since"] == {"kept": 0, "new": 8, "dropped": 0, "new_songs": [r["song_id"] for r in doc["ranking"]]}
 
 
 def test_since_refuses_a_file_that_is_not_a_ranking(tmp_path):

@@ -150,7 +150,7 @@ def test_rows_of_several_tables_are_named_by_file_and_line_blank_lines_counted(t
     text = b.to_csv(index=False).splitlines()
     (tmp_path / "b.csv").write_text("\n".join(text[:2] + [""] + text[2:]) + "\n")  # line 3 blank
     table = read_table([tmp_path / "a.csv", tmp_path / "b.csv"])
-    assert table.where(0) == "a.csv line 2" and table.where(60 + 3) == "b.csv line 6"
+    assert table.where(0) == f"{tmp_path / 'a.csv'} line 2" and table.where(60 + 3) == f"{tmp_path / 'b.csv'} line 6"
     cfg = quick("topify_mlp", "data.task=regress", "data.target=streams", "data.transform=log",
                 "data.keep_hits=1")
     with pytest.raises(ConfigError, match=r"a\.csv', '.*b\.csv': data\.transform='log'.*b\.csv line 6 "):

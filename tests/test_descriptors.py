@@ -284,7 +284,7 @@ def test_cli_cv_train_predict(tmp_path, capsys):
     assert "scored 28 rows" in out and len(p) == 28
     # each row says which table and line it came from (row alone counts through every table)
     assert list(p.columns[:5]) == ["row", "source", "line", "id", "artist"]
-    assert list(p.source) == ["a.csv"] * 25 + ["c.csv"] * 3
+    assert list(p.source) == [str(tmp_path / "tables" / "a.csv")] * 25 + [str(tmp_path / "tables" / "c.csv")] * 3
     assert list(p.line) == [*range(2, 27), 2, 3, 4] and list(p.row) == list(range(1, 29))
     assert np.allclose(p.hit_probability[25:], p.hit_probability[:3])  # the same songs, the same scores
     # an --out that is the scored table, or a run folder of another command or kind: refused, nothing lost

@@ -388,6 +388,32 @@ def test_a_spectrogram_run_finds_its_training_songs_closest_in_a_pretrained_embe
 
 
 @needs_musicnn
+def test_a_training_store_of_another_scope_is_not_compared_with_whole_song_queries(real_like, tmp_path):
+    """Before: a run whose training store held musicnn pooled over its 30 s segment listed, for
+    `rank --embedding musicnn` (whole-song queries), neighbours from vectors of other audio."""
+    from hitrank.cli import main
+    from hitrank.neighbours import training_catalogue, training_sources
+    from hitrank.runinfo import write_run_info
+
+    table = pd.read_csv(real_like / "labels.csv").head(6)
+    table["path"] = [str(real_like / p) for p in table.path]
+    table.to_csv(tmp_path / "labels.csv", index=False)
+    store = tmp_path / "store"
+    assert main(["extract", str(tmp_path / "labels.csv"), "--out", str(store), "--embedding", "musicnn",
+                 "--embedding-scope", "segment", "--allow-outside", "-q"]) == 0
+    run = tmp_path / "run"
+    run.mkdir()
+    write_run_info(run, "spectrogram", "train", store=str(store), labels=str(tmp_path / "labels.csv"))
+    labels, params = training_sources(run, "musicnn")  # whole-song vectors needed: embedded anew
+    assert labels == str(tmp_path / "labels.csv") and params.embedding_scope == "segment"
+    assert training_sources(run, "musicnn", scope="segment") is None  # the store's own scope: used as it is
+    cat, note = training_catalogue(run, "musicnn", None)
+    assert cat is None and "holds no 'musicnn' embedding of the song scope" in note
+    cat, note = training_catalogue(run, "musicnn", None, scope="segment")
+    assert note == "" and len(cat.song_ids) == 6
+
+
+@needs_musicnn
 def test_a_finished_run_runs_again_in_its_folder_and_lists_the_files_that_failed(real_like, tmp_path, capsys):
     """Before: running a finished transfer cv or train again into its --out was refused
     ("already holds a model"); the files that failed were listed on the terminal only."""

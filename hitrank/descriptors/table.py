@@ -85,7 +85,8 @@ class DescriptorTable:
 
     def where(self, i: int) -> str:
         """Where row ``i`` came from: ``line N`` of the file (``NAME line N`` when the table joins
-        several files), counted as an editor shows it (the header is line 1)."""
+        several files; NAME is the file's path as given), counted as an editor shows it (the header
+        is line 1)."""
         line = int(self.frame["source_line"].iat[i]) if "source_line" in self.frame else i + 2
         if len(self.sources) > 1 and "source_file" in self.frame:
             return f"{self.frame['source_file'].iat[i]} line {line}"
@@ -256,7 +257,7 @@ def _read_one(path: Path) -> pd.DataFrame:
         raise LabelsError(
             f"{str(path)!r}: no descriptor columns; expected some of {list(DESCRIPTORS)} "
             f"(found {list(raw.columns)[:12]})")
-    df["source_file"] = path.name
+    df["source_file"] = str(path)  # as given: two tables of one name in different folders differ
     df["source_line"] = lines
     return df
 

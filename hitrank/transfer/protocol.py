@@ -656,7 +656,8 @@ def rank_transfer_folder(folder, model, *, cache=None, workers: int = 1, progres
         ref = models[0]["reference"]
         ref = Reference(ref["name"], ref["scores"], np.asarray(ref["song_ids"])) if ref is not None else None
         ref, ref_note = (ref, "") if ref is not None else training_reference(model, None)  # a cv run's
-        cat, cat_note = neighbours.training_catalogue(model, params.embedding, None) if nearest else (None, "")
+        cat, cat_note = (neighbours.training_catalogue(model, params.embedding, None, scope=params.embedding_scope)
+                         if nearest else (None, ""))
     warn_if_coarse(ref)
     use_cat = bool(nearest) and cat is not None
     context = {"store": str(st.root), "reference": ref.name if ref is not None else ref_note,
