@@ -67,6 +67,8 @@ FLAG_HELP = {"silent": "the analysed segment holds no sound (silence, a click, a
              "out_of_distribution": "its features lie far from the training songs': treat the score with care",
              "unstable": "moving the 30 s window by up to 1 s changes the score by more than a quarter "
                          "of the spread between songs: treat the score with care"}
+NEW_KEY = "_new"  # a row key set for the songs rank --since added (not a column of the ranking)
+NEW_HELP = "not in the previous ranking (rank --since): ranked in this run"
 
 
 def _png(rgb: np.ndarray) -> bytes:
@@ -394,6 +396,8 @@ def _row(r: dict, ex: dict, pc, out_dir: Path, embed_audio: bool, artist: str, r
     tags = esc(", ".join(ex.get("tags", [])))
     flags = "".join(f' <span class="flag" title="{esc(FLAG_HELP.get(f, f), quote=True)}">{esc(f)}</span>'
                     for f in str(r.get("flags") or "").split("; ") if f)
+    if r.get(NEW_KEY):
+        flags = f' <span class="flag new" title="{NEW_HELP}">new</span>' + flags
     near = f'<td class="near">{_nearest_html(r, links)}</td>' if near_col else ""
     return (f'<tr data-rank="{int(r["rank"])}">'
             f'<td class="num">{int(r["rank"])}</td><td class="name" title="{esc(path, quote=True)}">{esc(sid)}{flags}'
@@ -421,9 +425,11 @@ def _page(ranking: pd.DataFrame, attrs: dict, failures: list, out: Path, model: 
     analysed = None if "seg_start" in ranking else str(attrs.get("analysed") or "-")
     players = ("players start at the analysed 30 s segment (the highlight for HL-30 models)"
                if analysed is None else f"players start at the beginning (analysed: {esc(analysed)})")
+    new_ids = set((attrs.get("since") or {}).get("new_songs", []))  # rank --since: badged "new"
     first, data = [], []
     for k, r in enumerate(ranking.to_dict("records")):
         sid = str(r["song_id"])
+        r[NEW_KEY] = sid in new_ids
         artist = artists.get(sid, "") or _text(r.get("artist"))
         pc = curves.get(sid)
         frac = 0.0 if hi == lo else (float(r["score"]) - lo) / (hi - lo)
@@ -452,6 +458,10 @@ def _page(ranking: pd.DataFrame, attrs: dict, failures: list, out: Path, model: 
         notes.append(f"closest: the songs nearest in sound{of} (cosine similarity of song embeddings "
                      "centred on that catalogue, with their true hit score when known); fit: how typical "
                      "of that catalogue the song is, as a percentile of its own songs, 0-100")
+    if attrs.get("since"):
+        c = attrs["since"]
+        notes.append(f"{c['new']} song(s) new since the previous ranking (marked new), {c['kept']} kept from it, "
+                     f"{c['dropped']} no longer in the folder")
     if "ood_note" in ranking and len(ranking) and str(ranking["ood_note"].iloc[0]):
         notes.append(esc(str(ranking["ood_note"].iloc[0])))
     near_head = ('<th data-key="fit" title="fit to the reference catalogue, 0-100">fit &middot; closest</th>'
@@ -497,6 +507,7 @@ td.near{font-size:.85em;color:#444;max-width:24em} .fit b{font-size:1.1em;color:
 button.jump{font-size:.75em;margin:.1em .2em 0 0;padding:0 .4em;cursor:pointer}
 audio{height:28px;width:14em} .tags{color:#555;font-size:.9em} table.fail td{color:#a33}
 .flag{display:inline-block;font-size:.75em;background:#fbe3c9;color:#8a4b08;border-radius:3px;padding:0 .35em;margin-left:.3em}
+.flag.new{background:#d6ecff;color:#0b4f8a}
 nav.pages{margin:.5em 0} nav.pages input{width:4em} nav.pages button{padding:0 .6em}
 """
 

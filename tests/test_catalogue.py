@@ -55,13 +55,16 @@ def test_failures_stay_in_the_csv_and_since_ranks_only_new_songs(quick_run, corp
     (folder / "broken.mp3").unlink()
     second = tmp_path / "second.csv"
     assert main(["rank", str(folder), "--model", str(quick_run), "--out", str(second), "--since", str(first),
-                 "--nearest", "0", "--cache", str(cache)]) == 0
+                 "--nearest", "0", "--cache", str(cache), "--html", str(tmp_path / "second.html")]) == 0
     printed = capsys.readouterr().out
     assert "5 songs kept from it, 3 new, 1 no longer in the folder" in printed
     t2 = pd.read_csv(second)
     added = [audio[6].name, audio[7].name, "broken.mp3.wav"]  # where the new songs landed, best first
     rows = t2[t2.song_id.isin(added)]
     assert "new songs: " + ", ".join(f"#{r} {s}" for r, s in zip(rows["rank"], rows.song_id, strict=True)) + "\n" in printed
+    page = (tmp_path / "second.html").read_text()  # the report badges them too
+    assert page.count('class="flag new"') == 3 and "3 song(s) new since the previous ranking (marked new)" in page
+    assert all(f'{sid} <span class="flag new"' in page for sid in added)
     assert sorted(t2.song_id) == sorted(p.name for p in folder.iterdir())
     assert list(t2["rank"]) == list(range(1, 9)) and t2.score.is_monotonic_decreasing
     # kept rows are the previous ones, not recomputed
