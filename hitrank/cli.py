@@ -807,7 +807,7 @@ def _print_new_songs(ranking, new_songs, shown: int = 10) -> None:
     if not new_songs:
         return
     where = dict(zip(ranking.song_id.astype(str), ranking["rank"], strict=True))
-    cells = [f"#{where[s]} {s}" for s in new_songs[:shown]]
+    cells = [f"#{where[s]} {_one_line(s)}" for s in new_songs[:shown]]
     more = f", and {len(new_songs) - shown} more" if len(new_songs) > shown else ""
     print("new songs: " + ", ".join(cells) + more)
 

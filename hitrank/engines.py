@@ -140,7 +140,7 @@ def _start_ray(ray, workers: int, address: str | None) -> None:
         kwargs["num_cpus"] = workers
     try:
         ray.init(**kwargs)
-    except (ConnectionError, ValueError, RuntimeError) as exc:
+    except (ConnectionError, ValueError, RuntimeError, OSError) as exc:  # OSError: e.g. a socket path too long
         raise HitrankError(f"cannot start or reach Ray at address={address!r} ({exc}); use --address "
                            "auto on a cluster node, HOST:PORT, or no --address for a local instance") from None
 

@@ -318,7 +318,9 @@ def store_catalogue(store_dir: str | os.PathLike, name: str, embedding: str, sco
 
 def _holds(params: FeatureParams, embedding: str, scope: str) -> bool:
     """Whether a store of ``params`` holds ``embedding`` pooled over ``scope``: the query songs'
-    vectors and the catalogue's must average over the same audio to be compared."""
+    vectors and the catalogue's must average over the same audio to be compared. (For the
+    ``segment`` scope the segment itself is not compared: only a transfer run asks for it, and
+    its training store was extracted with the run's own parameters, as its ranked songs are.)"""
     return (params.embedding, params.embedding_scope) == (embedding, scope)
 
 

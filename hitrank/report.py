@@ -68,7 +68,7 @@ FLAG_HELP = {"silent": "the analysed segment holds no sound (silence, a click, a
              "unstable": "moving the 30 s window by up to 1 s changes the score by more than a quarter "
                          "of the spread between songs: treat the score with care"}
 NEW_KEY = "_new"  # a row key set for the songs rank --since added (not a column of the ranking)
-NEW_HELP = "not in the previous ranking (rank --since): ranked in this run"
+NEW_HELP = "ranked in this run, not kept from the previous ranking (rank --since)"
 
 
 def _png(rgb: np.ndarray) -> bytes:
@@ -460,7 +460,7 @@ def _page(ranking: pd.DataFrame, attrs: dict, failures: list, out: Path, model: 
                      "of that catalogue the song is, as a percentile of its own songs, 0-100")
     if attrs.get("since"):
         c = attrs["since"]
-        notes.append(f"{c['new']} song(s) new since the previous ranking (marked new), {c['kept']} kept from it, "
+        notes.append(f"{c['new']} song(s) ranked in this run (marked new), {c['kept']} kept from the previous ranking, "
                      f"{c['dropped']} no longer in the folder")
     if "ood_note" in ranking and len(ranking) and str(ranking["ood_note"].iloc[0]):
         notes.append(esc(str(ranking["ood_note"].iloc[0])))

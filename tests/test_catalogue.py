@@ -63,7 +63,7 @@ def test_failures_stay_in_the_csv_and_since_ranks_only_new_songs(quick_run, corp
     rows = t2[t2.song_id.isin(added)]
     assert "new songs: " + ", ".join(f"#{r} {s}" for r, s in zip(rows["rank"], rows.song_id, strict=True)) + "\n" in printed
     page = (tmp_path / "second.html").read_text()  # the report badges them too
-    assert page.count('class="flag new"') == 3 and "3 song(s) new since the previous ranking (marked new)" in page
+    assert page.count('class="flag new"') == 3 and "3 song(s) ranked in this run (marked new)" in page
     assert all(f'{sid} <span class="flag new"' in page for sid in added)
     assert sorted(t2.song_id) == sorted(p.name for p in folder.iterdir())
     assert list(t2["rank"]) == list(range(1, 9)) and t2.score.is_monotonic_decreasing
