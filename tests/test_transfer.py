@@ -82,10 +82,10 @@ def test_one_se_rule_keeps_the_simpler_learner_unless_the_better_one_wins_beyond
     # the reason, as `train` prints it: the gap to the best and the standard error it was held to
     from hitrank.transfer.protocol import pick_reason
 
-    assert pick_reason(cands, scores, noisy, "one_se", "ridge") == "ridge 0.030 below gbdt, within its standard error 0.102"
-    assert pick_reason(cands, scores, steady, "one_se", "gbdt") == "ridge 0.030 below gbdt, more than its standard error 0.003"
-    assert pick_reason(cands, scores, noisy, "best", "gbdt") == "the highest inner score (gbdt)"
-    assert pick_reason(cands, scores, undefined, "one_se", "gbdt") == "ridge: no standard error"
+    assert pick_reason(cands, scores, noisy, "one_se") == "ridge 0.030 below gbdt, within its standard error 0.102"
+    assert pick_reason(cands, scores, steady, "one_se") == "ridge 0.030 below gbdt, more than its standard error 0.003"
+    assert pick_reason(cands, scores, noisy, "best") == "the highest inner score (gbdt)"
+    assert pick_reason(cands, scores, undefined, "one_se") == "ridge: no standard error"
     nan_first = {**scores, "ridge": np.nan}  # an undefined score ranks last, even listed first
     assert pick(cands, nan_first, noisy, "best") == "gbdt" and pick(cands, nan_first, noisy, "one_se") == "gbdt"
 

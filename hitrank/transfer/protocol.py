@@ -239,30 +239,24 @@ def pick(cands: list[str], scores: dict, fold_scores: dict, rule: str) -> str:
     the inner folds' noise). Folds where either score is undefined take no part; with fewer
     than 2 left the best is kept. An undefined (NaN) pooled score ranks last.
     """
-    def score(c):  # an undefined inner score ranks below every defined one
-        return scores[c] if np.isfinite(scores[c]) else -np.inf
-
-    best = max(cands, key=lambda c: (score(c), -cands.index(c)))
-    if rule == "best":
-        return best
-    for c in cands[: cands.index(best)]:
-        d = fold_scores[best] - fold_scores[c]
-        d = d[np.isfinite(d)]
-        if np.isfinite(score(c)) and len(d) >= 2 and score(best) - score(c) <= d.std(ddof=1) / np.sqrt(len(d)):
-            return c
-    return best
+    return _decide(cands, scores, fold_scores, rule)[0]
 
 
-def pick_reason(cands: list[str], scores: dict, fold_scores: dict, rule: str, chosen: str) -> str:
-    """Why :func:`pick` chose ``chosen``, in words: under ``one_se``, each simpler candidate's
-    gap to the best and the standard error it was held to (``ridge 0.056 below gbdt, more than
-    its standard error 0.030``)."""
-    finite = {c: v for c, v in scores.items() if np.isfinite(v)}
-    if not finite:
-        return "no inner score is defined: the first candidate"
+def pick_reason(cands: list[str], scores: dict, fold_scores: dict, rule: str) -> str:
+    """Why :func:`pick` chooses what it chooses, in words: under ``one_se``, each simpler
+    candidate's gap to the best and the standard error it was held to (``ridge 0.056 below
+    gbdt, more than its standard error 0.030``)."""
+    return _decide(cands, scores, fold_scores, rule)[1]
+
+
+def _decide(cands: list[str], scores: dict, fold_scores: dict, rule: str) -> tuple[str, str]:
+    """:func:`pick`'s choice and :func:`pick_reason`'s words, from one walk over the candidates."""
+    finite = {c: v for c, v in scores.items() if np.isfinite(v)}  # an undefined score ranks last
     best = max(cands, key=lambda c: (finite.get(c, -np.inf), -cands.index(c)))
+    if not finite:
+        return best, "no inner score is defined: the first candidate"
     if rule == "best":
-        return f"the highest inner score ({best})"
+        return best, f"the highest inner score ({best})"
     words = []
     for c in cands[: cands.index(best)]:
         d = fold_scores[best] - fold_scores[c]
@@ -273,9 +267,9 @@ def pick_reason(cands: list[str], scores: dict, fold_scores: dict, rule: str, ch
         se, gap = d.std(ddof=1) / np.sqrt(len(d)), finite[best] - finite[c]
         words.append(f"{c} {gap:.3f} below {best}, " + ("within" if gap <= se else "more than")
                      + f" its standard error {se:.3f}")
-        if c == chosen:
-            break
-    return "; ".join(words) if words else f"the highest inner score ({best})"
+        if gap <= se:
+            return c, "; ".join(words)
+    return best, "; ".join(words) if words else f"the highest inner score ({best})"
 
 
 def choose(cfg: TransferConfig, X, y, ids, groups, s, seed: int, weight=None
@@ -303,8 +297,8 @@ def choose(cfg: TransferConfig, X, y, ids, groups, s, seed: int, weight=None
     scores = {c: _selection_score(cfg, y, preds[c], folds, svals) for c in cands}
     per_fold = ({c: _fold_scores(cfg, y, preds[c], folds, svals) for c in cands}
                 if cfg.cv.select_rule != "best" else {})
-    best = pick(cands, scores, per_fold, cfg.cv.select_rule)
-    return best, scores, preds[best], pick_reason(cands, scores, per_fold, cfg.cv.select_rule, best)
+    best, why = _decide(cands, scores, per_fold, cfg.cv.select_rule)
+    return best, scores, preds[best], why
 
 
 def inner_folds(cfg: TransferConfig, ids: np.ndarray, groups, seed: int) -> list:
