@@ -297,6 +297,16 @@ def _vectors_and_titles(store: FeatureStore, ok: pd.DataFrame, embedding: str, s
     return vectors, found
 
 
+def catalogue_songs(store: FeatureStore, song_ids=None) -> pd.DataFrame:
+    """The manifest rows of the songs of ``store`` (or of ``song_ids`` among them) that a
+    catalogue can hold: extracted and not silent."""
+    man = store.manifest
+    ok = man[(man.status == "ok") & ~man.silent.astype(bool)]
+    if song_ids is not None:
+        ok = ok[ok.song_id.isin(set(map(str, song_ids)))]
+    return ok.reset_index(drop=True)
+
+
 def store_catalogue(store_dir: str | os.PathLike, name: str, embedding: str, scorers=None,
                     device: torch.device | str = "cpu", song_ids=None, titles=None) -> Catalogue:
     """A catalogue of the usable songs of a feature store (or of ``song_ids`` among them):
@@ -304,11 +314,7 @@ def store_catalogue(store_dir: str | os.PathLike, name: str, embedding: str, sco
     ({song_id: title}) or the files' own tags. Vectors and tags are cached
     (:func:`_vectors_and_titles`)."""
     store = FeatureStore.open(store_dir)
-    man = store.manifest
-    ok = man[(man.status == "ok") & ~man.silent.astype(bool)]
-    if song_ids is not None:
-        ok = ok[ok.song_id.isin(set(map(str, song_ids)))]
-    ok = ok.reset_index(drop=True)
+    ok = catalogue_songs(store, song_ids)
     vectors, found = _vectors_and_titles(store, ok, embedding, scorers, device, titles)
     return Catalogue(name, ok.song_id.astype(str).to_numpy(), ok.path.astype(str).to_numpy(),
                      np.asarray(found, dtype=object),
@@ -447,5 +453,5 @@ def neighbour_columns(Q: np.ndarray, cat: Catalogue, k: int = DEFAULT_K,
 
 
 __all__ = ["MODEL_EMBEDDING", "DEFAULT_K", "COLUMNS", "TEXT_COLUMNS", "Catalogue", "unit_rows", "scoring_head", "model_vectors",
-           "nearest", "fit_percentile", "neighbour_columns", "split_cell", "store_vectors", "store_catalogue",
-           "training_catalogue", "training_paths", "training_sources"]
+           "nearest", "fit_percentile", "neighbour_columns", "split_cell", "store_vectors", "catalogue_songs",
+           "store_catalogue", "training_catalogue", "training_paths", "training_sources"]

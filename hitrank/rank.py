@@ -336,9 +336,7 @@ def _catalogue(ref_ranked, reference, model, embedding: str, scorers,
         labels, params = sources
         stored = embeddings.with_embedding(params, embedding, "song")
         rep = extract(labels, cached_store_path(labels, stored), stored, **(extracting or {}))
-        usable = FeatureStore.open(rep.store).manifest
-        usable = usable[(usable.status == "ok") & ~usable.silent.astype(bool) & usable.song_id.isin(set(rep.song_ids))]
-        if usable.empty:
+        if neighbours.catalogue_songs(FeatureStore.open(rep.store), rep.song_ids).empty:
             return None, (f"no training song of {Path(labels).name} could be embedded by {embedding} "
                           f"({len(rep.failures)} failed: is their audio on this machine?); pass --reference "
                           "LABELS.csv|FOLDER, or --nearest 0")
