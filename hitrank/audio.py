@@ -34,6 +34,8 @@ FRAME_SECONDS = 0.05  # the frames audible_seconds judges
 AUDIBLE_DBFS = -60.0  # a frame quieter than this (RMS, its own mean removed: a DC level) holds no sound
 MIN_AUDIBLE_SECONDS = 0.25  # analysed audio with less sound than this is treated as silent (seven 20 ms
 # clicks of a 6 s metronome hold 0.5 s; one click, a one-sample or a 0.1 s file 0.05-0.15 s)
+MIN_SONG_SECONDS = 1.0  # a file shorter than this is treated as silent: its padded segment is nearly all
+# padding, and a score of it would describe the padding (the descriptors refuse such files too)
 FRAMES_AT_ONCE = 1200  # frames judged per step (a minute): a long song needs no float copy of itself
 CANCELLED_MIX = 0.01  # a down-mix below 1% (-40 dB) of its first channel's RMS: the channels cancel
 MAX_PEAK = 10.0  # linear full-scale (+20 dBFS): float samples beyond it are broken levels, not music
@@ -394,7 +396,7 @@ def audible_seconds(y: np.ndarray, sr: int = SAMPLE_RATE) -> float:
     return audible * hop / sr
 
 
-def is_silent(y: np.ndarray, sr: int = SAMPLE_RATE) -> bool:
+def is_silent(y: np.ndarray, sr: int = SAMPLE_RATE, duration: float | None = None) -> bool:
     """Whether some audio holds nothing to analyse.
 
     Parameters
@@ -403,23 +405,31 @@ def is_silent(y: np.ndarray, sr: int = SAMPLE_RATE) -> bool:
         Mono audio (an analysed segment, or a whole song).
     sr : int
         Its sample rate (Hz).
+    duration : float, optional
+        The whole file's length (s), when ``y`` is a segment of it padded to its length.
 
     Returns
     -------
     bool
-        True for digital silence (peak below :data:`SILENCE_PEAK`) and for audio with less than
+        True for digital silence (peak below :data:`SILENCE_PEAK`), for audio with less than
         :data:`MIN_AUDIBLE_SECONDS` of sound (:func:`audible_seconds`): a constant (DC) level,
         one click, a file of a fraction of a second padded to a segment, a segment that falls
-        in a quiet stretch of a song.
+        in a quiet stretch of a song; and for a file shorter than :data:`MIN_SONG_SECONDS`
+        (``duration``).
     """
+    if duration is not None and duration < MIN_SONG_SECONDS:
+        return True
     if _peak(y) < SILENCE_PEAK:
         return True
     return audible_seconds(y, sr) < MIN_AUDIBLE_SECONDS
 
 
-def silence_reason(y: np.ndarray, sr: int = SAMPLE_RATE) -> str:
-    """Why :func:`is_silent` judged mono audio ``y`` (n,) at ``sr`` Hz silent, in words for a
-    message: ``"digital silence"`` or how much sound it found against how much is needed."""
+def silence_reason(y: np.ndarray, sr: int = SAMPLE_RATE, duration: float | None = None) -> str:
+    """Why :func:`is_silent` judged mono audio ``y`` (n,) at ``sr`` Hz (of a file of ``duration``
+    s) silent, in words for a message: the file too short, ``"digital silence"``, or how much
+    sound it found against how much is needed."""
+    if duration is not None and duration < MIN_SONG_SECONDS:
+        return f"the file is {duration:.2f} s long, at least {MIN_SONG_SECONDS:g} s needed"
     if _peak(y) < SILENCE_PEAK:
         return "digital silence"
     return (f"{audible_seconds(y, sr):.2f} s above {AUDIBLE_DBFS:.0f} dBFS, at least {MIN_AUDIBLE_SECONDS:g} s "
@@ -435,9 +445,9 @@ def _finish(path, y: np.ndarray, sr: int, start: float, seconds: float, duration
         y = np.pad(y, (0, n_out - len(y)))
     elif len(y) > n_out:
         y = y[:n_out]
-    silent = is_silent(y, sr)
+    silent = is_silent(y, sr, duration)
     if silent and not allow_silent:
-        raise AudioLoadError(path, f"audio is silent in the analysed segment ({silence_reason(y, sr)})")
+        raise AudioLoadError(path, f"audio is silent in the analysed segment ({silence_reason(y, sr, duration)})")
     return Segment(np.ascontiguousarray(y, dtype=np.float32), sr, start, start + seconds, duration,
                    padded, silent)
 

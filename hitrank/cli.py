@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import json
 import logging
 import math
 import sys
@@ -38,7 +37,7 @@ from .descriptors.extractors import DEFAULT_EXTRACTOR, EXTRACTORS
 from .descriptors.fit import fit_sources
 from .embeddings import DEFAULT_EMBEDDING, DEFAULT_SCOPE, EMBEDDINGS, SCOPES
 from .errors import HitrankError
-from .fileio import atomic_write_text
+from .fileio import atomic_write_text, strict_json
 from .neighbours import DEFAULT_K, MIN_CATALOGUE, MODEL_EMBEDDING, split_cell
 from .pretrained import import_release
 from .rank import padded_flags
@@ -587,7 +586,7 @@ def cmd_cv(args) -> int:
     if res["main"] and _diverged(res["summary"].get("non_finite", 0), res["summary"]["n_songs"], "test",
                                     res["cfg"].train.lr):
         return EXIT_PARTIAL
-    return EXIT_PARTIAL if res["problems"] else EXIT_OK
+    return EXIT_PARTIAL if res["problems"] or res["failures"] else EXIT_OK
 
 
 def cmd_train(args) -> int:
@@ -615,7 +614,7 @@ def cmd_train(args) -> int:
     _print_failures(res["failures"], listed=args.out / FAILURES_FILE)
     if res["main"] and _diverged(info.get("non_finite", 0), info["n_val"], "validation", res["cfg"].train.lr):
         return EXIT_PARTIAL
-    return EXIT_PARTIAL if res["problems"] else EXIT_OK
+    return EXIT_PARTIAL if res["problems"] or res["failures"] else EXIT_OK
 
 
 def _diverged(bad: int, total: int, which: str, lr: float, what: str = "") -> bool:
@@ -783,23 +782,30 @@ def _print_ranking(args, ranking, failures) -> int:
             print(line)
         _print_cut(len(ranking), args.top, "songs")
         _print_failures(failures, "files")
-        if ranking.attrs.get("reference"):
-            print(f"percentiles: share of {ranking.attrs['reference']} scoring lower"
-                  + (" [interval]" if _has_spread(ranking) else " (one model: its score has no spread, "
-                     "the percentile no interval)")
-                  if "percentile" in ranking and ranking["percentile"].notna().any()
-                  else f"no percentile: {ranking.attrs['reference']}")
+        if ranking.attrs.get("reference") and len(ranking):
+            print(_percentile_line(ranking))
         if ranking.attrs.get("since"):
             c = ranking.attrs["since"]
             print(f"--since {args.since}: {c['kept']} songs kept from it, {c['new']} new, "
                   f"{c['dropped']} no longer in the folder")
             _print_new_songs(ranking, c.get("new_songs", []))
-        if ranking.attrs.get("neighbours"):
+        if ranking.attrs.get("neighbours") and len(ranking):
             print(f"nearest songs (~): of {ranking.attrs['neighbours']}" if "nearest" in ranking
                   else f"no nearest songs: {ranking.attrs['neighbours']}")
         where = (f", CSV in {args.out}" if args.out else "") + (f", report in {args.html}" if args.html else "")
-        print(f"ranked {len(ranking)} songs with {args.model}{where}")
+        print(f"ranked {len(ranking)} song{'' if len(ranking) == 1 else 's'} with {args.model}{where}")
     return EXIT_PARTIAL if failures else EXIT_OK
+
+
+def _percentile_line(ranking) -> str:
+    """What the percentiles of a ranking (of one song or more) are, or why it has none."""
+    if "percentile" in ranking and ranking["percentile"].notna().any():
+        return (f"percentiles: share of {ranking.attrs['reference']} scoring lower"
+                + (" [interval]" if _has_spread(ranking) else " (one model: its score has no spread, "
+                   "the percentile no interval)"))
+    if "silent" in ranking and ranking["silent"].fillna(False).astype(bool).all():
+        return "no percentile: every ranked song is silent"
+    return f"no percentile: {ranking.attrs['reference']}"
 
 
 def _print_new_songs(ranking, new_songs, shown: int = 10) -> None:
@@ -1090,7 +1096,7 @@ def _resumes(args) -> bool:
 
 
 def _json_dump(obj) -> str:
-    return json.dumps(obj, indent=None, allow_nan=False)
+    return strict_json(obj)
 
 
 if __name__ == "__main__":

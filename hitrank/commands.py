@@ -50,7 +50,7 @@ from .embeddings import DEFAULT_EMBEDDING, DEFAULT_SCOPE, with_embedding
 from .errors import ConfigError, HitrankError, LabelsError
 from .extract import ExtractReport, extract
 from .features import FeatureParams
-from .fileio import atomic_write_text, strict_json
+from .fileio import atomic_write_text, copies_of, strict_json
 from .metrics import MIN_TOP
 from .neighbours import (
     DEFAULT_K,
@@ -440,14 +440,18 @@ def _rank_descriptor(folder, model, *, cache, workers, device, progress, highlig
 RANKERS = {"spectrogram": _rank_spectrogram, "descriptor": _rank_descriptor, "transfer": _rank_transfer}
 
 
-def check_outputs(sources: dict, out, html) -> None:
+def check_outputs(sources: dict, out, html, since=None) -> None:
     """Refuse, before any song is ranked, a ``--out`` / ``--html`` that is a folder, one of
     the input files (``sources``: path or None -> what it is, e.g. ``{labels: "the labels CSV
     ranked", reference: "--reference"}``), an audio file, or both the same file; create their
-    folders."""
+    folders. ``since``: the ``--since`` ranking, which ``--out`` may update in place but
+    ``--html`` may not replace. Links are followed (writing through one replaces its file)."""
     inputs = {Path(p).resolve(): what for p, what in sources.items() if p is not None and Path(p).is_file()}
     if out is not None and html is not None and Path(out).resolve() == Path(html).resolve():
         raise HitrankError(f"--out and --html are both {str(out)!r}: give the CSV and the report two names")
+    if since is not None and html is not None and Path(since).resolve() == Path(html).resolve():
+        raise HitrankError(f"--html {str(html)!r} is the --since ranking: writing the report there would replace "
+                           f"it; give the report another name, e.g. {str(Path(html).with_name('ranking.html'))!r}")
     for flag, target, example in (("--out", out, "ranking.csv"), ("--html", html, "ranking.html")):
         if target is None:
             continue
@@ -458,7 +462,7 @@ def check_outputs(sources: dict, out, html) -> None:
         if t.resolve() in inputs:
             raise HitrankError(f"{flag} {str(target)!r} is {inputs[t.resolve()]}: writing there would replace "
                                f"it; give another file name, e.g. {str(t.with_name(example))!r}")
-        if t.exists() and is_audio_name(t.name):
+        if t.exists() and is_audio_name(t.resolve().name):
             raise HitrankError(f"{flag} {str(target)!r} is an audio file: writing there would replace it; "
                                f"give another file name, e.g. {str(t.with_name(example))!r}")
         t.parent.mkdir(parents=True, exist_ok=True)
@@ -480,7 +484,7 @@ def rank(folder, model, *, cache=None, workers: int = 1, device: str = "auto", p
     kind = run_kind(path)  # reads the checkpoint's kind (a checkpoint holding code is refused here)
     if Path(folder).is_dir() and not list_folder(folder):
         raise no_audio_found(folder, "rank")
-    check_outputs({folder: "the labels CSV ranked", options.get("reference"): "--reference"}, out, html)
+    check_outputs({folder: "the labels CSV ranked", options.get("reference"): "--reference"}, out, html, since)
     # a transfer model compares songs in its own embedding whatever --embedding names (checked there)
     made_with = provenance(model, model_fingerprint(path),
                            {k: v for k, v in options.items() if not (kind == "transfer" and k == "embedding")})
@@ -516,11 +520,18 @@ def _warn_training_songs(ranking: pd.DataFrame, model) -> None:
     if not len(ranking) or "path" not in ranking:
         return
     seen = training_paths(model)
-    known = [sid for sid, p in zip(ranking.song_id, ranking.path, strict=True) if os.path.realpath(str(p)) in seen]
+    real = [os.path.realpath(str(p)) for p in ranking.path]
+    known = [sid for sid, p in zip(ranking.song_id, real, strict=True) if p in seen]
     if known:
         log.warning("%d of the %d ranked songs are songs %s learned from (e.g. %s): their scores are "
                     "in-sample (fitted to their own labels), not what it would give them as new songs",
                     len(known), len(ranking), run_folder(model).name, ", ".join(repr(str(s)) for s in known[:3]))
+    copies = copies_of([p for p in real if p not in seen], seen)
+    if copies:
+        example = next(iter(copies.items()))
+        log.warning("%d of the %d ranked songs are byte-for-byte copies of songs %s learned from (e.g. %r is "
+                    "%r): their scores are in-sample too", len(copies), len(ranking), run_folder(model).name,
+                    *example)
 
 
 def similar(song, reference=None, *, model=None, embedding: str | None = None, k: int = DEFAULT_K,
@@ -641,9 +652,10 @@ def compare(runs, html: str | os.PathLike | None = None) -> tuple[pd.DataFrame, 
     for r in runs:
         key = os.path.realpath(r)
         if key in seen:
-            log.warning("%r and %r are the same run: its pairs with itself compare nothing", seen[key], str(r))
+            log.warning("%r and %r are the same run: it is compared once (a run paired with itself "
+                        "compares nothing)", seen[key], str(r))
         seen.setdefault(key, str(r))
-    loaded = [load_run(r) for r in runs]
+    loaded = [load_run(r) for r in seen.values()]
     table = comparison_table(loaded)
     pairs = pairwise(loaded) if len(loaded) > 1 else None
     if html is not None:

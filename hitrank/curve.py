@@ -104,7 +104,9 @@ class PotentialCurve:
 
     @property
     def best_end(self) -> float:
-        return self.best_start + self.seconds
+        """The best window's end (s), at most the song's end (the last window's frames may reach
+        a fraction of a frame past it)."""
+        return min(self.best_start + self.seconds, max(self.duration, self.best_start))
 
     @property
     def best_score(self) -> float:

@@ -109,7 +109,7 @@ def extract_song(path: str | os.PathLike, params: FeatureParams = FeatureParams(
                                        "--force`)")
     if seg.silent:
         log.warning("%r: the analysed segment holds no sound (%s); kept, flagged silent=True "
-                    "(ranked last, left out of training)", str(path), audio.silence_reason(seg.audio, seg.sr))
+                    "(ranked last, left out of training)", str(path), audio.silence_reason(seg.audio, seg.sr, seg.duration))
     info = {"seg_start": round(seg.start, 4), "seg_end": round(seg.end, 4),
             "duration": round(seg.duration, 4), "padded": bool(seg.padded),
             "silent": bool(seg.silent), **extra}

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import json
 import math
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,16 +18,29 @@ from pathlib import Path
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed onto ``path``, on an
-    exception it is removed and ``path`` is left untouched."""
+    exception it is removed and ``path`` is left untouched.
+
+    A symbolic link is written through (the file it points to is replaced, the link kept); an
+    existing path that is not a regular file (a named pipe, ``/dev/stdout``, a device) is
+    yielded itself and written directly, never replaced by a file.
+    """
     path = Path(path)
-    tmp = path.with_name(path.name + suffix)
+    if path.exists() and not stat.S_ISREG(path.stat().st_mode) and not path.is_dir():
+        try:
+            yield path
+        except OSError as exc:
+            exc.filename = exc.filename or str(path)
+            raise
+        return
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path
+    tmp = target.with_name(target.name + suffix)
     try:
         yield tmp
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        if isinstance(exc, OSError) and exc.filename == str(tmp):  # name the file the user asked for
+        if isinstance(exc, OSError) and exc.filename in (str(tmp), None):  # name the file the user asked for
             exc.filename = str(path)
         raise
 
@@ -51,7 +66,8 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
         f.flush()
-        os.fsync(f.fileno())
+        if stat.S_ISREG(os.fstat(f.fileno()).st_mode):  # a pipe or a terminal cannot be synced
+            os.fsync(f.fileno())
 
 
 def atomic_torch_save(obj, path: str | os.PathLike) -> None:
@@ -79,6 +95,41 @@ def _finite(v):
     if isinstance(v, float) and not math.isfinite(v):
         return None
     return v
+
+
+def copies_of(paths, originals) -> dict[str, str]:
+    """The files of ``paths`` whose bytes equal one of ``originals``' (copies under other names):
+    ``{path: original}``. Only files of equal size are read and hashed, so a set of songs of other
+    sizes costs one ``stat`` each; unreadable files are no one's copy."""
+    by_size: dict[int, list[str]] = {}
+    for o in originals:
+        with contextlib.suppress(OSError):
+            by_size.setdefault(os.stat(o).st_size, []).append(str(o))
+    digests: dict[str, bytes | None] = {}
+
+    def digest(path: str) -> bytes | None:
+        if path not in digests:
+            h = hashlib.blake2b(digest_size=16)
+            try:
+                with open(path, "rb") as f:
+                    for block in iter(lambda: f.read(1 << 20), b""):
+                        h.update(block)
+                digests[path] = h.digest()
+            except OSError:
+                digests[path] = None
+        return digests[path]
+
+    found = {}
+    for p in map(str, paths):
+        try:
+            same_size = by_size.get(os.stat(p).st_size, [])
+        except OSError:
+            continue
+        mine = digest(p) if same_size else None
+        match = next((o for o in same_size if mine is not None and digest(o) == mine), None)
+        if match is not None:
+            found[p] = match
+    return found
 
 
 def row_lines(path: str | os.PathLike, n_rows: int) -> list[int]:

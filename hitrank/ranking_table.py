@@ -144,6 +144,10 @@ NUMERIC_COLUMNS = ("rank", "score", "score_std", "predicted_hit_score", "n_model
 #: the ``;``-separated neighbour cells of one neighbour look like one number)
 TEXT_COLUMNS = ("song_id", "path", "artist", "title", "flags", "ood_note", MODEL_COLUMN, OPTIONS_COLUMN,
                 *neighbours.TEXT_COLUMNS)
+#: columns ``rank`` writes as ``True``/``False`` (another value in a previous CSV is refused)
+BOOLEAN_COLUMNS = ("padded", "silent", "ood")
+#: columns of percentages, 0-100
+PERCENT_COLUMNS = ("percentile", "percentile_lo", "percentile_hi")
 
 
 def read_previous(path: str | os.PathLike) -> pd.DataFrame:
@@ -177,15 +181,25 @@ def read_previous(path: str | os.PathLike) -> pd.DataFrame:
         if given.any() and low[given].isin(["true", "false"]).all():
             out[c] = pd.array([None if not g else v == "true" for v, g in zip(low, given, strict=True)],
                               dtype="boolean") if not given.all() else low == "true"
-        else:
-            num = pd.to_numeric(values, errors="coerce")
-            if num[given].notna().all():  # every given value numeric
-                out[c] = num
-            elif c in NUMERIC_COLUMNS:
-                bad = out.song_id[given & num.isna()].head(3).tolist()
-                raise LabelsError(f"{str(path)!r}: column {c!r} holds text where numbers belong (songs {bad}; an "
-                                  "edited file?); rank the folder again without --since")
+            continue
+        if c in BOOLEAN_COLUMNS and given.any():
+            _refuse(path, c, out.song_id[given & ~low.isin(["true", "false"])], "holds values other than True/False")
+        num = pd.to_numeric(values, errors="coerce")
+        if num[given].notna().all():  # every given value numeric
+            if c in NUMERIC_COLUMNS and np.isinf(num).any():
+                _refuse(path, c, out.song_id[np.isinf(num)], "holds an infinite number")
+            if c in PERCENT_COLUMNS and ((num < 0) | (num > 100)).any():
+                _refuse(path, c, out.song_id[(num < 0) | (num > 100)], "holds a percentile outside 0-100")
+            out[c] = num
+        elif c in NUMERIC_COLUMNS:
+            _refuse(path, c, out.song_id[given & num.isna()], "holds text where numbers belong")
     return out.reset_index(drop=True)
+
+
+def _refuse(path, column: str, songs: pd.Series, what: str):
+    """Raise the error of a previous ranking CSV whose ``column`` ``what`` for ``songs``."""
+    raise LabelsError(f"{str(path)!r}: column {column!r} {what} (songs {songs.head(3).tolist()}; an edited "
+                      "file?); rank the folder again without --since")
 
 
 def songs_in(folder: str | os.PathLike) -> dict[str, str]:

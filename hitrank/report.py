@@ -62,7 +62,7 @@ CURVE_POINTS = 40  # points of a drawn curve at most (one per 4 px of the 160 px
 NEAREST_SHOWN = 5  # closest reference songs written per song
 PNG_LEVEL = 6  # zlib level of the strips (level 9 gave no smaller files on fabricated strips)
 SIDE_PNG = re.compile(r"\d+\.png")  # the only files the report writes into its side folder
-FLAG_HELP = {"silent": "the analysed segment holds no sound (silence, a click, a constant level): ranked last",
+FLAG_HELP = {"silent": "the analysed segment holds no sound (silence, a click, a constant level, a file under 1 s): ranked last",
              "padded": "shorter than the 30 s segment by at least 5% of it: zero-padded",
              "out_of_distribution": "its features lie far from the training songs': treat the score with care",
              "unstable": "moving the 30 s window by up to 1 s changes the score by more than a quarter "
@@ -294,7 +294,7 @@ def _num(value, default: float) -> float:
 
 def _key(value) -> float | None:
     """A sort key for the page's JSON (None for missing values)."""
-    return round(float(value), 6) if value is not None and pd.notna(value) else None
+    return round(float(value), 6) if value is not None and pd.notna(value) and np.isfinite(value) else None
 
 
 def _json_block(rows: list) -> str:

@@ -8,15 +8,17 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
+import threading
 import time
 
 import pandas as pd
 import pytest
 
 from hitrank.cli import main
-from hitrank.errors import LabelsError
+from hitrank.errors import HitrankError, LabelsError
 from hitrank.ranking_table import (
     check_provenance,
     merge_rankings,
@@ -43,6 +45,8 @@ def test_failures_stay_in_the_csv_and_since_ranks_only_new_songs(quick_run, corp
     assert main(["rank", str(folder), "--model", str(quick_run), "--out", str(first), "-q", "--nearest", "0",
                  "--cache", str(cache)]) == 1  # partial: one file failed
     capsys.readouterr()
+    # copies of the songs the model learned from, under other paths: their scores are in-sample, said
+    assert "6 of the 6 ranked songs are byte-for-byte copies of songs m learned from" in caplog.text
     t = pd.read_csv(first, keep_default_na=False)
     assert len(t) == 7 and t["error"].iloc[:6].eq("").all()
     bad = t.iloc[6]
@@ -124,6 +128,46 @@ def test_since_refuses_a_file_that_is_not_a_ranking(tmp_path):
     cut.write_text("rank,song_id,path,score,model,options\n1,a,a.wav,0.5,runs/x#abc,\n")  # ranked with the defaults
     with pytest.raises(LabelsError, match=r"with other options \(the defaults; now 'nearest=3'\)"):
         check_provenance(read_previous(cut), {"model": "runs/x#abc", "options": "nearest=3"}, "'cut.csv'")
+
+
+def test_since_refuses_hand_edited_values(tmp_path):
+    bad = tmp_path / "edited.csv"
+    for body, reason in (("1,a,a.wav,0.5,inf,False\n", "column 'percentile' holds an infinite number"),
+                         ("1,a,a.wav,0.5,250,False\n", "column 'percentile' holds a percentile outside 0-100"),
+                         ("1,a,a.wav,0.5,50,maybe\n2,b,b.wav,0.4,40,False\n",
+                          r"column 'silent' holds values other than True/False \(songs \['a'\]")):
+        bad.write_text("rank,song_id,path,score,percentile,silent\n" + body)
+        with pytest.raises(LabelsError, match=reason):
+            read_previous(bad)
+
+
+def test_outputs_write_through_links_and_pipes_and_spare_the_since_csv(tmp_path):
+    from hitrank.commands import check_outputs
+    from hitrank.fileio import atomic_write_text, copies_of
+
+    real, link = tmp_path / "real.csv", tmp_path / "link.csv"
+    real.write_text("old")
+    link.symlink_to(real)
+    atomic_write_text(link, "new")  # written through the link, which stays a link
+    assert link.is_symlink() and real.read_text() == "new"
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()))
+    reader.start()
+    atomic_write_text(fifo, "rank,song_id\n")  # a pipe is written into, not replaced by a file
+    reader.join(timeout=30)
+    assert got == ["rank,song_id\n"] and stat.S_ISFIFO(os.stat(fifo).st_mode)
+    # the report may not replace the --since ranking (--out may: an update in place)
+    check_outputs({}, real, None, since=real)
+    with pytest.raises(HitrankError, match=r"--html .*link.csv' is the --since ranking"):
+        check_outputs({}, None, link, since=real)
+    # copies are found by their bytes; a file of the same size and other bytes is no copy
+    (tmp_path / "a.wav").write_bytes(b"abcd")
+    (tmp_path / "copy.wav").write_bytes(b"abcd")
+    (tmp_path / "other.wav").write_bytes(b"abce")
+    found = copies_of([tmp_path / "copy.wav", tmp_path / "other.wav", tmp_path / "gone.wav"], [tmp_path / "a.wav"])
+    assert found == {str(tmp_path / "copy.wav"): str(tmp_path / "a.wav")}
 
 
 def test_merge_puts_silent_songs_last():

@@ -16,7 +16,14 @@ from scipy.stats import percentileofscore
 
 from hitrank import audio
 from hitrank.cli import get_parser, main
-from hitrank.curve import SHIFTS_SECONDS, hop_frames, song_curve, unstable, window_mels
+from hitrank.curve import (
+    SHIFTS_SECONDS,
+    PotentialCurve,
+    hop_frames,
+    song_curve,
+    unstable,
+    window_mels,
+)
 from hitrank.errors import ParameterError
 from hitrank.features import FeatureParams, log_mel
 from hitrank.rank import PADDED_MIN_SHARE, padded_flags, rank_folder
@@ -68,6 +75,16 @@ def test_windows_are_the_cropped_segments_log_mels(rng):
         hop_frames(PARAMS, 0)
 
 
+def test_best_window_ends_at_the_song_end_at_the_latest():
+    # a 40 s song's last window starts a fraction of a frame past 10 s: its end is the song's
+    c = PotentialCurve(starts=np.array([0.0, 10.031]), scores=np.array([0.1, 0.9]),
+                       fold_scores=np.array([[0.1, 0.9]]), seconds=30.0, duration=40.0, analysed_start=0.0)
+    assert (c.best_start, c.best_end) == (10.031, 40.0) and c.to_dict()["best_end"] == 40.0
+    short = PotentialCurve(starts=np.array([0.0]), scores=np.array([0.5]), fold_scores=np.array([[0.5]]),
+                           seconds=30.0, duration=12.5, analysed_start=0.0)  # padded: one window
+    assert short.best_end == 12.5
+
+
 def test_best_window_covers_a_chorus(corpus):
     """The issue's done-when at a small size, with a known-answer scorer: the loudest window
     covers at least half of a chorus in >= 80% of songs; a scorer that prefers quiet windows
@@ -81,7 +98,8 @@ def test_best_window_covers_a_chorus(corpus):
         n_frames = 1 + len(y) // 2048  # every window of 323 whole-song frames, every 11 frames
         assert len(c.scores) == len(c.starts) == (n_frames - 323) // 11 + 1
         assert c.starts[-1] + 30 <= duration + 0.1
-        assert c.best_end - c.best_start == pytest.approx(30.0) and c.best_score == c.scores.max()
+        # 30 s, but never past the song's end (the last window's frames reach a fraction of a frame past it)
+        assert c.best_end == pytest.approx(min(c.best_start + 30.0, duration)) and c.best_score == c.scores.max()
         assert len(c.shift_scores) == len(SHIFTS_SECONDS) and c.shift_spread >= 0
         good += chorus_cover(c.best_start, c.best_end, choruses) >= 0.5
         q = song_curve(y, PARAMS, [Loudness(-1.0)], duration=duration)
@@ -228,7 +246,7 @@ def test_rank_with_curve_reference_and_tags(cv_run, corpus, tmp_path):
         c = ranking.attrs["curves"][r.song_id]
         at = np.flatnonzero(c.starts == r.seg_start)
         assert len(at) and np.isclose(c.scores[at], r.score, rtol=0, atol=1e-9).any()
-    np.testing.assert_allclose(ranking.best_end - ranking.best_start, 30.0)
+    np.testing.assert_allclose(ranking.best_end, np.minimum(ranking.best_start + 30.0, ranking.duration), atol=1e-3)
     assert ranking.percentile.between(0, 100).all() and (ranking.shift_spread >= 0).all()
     assert (ranking.percentile_lo <= ranking.percentile).all() and (ranking.percentile <= ranking.percentile_hi).all()
     # the default reference is the run's out-of-fold predictions: a training song's percentile

@@ -58,11 +58,13 @@ def test_spectrogram_cv_groups_folds_by_a_labels_column(corpus, tmp_path, capsys
     labels = pd.read_csv(corpus / "labels.csv")
     labels["session"] = [f"take{i % 5}" for i in range(len(labels))]  # 5 groups across artists
     labels["genre"] = np.where(np.arange(len(labels)) % 2 == 0, "pop", "rock")
-    labels.to_csv(corpus / "labels_session.csv", index=False)  # its audio paths are relative
+    # a second row of one song_id is left out and named: the run goes on and exits 1 (some input failed)
+    pd.concat([labels, labels.head(1)]).to_csv(corpus / "labels_session.csv", index=False)  # relative paths
     run = tmp_path / "cv"
     assert main(["cv", "--config", "table1/a_simple_cnn_mid30", "--labels", str(corpus / "labels_session.csv"),
                  "--out", str(run), "--group-by", "session", "--within", "genre", "--folds", "3",
-                 "--set", "train.epochs=1", "-q"]) == 0
+                 "--set", "train.epochs=1", "-q"]) == 1
+    assert "duplicate song_id (first on line 2)" in capsys.readouterr().err
     pred = pd.read_csv(run / "predictions.csv")
     session = labels.set_index("song_id").loc[pred.song_id, "session"].to_numpy()
     assert pd.Series(pred.fold.to_numpy()).groupby(session).nunique().max() == 1  # no group split

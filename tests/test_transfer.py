@@ -791,9 +791,10 @@ def test_a_transfer_run_with_strata_shows_the_stratum_mean_baseline_in_compare_a
     page = (tmp_path / "cmp.html").read_text()
     assert "run: genre mean" in page and "run: random ranking" in page
     assert "thin" not in within["run"]
-    with caplog.at_level(logging.WARNING, logger="hitrank"):  # the same run twice: said
-        compare([tmp_path / "run", tmp_path / "run" / "."])
-    assert "are the same run" in caplog.text
+    with caplog.at_level(logging.WARNING, logger="hitrank"):  # the same run twice: said, compared once
+        table, pairs = compare([tmp_path / "run", tmp_path / "run" / "."])
+    assert "are the same run: it is compared once" in caplog.text
+    assert list(table.run).count("run") == 1 and pairs is None
     # ten folds of 40 songs in 3 genres: one or two songs per cell; compare says so, as cv did
     run_transfer_cv(replace(cfg, cv=replace(cfg.cv, folds=10)), _data(rng), tmp_path / "thin", progress=False)
     table, _ = compare([tmp_path / "thin"])
