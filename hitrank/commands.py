@@ -36,10 +36,11 @@ from .corpus import (
     no_audio_found,
     read_labels,
     reference_source,
+    usable_score_note,
 )
 from .cv import dataset_parts, group_column, run_cv, run_train
 from .cvreport import comparison_table, load_run, pairwise, write_cv_report
-from .data import Dataset, fewer_folds_hint, load_dataset
+from .data import Dataset, fewer_folds_hint, load_dataset, warn_left_out
 from .descriptors.apply import predict_table, rank_descriptor_folder
 from .descriptors.commands import cv_command as descriptor_cv
 from .descriptors.commands import train_command as descriptor_train
@@ -184,8 +185,7 @@ def load_experiment(config: Config | str | os.PathLike | None, overrides: list[s
     ds, problems = load_dataset(opened, **dataset_parts(cfg))
     if groups is not None:
         ds.columns[group] = pd.Series(ds.song_ids).map(groups).fillna("").astype(str).str.strip().to_numpy()
-    for sid, reason in problems:
-        log.warning("song %r left out: %s", sid, reason)
+    warn_left_out(problems)
     log.debug("%d songs with features and scores", len(ds))
     notes = check_highlighter_overlap(cfg, opened, set(ds.song_ids), params)
     return Experiment(cfg, params, ds, ctx, problems, failures, notes)
@@ -199,9 +199,10 @@ def _check_label_scores(cfg: Config, labels: str | os.PathLike) -> None:
     refs = [r for r in read_labels(labels)[0] if np.isfinite(r.hit_score)]
     k = cfg.cv.folds
     if len(refs) < MIN_TOP * k:
+        why = usable_score_note(labels)[1]
         raise LabelsError(f"{str(labels)!r}: only {len(refs)} song(s) with a usable hit_score; cv.folds={k} needs "
                           f"at least {MIN_TOP * k} ({MIN_TOP} to rank in each fold's test and validation chunk): "
-                          + fewer_folds_hint(len(refs), k))
+                          + fewer_folds_hint(len(refs), k) + (f" ({why})" if why else ""))
     scores = [r.hit_score for r in refs]
     check_differ(scores, repr(str(labels)))
     check_scores(cfg.train.target, scores, [r.song_id for r in refs])

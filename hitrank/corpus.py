@@ -302,6 +302,25 @@ def read_labels(
     return refs, rejected, problems
 
 
+def usable_score_note(labels: str | os.PathLike) -> tuple[int, str]:
+    """How many songs of a labels CSV have a usable hit score (their rows accepted, the score
+    finite), and why the others have none, in words for a message ('' when all have one): an
+    example row, what to write instead of decimal commas or percent signs, how many rows point
+    outside the labels folder and the flag that permits them. Only the CSV is read."""
+    refs, rejected, problems = read_labels(labels)
+    usable = sum(math.isfinite(r.hit_score) for r in refs)
+    why = []
+    if problems:
+        why.append(f"{len(problems)} row(s) without a usable hit_score, e.g. {problems[0]}")
+        if any(re.search(r"'[^']*\d(,\d|%)[^']*' is not a number", p) for p in problems):
+            why.append("write scores with a decimal point and no percent sign (0.229, not 0,229 or 22.9%)")
+    outside = [r for r in rejected if "outside the labels folder" in r.reason]
+    if outside:
+        why.append(f"{len(outside)} row(s) point outside the labels folder, e.g. {outside[0].path!r}: pass "
+                   f"--allow-outside (or set {ALLOW_OUTSIDE_ENV}=1) to use them")
+    return usable, "; ".join(why)
+
+
 def check_training_labels(labels: str | os.PathLike) -> None:
     """Refuse, before any audio is decoded, labels that cannot train a model: a source that is
     not a labels CSV, or a CSV without one of :data:`TRAINING_COLUMNS` (only its header is read).

@@ -137,13 +137,15 @@ def model_fingerprint(model: str | os.PathLike) -> str:
 def run_kind(model: str | os.PathLike) -> str:
     """What a run folder or checkpoint holds: ``spectrogram`` or ``descriptor``."""
     path = resolve_model(model)
+    first = None
     if path.is_dir():
         info = read_run_info(path)
         if info is not None:
             return info["kind"]
+        first = find_checkpoints(path)[0]  # a folder holding no model is refused by name first
         log.info("%r has no %s (written by an older hitrank): reading its first checkpoint", str(path),
                  RUN_FILE)
-    kind = checkpoint_kind(find_checkpoints(path)[0])
+    kind = checkpoint_kind(first or find_checkpoints(path)[0])
     if kind not in RUN_KINDS:
         raise CheckpointError(f"{str(path)!r} holds a {kind} checkpoint, not a model that ranks songs")
     return kind
@@ -160,8 +162,9 @@ def find_checkpoints(model: str | os.PathLike) -> list[Path]:
         if found:
             _check_no_fold_missing(model, found)
             return found
-        raise CheckpointError(f"{str(model)!r}: no fold_*.pt or model.pt in this run folder; "
-                              "train one with `hitrank cv` or `hitrank train`")
+        what = (" is a learning-curve folder (learning_curve.csv), which holds no model"
+                if (model / "learning_curve.csv").is_file() else ": no fold_*.pt or model.pt in this run folder")
+        raise CheckpointError(f"{str(model)!r}{what}; train one with `hitrank cv` or `hitrank train`")
     raise CheckpointError(f"{str(model)!r}: no such run folder or checkpoint")
 
 

@@ -377,8 +377,10 @@ class FeatureStore:
         ``songs`` are (song_id, path, artist, hit_score); known songs keep their row, and
         their path, artist and score are refreshed. A known song whose file changed on disk
         since it was extracted (another size or modification time, :func:`file_stamp`, also
-        after a move to another path) is extracted again; a file that cannot be read now (a
-        drive not mounted) and songs of stores older than the stamp keep their features.
+        after a move to another path) is extracted again; a file that cannot be read now at
+        the path it was extracted from (a drive not mounted) and songs of stores older than the
+        stamp keep their features; one that cannot be read at a new path is extracted again
+        (and fails, named), since its features were of another file.
         """
         self._writing = True
         next_row = 1 + max((int(r["row"]) for r in self._records.values()), default=-1)
@@ -393,9 +395,11 @@ class FeatureStore:
                 self._append(rec)
                 continue
             old = rec.get("stamp")
-            if not stamp:  # unreadable now (a drive not mounted): keep what was extracted
+            elsewhere = os.path.abspath(str(rec["path"])) != os.path.abspath(str(path))
+            if not stamp and not elsewhere:  # unreadable now (a drive not mounted): keep what was extracted
                 stamp = old if isinstance(old, str) else ""
-            moved = isinstance(old, str) and bool(old) and old != stamp  # older stores: no stamp
+            # another file (older stores: no stamp), or a path that now names no readable file
+            moved = (isinstance(old, str) and bool(old) and old != stamp) or (not stamp and elsewhere)
             if moved and rec["status"] == "ok":
                 changed.append(path)
                 rec = {**rec, "status": "pending"}

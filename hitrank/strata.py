@@ -332,6 +332,12 @@ def check_strata(values, column: str, flag: str = "--within") -> None:
         raise ConfigError(f"{name}: {len(counts)} strata, but at most one holds two songs or more: nothing to "
                           f"rank inside them; give a column that groups songs (genre, market, label), or "
                           f"drop {flag}")
+    folded = pd.Series(counts.index, index=counts.index).str.casefold()
+    alike = [sorted(g.index) for _, g in folded.groupby(folded) if len(g) > 1]
+    if alike:
+        log.warning("%s: %d stratum name(s) differ only in upper/lower case and are counted apart (%s); write "
+                    "each the same way if they are one", name, len(alike),
+                    "; ".join(" / ".join(repr(v) for v in g) for g in alike[:N_NAMED]))
 
 
 def within_warnings(within: dict | None, column: str = "stratum") -> list[str]:
@@ -622,6 +628,29 @@ def split_half_reliability(raters: pd.DataFrame, strata: dict | None = None,
     return out
 
 
+def sign_warning(raters: pd.DataFrame, labels: dict) -> str:
+    """One line when the listeners' mean judgement of each song goes against the songs' labels
+    (Spearman below 0 over the songs both have, 3 or more): the split-half reliability cannot
+    see a judgement of reversed sign (``disliked-liked`` for a label of liked minus disliked),
+    and the ceiling it gives is then not the labels'; '' otherwise.
+
+    Parameters
+    ----------
+    raters : frame with ``song_id`` and ``judgement`` (one row per listener and song)
+    labels : {song_id: hit score}
+    """
+    means = raters.groupby("song_id")["judgement"].mean()
+    common = [i for i in means.index if i in labels]
+    if len(common) < MIN_STRATUM:
+        return ""
+    rho = means[common].corr(pd.Series([labels[i] for i in common], index=common), method="spearman")
+    if not np.isfinite(rho) or rho >= 0:
+        return ""
+    return (f"label ceiling: the listeners' mean judgement goes against the labels' hit_score (Spearman {rho:+.2f} "
+            f"over {len(common)} songs): is the sign of --raters-score reversed (e.g. disliked-liked for a label "
+            "of liked minus disliked)? The ceiling is of the judgement, not of these labels")
+
+
 def _mean_defined(rho: np.ndarray) -> float:
     """The mean of the defined (finite) split-half correlations, NaN when none is (every
     split's first half had all songs equal: judgements that do not vary)."""
@@ -759,4 +788,4 @@ def paired_difference(y_true, pred_a, pred_b, folds, strata=None, n_boot: int = 
 
 
 __all__ = ["within_metrics", "within_warnings", "interval_note", "stratum_mean_predictions", "centre_by_cell", "read_raters",
-           "split_half_reliability", "parse_score_spec", "evaluate", "paired_difference"]
+           "split_half_reliability", "sign_warning", "parse_score_spec", "evaluate", "paired_difference"]

@@ -230,6 +230,13 @@ def test_a_file_replaced_at_the_same_path_is_extracted_again(tmp_path):
     assert rep.skipped == 3 and not rep.failures
     (tmp_path / "away").rename(folder)
     assert extract(labels, store, progress=False, allow_outside=True).skipped == 3
+    # a row now naming another path that cannot be read: not the file extracted, so it fails, named
+    moved = tmp_path / "moved.csv"
+    moved.write_text(labels.read_text().replace(str(folder / "s1.wav"), str(tmp_path / "nowhere" / "s1.wav")))
+    rep = extract(moved, store, progress=False, allow_outside=True)
+    assert rep.skipped == 2 and [f[0] for f in rep.failures] == ["s1.wav"]
+    assert "does not exist" in str(rep.failures[0][2])
+    assert extract(labels, store, progress=False, allow_outside=True).new == 1  # back at its path: extracted
     journal = store / "journal.jsonl"  # as an older hitrank wrote it: no stamp
     lines = [json.loads(line) for line in journal.read_text().splitlines()]
     journal.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "stamp"}) + "\n" for r in lines))

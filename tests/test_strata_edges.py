@@ -127,6 +127,21 @@ def test_listeners_who_disagree_give_reliability_0_and_no_ceiling(rng):
     assert strata._corrected(0.5)["ceiling"] == pytest.approx(np.sqrt(2 / 3))
 
 
+def test_a_judgement_against_the_labels_is_warned_as_a_reversed_sign(rng):
+    truth = rng.normal(size=20)
+    liked = _raters({f"s{i:02d}": list(truth[i] + rng.normal(0, 0.5, 8)) for i in range(20)})
+    labels = {f"s{i:02d}": float(truth[i]) for i in range(20)}
+    assert strata.sign_warning(liked, labels) == ""
+    # disliked-liked for a label of liked minus disliked: the same split-half, the opposite sign
+    reversed_ = liked.assign(judgement=-liked.judgement)
+    assert strata.split_half_reliability(reversed_, n_splits=5)["split_half"] == pytest.approx(
+        strata.split_half_reliability(liked, n_splits=5)["split_half"])
+    line = strata.sign_warning(reversed_, labels)
+    assert "goes against the labels' hit_score (Spearman -0." in line and "over 20 songs" in line
+    assert "is the sign of --raters-score reversed" in line
+    assert strata.sign_warning(reversed_, {"s00": 1.0, "s01": 2.0}) == ""  # too few songs in common to say
+
+
 def test_the_report_says_no_ceiling_instead_of_printing_nan():
     from hitrank.transfer.report import format_transfer_summary
 
@@ -161,6 +176,8 @@ def test_a_ceiling_on_fewer_songs_and_strata_than_the_model_is_warned(rng):
     ("", "has no rows"),
     ("".join(f"s{i:02d},yes\ns{i:02d},no\n" for i in range(12)), "no row has a usable judgement (24 rows: 24 not a number)"),
     ("".join(f"s{i:02d},1\n" for i in range(12)), "only 0 of its 12 songs with labels have two listeners"),
+    ("s00,1\ns00,0\ns01,1\ns01,0\n", "only 2 of its songs have labels and embeddings here; a label ceiling needs "
+                                      "3 songs or more, each judged by two listeners or more"),
 ])
 def test_raters_files_with_nothing_usable_are_refused_by_name_before_any_fitting(tmp_path, body, expect, caplog):
     from hitrank.transfer.config import TransferConfig
@@ -221,3 +238,14 @@ def test_a_resample_of_labels_all_equal_has_no_ndcg_either():
     draws = np.array([[0, 1, 2, 0], [0, 1, 2, 3]])  # the first redraws only equal labels
     rho, ndcg = strata._boot(y, p, draws, top=0.5)
     assert np.isnan(rho[0]) and np.isnan(ndcg[0]) and np.isfinite(rho[1]) and np.isfinite(ndcg[1])
+
+
+def test_strata_that_differ_only_in_case_are_warned_about(caplog):
+    with caplog.at_level(logging.WARNING, logger="hitrank"):
+        strata.check_strata(["pop", "Pop", "pop", "rock", "rock", "ROCK", "jazz", "jazz"], "genre")
+    assert "--within 'genre': 2 stratum name(s) differ only in upper/lower case and are counted apart " \
+           "('Pop' / 'pop'; 'ROCK' / 'rock')" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="hitrank"):
+        strata.check_strata(["pop", "pop", "rock", "rock"], "genre")
+    assert caplog.text == ""

@@ -515,6 +515,9 @@ def test_learning_curve_names_songs_it_could_not_use_and_exits_1(real_like, tmp_
     assert "1 song failed" in err and "broken.ogg" in err
     assert "song(s) left out" in err and "x003" in err
     assert (tmp_path / "lc" / "learning_curve.csv").exists()  # the curve is still drawn
+    # a learning-curve folder holds no model: `rank --model` says so (before: "written by an older hitrank")
+    assert main(["rank", str(real_like / "audio"), "--model", str(tmp_path / "lc"), "-q"]) == 2
+    assert "is a learning-curve folder (learning_curve.csv), which holds no model" in capsys.readouterr().err
 
 
 @needs_musicnn
@@ -656,6 +659,11 @@ def test_a_song_of_weight_zero_is_a_song_left_out(name, rng):
     # the kept songs (a tree's thresholds may sit elsewhere between them: new songs can differ)
     np.testing.assert_allclose(learner.predict(with_zero, X[keep]), learner.predict(without, X[keep]),
                                atol=1e-10)
+    # half the songs of weight 0 with the shipped settings (trees: a subsample of the rows; before, a
+    # subsample of only such songs crashed scikit-learn's out-of-bag loss): left out, as above
+    half = np.r_[np.zeros(40), np.ones(10)]
+    np.testing.assert_allclose(learner.predict(learner.fit(X, y, TransferModel(), 0, half), X),
+                               learner.predict(learner.fit(X[40:], y[40:], TransferModel(), 0), X), atol=1e-10)
 
 
 @pytest.mark.parametrize("weight", [[1.0, np.nan], [1.0, -2.0], [np.inf, 1.0], [0.0, 0.0]])

@@ -212,3 +212,28 @@ def test_column_flags_are_taken_as_written(name):
     items = _structure_overrides(args, [])
     assert [parse_override(i) for i in items] == [(["cv", "group_by"], name), (["train", "weight"], name),
                                                   (["cv", "within"], name)]
+
+
+@pytest.mark.parametrize("cells, expect", [
+    (["0,229"] * 12, "(12 row(s) without a usable hit_score, e.g. labels.csv:2: song 's00': hit_score '0,229' is not a "
+                     "number; write scores with a decimal point and no percent sign (0.229, not 0,229 or 22.9%))"),
+    (["22.9%"] * 12, "write scores with a decimal point and no percent sign"),
+    (["0.5"] * 12, "12 row(s) point outside the labels folder, e.g. "),
+])
+def test_labels_without_usable_scores_are_refused_with_the_reason_before_any_audio(tmp_path, capsys, monkeypatch,
+                                                                                  cells, expect):
+    from hitrank.cli import main
+
+    monkeypatch.setenv("HITRANK_CACHE", str(tmp_path / "cache"))
+
+    folder = tmp_path / "labels"
+    folder.mkdir()
+    where = "../elsewhere/" if "outside" in expect else ""
+    rows = "".join(f"s{i:02d},{where}s{i:02d}.wav,\"{c}\"\n" for i, c in enumerate(cells))  # no audio at all
+    (folder / "labels.csv").write_text("song_id,path,hit_score\n" + rows)
+    assert main(["cv", "--config", "real/ridge", "--labels", str(folder / "labels.csv"), "--out",
+                 str(tmp_path / "run"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "only 0 songs have a usable hit_score; a transfer model needs at least 10 (" in err and expect in err
+    assert "--allow-outside" in err or "outside" not in expect
+    assert not (tmp_path / "cache").exists()  # refused before any audio was decoded

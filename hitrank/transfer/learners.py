@@ -156,7 +156,10 @@ def fit_gbdt(X, z, cfg, seed: int = 0, weight=None) -> dict:
         n_estimators=g.n_estimators, learning_rate=g.learning_rate, max_depth=g.max_depth,
         min_samples_leaf=g.min_samples_leaf, subsample=g.subsample, max_features=g.max_features,
         random_state=seed)
-    model.fit(X, np.asarray(z, dtype=np.float64), sample_weight=sample_weights(weight, len(X)))
+    w = sample_weights(weight, len(X))
+    keep = slice(None) if w is None else w > 0  # weight 0: left out (a subsample of only such songs
+    # would leave scikit-learn's out-of-bag loss nothing to weigh)
+    model.fit(np.asarray(X)[keep], np.asarray(z, dtype=np.float64)[keep], sample_weight=None if w is None else w[keep])
     trees = [e[0].tree_ for e in model.estimators_]
     offsets = np.cumsum([0] + [t.node_count for t in trees])
     cat = np.concatenate

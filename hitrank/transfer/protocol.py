@@ -29,8 +29,14 @@ import pandas as pd
 import yaml
 
 from .. import embeddings, neighbours, ood, segments, strata
-from ..corpus import check_training_labels, read_text_table, reference_source, song_names
-from ..data import check_fold_sizes, count_groups, make_folds, usable_songs
+from ..corpus import (
+    check_training_labels,
+    read_text_table,
+    reference_source,
+    song_names,
+    usable_score_note,
+)
+from ..data import check_fold_sizes, count_groups, make_folds, usable_songs, warn_left_out
 from ..errors import ConfigError, HitrankError, LabelsError
 from ..extract import ExtractReport, extract
 from ..features import FeatureParams
@@ -114,14 +120,17 @@ def load_data(cfg: TransferConfig, labels, store=None, *, workers: int = 1, prog
         raise ConfigError(f"cv.group_by and cv.within are both {cfg.cv.within!r}: folds grouped by the stratum test "
                           "each stratum with no song of it in training, so the within-stratum figures and the "
                           "stratum-mean baseline mean nothing; group by another column (e.g. artist)")
+    usable, why = usable_score_note(labels)
+    if usable < MIN_SONGS:  # before any audio is decoded
+        raise LabelsError(f"{str(labels)!r}: only {usable} songs have a usable hit_score; a transfer model needs at "
+                          f"least {MIN_SONGS}" + (f" ({why})" if why else ""))
     params = feature_params(cfg)
     st, rep = embed_source(labels, params, store, workers=workers, progress=progress)
     man = st.manifest
     man = man[man.song_id.isin(set(rep.song_ids))]
     records, problems = usable_songs(man)
     keep = [rec["song_id"] for rec in records]
-    for sid, reason in problems:
-        log.warning("song %r left out: %s", sid, reason)
+    warn_left_out(problems)
     if len(keep) < MIN_SONGS:
         absent = sum("does not exist" in str(reason) for _, _, reason in rep.failures)
         hint = (f" ({absent} audio files do not exist: a labels CSV's paths are read relative to its own "
@@ -415,8 +424,10 @@ def read_raters_for(data: Data, raters, raters_score: str) -> pd.DataFrame:
         r.attrs["warning"] = "; ".join(w for w in (r.attrs.get("warning", ""), note) if w)
     r = r[known]
     if r.song_id.nunique() < need:
+        rest = (f"; its song_id column must name the labels' songs{hint}" if (~known).any() else
+                f"; a label ceiling needs {need} songs or more, each judged by two listeners or more")
         raise LabelsError(f"{name!r}: only {r.song_id.nunique()} of its songs have labels and "
-                          f"embeddings here; its song_id column must name the labels' songs{hint}")
+                          f"embeddings here{rest}")
     rated = int((r.song_id.value_counts() >= 2).sum())
     if rated < need:
         raise LabelsError(f"{name!r}: only {rated} of its {r.song_id.nunique()} songs with labels have two "
@@ -511,6 +522,9 @@ def summarize(cfg: TransferConfig, data: Data, pred, folds, groups, s, chosen, r
         smap = dict(zip(data.ids, s, strict=True)) if s is not None else None
         summary["ceiling"] = {**strata.split_half_reliability(rated, smap), "raters": str(raters),
                               "score": raters_score, "dropped_rows": rated.attrs.get("dropped", 0)}
+        reversed_sign = strata.sign_warning(rated, dict(zip(data.ids, y, strict=True)))
+        if reversed_sign:
+            summary["ceiling"]["warnings"].append(reversed_sign)
     summary["warnings"] = strata.within_warnings(model["within"], cfg.cv.within or "stratum")
     if groups is not None and (groups == "").any():
         summary["warnings"].append(f"{int((groups == '').sum())} song(s) have no {cfg.cv.group_by}: each is a group "
