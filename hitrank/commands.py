@@ -78,8 +78,8 @@ from .runinfo import (
     add_run_info,
     model_fingerprint,
     resolve_model,
-    run_folder,
     run_kind,
+    run_name,
 )
 from .runtime import cached_store_path
 from .segments import params_for
@@ -526,12 +526,12 @@ def _warn_training_songs(ranking: pd.DataFrame, model) -> None:
     if known:
         log.warning("%d of the %d ranked songs are songs %s learned from (e.g. %s): their scores are "
                     "in-sample (fitted to their own labels), not what it would give them as new songs",
-                    len(known), len(ranking), run_folder(model).name, ", ".join(repr(str(s)) for s in known[:3]))
+                    len(known), len(ranking), run_name(model), ", ".join(repr(str(s)) for s in known[:3]))
     copies = copies_of([p for p in real if p not in seen], seen)
     if copies:
         example = next(iter(copies.items()))
         log.warning("%d of the %d ranked songs are byte-for-byte copies of songs %s learned from (e.g. %r is "
-                    "%r): their scores are in-sample too", len(copies), len(ranking), run_folder(model).name,
+                    "%r): their scores are in-sample too", len(copies), len(ranking), run_name(model),
                     *example)
 
 

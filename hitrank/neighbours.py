@@ -49,7 +49,7 @@ from .errors import ParameterError
 from .features import FeatureParams
 from .fileio import atomic_path
 from .inference import predict
-from .runinfo import read_run_info, run_folder
+from .runinfo import read_run_info, run_folder, run_name
 from .runtime import cache_dir
 from .store import FeatureStore
 
@@ -356,9 +356,9 @@ def training_catalogue(model: str | os.PathLike, embedding: str, scorers,
                           "scope and no labels CSV of the run is at hand to extract it from: pass --reference "
                           "LABELS.csv|FOLDER")
         store, song_ids = embedded
-    cat = store_catalogue(store, f"the training songs of {run.name}", embedding, scorers, device,
+    cat = store_catalogue(store, f"the training songs of {run_name(run)}", embedding, scorers, device,
                           song_ids=song_ids, titles=labelled_titles(info.get("labels")))
-    cat.name = f"the {len(cat.song_ids)} training songs of {run.name}"
+    cat.name = f"the {len(cat.song_ids)} training songs of {run_name(run)}"
     return cat, ""
 
 

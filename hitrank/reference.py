@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ConfigError, ParameterError
-from .runinfo import run_folder
+from .runinfo import run_folder, run_name
 from .runtime import models_dir
 from .targets import Target
 
@@ -164,11 +164,11 @@ def training_reference(model: str | os.PathLike, target: Target | None) -> tuple
             what = "training songs" if how == "out-of-fold" else "validation songs"
             n = int(np.isfinite(scores).sum())
             try:
-                return Reference(f"the {n} {what} of {run.name} ({how})", scores, pred["song_id"].to_numpy()), ""
+                return Reference(f"the {n} {what} of {run_name(run)} ({how})", scores, pred["song_id"].to_numpy()), ""
             except ParameterError as exc:  # fewer than MIN_REFERENCE finite scores
                 return None, f"{str(path)!r}: {exc}; pass --reference LABELS.csv|FOLDER"
     if run.resolve().parent == models_dir().resolve():  # `hitrank pretrained import` put it there
-        return None, (f"{run.name} is an imported pretrained model: no training songs of it are at hand to "
+        return None, (f"{run_name(run)} is an imported pretrained model: no training songs of it are at hand to "
                       "compare with; pass --reference LABELS.csv|FOLDER (a catalogue you know, scored by "
                       "the same model)")
     return None, (f"{str(run)!r} holds no {OOF_FILE} (cv) or {VALIDATION_FILE} (train): no training "

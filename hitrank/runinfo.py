@@ -44,6 +44,12 @@ def run_folder(model: str | os.PathLike) -> Path:
     return path.parent if path.is_file() else path
 
 
+def run_name(model: str | os.PathLike) -> str:
+    """The name of a model's run folder as it is now (``--model .`` or ``runs/a/`` name the
+    folder itself; a copied or renamed run its new name), for messages and reference names."""
+    return Path(os.path.abspath(run_folder(model))).name
+
+
 def rows_fingerprint(rows) -> str:
     """16 hex digits of SHA-256 over ``rows`` (tuples of text: a song's id, its hit score's
     ``repr``, ...), sorted, so that their order does not count: recorded in ``run.json`` so

@@ -287,6 +287,13 @@ def test_cv_train_and_rank_on_real_like_excerpts(real_like, tmp_path, capsys, ca
     assert main(["rank", str(real_like / "audio"), "--model", str(model), "--out", str(out), "-q"]) == 0
     assert "36 of the 36 ranked songs are songs model learned from (e.g. " in caplog.text  # in-sample scores
     ranking = pd.read_csv(out)
+    import shutil
+
+    from hitrank.commands import rank
+
+    shutil.copytree(model, tmp_path / "renamed")  # a copied run names itself (before: the folder it was trained in)
+    again, _ = rank(real_like / "audio", tmp_path / "renamed", nearest=0, progress=False)
+    assert again.attrs["reference"] == "the 36 training songs of renamed (inner out-of-fold)"
     assert {"path", "score", "percentile"} <= set(ranking.columns) and len(ranking) == 36
     from hitrank.transfer.protocol import RANKING_COLUMNS
 
@@ -450,9 +457,11 @@ def test_a_finished_run_runs_again_in_its_folder_and_lists_the_files_that_failed
     assert main(grouped) == 0
     table.assign(artist=[f"a{i % 4}" for i in range(12)]).to_csv(tmp_path / "labels.csv", index=False)  # other groups
     assert main(grouped) == 2
-    assert "trained on other labels (other songs, hit scores, or group" in capsys.readouterr().err
+    assert ("trained on other labels (the same songs and hit scores: other group, stratum or weight values)"
+            in capsys.readouterr().err)
     table.assign(hit_score=table.hit_score[::-1].to_numpy()).to_csv(tmp_path / "labels.csv", index=False)
-    assert main(cv) == 2 and "trained on other labels" in capsys.readouterr().err
+    assert main(cv) == 2
+    assert re.search(r"trained on other labels \(\d+ song\(s\) with another hit_score, e.g. '", capsys.readouterr().err)
     train = ["train", "--config", "real/ridge", "--labels", str(tmp_path / "labels.csv"), "--out", str(model), "-q"]
     assert main(train) == 0 and main(train) == 0
     table.to_csv(tmp_path / "labels.csv", index=False)

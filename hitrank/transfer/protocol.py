@@ -45,7 +45,7 @@ from ..metrics import METRICS, ranking_metrics
 from ..payload import load_payload, save_payload
 from ..ranking_table import flags_column
 from ..reference import MIN_REFERENCE, Reference, training_reference, warn_if_coarse
-from ..runinfo import find_checkpoints, read_run_info, rows_fingerprint, write_run_info
+from ..runinfo import find_checkpoints, read_run_info, rows_fingerprint, run_name, write_run_info
 from ..runtime import cached_store_path
 from ..store import FeatureStore
 from ..targets import Target, check_differ
@@ -391,8 +391,27 @@ def _other_run(out: Path, cfg: TransferConfig | None, command: str, data: Data |
         shown = ", ".join(f"{k}: {then.get(k)!r} there, {now.get(k)!r} now" for k in differ[:3])
         return f"of another config ({shown}{' ...' if len(differ) > 3 else ''})"
     if data is not None and info.get("labels_digest") != labels_digest(cfg, data):
-        return "trained on other labels (other songs, hit scores, or group, stratum or weight values)"
+        return f"trained on other labels ({_labels_change(out, data)})"
     return ""
+
+
+def _labels_change(out: Path, data: Data) -> str:
+    """What differs between the labels of a finished run in ``out`` and ``data``'s, in words:
+    the songs added or removed and the hit scores changed, from a ``cv`` run's predictions.csv
+    (a ``train`` run keeps no song list: the kinds of change are named)."""
+    unknown = "other songs, hit scores, or group, stratum or weight values"
+    try:
+        then = pd.read_csv(out / "predictions.csv", usecols=["song_id", "hit_score"], dtype={"song_id": str})
+    except (OSError, ValueError):
+        return unknown
+    old = dict(zip(map(str, then.song_id), then.hit_score, strict=True))
+    now = dict(zip(map(str, data.ids), data.y, strict=True))
+    parts = []
+    for what, ids in (("added", [s for s in now if s not in old]), ("removed", [s for s in old if s not in now]),
+                      ("with another hit_score", [s for s in now if s in old and not np.isclose(now[s], old[s])])):
+        if ids:
+            parts.append(f"{len(ids)} song(s) {what}, e.g. {', '.join(repr(s) for s in ids[:3])}")
+    return "; ".join(parts) if parts else "the same songs and hit scores: other group, stratum or weight values"
 
 
 def read_raters_for(data: Data, raters, raters_score: str) -> pd.DataFrame:
@@ -564,7 +583,7 @@ def run_transfer_train(cfg: TransferConfig, data: Data, out, progress: bool = Tr
         ref = _oof(cfg, name, data, groups)
     model = fit_one(cfg, name, data.X, data.y, data.ids, cfg.train.seed, data.weight)
     reference = {"song_ids": list(map(str, data.ids)), "scores": ref, "hit_scores": data.y,
-                 "name": f"the {len(data.y)} training songs of {out.name} (inner out-of-fold)"}
+                 "name": _reference_name(len(data.y), out)}
     save_model(out / MODEL_FILE, model, cfg, data.params, reference)
     result = {"name": cfg.name, "kind": RUN_KIND, "songs": int(len(data.y)), "learner": name,
               "inner": scores, "select_by": cfg.cv.select_by, "select_rule": cfg.cv.select_rule, "why": why,
@@ -575,6 +594,12 @@ def run_transfer_train(cfg: TransferConfig, data: Data, out, progress: bool = Tr
     write_run_info(out, RUN_KIND, "train", embedding=data.params.embedding, scope=data.params.embedding_scope,
                    store=str(Path(data.store).resolve()), labels_digest=labels_digest(cfg, data))
     return result
+
+
+def _reference_name(n: int, run) -> str:
+    """What a trained model's percentiles are against, in words (the run folder's name as it is
+    now: a copied or renamed run names itself)."""
+    return f"the {n} training songs of {run_name(run)} (inner out-of-fold)"
 
 
 def _oof(cfg: TransferConfig, name: str, data: Data, groups) -> np.ndarray:
@@ -662,7 +687,8 @@ def rank_transfer_folder(folder, model, *, cache=None, workers: int = 1, progres
         cat_note = ref_note = ""
     else:
         ref = models[0]["reference"]
-        ref = Reference(ref["name"], ref["scores"], np.asarray(ref["song_ids"])) if ref is not None else None
+        ref = (Reference(_reference_name(len(ref["song_ids"]), model), ref["scores"],
+                         np.asarray(ref["song_ids"])) if ref is not None else None)
         ref, ref_note = (ref, "") if ref is not None else training_reference(model, None)  # a cv run's
         cat, cat_note = (neighbours.training_catalogue(model, params.embedding, None, scope=params.embedding_scope)
                          if nearest else (None, ""))
