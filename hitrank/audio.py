@@ -436,6 +436,16 @@ def silence_reason(y: np.ndarray, sr: int = SAMPLE_RATE, duration: float | None 
             "needed: a constant level, a click, a file too short, or a quiet stretch of the song?")
 
 
+def silent_message(y: np.ndarray, sr: int = SAMPLE_RATE, duration: float | None = None, where: str = "") -> str:
+    """The words of an error or warning about audio that :func:`is_silent` judged to hold
+    nothing to score: ``"too short (...)"`` for a file under :data:`MIN_SONG_SECONDS`, else
+    ``"silent{where} (...)"`` (``where`` e.g. ``" in the analysed segment"``), the reason from
+    :func:`silence_reason`."""
+    if duration is not None and duration < MIN_SONG_SECONDS:
+        return f"too short ({silence_reason(y, sr, duration)})"
+    return f"silent{where} ({silence_reason(y, sr, duration)})"
+
+
 def _finish(path, y: np.ndarray, sr: int, start: float, seconds: float, duration: float,
             allow_silent: bool = False) -> Segment:
     """Pad or trim to exactly ``seconds``, refuse (or flag) silence, wrap as a Segment."""
@@ -447,7 +457,7 @@ def _finish(path, y: np.ndarray, sr: int, start: float, seconds: float, duration
         y = y[:n_out]
     silent = is_silent(y, sr, duration)
     if silent and not allow_silent:
-        raise AudioLoadError(path, f"audio is silent in the analysed segment ({silence_reason(y, sr, duration)})")
+        raise AudioLoadError(path, "audio is " + silent_message(y, sr, duration, " in the analysed segment"))
     return Segment(np.ascontiguousarray(y, dtype=np.float32), sr, start, start + seconds, duration,
                    padded, silent)
 

@@ -466,7 +466,13 @@ def check_outputs(sources: dict, out, html, since=None) -> None:
         if t.exists() and is_audio_name(t.resolve().name):
             raise HitrankError(f"{flag} {str(target)!r} is an audio file: writing there would replace it; "
                                f"give another file name, e.g. {str(t.with_name(example))!r}")
-        t.parent.mkdir(parents=True, exist_ok=True)
+        real = Path(os.path.realpath(t))  # a link's target: its folder is the one written into
+        if flag == "--html" and (str(real).startswith(("/dev/", "/proc/"))
+                                 or (real.exists() and not real.is_file())):
+            raise HitrankError(f"--html {str(target)!r} is not a regular file: the report keeps its images in a "
+                               f"folder beside it; give a file name, e.g. 'ranking.html'")
+        if not str(real).startswith(("/dev/", "/proc/")):
+            real.parent.mkdir(parents=True, exist_ok=True)
 
 
 def rank(folder, model, *, cache=None, workers: int = 1, device: str = "auto", progress: bool = True,
@@ -510,8 +516,8 @@ def rank(folder, model, *, cache=None, workers: int = 1, device: str = "auto", p
     if out is not None:
         atomic_write_text(out, ranking_with_failures(ranking, failures).to_csv(index=False))
     if html is not None:
-        write_ranking_report(ranking, failures, html, str(model), store_dir=ranking.attrs.get("store"),
-                             embed_audio=embed_audio)
+        write_ranking_report(ranking, failures, os.path.realpath(html), str(model),  # a link: beside its target
+                             store_dir=ranking.attrs.get("store"), embed_audio=embed_audio)
     return ranking, failures
 
 

@@ -244,10 +244,11 @@ def read_text_table(path: str | os.PathLike, what: str = "labels", **kwargs) -> 
 
 
 def read_labels(
-    csv_path: str | os.PathLike, allow_outside: bool = False
+    csv_path: str | os.PathLike, allow_outside: bool = False, warn: bool = True
 ) -> tuple[list[SongRef], list[Rejected], list[str]]:
     """Read a labels CSV. Paths outside the CSV's folder are refused unless ``allow_outside``
-    or the environment variable :data:`ALLOW_OUTSIDE_ENV` is ``1``.
+    or the environment variable :data:`ALLOW_OUTSIDE_ENV` is ``1``; ``warn``: say when one
+    audio file is listed under several song ids (False: a second reading of a CSV already read).
 
     Returns
     -------
@@ -293,7 +294,7 @@ def read_labels(
         refs.append(SongRef(sid, str(path), str(row.get("artist", "") or ""), score))
         files.setdefault(str(path), []).append((line, sid))
     shared = [rows for rows in files.values() if len(rows) > 1]
-    if shared:  # the same audio under two ids: it can be trained on and tested on in one fold
+    if shared and warn:  # the same audio under two ids: it can be trained on and tested on in one fold
         shown = "; ".join(" = ".join(f"line {ln} {sid!r}" for ln, sid in rows) for rows in shared[:N_SHARED])
         log.warning("%r: %d audio file(s) are listed under more than one song_id (%s%s); in cross-validation "
                     "such copies can sit on both sides of a split: give each file one row, or the copies one "
@@ -307,7 +308,7 @@ def usable_score_note(labels: str | os.PathLike) -> tuple[int, str]:
     finite), and why the others have none, in words for a message ('' when all have one): an
     example row, what to write instead of decimal commas or percent signs, how many rows point
     outside the labels folder and the flag that permits them. Only the CSV is read."""
-    refs, rejected, problems = read_labels(labels)
+    refs, rejected, problems = read_labels(labels, warn=False)  # its songs are read (and warned about) again
     usable = sum(math.isfinite(r.hit_score) for r in refs)
     why = []
     if problems:

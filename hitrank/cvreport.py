@@ -189,15 +189,15 @@ def _within_cell(result: dict) -> str:
     """``mean [lo, hi]`` of a within-stratum Spearman (:func:`hitrank.strata.evaluate`), and
     how many strata were thin (their songs mostly in fold x stratum cells under 3 songs)."""
     mean = (result.get("within") or {}).get("mean") or {}
-    if "spearman" not in mean:
-        return ""
+    thin = (result.get("within") or {}).get("thin") or {}
+    note = (f" (thin: {len(thin)} of {len(result['within'].get('strata', {}))} strata in cells too small to "
+            "rank in)" if thin else "")
+    if "spearman" not in mean:  # no stratum ranked anything (every one thin: said)
+        return "n/a" + note if thin else ""
     lo, hi = mean["spearman_ci"]
     if not _defined(mean["spearman"]):  # null in summary.json (NaN in memory): every stratum undefined
-        return "n/a"
-    thin = (result.get("within") or {}).get("thin") or {}
-    return (f"{mean['spearman']:+.3f} " + (f"[{lo:+.2f}, {hi:+.2f}]" if _defined(lo) and _defined(hi) else "[n/a]")
-            + (f" (thin: {len(thin)} of {len(result['within'].get('strata', {}))} strata in cells too small to "
-               "rank in)" if thin else ""))
+        return "n/a" + note
+    return f"{mean['spearman']:+.3f} " + (f"[{lo:+.2f}, {hi:+.2f}]" if _defined(lo) and _defined(hi) else "[n/a]") + note
 
 
 def _defined(v) -> bool:

@@ -88,13 +88,16 @@ def usable_songs(manifest: pd.DataFrame) -> tuple[list[dict], list[tuple[str, st
     return keep, problems
 
 
+NO_FEATURES = "no features (the files could not be used; each is listed with its reason among the failures)"
+
+
 def warn_left_out(problems: list[tuple[str, str]], shown: int = 5) -> None:
     """Warn of the songs :func:`usable_songs` left out: one line per reason, with how many
     songs and the first ``shown`` of them (a catalogue of 400 songs without a usable score gets
     one line, not 400)."""
     by_reason: dict[str, list[str]] = {}
-    for sid, reason in problems:
-        by_reason.setdefault(reason, []).append(sid)
+    for sid, reason in problems:  # failed extractions: each file's own error is listed with the failures
+        by_reason.setdefault(NO_FEATURES if reason.startswith("no features") else reason, []).append(sid)
     for reason, ids in by_reason.items():
         more = f" and {len(ids) - shown} more" if len(ids) > shown else ""
         log.warning("%d song(s) left out (%s%s): %s", len(ids), ", ".join(repr(s) for s in ids[:shown]), more,

@@ -108,8 +108,8 @@ def extract_song(path: str | os.PathLike, params: FeatureParams = FeatureParams(
                                        "check its weights (imported ones: `hitrank pretrained import PATH "
                                        "--force`)")
     if seg.silent:
-        log.warning("%r: the analysed segment holds no sound (%s); kept, flagged silent=True "
-                    "(ranked last, left out of training)", str(path), audio.silence_reason(seg.audio, seg.sr, seg.duration))
+        log.warning("%r: nothing to score, the audio is %s; kept, flagged silent=True (ranked last, left out of "
+                    "training)", str(path), audio.silent_message(seg.audio, seg.sr, seg.duration, " in the analysed segment"))
     info = {"seg_start": round(seg.start, 4), "seg_end": round(seg.end, 4),
             "duration": round(seg.duration, 4), "padded": bool(seg.padded),
             "silent": bool(seg.silent), **extra}

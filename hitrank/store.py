@@ -395,7 +395,7 @@ class FeatureStore:
                 self._append(rec)
                 continue
             old = rec.get("stamp")
-            elsewhere = os.path.abspath(str(rec["path"])) != os.path.abspath(str(path))
+            elsewhere = os.path.realpath(str(rec["path"])) != os.path.realpath(str(path))
             if not stamp and not elsewhere:  # unreadable now (a drive not mounted): keep what was extracted
                 stamp = old if isinstance(old, str) else ""
             # another file (older stores: no stamp), or a path that now names no readable file

@@ -53,6 +53,8 @@ MIN_STRATUM = 3  # songs: a stratum with fewer is left out of within-stratum met
 SEED_STREAM = 2_718  # mixed into the seed: this module's own random stream
 MISSING = ""  # the stratum of a song whose stratum column is empty (or NaN, None)
 THIN_SHARE = 0.5  # a stratum with more of its songs than this in cells under MIN_STRATUM songs is thin
+SIGN_RHO = -0.3  # listeners' song means that go against the labels at least this much: a reversed sign?
+SIGN_SONGS = 10  # songs in common needed to say so
 N_NAMED = 5  # songs (or strata) named in a warning; the rest are counted
 #: a raters file's column naming the listener, the first of these it has: a listener's second
 #: row for one song is dropped (an export appended twice would count each listener twice)
@@ -184,6 +186,24 @@ def _one_unit(idx: np.ndarray, units: list[np.ndarray] | None, groups: np.ndarra
     return f"one group: {name!r}" if name else "one song"
 
 
+def thin_strata(folds, strata) -> dict[str, float]:
+    """{stratum: share of its songs in fold x stratum cells of fewer than :data:`MIN_STRATUM`
+    songs} for the strata where that share exceeds :data:`THIN_SHARE`: centring such cells
+    leaves (almost) nothing to rank, so their within-stratum figures are not reported.
+
+    Parameters
+    ----------
+    folds : (n,) test fold of each song
+    strata : (n,) str, stratum of each song
+    """
+    s = np.asarray(strata)
+    if not len(s):
+        return {}
+    size = pd.Series(np.zeros(len(s))).groupby([np.asarray(folds), s]).transform("size").to_numpy()
+    share = pd.Series(size < MIN_STRATUM).groupby(s).mean()
+    return {str(name): float(v) for name, v in share.items() if v > THIN_SHARE}
+
+
 def within_metrics(y_true, y_pred, folds, strata, top: float = 0.1, n_boot: int = N_BOOT,
                    seed: int = 0, centre: bool = True, groups=None, ids=None) -> dict:
     """Ranking quality inside each stratum, computed on per-fold centred predictions and labels.
@@ -214,7 +234,8 @@ def within_metrics(y_true, y_pred, folds, strata, top: float = 0.1, n_boot: int 
         "recall", "n_top"} and, where a figure is undefined, "note"}: a stratum whose
         (centred) labels are all equal has every figure NaN (note ``labels all equal``); one
         whose songs form a single resampling unit (one group of ``groups``) has its intervals
-        [NaN, NaN] (note ``one group: 'name'``); resamples that draw labels all
+        [NaN, NaN] (note ``one group: 'name'``); a thin stratum (see ``thin``) has every
+        figure NaN (note ``thin``) and takes no part in the mean; resamples that draw labels all
         equal are left out of an interval. ``mean``: {"spearman", "spearman_ci", "ndcg",
         "ndcg_ci", "strata"} (the mean over the strata whose labels vary, their number, and
         its interval from the same resamples, [NaN, NaN] when one of them has none; {} when
@@ -225,7 +246,7 @@ def within_metrics(y_true, y_pred, folds, strata, top: float = 0.1, n_boot: int 
         of everything above), ``missing_ids`` their ids (with ``ids``; else []); ``thin``:
         {stratum: share of its songs in fold x stratum cells of fewer than
         :data:`MIN_STRATUM` songs} for the reported strata where that share exceeds
-        :data:`THIN_SHARE` (their within-stratum figures carry little or no information).
+        :data:`THIN_SHARE` (:func:`thin_strata`; their figures are not reported: NaN).
     """
     y = np.asarray(y_true, dtype=np.float64)
     p = np.asarray(y_pred, dtype=np.float64)
@@ -254,16 +275,17 @@ def within_metrics(y_true, y_pred, folds, strata, top: float = 0.1, n_boot: int 
     rng = np.random.default_rng([seed, SEED_STREAM])
     out, boots, left_out = {}, {"spearman": [], "ndcg": []}, []
     nan2 = [float("nan"), float("nan")]
+    thin_all = thin_strata(folds, s) if centre else {}
     for name in sorted(set(s)):
         idx = np.flatnonzero(s == name)
         if len(idx) < MIN_STRATUM:
             left_out.append(name)
             continue
         yi, pi = g[idx], pc[idx]
-        if _constant(yi):  # nothing to rank: every figure undefined, and no part of the mean
+        if name in thin_all or _constant(yi):  # nothing to rank: every figure undefined, no part of the mean
             out[name] = {"n": len(idx), "spearman": float("nan"), "spearman_ci": nan2, "ndcg": float("nan"),
                          "ndcg_ci": nan2, "kendall": float("nan"), "recall": float("nan"),
-                         "n_top": n_top(len(idx), top), "note": "labels all equal"}
+                         "n_top": n_top(len(idx), top), "note": "thin" if name in thin_all else "labels all equal"}
             continue
         point = top_metrics_batch(yi[None], pi[None], top)
         units = _units(idx, g_all)
@@ -289,16 +311,14 @@ def within_metrics(y_true, y_pred, folds, strata, top: float = 0.1, n_boot: int 
         if any("note" in v for v in ranked):  # a stratum held fixed would narrow the mean's interval
             mean["spearman_ci"], mean["ndcg_ci"] = list(nan2), list(nan2)
         mean["strata"] = len(ranked)
-    cells, small = [], {}  # small: per stratum, its songs in cells under MIN_STRATUM songs
+    cells = []
     for (_fold, name), grp in pd.Series(np.arange(n)).groupby([folds, s]):
         if name in out and len(grp) >= MIN_STRATUM:
             i = grp.to_numpy()
             rho = float(_row_spearman(y[i][None], p[i][None])[0])  # a cell: no centring needed
             if np.isfinite(rho):  # a cell whose labels are all equal has no correlation
                 cells.append(rho)
-        elif name in out:
-            small[name] = small.get(name, 0) + len(grp)
-    thin = {name: k / out[name]["n"] for name, k in sorted(small.items()) if k / out[name]["n"] > THIN_SHARE}
+    thin = {name: share for name, share in sorted(thin_strata(folds, s).items()) if name in out}
     return {"strata": out, "mean": mean,
             "cell_mean": {"spearman": float(np.mean(cells)) if cells else float("nan"),
                           "cells": len(cells)},
@@ -366,8 +386,9 @@ def within_warnings(within: dict | None, column: str = "stratum") -> list[str]:
                      + named_some(f"{name} {share:.0%}" for name, share in thin.items())
                      + f") sit in fold x {column} cells of fewer than {MIN_STRATUM} songs"
                      + (f" (no cell has {MIN_STRATUM})" if cells == 0 else "")
-                     + f"; the per-fold centred within-{column} numbers of those strata are not "
-                     f"meaningful: use fewer folds (--folds) or more songs per {column}")
+                     + f"; centring leaves (almost) nothing to rank in them, so their within-{column} "
+                     f"figures are not reported (n/a) and left out of the mean over strata: use fewer "
+                     f"folds (--folds) or more songs per {column}")
     notes = {name: d["note"] for name, d in within.get("strata", {}).items() if d.get("note")}
     equal = [name for name, note in notes.items() if note == "labels all equal"]
     told = [name for name in equal if name not in thin]  # thin strata: told above (centring left nothing)
@@ -375,7 +396,7 @@ def within_warnings(within: dict | None, column: str = "stratum") -> list[str]:
         lines.append(f"within {column}: the labels of {len(told)} {column} strata ({named_some(told)}) are all "
                      f"equal inside each fold: their Spearman and nDCG are undefined (n/a) and left out of "
                      f"the mean over strata; give them songs whose scores differ")
-    single = {name: note for name, note in notes.items() if name not in equal}
+    single = {name: note for name, note in notes.items() if note not in ("labels all equal", "thin")}
     if single:
         lines.append(f"within {column}: " + named_some(f"{name} ({note})" for name, note in single.items())
                      + ": all songs of the stratum are one resampling group, so the cluster bootstrap can only "
@@ -630,7 +651,8 @@ def split_half_reliability(raters: pd.DataFrame, strata: dict | None = None,
 
 def sign_warning(raters: pd.DataFrame, labels: dict) -> str:
     """One line when the listeners' mean judgement of each song goes against the songs' labels
-    (Spearman below 0 over the songs both have, 3 or more): the split-half reliability cannot
+    (Spearman at most :data:`SIGN_RHO` over the songs both have, :data:`SIGN_SONGS` or more;
+    judgements only weakly related to the labels may go below 0 by chance): the split-half cannot
     see a judgement of reversed sign (``disliked-liked`` for a label of liked minus disliked),
     and the ceiling it gives is then not the labels'; '' otherwise.
 
@@ -641,10 +663,10 @@ def sign_warning(raters: pd.DataFrame, labels: dict) -> str:
     """
     means = raters.groupby("song_id")["judgement"].mean()
     common = [i for i in means.index if i in labels]
-    if len(common) < MIN_STRATUM:
+    if len(common) < SIGN_SONGS:
         return ""
     rho = means[common].corr(pd.Series([labels[i] for i in common], index=common), method="spearman")
-    if not np.isfinite(rho) or rho >= 0:
+    if not np.isfinite(rho) or rho > SIGN_RHO:
         return ""
     return (f"label ceiling: the listeners' mean judgement goes against the labels' hit_score (Spearman {rho:+.2f} "
             f"over {len(common)} songs): is the sign of --raters-score reversed (e.g. disliked-liked for a label "
@@ -735,8 +757,8 @@ def paired_difference(y_true, pred_a, pred_b, folds, strata=None, n_boot: int = 
     :func:`within_metrics`): pooled over all songs and, with ``strata``, the mean
     within-stratum difference (per-fold centred, as :func:`within_metrics`; songs with no
     stratum take part in the pooled difference only). Undefined figures are NaN as in
-    :func:`within_metrics`: strata whose labels are all equal are left out of the mean, and
-    a stratum of one group leaves the within interval [NaN, NaN].
+    :func:`within_metrics`: thin strata and strata whose labels are all equal are left out of
+    the mean, and a stratum of one group leaves the within interval [NaN, NaN].
 
     Returns ``{"pooled": {"diff", "ci"}, "within": {"diff", "ci"} or None, "resampled":
     "songs" | "groups"}``.
@@ -770,9 +792,10 @@ def paired_difference(y_true, pred_a, pred_b, folds, strata=None, n_boot: int = 
         ac, bc = centre_by_cell(a, folds, s), centre_by_cell(b, folds, s)
         yc = centre_by_cell(y, folds, s)
         per, per_point = [], []
+        thin = thin_strata(folds, s)
         for name in sorted(set(s) - {MISSING}):
             idx = np.flatnonzero(s == name)
-            if len(idx) < MIN_STRATUM or _constant(yc[idx]):  # as within_metrics: nothing to rank
+            if len(idx) < MIN_STRATUM or name in thin or _constant(yc[idx]):  # as within_metrics: nothing to rank
                 continue
             units = _units(idx, g_all)
             if _one_unit(idx, units, g_all):  # as within_metrics: no interval, nor for the mean
@@ -787,5 +810,5 @@ def paired_difference(y_true, pred_a, pred_b, folds, strata=None, n_boot: int = 
     return out
 
 
-__all__ = ["within_metrics", "within_warnings", "interval_note", "stratum_mean_predictions", "centre_by_cell", "read_raters",
+__all__ = ["within_metrics", "thin_strata", "within_warnings", "interval_note", "stratum_mean_predictions", "centre_by_cell", "read_raters",
            "split_half_reliability", "sign_warning", "parse_score_spec", "evaluate", "paired_difference"]

@@ -158,8 +158,14 @@ def test_outputs_write_through_links_and_pipes_and_spare_the_since_csv(tmp_path)
     atomic_write_text(fifo, "rank,song_id\n")  # a pipe is written into, not replaced by a file
     reader.join(timeout=30)
     assert got == ["rank,song_id\n"] and stat.S_ISFIFO(os.stat(fifo).st_mode)
-    # the report may not replace the --since ranking (--out may: an update in place)
+    # the report may not replace the --since ranking (--out may: an update in place), nor be a pipe
     check_outputs({}, real, None, since=real)
+    with pytest.raises(HitrankError, match=r"--html .*pipe.csv' is not a regular file"):
+        check_outputs({}, None, fifo)
+    dangling = tmp_path / "dangling.csv"  # a link to a file in a folder still to be made: made before any work
+    dangling.symlink_to(tmp_path / "later" / "out.csv")
+    check_outputs({}, dangling, None)
+    assert (tmp_path / "later").is_dir()
     with pytest.raises(HitrankError, match=r"--html .*link.csv' is the --since ranking"):
         check_outputs({}, None, link, since=real)
     # copies are found by their bytes; a file of the same size and other bytes is no copy

@@ -456,7 +456,8 @@ def test_highlighter_training_names_what_it_leaves_out(corpus, tmp_path, capsys,
     assert main(args) == 1
     err = capsys.readouterr().err
     assert "1 labels row(s) left out" in err and "2 songs failed" in err
-    assert "silence.wav': holds no sound (silent)" in err and "missing.wav" in err
+    assert "silence.wav': audio is silent (digital silence): nothing to learn a highlight from" in err
+    assert "missing.wav" in err
     assert "'abc' is not a number" in caplog.text
     summary = json.loads((tmp_path / "hl" / "summary.json").read_text())
     assert sorted(f[0] for f in summary["failures"]) == ["gone", "quiet"] and summary["n_train"] + summary["n_val"] == 10

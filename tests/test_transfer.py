@@ -670,6 +670,9 @@ def test_a_song_of_weight_zero_is_a_song_left_out(name, rng):
                                atol=1e-10)
     # half the songs of weight 0 with the shipped settings (trees: a subsample of the rows; before, a
     # subsample of only such songs crashed scikit-learn's out-of-bag loss): left out, as above
+    if name == "gbdt":  # one song of positive weight: no subsample of it (nothing out of the bag to weigh)
+        one = learner.fit(X, y, TransferModel(), 0, np.r_[1.0, np.zeros(49)])
+        assert np.allclose(learner.predict(one, X[:3]), learner.predict(one, X[:1])[0])  # it predicts that song
     half = np.r_[np.zeros(40), np.ones(10)]
     np.testing.assert_allclose(learner.predict(learner.fit(X, y, TransferModel(), 0, half), X),
                                learner.predict(learner.fit(X[40:], y[40:], TransferModel(), 0), X), atol=1e-10)

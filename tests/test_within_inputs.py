@@ -166,13 +166,18 @@ def test_strata_whose_songs_sit_in_cells_too_small_to_rank_are_named_and_warned(
     assert res["thin"] == {g: 1.0 for g in GENRES}
     assert res["cell_mean"]["cells"] == 0 and np.isnan(res["cell_mean"]["spearman"])  # values unchanged
     (line,) = strata.within_warnings(res, "genre")
-    assert "not meaningful" in line and "--folds" in line and "4 of 4 genre strata" in line
+    assert "not reported (n/a) and left out of the mean" in line and "--folds" in line and "4 of 4 genre strata" in line
+    # their figures are not reported: before, cells of two songs gave e.g. +1.000 [+1.00, +1.00]
+    assert all(np.isnan(d["spearman"]) and d["note"] == "thin" for d in res["strata"].values()) and res["mean"] == {}
+    pairs = strata.within_metrics(y, y + rng.normal(0, 0.01, len(y)), folds % 5, genres, n_boot=50)  # 2 per cell
+    assert set(pairs["thin"]) == set(GENRES) and all(np.isnan(d["spearman"]) for d in pairs["strata"].values())
     base = strata.evaluate(y, strata.stratum_mean_predictions(y, folds, genres), folds, genres, n_boot=20)
     diff = strata.paired_difference(y, pred, strata.stratum_mean_predictions(y, folds, genres), folds, genres,
                                     n_boot=20)
     text = "\n".join(within_lines("genre", res, base["within"], diff))
     assert "no fold x stratum cell has 3 songs" in text and "nan" not in text
-    assert "rock (10, thin)" in text and "once centred in cells too small to rank in" in text
+    assert "rock (10, thin)" in text and "thin: most of their songs in fold x stratum cells too small" in text
+    assert diff["within"] is None and "within genre" not in text.splitlines()[-1]  # no paired figure either
     # two folds: five songs per cell, nothing to warn about
     few = strata.within_metrics(y, pred, folds % 2, genres, n_boot=50)
     assert few["thin"] == {} and strata.within_warnings(few, "genre") == []

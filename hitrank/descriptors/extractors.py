@@ -114,7 +114,7 @@ log = logging.getLogger(__name__)
 
 LIBROSA_SR = 22050  # Hz, rate of the librosa extractor
 ESSENTIA_SR = 44100  # Hz, RhythmExtractor2013 and the Essentia defaults assume it
-MIN_SECONDS = 1.0  # s, shortest signal described (as hitrank.descriptors.audio.describe_file)
+MIN_SECONDS = audio.MIN_SONG_SECONDS  # s, shortest signal described (as hitrank.descriptors.audio.describe_file)
 ESSENTIA_REQUIREMENT = "essentia>=2.1b6.dev1389"
 INSTALL_HINT = f"pip install 'hitrank[descriptors]'  (or: pip install '{ESSENTIA_REQUIREMENT}')"
 

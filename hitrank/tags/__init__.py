@@ -77,14 +77,14 @@ def tag_file(path, model: str = DEFAULT_TAGGER, device: str = "cpu") -> dict:
         sr = SR
         y, duration = audio.load(path, sr)
         padded = len(_at_least_one_patch(y)) > len(y)
-        vec = None if audio.is_silent(y, sr) else tag_vector(_at_least_one_patch(y), _port(model), device)
+        vec = None if audio.is_silent(y, sr, duration) else tag_vector(_at_least_one_patch(y), _port(model), device)
     else:  # JYnet pools over time: any length is its input
         padded = False
         sr = audio.info(path).samplerate
         y, duration = audio.load(path, sr)
-        vec = None if audio.is_silent(y, sr) else get_tagger(model).song(y, sr, device)
+        vec = None if audio.is_silent(y, sr, duration) else get_tagger(model).song(y, sr, device)
     if vec is None:
-        raise AudioLoadError(path, f"audio is silent ({audio.silence_reason(y, sr)})")
+        raise AudioLoadError(path, "audio is " + audio.silent_message(y, sr, duration))
     if not np.all(np.isfinite(vec)):  # the audio decoded and is not silent: the network is at fault
         raise CheckpointError(f"{str(path)!r}: the {model} tagger's output is not finite (NaN or inf); "
                               "the audio decoded fine: check the model's weights (JYnet: re-run "

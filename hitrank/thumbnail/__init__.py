@@ -106,9 +106,9 @@ def find_highlight(path: str | os.PathLike, method: str = "fallback", model=None
     the whole song).
     """
     y, duration = audio.load(path, sr)
-    silent = audio.is_silent(y, sr)
+    silent = audio.is_silent(y, sr, duration)
     if silent and not allow_silent:
-        raise AudioLoadError(path, f"audio is silent ({audio.silence_reason(y, sr)})")
+        raise AudioLoadError(path, "audio is " + audio.silent_message(y, sr, duration))
     curve = np.zeros(max(1, int(np.ceil(len(y) / sr)))) if silent else highlight_curve(y, sr, method, model)
     start = pick_window(curve, duration, seconds)
     log.debug("%r: highlight %.0f-%.0f s chosen by %s", str(path), start, start + seconds, method)

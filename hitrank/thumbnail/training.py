@@ -57,9 +57,10 @@ def song_mel(path: str, params: FeatureParams) -> np.ndarray:
     """Whole-song log-mel (n_mels, T) float16; AudioLoadError for a song that holds no sound
     (nothing to learn where its highlight is)."""
     torch.set_num_threads(1)
-    y, _ = audio.load(path, params.sr)
-    if audio.is_silent(y, params.sr):
-        raise audio.AudioLoadError(path, "holds no sound (silent): nothing to learn a highlight from")
+    y, duration = audio.load(path, params.sr)
+    if audio.is_silent(y, params.sr, duration):
+        raise audio.AudioLoadError(path, "audio is " + audio.silent_message(y, params.sr, duration)
+                                   + ": nothing to learn a highlight from")
     return log_mel(y, params).numpy().astype(np.float16)
 
 

@@ -157,8 +157,10 @@ def fit_gbdt(X, z, cfg, seed: int = 0, weight=None) -> dict:
         min_samples_leaf=g.min_samples_leaf, subsample=g.subsample, max_features=g.max_features,
         random_state=seed)
     w = sample_weights(weight, len(X))
-    keep = slice(None) if w is None else w > 0  # weight 0: left out (a subsample of only such songs
-    # would leave scikit-learn's out-of-bag loss nothing to weigh)
+    keep = np.ones(len(X), dtype=bool) if w is None else w > 0  # weight 0: left out (a subsample of only
+    # such songs would leave scikit-learn's out-of-bag loss nothing to weigh)
+    if keep.sum() < 2:  # one song: a subsample of it leaves no song out of the bag to weigh
+        model.set_params(subsample=1.0)
     model.fit(np.asarray(X)[keep], np.asarray(z, dtype=np.float64)[keep], sample_weight=None if w is None else w[keep])
     trees = [e[0].tree_ for e in model.estimators_]
     offsets = np.cumsum([0] + [t.node_count for t in trees])

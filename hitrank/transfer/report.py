@@ -37,7 +37,9 @@ def within_lines(column: str, w: dict, base: dict, versus: dict) -> list[str]:
             else f"no fold x stratum cell has {MIN_STRATUM} songs and labels that vary")
     ranked, total = (w["mean"].get("strata", len(w["strata"])) if w["mean"] else 0), len(w["strata"])
     thin = w.get("thin") or {}
-    why = "their labels are all equal" + (" once centred in cells too small to rank in" if thin else "")
+    why = "; ".join(reason for reason, some in (
+        ("their labels are all equal", any(d.get("note") == "labels all equal" for d in w["strata"].values())),
+        ("thin: most of their songs in fold x stratum cells too small to rank in", bool(thin))) if some)
     over = f"{ranked} strata" if ranked == total else f"{ranked} of {total} strata (the others rank nothing: {why})"
     lines = [f"  within {column} (per-fold centred; mean over {over}, {cell}):"]
     if w["mean"]:
