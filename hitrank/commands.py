@@ -51,7 +51,7 @@ from .embeddings import DEFAULT_EMBEDDING, DEFAULT_SCOPE, with_embedding
 from .errors import ConfigError, HitrankError, LabelsError
 from .extract import ExtractReport, extract
 from .features import FeatureParams
-from .fileio import atomic_write_text, copies_of, strict_json
+from .fileio import atomic_write_text, copies_of, is_system_path, strict_json
 from .metrics import MIN_TOP
 from .neighbours import (
     DEFAULT_K,
@@ -467,11 +467,10 @@ def check_outputs(sources: dict, out, html, since=None) -> None:
             raise HitrankError(f"{flag} {str(target)!r} is an audio file: writing there would replace it; "
                                f"give another file name, e.g. {str(t.with_name(example))!r}")
         real = Path(os.path.realpath(t))  # a link's target: its folder is the one written into
-        if flag == "--html" and (str(real).startswith(("/dev/", "/proc/"))
-                                 or (real.exists() and not real.is_file())):
+        if flag == "--html" and (is_system_path(real) or (real.exists() and not real.is_file())):
             raise HitrankError(f"--html {str(target)!r} is not a regular file: the report keeps its images in a "
                                f"folder beside it; give a file name, e.g. 'ranking.html'")
-        if not str(real).startswith(("/dev/", "/proc/")):
+        if not is_system_path(real):
             real.parent.mkdir(parents=True, exist_ok=True)
 
 

@@ -15,6 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def is_system_path(path: str | os.PathLike) -> bool:
+    """Whether ``path`` lies under ``/dev/`` or ``/proc/`` (``/dev/stdout``, a link to file
+    descriptor 1): written directly, never replaced or given a folder beside it."""
+    return str(Path(os.path.abspath(path))).startswith(("/dev/", "/proc/"))
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed onto ``path``, on an
@@ -26,8 +32,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
     written directly, never replaced by a file.
     """
     path = Path(path)
-    special = str(Path(os.path.abspath(path))).startswith(("/dev/", "/proc/"))  # /dev/stdout: a link to fd 1
-    if special or (path.exists() and not stat.S_ISREG(path.stat().st_mode) and not path.is_dir()):
+    if is_system_path(path) or (path.exists() and not stat.S_ISREG(path.stat().st_mode) and not path.is_dir()):
         try:
             yield path
         except OSError as exc:
